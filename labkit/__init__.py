@@ -1,0 +1,21 @@
+"""labkit — the Docker engine rebuilt in Python, one layer at a time, for teaching.
+
+The layers, from the user down to the kernel (each is its own process, speaking the
+real protocol to its neighbours; see ARCHITECTURE.md in the course's shared folder):
+
+    labkit.cli          L5  `labkit` — a docker-like client of the Engine API
+    labkit.client           the Engine API client the CLI (and the lab) uses
+    labkit.dockerd      L4  `labkit-dockerd` — the Docker Engine API on a unix socket
+    labkit.containerd   L3  `labkit-containerd` — content, snapshots, images, containers, tasks (gRPC)
+    labkit.shim         L2  `labkit-shim` — one per container, holds stdio, records the exit
+    labkit.runc         L1  `labkit-runc` — a runc-compatible OCI runtime
+    labkit.syscalls     L0  the one module through which kernel calls Python lacks are made
+
+    labkit.registry         `labkit-registry` — the OCI distribution API over a directory
+    labkit.distribution     the registry client: references, manifests, blobs, pull and push
+    labkit.images           builds the lab's own images (hello-world, busybox) offline
+    labkit.lab              lab control: up, down, status, reset
+    labkit.paths            where each layer keeps its state by default
+"""
+
+__version__ = "0.1.0"
