@@ -8,12 +8,15 @@ instances (in temporary directories) side by side with a lab in use.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-RUN = Path("/run/labkit")
-LIB = Path("/var/lib/labkit")
-ETC = Path("/etc/labkit")
-LOG = Path("/var/log/labkit")
+# Each top directory can be moved with an environment variable, so that a test (or a second
+# lab on the same host) runs a complete private set of daemons without touching the lab in use.
+RUN = Path(os.environ.get("LABKIT_RUN_DIR", "/run/labkit"))
+LIB = Path(os.environ.get("LABKIT_LIB_DIR", "/var/lib/labkit"))
+ETC = Path(os.environ.get("LABKIT_ETC_DIR", "/etc/labkit"))
+LOG = Path(os.environ.get("LABKIT_LOG_DIR", "/var/log/labkit"))
 
 # L4: the Docker Engine API socket (the docker CLI's DOCKER_HOST=unix:///run/labkit/docker.sock)
 DOCKER_SOCK = RUN / "docker.sock"
@@ -33,7 +36,7 @@ RUNTIME_ROOT = RUN / "runc"
 
 # the registry: blobs and manifests on disk, served on 127.0.0.1:5000
 REGISTRY_ROOT = LIB / "registry"
-REGISTRY_ADDR = "127.0.0.1:5000"
+REGISTRY_ADDR = os.environ.get("LABKIT_REGISTRY_ADDR", "127.0.0.1:5000")
 
 # the containerd namespace labkit-dockerd works in, as docker uses "moby"
 NAMESPACE = "moby"
