@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import os
 
+import sys
+
 import pytest
+
+# The labkit commands (labkit-runc, labkit-shim, …) live next to the interpreter running the
+# tests (the lab's virtualenv). Daemons started by tests find each other through PATH, so put
+# that directory first even when pytest was started by its full path without activating the venv.
+_BIN = os.path.dirname(sys.executable)
+if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
 
 def pytest_collection_modifyitems(config, items):
