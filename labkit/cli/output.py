@@ -1,0 +1,117 @@
+"""How the docker CLI formats things, so that `labkit` output reads like `docker` output.
+
+- tables: columns padded with three spaces (docker's tabwriter settings), headers in capitals;
+- "2 minutes ago": go-units' HumanDuration, which rounds coarsely on purpose ("About an hour");
+- "13.3kB": go-units' HumanSizeWithPrecision(size, 3) — decimal (1000-based) units;
+- pull progress: the jsonmessage renderer. On a terminal, each layer id owns one line that is
+  redrawn in place (cursor up, clear, write, cursor down); elsewhere (a pipe, a CI log) the
+  bars are dropped and each status change is one plain line.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row)]
+    lines = []
+    for row in [headers] + rows:
+        cells = [c.ljust(w) for c, w in zip(row, widths)]
+        lines.append("   ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def human_duration(seconds: float) -> str:
+    """go-units HumanDuration."""
+    if seconds < 1:
+        return "Less than a second"
+    if seconds < 2:
+        return "1 second"
+    if seconds < 60:
+        return f"{int(seconds)} seconds"
+    minutes = int(seconds / 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{hours // 24 // 365} years"
+
+
+def ago(unix_time: float, now: float | None = None) -> str:
+    return human_duration((now or time.time()) - unix_time) + " ago"
+
+
+def human_size(size: float) -> str:
+    """go-units HumanSizeWithPrecision(size, 3): "1.98MB", "13.3kB", "512B"."""
+    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
+    i = 0
+    while size >= 1000 and i < len(units) - 1:
+        size /= 1000.0
+        i += 1
+    return f"{size:.3g}{units[i]}"
+
+
+def ellipsis(s: str, width: int) -> str:
+    return s if len(s) <= width else s[:width - 1] + "…"
+
+
+class ProgressPrinter:
+    """Render a JSON message stream the way docker's jsonmessage package does."""
+
+    def __init__(self, out: TextIO, terminal: bool):
+        self.out = out
+        self.terminal = terminal
+        self.lines: dict[str, int] = {}  # layer id -> its line in the current block
+
+    def show(self, msg: dict) -> None:
+        has_progress = isinstance(msg.get("progressDetail"), dict)
+        progress_text = msg.get("progress", "") if msg.get("progressDetail") else ""
+        ident = msg.get("id", "")
+        diff = 0
+        if ident and has_progress:
+            if ident not in self.lines:
+                self.lines[ident] = len(self.lines)
+                if self.terminal:
+                    self.out.write("\n")  # make room for the new line at the bottom
+            diff = len(self.lines) - self.lines[ident]
+            if self.terminal:
+                self.out.write(f"\x1b[{diff}A")
+        else:
+            # A message that owns no line ends the block: later ids start a new one.
+            self.lines = {}
+        self._display(msg, ident, has_progress, progress_text)
+        if ident and self.terminal and diff:
+            self.out.write(f"\x1b[{diff}B")
+        self.out.flush()
+
+    def _display(self, msg: dict, ident: str, has_progress: bool, progress_text: str) -> None:
+        endl = ""
+        if self.terminal and has_progress and not msg.get("stream"):
+            self.out.write("\x1b[2K\r")
+            endl = "\r"
+        elif progress_text:
+            return  # no progress bars outside a terminal
+        if ident:
+            self.out.write(f"{ident}: ")
+        status = msg.get("status", "")
+        if has_progress and self.terminal:
+            self.out.write(f"{status} {progress_text}{endl}")
+        elif msg.get("stream"):
+            self.out.write(msg["stream"] + endl)
+        else:
+            self.out.write(f"{status}{endl}\n")

@@ -1,0 +1,32 @@
+"""`labkit rm [-f] CONTAINER…` — DELETE /containers/{id}[?force=1] for each argument.
+
+Like docker, every argument is tried; failures are reported one by one and the exit status
+is 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from labkit.client import APIError, Client
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("rm", help="remove containers")
+    p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    p.add_argument("containers", nargs="+")
+    p.set_defaults(func=command)
+
+
+def command(client: Client, args: argparse.Namespace) -> int:
+    status = 0
+    for name in args.containers:
+        try:
+            client.remove_container(name, force=args.force)
+        except APIError as e:
+            print(f"Error response from daemon: {e.message}", file=sys.stderr)
+            status = 1
+            continue
+        print(name)
+    return status
