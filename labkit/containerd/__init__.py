@@ -1,1 +1,25 @@
-"""(being written)"""
+"""L3: labkit-containerd — images, snapshots, containers and tasks for one host, over gRPC.
+
+containerd sits between dockerd (which knows users, names, networks and volumes) and the
+shims (one per running container). It owns what a *host* needs to run containers: the blobs
+images are made of, the layered filesystems unpacked from them, the records of which container
+uses which image and spec, and the tasks (running processes) behind them. dockerd asks for all
+of it over gRPC (api.proto), in a namespace of its own ("moby").
+
+Modules, from the one nearest the user to the one nearest the kernel:
+
+    main.py        `labkit-containerd` command line: options, signals, start and stop
+    client.py      a typed gRPC client (Client(address, namespace)) for dockerd, tests, notebooks
+    server.py      the gRPC services of api.proto: thin handlers that decode, call, encode
+    events.py      the event exchange: /tasks/exit, /images/create … to Subscribe streams
+    pull.py        Transfer.Pull: resolve, fetch into content, unpack into snapshots, name it
+    tasks.py       bundles, shims, waiting for exits, reconnecting after a restart
+    apply.py       unpacking a layer tar onto a mounted snapshot (whiteouts, safe paths)
+    snapshots.py   the overlayfs snapshotter: layered directories, described as mounts
+    content.py     the content store: verified blobs by digest
+    metadata.py    SQLite (meta.db): images, containers, snapshots per namespace
+    mount.py       mount descriptions, performed through labkit.syscalls
+    errors.py      the errors every module raises, one per gRPC status code
+
+    api.proto      the wire API (services named as containerd's); api_pb2*.py are generated
+"""
