@@ -1,0 +1,111 @@
+"""The Engine API's backend interface: what the router asks of a daemon.
+
+moby splits the API server from the daemon: the router decodes HTTP, calls a backend
+method, encodes the answer. This Protocol is that seam. `labkit.dockerd.daemon.Daemon`
+implements it on top of labkit-containerd; the unit tests implement it with a small
+in-memory fake, so every route can be tested without containers.
+
+Glossary
+--------
+reference   how a client names a container: the full 64-hex id, a unique prefix of it,
+            or the name with or without the leading "/".
+condition   what a wait waits for: "not-running" (answer at once if not running),
+            "next-exit" (the next exit), "removed" (after the container is deleted).
+
+A worked lifecycle (what `docker run --rm busybox echo hi` makes the router call)
+----------------------------------------------------------------------------------
+    container_create(None, {"Image": "busybox", "Cmd": ["echo","hi"], "HostConfig": {...}})
+        -> NotFound("No such image: busybox:latest")          # the CLI then pulls:
+    image_pull("docker.io/library/busybox", "latest")        -> progress messages
+    container_create(None, {...})                            -> CreateResult(id, [])
+    container_attach(id, stdin=False, stdout=True, stderr=True) -> an AttachStream
+    container_wait(id, "removed")                            -> a Waiter (registered now)
+    container_start(id)                                      # output flows to the attach
+    waiter()                                                 -> WaitResult(0, None)
+Every method raises a `labkit.dockerd.errors.DaemonError` subclass for failures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Protocol
+
+from labkit.dockerd.stdcopy import LogEntry
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    id: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WaitResult:
+    status_code: int
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        return {"StatusCode": self.status_code,
+                "Error": {"Message": self.error} if self.error else None}
+
+
+# A waiter blocks until its condition holds, then returns the result. The backend creates
+# it (and registers interest) when container_wait is called, so an exit that happens before
+# the waiter is called is not lost.
+Waiter = Callable[[], WaitResult]
+
+
+class AttachStream(Protocol):
+    """One client's view of a container's stdio."""
+
+    tty: bool  # raw bytes (True) or multiplexed frames (False)
+
+    def output(self) -> Iterator[tuple[int, bytes]]:
+        """(stream, bytes) pairs as the container writes them; ends at EOF of its output."""
+        ...
+
+    def write_stdin(self, data: bytes) -> None: ...
+
+    def close_stdin(self) -> None:
+        """The client half-closed: the container's stdin sees EOF (output keeps flowing)."""
+        ...
+
+    def close(self) -> None:
+        """The client is gone: stop delivering output to it."""
+        ...
+
+
+@dataclass(frozen=True)
+class Logs:
+    tty: bool
+    entries: Iterator[LogEntry]
+
+
+class Backend(Protocol):
+    # ---- system
+    def version(self) -> dict: ...
+    def info(self) -> dict: ...
+
+    # ---- containers
+    def container_create(self, name: str | None, config: dict) -> CreateResult: ...
+    def container_start(self, ref: str) -> None: ...
+    def container_stop(self, ref: str, timeout: int | None, signal: str | None) -> None: ...
+    def container_kill(self, ref: str, signal: str | None) -> None: ...
+    def container_remove(self, ref: str, force: bool, volumes: bool) -> None: ...
+    def container_wait(self, ref: str, condition: str) -> Waiter: ...
+    def container_attach(self, ref: str, stdin: bool, stdout: bool, stderr: bool,
+                         logs: bool, stream: bool) -> AttachStream: ...
+    def container_logs(self, ref: str, follow: bool, stdout: bool, stderr: bool,
+                       tail: int | None, since: float, until: float) -> Logs: ...
+    def container_resize(self, ref: str, height: int, width: int) -> None: ...
+    def container_inspect(self, ref: str) -> dict: ...
+    def container_list(self, all: bool, filters: dict[str, list[str]], limit: int) -> list[dict]: ...
+
+    # ---- images
+    def image_pull(self, from_image: str, tag: str, platform: str) -> Iterator[dict]:
+        """Validate now (raise before any message), then yield JSON progress messages."""
+        ...
+
+    def image_list(self) -> list[dict]: ...
+    def image_inspect(self, name: str) -> dict: ...
+    def image_remove(self, name: str, force: bool) -> list[dict]: ...

@@ -1,0 +1,421 @@
+"""The Engine API route table and its thin handlers (moby `api/server/router`).
+
+Theory of operation
+-------------------
+A request arrives as (method, path, query, headers, body). The path may carry an API
+version prefix, `/v1.45/containers/json`, or none, `/containers/json` (the docker CLI
+uses none for `/_ping`, docker-py for its first `/version`). `Router.dispatch` strips
+and checks the version, then walks ROUTES — (method, regular expression, handler) —
+and calls the first handler whose pattern matches the rest of the path.
+
+A handler only decodes (query values, JSON body), calls ONE backend method, and encodes
+the result. It returns one of three kinds of response, because the Engine API has three
+shapes of answer:
+
+    Response          an ordinary answer with a body (JSON mostly) or none (204/304)
+    StreamResponse    200 whose headers go out AT ONCE and whose body follows in chunks
+                      as events happen: pull progress, logs --follow, and wait (the CLI
+                      sends /start only after it has the headers of its /wait)
+    HijackResponse    "101 UPGRADED", after which the connection is a raw byte pipe owned
+                      by a session function: attach (container stdio both ways)
+
+Errors: a backend raises a `DaemonError`; dispatch turns it into `{"message": ...}` with
+the error's status and `Content-Type: application/json` (exactly that: the CLI parses the
+message only then). Anything unexpected becomes a 500 with the exception's text — the
+daemon answers, it never crashes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Mapping, Protocol
+
+from labkit.dockerd import jsonmessage, stdcopy
+from labkit.dockerd.backend import Backend
+from labkit.dockerd.errors import DaemonError, InvalidParameter
+
+log = logging.getLogger("labkit.dockerd")
+
+API_VERSION = "1.45"      # what /_ping and /version advertise (the CLI then uses min(its, ours))
+MIN_API_VERSION = "1.24"  # the oldest version prefix accepted in a path
+MAX_API_VERSION = "1.50"  # the newest accepted (the CLI 28.2.2 speaks 1.50 when pinned)
+
+JSON = "application/json"
+
+
+# ---------------------------------------------------------------- requests and responses
+
+@dataclass
+class Request:
+    method: str
+    path: str                      # without the version prefix and the query
+    query: dict[str, str]          # last value of each key
+    headers: Mapping[str, str]
+    body: bytes = b""
+    api_version: str | None = None
+    params: dict[str, str] = field(default_factory=dict)  # named groups of the route pattern
+
+    def json(self) -> object:
+        if not self.body.strip():
+            return None
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise InvalidParameter(f"invalid JSON in request body: {e}") from None
+
+    def bool(self, key: str, default: bool = False) -> bool:
+        """moby's BoolValue: anything but "", "0", "no", "false", "none" is true."""
+        if key not in self.query:
+            return default
+        return self.query[key].strip().lower() not in ("", "0", "no", "false", "none")
+
+    def int(self, key: str, default: int | None = None) -> int | None:
+        value = self.query.get(key, "")
+        if value == "":
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise InvalidParameter(f"invalid value for {key}: {value!r} is not an integer") from None
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class StreamResponse:
+    status: int
+    content_type: str
+    chunks: Iterable[bytes]
+
+
+class RawConnection(Protocol):
+    """The socket of a hijacked connection."""
+
+    def read(self, n: int = 65536) -> bytes:
+        """Up to n bytes; b"" once the client half-closed or went away."""
+        ...
+
+    def write(self, data: bytes) -> None: ...
+
+
+@dataclass
+class HijackResponse:
+    content_type: str
+    session: Callable[[RawConnection], None]
+    upgrade: bool = True  # 101 UPGRADED when the client asked for it, else 200 then raw
+
+
+AnyResponse = Response | StreamResponse | HijackResponse
+
+
+def json_response(obj: object, status: int = 200) -> Response:
+    return Response(status, json.dumps(obj).encode() + b"\n", JSON)
+
+
+def error_response(status: int, message: str) -> Response:
+    return json_response({"message": message}, status)
+
+
+# ---------------------------------------------------------------- version prefix
+
+_VERSIONED = re.compile(r"^/v(?P<version>[0-9]+\.[0-9]+)(?P<rest>/.*)$")
+
+
+def _version_tuple(v: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in v.split("."))
+
+
+def split_version(path: str) -> tuple[str | None, str]:
+    """("1.45", "/containers/json") from "/v1.45/containers/json"; (None, path) if unversioned."""
+    m = _VERSIONED.match(path)
+    if not m:
+        return None, path
+    version = m.group("version")
+    if _version_tuple(version) < _version_tuple(MIN_API_VERSION):
+        raise InvalidParameter(f"client version {version} is too old. Minimum supported API "
+                               f"version is {MIN_API_VERSION}, please upgrade your client to a newer version")
+    if _version_tuple(version) > _version_tuple(MAX_API_VERSION):
+        raise InvalidParameter(f"client version {version} is too new. Maximum supported API "
+                               f"version is {MAX_API_VERSION}")
+    return version, m.group("rest")
+
+
+def parse_filters(raw: str) -> dict[str, list[str]]:
+    """The `filters` query value: {"status":["exited"]} or the legacy {"status":{"exited":true}}."""
+    if not raw:
+        return {}
+    try:
+        decoded = json.loads(raw)
+    except ValueError as e:
+        raise InvalidParameter(f"invalid filters: {e}") from None
+    if not isinstance(decoded, dict):
+        raise InvalidParameter("invalid filters: expected a JSON object")
+    out: dict[str, list[str]] = {}
+    for key, value in decoded.items():
+        if isinstance(value, dict):
+            out[key] = [k for k, on in value.items() if on]
+        elif isinstance(value, list):
+            out[key] = [str(v) for v in value]
+        else:
+            raise InvalidParameter(f"invalid filter {key!r}: expected a list or an object")
+    return out
+
+
+# ---------------------------------------------------------------- the router
+
+Handler = Callable[[Request], AnyResponse]
+
+_CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+
+
+class Router:
+    """Maps requests to handlers; every handler calls one method of `backend`."""
+
+    def __init__(self, backend: Backend, server_version: str = "0.1.0-labkit") -> None:
+        self.backend = backend
+        self.server_version = server_version
+        # The route table. Patterns match the path after the version prefix; a name may
+        # hold slashes only for images (127.0.0.1:5000/hello-world), not for containers.
+        C = r"/containers/(?P<name>[^/]+)"
+        I = r"/images/(?P<name>.+?)"
+        self.routes: list[tuple[str, re.Pattern, Handler]] = [
+            (m, re.compile(f"^{p}$"), h) for m, p, h in [
+                ("GET", r"/_ping", self.ping),
+                ("HEAD", r"/_ping", self.ping),
+                ("GET", r"/version", self.version),
+                ("GET", r"/info", self.info),
+                ("POST", r"/containers/create", self.container_create),
+                ("GET", r"/containers/json", self.container_list),
+                ("GET", C + r"/json", self.container_inspect),
+                ("POST", C + r"/start", self.container_start),
+                ("POST", C + r"/stop", self.container_stop),
+                ("POST", C + r"/restart", self.container_restart),
+                ("POST", C + r"/kill", self.container_kill),
+                ("POST", C + r"/wait", self.container_wait),
+                ("POST", C + r"/attach", self.container_attach),
+                ("GET", C + r"/logs", self.container_logs),
+                ("POST", C + r"/resize", self.container_resize),
+                ("DELETE", C, self.container_remove),
+                ("POST", r"/images/create", self.image_create),
+                ("GET", r"/images/json", self.image_list),
+                ("GET", I + r"/json", self.image_inspect),
+                ("DELETE", I, self.image_remove),
+            ]
+        ]
+
+    # ---- dispatch
+
+    def common_headers(self) -> dict[str, str]:
+        """Headers every answer carries (INTERFACES.md §1.1)."""
+        return {"Api-Version": API_VERSION, "Docker-Experimental": "false", "Ostype": "linux"}
+
+    def dispatch(self, req: Request) -> AnyResponse:
+        try:
+            req.api_version, req.path = split_version(req.path)
+            for method, pattern, handler in self.routes:
+                m = pattern.match(req.path)
+                if m and method == req.method:
+                    req.params = m.groupdict()
+                    return handler(req)
+            return error_response(404, "page not found")
+        except DaemonError as e:
+            if e.status == 304:
+                return Response(304)
+            return error_response(e.status, e.message)
+        except Exception as e:  # a bug or a lower layer's surprise: answer, don't crash
+            log.exception("internal error handling %s %s", req.method, req.path)
+            return error_response(500, f"internal error: {e}")
+
+    # ---- system
+
+    def ping(self, req: Request) -> Response:
+        headers = {"Builder-Version": "1", "Swarm": "inactive", "Pragma": "no-cache",
+                   "Cache-Control": "no-cache, no-store, must-revalidate"}
+        body = b"" if req.method == "HEAD" else b"OK"
+        return Response(200, body, "text/plain; charset=utf-8", headers)
+
+    def version(self, req: Request) -> Response:
+        return json_response(self.backend.version())
+
+    def info(self, req: Request) -> Response:
+        return json_response(self.backend.info())
+
+    # ---- containers
+
+    def container_create(self, req: Request) -> Response:
+        name = req.query.get("name") or None
+        if name is not None and not _CONTAINER_NAME.match(name):
+            raise InvalidParameter(f"Invalid container name ({name}), only "
+                                   "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        config = req.json()
+        if config is None:
+            raise InvalidParameter("config cannot be empty in order to create a container")
+        if not isinstance(config, dict):
+            raise InvalidParameter("invalid container config: expected a JSON object")
+        result = self.backend.container_create(name.lstrip("/") if name else None, config)
+        return json_response({"Id": result.id, "Warnings": result.warnings}, 201)
+
+    def container_list(self, req: Request) -> Response:
+        filters = parse_filters(req.query.get("filters", ""))
+        limit = req.int("limit", -1)
+        return json_response(self.backend.container_list(req.bool("all"), filters, limit))
+
+    def container_inspect(self, req: Request) -> Response:
+        return json_response(self.backend.container_inspect(req.params["name"]))
+
+    def container_start(self, req: Request) -> Response:
+        self.backend.container_start(req.params["name"])
+        return Response(204)
+
+    def container_stop(self, req: Request) -> Response:
+        self.backend.container_stop(req.params["name"], req.int("t"), req.query.get("signal"))
+        return Response(204)
+
+    def container_restart(self, req: Request) -> Response:
+        name = req.params["name"]
+        try:
+            self.backend.container_stop(name, req.int("t"), req.query.get("signal"))
+        except DaemonError as e:
+            if e.status != 304:  # restarting a stopped container just starts it
+                raise
+        self.backend.container_start(name)
+        return Response(204)
+
+    def container_kill(self, req: Request) -> Response:
+        self.backend.container_kill(req.params["name"], req.query.get("signal") or None)
+        return Response(204)
+
+    def container_remove(self, req: Request) -> Response:
+        self.backend.container_remove(req.params["name"], req.bool("force"), req.bool("v"))
+        return Response(204)
+
+    def container_resize(self, req: Request) -> Response:
+        h, w = req.int("h", 0), req.int("w", 0)
+        self.backend.container_resize(req.params["name"], h, w)
+        return Response(200)
+
+    def container_wait(self, req: Request) -> StreamResponse:
+        condition = req.query.get("condition") or "not-running"
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise InvalidParameter(f"invalid condition: {condition!r} (want not-running, "
+                                   "next-exit or removed)")
+        # Registered NOW, before the headers go out: the client starts the container only
+        # after it has them, so the exit cannot slip by unseen.
+        waiter = self.backend.container_wait(req.params["name"], condition)
+
+        def body() -> Iterator[bytes]:
+            yield json.dumps(waiter().to_json()).encode() + b"\n"
+
+        return StreamResponse(200, JSON, body())
+
+    def container_attach(self, req: Request) -> HijackResponse:
+        want_stdin = req.bool("stdin")
+        attach = self.backend.container_attach(
+            req.params["name"], stdin=want_stdin, stdout=req.bool("stdout"),
+            stderr=req.bool("stderr"), logs=req.bool("logs"), stream=req.bool("stream"))
+
+        def session(conn: RawConnection) -> None:
+            if want_stdin:
+                threading.Thread(target=_pump_stdin, args=(conn, attach), daemon=True,
+                                 name="attach-stdin").start()
+            # Only output ends the session. Without -i the CLI half-closes its side right
+            # after the 101; that EOF must not end the output direction.
+            try:
+                for stream, data in attach.output():
+                    conn.write(data if attach.tty else stdcopy.frame(stream, data))
+            except OSError:
+                pass  # the client went away
+            finally:
+                attach.close()
+
+        upgrade = "upgrade" in req.headers.get("Connection", "").lower()
+        return HijackResponse(stdcopy.RAW if attach.tty else stdcopy.MULTIPLEXED, session, upgrade)
+
+    def container_logs(self, req: Request) -> StreamResponse:
+        stdout, stderr = req.bool("stdout"), req.bool("stderr")
+        if not (stdout or stderr):
+            raise InvalidParameter("Bad parameters: you must choose at least one stream")
+        tail_raw = req.query.get("tail", "all")
+        if tail_raw in ("", "all"):
+            tail = None
+        else:
+            try:
+                tail = int(tail_raw)
+            except ValueError:
+                raise InvalidParameter(f"invalid value for tail: {tail_raw!r} is neither "
+                                       "\"all\" nor an integer") from None
+        since, until = _unix_time(req, "since"), _unix_time(req, "until")
+        logs = self.backend.container_logs(req.params["name"], req.bool("follow"), stdout,
+                                           stderr, tail, since, until)
+        timestamps = req.bool("timestamps")
+
+        def body() -> Iterator[bytes]:
+            for entry in logs.entries:
+                yield from stdcopy.iter_frames([entry], logs.tty, timestamps)
+
+        return StreamResponse(200, stdcopy.RAW if logs.tty else stdcopy.MULTIPLEXED, body())
+
+    # ---- images
+
+    def image_create(self, req: Request) -> StreamResponse:
+        if req.query.get("fromSrc"):
+            raise InvalidParameter("importing an image (fromSrc) is not supported by labkit-dockerd")
+        from_image = req.query.get("fromImage", "")
+        if not from_image:
+            raise InvalidParameter("missing parameter: fromImage")
+        messages = self.backend.image_pull(from_image, req.query.get("tag", ""),
+                                           req.query.get("platform", ""))
+
+        def body() -> Iterator[bytes]:
+            # After the 200 the only way to report a failure is inside the stream.
+            try:
+                for message in messages:
+                    yield jsonmessage.encode(message)
+            except DaemonError as e:
+                yield jsonmessage.encode(jsonmessage.error_message(e.message))
+            except Exception as e:
+                log.exception("pull of %s failed", from_image)
+                yield jsonmessage.encode(jsonmessage.error_message(f"pull failed: {e}"))
+
+        return StreamResponse(200, JSON, body())
+
+    def image_list(self, req: Request) -> Response:
+        return json_response(self.backend.image_list())
+
+    def image_inspect(self, req: Request) -> Response:
+        return json_response(self.backend.image_inspect(req.params["name"]))
+
+    def image_remove(self, req: Request) -> Response:
+        return json_response(self.backend.image_remove(req.params["name"], req.bool("force")))
+
+
+def _pump_stdin(conn: RawConnection, attach) -> None:
+    """Copy the client's bytes to the container's stdin; its half-close closes stdin."""
+    try:
+        while data := conn.read():
+            attach.write_stdin(data)
+    except OSError:
+        pass
+    finally:
+        attach.close_stdin()
+
+
+def _unix_time(req: Request, key: str) -> float:
+    """`since`/`until` are unix seconds, possibly with a fraction ("1700000000.123")."""
+    raw = req.query.get(key, "")
+    if raw == "":
+        return 0.0
+    try:
+        return float(raw)
+    except ValueError:
+        raise InvalidParameter(f"invalid value for {key}: {raw!r} is not a unix timestamp") from None
