@@ -1,0 +1,10 @@
+"""The course machinery: which implementation runs each layer, student workspaces, graded checkpoints.
+
+Modules, from the one nearest the student to the one nearest the reference code:
+
+    labkit.course.__main__        `python -m labkit.course workspace DIR | grade [cp01 …] | status`
+    labkit.course.grading         `grade()`: runs the checkpoints, prints the score table, writes reports
+    labkit.course.pytest_plugin   the pytest side: markers cpNN/points/hint/depends, BLOCKED, JSON report
+    labkit.course.workspace       `generate_workspace()`: the reference with its solutions stripped
+    labkit.course.implementations `load()`, `resolve_module()`, `resolve_binary()`: the configured layers
+"""
