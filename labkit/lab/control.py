@@ -1,0 +1,146 @@
+"""up / down / status / images: the lab's daemons as background processes.
+
+`up` starts each daemon that does not already answer, in order (registry, containerd,
+dockerd — each needs the one before), and waits until it answers before starting the next.
+It is idempotent: a second `up` finds everything answering and starts nothing.
+
+`down` stops them in reverse order by the PIDs in their pid files: SIGTERM, which lets a
+daemon close its sockets and save its state, then SIGKILL if it has not gone after a grace
+period. Containers are left to dockerd: the shims keep them running (that is what the shim
+is for), and a later `up` finds them again; `labkit lab reset` stops everything.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+
+from labkit import paths
+from labkit.lab.daemons import Daemon, DaemonStatus, lab_daemons, process_alive, read_pid
+
+START_TIMEOUT = 30.0   # seconds for a daemon to answer after it was started
+STOP_TIMEOUT = 10.0    # seconds between SIGTERM and SIGKILL
+
+
+class LabError(Exception):
+    """A lab operation failed; the message says which daemon and where its log is."""
+
+
+def _log_tail(daemon: Daemon, since: int = 0, lines: int = 8) -> str:
+    """The last lines the daemon wrote to its log after byte offset `since` (this start)."""
+    try:
+        with open(daemon.log_file, "rb") as f:
+            f.seek(since)
+            text = f.read().decode(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "".join(f"\n    {line}" for line in text) or " (nothing)"
+
+
+def start(daemon: Daemon, timeout: float = START_TIMEOUT) -> int:
+    """Start one daemon in the background and wait until it answers; return its PID."""
+    if daemon.implementation.startswith("binary"):
+        # A real dockerd/containerd/registry takes other flags and configuration files;
+        # the lab starts only labkit's command lines (reference or a student's workspace).
+        raise LabError(f"{daemon.name} is configured as {daemon.implementation}: start that "
+                       f"program yourself so that it answers on {daemon.address}")
+    paths.RUN.mkdir(parents=True, exist_ok=True)
+    paths.LOG.mkdir(parents=True, exist_ok=True)
+    with open(daemon.log_file, "ab") as log:
+        log.write(f"--- labkit lab up: {' '.join(daemon.argv)}\n".encode())
+        log.flush()
+        since = log.tell()
+        # A new session: the daemon has no controlling terminal and survives the shell that
+        # ran `labkit lab up`. stdin is /dev/null so it never waits for input.
+        proc = subprocess.Popen(daemon.argv, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                close_fds=True)
+    daemon.pid_file.write_text(f"{proc.pid}\n")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            daemon.pid_file.unlink(missing_ok=True)
+            raise LabError(f"{daemon.name} exited with status {proc.returncode} before it "
+                           f"answered; its log {daemon.log_file} ends with:{_log_tail(daemon, since)}")
+        if daemon.probe():
+            return proc.pid
+        time.sleep(0.1)
+    stop(daemon)
+    raise LabError(f"{daemon.name} did not answer on {daemon.address} within {timeout:.0f}s "
+                   f"(stopped it again); its log {daemon.log_file} ends with:{_log_tail(daemon, since)}")
+
+
+def stop(daemon: Daemon, timeout: float = STOP_TIMEOUT) -> bool:
+    """Stop one daemon by its pid file; return True if there was one to stop."""
+    pid = read_pid(daemon)
+    if pid is None:
+        daemon.pid_file.unlink(missing_ok=True)
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while process_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if process_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        while process_alive(pid):
+            time.sleep(0.05)
+    daemon.pid_file.unlink(missing_ok=True)
+    return True
+
+
+Report = Callable[[str], None]
+
+
+def up(report: Report = print, names: list[str] | None = None) -> None:
+    """Start the lab (or only the daemons in `names`); do nothing for those that answer."""
+    for daemon in lab_daemons():
+        if names is not None and daemon.name not in names:
+            continue
+        if daemon.probe():
+            pid = read_pid(daemon)
+            owner = f"pid {pid}" if pid else "not started by the lab"
+            report(f"{daemon.name}: already answering on {daemon.address} ({owner})")
+            continue
+        pid = start(daemon)
+        report(f"{daemon.name}: started, pid {pid}, answering on {daemon.address}, "
+               f"log {daemon.log_file}")
+
+
+def down(report: Report = print, names: list[str] | None = None) -> None:
+    """Stop the lab's daemons (newest layer first). Containers are left to their shims."""
+    for daemon in reversed(lab_daemons()):
+        if names is not None and daemon.name not in names:
+            continue
+        if stop(daemon):
+            report(f"{daemon.name}: stopped")
+        elif daemon.probe():
+            report(f"{daemon.name}: answering on {daemon.address} but not started by the lab "
+                   "(no pid file): left alone")
+        else:
+            report(f"{daemon.name}: not running")
+
+
+def status() -> list[DaemonStatus]:
+    return [DaemonStatus(d, read_pid(d), d.probe()) for d in lab_daemons()]
+
+
+def push_images(report: Report = print) -> None:
+    """Build the lab's images (hello-world, busybox) and push them into the lab registry.
+    The registry is started for this if it is not running, and stopped again afterwards,
+    so the lab is left as it was found."""
+    from labkit.images import build_and_push  # the images layer; imported when needed
+
+    registry = next(d for d in lab_daemons() if d.name == "labkit-registry")
+    started_here = False
+    if not registry.probe():
+        start(registry)
+        started_here = True
+    try:
+        pushed = build_and_push(paths.REGISTRY_ADDR)
+        report(f"images pushed to {paths.REGISTRY_ADDR}: {pushed}")
+    finally:
+        if started_here:
+            stop(registry)

@@ -1,0 +1,157 @@
+"""The lab's daemons: how each is started, where it listens, how to tell that it answers.
+
+"Answering" is checked with each daemon's own protocol, not by looking for a process or a
+socket file — a socket can exist with nobody listening, and a process can be alive but stuck:
+
+    registry    GET /v2/            200 means a registry speaking the distribution API v2
+    containerd  Version.Version     a gRPC call over the unix socket
+    dockerd     HEAD /_ping         the first thing every docker CLI command does
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from labkit import paths
+
+
+@dataclass(frozen=True)
+class Daemon:
+    name: str                     # "labkit-dockerd": the command, the log and pid file names
+    layer: str                    # "L4 dockerd"
+    implementation: str           # "reference", "workspace:/root/ws", "binary:dockerd"
+    argv: list[str]               # full command line
+    address: str                  # what `status` shows: a socket path or host:port
+    probe: Callable[[], bool]     # True when the daemon answers on `address`
+
+    @property
+    def pid_file(self) -> Path:
+        return paths.RUN / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return paths.LOG / f"{self.name}.log"
+
+
+@dataclass(frozen=True)
+class DaemonStatus:
+    daemon: Daemon
+    pid: int | None               # from the pid file, if that process is alive
+    answering: bool
+
+
+def implementation(layer: str) -> tuple[str, str]:
+    """(choice, program) for a process layer, as configured in labkit.course.implementations:
+    ("reference", "/opt/labkit/venv/bin/labkit-dockerd"), ("workspace:/root/ws", …), …"""
+    from labkit.course import implementations
+
+    impls = implementations.load()
+    return impls.choice(layer).describe(), str(impls.resolve_binary(layer))
+
+
+def probe_registry(addr: str, timeout: float = 1.0) -> bool:
+    host, _, port = addr.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request("GET", "/v2/")
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def probe_containerd(sock: Path, timeout: float = 1.0) -> bool:
+    if not sock.exists():
+        return False  # do not let gRPC spend the whole timeout retrying a missing socket
+    import grpc  # imported here: the CLI should not pay grpc's import time for `labkit ps`
+    from google.protobuf import empty_pb2
+
+    from labkit.containerd import api_pb2_grpc
+
+    with grpc.insecure_channel(f"unix://{sock}") as channel:
+        try:
+            api_pb2_grpc.VersionStub(channel).Version(empty_pb2.Empty(), timeout=timeout)
+            return True
+        except grpc.RpcError:
+            return False
+
+
+def probe_dockerd(sock: Path, timeout: float = 1.0) -> bool:
+    from labkit.client import APIError, Client, DaemonNotRunning
+
+    try:
+        Client(f"unix://{sock}", timeout=timeout).ping()
+        return True
+    except (APIError, DaemonNotRunning, OSError):
+        return False
+
+
+def lab_daemons() -> list[Daemon]:
+    """The lab's daemons in start order (each needs the ones before it)."""
+    registry_url = f"http://{paths.REGISTRY_ADDR}"
+    registry_impl, registry = implementation("registry")
+    containerd_impl, containerd = implementation("containerd")
+    dockerd_impl, dockerd = implementation("dockerd")
+    return [
+        Daemon(
+            name="labkit-registry", layer="registry", implementation=registry_impl,
+            argv=[registry, "--root", str(paths.REGISTRY_ROOT),
+                  "--listen", paths.REGISTRY_ADDR],
+            address=paths.REGISTRY_ADDR,
+            probe=lambda: probe_registry(paths.REGISTRY_ADDR),
+        ),
+        Daemon(
+            name="labkit-containerd", layer="L3 containerd", implementation=containerd_impl,
+            argv=[containerd, "--address", str(paths.CONTAINERD_SOCK),
+                  "--root", str(paths.CONTAINERD_ROOT), "--state", str(paths.CONTAINERD_STATE)],
+            address=str(paths.CONTAINERD_SOCK),
+            probe=lambda: probe_containerd(paths.CONTAINERD_SOCK),
+        ),
+        Daemon(
+            name="labkit-dockerd", layer="L4 dockerd", implementation=dockerd_impl,
+            argv=[dockerd, "-H", f"unix://{paths.DOCKER_SOCK}",
+                  "--containerd", str(paths.CONTAINERD_SOCK),
+                  "--root", str(paths.DOCKERD_ROOT), "--exec-root", str(paths.DOCKERD_EXEC_ROOT),
+                  "--registry-mirror", registry_url],
+            address=str(paths.DOCKER_SOCK),
+            probe=lambda: probe_dockerd(paths.DOCKER_SOCK),
+        ),
+    ]
+
+
+def process_alive(pid: int) -> bool:
+    """True if `pid` runs and is not a zombie (a zombie has exited; only its entry is left)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def process_cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def read_pid(daemon: Daemon) -> int | None:
+    """The PID in the daemon's pid file, if that process is alive and is this daemon.
+    (PIDs are reused: a stale pid file must not make us signal an unrelated process.)"""
+    try:
+        pid = int(daemon.pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if pid <= 0 or not process_alive(pid):
+        return None
+    if not any(os.path.basename(a) == daemon.name or a.endswith(daemon.name)
+               for a in process_cmdline(pid)[:3]):
+        return None
+    return pid

@@ -1,0 +1,158 @@
+"""reset: return the host to clean, whatever state the lab was left in.
+
+1. `down`: stop the daemons by their pid files.
+2. Stop what outlived them — shims and containers — by the PIDs recorded in the lab's own
+   state files under the run directory (`*.pid` files such as a bundle's init.pid and the
+   shim's pid file, and OCI runtime state.json files, which record the init PID and its start
+   time). Never by process name: another lab, or a real docker, may run the same programs.
+3. Unmount everything mounted under the lab's run and data directories, read from
+   /proc/self/mountinfo, deepest first (a mount on top of another must go first), lazily if
+   busy.
+4. Remove the run, data and log directories (never the virtualenv, never the configuration).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from labkit import paths
+from labkit.lab.control import Report, down
+from labkit.lab.daemons import process_alive
+
+
+def _start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rpartition(")")[2].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _state_files(run_dir: Path):
+    """Files under `run_dir`, not descending into mount points: a container's root
+    filesystem mounted in a bundle has its own /run/*.pid files, whose PIDs belong to another
+    PID namespace and must never be signalled from here."""
+    mounted = set(mounts_under([run_dir]))
+    for top, dirs, files in os.walk(run_dir.resolve()):
+        dirs[:] = [d for d in dirs if os.path.join(top, d) not in mounted and d != "rootfs"]
+        for name in files:
+            yield Path(top, name)
+
+
+def recorded_pids(run_dir: Path) -> set[int]:
+    """PIDs of lab processes recorded under `run_dir` that are still alive."""
+    pids: set[int] = set()
+    if not run_dir.is_dir():
+        return pids
+    for f in _state_files(run_dir):
+        try:
+            if not f.is_file():
+                continue
+            if f.suffix == ".pid":
+                pid = int(f.read_text().strip() or 0)
+                if pid > 1 and process_alive(pid):
+                    pids.add(pid)
+            elif f.name == "state.json":
+                state = json.loads(f.read_text())
+                pid = int(state.get("init_process_pid") or state.get("pid") or 0)
+                started = state.get("init_process_start")
+                # runc records the start time so that a reused PID is not mistaken for the
+                # container's init; honour it where present.
+                if pid > 1 and process_alive(pid) and (started is None or
+                                                        _start_time(pid) == int(started)):
+                    pids.add(pid)
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue  # half-written or foreign file: not a PID we can trust
+    pids.discard(os.getpid())
+    return pids
+
+
+def kill_pids(pids: set[int], timeout: float = 5.0) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)  # the lab is being reset: nothing to save
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while any(process_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes (\\040 …)."""
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mounts_under(roots: list[Path], mountinfo: str | None = None) -> list[str]:
+    """Mount points inside any of `roots`, in the order to unmount them: deepest path first,
+    and of two mounts on the same path the later (upper) one first."""
+    if mountinfo is None:
+        with open("/proc/self/mountinfo") as f:
+            mountinfo = f.read()
+    prefixes = [str(r.resolve()) if r.exists() else str(r) for r in roots]
+    found = []
+    for order, line in enumerate(mountinfo.splitlines()):
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        target = _unescape(fields[4])
+        if any(target == p or target.startswith(p.rstrip("/") + "/") for p in prefixes):
+            found.append((target.count("/"), order, target))
+    found.sort(reverse=True)
+    return [t for _, _, t in found]
+
+
+def unmount_all(roots: list[Path], report: Report = print) -> int:
+    from labkit import syscalls  # the one module for kernel calls Python lacks
+
+    count = 0
+    for target in mounts_under(roots):
+        try:
+            syscalls.umount2(target)
+        except OSError:
+            try:
+                syscalls.umount2(target, syscalls.MNT_DETACH)  # busy: detach it now, free later
+            except OSError as e:
+                report(f"could not unmount {target}: {e}")
+                continue
+        count += 1
+    return count
+
+
+def reset(report: Report = print) -> None:
+    down(report)
+    pids = recorded_pids(paths.RUN)
+    if pids:
+        kill_pids(pids)
+        report(f"stopped {len(pids)} leftover lab process(es): {sorted(pids)}")
+    roots = [paths.RUN, paths.LIB]
+    n = unmount_all(roots, report)
+    if n:
+        report(f"unmounted {n} mount(s) under {', '.join(map(str, roots))}")
+    for d in (paths.RUN, paths.LIB, paths.LOG):
+        if d.exists():
+            left = mounts_under([d])
+            if left:
+                # Removing files through a mount would delete the mounted filesystem's
+                # contents (a bind mount's source!): leave the directory for a human.
+                report(f"not removing {d}: still mounted: {', '.join(left)}")
+                continue
+            shutil.rmtree(d, ignore_errors=True)
+            if d.exists():
+                report(f"could not remove {d} entirely (still mounted or busy?)")
+            else:
+                report(f"removed {d}")
