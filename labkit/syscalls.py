@@ -9,6 +9,7 @@ are missing, and they are the heart of containers:
     mount(source, target, ...)  attach a filesystem, or change a mount       man 2 mount
     umount2(target, flags)      detach a filesystem (MNT_DETACH: lazily)     man 2 umount2
     pivot_root(new, old)        swap the root mount of this mount namespace  man 2 pivot_root
+    prctl(option, ...)          process controls python-prctl lacks         man 2 prctl
 
 They are reached through ctypes: libc's wrappers where glibc has one, the raw system call
 number for pivot_root (glibc has no wrapper for it).
@@ -91,6 +92,8 @@ _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.syscall.restype = ctypes.c_long
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                        ctypes.c_ulong]
 
 
 def _fail(call: str, argument: str) -> OSError:
@@ -119,6 +122,8 @@ class Kernel(Protocol):
               flags: int = 0, data: str | None = None) -> None: ...
     def umount2(self, target: str, flags: int = 0) -> None: ...
     def pivot_root(self, new_root: str, put_old: str) -> None: ...
+    def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0,
+              arg5: int = 0) -> int: ...
 
 
 class LinuxKernel:
@@ -150,6 +155,15 @@ class LinuxKernel:
                                          f"{platform.machine()}")
         if _libc.syscall(ctypes.c_long(number), _b(new_root), _b(put_old)) != 0:
             raise _fail("pivot_root", os.fsdecode(new_root))
+
+    def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0,
+              arg5: int = 0) -> int:
+        # python-prctl covers most options; this raw form is for the ones it lacks
+        # (PR_CAP_AMBIENT, for instance).
+        result = _libc.prctl(option, arg2, arg3, arg4, arg5)
+        if result < 0:
+            raise _fail("prctl", f"option {option}")
+        return result
 
 
 #: The implementation the module-level functions call. Swap it with `use()`.
@@ -189,5 +203,10 @@ def pivot_root(new_root: str, put_old: str) -> None:
     kernel.pivot_root(new_root, put_old)
 
 
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    """prctl(2) for options python-prctl lacks (e.g. PR_CAP_AMBIENT). man 2 prctl"""
+    return kernel.prctl(option, arg2, arg3, arg4, arg5)
+
+
 __all__ = [n for n in list(globals()) if n.startswith(("CLONE_", "MS_", "MNT_", "UMOUNT_"))] + [
-    "Kernel", "LinuxKernel", "kernel", "use", "unshare", "setns", "mount", "umount2", "pivot_root"]
+    "Kernel", "LinuxKernel", "kernel", "use", "unshare", "setns", "mount", "umount2", "pivot_root", "prctl"]
