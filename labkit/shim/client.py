@@ -1,0 +1,133 @@
+"""ShimClient: the Task service of one shim, called from Python (labkit-containerd uses it).
+
+    from labkit.shim.launch import start_shim
+    from labkit.shim.client import ShimClient
+
+    address = start_shim(id="c1", namespace="default", bundle=bundle,
+                         containerd_address="/run/labkit/containerd/containerd.sock")
+    with ShimClient(address) as shim:
+        pid = shim.create("c1", bundle, stdout="/run/…/c1-stdout")
+        shim.start("c1")
+        status, when = shim.wait("c1")         # blocks until the container exits
+        shim.delete("c1")
+        shim.shutdown()
+
+Every call is one ttrpc request on a shared connection; calls may come from several threads at
+once (ttrpc multiplexes them by stream id), so a thread can block in `wait` while another
+asks for `state`. A failed call raises ShimError(code, message) with the gRPC status code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from google.protobuf import empty_pb2
+from google.protobuf.message import Message
+
+from labkit.shim import task_pb2
+from labkit.shim.service import SERVICE, ShimError
+from labkit.shim.ttrpc import Client, Code, RPCError
+
+__all__ = ["ShimClient", "ShimError", "TaskState"]
+
+_STATUS_NAMES = {task_pb2.CREATED: "created", task_pb2.RUNNING: "running",
+                 task_pb2.STOPPED: "stopped", task_pb2.PAUSED: "paused",
+                 task_pb2.PAUSING: "pausing", task_pb2.UNKNOWN: "unknown"}
+
+
+@dataclass
+class TaskState:
+    id: str
+    bundle: str
+    pid: int
+    status: str                    # "created" | "running" | "stopped"
+    exit_status: int
+    exited_at: datetime | None     # None until the task has exited
+
+
+def _time(ts) -> datetime | None:
+    """A protobuf Timestamp -> an aware UTC datetime; the zero timestamp (unset) -> None."""
+    if ts.seconds == 0 and ts.nanos == 0:
+        return None
+    return ts.ToDatetime(tzinfo=__import__("datetime").timezone.utc)
+
+
+class ShimClient:
+    def __init__(self, address: str, *, timeout: float = 10.0):
+        path = address[len("unix://"):] if address.startswith("unix://") else address
+        self.address = address
+        try:
+            self._conn = Client(path, connect_timeout=timeout)
+        except OSError as e:
+            raise ShimError(Code.UNAVAILABLE, f"cannot connect to shim at {address}: {e.strerror or e}") from None
+
+    def __enter__(self) -> "ShimClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _call(self, method: str, request: Message, response_type: type[Message],
+              timeout: float | None = None) -> Message:
+        try:
+            payload = self._conn.call(SERVICE, method, request.SerializeToString(), timeout=timeout)
+        except RPCError as e:
+            raise ShimError(e.code, e.message) from None
+        except (ConnectionError, OSError) as e:
+            raise ShimError(Code.UNAVAILABLE, f"shim at {self.address}: {e}") from None
+        response = response_type()
+        response.ParseFromString(payload)
+        return response
+
+    # ------------------------------------------------------------- the Task methods
+
+    def create(self, id: str, bundle: Path | str, stdin: str = "", stdout: str = "",
+               stderr: str = "", terminal: bool = False) -> int:
+        r = self._call("Create", task_pb2.CreateTaskRequest(
+            id=id, bundle=str(bundle), stdin=stdin, stdout=stdout, stderr=stderr,
+            terminal=terminal), task_pb2.CreateTaskResponse)
+        return r.pid
+
+    def start(self, id: str) -> int:
+        return self._call("Start", task_pb2.StartRequest(id=id), task_pb2.StartResponse).pid
+
+    def state(self, id: str) -> TaskState:
+        r = self._call("State", task_pb2.StateRequest(id=id), task_pb2.StateResponse)
+        return TaskState(id=r.id, bundle=r.bundle, pid=r.pid,
+                         status=_STATUS_NAMES.get(r.status, "unknown"),
+                         exit_status=r.exit_status, exited_at=_time(r.exited_at))
+
+    def wait(self, id: str, timeout: float | None = None) -> tuple[int, datetime]:
+        r = self._call("Wait", task_pb2.WaitRequest(id=id), task_pb2.WaitResponse, timeout)
+        return r.exit_status, _time(r.exited_at)
+
+    def kill(self, id: str, signal: int, all: bool = False) -> None:
+        self._call("Kill", task_pb2.KillRequest(id=id, signal=int(signal), all=all), empty_pb2.Empty)
+
+    def close_io(self, id: str, stdin: bool = True) -> None:
+        self._call("CloseIO", task_pb2.CloseIORequest(id=id, stdin=stdin), empty_pb2.Empty)
+
+    def delete(self, id: str) -> tuple[int, int, datetime]:
+        r = self._call("Delete", task_pb2.DeleteRequest(id=id), task_pb2.DeleteResponse)
+        return r.pid, r.exit_status, _time(r.exited_at)
+
+    def pids(self, id: str) -> list[int]:
+        r = self._call("Pids", task_pb2.PidsRequest(id=id), task_pb2.PidsResponse)
+        return [p.pid for p in r.processes]
+
+    def connect(self) -> dict:
+        r = self._call("Connect", task_pb2.ConnectRequest(), task_pb2.ConnectResponse)
+        return {"shim_pid": r.shim_pid, "task_pid": r.task_pid, "version": r.version}
+
+    def shutdown(self, now: bool = False) -> None:
+        try:
+            self._call("Shutdown", task_pb2.ShutdownRequest(now=now), empty_pb2.Empty)
+        except ShimError as e:
+            # The shim may close the connection as it exits, before or after answering.
+            if e.code != Code.UNAVAILABLE:
+                raise

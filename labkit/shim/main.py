@@ -1,0 +1,276 @@
+"""`labkit-shim`: the command line containerd uses for every shim, and the shim daemon.
+
+The command line is containerd-shim-runc-v2's (Go flag syntax: one dash, long names), always
+run with the bundle as the working directory::
+
+    labkit-shim -namespace NS -address CONTAINERD_SOCK -publish-binary BIN -id ID [-debug] start
+    labkit-shim -namespace NS -address CONTAINERD_SOCK -publish-binary BIN -id ID delete
+    labkit-shim -namespace NS -address CONTAINERD_SOCK -id ID [-debug]        (the daemon itself)
+
+`start` is the handshake, and why it looks the way it does::
+
+    containerd ──runs──▶ labkit-shim … start            (cwd = bundle)
+                           1. socket = /run/labkit/s/<sha256(address/ns/id)>, listen on it
+                           2. re-exec itself without the verb, in a new session (setsid),
+                              the listening socket as fd 3 ──▶ the daemon (lives on)
+                           3. write <bundle>/address
+                           4. print "unix:///run/labkit/s/<hex>", exit 0
+    containerd ◀──reads the address; dials it; Task.Create, Task.Start …
+
+- The socket is listening *before* the daemon exists, so containerd can dial as soon as it
+  reads the address: connections wait in the listen backlog until the daemon accepts.
+- The daemon is in its own session and, once `start` exits, has no parent but init (or
+  containerd, if that is a subreaper): killing containerd, or its process group, leaves the shim
+  and the container running. That is the point of the shim.
+- The socket's name is derived from (containerd address, namespace, id), so a restarted
+  containerd can recompute it; it is also in <bundle>/address, which is what containerd reads.
+
+`delete` is the clean-up containerd runs when a shim is dead: `runtime delete --force`, unmount
+the rootfs, and print a protobuf DeleteResponse on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import hashlib
+import logging
+import os
+import select
+import signal
+import socket
+import stat
+import sys
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+from labkit import paths
+from labkit.shim import task_pb2
+from labkit.shim.rootfs import unmount_rootfs
+from labkit.shim.runtime import OCIRuntimeError, Runtime, RuntimeOptions
+from labkit.shim.service import SHIM_VERSION, TaskService
+from labkit.shim.ttrpc import Server
+
+log = logging.getLogger("labkit.shim")
+
+LISTEN_FD = 3   # where the daemon finds its listening socket, as containerd's shims do
+
+
+def socket_address(containerd_address: str, namespace: str, id: str) -> str:
+    """unix:///run/labkit/s/<sha256hex(address/ns/id)>: short enough for sun_path (108 bytes)."""
+    digest = hashlib.sha256(f"{containerd_address}/{namespace}/{id}".encode()).hexdigest()
+    return f"unix://{paths.SHIM_SOCKETS / digest}"
+
+
+def socket_path(address: str) -> str:
+    return address[len("unix://"):] if address.startswith("unix://") else address
+
+
+def can_connect(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(2)
+        try:
+            s.connect(path)
+            return True
+        except OSError:
+            return False
+
+
+def listen(path: str) -> socket.socket | None:
+    """Listen on `path`; None if a live shim already answers there."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+    except OSError as e:
+        if e.errno != errno.EADDRINUSE:
+            sock.close()
+            raise
+        if can_connect(path):
+            sock.close()
+            return None
+        os.unlink(path)           # a dead shim's socket: take the name over
+        sock.bind(path)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    return sock
+
+
+def _open_log(bundle: Path) -> int:
+    """The daemon's stderr: the bundle's `log` fifo if containerd reads it, else a file."""
+    log_path = bundle / "log"
+    try:
+        if stat.S_ISFIFO(os.stat(log_path).st_mode):
+            # O_NONBLOCK so that the open fails (ENXIO) instead of hanging when nobody reads.
+            fd = os.open(log_path, os.O_WRONLY | os.O_NONBLOCK)
+            os.set_blocking(fd, True)
+            return fd
+    except FileNotFoundError:
+        pass
+    except OSError:
+        log_path = bundle / "shim.log"
+    return os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+
+
+# ------------------------------------------------------------------ start
+
+def cmd_start(args: argparse.Namespace) -> int:
+    bundle = Path.cwd()
+    address = socket_address(args.address, args.namespace, args.id)
+    listener = listen(socket_path(address))
+    if listener is not None:
+        with listener:
+            argv = [sys.executable, "-m", "labkit.shim.main", "-namespace", args.namespace,
+                    "-id", args.id, "-address", args.address]
+            if args.publish_binary:
+                argv += ["-publish-binary", args.publish_binary]
+            if args.debug:
+                argv.append("-debug")
+            devnull = os.open(os.devnull, os.O_RDWR)
+            logfd = _open_log(bundle)
+            if listener.fileno() == LISTEN_FD:
+                listener.set_inheritable(True)
+            try:
+                # posix_spawn can place the socket on fd 3 and call setsid() in the child, the
+                # two things the shim protocol asks of the re-exec.
+                os.posix_spawn(argv[0], argv, dict(os.environ), setsid=True, file_actions=[
+                    (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1),
+                    (os.POSIX_SPAWN_DUP2, logfd, 2),
+                    (os.POSIX_SPAWN_DUP2, listener.fileno(), LISTEN_FD)])
+            finally:
+                os.close(devnull)
+                os.close(logfd)
+    (bundle / "address").write_text(address)
+    print(address)
+    return 0
+
+
+# ------------------------------------------------------------------ delete
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    bundle = Path.cwd()
+    try:
+        options = RuntimeOptions.load(bundle)
+    except ValueError as e:
+        print(f"labkit-shim: {e}; using the default runtime", file=sys.stderr)
+        options = RuntimeOptions()
+    runtime = Runtime(options.binary, options.root / args.namespace, bundle / "log.json")
+    try:
+        runtime.delete(args.id, force=True)
+    except OCIRuntimeError as e:
+        if "does not exist" not in str(e):
+            print(f"labkit-shim: runtime delete --force {args.id}: {e}", file=sys.stderr)
+    unmount_rootfs(bundle / "rootfs")
+    # The dead shim's socket, unless a shim still answers on it.
+    path = socket_path(socket_address(args.address, args.namespace, args.id))
+    if os.path.exists(path) and not can_connect(path):
+        os.unlink(path)
+    try:
+        pid = int((bundle / "init.pid").read_text().strip())
+    except (OSError, ValueError):
+        pid = 0
+    # As containerd's runc shim: the task is reported killed (128 + SIGKILL).
+    resp = task_pb2.DeleteResponse(pid=pid, exit_status=128 + signal.SIGKILL)
+    resp.exited_at.FromDatetime(datetime.now(timezone.utc))
+    sys.stdout.buffer.write(resp.SerializeToString())
+    sys.stdout.flush()
+    return 0
+
+
+# ------------------------------------------------------------------ the daemon
+
+def run_daemon(args: argparse.Namespace) -> int:
+    import prctl
+
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s shim[{os.getpid()}] {args.id}: %(levelname)s %(message)s")
+    try:
+        listener = socket.socket(fileno=LISTEN_FD)
+    except OSError as e:
+        print(f"labkit-shim: no listening socket on fd {LISTEN_FD} ({e.strerror}); "
+              "run `labkit-shim … start` instead", file=sys.stderr)
+        return 1
+    # Adopt the orphans among our descendants: the container's init above all (reaper.py).
+    prctl.set_child_subreaper(1)
+
+    service = TaskService(args.namespace)
+    # SIGCHLD wakes the main thread through a pipe (signal.set_wakeup_fd); a Python handler
+    # must be installed for the wake-up byte to be written, even one that does nothing.
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+
+    def after_response() -> None:
+        if service.shutdown_requested.is_set():
+            os.write(wake_w, b"\0")   # the Shutdown answer is sent: now the main loop may exit
+
+    server = Server(listener, service.handlers(), after_response=after_response)
+    threading.Thread(target=server.serve_forever, daemon=True, name="ttrpc-accept").start()
+    log.info("serving on %s (namespace %s)", listener.getsockname(), args.namespace)
+
+    while not service.shutdown_requested.is_set():
+        select.select([wake_r], [], [], 1.0)
+        try:
+            os.read(wake_r, 512)
+        except BlockingIOError:
+            pass
+        service.reaper.sweep()
+
+    path = listener.getsockname()
+    server.close()
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+    log.info("shut down")
+    return 0
+
+
+# ------------------------------------------------------------------ command line
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="labkit-shim",
+                                description="labkit's containerd shim (shim v2 protocol over ttrpc)")
+    p.add_argument("-namespace", "--namespace", default=paths.NAMESPACE, help="containerd namespace")
+    p.add_argument("-address", "--address", default=str(paths.CONTAINERD_SOCK),
+                   help="containerd's socket (the shim's socket name derives from it)")
+    p.add_argument("-publish-binary", "--publish-binary", dest="publish_binary", default="",
+                   help="binary to publish events back to containerd (accepted, unused)")
+    p.add_argument("-id", "--id", default="", help="the container (task) id")
+    p.add_argument("-bundle", "--bundle", default="", help="accepted for compatibility; cwd is the bundle")
+    p.add_argument("-socket", "--socket", default="", help="accepted for compatibility")
+    p.add_argument("-debug", "--debug", action="store_true", help="log at debug level")
+    p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
+    p.add_argument("action", nargs="?", choices=["start", "delete"],
+                   help="start: launch a shim and print its address; delete: clean up after a dead shim")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.version:
+        print(SHIM_VERSION)
+        return 0
+    if not args.id:
+        print("labkit-shim: -id is required", file=sys.stderr)
+        return 2
+    if args.bundle:
+        try:
+            os.chdir(args.bundle)
+        except OSError as e:
+            print(f"labkit-shim: cannot use bundle {args.bundle}: {e.strerror}", file=sys.stderr)
+            return 1
+    try:
+        if args.action == "start":
+            return cmd_start(args)
+        if args.action == "delete":
+            return cmd_delete(args)
+        return run_daemon(args)
+    except OSError as e:
+        print(f"labkit-shim {args.action or 'daemon'}: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

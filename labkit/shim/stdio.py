@@ -1,0 +1,206 @@
+"""The container's stdio, held by the shim.
+
+containerd (or dockerd behind it) names three fifos in Task.Create: it reads the container's
+output from the stdout/stderr fifos and writes its input into the stdin fifo. The container
+does not write into those fifos itself. It gets pipes whose other ends the shim holds, and
+one thread per stream copies between pipe and fifo::
+
+    container fd 1 ──pipe──▶ shim ──copy──▶ stdout fifo ──▶ containerd/dockerd (log, attach)
+    container fd 2 ──pipe──▶ shim ──copy──▶ stderr fifo ──▶ …
+    container fd 0 ◀──pipe── shim ◀──copy── stdin fifo  ◀── …
+
+Why the indirection: the container must outlive its readers. If dockerd dies, the fifo loses
+its reader; a process writing into a reader-less fifo gets SIGPIPE/EPIPE, and a process opening
+one blocks. Put between them, the shim absorbs all that, and the container never notices.
+
+How the fifos are opened, and why: O_RDWR (Linux allows it on a fifo; see man 7 fifo). An
+O_RDWR open never blocks waiting for a peer, and because the shim itself then counts as a
+reader, a write never fails with EPIPE when the real reader goes away (containerd's runc shim
+gets the same effect by keeping an extra read-only fd). While nobody reads, the fifo's buffer
+(64 KiB) fills, the copy thread blocks in write(), the container's pipe fills in turn and the
+container blocks on its next write — paused, not killed, and nothing lost. When a reader opens
+the fifo again, it drains the buffer and everything flows again. For stdin, O_RDWR means the
+shim is also a writer, so it never sees a spurious EOF while dockerd is away; end of input is
+signalled explicitly with Task.CloseIO.
+
+An empty path means /dev/null. A `file://` URI appends to a regular file (containerd's
+log-uri form); `binary://` (a logging driver process) is not supported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import stat
+import threading
+from urllib.parse import urlparse
+
+log = logging.getLogger(__name__)
+
+CHUNK = 32 * 1024
+
+
+def _open_output(path: str) -> int:
+    """Open a stdout/stderr destination for writing (see the module docstring for O_RDWR)."""
+    if path.startswith("binary://"):
+        raise ValueError(f"stdio destination {path}: binary:// logging is not supported by labkit-shim")
+    if path.startswith("file://"):
+        target = urlparse(path).path
+        return os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ValueError(f"stdio fifo {path} does not exist") from None
+    if stat.S_ISFIFO(mode):
+        return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+
+
+def _open_input(path: str) -> int:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ValueError(f"stdin fifo {path} does not exist") from None
+    return os.open(path, (os.O_RDWR if stat.S_ISFIFO(mode) else os.O_RDONLY) | os.O_CLOEXEC)
+
+
+class ContainerIO:
+    """Pipes for the container, fifos for the outside world, and the threads between them.
+
+    Lifecycle: construct (opens everything), pass `container_fds` to `runtime create`, call
+    `started_runtime()` once the runtime has exited (the shim drops its copies of the
+    container's ends, so a pipe reaches EOF when the container's last process closes it),
+    `close_stdin()` on Task.CloseIO, `wait(timeout)` for the output to drain, `close()`.
+    """
+
+    def __init__(self, stdin: str = "", stdout: str = "", stderr: str = ""):
+        self.paths = (stdin, stdout, stderr)
+        self._container: list[int] = []     # the ends the runtime hands to the container
+        self._shim: list[int] = []          # everything else we opened, closed in close()
+        self._threads: list[threading.Thread] = []
+        self._stdin_closed = threading.Event()
+        self._stdin_w: int | None = None
+        self._fd_lock = threading.Lock()     # copy threads and close() both close fds
+        try:
+            self.container_fds = (self._setup_stdin(stdin), self._setup_output(stdout, "stdout"),
+                                  self._setup_output(stderr, "stderr"))
+        except BaseException:
+            self.close()
+            raise
+
+    def _devnull(self, flags: int) -> int:
+        fd = os.open(os.devnull, flags | os.O_CLOEXEC)
+        self._container.append(fd)
+        return fd
+
+    def _setup_output(self, path: str, name: str) -> int:
+        if not path:
+            return self._devnull(os.O_WRONLY)
+        dest = _open_output(path)
+        self._shim.append(dest)
+        r, w = os.pipe()
+        self._shim.append(r)
+        self._container.append(w)
+        t = threading.Thread(target=self._copy_out, args=(r, dest, name), daemon=True,
+                             name=f"io-{name}")
+        self._threads.append(t)
+        return w
+
+    def _setup_stdin(self, path: str) -> int:
+        if not path:
+            return self._devnull(os.O_RDONLY)
+        src = _open_input(path)
+        self._shim.append(src)
+        r, w = os.pipe()
+        self._container.append(r)
+        self._stdin_w = w
+        self._threads.append(threading.Thread(target=self._copy_in, args=(src, w), daemon=True,
+                                              name="io-stdin"))
+        return r
+
+    def started_runtime(self) -> None:
+        """Start copying and drop the shim's copies of the container's ends of the pipes."""
+        with self._fd_lock:
+            fds, self._container = self._container, []
+        for fd in fds:
+            os.close(fd)
+        for t in self._threads:
+            t.start()
+
+    def _release(self, fd: int) -> None:
+        """Close one of the shim's fds exactly once (a double close could hit a reused number)."""
+        with self._fd_lock:
+            if fd not in self._shim:
+                return
+            self._shim.remove(fd)
+        os.close(fd)
+
+    def _copy_out(self, src: int, dest: int, name: str) -> None:
+        try:
+            while True:
+                data = os.read(src, CHUNK)
+                if not data:
+                    return      # EOF: every process of the container has closed the stream
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(dest, view):]
+        except OSError as e:
+            log.warning("copying %s stopped: %s", name, e)
+        finally:
+            # Closing our end of the fifo is what gives its reader EOF (dockerd's attach ends).
+            self._release(src)
+            self._release(dest)
+
+    def _copy_in(self, src: int, dest: int) -> None:
+        try:
+            while not self._stdin_closed.is_set():
+                # A timeout, so that CloseIO is noticed even while no input comes.
+                ready, _, _ = select.select([src], [], [], 0.5)
+                if not ready:
+                    continue
+                data = os.read(src, CHUNK)
+                if not data:
+                    break
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(dest, view):]
+        except OSError as e:
+            log.info("copying stdin stopped: %s", e)
+        finally:
+            self._close_stdin_pipe()
+            self._release(src)
+
+    def _close_stdin_pipe(self) -> None:
+        with self._fd_lock:
+            fd, self._stdin_w = self._stdin_w, None
+        if fd is not None:
+            try:
+                os.close(fd)    # the container reads EOF
+            except OSError:
+                pass
+
+    def close_stdin(self) -> None:
+        self._stdin_closed.set()
+        if not any(t.name == "io-stdin" and t.is_alive() for t in self._threads):
+            self._close_stdin_pipe()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait until stdout and stderr have been copied to the end; False on timeout."""
+        outputs = [t for t in self._threads if t.name != "io-stdin" and t.ident is not None]
+        for t in outputs:
+            t.join(timeout)
+        return not any(t.is_alive() for t in outputs)
+
+    def close(self) -> None:
+        self._stdin_closed.set()
+        self._close_stdin_pipe()
+        with self._fd_lock:
+            fds = self._container + self._shim
+            self._container.clear()
+            self._shim.clear()
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
