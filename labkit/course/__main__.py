@@ -1,0 +1,68 @@
+"""`python -m labkit.course`: the course commands, until `labkit` itself carries them.
+
+    python -m labkit.course workspace DIR [--force]      generate (or update) a student workspace
+    python -m labkit.course grade [cp01 …] [--workspace DIR] [--layer L …] [--out DIR]
+    python -m labkit.course status                        which implementation runs each layer
+
+`grade` exits 0 on full marks, 1 otherwise, 2 when the run could not be made.
+The `labkit` CLI calls `main(argv)` with the same arguments (`labkit grade …` -> ["grade", …]).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from labkit.course import implementations
+from labkit.course.grading import GradeError, grade
+from labkit.course.implementations import ImplementationError
+from labkit.course.workspace import REFERENCE_PACKAGE, WorkspaceError, generate_workspace
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m labkit.course",
+                                description="labkit's course machinery: workspaces, grading, implementations")
+    sub = p.add_subparsers(dest="command", required=True)
+    ws = sub.add_parser("workspace", help="generate a student workspace from the reference source")
+    ws.add_argument("dir", type=Path, help="the workspace directory (created if missing)")
+    ws.add_argument("--force", action="store_true",
+                    help="replace files you edited (they are saved under DIR/.backup/<time>/ first)")
+    ws.add_argument("--source", type=Path, default=REFERENCE_PACKAGE,
+                    help="the reference package (default: %(default)s)")
+    g = sub.add_parser("grade", help="run the checkpoints and print a score per chapter")
+    g.add_argument("chapters", nargs="*", metavar="cpNN", help="chapters to grade (default: all)")
+    g.add_argument("--workspace", type=Path, help="grade this workspace (default: the configured implementations)")
+    g.add_argument("--layer", action="append", dest="layers", metavar="LAYER",
+                   help="with --workspace: take only this layer from it (repeatable)")
+    g.add_argument("--tests", type=Path, help="the checkpoints directory (default: tests/checkpoints)")
+    g.add_argument("--out", type=Path, help="where grade.json and grade-junit.xml go (default: ./labkit-grade)")
+    g.add_argument("--quiet", action="store_true", help="print only the score table")
+    sub.add_parser("status", help="which implementation runs each layer")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "workspace":
+            report = generate_workspace(args.dir, args.source, force=args.force)
+            print(report.summary())
+            return 0
+        if args.command == "grade":
+            result = grade(args.chapters or None, args.workspace, tests_dir=args.tests,
+                           out_dir=args.out, layers=args.layers, quiet=args.quiet)
+            return 0 if result.full_marks else 1
+        impls = implementations.load()
+        where = impls.config_path or f"{implementations.config_path()} (absent: defaults)"
+        print(f"configuration: {where}")
+        for layer, choice, source in impls.table():
+            print(f"  {layer:<13} {choice:<40} {source}")
+        return 0
+    except (WorkspaceError, GradeError, ImplementationError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
