@@ -1,0 +1,187 @@
+"""A private, REAL Docker engine for the client and CLI tests.
+
+    labkit registry (in this process, port 0) <- the lab images, pushed by labkit.images
+        ^ --registry-mirror
+    dockerd 20.10  -H unix:///tmp/lkd-*/docker.sock   (--bridge=none, no iptables)
+        | --containerd
+    containerd 1.6 on its own socket, root and state (a config file in the temp dir)
+
+Everything lives in one temporary directory under /tmp (short: unix socket paths must fit in
+108 bytes) and is torn down by PID, unmounted from /proc/self/mountinfo (deepest first) and
+removed — also when a test fails. The labkit client must work against this real daemon as it
+works against labkit-dockerd: that is the point of speaking the real protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from labkit.client import APIError, Client, DaemonNotRunning
+
+CONTAINERD_CONFIG = """\
+version = 2
+root = "{d}/containerd-root"
+state = "{d}/containerd-state"
+# no Kubernetes CRI plugin: it would try to set up CNI networking on the host
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{d}/containerd.sock"
+[ttrpc]
+  address = "{d}/containerd.sock.ttrpc"
+"""
+
+
+def _wait_for(check, what: str, proc: subprocess.Popen, log: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        if check():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not come up in {timeout}s: {log.read_text()[-2000:]}")
+
+
+def _stop(proc: subprocess.Popen | None, timeout: float = 20.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _our_shims(containerd_sock: str) -> list[int]:
+    """PIDs of containerd shims started for OUR containerd (their -address names our socket)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(b"containerd-shim-runc-v2") and containerd_sock.encode() in args:
+            pids.append(int(entry))
+    return pids
+
+
+def _unmount_under(root: Path) -> None:
+    from labkit import syscalls
+    from labkit.lab.reset import mounts_under
+
+    for target in mounts_under([root]):
+        try:
+            syscalls.umount2(target, syscalls.MNT_DETACH)
+        except OSError:
+            pass
+
+
+@pytest.fixture(scope="session")
+def lab_registry():
+    """A labkit registry in a thread of this process, with the lab images pushed into it."""
+    try:
+        from labkit.images import build_and_push
+        from labkit.registry.server import serve
+    except ImportError as e:
+        pytest.skip(f"the registry layer is not available yet: {e}")
+    root = Path(tempfile.mkdtemp(prefix="lkreg-", dir="/tmp"))
+    server = serve(root / "data", "127.0.0.1", 0, log=None)
+    try:
+        addr = server.url.removeprefix("http://")
+        build_and_push(addr)
+        yield addr
+    finally:
+        server.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def real_dockerd(lab_registry):
+    """(host URL, containerd socket) of a private real dockerd + containerd."""
+    if os.geteuid() != 0:
+        pytest.skip("a real dockerd needs root")
+    for program in ("dockerd", "containerd", "containerd-shim-runc-v2", "runc"):
+        if shutil.which(program) is None:
+            pytest.skip(f"{program} is not installed (apt-get install docker.io containerd)")
+    # dockerd and containerd create these default directories whatever their flags say
+    # (plugin sockets, shim sockets); remove them afterwards if they were not there and are empty.
+    leftovers = [p for p in (Path("/run/docker/plugins"), Path("/run/docker"),
+                             Path("/run/containerd/s"), Path("/run/containerd")) if not p.exists()]
+    d = Path(tempfile.mkdtemp(prefix="lkd-", dir="/tmp"))
+    (d / "containerd.toml").write_text(CONTAINERD_CONFIG.format(d=d))
+    ctd_sock = str(d / "containerd.sock")
+    ctd = dockerd = None
+    try:
+        ctd_log = d / "containerd.log"
+        with open(ctd_log, "wb") as log:
+            ctd = subprocess.Popen(["containerd", "--config", str(d / "containerd.toml")],
+                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        _wait_for(lambda: os.path.exists(ctd_sock), "containerd", ctd, ctd_log)
+        host = f"unix://{d}/docker.sock"
+        # Our own daemon.json: never read the host's /etc/docker/daemon.json, and keep the
+        # engine's identity key (20.10 writes /etc/docker/key.json by default) in the temp dir.
+        (d / "daemon.json").write_text(json.dumps({"deprecated-key-path": str(d / "key.json")}))
+        d_log = d / "dockerd.log"
+        with open(d_log, "wb") as log:
+            dockerd = subprocess.Popen(
+                ["dockerd", "-H", host, "--containerd", ctd_sock,
+                 "--data-root", str(d / "data"), "--exec-root", str(d / "exec"),
+                 "--pidfile", str(d / "dockerd.pid"),
+                 "--config-file", str(d / "daemon.json"),
+                 "--ip-forward=false", "--iptables=false", "--bridge=none",
+                 "--add-runtime", f"labkit={shutil.which('labkit-runc') or '/opt/labkit/venv/bin/labkit-runc'}",
+                 "--registry-mirror", f"http://{lab_registry}",
+                 "--insecure-registry", lab_registry],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+
+        def answers() -> bool:
+            try:
+                Client(host, timeout=2).ping()
+                return True
+            except (DaemonNotRunning, APIError):
+                return False
+
+        _wait_for(answers, "dockerd", dockerd, d_log)
+        yield host
+    finally:
+        if dockerd is not None and dockerd.poll() is None:
+            # Remove what the tests left, so that dockerd and the shims have nothing to keep.
+            try:
+                c = Client(f"unix://{d}/docker.sock", timeout=30)
+                for item in c.containers(all=True):
+                    c.remove_container(item["Id"], force=True)
+            except (APIError, DaemonNotRunning):
+                pass
+        _stop(dockerd)
+        _stop(ctd)
+        for pid in _our_shims(ctd_sock):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _unmount_under(d)
+        shutil.rmtree(d, ignore_errors=True)
+        for path in leftovers:
+            try:
+                path.rmdir()  # only if empty: never take anything another engine put there
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def client(real_dockerd) -> Client:
+    return Client(real_dockerd)
