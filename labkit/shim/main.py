@@ -200,6 +200,8 @@ def run_daemon(args: argparse.Namespace) -> int:
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    # SIGTERM stops the shim cleanly (socket removed); its containers keep running, orphaned.
+    signal.signal(signal.SIGTERM, lambda signum, frame: service.shutdown_requested.set())
 
     def after_response() -> None:
         if service.shutdown_requested.is_set():

@@ -1,0 +1,249 @@
+"""The shim's contract suite: labkit-shim driven through its real protocol, over each runtime.
+
+Each test launches `labkit-shim … start` on a busybox bundle (as containerd would), talks to
+it with ShimClient over ttrpc, and checks what containerd relies on: stdio reaches the fifos,
+Wait returns the exit status, State follows created → running → stopped, Kill and Delete
+work, runtime errors come back as "OCI runtime create failed: …", and the shim and its
+container outlive the process that launched them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from labkit.shim.client import ShimClient, ShimError
+from labkit.shim.launch import delete_shim, start_shim
+from labkit.shim.main import socket_path
+from labkit.shim.service import SERVICE
+from labkit.shim.ttrpc import Client, Code, RPCError
+
+from .conftest import NAMESPACE, alive, wait_until
+
+pytestmark = pytest.mark.root
+
+
+def test_echo_reaches_stdout_and_stderr_fifos_and_wait_returns_status(shim):
+    client, bundle = shim.launch("echo", ["sh", "-c", "echo hello; echo oops >&2; exit 3"])
+    out, err = shim.fifo("out"), shim.fifo("err")
+    out_reader, err_reader = shim.reader(out), shim.reader(err)
+    with client:
+        pid = client.create("echo", bundle, stdout=str(out), stderr=str(err))
+        assert pid > 0
+        assert client.start("echo") == pid
+        status, exited_at = client.wait("echo", timeout=10)
+    assert status == 3
+    assert abs((datetime.now(timezone.utc) - exited_at).total_seconds()) < 30
+    assert out_reader.result() == b"hello\n"
+    assert err_reader.result() == b"oops\n"
+
+
+def test_state_moves_from_created_to_running_to_stopped(shim):
+    client, bundle = shim.launch("states", ["sleep", "60"])
+    with client:
+        pid = client.create("states", bundle)
+        s = client.state("states")
+        assert (s.id, s.status, s.pid, s.exited_at) == ("states", "created", pid, None)
+        assert s.bundle == str(bundle)
+        assert alive(pid)
+        client.start("states")
+        assert client.state("states").status == "running"
+        client.kill("states", signal.SIGKILL)
+        status, exited_at = client.wait("states", timeout=10)
+        assert status == 128 + signal.SIGKILL
+        s = client.state("states")
+        assert (s.status, s.exit_status, s.exited_at) == ("stopped", status, exited_at)
+        assert not alive(pid)
+
+
+def test_wait_blocks_while_other_calls_are_answered(shim):
+    client, bundle = shim.launch("waiter", ["sleep", "60"])
+    with client:
+        client.create("waiter", bundle)
+        client.start("waiter")
+        result = []
+        waiter = threading.Thread(target=lambda: result.append(client.wait("waiter", timeout=20)))
+        waiter.start()
+        time.sleep(0.3)
+        # The same connection answers State while Wait is outstanding (ttrpc multiplexing).
+        assert client.state("waiter").status == "running"
+        assert waiter.is_alive() and not result
+        client.kill("waiter", signal.SIGKILL)
+        waiter.join(10)
+        assert result and result[0][0] == 137
+
+
+def test_kill_of_a_stopped_task_is_not_found(shim):
+    client, bundle = shim.launch("gone", ["true"])
+    with client:
+        client.create("gone", bundle)
+        client.start("gone")
+        assert client.wait("gone", timeout=10)[0] == 0
+        with pytest.raises(ShimError) as e:
+            client.kill("gone", signal.SIGTERM)
+        assert e.value.code == Code.NOT_FOUND
+
+
+def test_pids_lists_the_init(shim):
+    client, bundle = shim.launch("pids", ["sleep", "60"])
+    with client:
+        pid = client.create("pids", bundle)
+        client.start("pids")
+        assert pid in client.pids("pids")
+        client.kill("pids", signal.SIGKILL, all=True)
+        client.wait("pids", timeout=10)
+
+
+def test_delete_reports_the_exit_and_forgets_the_task(shim):
+    client, bundle = shim.launch("del", ["sh", "-c", "exit 7"])
+    with client:
+        pid = client.create("del", bundle)
+        client.start("del")
+        _, exited_at = client.wait("del", timeout=10)
+        assert client.delete("del") == (pid, 7, exited_at)
+        with pytest.raises(ShimError) as e:
+            client.state("del")
+        assert e.value.code == Code.NOT_FOUND
+    assert not (shim.dir / "root" / NAMESPACE / "del").exists(), "the runtime's state was not deleted"
+
+
+def test_delete_of_a_created_task_kills_its_init(shim):
+    client, bundle = shim.launch("never", ["sleep", "60"])
+    with client:
+        pid = client.create("never", bundle)
+        got_pid, status, _ = client.delete("never")
+        assert got_pid == pid and status == 137
+        assert not alive(pid)
+
+
+def test_delete_of_a_running_task_is_refused(shim):
+    client, bundle = shim.launch("busy", ["sleep", "60"])
+    with client:
+        client.create("busy", bundle)
+        client.start("busy")
+        with pytest.raises(ShimError) as e:
+            client.delete("busy")
+        assert e.value.code == Code.FAILED_PRECONDITION
+        assert client.state("busy").status == "running"
+        client.kill("busy", signal.SIGKILL)
+        client.wait("busy", timeout=10)
+
+
+def test_create_failure_carries_the_runtime_message(shim):
+    client, bundle = shim.launch("missing", ["nosuchcommand"])
+    with client:
+        with pytest.raises(ShimError) as e:
+            client.create("missing", bundle)
+        assert e.value.code == Code.UNKNOWN
+        assert e.value.message.startswith("OCI runtime create failed: ")
+        assert "executable file" in e.value.message and "not found" in e.value.message
+        with pytest.raises(ShimError) as e:
+            client.state("missing")
+        assert e.value.code == Code.NOT_FOUND
+
+
+def test_unknown_methods_and_terminals_are_unimplemented(shim):
+    client, bundle = shim.launch("unimpl", ["true"])
+    with client:
+        raw = Client(socket_path(shim.shims["unimpl"][0]))
+        try:
+            with pytest.raises(RPCError) as e:
+                raw.call(SERVICE, "Pause", b"")
+            assert e.value.code == Code.UNIMPLEMENTED and f"{SERVICE}/Pause" in e.value.message
+            with pytest.raises(RPCError) as e:
+                raw.call("containerd.task.v3.Task", "State", b"")
+            assert e.value.code == Code.UNIMPLEMENTED
+        finally:
+            raw.close()
+        with pytest.raises(ShimError) as e:
+            client.create("unimpl", bundle, terminal=True)
+        assert e.value.code == Code.UNIMPLEMENTED
+
+
+def test_start_again_returns_the_running_shim(shim):
+    client, bundle = shim.launch("again", ["true"])
+    with client:
+        address = start_shim(id="again", namespace=NAMESPACE, bundle=bundle,
+                             containerd_address=shim.containerd_address)
+        assert address == shim.shims["again"][0]
+        assert (bundle / "address").read_text() == address
+        assert client.connect()["shim_pid"] == shim.shims["again"][1]
+
+
+def test_stdout_keeps_flowing_after_the_reader_goes_away_and_returns(shim):
+    client, bundle = shim.launch("ticker", ["sh", "-c", "while true; do echo tick; sleep 0.05; done"])
+    out = shim.fifo("out")
+    with client:
+        client.create("ticker", bundle, stdout=str(out))
+        client.start("ticker")
+        for _ in range(2):  # a reader comes, reads, goes away; the container must not notice
+            with open(out, "rb", buffering=0) as f:
+                assert f.read(5) == b"tick\n"
+            time.sleep(0.5)
+            assert client.state("ticker").status == "running"
+        client.kill("ticker", signal.SIGKILL)
+        assert client.wait("ticker", timeout=10)[0] == 137
+
+
+def test_shim_and_container_survive_the_launcher(shim):
+    bundle = shim.bundle("orphan", ["sleep", "60"])
+    # A throwaway process plays containerd: it launches the shim, starts the task, and dies.
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from labkit.shim.launch import start_shim\n"
+        "from labkit.shim.client import ShimClient\n"
+        f"a = start_shim(id='orphan', namespace={NAMESPACE!r}, bundle=Path({str(bundle)!r}),"
+        f" containerd_address={shim.containerd_address!r})\n"
+        "c = ShimClient(a); c.create('orphan', Path(sys.argv[1])); c.start('orphan')\n"
+        "print(a, flush=True)\n"
+        "import os; os._exit(0)\n")
+    launcher = subprocess.run([sys.executable, "-c", script, str(bundle)], capture_output=True,
+                              text=True, timeout=60)
+    assert launcher.returncode == 0, launcher.stderr
+    address = launcher.stdout.strip()
+    shim.ids.append("orphan")
+    with ShimClient(address) as client:
+        shim_pid = client.connect()["shim_pid"]
+        shim.shims["orphan"] = (address, shim_pid)
+        s = client.state("orphan")
+        assert s.status == "running" and alive(s.pid)
+        client.kill("orphan", signal.SIGKILL)
+        assert client.wait("orphan", timeout=10)[0] == 137
+
+
+def test_shutdown_exits_only_when_no_task_remains(shim):
+    client, bundle = shim.launch("bye", ["true"])
+    address, shim_pid = shim.shims["bye"]
+    with client:
+        client.create("bye", bundle)
+        client.shutdown()                      # a task remains: ignored
+        time.sleep(0.3)
+        assert alive(shim_pid) and client.state("bye").status == "created"
+        client.delete("bye")
+        client.shutdown()
+    assert wait_until(lambda: not alive(shim_pid)), "the shim did not exit after Shutdown"
+    assert not os.path.exists(socket_path(address)), "the shim left its socket behind"
+
+
+def test_delete_command_cleans_up_after_a_dead_shim(shim):
+    client, bundle = shim.launch("dead", ["sleep", "60"])
+    address, shim_pid = shim.shims["dead"]
+    with client:
+        pid = client.create("dead", bundle)
+        client.start("dead")
+    os.kill(shim_pid, signal.SIGKILL)          # the shim dies, the container does not
+    assert wait_until(lambda: not alive(shim_pid))
+    assert alive(pid)
+    delete_shim(id="dead", namespace=NAMESPACE, bundle=bundle,
+                containerd_address=shim.containerd_address)
+    assert wait_until(lambda: not alive(pid)), "delete did not kill the container"
+    assert not (shim.dir / "root" / NAMESPACE / "dead").exists()
+    assert not os.path.exists(socket_path(address))
