@@ -131,7 +131,11 @@ def push_images(report: Report = print) -> None:
     """Build the lab's images (hello-world, busybox) and push them into the lab registry.
     The registry is started for this if it is not running, and stopped again afterwards,
     so the lab is left as it was found."""
-    from labkit.images import build_and_push  # the images layer; imported when needed
+    try:
+        from labkit.images import build_and_push  # the images layer; imported when needed
+    except ImportError as e:
+        raise LabError(f"cannot build the lab images: labkit.images.build_and_push is "
+                       f"missing ({e})") from None
 
     registry = next(d for d in lab_daemons() if d.name == "labkit-registry")
     started_here = False
@@ -139,8 +143,11 @@ def push_images(report: Report = print) -> None:
         start(registry)
         started_here = True
     try:
-        pushed = build_and_push(paths.REGISTRY_ADDR)
-        report(f"images pushed to {paths.REGISTRY_ADDR}: {pushed}")
+        def each(name: str, digest: str, pushed: bool) -> None:
+            what = "pushed" if pushed else "already there"
+            report(f"{paths.REGISTRY_ADDR}/library/{name}:latest: {what} ({digest})")
+
+        build_and_push(paths.REGISTRY_ADDR, report=each)
     finally:
         if started_here:
             stop(registry)

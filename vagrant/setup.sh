@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# vagrant/setup.sh — turn a fresh Debian 12 host into a labkit lab host. Run as root.
+#
+# The one set-up script: the Vagrantfile provisions with it, the README tells you to run it,
+# and CI (.ci/run) runs it. It is idempotent: every step first checks whether there is
+# anything to do, so a second run takes seconds and changes nothing.
+#
+#   1. Debian packages (only the missing ones; apt-get update only then; no recommends —
+#      recommends once pulled in a whole kernel image). The packages' own daemons (docker,
+#      containerd, docker-registry) must not start: the lab runs its own on its own sockets.
+#   2. A virtualenv at /opt/labkit/venv (Debian's python3) with labkit installed editable from
+#      this checkout, re-installed only when pyproject.toml changes (a stamp keeps its hash).
+#   3. The console commands (labkit, labkit-runc, …) linked into /usr/local/bin.
+#   4. The lab images (hello-world, busybox) built offline and pushed into the lab registry.
+#
+# Usage: vagrant/setup.sh [--no-images]      (from any directory)
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV=/opt/labkit/venv
+STAMP="$VENV/.labkit-install-stamp"
+COMMANDS=(labkit labkit-runc labkit-shim labkit-containerd labkit-dockerd labkit-registry)
+PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev libcap-dev runc crun docker.io
+          containerd skopeo umoci docker-registry busybox-static graphviz iproute2 iptables
+          vagrant ca-certificates git)
+# the units the packages above would run; the lab must not share their default sockets
+UNITS=(docker.service docker.socket containerd.service docker-registry.service)
+
+WITH_IMAGES=1
+for arg in "$@"; do
+    case "$arg" in
+        --no-images) WITH_IMAGES=0 ;;
+        -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "setup.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "setup.sh: run me as root (sudo $0): I install packages and write /opt and /usr/local" >&2
+    exit 1
+fi
+
+summary=()
+note() { summary+=("$1"); echo "setup: $1"; }
+
+# --- 1. packages ---------------------------------------------------------------------------
+missing=()
+for p in "${PACKAGES[@]}"; do
+    if [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]]; then
+        missing+=("$p")
+    fi
+done
+
+have_systemd=0
+[[ -d /run/systemd/system ]] && have_systemd=1
+# Units running before we touch anything belong to someone else: never stop those.
+already_active=()
+if (( have_systemd )); then
+    for u in "${UNITS[@]}"; do
+        systemctl is-active --quiet "$u" 2>/dev/null && already_active+=("$u")
+    done
+fi
+
+if (( ${#missing[@]} )); then
+    note "installing ${#missing[@]} package(s): ${missing[*]}"
+    # policy-rc.d exit 101 = "do not start services" for every maintainer script of this run.
+    policy=/usr/sbin/policy-rc.d
+    backup=""
+    if [[ -e $policy ]]; then backup="$(mktemp)"; cp -p "$policy" "$backup"; fi
+    restore_policy() {
+        if [[ -n $backup ]]; then mv -f "$backup" "$policy"; else rm -f "$policy"; fi
+    }
+    trap restore_policy EXIT
+    printf '#!/bin/sh\n# written by labkit vagrant/setup.sh during apt-get install\nexit 101\n' > "$policy"
+    chmod 755 "$policy"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+    restore_policy
+    trap - EXIT
+else
+    note "packages: all ${#PACKAGES[@]} present"
+fi
+
+if (( have_systemd )); then
+    for u in "${UNITS[@]}"; do
+        if [[ " ${already_active[*]} " == *" $u "* ]]; then
+            note "$u was already running before set-up: left alone"
+            continue
+        fi
+        if systemctl is-enabled --quiet "$u" 2>/dev/null || systemctl is-active --quiet "$u" 2>/dev/null; then
+            systemctl disable --now "$u" >/dev/null 2>&1 || true
+            note "disabled $u (the lab runs its own daemons)"
+        fi
+    done
+fi
+
+# --- 2. virtualenv -------------------------------------------------------------------------
+if [[ ! -x $VENV/bin/python ]]; then
+    /usr/bin/python3 -m venv "$VENV"
+    note "created virtualenv $VENV"
+fi
+want="$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1) $REPO"
+if [[ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]]; then
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input -e "$REPO[test]"
+    echo "$want" > "$STAMP"
+    note "installed labkit (editable) from $REPO into $VENV"
+else
+    note "labkit already installed from $REPO (pyproject.toml unchanged)"
+fi
+
+# --- 3. commands on PATH -------------------------------------------------------------------
+linked=0
+for c in "${COMMANDS[@]}"; do
+    if [[ "$(readlink "/usr/local/bin/$c" 2>/dev/null)" != "$VENV/bin/$c" ]]; then
+        ln -sfn "$VENV/bin/$c" "/usr/local/bin/$c"
+        linked=$((linked + 1))
+    fi
+done
+(( linked )) && note "linked $linked command(s) into /usr/local/bin"
+# A docker CLI: Debian's docker.io brings /usr/bin/docker; a newer one in /usr/local/bin wins.
+if docker_cli="$(command -v docker)"; then
+    note "docker CLI: $docker_cli ($("$docker_cli" --version 2>/dev/null || echo unknown version))"
+else
+    echo "setup.sh: no docker CLI found although docker.io is installed" >&2
+    exit 1
+fi
+
+# --- 4. lab images -------------------------------------------------------------------------
+if (( WITH_IMAGES )); then
+    # Starts the lab registry if it is not running, pushes, and leaves it as it was.
+    (cd "$REPO" && "$VENV/bin/python" -m labkit.cli.main lab images)
+    note "lab images pushed into the lab registry"
+fi
+
+echo
+echo "labkit set-up done:"
+printf '  - %s\n' "${summary[@]}"
+echo "next: labkit lab up && DOCKER_HOST=unix:///run/labkit/docker.sock docker run hello-world"
