@@ -43,3 +43,19 @@ class Unavailable(ContainerdError):
 
 class Internal(ContainerdError):
     code = "INTERNAL"
+
+
+def error_for_code(code: str, message: str) -> ContainerdError:
+    """An error carrying gRPC status `code` (a name such as "NOT_FOUND"), message unchanged.
+
+    Used to pass a shim's error through to our own caller without rewording it: the text
+    "OCI runtime create failed: … executable file not found in $PATH" is what decides
+    `docker run`'s exit status (127), so it must arrive intact.
+    """
+    for cls in (NotFound, AlreadyExists, FailedPrecondition, InvalidArgument, Unavailable,
+                Internal):
+        if cls.code == code:
+            return cls(message)
+    err = ContainerdError(message)
+    err.code = code
+    return err

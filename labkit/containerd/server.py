@@ -1,0 +1,475 @@
+"""The gRPC face of labkit-containerd: api.proto's services over the modules below them.
+
+Handlers are thin, as in containerd's `services/*/service.go`: take the namespace from the
+call's metadata, decode the request into plain Python values, call the module that does the
+work (content, snapshots, metadata, pull, tasks, events), encode the answer. Errors raised by
+those modules (labkit.containerd.errors) become the gRPC status code of the same name, with
+their message unchanged; anything else is a bug, logged with its traceback, and INTERNAL.
+
+    every call ──▶ namespace(context)  "containerd-namespace" metadata, required
+               ──▶ Daemon: content | meta | snapshotter(ns) | puller | tasks | exchange
+
+The server is grpcio's synchronous one with a thread pool: Wait and Events.Subscribe hold a
+worker each while they block, so the pool is sized for many of them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import traceback
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+from google.protobuf import empty_pb2, timestamp_pb2
+
+from labkit import __version__
+from labkit.containerd import api_pb2 as pb
+from labkit.containerd import api_pb2_grpc as rpc
+from labkit.containerd.content import LocalContentStore
+from labkit.containerd.errors import ContainerdError, InvalidArgument
+from labkit.containerd.events import Exchange
+from labkit.containerd.metadata import ContainerRecord, ImageRecord, MetadataStore
+from labkit.containerd.mount import Mount
+from labkit.containerd.pull import Puller
+from labkit.containerd.snapshots import OverlaySnapshotter, Snapshotter
+from labkit.containerd.tasks import TaskManager
+
+log = logging.getLogger("labkit.containerd")
+
+NAMESPACE_KEY = "containerd-namespace"
+# containerd's rule for namespace and container names (identifiers.Validate); they become
+# directory names, so this is also what keeps "../" out of our paths.
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
+_MAX_IDENTIFIER = 76
+SNAPSHOTTERS = ("overlayfs",)
+READ_CHUNK = 1 << 20
+
+
+def check_identifier(value: str, what: str) -> str:
+    if not value or len(value) > _MAX_IDENTIFIER or not _IDENTIFIER.match(value):
+        raise InvalidArgument(f"invalid {what} {value!r}: use letters, digits and . _ - "
+                              f"between them (at most {_MAX_IDENTIFIER} characters)")
+    return value
+
+
+class Daemon:
+    """Everything one labkit-containerd holds, shared by the gRPC services."""
+
+    def __init__(self, root: Path, state: Path, address: str,
+                 shim_binary: str = "labkit-shim") -> None:
+        self.root, self.state = Path(root), Path(state)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.content = LocalContentStore(self.root)
+        self.meta = MetadataStore(self.root / "meta.db")
+        self.exchange = Exchange()
+        self.puller = Puller(self.content, self.meta, self.snapshotter, self.exchange,
+                             tmp_dir=self.state / "tmpmounts")
+        self.tasks = TaskManager(self.state, self.meta, self.exchange, shim_binary, address)
+
+    def snapshotter(self, namespace: str, name: str = "") -> Snapshotter:
+        name = name or "overlayfs"
+        if name not in SNAPSHOTTERS:
+            raise InvalidArgument(f"snapshotter {name!r} is not known: "
+                                  f"available: {', '.join(SNAPSHOTTERS)}")
+        return OverlaySnapshotter(self.root, self.meta, namespace)
+
+    def close(self) -> None:
+        self.exchange.close()
+        self.meta.close()
+
+
+# ---------------------------------------------------------------- plumbing
+
+
+def namespace(context: grpc.ServicerContext) -> str:
+    ns = dict(context.invocation_metadata()).get(NAMESPACE_KEY, "")
+    if not ns:
+        raise InvalidArgument("namespace is required")
+    return check_identifier(ns, "namespace")
+
+
+def _abort(context: grpc.ServicerContext, e: BaseException, method: str):
+    if isinstance(e, ContainerdError):
+        code = getattr(grpc.StatusCode, e.code, grpc.StatusCode.UNKNOWN)
+        context.abort(code, str(e))
+    log.error("%s: unexpected error\n%s", method, traceback.format_exc())
+    context.abort(grpc.StatusCode.INTERNAL, f"{method}: {type(e).__name__}: {e}")
+
+
+def unary(fn):
+    """Error translation for a unary handler."""
+    @functools.wraps(fn)
+    def wrapper(self, request, context):
+        try:
+            return fn(self, request, context)
+        except Exception as e:  # noqa: BLE001 - every error must become a status, not a crash
+            _abort(context, e, fn.__qualname__)
+    return wrapper
+
+
+def streaming(fn):
+    """Error translation for a server-streaming handler (a generator)."""
+    @functools.wraps(fn)
+    def wrapper(self, request, context):
+        try:
+            yield from fn(self, request, context)
+        except Exception as e:  # noqa: BLE001
+            _abort(context, e, fn.__qualname__)
+    return wrapper
+
+
+def ts(seconds: float | None) -> timestamp_pb2.Timestamp:
+    t = timestamp_pb2.Timestamp()
+    if seconds:
+        t.FromNanoseconds(int(seconds * 1e9))
+    return t
+
+
+def desc_pb(d: dict) -> pb.Descriptor:
+    return pb.Descriptor(media_type=d.get("mediaType", ""), digest=d.get("digest", ""),
+                         size=int(d.get("size", 0)), annotations=d.get("annotations") or {})
+
+
+def desc_dict(d: pb.Descriptor) -> dict:
+    out = {"mediaType": d.media_type, "digest": d.digest, "size": d.size}
+    if d.annotations:
+        out["annotations"] = dict(d.annotations)
+    return out
+
+
+def mounts_pb(mounts: list[Mount]) -> list[pb.Mount]:
+    return [pb.Mount(type=m.type, source=m.source, target=m.target, options=m.options)
+            for m in mounts]
+
+
+def image_pb(i: ImageRecord) -> pb.Image:
+    return pb.Image(name=i.name, labels=i.labels, target=desc_pb(i.target),
+                    created_at=ts(i.created_at), updated_at=ts(i.updated_at))
+
+
+def container_pb(c: ContainerRecord) -> pb.Container:
+    return pb.Container(id=c.id, labels=c.labels, image=c.image,
+                        runtime=pb.Container.Runtime(name=c.runtime_name,
+                                                     options=c.runtime_options),
+                        spec=c.spec, snapshotter=c.snapshotter, snapshot_key=c.snapshot_key,
+                        created_at=ts(c.created_at), updated_at=ts(c.updated_at))
+
+
+_KINDS = {"view": pb.VIEW, "active": pb.ACTIVE, "committed": pb.COMMITTED}
+_STATUS = {"created": pb.CREATED, "running": pb.RUNNING, "stopped": pb.STOPPED,
+           "paused": pb.PAUSED}
+
+
+# ---------------------------------------------------------------- services
+
+
+class VersionService(rpc.VersionServicer):
+    @unary
+    def Version(self, request, context):
+        return pb.VersionResponse(version=__version__, revision="labkit")
+
+
+class ContentService(rpc.ContentServicer):
+    def __init__(self, d: Daemon) -> None:
+        self.d = d
+
+    @staticmethod
+    def _info(i) -> pb.ContentInfo:
+        return pb.ContentInfo(digest=i.digest, size=i.size, created_at=ts(i.created_at),
+                              labels=i.labels)
+
+    @unary
+    def Info(self, request, context):
+        namespace(context)
+        return pb.InfoResponse(info=self._info(self.d.content.info(request.digest)))
+
+    @unary
+    def List(self, request, context):
+        namespace(context)
+        return pb.ListContentResponse(info=[self._info(i) for i in self.d.content.list()])
+
+    @streaming
+    def Read(self, request, context):
+        namespace(context)
+        if request.offset < 0 or request.size < 0:
+            raise InvalidArgument("offset and size must not be negative")
+        with self.d.content.open(request.digest) as f:
+            f.seek(request.offset)
+            left = request.size or None  # 0 = to the end
+            offset = request.offset
+            while left is None or left > 0:
+                chunk = f.read(READ_CHUNK if left is None else min(READ_CHUNK, left))
+                if not chunk:
+                    break
+                yield pb.ReadContentResponse(offset=offset, data=chunk)
+                offset += len(chunk)
+                if left is not None:
+                    left -= len(chunk)
+
+    @unary
+    def Delete(self, request, context):
+        namespace(context)
+        self.d.content.delete(request.digest)
+        return empty_pb2.Empty()
+
+
+class ImagesService(rpc.ImagesServicer):
+    def __init__(self, d: Daemon) -> None:
+        self.d = d
+
+    @unary
+    def Get(self, request, context):
+        return pb.GetImageResponse(image=image_pb(self.d.meta.get_image(namespace(context),
+                                                                          request.name)))
+
+    @unary
+    def List(self, request, context):
+        images = self.d.meta.list_images(namespace(context))
+        if request.filters:
+            images = [i for i in images if _image_matches(i, request.filters)]
+        return pb.ListImagesResponse(images=[image_pb(i) for i in images])
+
+    @unary
+    def Create(self, request, context):
+        ns = namespace(context)
+        i = request.image
+        if not i.name:
+            raise InvalidArgument("image name must not be empty")
+        if not i.target.digest:
+            raise InvalidArgument(f"image {i.name!r}: target descriptor has no digest")
+        rec = self.d.meta.create_image(ns, ImageRecord(i.name, desc_dict(i.target),
+                                                       dict(i.labels)))
+        self.d.exchange.publish(ns, "/images/create", {"name": rec.name})
+        return pb.CreateImageResponse(image=image_pb(rec))
+
+    @unary
+    def Delete(self, request, context):
+        ns = namespace(context)
+        self.d.meta.delete_image(ns, request.name)
+        self.d.exchange.publish(ns, "/images/delete", {"name": request.name})
+        return empty_pb2.Empty()
+
+
+def _image_matches(image: ImageRecord, filters) -> bool:
+    """containerd-style `name==x` filters (any one may match); others compare the name too."""
+    for f in filters:
+        key, _, value = f.partition("==")
+        if key.strip() == "name" and image.name == value.strip():
+            return True
+        if key.strip() == "target.digest" and image.target.get("digest") == value.strip():
+            return True
+    return False
+
+
+class TransferService(rpc.TransferServicer):
+    def __init__(self, d: Daemon) -> None:
+        self.d = d
+
+    @streaming
+    def Pull(self, request, context):
+        ns = namespace(context)
+        for p in self.d.puller.pull(ns, request.reference, platform=request.platform,
+                                    mirrors=list(request.mirrors),
+                                    snapshotter=request.snapshotter):
+            yield pb.PullProgress(event=p.event, desc=desc_pb(p.desc) if p.desc else None,
+                                  current=p.current, total=p.total, image_name=p.image_name,
+                                  image_digest=p.image_digest)
+
+
+class SnapshotsService(rpc.SnapshotsServicer):
+    def __init__(self, d: Daemon) -> None:
+        self.d = d
+
+    def _s(self, request, context) -> Snapshotter:
+        return self.d.snapshotter(namespace(context), request.snapshotter)
+
+    @unary
+    def Prepare(self, request, context):
+        mounts = self._s(request, context).prepare(request.key, request.parent,
+                                                   dict(request.labels))
+        return pb.PrepareSnapshotResponse(mounts=mounts_pb(mounts))
+
+    @unary
+    def View(self, request, context):
+        mounts = self._s(request, context).view(request.key, request.parent, dict(request.labels))
+        return pb.ViewSnapshotResponse(mounts=mounts_pb(mounts))
+
+    @unary
+    def Mounts(self, request, context):
+        return pb.MountsResponse(mounts=mounts_pb(self._s(request, context).mounts(request.key)))
+
+    @unary
+    def Commit(self, request, context):
+        self._s(request, context).commit(request.name, request.key,
+                                         dict(request.labels) or None)
+        return empty_pb2.Empty()
+
+    @unary
+    def Remove(self, request, context):
+        self._s(request, context).remove(request.key)
+        return empty_pb2.Empty()
+
+    @staticmethod
+    def _info(i) -> pb.SnapshotInfo:
+        return pb.SnapshotInfo(name=i.name, parent=i.parent, kind=_KINDS.get(i.kind, pb.UNKNOWN),
+                               created_at=ts(i.created_at), labels=i.labels)
+
+    @unary
+    def Stat(self, request, context):
+        return pb.StatSnapshotResponse(info=self._info(self._s(request, context).stat(request.key)))
+
+    @unary
+    def List(self, request, context):
+        return pb.ListSnapshotsResponse(info=[self._info(i)
+                                              for i in self._s(request, context).list()])
+
+
+class ContainersService(rpc.ContainersServicer):
+    def __init__(self, d: Daemon) -> None:
+        self.d = d
+
+    @unary
+    def Get(self, request, context):
+        return pb.GetContainerResponse(
+            container=container_pb(self.d.meta.get_container(namespace(context), request.id)))
+
+    @unary
+    def List(self, request, context):
+        return pb.ListContainersResponse(
+            containers=[container_pb(c) for c in self.d.meta.list_containers(namespace(context))])
+
+    @unary
+    def Create(self, request, context):
+        ns = namespace(context)
+        c = request.container
+        check_identifier(c.id, "container id")
+        if c.spec:
+            try:
+                json.loads(c.spec)
+            except ValueError as e:
+                raise InvalidArgument(f"container {c.id}: spec is not valid JSON: {e}") from None
+        if c.runtime.options:
+            try:
+                json.loads(c.runtime.options)
+            except ValueError as e:
+                raise InvalidArgument(f"container {c.id}: runtime options are not valid "
+                                      f"JSON: {e}") from None
+        rec = self.d.meta.create_container(ns, ContainerRecord(
+            id=c.id, image=c.image, labels=dict(c.labels), runtime_name=c.runtime.name,
+            runtime_options=c.runtime.options, spec=c.spec, snapshotter=c.snapshotter,
+            snapshot_key=c.snapshot_key))
+        self.d.exchange.publish(ns, "/containers/create", {
+            "id": rec.id, "image": rec.image, "runtime": {"name": rec.runtime_name}})
+        return pb.CreateContainerResponse(container=container_pb(rec))
+
+    @unary
+    def Delete(self, request, context):
+        ns = namespace(context)
+        self.d.meta.delete_container(ns, request.id)
+        self.d.exchange.publish(ns, "/containers/delete", {"id": request.id})
+        return empty_pb2.Empty()
+
+
+class TasksService(rpc.TasksServicer):
+    def __init__(self, d: Daemon) -> None:
+        self.d = d
+
+    @staticmethod
+    def _process(p) -> pb.Process:
+        return pb.Process(container_id=p.container_id, id=p.container_id, pid=p.pid,
+                          status=_STATUS.get(p.status, pb.UNKNOWN_STATUS), stdin=p.stdin,
+                          stdout=p.stdout, stderr=p.stderr, terminal=p.terminal,
+                          exit_status=p.exit_status, exited_at=ts(p.exited_at))
+
+    @unary
+    def Create(self, request, context):
+        rootfs = [Mount(m.type, m.source, list(m.options), m.target) for m in request.rootfs]
+        pid = self.d.tasks.create(namespace(context), request.container_id, rootfs,
+                                  request.stdin, request.stdout, request.stderr,
+                                  request.terminal)
+        return pb.CreateTaskResponse(container_id=request.container_id, pid=pid)
+
+    @unary
+    def Start(self, request, context):
+        _no_exec(request)
+        return pb.StartResponse(pid=self.d.tasks.start(namespace(context), request.container_id))
+
+    @unary
+    def Delete(self, request, context):
+        pid, status, when = self.d.tasks.delete(namespace(context), request.container_id)
+        return pb.DeleteResponse(id=request.container_id, pid=pid, exit_status=status,
+                                 exited_at=ts(when))
+
+    @unary
+    def Get(self, request, context):
+        _no_exec(request)
+        return pb.GetResponse(process=self._process(
+            self.d.tasks.get(namespace(context), request.container_id)))
+
+    @unary
+    def List(self, request, context):
+        return pb.ListTasksResponse(tasks=[self._process(p)
+                                           for p in self.d.tasks.list(namespace(context))])
+
+    @unary
+    def Kill(self, request, context):
+        _no_exec(request)
+        self.d.tasks.kill(namespace(context), request.container_id, request.signal, request.all)
+        return empty_pb2.Empty()
+
+    @unary
+    def Wait(self, request, context):
+        _no_exec(request)
+        status, when = self.d.tasks.wait(namespace(context), request.container_id,
+                                         context.is_active)
+        return pb.WaitResponse(exit_status=status, exited_at=ts(when))
+
+
+def _no_exec(request) -> None:
+    if request.exec_id:
+        raise InvalidArgument("exec processes are not supported by labkit-containerd yet")
+
+
+class EventsService(rpc.EventsServicer):
+    def __init__(self, d: Daemon) -> None:
+        self.d = d
+
+    @streaming
+    def Subscribe(self, request, context):
+        # A subscriber sees the events of its own namespace (the one in its metadata).
+        sub = self.d.exchange.subscribe(list(request.filters), namespace(context))
+        context.add_callback(sub.close)  # the client went away: end the loop below
+        try:
+            while context.is_active():
+                env = sub.get(timeout=0.5)
+                if env is None:
+                    if sub.closed:
+                        return
+                    continue
+                yield pb.Envelope(timestamp=ts(env.timestamp), namespace=env.namespace,
+                                  topic=env.topic, event=json.dumps(env.event).encode())
+        finally:
+            sub.close()
+
+
+def make_server(daemon: Daemon, address: str, max_workers: int = 64) -> grpc.Server:
+    """A gRPC server with every service, listening on unix socket `address` (not started)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
+                                                    thread_name_prefix="grpc"))
+    rpc.add_VersionServicer_to_server(VersionService(), server)
+    rpc.add_ContentServicer_to_server(ContentService(daemon), server)
+    rpc.add_ImagesServicer_to_server(ImagesService(daemon), server)
+    rpc.add_TransferServicer_to_server(TransferService(daemon), server)
+    rpc.add_SnapshotsServicer_to_server(SnapshotsService(daemon), server)
+    rpc.add_ContainersServicer_to_server(ContainersService(daemon), server)
+    rpc.add_TasksServicer_to_server(TasksService(daemon), server)
+    rpc.add_EventsServicer_to_server(EventsService(daemon), server)
+    target = address if address.startswith("unix:") else "unix:" + address
+    if server.add_insecure_port(target) == 0:
+        raise OSError(f"cannot listen on {address}")
+    return server

@@ -1,0 +1,351 @@
+"""Tasks: a container's running process, owned by a shim.
+
+A *container* is metadata (Containers service); a *task* is what runs. Creating one is
+where containerd touches the host. Worked lifecycle, for container "web" in namespace "moby":
+
+    Create  1. bundle  <state>/io.containerd.runtime.v2.task/moby/web/
+                         config.json       the container's OCI spec
+                         options.json      {"binary_name": "labkit-runc", "root": …} for the shim
+                         rootfs/           the request's rootfs mounts are mounted here
+                         shim-binary-path  so a restarted containerd knows whom to ask
+            2. start the shim:  labkit-shim … -id web start   -> prints its socket address
+               (the shim writes <bundle>/address)
+            3. shim.Create  -> the shim runs `<runtime> create`; the task is "created", with a pid
+            4. a watcher thread calls shim.Wait and, when it returns, publishes /tasks/exit
+    Start   shim.Start -> `<runtime> start`: the process execs; "running"
+    Wait    block until the watcher saw the exit (any number of callers at once)
+    Kill    shim.Kill -> `<runtime> kill`
+    Delete  refused while running (FAILED_PRECONDITION); else shim.Delete (`<runtime> delete`),
+            shim.Shutdown (the shim exits), unmount rootfs/, remove the bundle, /tasks/delete.
+
+Why a separate shim process at all: containerd can be stopped, upgraded or crash while the
+containers keep running, because their parent (and the holder of their stdio) is the shim.
+On boot, `recover()` walks the bundles and reconnects to every shim still alive (reading
+<bundle>/address), and cleans up after the dead ones with `<shim> … delete` (INTERFACES §4.3).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from labkit import paths
+from labkit.containerd import mount as mountlib
+from labkit.containerd.errors import (AlreadyExists, ContainerdError, FailedPrecondition,
+                                      InvalidArgument, NotFound, error_for_code)
+from labkit.containerd.events import Exchange
+from labkit.containerd.metadata import MetadataStore
+from labkit.containerd.mount import Mount
+
+log = logging.getLogger("labkit.containerd.tasks")
+
+RUNTIME_DIR = "io.containerd.runtime.v2.task"  # containerd's name for the bundles' directory
+UNKNOWN_EXIT = 255  # what containerd reports when a shim died without telling us the status
+
+
+@dataclass
+class ProcessInfo:
+    """A task as Tasks.Get/List report it."""
+
+    container_id: str
+    pid: int
+    status: str  # "created" | "running" | "stopped" | "paused" | "unknown"
+    stdin: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    terminal: bool = False
+    exit_status: int = 0
+    exited_at: float | None = None
+
+
+@dataclass
+class Task:
+    namespace: str
+    id: str
+    bundle: Path
+    address: str
+    shim_binary: str
+    pid: int = 0
+    stdin: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    terminal: bool = False
+    exited: threading.Event = field(default_factory=threading.Event)
+    exit_status: int = 0
+    exited_at: float | None = None
+
+
+def _shim():
+    """The shim layer's Python API (imported late: a student's L3 may run before L2 exists)."""
+    from labkit.shim.client import ShimClient, ShimError
+    from labkit.shim.launch import delete_shim, start_shim
+    return ShimClient, ShimError, start_shim, delete_shim
+
+
+def _ts(when: datetime | None) -> float | None:
+    return when.timestamp() if when is not None else None
+
+
+class TaskManager:
+    """Every task of one labkit-containerd, across namespaces."""
+
+    def __init__(self, state: Path, meta: MetadataStore, exchange: Exchange,
+                 shim_binary: str = "labkit-shim", containerd_address: str = "") -> None:
+        self.dir = Path(state) / RUNTIME_DIR
+        self.meta, self.exchange = meta, exchange
+        self.shim_binary = shim_binary
+        self.containerd_address = containerd_address
+        self._tasks: dict[tuple[str, str], Task] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ the verbs
+
+    def create(self, ns: str, container_id: str, rootfs: list[Mount], stdin: str = "",
+               stdout: str = "", stderr: str = "", terminal: bool = False) -> int:
+        container = self.meta.get_container(ns, container_id)
+        bundle = self.dir / ns / container_id
+        with self._lock:
+            if (ns, container_id) in self._tasks:
+                raise AlreadyExists(f"task {container_id}: already exists")
+            try:
+                bundle.mkdir(parents=True, exist_ok=False)
+            except FileExistsError:
+                raise AlreadyExists(f"task {container_id}: bundle {bundle} already exists") \
+                    from None
+        ShimClient, ShimError, start_shim, delete_shim = _shim()
+        mounted = False
+        address = ""
+        try:
+            self._write_bundle(bundle, ns, container.spec, container.runtime_options)
+            if rootfs:
+                mountlib.mount_all(rootfs, str(bundle / "rootfs"))
+                mounted = True
+            try:
+                address = start_shim(self.shim_binary, id=container_id, namespace=ns,
+                                     bundle=bundle, containerd_address=self.containerd_address)
+                with ShimClient(address) as shim:
+                    pid = shim.create(container_id, bundle, stdin=stdin, stdout=stdout,
+                                      stderr=stderr, terminal=terminal)
+            except ShimError as e:
+                raise error_for_code(e.code.name, e.message) from None
+        except BaseException:
+            self._discard(ns, container_id, bundle, address, mounted)
+            raise
+        task = Task(ns, container_id, bundle, address, self.shim_binary, pid=pid, stdin=stdin,
+                    stdout=stdout, stderr=stderr, terminal=terminal)
+        with self._lock:
+            self._tasks[(ns, container_id)] = task
+        self._watch(task)
+        self.exchange.publish(ns, "/tasks/create", {
+            "container_id": container_id, "bundle": str(bundle), "pid": pid,
+            "io": {"stdin": stdin, "stdout": stdout, "stderr": stderr, "terminal": terminal},
+            "rootfs": [m.__dict__ for m in rootfs]})
+        return pid
+
+    def start(self, ns: str, container_id: str) -> int:
+        task = self._get(ns, container_id)
+        pid = self._call(task, lambda s: s.start(container_id))
+        self.exchange.publish(ns, "/tasks/start", {"container_id": container_id, "pid": pid})
+        return pid
+
+    def get(self, ns: str, container_id: str) -> ProcessInfo:
+        task = self._get(ns, container_id)
+        st = self._call(task, lambda s: s.state(container_id))
+        return ProcessInfo(container_id, st.pid, st.status, task.stdin, task.stdout,
+                           task.stderr, task.terminal, st.exit_status, _ts(st.exited_at))
+
+    def list(self, ns: str) -> list[ProcessInfo]:
+        with self._lock:
+            ids = [id for (n, id) in self._tasks if n == ns]
+        out = []
+        for id in ids:
+            try:
+                out.append(self.get(ns, id))
+            except NotFound:
+                pass  # deleted meanwhile
+            except ContainerdError as e:
+                log.warning("task %s/%s: %s", ns, id, e)
+        return out
+
+    def kill(self, ns: str, container_id: str, signal: int, all: bool = False) -> None:
+        task = self._get(ns, container_id)
+        if not 0 < signal < 65:
+            raise InvalidArgument(f"invalid signal {signal}")
+        self._call(task, lambda s: s.kill(container_id, signal, all))
+
+    def wait(self, ns: str, container_id: str,
+             still_wanted: Callable[[], bool] = lambda: True) -> tuple[int, float | None]:
+        """Block until the task exits: (exit_status, exited_at). Many waiters may wait at once:
+        they share the one shim.Wait call the watcher thread makes."""
+        task = self._get(ns, container_id)
+        while not task.exited.wait(0.5):
+            if not still_wanted():
+                raise FailedPrecondition(f"wait {container_id}: cancelled")
+        return task.exit_status, task.exited_at
+
+    def delete(self, ns: str, container_id: str) -> tuple[int, int, float | None]:
+        task = self._get(ns, container_id)
+        ShimClient, ShimError, _, _ = _shim()
+        st = self._call(task, lambda s: s.state(container_id))
+        if st.status in ("running", "paused", "pausing"):
+            raise FailedPrecondition(f"task {container_id} is {st.status}: stop it before "
+                                     "deleting it")
+        pid, status, exited_at = self._call(task, lambda s: s.delete(container_id))
+        try:
+            with ShimClient(task.address) as shim:
+                shim.shutdown()
+        except ShimError as e:
+            log.warning("shutdown of shim for %s: %s", container_id, e)
+        with self._lock:
+            self._tasks.pop((ns, container_id), None)
+        self._remove_bundle(task.bundle)
+        when = _ts(exited_at)
+        self.exchange.publish(ns, "/tasks/delete", {
+            "container_id": container_id, "id": container_id, "pid": pid,
+            "exit_status": status, "exited_at": when})
+        return pid, status, when
+
+    # ------------------------------------------------------------------ restart
+
+    def recover(self) -> None:
+        """Reconnect to the shims that survived our restart; clean up after dead ones."""
+        if not self.dir.is_dir():
+            return
+        ShimClient, ShimError, _, delete_shim = _shim()
+        for ns_dir in sorted(p for p in self.dir.iterdir() if p.is_dir()):
+            for bundle in sorted(p for p in ns_dir.iterdir() if p.is_dir()):
+                ns, id = ns_dir.name, bundle.name
+                if not any(bundle.iterdir()):
+                    bundle.rmdir()
+                    continue
+                shim_binary = _read(bundle / "shim-binary-path") or self.shim_binary
+                address = _read(bundle / "address")
+                try:
+                    if not address:
+                        raise ShimError(_code("UNAVAILABLE"), "no address file")
+                    with ShimClient(address, timeout=2) as shim:
+                        shim.connect()
+                        st = shim.state(id)
+                except ShimError as e:
+                    log.info("task %s/%s: shim is gone (%s): cleaning up", ns, id, e.message)
+                    try:
+                        delete_shim(shim_binary, id=id, namespace=ns, bundle=bundle,
+                                    containerd_address=self.containerd_address)
+                    except ShimError as e2:
+                        log.warning("task %s/%s: shim delete: %s", ns, id, e2.message)
+                    self._remove_bundle(bundle)
+                    event = {"container_id": id, "id": id, "pid": 0,
+                             "exit_status": UNKNOWN_EXIT, "exited_at": time.time()}
+                    self.exchange.publish(ns, "/tasks/exit", event)
+                    self.exchange.publish(ns, "/tasks/delete", event)
+                    continue
+                task = Task(ns, id, bundle, address, shim_binary, pid=st.pid)
+                with self._lock:
+                    self._tasks[(ns, id)] = task
+                self._watch(task)
+                log.info("task %s/%s: reconnected to its shim (%s, pid %d)", ns, id,
+                         st.status, st.pid)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _write_bundle(self, bundle: Path, ns: str, spec: bytes, options: bytes) -> None:
+        try:
+            config = json.loads(spec or b"null")
+        except ValueError as e:
+            raise InvalidArgument(f"container spec is not valid JSON: {e}") from None
+        if not isinstance(config, dict):
+            raise InvalidArgument("container has no OCI spec (spec must be a JSON object)")
+        try:
+            opts = json.loads(options) if options else {}
+        except ValueError as e:
+            raise InvalidArgument(f"runtime options are not valid JSON: {e}") from None
+        if not isinstance(opts, dict):
+            raise InvalidArgument("runtime options must be a JSON object")
+        # The shim appends the namespace to "root", as containerd's runc shim does, so the
+        # runtime's state ends up in RUNTIME_ROOT/<ns>/<id>.
+        opts.setdefault("binary_name", "labkit-runc")
+        opts.setdefault("root", str(paths.RUNTIME_ROOT))
+        (bundle / "config.json").write_text(json.dumps(config, indent=2))
+        (bundle / "options.json").write_text(json.dumps(opts))
+        (bundle / "rootfs").mkdir(exist_ok=True)
+        (bundle / "shim-binary-path").write_text(
+            shutil.which(self.shim_binary) or self.shim_binary)
+
+    def _discard(self, ns: str, id: str, bundle: Path, address: str, mounted: bool) -> None:
+        """Undo a half-made task (create failed somewhere)."""
+        ShimClient, ShimError, _, delete_shim = _shim()
+        if address:
+            try:
+                with ShimClient(address, timeout=2) as shim:
+                    try:
+                        shim.delete(id)
+                    except ShimError:
+                        pass
+                    shim.shutdown(now=True)
+            except ShimError as e:
+                log.warning("task %s/%s: shim shutdown after failed create: %s", ns, id, e.message)
+        if mounted or mountlib.is_mountpoint(str(bundle / "rootfs")):
+            mountlib.unmount_all(str(bundle / "rootfs"))
+        shutil.rmtree(bundle, ignore_errors=True)
+
+    def _remove_bundle(self, bundle: Path) -> None:
+        rootfs = bundle / "rootfs"
+        if rootfs.exists():
+            mountlib.unmount_all(str(rootfs))
+        # Never rmtree through a mount: if rootfs is still mounted, leave the bundle.
+        if rootfs.exists() and mountlib.is_mountpoint(str(rootfs)):
+            log.error("bundle %s: rootfs is still mounted; leaving it", bundle)
+            return
+        shutil.rmtree(bundle, ignore_errors=True)
+
+    def _get(self, ns: str, container_id: str) -> Task:
+        with self._lock:
+            task = self._tasks.get((ns, container_id))
+        if task is None:
+            raise NotFound(f"task {container_id}: not found")
+        return task
+
+    def _call(self, task: Task, fn):
+        """One call on a fresh connection to the task's shim; shim errors keep their code."""
+        ShimClient, ShimError, _, _ = _shim()
+        try:
+            with ShimClient(task.address) as shim:
+                return fn(shim)
+        except ShimError as e:
+            raise error_for_code(e.code.name, e.message) from None
+
+    def _watch(self, task: Task) -> None:
+        """A thread that waits for the task's exit and publishes /tasks/exit."""
+        def run() -> None:
+            ShimClient, ShimError, _, _ = _shim()
+            try:
+                with ShimClient(task.address) as shim:
+                    status, when = shim.wait(task.id)
+                task.exit_status, task.exited_at = status, _ts(when)
+            except ShimError as e:
+                log.warning("task %s/%s: lost its shim (%s)", task.namespace, task.id, e.message)
+                task.exit_status, task.exited_at = UNKNOWN_EXIT, time.time()
+            task.exited.set()
+            self.exchange.publish(task.namespace, "/tasks/exit", {
+                "container_id": task.id, "id": task.id, "pid": task.pid,
+                "exit_status": task.exit_status, "exited_at": task.exited_at})
+        threading.Thread(target=run, name=f"wait {task.namespace}/{task.id}", daemon=True).start()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _code(name: str):
+    from labkit.shim.ttrpc import Code
+    return Code[name]
