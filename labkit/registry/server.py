@@ -505,6 +505,7 @@ def serve(root: str | Path, host: str = "127.0.0.1", port: int = 0,
     'http://127.0.0.1:41235'
     """
     server = RegistryServer(root, host, port, log)
-    server._thread = threading.Thread(target=server.serve_forever, name="labkit-registry", daemon=True)
+    server._thread = threading.Thread(target=server.serve_forever, args=(0.1,),
+                                      name="labkit-registry", daemon=True)
     server._thread.start()
     return server
