@@ -100,7 +100,7 @@ def lab_registry():
     server = serve(root / "data", "127.0.0.1", 0, log=None)
     try:
         addr = server.url.removeprefix("http://")
-        build_and_push(addr)
+        build_and_push(addr)  # hello-world and busybox, built offline
         yield addr
     finally:
         server.close()
