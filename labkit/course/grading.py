@@ -210,7 +210,8 @@ def format_table(report: GradeReport) -> str:
     rows = [("chapter", "points", "result")]
     for name, c in sorted(report.chapters.items()):
         counts = c.counts()
-        summary = ", ".join(f"{counts[o]} {o}" for o in OUTCOMES if counts.get(o))
+        summary = ", ".join(f"{counts[o]} {'errors' if o == 'error' and counts[o] > 1 else o}"
+                            for o in OUTCOMES if counts.get(o))
         if c.status == "error":
             result = f"ERROR {c.error}"
         elif c.status == "missing":

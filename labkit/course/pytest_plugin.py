@@ -229,7 +229,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
             result.outcome, result.message = "error", _message(report, call)
         elif report.skipped:
             result.outcome = "blocked" if item.nodeid in state.blocked else "skipped"
-            result.message = _skip_reason(report)
+            result.message = _skip_reason(report).removeprefix("BLOCKED: ")
     elif report.when == "call":
         if hasattr(report, "wasxfail"):
             result.outcome, result.message = "skipped", f"xfail: {report.wasxfail}"

@@ -50,6 +50,7 @@ def test_file_and_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, w
     assert impls.choice("runtime").source == "LABKIT_IMPL_RUNTIME"
     assert impls.choice("syscalls").kind == "workspace"
     # LABKIT_IMPLEMENTATIONS names the file to read instead of ETC/implementations.toml
+    monkeypatch.setattr(labkit.paths, "ETC", tmp_path / "nothing-here")
     impls = load(environ={"LABKIT_IMPLEMENTATIONS": str(config)})
     assert impls.config_path == config
 
