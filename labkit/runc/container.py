@@ -1,0 +1,159 @@
+"""A container as the runtime remembers it between commands: <root>/<id>/state.json.
+
+Every labkit-runc command is a short-lived process, so nothing survives in memory: `create`
+writes state.json and exits, and `start`, `state`, `kill` and `delete` read it back. The
+directory also holds `exec.fifo` between create and start (see start.py).
+
+The status is never stored, it is DERIVED each time from the kernel (INTERFACES.md §2.3):
+
+    init pid gone, a zombie, or reused by another process  ->  stopped
+    exec.fifo still present                                 ->  created
+    otherwise                                               ->  running
+
+"Reused" is detected with the process start time (field 22 of /proc/<pid>/stat, in clock
+ticks since boot): a new process with the same pid has a different start time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from labkit.runc.log import ContainerError
+
+OCI_VERSION = "1.0.2"
+STATE_FILE = "state.json"
+FIFO = "exec.fifo"
+
+# runc's rule for container ids: letters, digits, _ + - . (and not "." or "..")
+_VALID_ID = re.compile(r"^[\w+.-]+$")
+
+
+def check_id(container_id: str) -> None:
+    if not _VALID_ID.match(container_id) or container_id in (".", ".."):
+        raise ContainerError(f"invalid id format: {container_id}")
+
+
+def process_start_time(pid: int) -> tuple[int, str] | None:
+    """(start time, state letter) of `pid` from /proc/<pid>/stat, or None if there is none."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) is in parentheses and may itself contain spaces or ")":
+    # split after the LAST ")". What follows starts at field 3 (the state letter).
+    rest = stat[stat.rindex(")") + 2:].split()
+    return int(rest[19]), rest[0]
+
+
+def now_rfc3339() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+@dataclass
+class Container:
+    id: str
+    state_dir: str              # <root>/<id>
+    bundle: str
+    rootfs: str
+    pid: int = 0                # init's pid in the runtime's pid namespace (the host's)
+    start_time: int = 0         # init's start time, to detect pid reuse
+    created: str = ""
+    owner: str = ""
+    annotations: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    # cgroup directories (one per v1 hierarchy, or one v2 directory) and the ones we made
+    cgroup_paths: dict[str, str] = field(default_factory=dict)
+    cgroup_created: list[str] = field(default_factory=list)
+
+    # --- persistence ------------------------------------------------------------------
+    @staticmethod
+    def load(root: str, container_id: str) -> "Container":
+        check_id(container_id)
+        state_dir = os.path.join(root, container_id)
+        try:
+            with open(os.path.join(state_dir, STATE_FILE)) as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            # the wording the shim and dockerd look for
+            raise ContainerError("container does not exist") from None
+        except (OSError, ValueError) as e:
+            raise ContainerError(f"cannot read state of container {container_id}: {e}") from None
+        data["state_dir"] = state_dir
+        known = set(Container.__dataclass_fields__)
+        return Container(**{k: v for k, v in data.items() if k in known})
+
+    def save(self) -> None:
+        """Write state.json atomically (write a temporary file, then rename over)."""
+        data = asdict(self)
+        del data["state_dir"]
+        tmp = os.path.join(self.state_dir, STATE_FILE + ".tmp")
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            json.dump(data, f)
+        os.rename(tmp, os.path.join(self.state_dir, STATE_FILE))
+
+    def remove_state(self) -> None:
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    @property
+    def fifo_path(self) -> str:
+        return os.path.join(self.state_dir, FIFO)
+
+    # --- status -------------------------------------------------------------------------
+    def init_alive(self) -> bool:
+        """Is our init still the process at self.pid (not dead, not a zombie, not reused)?"""
+        if self.pid <= 0:
+            return False
+        info = process_start_time(self.pid)
+        if info is None:
+            return False
+        start_time, state = info
+        return state not in ("Z", "X", "x") and start_time == self.start_time
+
+    def status(self) -> str:
+        if not self.init_alive():
+            return "stopped"
+        if os.path.exists(self.fifo_path):
+            return "created"
+        return "running"
+
+    def oci_state(self) -> dict:
+        """The state object of the OCI runtime spec, as `runc state` prints it."""
+        status = self.status()
+        state = {
+            "ociVersion": OCI_VERSION,
+            "id": self.id,
+            # runc reports pid 0 once the container has stopped
+            "pid": self.pid if status != "stopped" else 0,
+            "status": status,
+            "bundle": self.bundle,
+            "rootfs": self.rootfs,
+            "created": self.created,
+            "owner": self.owner,
+        }
+        if self.annotations:
+            state["annotations"] = self.annotations
+        return state
+
+
+def list_containers(root: str) -> list[Container]:
+    """Every container under `root` (directories without a readable state are skipped)."""
+    found = []
+    try:
+        names = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return []
+    for name in names:
+        if Path(root, name, STATE_FILE).exists():
+            try:
+                found.append(Container.load(root, name))
+            except ContainerError:
+                continue
+    return found

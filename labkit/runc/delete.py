@@ -1,0 +1,60 @@
+"""`labkit-runc delete [--force] ID`: forget a container and release what it held.
+
+Allowed when the container is stopped; a created container (never started) is killed
+first, as runc does; a running one only with --force (SIGKILL to all its processes).
+Deleting removes the cgroup directories create made, runs the poststop hooks and
+removes <root>/<id>/. The runtime never reaps init (it is the shim's child): a killed init
+is "stopped" as soon as it is a zombie.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import time
+
+from labkit.runc import cgroups
+from labkit.runc.container import Container
+from labkit.runc.init import run_hooks
+from labkit.runc.kill import container_pids
+from labkit.runc.log import ContainerError, warning
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", "-f", action="store_true", help="kill a running container first")
+    p.add_argument("id")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        c = Container.load(args.root, args.id)
+    except ContainerError:
+        if args.force:
+            return 0                  # runc: `delete --force` of an unknown id is not an error
+        raise
+    delete(c, args.force)
+    return 0
+
+
+def delete(c: Container, force: bool = False) -> None:
+    status = c.status()
+    if status == "running" and not force:
+        raise ContainerError(f"cannot delete container {c.id} that is not stopped: {status}")
+    if status != "stopped":
+        for pid in container_pids(c) or [c.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 5
+        while c.init_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if c.init_alive():
+            raise ContainerError(f"container {c.id}: init {c.pid} did not die after SIGKILL")
+    cgroups.destroy(c.cgroup_created)
+    try:
+        run_hooks((c.config.get("hooks") or {}).get("poststop"), c.oci_state())
+    except ContainerError as e:
+        warning(f"poststop: {e}")     # the container is gone anyway: report, do not fail
+    c.remove_state()

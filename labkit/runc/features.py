@@ -1,0 +1,44 @@
+"""`labkit-runc features`: what this runtime supports, as JSON (the OCI "features" document).
+
+Callers (containerd, for instance) use it to know which mount options, namespaces and hooks
+they may use. Everything listed here is implemented; seccomp, AppArmor and SELinux are not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import prctl
+
+from labkit.runc.config import NAMESPACES
+from labkit.runc.mounts import FLAGS, PROPAGATION
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def document() -> dict:
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": "1.0.2",
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer",
+                  "poststart", "poststop"],
+        "mountOptions": sorted(set(FLAGS) | set(PROPAGATION)),
+        "linux": {
+            "namespaces": sorted(k for k in NAMESPACES if k != "user"),
+            "capabilities": sorted(prctl.ALL_CAP_NAMES),
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
+            "seccomp": {"enabled": False},
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+        },
+        "annotations": {"org.opencontainers.runc.version": "labkit"},
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    sys.stdout.write(json.dumps(document(), indent=2) + "\n")
+    return 0

@@ -1,0 +1,344 @@
+"""The container's init: from a forked copy of the runtime to the user's program.
+
+`labkit-runc create` builds the container with three processes. The runtime itself (R)
+must EXIT when create is done (the shim, its caller, waits for it), while the container's
+first process (init) must stay behind, blocked, with its namespaces built. And because
+unshare(CLONE_NEWPID) only puts the caller's future CHILDREN in the new pid namespace,
+it takes two forks to get a pid 1:
+
+    R: labkit-runc create             C1: bootstrap                C2: init (pid 1 inside)
+    ---------------------             -------------                -----------------------
+    mkdir <root>/<id>, mkfifo
+    exec.fifo, cgroup dirs,
+    socketpair (the sync channel)
+    fork ---------------------------> join the cgroup
+                                      setns() the namespaces with a
+                                      path; unshare() the new ones
+                                      fork ----------------------> (in the new namespaces)
+    <------ {"type": "pid", pid} ---- exit(0)
+    waitpid(C1)                                                    make mounts private,
+                                                                   hostname, rootfs mounts,
+                                                                   /dev
+    <------------------------------- {"type": "hooks"} ----------- (only if there are hooks)
+    run prestart + createRuntime
+    hooks (they see the namespaces)
+    ------------------------------- {"type": "continue"} -------->
+                                                                   pivot_root, console,
+                                                                   sysctl, masked/ro paths,
+                                                                   rlimits, cwd, find the
+                                                                   executable, ids, caps
+    <------------------------------- {"type": "warning", msg} ---- (any number, any time)
+    <------------------------------- {"type": "error", msg} ------ (then exit 1) or:
+    <------------------------------- {"type": "ready"} ----------- close the channel
+    write state.json and --pid-file                                open exec.fifo O_WRONLY:
+    exit 0  (C2 is re-parented to                                  BLOCKS until a reader
+    the nearest subreaper: the shim)                               ...
+                                                                   ...
+    labkit-runc start: open exec.fifo for reading, read 1 byte --> write "0" and go on:
+    unlink exec.fifo                                               startContainer hooks
+                                                                   execve(args)
+
+Messages are JSON objects, one per line, on an AF_UNIX socketpair both children inherit.
+The channel closes (EOF for R) when every child holding it has exited or closed it: R reads
+that as "init died before it was ready".
+
+Everything below runs in forked children: they never return into the CLI code, they end
+with os._exit or execve. And since pivot_root takes the host filesystem away, every module
+init needs is imported here, at the top, before the fork.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+from labkit import syscalls as sc
+from labkit.runc import cgroups, console, mounts, process as proc
+from labkit.runc.config import NAMESPACES, Spec
+from labkit.runc.log import ContainerError
+
+
+class ExecError(ContainerError):
+    """The program cannot be started (runc does not prefix these with "container init")."""
+
+
+class SyncChannel:
+    """One end of the parent<->child channel: JSON objects, one per line."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self._buffer = b""
+
+    def send(self, message: dict) -> None:
+        self.sock.sendall(json.dumps(message).encode() + b"\n")
+
+    def recv(self) -> dict | None:
+        """The next message, or None when every writer has gone away."""
+        while b"\n" not in self._buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclass
+class InitArgs:
+    """What the runtime prepared for its children (fds are inherited through fork)."""
+    spec: Spec
+    bundle: str
+    rootfs: str
+    state_dir_fd: int                       # <root>/<id>, to reach exec.fifo after pivot_root
+    sync: SyncChannel
+    console_sock: socket.socket | None = None
+    no_pivot: bool = False
+    cgroup_paths: dict[str, str] = field(default_factory=dict)
+    has_runtime_hooks: bool = False         # prestart/createRuntime: R must run them
+    oci_state: dict = field(default_factory=dict)   # id, bundle, …: the hooks' stdin
+
+
+def describe(e: BaseException) -> str:
+    """An exception as one lower-case line that names what failed."""
+    if isinstance(e, OSError):
+        text = e.strerror or str(e)
+        # syscalls already wrote "mount /proc: EPERM"; os.* errors carry the file name
+        if e.filename is not None and str(e.filename) not in text:
+            text = f"{e.filename}: {text.lower()}"
+        return text
+    return str(e) or type(e).__name__
+
+
+def _send_error(sync: SyncChannel, e: BaseException) -> None:
+    kind = "exec" if isinstance(e, ExecError) else "init"
+    try:
+        sync.send({"type": "error", "stage": kind, "msg": describe(e)})
+    except OSError:
+        pass
+
+
+# --- C1 ------------------------------------------------------------------------------------
+def bootstrap(a: InitArgs) -> NoReturn:
+    """C1: enter the cgroup and the namespaces, fork the container's pid 1, report its pid."""
+    try:
+        # The cgroup first: everything forked from here on is born inside it, so no process
+        # of the container ever runs unaccounted.
+        cgroups.join(a.cgroup_paths, os.getpid())
+
+        # Namespaces with a `path` are joined, the others created. Open every path BEFORE
+        # joining anything: joining a mount namespace changes what the paths point to.
+        listed = [(ns["type"], ns.get("path")) for ns in
+                  (a.spec.get("linux") or {}).get("namespaces") or []]
+        to_join = [(kind, os.open(path, os.O_RDONLY)) for kind, path in listed if path]
+        to_join.sort(key=lambda item: item[0] == "mount")         # the mount namespace last
+        for kind, fd in to_join:
+            sc.setns(fd, NAMESPACES[kind][0])
+            os.close(fd)
+        new = 0
+        for kind, path in listed:
+            if not path:
+                new |= NAMESPACES[kind][0]
+        if new:
+            sc.unshare(new)
+
+        pid = os.fork()
+        if pid == 0:
+            run_init(a)                                            # never returns
+        # In C1, fork() returns the child's pid in C1's OWN pid namespace, which is the
+        # runtime's (the host's): exactly the pid the runtime must write to --pid-file.
+        a.sync.send({"type": "pid", "pid": pid})
+        os._exit(0)
+    except BaseException as e:
+        _send_error(a.sync, e)
+        os._exit(1)
+
+
+# --- C2 ------------------------------------------------------------------------------------
+def run_init(a: InitArgs) -> NoReturn:
+    try:
+        container_init(a)
+    except BaseException as e:
+        _send_error(a.sync, e)
+        os._exit(1)
+
+
+def container_init(a: InitArgs) -> NoReturn:
+    """C2, the container's pid 1: build the container's view of the system, then wait for
+    `start` and become the user's program. Each step's position is deliberate."""
+    spec, process = a.spec, a.spec["process"]
+    linux = spec.get("linux") or {}
+    rootfs = a.rootfs
+    # our pid as the host sees it (/proc is still the host's here), for the hooks' state
+    state = dict(a.oci_state, pid=int(os.readlink("/proc/self")), status="created")
+
+    def warn(msg: str) -> None:
+        a.sync.send({"type": "warning", "msg": msg})
+
+    # Python ignores SIGPIPE and SIGXFSZ and handles SIGINT itself; ignored dispositions
+    # survive execve, so undo that now (`yes | head` must end with SIGPIPE inside too).
+    for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+    # 1. Make every mount in our (new) mount namespace private before touching anything:
+    #    otherwise mounts below would propagate back to the host's shared mounts.
+    propagation = mounts.PROPAGATION.get(linux.get("rootfsPropagation") or "rprivate",
+                                         sc.MS_PRIVATE | sc.MS_REC)
+    sc.mount(None, "/", None, propagation)
+
+    # 2. The hostname: only affects our new UTS namespace (config.py refused it otherwise).
+    if spec.get("hostname"):
+        socket.sethostname(spec["hostname"])
+
+    # 3. pivot_root needs the new root to be a mount point: bind the rootfs onto itself.
+    sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
+
+    # 4. config.json's mounts, in order (order matters: /dev before /dev/pts). /proc is
+    #    mounted here, by a process that is already in the new pid namespace, so it shows
+    #    the container's processes only.
+    os.umask(0)                      # modes below are exactly the ones the spec asks for
+    for m in spec.get("mounts") or []:
+        mounts.mount_entry(rootfs, a.bundle, m, a.cgroup_paths)
+
+    # 5. /dev: device nodes and symlinks, into the tmpfs mounted at /dev by step 4.
+    mounts.populate_dev(rootfs, linux.get("devices") or [])
+
+    # 6. Hooks that must see the container's namespaces but not yet its root: prestart and
+    #    createRuntime run in the runtime (R); createContainer here, in our namespaces.
+    if a.has_runtime_hooks:
+        a.sync.send({"type": "hooks"})
+        if (a.sync.recv() or {}).get("type") != "continue":
+            os._exit(1)                                  # R reported the hook's failure
+    run_hooks((spec.get("hooks") or {}).get("createContainer"), state)
+
+    # 7. Swap the root: afterwards the host's files are out of reach (only fds opened
+    #    before, like state_dir_fd and the console socket, still lead out).
+    enter_root(rootfs, a.no_pivot)
+
+    # 8. The terminal, after pivot_root: the pty must come from the container's devpts.
+    if process.get("terminal"):
+        if a.console_sock is None:
+            raise ContainerError("process.terminal is set but no --console-socket was given")
+        console.setup(a.console_sock, process.get("consoleSize"))
+
+    # 9. sysctls go through /proc/sys, so before step 10 makes /proc/sys read-only.
+    for key, value in (linux.get("sysctl") or {}).items():
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(str(value))
+
+    # 10. The working directory is created if missing, so before the root turns read-only.
+    proc.prepare_cwd(process.get("cwd") or "/")
+
+    # 11. Read-only root, then read-only and masked paths (all after pivot_root: they are
+    #     container paths, and masking uses the container's /dev/null).
+    if (spec.get("root") or {}).get("readonly"):
+        sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY
+                 | mounts.current_flags("/"))
+    for path in linux.get("readonlyPaths") or []:
+        mounts.readonly_path(path)
+    for path in linux.get("maskedPaths") or []:
+        mounts.mask_path(path)
+    for key in ("seccomp", "apparmorProfile", "selinuxLabel"):
+        if linux.get(key) or process.get(key):
+            warn(f"{key} is not supported by labkit-runc: skipped")
+
+    # 12. Resource settings of the process itself, while we still have every capability.
+    if process.get("oomScoreAdj") is not None:
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(process["oomScoreAdj"]))
+        except OSError as e:
+            warn(f"oom_score_adj {process['oomScoreAdj']}: {e.strerror.lower()}")
+    proc.apply_rlimits(process.get("rlimits") or [], warn)
+
+    # 13. Find the program NOW, so that a typo fails `create` (docker then exits 127)
+    #     instead of a container that dies after `start`.
+    os.chdir(process.get("cwd") or "/")
+    env = proc.environment(process)
+    try:
+        program = proc.find_executable(process["args"][0], env)
+    except ContainerError as e:
+        raise ExecError(str(e)) from None
+
+    # 14. Become the configured user with the configured capabilities (process.py explains
+    #     the order); the last privileged step.
+    proc.set_identity(process, warn)
+    os.umask(int((process.get("user") or {}).get("umask", 0o022)))
+
+    # 15. Tell the runtime we are ready (it writes state.json and the pid file, then exits),
+    #     and close our end: nothing more will be said.
+    a.sync.send({"type": "ready"})
+    a.sync.close()
+
+    # 16. Wait for `start`: opening a fifo for writing blocks until someone opens it for
+    #     reading. Through the directory fd: the fifo's host path is invisible now.
+    fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=a.state_dir_fd)
+    os.write(fifo, b"0")
+    os.close(fifo)
+    os.close(a.state_dir_fd)
+
+    # 17. startContainer hooks run inside the container, after start, before the program.
+    run_hooks((spec.get("hooks") or {}).get("startContainer"), dict(state, status="running"))
+
+    # 18. Become the program. execve keeps our pid (1), namespaces, cgroup and stdio.
+    try:
+        os.execve(program, process["args"], env)
+    except OSError as e:
+        os.write(2, f"labkit-runc: exec {program}: {e.strerror.lower()}\n".encode())
+        os._exit(127)
+
+
+def enter_root(rootfs: str, no_pivot: bool) -> None:
+    """Make `rootfs` the root. man 2 pivot_root, "pivot_root(".", ".")" trick."""
+    if no_pivot:
+        # For roots pivot_root refuses (e.g. on a ramfs): move the mount over / and chroot.
+        # Weaker: the old root stays reachable to a process that escapes the chroot.
+        os.chdir(rootfs)
+        sc.mount(rootfs, "/", None, sc.MS_MOVE)
+        os.chroot(".")
+        os.chdir("/")
+        return
+    old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY)
+    new_root = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY)
+    os.fchdir(new_root)
+    # new and old root are the same directory: the old root ends up mounted on top of the
+    # new one, where we can detach it without needing a directory to put it in.
+    sc.pivot_root(".", ".")
+    os.fchdir(old_root)
+    # rslave: the unmount below must not propagate anywhere (to the host, say).
+    sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
+    sc.umount2(".", sc.MNT_DETACH)
+    os.chdir("/")
+    os.close(old_root)
+    os.close(new_root)
+
+
+def run_hooks(hooks: list[dict] | None, state: dict) -> None:
+    """Run OCI hooks: `path` with `args` and `env`, the container's state JSON on stdin.
+    A hook that fails (or outlives its `timeout`) fails the container."""
+    for hook in hooks or []:
+        argv = hook.get("args") or [hook["path"]]
+        try:
+            result = subprocess.run(argv, executable=hook["path"], env=_env_dict(hook.get("env")),
+                                    input=json.dumps(state).encode(), capture_output=True,
+                                    timeout=hook.get("timeout"))
+        except subprocess.TimeoutExpired:
+            raise ContainerError(f"hook {hook['path']}: timed out after {hook.get('timeout')}s") \
+                from None
+        except OSError as e:
+            raise ContainerError(f"hook {hook['path']}: {e.strerror.lower()}") from None
+        if result.returncode != 0:
+            stderr = result.stderr.decode(errors="replace").strip()
+            raise ContainerError(f"hook {hook['path']} exited with status {result.returncode}"
+                                 + (f": {stderr}" if stderr else ""))
+
+
+def _env_dict(env: list[str] | None) -> dict[str, str]:
+    return dict(e.split("=", 1) for e in env or [] if "=" in e)

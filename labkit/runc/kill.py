@@ -1,0 +1,83 @@
+"""`labkit-runc kill [--all] ID [SIGNAL]`: send a signal to the container's init (or, with
+--all, to every process of the container).
+
+SIGNAL is a number (the shim sends "9", "15") or a name, with or without SIG (KILL, SIGKILL);
+the default is SIGTERM. Remember that the container's init is pid 1 of its pid namespace:
+the kernel drops signals to pid 1 that it has no handler for, EXCEPT SIGKILL and SIGSTOP
+sent from an ancestor namespace (us). That is why `docker stop` falls back to SIGKILL.
+
+--all finds the processes through the container's cgroup when it has one; otherwise
+through its pid namespace (every process whose /proc/<pid>/ns/pid is init's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+
+from labkit.runc import cgroups
+from labkit.runc.container import Container
+from labkit.runc.log import ContainerError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--all", "-a", action="store_true", help="signal every process")
+    p.add_argument("id")
+    p.add_argument("signal", nargs="?", default="SIGTERM")
+
+
+def parse_signal(text: str) -> int:
+    if text.isdigit():
+        number = int(text)
+        if 0 < number < signal.NSIG:
+            return number
+    else:
+        name = text.upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        number = getattr(signal.Signals, name, None) if name in signal.Signals.__members__ \
+            else None
+        if number is not None:
+            return int(number)
+    raise ContainerError(f"unknown signal {text!r}")
+
+
+def run(args: argparse.Namespace) -> int:
+    c = Container.load(args.root, args.id)
+    kill(c, parse_signal(args.signal), args.all)
+    return 0
+
+
+def container_pids(c: Container) -> list[int]:
+    """Every process of the container, init included."""
+    if c.cgroup_paths:
+        found = cgroups.pids(c.cgroup_paths)
+        if found:
+            return found
+    try:
+        init_ns = os.readlink(f"/proc/{c.pid}/ns/pid")
+    except OSError:
+        return []
+    if init_ns == os.readlink("/proc/self/ns/pid"):
+        return [c.pid]                 # the host's pid namespace: only init is ours for sure
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/ns/pid") == init_ns:
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def kill(c: Container, signum: int, all_processes: bool = False) -> None:
+    if c.status() == "stopped":
+        raise ContainerError("container not running")
+    targets = container_pids(c) if all_processes else [c.pid]
+    for pid in targets or [c.pid]:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            if pid == c.pid:
+                raise ContainerError("no such process") from None

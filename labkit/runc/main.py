@@ -1,0 +1,86 @@
+"""`labkit-runc`: the command line, shaped like runc's so that any caller of runc (the shim,
+containerd's shim, dockerd via --add-runtime) can call us instead.
+
+    labkit-runc [--root DIR] [--log FILE] [--log-format text|json] [--debug]
+                [--systemd-cgroup] COMMAND [ARGS]
+
+One verb per module (create.py, start.py, …): each has `add_arguments(parser)` and
+`run(args) -> exit status`. Global flags come before the verb, as the shim sends them.
+Flags newer runcs accept (--rootless, --pidfd-socket, --preserve-fds, …) are accepted and
+ignored, so a caller written for a newer runc still works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+import labkit
+from labkit import paths
+from labkit.runc import create, delete, features, kill, list as list_, run, spec, start, state
+from labkit.runc import exec as exec_
+from labkit.runc import log
+from labkit.runc.log import ContainerError
+
+VERBS = {
+    "create": (create, "create a container, leaving its init waiting for `start`"),
+    "start": (start, "run the program of a created container"),
+    "state": (state, "print the state of a container as JSON"),
+    "kill": (kill, "send a signal to the container's init (--all: every process)"),
+    "delete": (delete, "delete a stopped container (--force: kill it first)"),
+    "run": (run, "create and start a container, wait for it unless --detach"),
+    "exec": (exec_, "run another process in a running container"),
+    "list": (list_, "list the containers under --root"),
+    "spec": (spec, "write a default config.json"),
+    "features": (features, "print what this runtime supports, as JSON"),
+}
+VERSION = f"labkit-runc version {labkit.__version__}\ncommit: labkit\nspec: 1.0.2"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="labkit-runc", description="a runc-compatible OCI runtime")
+    p.add_argument("--version", "-v", action="store_true", help="print the version")
+    p.add_argument("--root", default=str(paths.RUNTIME_ROOT),
+                   help=f"where container state lives (default {paths.RUNTIME_ROOT})")
+    p.add_argument("--log", default=None, help="append log records to this file (default stderr)")
+    p.add_argument("--log-format", default="text", choices=("text", "json"))
+    p.add_argument("--debug", action="store_true", help="log debug records and tracebacks")
+    p.add_argument("--systemd-cgroup", action="store_true", help="accepted, ignored")
+    p.add_argument("--rootless", nargs="?", const="true", help="accepted, ignored")
+    p.add_argument("--criu", help="accepted, ignored")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in VERBS.items():
+        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = parser()
+    args, unknown = p.parse_known_args(argv)
+    if args.version:
+        print(VERSION)
+        return 0
+    try:
+        log.configure(args.log, args.log_format, args.debug)
+        if unknown:
+            log.debug(f"ignoring unknown flags: {' '.join(unknown)}")
+        if not args.command:
+            p.print_help(sys.stderr)
+            return 1
+        return VERBS[args.command][0].run(args)
+    except ContainerError as e:
+        log.error(str(e))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:                     # a bug or an unforeseen failure: still one line
+        if args.debug:
+            traceback.print_exc()
+        log.error(f"{args.command}: {type(e).__name__}: {e}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

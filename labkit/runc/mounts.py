@@ -1,0 +1,241 @@
+"""Building the container's filesystem view: config.json mounts, /dev, masked and read-only paths.
+
+Everything here runs inside the container's init, in the container's NEW mount namespace,
+so nothing it mounts is visible on the host (init made the whole tree private first).
+
+Three ideas a student should take away:
+
+* A mount entry's `options` mix two kinds of things: FLAGS the kernel takes as bits
+  (ro, nosuid, nodev, noexec, bind, rbind, private, …) and DATA, a string handed to the
+  filesystem itself (mode=755, size=65536k, newinstance, ptmxmode=0666, …). See man 8 mount.
+* A bind mount ignores most flags when it is made: `ro` on a bind needs a second call,
+  MS_REMOUNT|MS_BIND|MS_RDONLY. Propagation (private, slave, shared) is a third kind of call.
+* Paths inside the root filesystem must be resolved AS IF the rootfs were `/`: a symlink
+  `rootfs/etc -> /tmp` must lead to `rootfs/tmp`, never to the host's /tmp (`secure_join`).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+
+from labkit import syscalls as sc
+from labkit.syscalls import (MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC,
+                             MS_REMOUNT)
+
+# option -> (flag, set it?)   man 8 mount, "FILESYSTEM-INDEPENDENT MOUNT OPTIONS"
+FLAGS: dict[str, tuple[int, bool]] = {
+    "ro": (MS_RDONLY, True), "rw": (MS_RDONLY, False),
+    "nosuid": (MS_NOSUID, True), "suid": (MS_NOSUID, False),
+    "nodev": (MS_NODEV, True), "dev": (MS_NODEV, False),
+    "noexec": (MS_NOEXEC, True), "exec": (MS_NOEXEC, False),
+    "sync": (sc.MS_SYNCHRONOUS, True), "async": (sc.MS_SYNCHRONOUS, False),
+    "dirsync": (sc.MS_DIRSYNC, True),
+    "remount": (MS_REMOUNT, True),
+    "mand": (sc.MS_MANDLOCK, True), "nomand": (sc.MS_MANDLOCK, False),
+    "atime": (sc.MS_NOATIME, False), "noatime": (sc.MS_NOATIME, True),
+    "diratime": (sc.MS_NODIRATIME, False), "nodiratime": (sc.MS_NODIRATIME, True),
+    "relatime": (sc.MS_RELATIME, True), "norelatime": (sc.MS_RELATIME, False),
+    "strictatime": (sc.MS_STRICTATIME, True), "nostrictatime": (sc.MS_STRICTATIME, False),
+    "bind": (MS_BIND, True), "rbind": (MS_BIND | MS_REC, True),
+}
+PROPAGATION: dict[str, int] = {
+    "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE | MS_REC,
+    "shared": sc.MS_SHARED, "rshared": sc.MS_SHARED | MS_REC,
+    "slave": sc.MS_SLAVE, "rslave": sc.MS_SLAVE | MS_REC,
+    "unbindable": sc.MS_UNBINDABLE, "runbindable": sc.MS_UNBINDABLE | MS_REC,
+}
+# options that are instructions to runc itself, not to the kernel
+IGNORED = {"tmpcopyup", "idmap", "ridmap", "nosymfollow"}
+
+
+@dataclass
+class MountOptions:
+    flags: int = 0
+    propagation: list[int] | None = None
+    data: str = ""
+
+
+def parse_options(options: list[str]) -> MountOptions:
+    result = MountOptions(propagation=[])
+    data = []
+    for opt in options:
+        if opt in FLAGS:
+            flag, on = FLAGS[opt]
+            result.flags = result.flags | flag if on else result.flags & ~flag
+        elif opt in PROPAGATION:
+            result.propagation.append(PROPAGATION[opt])
+        elif opt in IGNORED or opt.startswith("x-"):
+            continue
+        else:
+            data.append(opt)
+    result.data = ",".join(data)
+    return result
+
+
+def secure_join(root: str, unsafe: str) -> str:
+    """`unsafe` (a path inside the container) as a host path under `root`, following symlinks
+    as the container would see them: never escaping `root`, whatever `..` or links say."""
+    parts = [p for p in unsafe.split("/") if p]
+    resolved: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            resolved.append(part)       # does not exist (yet): take it literally
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > 255:
+                raise OSError(40, f"resolve {unsafe}: ELOOP")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []            # absolute: from the container's root
+            parts = [p for p in target.split("/") if p] + parts
+            continue
+        resolved.append(part)
+    return os.path.join(root, *resolved)
+
+
+def make_mountpoint(target: str, like_file: bool) -> None:
+    """Create a missing mount point: a file when a file is mounted on it, else a directory."""
+    if os.path.lexists(target):
+        return
+    if like_file:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "a"):
+            pass
+    else:
+        os.makedirs(target, exist_ok=True)
+
+
+def current_flags(path: str) -> int:
+    """The per-mount flags of the mount holding `path` that a remount must keep.
+
+    A bind remount REPLACES nosuid/nodev/noexec/…, so whoever makes something read-only
+    must pass the flags it already has, or it silently loses them."""
+    f = os.statvfs(path).f_flag
+    keep = 0
+    for st_bit, ms_bit in ((os.ST_RDONLY, MS_RDONLY), (os.ST_NOSUID, MS_NOSUID),
+                           (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
+                           (os.ST_NOATIME, sc.MS_NOATIME), (os.ST_NODIRATIME, sc.MS_NODIRATIME),
+                           (os.ST_RELATIME, sc.MS_RELATIME)):
+        if f & st_bit:
+            keep |= ms_bit
+    return keep
+
+
+def mount_entry(rootfs: str, bundle: str, m: dict, cgroup_paths: dict[str, str]) -> None:
+    """Perform one entry of config.json's `mounts` under `rootfs`."""
+    dest = m["destination"]
+    fstype = m.get("type") or ""
+    opts = parse_options(m.get("options") or [])
+    source = m.get("source") or fstype or "none"
+    target = secure_join(rootfs, dest)
+    is_bind = fstype == "bind" or bool(opts.flags & MS_BIND)
+
+    if is_bind:
+        # A bind source is a host path; a relative one is relative to the bundle.
+        source = os.path.join(bundle, source)
+        if not os.path.exists(source):
+            raise OSError(2, f"mount {dest}: bind source {source}: ENOENT")
+        make_mountpoint(target, like_file=not os.path.isdir(source))
+        sc.mount(source, target, None, MS_BIND | (opts.flags & MS_REC))
+        # The first call ignored ro/nosuid/…: apply them with a bind remount.
+        extra = opts.flags & ~(MS_BIND | MS_REC)
+        if extra:
+            sc.mount(None, target, None, MS_BIND | MS_REMOUNT | extra | current_flags(target))
+    elif fstype == "cgroup":
+        mount_cgroup_v1_view(target, opts, cgroup_paths)
+    else:
+        make_mountpoint(target, like_file=False)
+        sc.mount(source, target, fstype, opts.flags, opts.data or None)
+    for propagation in opts.propagation or []:
+        sc.mount(None, target, None, propagation)
+
+
+def mount_cgroup_v1_view(target: str, opts: MountOptions, cgroup_paths: dict[str, str]) -> None:
+    """docker's `/sys/fs/cgroup` entry (type cgroup). On cgroup v2 it is a fresh cgroup2 mount;
+    on v1 there is one hierarchy per controller, so (like runc) build a tmpfs holding one bind
+    mount per hierarchy, each showing only the container's own cgroup directory."""
+    make_mountpoint(target, like_file=False)
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):           # pure cgroup v2
+        sc.mount("cgroup2", target, "cgroup2", opts.flags)
+        return
+    sc.mount("tmpfs", target, "tmpfs", opts.flags & ~MS_RDONLY, "mode=755")
+    for name, host_dir in cgroup_paths.items():
+        sub = os.path.join(target, name)
+        os.makedirs(sub, exist_ok=True)
+        sc.mount(host_dir, sub, None, MS_BIND | MS_REC)
+        sc.mount(None, sub, None, MS_BIND | MS_REMOUNT | (opts.flags & ~MS_REC))
+    if opts.flags & MS_RDONLY:
+        sc.mount(None, target, None, MS_REMOUNT | opts.flags, "mode=755")
+
+
+# --- /dev ------------------------------------------------------------------------------------
+# The devices every container gets (runc's list): name, major, minor.    man 4 null, man 4 random
+DEFAULT_DEVICES = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7),
+                   ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
+DEV_SYMLINKS = [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
+                ("ptmx", "pts/ptmx")]   # the ptmx of the container's own devpts instance
+
+
+def make_device(path: str, kind: str, major: int, minor: int, mode: int = 0o666,
+                uid: int = 0, gid: int = 0) -> None:
+    if os.path.lexists(path):
+        os.unlink(path)
+    type_bit = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[kind]
+    os.mknod(path, type_bit | (mode & 0o7777), os.makedev(major, minor))
+    os.chmod(path, mode & 0o7777)        # mknod's mode is filtered by the umask
+    os.chown(path, uid, gid)
+
+
+def populate_dev(rootfs: str, extra_devices: list[dict]) -> None:
+    """A minimal /dev: the default character devices, linux.devices, and the usual symlinks.
+
+    We are real root in the host's user namespace, so mknod works (inside a user namespace
+    runc bind-mounts the host's nodes instead)."""
+    dev = secure_join(rootfs, "/dev")
+    os.makedirs(dev, exist_ok=True)
+    for name, major, minor in DEFAULT_DEVICES:
+        make_device(os.path.join(dev, name), "c", major, minor)
+    for d in extra_devices:
+        path = secure_join(rootfs, d["path"])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        make_device(path, d.get("type", "c"), d.get("major", 0), d.get("minor", 0),
+                    d.get("fileMode", 0o666), d.get("uid", 0), d.get("gid", 0))
+    for name, target in DEV_SYMLINKS:
+        link = os.path.join(dev, name)
+        if not os.path.lexists(link):
+            os.symlink(target, link)
+
+
+# --- after pivot_root: paths are the container's own -----------------------------------------
+def readonly_path(path: str) -> None:
+    """linux.readonlyPaths: bind the path onto itself, then remount that bind read-only."""
+    try:
+        sc.mount(path, path, None, MS_BIND | MS_REC)
+    except FileNotFoundError:
+        return                           # a path the kernel does not have: nothing to protect
+    sc.mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC | current_flags(path))
+
+
+def mask_path(path: str) -> None:
+    """linux.maskedPaths: hide a file under /dev/null, a directory under an empty ro tmpfs."""
+    if not os.path.lexists(path):
+        return
+    if os.path.isdir(path):
+        sc.mount("tmpfs", path, "tmpfs", MS_RDONLY)
+    else:
+        sc.mount("/dev/null", path, None, MS_BIND)

@@ -1,0 +1,60 @@
+"""`labkit-runc start ID`: let a created container's init go on to execve.
+
+init is blocked opening exec.fifo for writing (init.py, step 16). Opening the fifo for
+reading unblocks it; init writes one byte ("0") and execs the program. Reading that byte
+is our proof that init really went on; then the fifo is removed, and from now on the
+container's status derives as "running" (container.py).
+
+The fifo is opened non-blocking and polled, so that if init died in the meantime we
+notice instead of waiting forever for a writer that will never come.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+
+from labkit.runc.container import Container
+from labkit.runc.init import run_hooks
+from labkit.runc.log import ContainerError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id")
+
+
+def run(args: argparse.Namespace) -> int:
+    start(args.root, args.id)
+    return 0
+
+
+def start(root: str, container_id: str) -> Container:
+    c = Container.load(root, container_id)
+    status = c.status()
+    if status == "stopped":
+        raise ContainerError("cannot start a container that has stopped")
+    if status == "running":
+        raise ContainerError("cannot start an already running container")
+    try:
+        fifo = os.open(c.fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ContainerError("cannot start an already running container") from None
+    try:
+        poller = select.poll()
+        poller.register(fifo, select.POLLIN)
+        data = b""
+        while not data:
+            if poller.poll(100):
+                data = os.read(fifo, 1)
+                if not data and not c.init_alive():
+                    break
+            elif not c.init_alive():
+                break
+    finally:
+        os.close(fifo)
+    if data != b"0":
+        raise ContainerError("cannot start a container that has stopped")
+    os.unlink(c.fifo_path)
+    run_hooks((c.config.get("hooks") or {}).get("poststart"), c.oci_state())
+    return c
