@@ -1,0 +1,82 @@
+"""A private lab for each test: its own run, data and log directories under /tmp and its own
+registry port, through the LABKIT_* environment overrides that labkit.paths honours — so these
+tests never touch a lab in use on the same host. `labkit lab reset` runs at the end (stopping
+whatever the test started, unmounting, removing), and then the temporary root goes too."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    for _ in range(100):
+        port = random.randint(15000, 16000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port in 15000-16000")
+
+
+@dataclass
+class PrivateLab:
+    root: Path
+    env: dict[str, str]
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.env["LABKIT_RUN_DIR"])
+
+    @property
+    def lib_dir(self) -> Path:
+        return Path(self.env["LABKIT_LIB_DIR"])
+
+    @property
+    def log_dir(self) -> Path:
+        return Path(self.env["LABKIT_LOG_DIR"])
+
+    @property
+    def registry(self) -> str:
+        return self.env["LABKIT_REGISTRY_ADDR"]
+
+    @property
+    def docker_host(self) -> str:
+        return f"unix://{self.run_dir}/docker.sock"
+
+    def labkit(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """`labkit ARGS…` in this lab, as a separate process (the way a user runs it)."""
+        return subprocess.run([sys.executable, "-m", "labkit.cli.main", *args], cwd=REPO,
+                              env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def python(self, code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def private_lab():
+    root = Path(tempfile.mkdtemp(prefix="lkl-", dir="/tmp"))
+    env = dict(os.environ)
+    env.pop("DOCKER_HOST", None)
+    env.update(LABKIT_RUN_DIR=str(root / "run"), LABKIT_LIB_DIR=str(root / "lib"),
+               LABKIT_LOG_DIR=str(root / "log"), LABKIT_REGISTRY_ADDR=f"127.0.0.1:{free_port()}")
+    lab = PrivateLab(root, env)
+    try:
+        yield lab
+    finally:
+        lab.labkit("lab", "reset")
+        shutil.rmtree(root, ignore_errors=True)

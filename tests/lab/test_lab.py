@@ -1,0 +1,159 @@
+"""`labkit lab up|status|down|reset` on a private lab (see conftest.py)."""
+
+from __future__ import annotations
+
+import http.client
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from labkit.lab.daemons import process_alive
+
+
+def _registry_answers(addr: str) -> bool:
+    host, _, port = addr.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=2)
+    try:
+        conn.request("GET", "/v2/")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def _status_rows(lab) -> dict[str, list[str]]:
+    r = lab.labkit("lab", "status")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["LAYER", "IMPLEMENTATION", "PID", "ANSWERING", "ADDRESS"]
+    rows = {}
+    for line in lines[1:]:
+        cells = [c.strip() for c in line.split("   ") if c.strip()]
+        rows[cells[0]] = cells
+    return rows
+
+
+def test_status_of_a_lab_that_is_down(private_lab):
+    rows = _status_rows(private_lab)
+    assert set(rows) == {"registry", "L3 containerd", "L4 dockerd"}
+    assert all(r[2] == "-" and r[3] == "no" for r in rows.values())
+    assert rows["registry"][4] == private_lab.registry
+    assert rows["L4 dockerd"][4] == f"{private_lab.run_dir}/docker.sock"
+
+
+def test_registry_up_is_idempotent_and_down_stops_it(private_lab):
+    up = "from labkit.lab import control; control.up(names=['labkit-registry'])"
+    r = private_lab.python(up)
+    assert r.returncode == 0, r.stderr
+    assert "labkit-registry: started, pid" in r.stdout
+    pid = int((private_lab.run_dir / "labkit-registry.pid").read_text())
+    assert process_alive(pid) and _registry_answers(private_lab.registry)
+    assert (private_lab.log_dir / "labkit-registry.log").exists()
+    # the process is its own session leader: it outlives the terminal that started it
+    assert os.getsid(pid) == pid
+
+    rows = _status_rows(private_lab)
+    assert rows["registry"][2:4] == [str(pid), "yes"]
+
+    again = private_lab.python(up)
+    assert f"labkit-registry: already answering on {private_lab.registry} (pid {pid})" in again.stdout
+
+    down = private_lab.labkit("lab", "down")
+    assert down.returncode == 0, down.stderr
+    assert "labkit-registry: stopped" in down.stdout
+    assert not process_alive(pid) and not _registry_answers(private_lab.registry)
+    assert not (private_lab.run_dir / "labkit-registry.pid").exists()
+
+
+def test_a_daemon_that_dies_is_reported_with_its_log(private_lab):
+    # a registry that cannot listen: its address is taken by a bound socket of ours
+    import socket
+    host, _, port = private_lab.registry.rpartition(":")
+    with socket.socket() as s:
+        s.bind((host, int(port)))
+        s.listen()
+        r = private_lab.python("from labkit.lab import control; control.up(names=['labkit-registry'])")
+    assert r.returncode != 0
+    assert "labkit-registry" in r.stderr and str(private_lab.log_dir) in r.stderr
+
+
+@pytest.mark.root
+def test_reset_stops_recorded_processes_unmounts_and_removes(private_lab):
+    from labkit import syscalls
+    from labkit.lab.reset import mounts_under
+
+    bundle = private_lab.run_dir / "containerd" / "io.containerd.runtime.v2.task" / "moby" / "c1"
+    bundle.mkdir(parents=True)
+    sleeper = subprocess.Popen(["sleep", "300"])   # stands in for a container left behind
+    (bundle / "init.pid").write_text(str(sleeper.pid))
+    bystander = subprocess.Popen(["sleep", "300"])  # NOT recorded: must survive
+    snap = private_lab.lib_dir / "snapshots" / "1"
+    snap.mkdir(parents=True)
+    try:
+        syscalls.mount("tmpfs", str(snap), "tmpfs")
+        syscalls.mount("tmpfs", str(snap), "tmpfs")   # stacked: two unmounts needed
+        (snap / "x").mkdir()
+        syscalls.mount("tmpfs", str(snap / "x"), "tmpfs")
+        assert len(mounts_under([private_lab.lib_dir])) == 3
+        (private_lab.log_dir).mkdir(parents=True)
+
+        r = private_lab.labkit("lab", "reset")
+        assert r.returncode == 0, r.stderr
+        assert sleeper.wait(timeout=10) == -signal.SIGKILL
+        assert bystander.poll() is None
+        assert mounts_under([private_lab.root]) == []
+        for d in (private_lab.run_dir, private_lab.lib_dir, private_lab.log_dir):
+            assert not d.exists(), r.stdout
+    finally:
+        for p in (sleeper, bystander):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for target in mounts_under([private_lab.root]):
+            syscalls.umount2(target, syscalls.MNT_DETACH)
+
+
+def _have(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+@pytest.mark.root
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_whole_lab_runs_hello_world(private_lab):
+    for module in ("labkit.containerd.main", "labkit.dockerd.main", "labkit.shim.main",
+                   "labkit.runc.main"):
+        if not _have(module):
+            pytest.skip(f"{module} is not written yet")
+    push = private_lab.labkit("lab", "images")
+    assert push.returncode == 0, push.stderr
+    up = private_lab.labkit("lab", "up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    rows = _status_rows(private_lab)
+    assert all(r[3] == "yes" for r in rows.values()), rows
+    again = private_lab.labkit("lab", "up")
+    assert again.stdout.count("already answering") == 3
+
+    private_lab.env["DOCKER_HOST"] = private_lab.docker_host
+    r = private_lab.labkit("run", "--rm", "hello-world")
+    assert r.returncode == 0, r.stderr
+    assert "Hello from labkit!" in r.stdout
+    if shutil.which("docker"):
+        r = subprocess.run(["docker", "run", "--rm", "hello-world"], env=private_lab.env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert "Hello from labkit!" in r.stdout
+
+    down = private_lab.labkit("lab", "down")
+    assert down.returncode == 0
+    time.sleep(0.2)
+    assert all(r[3] == "no" for r in _status_rows(private_lab).values())
