@@ -1,7 +1,7 @@
 """`python -m labkit.course`: the course commands, until `labkit` itself carries them.
 
     python -m labkit.course workspace DIR [--force]      generate (or update) a student workspace
-    python -m labkit.course grade [cp01 …] [--workspace DIR] [--layer L …] [--out DIR]
+    python -m labkit.course grade [cp01 …] [--workspace DIR] [--layer L …] [--out DIR] [--timeout S]
     python -m labkit.course status                        which implementation runs each layer
 
 `grade` exits 0 on full marks, 1 otherwise, 2 when the run could not be made.
@@ -37,6 +37,8 @@ def parser() -> argparse.ArgumentParser:
                    help="with --workspace: take only this layer from it (repeatable)")
     g.add_argument("--tests", type=Path, help="the checkpoints directory (default: tests/checkpoints)")
     g.add_argument("--out", type=Path, help="where grade.json and grade-junit.xml go (default: ./labkit-grade)")
+    g.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds one checkpoint may run (default %(default)s; 0: no limit)")
     g.add_argument("--quiet", action="store_true", help="print only the score table")
     sub.add_parser("status", help="which implementation runs each layer")
     return p
@@ -51,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "grade":
             result = grade(args.chapters or None, args.workspace, tests_dir=args.tests,
-                           out_dir=args.out, layers=args.layers, quiet=args.quiet)
+                           out_dir=args.out, layers=args.layers, quiet=args.quiet,
+                           timeout=args.timeout)
             return 0 if result.full_marks else 1
         impls = implementations.load()
         where = impls.config_path or f"{implementations.config_path()} (absent: defaults)"

@@ -39,7 +39,9 @@ records every checkpoint's outcome:
     blocked   0 points; a prerequisite did not pass, the test was not run
     skipped   0 points; e.g. a root-only checkpoint run without root
 
-and writes the report: JSON (grade.json, read back here) and JUnit XML (grade-junit.xml,
+A checkpoint that runs longer than `timeout` seconds (default 120) fails, so an endless loop in
+a student's code costs that checkpoint, not the whole grading run. The plugin then writes the
+report: JSON (grade.json, read back here) and JUnit XML (grade-junit.xml,
 pytest's own writer, with chapter and points as test properties) in `out_dir`. A chapter
 whose code does not even compile is shown as ERROR with file:line and counts 0 points.
 """
@@ -134,6 +136,8 @@ class GradeReport:
     errors: list[str] = field(default_factory=list)     # not charged to a chapter
     implementations: dict[str, str] = field(default_factory=dict)
     workspace: str | None = None
+    created: str = ""                                    # when, ISO 8601 UTC
+    host: str = ""                                       # where (the student's VM)
     json_path: Path | None = None
     junit_path: Path | None = None
     exit_code: int | None = None                         # pytest's
@@ -164,13 +168,15 @@ class GradeReport:
             }
         return {"format": "labkit-grade/1", "points": self.points, "max": self.max,
                 "chapters": chapters, "errors": self.errors,
-                "implementations": self.implementations, "workspace": self.workspace}
+                "implementations": self.implementations, "workspace": self.workspace,
+                "created": self.created, "host": self.host}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "GradeReport":
         report = cls(errors=list(data.get("errors", [])),
                      implementations=dict(data.get("implementations", {})),
-                     workspace=data.get("workspace"))
+                     workspace=data.get("workspace"), created=data.get("created", ""),
+                     host=data.get("host", ""))
         for name, c in data.get("chapters", {}).items():
             chapter = ChapterResult(name, c["points"], c["max"], c["status"], c.get("error"))
             for t in c["tests"]:
@@ -245,7 +251,7 @@ def syntax_errors(workspace: Path) -> list[str]:
 
 def grade(chapters: list[str] | None = None, workspace: Path | None = None, *,
           tests_dir: Path | None = None, out_dir: Path | None = None,
-          layers: list[str] | None = None, quiet: bool = False,
+          layers: list[str] | None = None, quiet: bool = False, timeout: float = 120.0,
           pytest_args: Iterable[str] = ()) -> GradeReport:
     """Run the checkpoints of `chapters` (None: all) and print the score table.
 
@@ -254,6 +260,7 @@ def grade(chapters: list[str] | None = None, workspace: Path | None = None, *,
     tests_dir: where the checkpoints are (default tests/checkpoints of the labkit source tree).
     out_dir:   where grade.json and grade-junit.xml go (default ./labkit-grade).
     quiet:     keep pytest's own output out of the terminal (it is then in `report.output`).
+    timeout:   seconds one checkpoint may run before it fails (0: no limit).
     Raises GradeError when the run cannot be made (bad chapter name, missing directory, a
     configuration naming a missing workspace or module).
     """
@@ -293,6 +300,7 @@ def grade(chapters: list[str] | None = None, workspace: Path | None = None, *,
                "-p", "labkit.course.pytest_plugin",
                f"--labkit-report={json_path}", f"--junitxml={junit_path}",
                f"--labkit-chapters={','.join(requested) if requested else 'all'}",
+               f"--labkit-timeout={timeout}",
                "-o", "junit_suite_name=labkit-grade",
                # a checkpoint file that does not import is that chapter's error, not the end of grading
                "--continue-on-collection-errors",

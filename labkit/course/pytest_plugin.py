@@ -12,6 +12,7 @@ What happens when, in pytest's terms:
                                       read; --labkit-chapters deselects the other tests; a test is
                                       moved after its prerequisites, so they have run when it starts
     pytest_runtest_setup              a test whose prerequisite did not pass is skipped as BLOCKED
+    pytest_runtest_call               --labkit-timeout: a checkpoint running longer fails (SIGALRM)
     pytest_runtest_makereport         the outcome is recorded; a failure gets its hint attached
                                       (printed under the failure) and a SyntaxError anywhere in the
                                       exception's chain is noted as "file:line: message"
@@ -26,6 +27,10 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+from datetime import datetime, timezone
+import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,12 +52,19 @@ class _State:
 
 
 STATE = pytest.StashKey[_State]()
+DEFAULT_TIMEOUT = 120.0
+
+
+class CheckpointTimeout(Exception):
+    """A checkpoint ran out of time: the student's code loops, or waits for something that never comes."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("labkit", "labkit checkpoints")
     group.addoption("--labkit-report", metavar="PATH", default=None,
                     help="write the checkpoints' grade report (JSON) to PATH")
+    group.addoption("--labkit-timeout", metavar="SECONDS", type=float, default=DEFAULT_TIMEOUT,
+                    help="fail a checkpoint that runs longer than this (0: never; default %(default)s)")
     group.addoption("--labkit-chapters", metavar="CP01,CP02|all", default=None,
                     help="run only the checkpoints of these chapters ('all': every checkpoint)")
 
@@ -190,6 +202,27 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
                 pytest.skip(f"BLOCKED: needs {name}, which {_verb(prerequisite.outcome)}")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """Stop a checkpoint that runs too long (SIGALRM), so one endless loop cannot hang the grading."""
+    seconds = item.config.getoption("--labkit-timeout")
+    if (item.nodeid not in item.config.stash[STATE].results or not seconds
+            or threading.current_thread() is not threading.main_thread()):
+        return (yield)
+
+    def expire(signum: int, frame: object) -> None:
+        raise CheckpointTimeout(f"the checkpoint took longer than {seconds:g} s "
+                                "(an endless loop? a wait for something that never happens?)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return (yield)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _verb(outcome: str) -> str:
     return {"failed": "failed", "error": "had an error", "blocked": "was blocked itself",
             "skipped": "was skipped"}.get(outcome, outcome)
@@ -298,6 +331,8 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
 def _report(config: pytest.Config):
     state = config.stash[STATE]
     report = build_report(state.results.values(), state.chapter_errors, state.errors, state.requested)
+    report.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    report.host = socket.gethostname()
     try:
         report.implementations = {name: kind for name, kind, _ in implementations.load().table()}
     except implementations.ImplementationError as e:

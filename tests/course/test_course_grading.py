@@ -138,6 +138,7 @@ def test_fresh_workspace_fails_with_hints_and_blocks(lab, capsys: pytest.Capture
     assert "cp01" in table and "2/6" in table and "1 passed, 1 failed, 1 blocked" in table
 
     data = json.loads((out / "grade.json").read_text())
+    assert data["created"] and data["host"]
     assert data["chapters"]["cp01"]["points"] == 2 and data["chapters"]["cp01"]["max"] == 6
     tests = {t["name"]: t for t in data["chapters"]["cp01"]["tests"]}
     assert tests["test_sethostname"]["hint"].startswith("sethostname(2)")
@@ -187,6 +188,18 @@ def test_solved_workspace_gets_full_marks_from_the_cli(lab, sample_pkg: Path) ->
     assert "full marks" in proc.stdout
     data = json.loads((out / "grade.json").read_text())
     assert data["points"] == data["max"] == 2 + 3 + 1 + 4 + 1
+
+
+def test_endless_loop_costs_one_checkpoint(lab) -> None:
+    suite, ws, out = lab
+    (suite / "test_cp05_loop.py").write_text(
+        "import pytest\n\n\n@pytest.mark.cp05\ndef test_loops():\n    while True:\n        pass\n\n\n"
+        "@pytest.mark.cp05\ndef test_after():\n    pass\n")
+    report = grade(["cp05"], ws, tests_dir=suite, out_dir=out, quiet=True, timeout=0.5)
+    tests = {t.name: t for t in report.chapters["cp05"].tests}
+    assert tests["test_loops"].outcome == "failed"
+    assert "took longer than 0.5 s" in (tests["test_loops"].message or "")
+    assert tests["test_after"].outcome == "passed"
 
 
 def test_one_chapter_only(lab) -> None:
