@@ -1,0 +1,198 @@
+"""dockerd's record of a container: what it is, what state it is in, and how it is shown.
+
+containerd knows a container as metadata (image, spec, snapshot) and a task; the user
+model — name, Docker-style Config and HostConfig, exit code, log file — is dockerd's, kept
+as JSON under `<root>/containers/<id>/` (config.v2.json and hostconfig.json, the names
+dockerd uses), so it survives a daemon restart.
+
+States, as `docker ps` shows them:
+
+    created ──start──▶ running ──exit──▶ exited ──start──▶ running ...
+       │                                   │
+       └───────────── rm ──────────────────┴──▶ (removed: the record is deleted)
+
+A failed start leaves the container "created" with State.Error set and an exit code
+(127 for "executable file not found", as Docker does).
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from labkit.dockerd.stdcopy import ZERO_TIME
+
+
+@dataclass
+class State:
+    Status: str = "created"          # created | running | exited | removing | dead
+    Running: bool = False
+    Paused: bool = False
+    Restarting: bool = False
+    OOMKilled: bool = False
+    Dead: bool = False
+    Pid: int = 0
+    ExitCode: int = 0
+    Error: str = ""
+    StartedAt: str = ZERO_TIME
+    FinishedAt: str = ZERO_TIME
+
+
+@dataclass
+class Container:
+    ID: str
+    Name: str                        # without the leading "/"
+    Created: str                     # RFC3339Nano
+    Path: str
+    Args: list[str]
+    Config: dict                     # Docker's container Config (merged with the image's)
+    HostConfig: dict
+    Image: str                       # the image ID: sha256 of its config
+    ImageRef: str                    # the fully qualified reference it was created from
+    Runtime: str                     # the runtime's name (labkit-runc, runc, crun, ...)
+    State: State = field(default_factory=State)
+    LogPath: str = ""
+    HostnamePath: str = ""
+    HostsPath: str = ""
+    ResolvConfPath: str = ""
+    RestartCount: int = 0
+
+    # ---- persistence
+
+    @staticmethod
+    def dir_for(root: Path, cid: str) -> Path:
+        return root / "containers" / cid
+
+    def save(self, root: Path) -> None:
+        d = self.dir_for(root, self.ID)
+        d.mkdir(parents=True, exist_ok=True)
+        record = asdict(self)
+        host_config = record.pop("HostConfig")
+        _write_atomic(d / "config.v2.json", record)
+        _write_atomic(d / "hostconfig.json", host_config)
+
+    @classmethod
+    def load(cls, directory: Path) -> "Container":
+        record = json.loads((directory / "config.v2.json").read_text())
+        record["HostConfig"] = json.loads((directory / "hostconfig.json").read_text())
+        record["State"] = State(**record.get("State", {}))
+        return cls(**record)
+
+    # ---- views
+
+    @property
+    def tty(self) -> bool:
+        return bool(self.Config.get("Tty"))
+
+    def inspect(self) -> dict:
+        """GET /containers/{id}/json. State, Config, HostConfig and NetworkSettings must be
+        objects, never null: the CLI dereferences them (INTERFACES.md §1.6)."""
+        network_mode = self.HostConfig.get("NetworkMode") or "default"
+        return {
+            "Id": self.ID,
+            "Created": self.Created,
+            "Path": self.Path,
+            "Args": self.Args,
+            "State": asdict(self.State),
+            "Image": self.Image,
+            "ResolvConfPath": self.ResolvConfPath,
+            "HostnamePath": self.HostnamePath,
+            "HostsPath": self.HostsPath,
+            "LogPath": self.LogPath,
+            "Name": "/" + self.Name,
+            "RestartCount": self.RestartCount,
+            "Driver": "overlayfs",
+            "Platform": "linux",
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "",
+            "ExecIDs": None,
+            "HostConfig": self.HostConfig,
+            "GraphDriver": {"Name": "overlayfs", "Data": None},
+            "Mounts": [],
+            "Config": self.Config,
+            "NetworkSettings": {
+                "Bridge": "", "SandboxID": "", "HairpinMode": False, "SandboxKey": "",
+                "Ports": {}, "IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": "",
+                "Networks": {},
+            },
+            "labkit": {"Runtime": self.Runtime, "ImageRef": self.ImageRef},
+        }
+
+    def summary(self, image_name: str, now: float | None = None) -> dict:
+        """One item of GET /containers/json (docker ps)."""
+        command = " ".join([self.Path] + list(self.Args))
+        return {
+            "Id": self.ID,
+            "Names": ["/" + self.Name],
+            "Image": image_name,
+            "ImageID": self.Image,
+            "Command": command,
+            "Created": int(parse_time(self.Created)),
+            "Ports": [],
+            "Labels": self.Config.get("Labels") or {},
+            "State": self.State.Status,
+            "Status": self.status_text(now),
+            "HostConfig": {"NetworkMode": self.HostConfig.get("NetworkMode") or "default"},
+            "NetworkSettings": {"Networks": {}},
+            "Mounts": [],
+        }
+
+    def status_text(self, now: float | None = None) -> str:
+        """"Up 5 seconds", "Exited (0) 3 seconds ago", "Created"."""
+        now = time.time() if now is None else now
+        s = self.State
+        if s.Status == "running":
+            return "Up " + human_duration(now - parse_time(s.StartedAt))
+        if s.Status == "exited":
+            return f"Exited ({s.ExitCode}) {human_duration(now - parse_time(s.FinishedAt))} ago"
+        if s.Status == "removing":
+            return "Removal In Progress"
+        return s.Status.capitalize()
+
+
+def parse_time(rfc3339: str) -> float:
+    """Unix seconds of an RFC3339(Nano) UTC time as Docker writes them; 0 for the zero time."""
+    if not rfc3339 or rfc3339.startswith("0001-"):
+        return 0.0
+    base, _, frac = rfc3339.rstrip("Z").partition(".")
+    seconds = calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S"))
+    return seconds + (float("0." + frac) if frac else 0.0)
+
+
+def human_duration(seconds: float) -> str:
+    """go-units HumanDuration: how `docker ps` says how long ago."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = round(s / 3600)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{hours // 24 // 365} years"
+
+
+def _write_atomic(path: Path, obj: object) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)

@@ -1,0 +1,1051 @@
+"""The real backend: Docker's user model on top of labkit-containerd (moby's `daemon`).
+
+Theory of operation
+-------------------
+dockerd owns the user model: names, Docker-style configs, states and exit codes, logs,
+who is attached. Everything else it asks containerd for, over gRPC (remote.py):
+
+    docker run busybox echo hi
+      create  parse "busybox" -> docker.io/library/busybox:latest; Images.Get (NOT_FOUND
+              -> 404, and the CLI pulls: Transfer.Pull, reported as Docker's progress
+              messages); read manifest and config from Content; merge the image's Env, Cmd,
+              Entrypoint, WorkingDir, User with the request; write hostname/hosts/resolv.conf;
+              Snapshots.Prepare(key=id, parent=chainID of the top layer);
+              Containers.Create(spec, runtime); save config.v2.json
+      attach  subscribe to the container's output (stdio.Broadcaster) — before start
+      wait    register interest in the next exit — before start
+      start   mkfifo init-stdout/err; Snapshots.Mounts; Tasks.Create(rootfs, fifos);
+              copy the fifos to the log and the attached clients; Tasks.Start
+      exit    a monitor thread per task: Tasks.Wait -> Tasks.Delete (the shim drains the
+              output and closes the fifos) -> output EOF ends the attach streams -> record
+              ExitCode/FinishedAt -> wake the waiters -> AutoRemove removes the container
+
+Concurrency: one lock guards the container table and every container's state; one
+condition variable on it (`_changed`) is notified on every state change, and waiters
+(/wait, stop, logs --follow) wait on it. gRPC calls are made outside the lock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import secrets
+import shutil
+import signal as signals
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterator
+
+from labkit import __version__, paths
+from labkit.containerd import api_pb2 as pb
+from labkit.distribution.layers import chain_ids
+from labkit.distribution.mediatypes import INDEX_TYPES
+from labkit.distribution.platforms import select_manifest
+from labkit.distribution.reference import Reference, parse_reference
+from labkit.dockerd import oci
+from labkit.dockerd.backend import CreateResult, Logs, WaitResult, Waiter
+from labkit.dockerd.container import Container, State, parse_time
+from labkit.dockerd.errors import (Conflict, DaemonError, InvalidParameter, NotFound,
+                                   NotModified, SystemError_)
+from labkit.dockerd.jsonmessage import PullReporter
+from labkit.dockerd.names import generate_name
+from labkit.dockerd.remote import SNAPSHOTTER, Containerd, RemoteError, to_daemon_error
+from labkit.dockerd.router import API_VERSION, MIN_API_VERSION
+from labkit.dockerd.stdcopy import STDERR, STDOUT, LogEntry, read_log, rfc3339nano
+from labkit.dockerd.stdio import Attachment, Broadcaster, TaskIO
+
+log = logging.getLogger("labkit.dockerd")
+
+VERSION = f"{__version__}-labkit"
+SHIM = "labkit-shim"  # containerd's runtime name for our containers (cf. io.containerd.runc.v2)
+BUILTIN_RUNTIMES = {"labkit-runc": "labkit-runc", "runc": "runc", "crun": "crun"}
+DEFAULT_MIRROR = "http://127.0.0.1:5000"
+
+
+@dataclass
+class DaemonConfig:
+    root: Path = paths.DOCKERD_ROOT
+    exec_root: Path = paths.DOCKERD_EXEC_ROOT
+    containerd: str = str(paths.CONTAINERD_SOCK)
+    namespace: str = paths.NAMESPACE
+    mirrors: list[str] = field(default_factory=lambda: [DEFAULT_MIRROR])
+    default_runtime: str = "labkit-runc"
+    runtimes: dict[str, str] = field(default_factory=dict)  # --add-runtime NAME=PATH
+    runtime_root: Path = paths.RUNTIME_ROOT / paths.NAMESPACE
+
+
+@dataclass
+class ImageRecord:
+    """An image as dockerd sees it: containerd's name and descriptor, plus the parsed blobs."""
+
+    name: str            # containerd's image name: docker.io/library/busybox:latest
+    target_digest: str   # what the name points at (an index or a manifest): the repo digest
+    manifest: dict
+    config_digest: str   # the image ID
+    config: dict
+    created_at: float    # when containerd recorded the name
+
+    @property
+    def size(self) -> int:
+        return sum(int(layer.get("size", 0)) for layer in self.manifest.get("layers", []))
+
+    @property
+    def diff_ids(self) -> list[str]:
+        return list((self.config.get("rootfs") or {}).get("diff_ids") or [])
+
+
+@dataclass
+class _Live:
+    """What dockerd knows about a container only while it runs (not persisted)."""
+
+    broadcaster: Broadcaster = field(default_factory=Broadcaster)
+    io: TaskIO | None = None
+    starting: bool = False
+    exits: int = 0            # exits seen so far: a next-exit waiter waits for one more
+    removed: bool = False
+    stdin_pending: bytearray = field(default_factory=bytearray)
+    stdin_closed: bool = False
+
+
+class Daemon:
+    """labkit-dockerd's Backend (see backend.Backend for the contract)."""
+
+    def __init__(self, config: DaemonConfig, containerd: Containerd | None = None) -> None:
+        self.config = config
+        self.ctr = containerd or Containerd(config.containerd, config.namespace)
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._containers: dict[str, Container] = {}
+        self._live: dict[str, _Live] = {}
+        self._reserved_names: set[str] = set()
+        self._image_cache: dict[str, tuple[dict, str, dict]] = {}
+        (config.root / "containers").mkdir(parents=True, exist_ok=True)
+        (config.exec_root / "containerd").mkdir(parents=True, exist_ok=True)
+
+    # ================================================================ lookups
+
+    def _get(self, ref: str) -> Container:
+        """Full id, name (with or without "/"), or a unique id prefix."""
+        with self._lock:
+            key = ref.lstrip("/")
+            if key in self._containers:
+                return self._containers[key]
+            for c in self._containers.values():
+                if c.Name == key:
+                    return c
+            matches = [c for c in self._containers.values() if key and c.ID.startswith(key)]
+            if len(matches) > 1:
+                raise InvalidParameter(f"multiple IDs found with provided prefix: {key}")
+            if matches:
+                return matches[0]
+        raise NotFound(f"No such container: {ref}")
+
+    def _name_in_use(self, name: str) -> bool:
+        return name in self._reserved_names or any(c.Name == name for c in self._containers.values())
+
+    # ================================================================ images
+
+    def _read_json(self, digest: str) -> dict:
+        try:
+            return json.loads(self.ctr.read_blob(digest))
+        except RemoteError as e:
+            raise to_daemon_error(e) from None
+        except ValueError as e:
+            raise SystemError_(f"content {digest} is not valid JSON: {e}") from None
+
+    def _load_image(self, image: pb.Image) -> ImageRecord:
+        target = image.target
+        cached = self._image_cache.get(target.digest)
+        if cached is None:
+            document = self._read_json(target.digest)
+            if target.media_type in INDEX_TYPES or "manifests" in document:
+                try:
+                    chosen = select_manifest(document)
+                except (LookupError, ValueError) as e:
+                    raise NotFound(f"image {image.name}: {e}") from None
+                document = self._read_json(chosen["digest"])
+            config_digest = (document.get("config") or {}).get("digest", "")
+            if not config_digest:
+                raise SystemError_(f"image {image.name}: manifest {target.digest} has no config")
+            cached = (document, config_digest, self._read_json(config_digest))
+            self._image_cache[target.digest] = cached
+        manifest, config_digest, config = cached
+        created = image.created_at.seconds + image.created_at.nanos / 1e9
+        return ImageRecord(image.name, target.digest, manifest, config_digest, config, created)
+
+    def _all_images(self) -> list[ImageRecord]:
+        try:
+            images = self.ctr.call(self.ctr.images.List, pb.ListImagesRequest()).images
+        except RemoteError as e:
+            raise to_daemon_error(e) from None
+        records = []
+        for image in images:
+            try:
+                records.append(self._load_image(image))
+            except DaemonError as e:
+                log.warning("skipping image %s: %s", image.name, e)
+        return records
+
+    def _find_image(self, name: str) -> ImageRecord:
+        """By reference (busybox, 127.0.0.1:5000/x:1) or by image ID (sha256:..., a prefix)."""
+        ref: Reference | None = None
+        try:
+            ref = parse_reference(name)
+        except ValueError as e:
+            if not _looks_like_id(name):
+                raise InvalidParameter(str(e)) from None
+        if ref is not None:
+            try:
+                image = self.ctr.call(self.ctr.images.Get, pb.GetImageRequest(name=str(ref))).image
+                return self._load_image(image)
+            except RemoteError as e:
+                if e.code != "NOT_FOUND":
+                    raise to_daemon_error(e) from None
+        if _looks_like_id(name):
+            wanted = name if name.startswith("sha256:") else "sha256:" + name
+            matches = {r.config_digest: r for r in self._all_images()
+                       if r.config_digest.startswith(wanted)}
+            if len(matches) == 1:
+                return next(iter(matches.values()))
+        raise NotFound(f"No such image: {ref.familiar() if ref else name}")
+
+    @staticmethod
+    def _familiar(name: str) -> str:
+        try:
+            return parse_reference(name).familiar()
+        except ValueError:
+            return name
+
+    @staticmethod
+    def _repo_digest(name: str, digest: str) -> str:
+        try:
+            r = parse_reference(name)
+        except ValueError:
+            return f"{name}@{digest}"
+        return Reference(r.domain, r.path, None, digest).familiar()
+
+    def image_pull(self, from_image: str, tag: str, platform_: str) -> Iterator[dict]:
+        try:
+            ref = parse_reference(from_image)
+        except ValueError as e:
+            raise InvalidParameter(str(e)) from None
+        if tag:
+            if tag.startswith("sha256:"):
+                ref = replace(ref, digest=tag)
+            elif not ref.digest:
+                ref = replace(ref, tag=tag)
+        had_digest = None
+        try:
+            had_digest = self.ctr.call(self.ctr.images.Get,
+                                       pb.GetImageRequest(name=str(ref))).image.target.digest
+        except RemoteError as e:
+            if e.code != "NOT_FOUND":
+                raise to_daemon_error(e) from None
+        reporter = PullReporter(repository=ref.path, tag=ref.tag or ref.digest or "latest",
+                                familiar=ref.familiar(), had_digest=had_digest)
+        request = pb.PullRequest(reference=str(ref), platform=platform_,
+                                 mirrors=list(self.config.mirrors), snapshotter=SNAPSHOTTER)
+
+        def messages() -> Iterator[dict]:
+            try:
+                for p in self.ctr.stream(self.ctr.transfer.Pull, request):
+                    yield from reporter.event(p.event, p.desc.media_type, p.desc.digest,
+                                              p.current, p.total, p.image_digest)
+            except RemoteError as e:
+                raise to_daemon_error(e) from None
+        return messages()
+
+    def image_list(self) -> list[dict]:
+        by_id: dict[str, list[ImageRecord]] = {}
+        for r in self._all_images():
+            by_id.setdefault(r.config_digest, []).append(r)
+        out = []
+        for image_id, records in by_id.items():
+            first = records[0]
+            out.append({
+                "Id": image_id,
+                "ParentId": "",
+                "RepoTags": sorted({self._familiar(r.name) for r in records
+                                    if "@" not in r.name}),
+                "RepoDigests": sorted({self._repo_digest(r.name, r.target_digest)
+                                       for r in records}),
+                "Created": int(parse_time(first.config.get("created", "")) or first.created_at),
+                "Size": first.size,
+                "SharedSize": -1,
+                "Containers": -1,
+                "Labels": (first.config.get("config") or {}).get("Labels") or {},
+            })
+        return sorted(out, key=lambda i: -i["Created"])
+
+    def image_inspect(self, name: str) -> dict:
+        rec = self._find_image(name)
+        same = [r for r in self._all_images() if r.config_digest == rec.config_digest]
+        return {
+            "Id": rec.config_digest,
+            "RepoTags": sorted({self._familiar(r.name) for r in same if "@" not in r.name}),
+            "RepoDigests": sorted({self._repo_digest(r.name, r.target_digest) for r in same}),
+            "Parent": "",
+            "Comment": "",
+            "Created": rec.config.get("created", ""),
+            "DockerVersion": "",
+            "Author": rec.config.get("author", ""),
+            "Config": rec.config.get("config") or {},
+            "Architecture": rec.config.get("architecture", ""),
+            "Os": rec.config.get("os", ""),
+            "Size": rec.size,
+            "GraphDriver": {"Name": SNAPSHOTTER, "Data": None},
+            "RootFS": {"Type": "layers", "Layers": rec.diff_ids},
+            "Metadata": {"LastTagTime": ""},
+        }
+
+    def image_remove(self, name: str, force: bool) -> list[dict]:
+        rec = self._find_image(name)
+        all_records = [r for r in self._all_images() if r.config_digest == rec.config_digest]
+        short = rec.config_digest.split(":")[-1][:12]
+        with self._lock:
+            users = [c for c in self._containers.values() if c.Image == rec.config_digest]
+        by_id = _looks_like_id(name) and not any(
+            self._familiar(r.name) == self._familiar(name) for r in all_records if _is_ref(name))
+        if by_id:
+            targets = all_records
+            if len(targets) > 1 and not force:
+                raise Conflict(f"conflict: unable to delete {short} (must be forced) - image is "
+                               "referenced in multiple repositories")
+        else:
+            targets = [rec]
+        remaining = [r for r in all_records if r not in targets]
+        if users and not remaining and not force:
+            user = users[0].ID[:12]
+            what = f'unable to remove repository reference "{name}"' if not by_id \
+                else f"unable to delete {short}"
+            raise Conflict(f"conflict: {what} (must force) - container {user} is using its "
+                           f"referenced image {short}")
+        result = []
+        for r in targets:
+            try:
+                self.ctr.call(self.ctr.images.Delete, pb.DeleteImageRequest(name=r.name))
+            except RemoteError as e:
+                if e.code != "NOT_FOUND":
+                    raise to_daemon_error(e) from None
+            if "@" not in r.name:
+                result.append({"Untagged": self._familiar(r.name)})
+            result.append({"Untagged": self._repo_digest(r.name, r.target_digest)})
+        if not remaining:
+            result.append({"Deleted": rec.config_digest})
+        return result
+
+    # ================================================================ create
+
+    def _runtime_binary(self, name: str) -> str:
+        table = {**BUILTIN_RUNTIMES, **self.config.runtimes}
+        if name in table:
+            binary = table[name]
+        elif "/" in name:
+            binary = name
+        else:
+            raise InvalidParameter(f"unknown or invalid runtime name: {name}")
+        if not os.path.isabs(binary):
+            # containerd may run with another PATH: hand down an absolute path when we can
+            beside_python = Path(sys.executable).parent / binary
+            found = shutil.which(binary) or (str(beside_python) if beside_python.exists() else None)
+            binary = found or binary
+        return binary
+
+    def container_create(self, name: str | None, config: dict) -> CreateResult:
+        host_config = config.pop("HostConfig", None) or {}
+        config.pop("NetworkingConfig", None)
+        if not isinstance(host_config, dict):
+            raise InvalidParameter("invalid HostConfig: expected a JSON object")
+        image_name = config.get("Image") or ""
+        if not isinstance(image_name, str) or not image_name:
+            raise InvalidParameter("no image given: the config's \"Image\" is empty")
+        for key in ("Cmd", "Entrypoint", "Env"):
+            value = config.get(key)
+            if isinstance(value, str) and key != "Env":
+                config[key] = [value]
+            elif value is not None and not (isinstance(value, list)
+                                            and all(isinstance(v, str) for v in value)):
+                raise InvalidParameter(f"invalid {key}: expected a list of strings")
+        image = self._find_image(image_name)
+        runtime = host_config.get("Runtime") or self.config.default_runtime
+        binary = self._runtime_binary(runtime)
+
+        # Merge the image's config with the request's, as moby's daemon/create.go does.
+        img = image.config.get("config") or {}
+        entrypoint = config.get("Entrypoint")
+        cmd = config.get("Cmd")
+        if entrypoint is None:
+            entrypoint = img.get("Entrypoint") or []
+            if not cmd:
+                cmd = img.get("Cmd") or []
+        elif not cmd:
+            cmd = []  # a new entrypoint drops the image's Cmd
+        args = list(entrypoint or []) + list(cmd or [])
+        if not args:
+            raise InvalidParameter("no command specified")
+
+        with self._lock:
+            if name:
+                if self._name_in_use(name):
+                    other = next((c.ID for c in self._containers.values() if c.Name == name), "")
+                    raise Conflict(f'Conflict. The container name "/{name}" is already in use by '
+                                   f'container "{other}". You have to remove (or rename) that '
+                                   "container to be able to reuse that name.")
+            else:
+                name = generate_name(self._name_in_use)
+            self._reserved_names.add(name)
+        cid = secrets.token_hex(32)
+        try:
+            return self._create(cid, name, config, host_config, image, runtime, binary,
+                                entrypoint, cmd, args)
+        finally:
+            with self._lock:
+                self._reserved_names.discard(name)
+
+    def _create(self, cid: str, name: str, config: dict, host_config: dict, image: ImageRecord,
+                runtime: str, binary: str, entrypoint: list, cmd: list, args: list) -> CreateResult:
+        img = image.config.get("config") or {}
+        hostname = config.get("Hostname") or cid[:12]
+        env = oci.merge_env(img.get("Env") or [], config.get("Env") or [])
+        if not any(e.startswith("PATH=") for e in env):
+            env.insert(0, oci.DEFAULT_PATH)
+        merged = dict(config)
+        merged.update({
+            "Hostname": hostname,
+            "Env": env,
+            "Cmd": cmd or None,
+            "Entrypoint": entrypoint or None,
+            "WorkingDir": config.get("WorkingDir") or img.get("WorkingDir") or "",
+            "User": config.get("User") or img.get("User") or "",
+            "Labels": {**(img.get("Labels") or {}), **(config.get("Labels") or {})},
+            "StopSignal": config.get("StopSignal") or img.get("StopSignal") or "SIGTERM",
+        })
+        host_config = dict(host_config)
+        host_config["Runtime"] = runtime
+        host_config.setdefault("NetworkMode", "default")
+
+        cdir = Container.dir_for(self.config.root, cid)
+        cdir.mkdir(parents=True, exist_ok=True)
+        files = {"/etc/hostname": cdir / "hostname", "/etc/hosts": cdir / "hosts",
+                 "/etc/resolv.conf": cdir / "resolv.conf"}
+        files["/etc/hostname"].write_text(hostname + "\n")
+        files["/etc/hosts"].write_text(oci.hosts_file(hostname))
+        try:
+            host_resolv = Path("/etc/resolv.conf").read_text()
+        except OSError:
+            host_resolv = ""
+        files["/etc/resolv.conf"].write_text(oci.resolv_conf(host_resolv))
+
+        spec_env = env + [f"HOSTNAME={hostname}"] if not any(
+            e.startswith("HOSTNAME=") for e in env) else env
+        if merged.get("Tty") and not any(e.startswith("TERM=") for e in spec_env):
+            spec_env = spec_env + ["TERM=xterm"]
+        console = host_config.get("ConsoleSize") or [0, 0]
+        try:
+            spec = oci.container_spec(
+                args=args, env=spec_env, cwd=merged["WorkingDir"] or "/", user=merged["User"],
+                hostname=hostname, tty=bool(merged.get("Tty")),
+                etc_files={k: str(v) for k, v in files.items()},
+                read_only_rootfs=bool(host_config.get("ReadonlyRootfs")),
+                console_size=(int(console[0]), int(console[1])) if len(console) == 2 else None)
+        except (ValueError, TypeError) as e:
+            shutil.rmtree(cdir, ignore_errors=True)
+            raise InvalidParameter(str(e)) from None
+
+        c = Container(ID=cid, Name=name, Created=rfc3339nano(), Path=args[0], Args=args[1:],
+                      Config=merged, HostConfig=host_config, Image=image.config_digest,
+                      ImageRef=image.name, Runtime=runtime,
+                      LogPath=str(cdir / f"{cid}-json.log"),
+                      HostnamePath=str(files["/etc/hostname"]), HostsPath=str(files["/etc/hosts"]),
+                      ResolvConfPath=str(files["/etc/resolv.conf"]))
+
+        top = chain_ids(image.diff_ids)[-1] if image.diff_ids else ""
+        options = json.dumps({"binary_name": binary, "root": str(self.config.runtime_root)})
+        record = pb.Container(id=cid, image=image.name, labels={"labkit.dockerd/name": name},
+                              runtime=pb.Container.Runtime(name=SHIM, options=options.encode()),
+                              spec=json.dumps(spec).encode(), snapshotter=SNAPSHOTTER,
+                              snapshot_key=cid)
+        prepared = False
+        try:
+            self.ctr.call(self.ctr.snapshots.Prepare, pb.PrepareSnapshotRequest(
+                snapshotter=SNAPSHOTTER, key=cid, parent=top))
+            prepared = True
+            self.ctr.call(self.ctr.containers.Create, pb.CreateContainerRequest(container=record))
+        except RemoteError as e:
+            if prepared:
+                self._ignore_missing(self.ctr.snapshots.Remove,
+                                     pb.RemoveSnapshotRequest(snapshotter=SNAPSHOTTER, key=cid))
+            shutil.rmtree(cdir, ignore_errors=True)
+            raise to_daemon_error(e) from None
+        with self._lock:
+            c.save(self.config.root)
+            self._containers[cid] = c
+            self._live[cid] = _Live()
+        log.info("created container %s (%s) from %s", cid[:12], name, image.name)
+        return CreateResult(cid, [])
+
+    def _ignore_missing(self, method, request) -> None:
+        try:
+            self.ctr.call(method, request)
+        except RemoteError as e:
+            if e.code != "NOT_FOUND":
+                raise
+
+    # ================================================================ start and exit
+
+    def container_start(self, ref: str) -> None:
+        with self._lock:
+            c = self._get(ref)
+            live = self._live[c.ID]
+            if c.State.Running or live.starting:
+                raise NotModified("container already started")
+            if c.State.Status == "removing":
+                raise Conflict(f"container {c.ID} is marked for removal and cannot be started")
+            live.starting = True
+        try:
+            self._start(c, live)
+        finally:
+            with self._lock:
+                live.starting = False
+                self._changed.notify_all()
+
+    def _start(self, c: Container, live: _Live) -> None:
+        io = TaskIO(self.config.exec_root / "containerd" / c.ID, Path(c.LogPath), c.tty,
+                    bool(c.Config.get("OpenStdin")), live.broadcaster)
+        io.create()
+        try:
+            mounts = self.ctr.call(self.ctr.snapshots.Mounts, pb.MountsRequest(
+                snapshotter=SNAPSHOTTER, key=c.ID)).mounts
+            self.ctr.call(self.ctr.tasks.Create, pb.CreateTaskRequest(
+                container_id=c.ID, rootfs=mounts, stdin=io.stdin_path, stdout=io.stdout_path,
+                stderr=io.stderr_path, terminal=c.tty), timeout=120)
+        except RemoteError as e:
+            io.abort()
+            io.cleanup()
+            self._start_failed(c, live, e)
+        io.start()
+        try:
+            pid = self.ctr.call(self.ctr.tasks.Start, pb.StartRequest(container_id=c.ID),
+                                timeout=120).pid
+        except RemoteError as e:
+            try:
+                self.ctr.call(self.ctr.tasks.Delete, pb.DeleteTaskRequest(container_id=c.ID))
+            except RemoteError:
+                pass
+            io.abort()
+            io.done.wait(5)
+            io.cleanup()
+            self._start_failed(c, live, e)
+        with self._lock:
+            live.io = io
+            pending, live.stdin_pending = bytes(live.stdin_pending), bytearray()
+            close_stdin = live.stdin_closed
+            c.State = State(Status="running", Running=True, Pid=pid, StartedAt=rfc3339nano(),
+                            FinishedAt=c.State.FinishedAt)
+            c.save(self.config.root)
+            self._changed.notify_all()
+        if pending:
+            io.write_stdin(pending)
+        if close_stdin:
+            io.close_stdin()
+        threading.Thread(target=self._monitor, args=(c, live, io), daemon=True,
+                         name=f"monitor-{c.ID[:12]}").start()
+        log.info("started container %s, pid %d", c.ID[:12], pid)
+
+    def _start_failed(self, c: Container, live: _Live, e: RemoteError) -> None:
+        """Record a failed start as Docker does, then raise the error for the client."""
+        message = e.message
+        lowered = message.lower()
+        if "executable file not found" in lowered or "no such file or directory" in lowered:
+            code = 127
+        elif "permission denied" in lowered:
+            code = 126
+        else:
+            code = 128
+        with self._lock:
+            c.State.Error = message
+            c.State.ExitCode = code
+            c.save(self.config.root)
+            live.exits += 1
+            self._changed.notify_all()
+        live.broadcaster.close_all()
+        if c.HostConfig.get("AutoRemove"):
+            try:
+                self._remove(c)
+            except DaemonError as err:
+                log.warning("auto-remove of %s after a failed start: %s", c.ID[:12], err)
+        if e.code == "UNAVAILABLE":
+            raise SystemError_(message)
+        raise InvalidParameter(message)
+
+    def _monitor(self, c: Container, live: _Live, io: TaskIO | None) -> None:
+        """Wait for the task to exit, clean it up, record the exit, wake the waiters."""
+        exit_code, finished = 255, None
+        while True:
+            try:
+                resp = self.ctr.call(self.ctr.tasks.Wait, pb.WaitRequest(container_id=c.ID),
+                                     timeout=None)
+                exit_code = resp.exit_status
+                if resp.exited_at.seconds:
+                    finished = rfc3339nano(resp.exited_at.seconds * 10**9 + resp.exited_at.nanos)
+                break
+            except RemoteError as e:
+                if e.code == "UNAVAILABLE":  # containerd restarting: the task lives on; retry
+                    time.sleep(1)
+                    continue
+                log.warning("waiting for %s failed: %s", c.ID[:12], e)
+                break
+        # Deleting the task makes the shim drain the output and close the fifos: that EOF
+        # is what ends the attach streams (before the exit is announced, as Docker does).
+        try:
+            self.ctr.call(self.ctr.tasks.Delete, pb.DeleteTaskRequest(container_id=c.ID))
+        except RemoteError as e:
+            if e.code != "NOT_FOUND":
+                log.warning("deleting task %s: %s", c.ID[:12], e)
+        if io is not None:
+            if not io.done.wait(5):
+                io.abort()
+                io.done.wait(2)
+            io.cleanup()
+        else:
+            live.broadcaster.close_all()
+        with self._lock:
+            live.io = None
+            live.exits += 1
+            if c.State.Status == "running":
+                c.State = State(Status="exited", ExitCode=exit_code, StartedAt=c.State.StartedAt,
+                                FinishedAt=finished or rfc3339nano())
+            if not live.removed:
+                c.save(self.config.root)
+            self._changed.notify_all()
+        log.info("container %s exited with %d", c.ID[:12], exit_code)
+        if c.HostConfig.get("AutoRemove") and not live.removed:
+            try:
+                self._remove(c)
+            except DaemonError as e:
+                log.warning("auto-remove of %s failed: %s", c.ID[:12], e)
+
+    # ================================================================ stop, kill, remove
+
+    def _signal(self, c: Container, sig: int) -> None:
+        try:
+            self.ctr.call(self.ctr.tasks.Kill, pb.KillRequest(container_id=c.ID, signal=sig))
+        except RemoteError as e:
+            if e.code == "NOT_FOUND":  # it exited meanwhile
+                return
+            raise to_daemon_error(e) from None
+
+    def _wait_stopped(self, c: Container, timeout: float | None) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: not c.State.Running, timeout=timeout)
+
+    def container_stop(self, ref: str, timeout: int | None, signal: str | None) -> None:
+        c = self._get(ref)
+        if not c.State.Running:
+            raise NotModified("container already stopped")
+        sig = parse_signal(signal or c.Config.get("StopSignal") or "SIGTERM")
+        if timeout is None:
+            timeout = c.Config.get("StopTimeout") or 10
+        self._signal(c, sig)
+        if self._wait_stopped(c, None if timeout < 0 else timeout):
+            return
+        log.info("container %s did not stop after %ss: killing it", c.ID[:12], timeout)
+        self._signal(c, signals.SIGKILL)
+        if not self._wait_stopped(c, 10):
+            raise SystemError_(f"container {c.ID[:12]} did not exit after SIGKILL")
+
+    def container_kill(self, ref: str, signal: str | None) -> None:
+        c = self._get(ref)
+        sig = parse_signal(signal or "SIGKILL")
+        if not c.State.Running:
+            raise Conflict(f"Container {c.ID} is not running")
+        self._signal(c, sig)
+
+    def container_remove(self, ref: str, force: bool, volumes: bool) -> None:
+        c = self._get(ref)
+        if c.State.Running:
+            if not force:
+                raise Conflict(f"You cannot remove a running container {c.ID}. Stop the "
+                               "container before attempting removal or force remove")
+            self._signal(c, signals.SIGKILL)
+            if not self._wait_stopped(c, 15):
+                raise SystemError_(f"container {c.ID[:12]} did not exit after SIGKILL")
+        self._remove(c)
+
+    def _remove(self, c: Container) -> None:
+        with self._lock:
+            live = self._live.get(c.ID)
+            if live is None or live.removed:
+                return
+            if c.State.Status == "removing":
+                raise Conflict(f"removal of container {c.ID[:12]} is already in progress")
+            previous, c.State.Status = c.State.Status, "removing"
+        try:
+            for method, request in (
+                    (self.ctr.tasks.Delete, pb.DeleteTaskRequest(container_id=c.ID)),
+                    (self.ctr.containers.Delete, pb.DeleteContainerRequest(id=c.ID)),
+                    (self.ctr.snapshots.Remove, pb.RemoveSnapshotRequest(
+                        snapshotter=SNAPSHOTTER, key=c.ID))):
+                self._ignore_missing(method, request)
+        except RemoteError as e:
+            with self._lock:
+                c.State.Status = previous
+            raise to_daemon_error(e) from None
+        shutil.rmtree(Container.dir_for(self.config.root, c.ID), ignore_errors=True)
+        shutil.rmtree(self.config.exec_root / "containerd" / c.ID, ignore_errors=True)
+        with self._lock:
+            self._containers.pop(c.ID, None)
+            self._live.pop(c.ID, None)
+            live.removed = True
+            self._changed.notify_all()
+        log.info("removed container %s", c.ID[:12])
+
+    # ================================================================ wait, attach, logs
+
+    def container_wait(self, ref: str, condition: str) -> Waiter:
+        with self._lock:
+            c = self._get(ref)
+            live = self._live[c.ID]
+            seen = live.exits
+
+        if condition == "removed":
+            done = lambda: live.removed  # noqa: E731
+        elif condition == "next-exit":
+            done = lambda: live.exits > seen or live.removed  # noqa: E731
+        else:
+            done = lambda: (not c.State.Running and not live.starting) or live.removed  # noqa: E731
+
+        def waiter() -> WaitResult:
+            with self._changed:
+                self._changed.wait_for(done)
+                return WaitResult(c.State.ExitCode, c.State.Error or None)
+        return waiter
+
+    def _stdin(self, c: Container, live: _Live, data: bytes | None) -> None:
+        """Bytes from an attached client for the container's stdin (None: the client closed)."""
+        with self._lock:
+            io = live.io
+            if io is None:  # not started yet: `docker run -i` sends stdin before /start
+                if data is None:
+                    live.stdin_closed = bool(c.Config.get("StdinOnce"))
+                else:
+                    live.stdin_pending += data
+                return
+        if data is None:
+            if c.Config.get("StdinOnce"):
+                io.close_stdin()
+        else:
+            io.write_stdin(data)
+
+    def container_attach(self, ref: str, stdin: bool, stdout: bool, stderr: bool, logs: bool,
+                         stream: bool):
+        with self._lock:
+            c = self._get(ref)
+            live = self._live[c.ID]
+        feed = None
+        if stdin and c.Config.get("OpenStdin"):
+            feed = lambda data: self._stdin(c, live, data)  # noqa: E731
+        entries: list[LogEntry] = []
+        if logs:
+            wanted = {s for s, on in ((STDOUT, stdout), (STDERR, stderr)) if on}
+            entries = [e for e in read_log(c.LogPath)[0] if e.stream in wanted]
+        inner = live.broadcaster.subscribe(c.tty, stdout, stderr, feed) if stream else None
+        return _AttachWithLogs(c.tty, entries, inner)
+
+    def container_logs(self, ref: str, follow: bool, stdout: bool, stderr: bool,
+                       tail: int | None, since: float, until: float) -> Logs:
+        with self._lock:
+            c = self._get(ref)
+            live = self._live[c.ID]
+        wanted = {s for s, on in ((STDOUT, stdout), (STDERR, stderr)) if on}
+
+        def keep(e: LogEntry) -> bool:
+            if e.stream not in wanted:
+                return False
+            t = parse_time(e.time)
+            return (not since or t >= since) and (not until or t <= until)
+
+        def entries() -> Iterator[LogEntry]:
+            items, offset = read_log(c.LogPath)
+            items = [e for e in items if keep(e)]
+            if tail is not None:
+                items = items[-tail:] if tail > 0 else []
+            yield from items
+            while follow:
+                with self._lock:
+                    # sampled BEFORE reading: once the copiers are done, one last read is complete
+                    active = (live.io is not None or live.starting) and not live.removed
+                new, offset = read_log(c.LogPath, offset)
+                yield from (e for e in new if keep(e))
+                if not active:
+                    return
+                time.sleep(0.1)
+        return Logs(c.tty, entries())
+
+    def container_resize(self, ref: str, height: int, width: int) -> None:
+        c = self._get(ref)
+        if not c.State.Running:
+            raise Conflict(f"Container {c.ID} is not running")
+        # labkit-containerd's API has no ResizePty yet: the size given at create is kept.
+
+    # ================================================================ views
+
+    def container_inspect(self, ref: str) -> dict:
+        with self._lock:
+            return self._get(ref).inspect()
+
+    def container_list(self, all: bool, filters: dict[str, list[str]], limit: int) -> list[dict]:
+        with self._lock:
+            containers = sorted(self._containers.values(), key=lambda c: c.Created, reverse=True)
+            now = time.time()
+            out = []
+            for c in containers:
+                if not (all or c.State.Running or filters):
+                    continue
+                if not _matches(c, filters):
+                    continue
+                out.append(c.summary(c.Config.get("Image") or c.Image, now))
+        return out[:limit] if limit and limit > 0 else out
+
+    def version(self) -> dict:
+        try:
+            containerd_version = self.ctr.version()
+        except RemoteError as e:
+            containerd_version = f"unreachable ({e.code})"
+        runtime = self.config.default_runtime
+        kernel = platform.release()
+        return {
+            "Platform": {"Name": "labkit"},
+            "Components": [
+                {"Name": "Engine", "Version": VERSION,
+                 "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+                             "Arch": _arch(), "Os": "linux", "KernelVersion": kernel,
+                             "GitCommit": "labkit", "GoVersion": _python()}},
+                {"Name": "labkit-containerd", "Version": containerd_version,
+                 "Details": {"Address": self.config.containerd}},
+                {"Name": runtime, "Version": VERSION if runtime == "labkit-runc" else "",
+                 "Details": {"Binary": self._safe_binary(runtime)}},
+            ],
+            "Version": VERSION,
+            "ApiVersion": API_VERSION,
+            "MinAPIVersion": MIN_API_VERSION,
+            "GitCommit": "labkit",
+            "GoVersion": _python(),
+            "Os": "linux",
+            "Arch": _arch(),
+            "KernelVersion": kernel,
+            "BuildTime": "",
+        }
+
+    def _safe_binary(self, name: str) -> str:
+        try:
+            return self._runtime_binary(name)
+        except DaemonError:
+            return name
+
+    def info(self) -> dict:
+        with self._lock:
+            states = [c.State.Status for c in self._containers.values()]
+        try:
+            images = len({r.config_digest for r in self._all_images()})
+        except DaemonError:
+            images = 0
+        runtimes = {n: {"path": self._safe_binary(n)}
+                    for n in {**BUILTIN_RUNTIMES, **self.config.runtimes}}
+        return {
+            "ID": "labkit", "Name": platform.node(),
+            "Containers": len(states),
+            "ContainersRunning": states.count("running"),
+            "ContainersPaused": 0,
+            "ContainersStopped": len(states) - states.count("running"),
+            "Images": images,
+            "Driver": SNAPSHOTTER, "DriverStatus": [],
+            "Plugins": {"Volume": [], "Network": ["none"], "Authorization": None,
+                        "Log": ["json-file"]},
+            "MemoryLimit": False, "SwapLimit": False, "CpuCfsPeriod": False, "CpuCfsQuota": False,
+            "IPv4Forwarding": False, "Debug": log.isEnabledFor(logging.DEBUG),
+            "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": threading.active_count(),
+            "SystemTime": rfc3339nano(), "LoggingDriver": "json-file",
+            "CgroupDriver": "cgroupfs", "CgroupVersion": _cgroup_version(),
+            "KernelVersion": platform.release(), "OperatingSystem": _os_name(),
+            "OSVersion": "", "OSType": "linux", "Architecture": platform.machine(),
+            "NCPU": os.cpu_count() or 1, "MemTotal": _mem_total(),
+            "IndexServerAddress": "https://index.docker.io/v1/",
+            "RegistryConfig": {"Mirrors": list(self.config.mirrors), "IndexConfigs": {},
+                               "InsecureRegistryCIDRs": ["127.0.0.0/8"]},
+            "DockerRootDir": str(self.config.root), "HttpProxy": "", "HttpsProxy": "",
+            "NoProxy": "", "Labels": [], "ExperimentalBuild": False,
+            "ServerVersion": VERSION, "Runtimes": runtimes,
+            "DefaultRuntime": self.config.default_runtime,
+            "Swarm": {"LocalNodeState": "inactive", "ControlAvailable": False, "NodeID": "",
+                      "NodeAddr": "", "RemoteManagers": None},
+            "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
+            "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
+            "SecurityOptions": [], "Warnings": [],
+        }
+
+    # ================================================================ restart of the daemon
+
+    def restore(self) -> None:
+        """Reload the containers saved under <root>/containers after a daemon restart.
+
+        Containers that were running are checked against containerd: a task that still
+        runs gets a new monitor (and its fifos reopened), one that is gone is marked exited.
+        """
+        for cfg in sorted((self.config.root / "containers").glob("*/config.v2.json")):
+            try:
+                c = Container.load(cfg.parent)
+            except (OSError, ValueError, TypeError) as e:
+                log.warning("skipping %s: %s", cfg.parent, e)
+                continue
+            live = _Live()
+            with self._lock:
+                self._containers[c.ID] = c
+                self._live[c.ID] = live
+            if not c.State.Running:
+                continue
+            try:
+                process = self.ctr.call(self.ctr.tasks.Get,
+                                        pb.GetRequest(container_id=c.ID)).process
+                alive = process.status == pb.RUNNING
+            except RemoteError:
+                process, alive = None, False
+            if alive:
+                io = TaskIO(self.config.exec_root / "containerd" / c.ID, Path(c.LogPath), c.tty,
+                            False, live.broadcaster)
+                try:
+                    io.reopen()
+                    io.start()
+                except OSError:
+                    io = None
+                live.io = io
+                threading.Thread(target=self._monitor, args=(c, live, io), daemon=True).start()
+            else:
+                c.State = State(Status="exited", StartedAt=c.State.StartedAt,
+                                FinishedAt=rfc3339nano(),
+                                ExitCode=process.exit_status if process else 255,
+                                Error="" if process else "the task was gone after a restart")
+                c.save(self.config.root)
+
+    def close(self) -> None:
+        self.ctr.close()
+
+
+class _AttachWithLogs:
+    """An attach stream: the saved log first (logs=1), then live output (stream=1)."""
+
+    def __init__(self, tty: bool, entries: list[LogEntry], inner: Attachment | None) -> None:
+        self.tty = tty
+        self._entries = entries
+        self._inner = inner
+
+    def output(self) -> Iterator[tuple[int, bytes]]:
+        for e in self._entries:
+            yield e.stream, e.data
+        if self._inner is not None:
+            yield from self._inner.output()
+
+    def write_stdin(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._inner.write_stdin(data)
+
+    def close_stdin(self) -> None:
+        if self._inner is not None:
+            self._inner.close_stdin()
+
+    def close(self) -> None:
+        if self._inner is not None:
+            self._inner.close()
+
+
+# ================================================================ helpers
+
+def parse_signal(value: str | int) -> int:
+    """"SIGTERM", "TERM", "15" -> 15; anything else is a 400."""
+    text = str(value).strip().upper()
+    if text.isdigit():
+        number = int(text)
+        if 0 < number < 65:
+            return number
+    else:
+        name = text if text.startswith("SIG") else "SIG" + text
+        try:
+            return int(signals.Signals[name])
+        except KeyError:
+            pass
+    raise InvalidParameter(f"Invalid signal: {value}")
+
+
+def _looks_like_id(name: str) -> bool:
+    hexpart = name[len("sha256:"):] if name.startswith("sha256:") else name
+    return 0 < len(hexpart) <= 64 and all(ch in "0123456789abcdef" for ch in hexpart)
+
+
+def _is_ref(name: str) -> bool:
+    try:
+        parse_reference(name)
+        return True
+    except ValueError:
+        return False
+
+
+def _matches(c: Container, filters: dict[str, list[str]]) -> bool:
+    """`docker ps --filter`: status, name, id, label, ancestor (any value of a key matches)."""
+    for key, values in filters.items():
+        if not values:
+            continue
+        if key == "status":
+            ok = c.State.Status in values
+        elif key == "name":
+            ok = any(v.lstrip("/") in c.Name for v in values)
+        elif key == "id":
+            ok = any(c.ID.startswith(v) for v in values)
+        elif key == "label":
+            labels = c.Config.get("Labels") or {}
+            ok = all((labels.get(v.partition("=")[0]) == v.partition("=")[2]) if "=" in v
+                     else v in labels for v in values)
+        elif key == "ancestor":
+            ok = any(v in (c.Config.get("Image"), c.ImageRef, c.Image) for v in values)
+        else:
+            raise InvalidParameter(f"invalid filter '{key}'")
+        if not ok:
+            return False
+    return True
+
+
+def _arch() -> str:
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
+
+
+def _python() -> str:
+    return "python" + platform.python_version()
+
+
+def _os_name() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+def _mem_total() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _cgroup_version() -> str:
+    return "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1"

@@ -1,0 +1,107 @@
+"""`labkit-dockerd`: the Docker Engine API daemon.
+
+    labkit-dockerd [-H unix:///run/labkit/docker.sock] [--containerd SOCK] [--root DIR]
+                   [--exec-root DIR] [--registry-mirror URL]... [--default-runtime NAME]
+                   [--add-runtime NAME=PATH]... [--debug]
+
+Then, for example:  DOCKER_HOST=unix:///run/labkit/docker.sock docker run hello-world
+
+Serving runs in a background thread; the main thread waits for SIGTERM or SIGINT and then
+shuts the server down (graceful: the socket is removed; containers keep running, owned by
+their shims, and are picked up again by the next start — Docker's "live restore").
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from labkit import paths
+from labkit.dockerd.daemon import DEFAULT_MIRROR, VERSION, Daemon, DaemonConfig
+from labkit.dockerd.router import Router
+from labkit.dockerd.server import EngineAPIServer
+
+log = logging.getLogger("labkit.dockerd")
+
+
+def _socket_path(host: str) -> str:
+    if host.startswith("unix://"):
+        return host[len("unix://"):]
+    if host.startswith("/"):
+        return host
+    raise argparse.ArgumentTypeError(f"unsupported -H {host!r}: labkit-dockerd listens only on "
+                                     "unix sockets (unix:///path)")
+
+
+def _runtime(value: str) -> tuple[str, str]:
+    name, eq, path = value.partition("=")
+    if not eq or not name or not path:
+        raise argparse.ArgumentTypeError(f"invalid --add-runtime {value!r}: expected NAME=PATH")
+    return name, path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="labkit-dockerd", description="The Docker Engine API, "
+                                "on top of labkit-containerd.")
+    p.add_argument("-H", "--host", type=_socket_path, default=str(paths.DOCKER_SOCK),
+                   help=f"unix socket to listen on (default unix://{paths.DOCKER_SOCK})")
+    p.add_argument("--containerd", default=str(paths.CONTAINERD_SOCK),
+                   help=f"labkit-containerd's gRPC socket (default {paths.CONTAINERD_SOCK})")
+    p.add_argument("--root", type=Path, default=paths.DOCKERD_ROOT,
+                   help=f"persistent state: containers, logs (default {paths.DOCKERD_ROOT})")
+    p.add_argument("--exec-root", type=Path, default=paths.DOCKERD_EXEC_ROOT,
+                   help=f"volatile state: stdio fifos (default {paths.DOCKERD_EXEC_ROOT})")
+    p.add_argument("--registry-mirror", action="append", dest="mirrors", metavar="URL",
+                   help=f"registry to pull docker.io images from (default {DEFAULT_MIRROR})")
+    p.add_argument("--default-runtime", default="labkit-runc",
+                   help="OCI runtime for new containers: labkit-runc, runc, crun, a name "
+                        "given with --add-runtime, or a path")
+    p.add_argument("--add-runtime", action="append", type=_runtime, default=[],
+                   metavar="NAME=PATH", help="register another OCI runtime")
+    p.add_argument("--debug", action="store_true", help="log every request")
+    p.add_argument("--version", action="version", version=f"labkit-dockerd {VERSION}")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format="%(asctime)s labkit-dockerd %(levelname)s %(message)s")
+    if args.debug:
+        logging.getLogger("labkit").setLevel(logging.DEBUG)
+    config = DaemonConfig(root=args.root, exec_root=args.exec_root, containerd=args.containerd,
+                          mirrors=args.mirrors or [DEFAULT_MIRROR],
+                          default_runtime=args.default_runtime,
+                          runtimes=dict(args.add_runtime),
+                          runtime_root=paths.RUNTIME_ROOT / paths.NAMESPACE)
+    try:
+        daemon = Daemon(config)
+        daemon._runtime_binary(config.default_runtime)  # unknown names fail now, not at run
+        daemon.restore()
+        server = EngineAPIServer(args.host, Router(daemon, VERSION))
+    except Exception as e:  # bad paths, a socket in use, an unknown runtime: one clear line
+        message = getattr(e, "message", None) or str(e)
+        print(f"labkit-dockerd: {message}", file=sys.stderr)
+        return 1
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    thread = threading.Thread(target=server.serve_forever, name="api", daemon=True)
+    thread.start()
+    log.info("API listening on unix://%s (containerd %s, runtime %s)", args.host,
+             config.containerd, config.default_runtime)
+    stop.wait()
+    log.info("shutting down")
+    server.shutdown()
+    server.server_close()
+    daemon.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The OCI runtime spec (config.json) labkit-dockerd hands down for a container.
+
+This mirrors what a real dockerd generates (shared/reference/dockerd-generated-config.json):
+moby starts from a default spec (oci/defaults.go) and applies the container's settings
+one by one (daemon/oci_linux.go). The parts, and why each is there:
+
+- process: args = Entrypoint + Cmd; env = image Env overridden by the request's, plus
+  HOSTNAME; cwd = WorkingDir; user; the 14 default capabilities (everything else, such as
+  CAP_SYS_ADMIN, is dropped, which is what keeps a root process in a container contained).
+- root: the rootfs path relative to the bundle: containerd mounts the snapshot there.
+- hostname: the short id, in the container's own UTS namespace.
+- mounts: the kernel filesystems every Linux program expects (/proc, /dev, /dev/pts,
+  /sys read-only, cgroups read-only, mqueue, shm), then bind mounts of the three files
+  dockerd writes per container: /etc/resolv.conf, /etc/hostname, /etc/hosts.
+- linux.namespaces: mount, network, uts, pid, ipc — new ones; none has a path, so the
+  runtime creates them. (No user namespace: root in the container is root on the host,
+  limited by capabilities, masked paths and read-only paths.)
+- maskedPaths / readonlyPaths: /proc and /sys files that leak host information or allow
+  host changes are hidden (a /dev/null bind or an empty tmpfs) or made read-only.
+
+Left out for now: seccomp (Docker's default profile), cgroupsPath and resources, the
+devices cgroup, networking hooks.
+"""
+
+from __future__ import annotations
+
+DEFAULT_CAPABILITIES = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+]
+
+MASKED_PATHS = [
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+    "/sys/firmware", "/sys/devices/virtual/powercap",
+]
+
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def default_mounts() -> list[dict]:
+    """The kernel filesystems, in the order (and with the options) dockerd uses."""
+    return [
+        {"destination": "/proc", "type": "proc", "source": "proc",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["ro", "nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]},
+    ]
+
+
+def merge_env(image_env: list[str], request_env: list[str]) -> list[str]:
+    """Image variables first, each overridden by a request variable of the same name."""
+    order: list[str] = []
+    values: dict[str, str] = {}
+    for item in list(image_env) + list(request_env):
+        key = item.split("=", 1)[0]
+        if key not in values:
+            order.append(key)
+        values[key] = item
+    return [values[k] for k in order]
+
+
+def parse_user(user: str) -> tuple[int, int]:
+    """"", "root", "0", "1000", "1000:1000" -> (uid, gid).
+
+    Names other than root would need the image's /etc/passwd, which dockerd reads from
+    the mounted rootfs; labkit only takes numbers for now and says so.
+    """
+    if not user or user == "root":
+        return 0, 0
+    name, _, group = user.partition(":")
+    try:
+        uid = 0 if name == "root" else int(name)
+        gid = (0 if group == "root" else int(group)) if group else (uid if name != "root" else 0)
+    except ValueError:
+        raise ValueError(f"unable to find user {user}: labkit-dockerd accepts only numeric "
+                         "user and group ids (or root)") from None
+    if uid < 0 or gid < 0:
+        raise ValueError(f"invalid user {user!r}: ids must not be negative")
+    return uid, gid
+
+
+def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, hostname: str,
+                   tty: bool, etc_files: dict[str, str], read_only_rootfs: bool = False,
+                   console_size: tuple[int, int] | None = None) -> dict:
+    """The config.json for one container.
+
+    `etc_files` maps /etc/resolv.conf, /etc/hostname and /etc/hosts to the files dockerd
+    wrote for this container on the host.
+    """
+    uid, gid = parse_user(user)
+    process: dict = {
+        "terminal": tty,
+        "user": {"uid": uid, "gid": gid},
+        "args": args,
+        "env": env,
+        "cwd": cwd or "/",
+        "capabilities": {k: list(DEFAULT_CAPABILITIES)
+                         for k in ("bounding", "effective", "permitted")},
+        "oomScoreAdj": 0,
+    }
+    if tty and console_size and all(console_size):
+        process["consoleSize"] = {"height": console_size[0], "width": console_size[1]}
+    mounts = default_mounts()
+    for destination in ("/etc/resolv.conf", "/etc/hostname", "/etc/hosts"):
+        if destination in etc_files:
+            mounts.append({"destination": destination, "type": "bind",
+                           "source": etc_files[destination], "options": ["rbind", "rprivate"]})
+    return {
+        "ociVersion": "1.0.2-dev",
+        "process": process,
+        "root": {"path": "rootfs", "readonly": read_only_rootfs},
+        "hostname": hostname,
+        "mounts": mounts,
+        "linux": {
+            "sysctl": {"net.ipv4.ip_unprivileged_port_start": "0",
+                       "net.ipv4.ping_group_range": "0 2147483647"},
+            "namespaces": [{"type": t} for t in ("mount", "network", "uts", "pid", "ipc")],
+            "maskedPaths": list(MASKED_PATHS),
+            "readonlyPaths": list(READONLY_PATHS),
+        },
+    }
+
+
+def hosts_file(hostname: str) -> str:
+    """/etc/hosts as Docker writes it for a container without networks (only loopback)."""
+    return ("127.0.0.1\tlocalhost\n"
+            "::1\tlocalhost ip6-localhost ip6-loopback\n"
+            "fe00::0\tip6-localnet\n"
+            "ff00::0\tip6-mcastprefix\n"
+            "ff02::1\tip6-allnodes\n"
+            "ff02::2\tip6-allrouters\n"
+            f"127.0.1.1\t{hostname}\n")
+
+
+def resolv_conf(host_resolv_conf: str) -> str:
+    """The host's resolv.conf without loopback nameservers (they mean nothing inside the
+    container's own network namespace); Google's public DNS if none is left, as Docker does."""
+    lines = []
+    nameservers = 0
+    for line in host_resolv_conf.splitlines():
+        fields = line.split()
+        if fields[:1] == ["nameserver"] and len(fields) > 1:
+            if fields[1].startswith("127.") or fields[1] == "::1":
+                continue
+            nameservers += 1
+        lines.append(line)
+    if nameservers == 0:
+        lines += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
+    return "\n".join(lines) + "\n"
