@@ -155,8 +155,6 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if dropped:
             config.hook.pytest_deselected(items=dropped)
         items[:] = keep
-    for nodeid in [n for n in state.results if n not in {i.nodeid for i in items}]:
-        del state.results[nodeid]          # deselected: not part of this grade
 
     # Prerequisites first (a depth-first walk keeps the file order otherwise).
     by_id = {i.nodeid: i for i in items}
@@ -182,6 +180,14 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     for item in items:
         visit(item)
     items[:] = ordered
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Deselected (by --labkit-chapters, -m or -k): not part of this grade."""
+    config = _CONFIG.get("config")
+    if config is not None:
+        for item in items:
+            config.stash[STATE].results.pop(item.nodeid, None)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -190,6 +190,58 @@ def test_solved_workspace_gets_full_marks_from_the_cli(lab, sample_pkg: Path) ->
     assert data["points"] == data["max"] == 2 + 3 + 1 + 4 + 1
 
 
+CP06_DEPENDS = '''
+import pytest
+
+
+@pytest.mark.cp06
+@pytest.mark.depends("test_defined_later")
+def test_runs_after_its_prerequisite():
+    assert ORDER == ["later"]
+
+
+ORDER = []
+
+
+@pytest.mark.cp06
+def test_defined_later():
+    ORDER.append("later")
+
+
+@pytest.mark.cp06
+@pytest.mark.parametrize("x", [1, 2])
+def test_param(x):
+    assert x == 1
+
+
+@pytest.mark.cp06
+@pytest.mark.depends("test_param")
+def test_needs_every_param():
+    pass
+
+
+@pytest.mark.cp06
+@pytest.mark.depends("test_cp01_basics.py::test_arithmetic")
+def test_other_file():
+    pass
+'''
+
+
+def test_dependencies_order_and_parametrized(lab) -> None:
+    suite, ws, out = lab
+    (suite / "test_cp06_depends.py").write_text(CP06_DEPENDS)
+    report = grade(["cp01", "cp06"], ws, tests_dir=suite, out_dir=out, quiet=True)
+    tests = {t.name: t for t in report.chapters["cp06"].tests}
+    assert tests["test_runs_after_its_prerequisite"].outcome == "passed"
+    assert tests["test_param[2]"].outcome == "failed"
+    assert tests["test_needs_every_param"].outcome == "blocked"
+    assert tests["test_other_file"].outcome == "passed"
+    assert report.chapters["cp06"].points == 4
+    # with cp01 not selected, its test cannot block anything: the dependent test just runs
+    report = grade(["cp06"], ws, tests_dir=suite, out_dir=out, quiet=True)
+    assert {t.name: t.outcome for t in report.chapters["cp06"].tests}["test_other_file"] == "passed"
+
+
 def test_endless_loop_costs_one_checkpoint(lab) -> None:
     suite, ws, out = lab
     (suite / "test_cp05_loop.py").write_text(
