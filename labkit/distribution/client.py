@@ -109,7 +109,169 @@ def _check_digest(digest: str) -> str:
 
 
 class RegistryClient:
-    """A client for one registry endpoint ("http://127.0.0.1:5000", "https://registry-1.docker.io")."""
+    """A client for one registry endpoint ("http://127.0.0.1:5000", "https://registry-1.docker.io").
+
+    A bare address ("127.0.0.1:5000", "docker.io") is turned into a URL by
+    endpoint_for_domain(). Bad arguments raise ValueError; registry answers raise
+    RegistryError (DigestMismatch for content that fails verification); an unreachable
+    registry raises RegistryUnavailable, a ConnectionError naming the endpoint.
+    """
+
+    # Uploads go in PATCH chunks of this size (a class attribute so tests can make it small).
+    chunk_size = 16 << 20
+
+    def __init__(self, endpoint: str, *, username: str | None = None,
+                 password: str | None = None, timeout: float = 30):
+        if "://" not in endpoint:
+            endpoint = endpoint_for_domain(endpoint)
+        parts = urllib.parse.urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"invalid registry endpoint {endpoint!r}: "
+                             "expected http://host[:port] or https://host[:port]")
+        self.endpoint = f"{parts.scheme}://{parts.netloc}"
+        self.username = username
+        self.password = password
+        self.timeout = timeout
+        self._tokens: dict[str, auth.Token] = {}   # scope -> bearer token
+        self._basic = False                        # the registry asked for Basic auth
+
+    def __repr__(self) -> str:
+        return f"RegistryClient({self.endpoint!r})"
+
+    # ------------------------------------------------------------------ pull
+
+    def resolve(self, repository: str, reference: str) -> tuple[dict, bytes]:
+        """GET a manifest (or index) by tag or digest: (descriptor, exact raw bytes).
+
+        The descriptor is {"mediaType", "digest", "size"} of the bytes received. The digest is
+        verified when we asked for one, and when the registry claims one in
+        Docker-Content-Digest; the raw bytes must be kept as they are, since re-serializing
+        JSON would change the digest.
+        """
+        repository = validate_repository(repository)
+        by_digest = DIGEST_RE.fullmatch(reference or "") is not None
+        if not by_digest and not TAG_RE.fullmatch(reference or ""):
+            raise ValueError(f"invalid manifest reference {reference!r}: expected a tag or a digest")
+        reply = self._request("GET", f"/v2/{repository}/manifests/{reference}", repository,
+                              headers={"Accept": ", ".join(mediatypes.MANIFEST_ACCEPT)})
+        if reply.status != 200:
+            raise self._error(reply, "MANIFEST_UNKNOWN")
+        raw = reply.body
+        claimed = reply.header("Docker-Content-Digest")
+        expected = reference if by_digest else claimed
+        if expected:
+            hasher = _hasher(expected)
+            hasher.update(raw)
+            actual = f"{expected.partition(':')[0]}:{hasher.hexdigest()}"
+            if actual != expected:
+                raise DigestMismatch(expected, actual, "manifest")
+            digest = expected
+        else:
+            digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        media_type = reply.header("Content-Type").partition(";")[0].strip()
+        if media_type not in mediatypes.INDEX_TYPES | mediatypes.MANIFEST_TYPES:
+            # Some registries answer application/json or octet-stream; the document says.
+            try:
+                media_type = json.loads(raw).get("mediaType") or media_type
+            except (ValueError, AttributeError):
+                pass
+        return {"mediaType": media_type, "digest": digest, "size": len(raw)}, raw
+
+    def fetch_blob(self, repository: str, descriptor: dict, out: BinaryIO,
+                   progress: Callable[[int], None] | None = None) -> None:
+        """Stream a blob into `out`, verifying its size and digest.
+
+        `progress(n)` is called after each chunk with the bytes received so far. On a
+        mismatch DigestMismatch is raised and `out` holds untrusted data: discard it.
+        """
+        repository = validate_repository(repository)
+        digest = _check_digest(descriptor.get("digest", ""))
+        size = descriptor.get("size")
+        conn, resp = self._open("GET", f"/v2/{repository}/blobs/{digest}", repository)
+        try:
+            if resp.status != 200:
+                raise self._error(self._finish(resp, self.endpoint), "BLOB_UNKNOWN")
+            hasher = _hasher(digest)
+            received = 0
+            while True:
+                # never read (much) past the promised size: a bad server could stream forever
+                limit = _READ_SIZE if size is None else min(_READ_SIZE, size - received + 1)
+                try:
+                    chunk = resp.read(limit) if limit > 0 else b""
+                except (OSError, http.client.HTTPException) as e:
+                    raise RegistryUnavailable(f"registry {self.endpoint}: download of {digest} "
+                                              f"broke off after {received} bytes: {e}") from e
+                if not chunk:
+                    break
+                received += len(chunk)
+                if size is not None and received > size:
+                    raise DigestMismatch(f"{size} bytes", f"more than {size} bytes", "blob size")
+                hasher.update(chunk)
+                out.write(chunk)
+                if progress:
+                    progress(received)
+            if size is not None and received != size:
+                raise DigestMismatch(f"{size} bytes", f"{received} bytes", "blob size")
+            actual = f"{digest.partition(':')[0]}:{hasher.hexdigest()}"
+            if actual != digest:
+                raise DigestMismatch(digest, actual, "blob")
+        finally:
+            conn.close()
+
+    def blob_exists(self, repository: str, digest: str) -> bool: ...
+    def push_blob(self, repository: str, data_or_path: bytes | str | os.PathLike, digest: str) -> None: ...
+    def push_manifest(self, repository: str, reference: str, raw: bytes, media_type: str) -> str: ...
+    def tags(self, repository: str) -> list[str]: ...
+
+
+def endpoint_for_domain(domain: str) -> str:
+    """The base URL for a reference's domain: Docker Hub's API host, plain HTTP for loopback.
+
+    Docker treats localhost and 127.0.0.0/8 as insecure registries by default (HTTP);
+    everything else is HTTPS. "docker.io" is a name, not a host: its API is registry-1.
+    """
+    if domain in ("docker.io", "index.docker.io"):
+        return "https://registry-1.docker.io"
+    host = domain.rsplit(":", 1)[0] if not domain.endswith("]") else domain
+    if host in ("localhost", "[::1]") or host.startswith("127."):
+        return f"http://{domain}"
+    return f"https://{domain}"
+
+
+@dataclass
+class _Reply:
+    """A finished HTTP exchange: status, headers and the whole body."""
+    status: int
+    reason: str
+    headers: http.client.HTTPMessage
+    body: bytes
+    url: str
+
+    def header(self, name: str, default: str = "") -> str:
+        return self.headers.get(name, default) or default
+
+
+def _hasher(digest: str):
+    algorithm = digest.partition(":")[0]
+    if algorithm not in ("sha256", "sha384", "sha512"):
+        raise ValueError(f"unsupported digest algorithm in {digest!r}")
+    return hashlib.new(algorithm)
+
+
+def _check_digest(digest: str) -> str:
+    if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
+        raise ValueError(f"invalid digest {digest!r}: expected \"sha256:<hex>\"")
+    return digest
+
+
+class RegistryClient:
+    """A client for one registry endpoint ("http://127.0.0.1:5000", "https://registry-1.docker.io").
+
+    A bare address ("127.0.0.1:5000", "docker.io") is turned into a URL by
+    endpoint_for_domain(). Bad arguments raise ValueError; registry answers raise
+    RegistryError (DigestMismatch for content that fails verification); an unreachable
+    registry raises RegistryUnavailable, a ConnectionError naming the endpoint.
+    """
 
     # Uploads go in PATCH chunks of this size (a class attribute so tests can make it small).
     chunk_size = 16 << 20

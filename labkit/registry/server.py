@@ -175,8 +175,16 @@ class RegistryHandler(BaseHTTPRequestHandler):
             raise StorageError("NAME_INVALID", f"invalid repository name {m.group(1)!r}")
         raise StorageError("NOT_FOUND", f"no such endpoint: {path}")
 
+    # An idle keep-alive connection is dropped after this many seconds, freeing its thread.
+    timeout = 120
+
     def log_request(self, code="-", size="-") -> None:
         pass   # _dispatch logs one line per request, with the status and size we sent
+
+    def log_message(self, format: str, *args) -> None:
+        # http.server's own complaints (malformed request lines, timeouts) go to the same log
+        if self.server.log is not None:
+            self.server.log.write(f"{self.client_address[0]} {format % args}\n")
 
     # ---------------------------------------------------------------- request bodies
     def _request_has_body(self) -> bool:

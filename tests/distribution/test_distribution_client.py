@@ -6,6 +6,7 @@ import hashlib
 import http.client
 import io
 import json
+import socket
 import urllib.parse
 
 import pytest
@@ -220,8 +221,9 @@ def test_pull_by_reference_string(registry_url):
 
 
 def test_registry_down_is_a_clear_error():
-    from conftest import free_port
-    url = f"http://127.0.0.1:{free_port()}"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"     # nobody listens there once closed
     with pytest.raises(RegistryUnavailable) as info:
         RegistryClient(url).resolve("library/busybox", "latest")
     assert url in str(info.value) and isinstance(info.value, ConnectionError)
