@@ -109,6 +109,10 @@ class ShimClient:
     def kill(self, id: str, signal: int, all: bool = False) -> None:
         self._call("Kill", task_pb2.KillRequest(id=id, signal=int(signal), all=all), empty_pb2.Empty)
 
+    def resize_pty(self, id: str, width: int, height: int) -> None:
+        self._call("ResizePty", task_pb2.ResizePtyRequest(id=id, width=width, height=height),
+                   empty_pb2.Empty)
+
     def close_io(self, id: str, stdin: bool = True) -> None:
         self._call("CloseIO", task_pb2.CloseIORequest(id=id, stdin=stdin), empty_pb2.Empty)
 

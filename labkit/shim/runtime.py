@@ -140,8 +140,9 @@ class Runtime:
     # is given the container's stdio and nothing of the runtime's output can be captured: its
     # errors come only from the --log file.
     def create(self, id: str, bundle: Path, pid_file: Path, *, stdin: int, stdout: int,
-               stderr: int) -> None:
-        self._run("create", "--bundle", str(bundle), "--pid-file", str(pid_file), id,
+               stderr: int, console_socket: str | None = None) -> None:
+        console = ["--console-socket", console_socket] if console_socket else []
+        self._run("create", "--bundle", str(bundle), "--pid-file", str(pid_file), *console, id,
                   stdin=stdin, stdout=stdout, stderr=stderr, cwd=bundle)
 
     def start(self, id: str) -> None:

@@ -18,7 +18,7 @@ One lifecycle, as containerd drives it::
 Errors are gRPC status codes, as containerd expects them: NOT_FOUND for an unknown task or a
 process that already exited, FAILED_PRECONDITION for a call in the wrong state, UNKNOWN with
 "OCI runtime <verb> failed: <runtime's message>" when the runtime refuses, UNIMPLEMENTED for
-what labkit-shim does not do (terminals, exec, pause, checkpoints).
+what labkit-shim does not do (exec, pause, checkpoints, stats).
 
 The service is the protocol-free core: methods take and return the protobuf messages of
 task.proto, so tests and notebooks can call it in-process; main.py puts it on the socket.
@@ -72,6 +72,25 @@ def _runtime_error(verb: str, error: OCIRuntimeError) -> ShimError:
     if any(hint in message for hint in _NOT_FOUND_HINTS):
         return ShimError(Code.NOT_FOUND, message)
     return ShimError(Code.UNKNOWN, f"OCI runtime {verb} failed: {message}")
+
+
+def _pid_namespace_members(init_pid: int) -> list[int]:
+    """Host pids of the processes in the same pid namespace as `init_pid` (man 7 pid_namespaces)."""
+    try:
+        target = os.readlink(f"/proc/{init_pid}/ns/pid")
+    except OSError:
+        return []
+    if target == os.readlink("/proc/self/ns/pid"):
+        return [init_pid]   # the host's own pid namespace: no way to tell the container's processes
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/ns/pid") == target:
+                    members.append(int(entry))
+            except OSError:
+                continue    # exited while we looked
+    return sorted(members)
 
 
 @dataclass
@@ -131,9 +150,6 @@ class TaskService:
         bundle = Path(req.bundle or os.getcwd())
         if not (bundle / "config.json").is_file():
             raise ShimError(Code.INVALID_ARGUMENT, f"create: bundle {bundle} has no config.json")
-        if req.terminal:
-            raise ShimError(Code.UNIMPLEMENTED,
-                            "create: terminal=true (a console socket) is not supported by labkit-shim yet")
         if req.checkpoint:
             raise ShimError(Code.UNIMPLEMENTED, "create: restoring from a checkpoint is not supported")
         try:
@@ -146,11 +162,12 @@ class TaskService:
             if req.id in self._tasks:
                 raise ShimError(Code.ALREADY_EXISTS, f"create: task {req.id!r} already exists")
         try:
-            io = ContainerIO(req.stdin, req.stdout, req.stderr)
+            io = ContainerIO(req.stdin, req.stdout, req.stderr, terminal=req.terminal)
         except (OSError, ValueError) as e:
             raise ShimError(Code.INVALID_ARGUMENT, f"create: {e}") from None
         task = Task(req.id, bundle, runtime, io)
         pid_file = bundle / "init.pid"
+        created = False
         try:
             if req.rootfs:
                 mount_rootfs(list(req.rootfs), bundle / "rootfs")
@@ -159,9 +176,11 @@ class TaskService:
             with self.reaper.commands():
                 try:
                     runtime.create(req.id, bundle, pid_file, stdin=io.container_fds[0],
-                                   stdout=io.container_fds[1], stderr=io.container_fds[2])
+                                   stdout=io.container_fds[1], stderr=io.container_fds[2],
+                                   console_socket=io.console.path if io.console else None)
                 except OCIRuntimeError as e:
                     raise ShimError(Code.UNKNOWN, f"OCI runtime create failed: {e}") from None
+                created = True
                 io.started_runtime()
                 task.pid = int(pid_file.read_text().strip())
                 with self._lock:
@@ -174,10 +193,17 @@ class TaskService:
             if not isinstance(e, ShimError):
                 log.exception("create %s failed", req.id)
             io.close()
+            if created:   # the runtime made a container we cannot use: remove it
+                with self.reaper.commands():
+                    try:
+                        runtime.delete(req.id, force=True)
+                    except OCIRuntimeError as delete_error:
+                        log.warning("cleaning up %s: %s", req.id, delete_error)
             if task.mounted_rootfs:
                 unmount_rootfs(bundle / "rootfs")
             with self._lock:
-                self._tasks.pop(req.id, None)
+                if self._tasks.get(req.id) is task:
+                    del self._tasks[req.id]
             if isinstance(e, (OSError, ValueError)):
                 raise ShimError(Code.UNKNOWN, f"create: {e}") from None
             raise
@@ -206,7 +232,8 @@ class TaskService:
         stdin, stdout, stderr = task.io.paths
         resp = task_pb2.StateResponse(id=task.id, bundle=str(task.bundle), pid=task.pid,
                                       status=task.status, stdin=stdin, stdout=stdout,
-                                      stderr=stderr, terminal=False, exit_status=task.exit_status)
+                                      stderr=stderr, terminal=task.io.terminal,
+                                      exit_status=task.exit_status)
         if task.exited_at is not None:
             resp.exited_at.FromDatetime(task.exited_at)
         return resp
@@ -237,8 +264,23 @@ class TaskService:
             try:
                 pids = task.runtime.ps(req.id)
             except OCIRuntimeError as e:
-                raise _runtime_error("ps", e) from None
+                if task.status == task_pb2.STOPPED or any(h in str(e) for h in _NOT_FOUND_HINTS):
+                    raise _runtime_error("ps", e) from None
+                # A runtime without `ps` (it is optional): find the processes ourselves.
+                log.warning("runtime ps failed (%s); listing the init's pid namespace instead", e)
+                pids = _pid_namespace_members(task.pid)
         return task_pb2.PidsResponse(processes=[task_pb2.ProcessInfo(pid=p) for p in pids])
+
+    def ResizePty(self, req: task_pb2.ResizePtyRequest) -> empty_pb2.Empty:
+        self._no_exec(req.exec_id)
+        task = self._get(req.id)
+        try:
+            task.io.resize(req.width, req.height)
+        except ValueError as e:
+            raise ShimError(Code.FAILED_PRECONDITION, f"resize: task {req.id!r}: {e}") from None
+        except OSError as e:
+            raise ShimError(Code.UNKNOWN, f"resize: task {req.id!r}: {e.strerror}") from None
+        return empty_pb2.Empty()
 
     def CloseIO(self, req: task_pb2.CloseIORequest) -> empty_pb2.Empty:
         self._no_exec(req.exec_id)
@@ -303,7 +345,8 @@ class TaskService:
             "Create": task_pb2.CreateTaskRequest, "Start": task_pb2.StartRequest,
             "State": task_pb2.StateRequest, "Wait": task_pb2.WaitRequest,
             "Kill": task_pb2.KillRequest, "Pids": task_pb2.PidsRequest,
-            "CloseIO": task_pb2.CloseIORequest, "Delete": task_pb2.DeleteRequest,
+            "CloseIO": task_pb2.CloseIORequest, "ResizePty": task_pb2.ResizePtyRequest,
+            "Delete": task_pb2.DeleteRequest,
             "Connect": task_pb2.ConnectRequest, "Shutdown": task_pb2.ShutdownRequest,
         }
         return {SERVICE: {name: self._handler(getattr(self, name), request_type)

@@ -25,14 +25,29 @@ signalled explicitly with Task.CloseIO.
 
 An empty path means /dev/null. A `file://` URI appends to a regular file (containerd's
 log-uri form); `binary://` (a logging driver process) is not supported.
+
+With a terminal (Task.Create terminal=true, config.json process.terminal=true) there are no
+pipes: the runtime creates a pseudo-terminal inside the container and sends its master to the
+shim over a "console socket" (INTERFACES.md §2.4; man 7 pty). The shim then copies
+master → stdout fifo and stdin fifo → master, and resizes the terminal on Task.ResizePty::
+
+    shim: listen on /tmp/labkit-pty…/pty.sock ──▶ runtime create --console-socket …
+    runtime ── connect, one sendmsg(data "/dev/ptmx", SCM_RIGHTS [master]) ──▶ shim
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import fcntl
 import select
+import shutil
+import socket
 import stat
+import struct
+import tempfile
+import termios
 import threading
 from urllib.parse import urlparse
 
@@ -65,6 +80,38 @@ def _open_input(path: str) -> int:
     return os.open(path, (os.O_RDWR if stat.S_ISFIFO(mode) else os.O_RDONLY) | os.O_CLOEXEC)
 
 
+class ConsoleSocket:
+    """The unix socket on which the runtime hands over the container's pty master."""
+
+    def __init__(self) -> None:
+        # A short, private path: runc and crun connect to it from the host's mount namespace.
+        self._dir = tempfile.mkdtemp(prefix="labkit-pty-")
+        self.path = os.path.join(self._dir, "pty.sock")
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.bind(self.path)
+        self._sock.listen(1)
+
+    def receive(self, timeout: float = 10.0) -> int:
+        """The master fd the runtime sent (it connected during `create`, so it is waiting)."""
+        self._sock.settimeout(timeout)
+        try:
+            conn, _ = self._sock.accept()
+        except socket.timeout:
+            raise ValueError("the runtime did not connect to the console socket") from None
+        with conn:
+            conn.settimeout(timeout)
+            _, fds, _, _ = socket.recv_fds(conn, 4096, 4)
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise ValueError(f"the runtime sent {len(fds)} fds on the console socket, not one")
+        return fds[0]
+
+    def close(self) -> None:
+        self._sock.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
 class ContainerIO:
     """Pipes for the container, fifos for the outside world, and the threads between them.
 
@@ -74,8 +121,12 @@ class ContainerIO:
     `close_stdin()` on Task.CloseIO, `wait(timeout)` for the output to drain, `close()`.
     """
 
-    def __init__(self, stdin: str = "", stdout: str = "", stderr: str = ""):
+    def __init__(self, stdin: str = "", stdout: str = "", stderr: str = "", *,
+                 terminal: bool = False):
         self.paths = (stdin, stdout, stderr)
+        self.terminal = terminal
+        self.console: ConsoleSocket | None = None
+        self._master: int | None = None      # the pty master, kept for resize()
         self._container: list[int] = []     # the ends the runtime hands to the container
         self._shim: list[int] = []          # everything else we opened, closed in close()
         self._threads: list[threading.Thread] = []
@@ -83,8 +134,14 @@ class ContainerIO:
         self._stdin_w: int | None = None
         self._fd_lock = threading.Lock()     # copy threads and close() both close fds
         try:
-            self.container_fds = (self._setup_stdin(stdin), self._setup_output(stdout, "stdout"),
-                                  self._setup_output(stderr, "stderr"))
+            if terminal:
+                # The runtime's own stdio goes nowhere; the container's is the pty.
+                self.console = ConsoleSocket()
+                self.container_fds = (self._devnull(os.O_RDONLY), self._devnull(os.O_WRONLY),
+                                      self._devnull(os.O_WRONLY))
+            else:
+                self.container_fds = (self._setup_stdin(stdin), self._setup_output(stdout, "stdout"),
+                                      self._setup_output(stderr, "stderr"))
         except BaseException:
             self.close()
             raise
@@ -125,8 +182,36 @@ class ContainerIO:
             fds, self._container = self._container, []
         for fd in fds:
             os.close(fd)
+        if self.console is not None:
+            self._attach_console()
         for t in self._threads:
             t.start()
+
+    def _attach_console(self) -> None:
+        master = self.console.receive()
+        self.console.close()
+        self.console = None
+        self._master = master
+        self._shim.append(master)
+        stdin, stdout, _ = self.paths
+        # Separate fds (dup) per thread: each thread closes its own, never another's number.
+        reader = os.dup(master)
+        dest = _open_output(stdout) if stdout else os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        self._shim += [reader, dest]
+        self._threads.append(threading.Thread(target=self._copy_out, args=(reader, dest, "console"),
+                                              daemon=True, name="io-console"))
+        if stdin:
+            src, writer = _open_input(stdin), os.dup(master)
+            self._shim += [src, writer]
+            self._stdin_w = None   # CloseIO stops the copy; closing the master would hang up
+            self._threads.append(threading.Thread(target=self._copy_in, args=(src, writer),
+                                                  daemon=True, name="io-stdin"))
+
+    def resize(self, width: int, height: int) -> None:
+        """TIOCSWINSZ on the master: the container gets SIGWINCH (man 2 ioctl_tty)."""
+        if self._master is None:
+            raise ValueError("the task has no terminal to resize")
+        fcntl.ioctl(self._master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 
     def _release(self, fd: int) -> None:
         """Close one of the shim's fds exactly once (a double close could hit a reused number)."""
@@ -139,7 +224,12 @@ class ContainerIO:
     def _copy_out(self, src: int, dest: int, name: str) -> None:
         try:
             while True:
-                data = os.read(src, CHUNK)
+                try:
+                    data = os.read(src, CHUNK)
+                except OSError as e:
+                    if e.errno == errno.EIO:
+                        return  # a pty master reads EIO once the last slave fd is closed
+                    raise
                 if not data:
                     return      # EOF: every process of the container has closed the stream
                 view = memoryview(data)
@@ -170,6 +260,7 @@ class ContainerIO:
         finally:
             self._close_stdin_pipe()
             self._release(src)
+            self._release(dest)
 
     def _close_stdin_pipe(self) -> None:
         with self._fd_lock:
@@ -193,6 +284,8 @@ class ContainerIO:
         return not any(t.is_alive() for t in outputs)
 
     def close(self) -> None:
+        if self.console is not None:
+            self.console.close()
         self._stdin_closed.set()
         self._close_stdin_pipe()
         with self._fd_lock:

@@ -89,8 +89,8 @@ class ShimUnderTest:
     shims: dict[str, tuple[str, int]] = field(default_factory=dict)   # id -> (address, pid)
     readers: list[FifoReader] = field(default_factory=list)
 
-    def bundle(self, id: str, args: list[str]) -> Path:
-        bundle = make_bundle(self.dir / id, args)
+    def bundle(self, id: str, args: list[str], **spec) -> Path:
+        bundle = make_bundle(self.dir / id, args, **spec)
         (bundle / "options.json").write_text(json.dumps(
             {"binary_name": self.runtime, "root": str(self.dir / "root")}))
         return bundle
@@ -105,9 +105,9 @@ class ShimUnderTest:
         self.readers.append(r)
         return r
 
-    def launch(self, id: str, args: list[str]) -> tuple[ShimClient, Path]:
+    def launch(self, id: str, args: list[str], **spec) -> tuple[ShimClient, Path]:
         """A bundle running `args` and a shim for it: (connected client, bundle)."""
-        bundle = self.bundle(id, args)
+        bundle = self.bundle(id, args, **spec)
         address = start_shim(id=id, namespace=NAMESPACE, bundle=bundle,
                              containerd_address=self.containerd_address)
         self.ids.append(id)

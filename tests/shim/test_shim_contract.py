@@ -150,7 +150,7 @@ def test_create_failure_carries_the_runtime_message(shim):
         assert e.value.code == Code.NOT_FOUND
 
 
-def test_unknown_methods_and_terminals_are_unimplemented(shim):
+def test_unknown_methods_are_unimplemented(shim):
     client, bundle = shim.launch("unimpl", ["true"])
     with client:
         raw = Client(socket_path(shim.shims["unimpl"][0]))
@@ -163,9 +163,20 @@ def test_unknown_methods_and_terminals_are_unimplemented(shim):
             assert e.value.code == Code.UNIMPLEMENTED
         finally:
             raw.close()
-        with pytest.raises(ShimError) as e:
-            client.create("unimpl", bundle, terminal=True)
-        assert e.value.code == Code.UNIMPLEMENTED
+
+
+def test_terminal_output_and_resize(shim):
+    client, bundle = shim.launch("tty", ["sh", "-c", "tty; stty size"], terminal=True)
+    out = shim.fifo("out")
+    reader = shim.reader(out)
+    with client:
+        client.create("tty", bundle, stdout=str(out), terminal=True)
+        assert client.state("tty").status == "created"
+        client.resize_pty("tty", width=100, height=40)   # before start: the first size it sees
+        client.start("tty")
+        assert client.wait("tty", timeout=10)[0] == 0
+    # A terminal turns "\n" into "\r\n" (the onlcr output flag).
+    assert reader.result().split(b"\r\n")[:2] == [b"/dev/pts/0", b"40 100"]
 
 
 def test_start_again_returns_the_running_shim(shim):
