@@ -134,7 +134,7 @@ class TaskManager:
                     pid = shim.create(container_id, bundle, stdin=stdin, stdout=stdout,
                                       stderr=stderr, terminal=terminal)
             except ShimError as e:
-                raise error_for_code(e.code.name, e.message) from None
+                raise _translate(e) from None
         except BaseException:
             self._discard(ns, container_id, bundle, address, mounted)
             raise
@@ -319,7 +319,7 @@ class TaskManager:
             with ShimClient(task.address) as shim:
                 return fn(shim)
         except ShimError as e:
-            raise error_for_code(e.code.name, e.message) from None
+            raise _translate(e) from None
 
     def _watch(self, task: Task) -> None:
         """A thread that waits for the task's exit and publishes /tasks/exit."""
@@ -344,6 +344,16 @@ def _read(path: Path) -> str:
         return path.read_text().strip()
     except OSError:
         return ""
+
+
+def _translate(e) -> ContainerdError:
+    """A ShimError as our own error, with the same status code and the message unchanged."""
+    from labkit.shim.ttrpc import Code
+    try:
+        name = Code(int(e.code)).name
+    except (ValueError, TypeError):
+        name = "UNKNOWN"
+    return error_for_code(name, e.message)
 
 
 def _code(name: str):

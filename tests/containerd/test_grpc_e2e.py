@@ -1,0 +1,389 @@
+"""labkit-containerd end to end, over gRPC, in a private instance.
+
+A labkit-registry on 127.0.0.1:<ephemeral> holds a tiny two-layer busybox image; a private
+labkit-containerd (temporary root, state and run directories, short socket path) pulls it,
+prepares a snapshot, and runs `echo hi` as a task under labkit-shim and runc, with stdout on
+a fifo the test reads. Everything started is stopped by PID and every mount undone, even when
+a test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import empty_pb2
+
+from labkit.containerd.client import Client, pb
+from labkit.distribution.client import RegistryClient
+from labkit.distribution.layers import chain_ids
+from labkit.registry.server import serve
+from support import base_spec, make_busybox_rootfs
+
+from .conftest import mounts_under
+from .layers import entry, make_tar, push_image, tar_directory
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+NS = "lktest"
+RUNTIME = "runc"  # a real runtime under labkit-shim: this suite tests containerd, not runc
+
+
+@pytest.fixture(scope="module")
+def base():
+    d = Path(tempfile.mkdtemp(prefix="lkc-", dir="/tmp"))
+    try:
+        yield d
+    finally:
+        for point in mounts_under(d):
+            subprocess.run(["umount", "-l", point], check=False)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def registry(base):
+    srv = serve(base / "registry", log=None)
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+@pytest.fixture(scope="module")
+def image(registry, base):
+    rootfs = make_busybox_rootfs(base / "bb")
+    layer1 = tar_directory(rootfs)
+    shutil.rmtree(rootfs)
+    layer2 = make_tar(entry("etc/", "dir"), entry("etc/motd", "file", b"labkit\n"),
+                      entry("etc/.wh.group", "file"))
+    client = RegistryClient(registry.url)
+    info = push_image(client, "lab/busybox", "latest", [layer1, layer2], index=True)
+    push_image(client, "library/lkbox", "latest", [layer1, layer2])
+    info["ref"] = f"{registry.address}/lab/busybox:latest"
+    info["chains"] = chain_ids(info["diff_ids"])
+    return info
+
+
+class Daemon:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.sock = str(base / "c.sock")
+        self.proc: subprocess.Popen | None = None
+        self.env = dict(os.environ, LABKIT_RUN_DIR=str(base / "run"))
+
+    def start(self) -> None:
+        log = open(self.base / "containerd.log", "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "labkit.containerd.main", "--address", self.sock,
+             "--root", str(self.base / "root"), "--state", str(self.base / "state"),
+             "--log-level", "debug"], env=self.env, stdout=log, stderr=log)
+        log.close()
+        deadline = time.time() + 15
+        while not os.path.exists(self.sock):
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("labkit-containerd did not start: " +
+                                   (self.base / "containerd.log").read_text()[-2000:])
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture(scope="module")
+def daemon(base):
+    d = Daemon(base)
+    d.start()
+    try:
+        yield d
+    finally:
+        if d.proc is None:
+            d.start()
+        # Remove whatever tasks a failed test left behind, through the daemon itself.
+        with Client(d.sock, NS) as c:
+            for t in c.tasks.List(pb.ListTasksRequest()).tasks:
+                try:
+                    c.tasks.Kill(pb.KillRequest(container_id=t.container_id, signal=9))
+                    c.tasks.Wait(pb.WaitRequest(container_id=t.container_id), timeout=10)
+                except grpc.RpcError:
+                    pass
+                try:
+                    c.tasks.Delete(pb.DeleteTaskRequest(container_id=t.container_id))
+                except grpc.RpcError:
+                    pass
+        d.stop()
+
+
+@pytest.fixture
+def client(daemon):
+    with Client(daemon.sock, NS) as c:
+        c.wait_ready(10)
+        yield c
+
+
+def pull(client, ref, **kw):
+    return list(client.transfer.Pull(pb.PullRequest(reference=ref, **kw), timeout=60))
+
+
+# ---------------------------------------------------------------------------------- pull
+
+
+def test_version_and_namespace_required(daemon, client):
+    assert client.version.Version(empty_pb2.Empty()).version
+    raw = grpc.insecure_channel("unix://" + daemon.sock)
+    try:
+        from labkit.containerd import api_pb2_grpc
+        with pytest.raises(grpc.RpcError) as e:
+            api_pb2_grpc.ImagesStub(raw).List(pb.ListImagesRequest())
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert e.value.details() == "namespace is required"
+    finally:
+        raw.close()
+
+
+def test_pull_reports_progress_in_docker_order(client, image):
+    events = pull(client, image["ref"])
+    kinds = [e.event for e in events]
+    assert kinds[0] == "resolved" and kinds[-1] == "done"
+    assert events[-1].image_name == image["ref"]
+    assert events[-1].image_digest == image["top"]
+    for layer in {e.desc.digest for e in events if e.event == "waiting"}:
+        seq = [e.event for e in events if e.desc.digest == layer]
+        order = ["waiting", "downloading", "verifying", "downloaded", "extracting", "unpacked"]
+        assert [k for k in order if k in seq] == order, seq
+        assert [seq.index(k) for k in order] == sorted(seq.index(k) for k in order)
+        last_dl = [e for e in events if e.desc.digest == layer and e.event == "downloading"][-1]
+        assert last_dl.current == last_dl.total > 0
+    img = client.images.Get(pb.GetImageRequest(name=image["ref"])).image
+    assert img.target.digest == image["top"]
+    assert img.target.media_type == "application/vnd.oci.image.index.v1+json"
+    snaps = {s.name: s for s in client.snapshots.List(pb.ListSnapshotsRequest()).info}
+    assert snaps[image["chains"][1]].parent == image["chains"][0]
+    assert snaps[image["chains"][0]].kind == pb.COMMITTED
+    assert client.content.Info(pb.InfoRequest(digest=image["config"])).info.size > 0
+    config = json.loads(client.read_content(image["config"]))
+    assert config["rootfs"]["diff_ids"] == image["diff_ids"]
+
+
+def test_second_pull_finds_layers_exist(client, image):
+    pull(client, image["ref"])
+    events = pull(client, image["ref"])
+    assert [e.event for e in events] == ["resolved", "exists", "exists", "done"]
+
+
+def test_pull_through_docker_io_mirror(client, image, registry):
+    events = pull(client, "docker.io/library/lkbox:latest", mirrors=[registry.url])
+    assert events[-1].event == "done"
+    assert client.images.Get(pb.GetImageRequest(name="docker.io/library/lkbox:latest")).image
+
+
+@pytest.mark.parametrize("ref,message", [
+    ("{reg}/lab/busybox:nope", "manifest unknown"),
+    ("{reg}/lab/nothing:latest", "not found"),
+])
+def test_pull_unknown_is_not_found(client, registry, image, ref, message):
+    with pytest.raises(grpc.RpcError) as e:
+        pull(client, ref.format(reg=registry.address))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    assert message in e.value.details()
+
+
+def test_pull_errors(client):
+    with pytest.raises(grpc.RpcError) as e:
+        pull(client, "127.0.0.1:1/x/y:latest")
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "no registry answered" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        pull(client, "Not A Reference")
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_images_and_containers_not_found(client):
+    for call, req in [(client.images.Get, pb.GetImageRequest(name="nope")),
+                      (client.images.Delete, pb.DeleteImageRequest(name="nope")),
+                      (client.containers.Get, pb.GetContainerRequest(id="nope")),
+                      (client.tasks.Get, pb.GetRequest(container_id="nope")),
+                      (client.tasks.Wait, pb.WaitRequest(container_id="nope")),
+                      (client.content.Info, pb.InfoRequest(digest="sha256:" + "0" * 64)),
+                      (client.snapshots.Stat, pb.StatSnapshotRequest(key="nope"))]:
+        with pytest.raises(grpc.RpcError) as e:
+            call(req, timeout=10)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND, call
+
+
+# ---------------------------------------------------------------------------------- run
+
+
+class Fifo:
+    """A fifo for the task's stdout, read to EOF on a thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        os.mkfifo(path)
+        # O_NONBLOCK so this open does not wait for a writer; reads then block normally.
+        self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        os.set_blocking(self._fd, True)
+        self.data = b""
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        seen_writer = False
+        while True:
+            try:
+                chunk = os.read(self._fd, 4096)
+            except OSError:
+                return
+            if chunk:
+                seen_writer = True
+                self.data += chunk
+            elif seen_writer:
+                return
+            else:
+                time.sleep(0.02)  # no writer has opened it yet
+
+    def read_all(self, timeout: float = 10) -> bytes:
+        self._thread.join(timeout)
+        return self.data
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def create_container(client, image, cid, args):
+    pull(client, image["ref"])  # (quick when it is there already: every layer "exists")
+    mounts = client.snapshots.Prepare(pb.PrepareSnapshotRequest(
+        key=cid, parent=image["chains"][-1])).mounts
+    spec = base_spec(args)
+    client.containers.Create(pb.CreateContainerRequest(container=pb.Container(
+        id=cid, image=image["ref"], spec=json.dumps(spec).encode(),
+        runtime=pb.Container.Runtime(name="labkit-shim",
+                                     options=json.dumps({"binary_name": RUNTIME}).encode()),
+        snapshotter="overlayfs", snapshot_key=cid)))
+    return list(mounts)
+
+
+def remove_container(client, cid):
+    client.containers.Delete(pb.DeleteContainerRequest(id=cid))
+    client.snapshots.Remove(pb.RemoveSnapshotRequest(key=cid))
+
+
+def test_run_echo_hi(client, image, base):
+    pull(client, image["ref"])
+    events = client.events.Subscribe(pb.SubscribeRequest(filters=["/tasks/"]), timeout=60)
+    mounts = create_container(client, image, "echo1", ["/bin/sh", "-c", "echo hi; cat /etc/motd"])
+    out = Fifo(base / "echo1-out")
+    try:
+        with pytest.raises(grpc.RpcError) as e:
+            client.containers.Create(pb.CreateContainerRequest(container=pb.Container(id="echo1")))
+        assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        created = client.tasks.Create(pb.CreateTaskRequest(
+            container_id="echo1", rootfs=mounts, stdout=str(out.path)))
+        assert created.pid > 0
+        bundle = base / "state/io.containerd.runtime.v2.task" / NS / "echo1"
+        assert json.loads((bundle / "options.json").read_text())["binary_name"] == RUNTIME
+        assert (bundle / "rootfs/bin/busybox").exists()  # the overlay is mounted there
+        assert client.tasks.Get(pb.GetRequest(container_id="echo1")).process.status == pb.CREATED
+        client.tasks.Start(pb.StartRequest(container_id="echo1"))
+        # several waiters at once all get the status
+        results = []
+        waiters = [threading.Thread(target=lambda: results.append(client.tasks.Wait(
+            pb.WaitRequest(container_id="echo1"), timeout=30).exit_status)) for _ in range(3)]
+        for w in waiters:
+            w.start()
+        for w in waiters:
+            w.join(30)
+        assert results == [0, 0, 0]
+        assert out.read_all() == b"hi\nlabkit\n"
+        assert client.tasks.Get(pb.GetRequest(container_id="echo1")).process.status == pb.STOPPED
+        deleted = client.tasks.Delete(pb.DeleteTaskRequest(container_id="echo1"))
+        assert deleted.exit_status == 0
+        assert not bundle.exists()
+        assert not [m for m in mounts_under(base) if "echo1" in m]
+        topics = []
+        for env in events:
+            topics.append(env.topic)
+            if env.topic == "/tasks/delete":
+                break
+        assert topics == ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]
+    finally:
+        events.cancel()
+        out.close()
+        remove_container(client, "echo1")
+
+
+def test_runtime_error_passes_through(client, image, base):
+    mounts = create_container(client, image, "bad1", ["/no/such/program"])
+    try:
+        with pytest.raises(grpc.RpcError) as e:
+            client.tasks.Create(pb.CreateTaskRequest(container_id="bad1", rootfs=mounts))
+            client.tasks.Start(pb.StartRequest(container_id="bad1"))
+        assert "no such file" in e.value.details() or "not found" in e.value.details()
+    finally:
+        try:
+            client.tasks.Delete(pb.DeleteTaskRequest(container_id="bad1"))
+        except grpc.RpcError:
+            pass
+        remove_container(client, "bad1")
+    assert not (base / "state/io.containerd.runtime.v2.task" / NS / "bad1").exists()
+
+
+def test_delete_running_is_refused_then_kill(client, image):
+    mounts = create_container(client, image, "sleep1", ["sleep", "60"])
+    try:
+        client.tasks.Create(pb.CreateTaskRequest(container_id="sleep1", rootfs=mounts))
+        client.tasks.Start(pb.StartRequest(container_id="sleep1"))
+        with pytest.raises(grpc.RpcError) as e:
+            client.tasks.Delete(pb.DeleteTaskRequest(container_id="sleep1"))
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        with pytest.raises(grpc.RpcError) as e:
+            client.tasks.Create(pb.CreateTaskRequest(container_id="sleep1", rootfs=mounts))
+        assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert [t.container_id for t in client.tasks.List(pb.ListTasksRequest()).tasks] == \
+            ["sleep1"]
+        client.tasks.Kill(pb.KillRequest(container_id="sleep1", signal=9))
+        status = client.tasks.Wait(pb.WaitRequest(container_id="sleep1"), timeout=20).exit_status
+        assert status == 137
+        client.tasks.Delete(pb.DeleteTaskRequest(container_id="sleep1"))
+    finally:
+        remove_container(client, "sleep1")
+
+
+def test_restart_reconnects_to_running_shim(daemon, image):
+    with Client(daemon.sock, NS) as c:
+        c.wait_ready(10)
+        mounts = create_container(c, image, "keep1", ["sleep", "60"])
+        c.tasks.Create(pb.CreateTaskRequest(container_id="keep1", rootfs=mounts))
+        pid = c.tasks.Start(pb.StartRequest(container_id="keep1")).pid
+    daemon.stop()
+    assert not os.path.exists(daemon.sock)
+    os.kill(pid, 0)  # the container outlived containerd
+    daemon.start()
+    with Client(daemon.sock, NS) as c:
+        c.wait_ready(10)
+        try:
+            p = c.tasks.Get(pb.GetRequest(container_id="keep1")).process
+            assert (p.status, p.pid) == (pb.RUNNING, pid)
+            # (SIGKILL: `sleep` is the pid namespace's init, which ignores SIGTERM)
+            c.tasks.Kill(pb.KillRequest(container_id="keep1", signal=9))
+            assert c.tasks.Wait(pb.WaitRequest(container_id="keep1"), timeout=20).exit_status \
+                == 137
+            c.tasks.Delete(pb.DeleteTaskRequest(container_id="keep1"))
+        finally:
+            remove_container(c, "keep1")
