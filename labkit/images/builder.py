@@ -198,10 +198,13 @@ def compile_hello(cache_dir: Path | None = None) -> bytes:
             raise RuntimeError("cannot build hello-world: gcc -static failed "
                                f"(is libc6-dev installed?): {result.stderr.strip()}")
         binary = (Path(tmp) / "hello").read_bytes()
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp_path = cached.with_suffix(".tmp")
-    tmp_path.write_bytes(binary)
-    os.replace(tmp_path, cached)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp_path = cached.with_suffix(f".tmp{os.getpid()}")
+        tmp_path.write_bytes(binary)
+        os.replace(tmp_path, cached)     # atomic: a concurrent build never reads half a file
+    except OSError:
+        pass    # no cache (e.g. not root): still correct, since gcc's output is deterministic
     return binary
 
 

@@ -1,0 +1,7 @@
+"""`python -m labkit.registry` is `labkit-registry`."""
+
+import sys
+
+from .main import main
+
+sys.exit(main())
