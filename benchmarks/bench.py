@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""labkit's benchmark: how much slower is a Python engine than the real one, layer by layer?
+
+Two measurements, each repeated N times on this machine, reported as median (and min/max)
+wall-clock seconds and as a ratio to the real component:
+
+  engine    `docker run --rm hello-world` end to end — the real docker CLI against the lab's
+            labkit-dockerd (which drives labkit-containerd, labkit-shim and the configured
+            runtime), and against a real dockerd if you pass --real-docker-host.
+  runtime   `<runtime> run` of the same busybox bundle running `true`, for labkit-runc, runc
+            and crun: only L1, the part that talks to the kernel.
+
+Usage (as root, from anywhere):
+    labkit lab up
+    /opt/labkit/venv/bin/python benchmarks/bench.py                 # both, 10 iterations
+    /opt/labkit/venv/bin/python benchmarks/bench.py -n 3 --skip-engine
+    /opt/labkit/venv/bin/python benchmarks/bench.py --real-docker-host unix:///run/docker.sock
+
+The first run of each engine is a warm-up (it may pull the image) and is not counted. Medians,
+not means: one slow outlier (a page cache miss, a cgroup being created) should not decide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # tests/support.py builds the busybox bundle
+
+from labkit import paths  # noqa: E402
+
+
+@dataclass
+class Result:
+    name: str
+    times: list[float] = field(default_factory=list)
+    error: str = ""
+    note: str = ""   # how it was run, when that is not the plain program
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+
+def timed(argv: list[str], env: dict | None = None, timeout: float = 120) -> float:
+    """Run argv to completion; return its wall-clock time; raise RuntimeError on failure."""
+    start = time.perf_counter()
+    r = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=timeout)
+    elapsed = time.perf_counter() - start
+    if r.returncode != 0:
+        lines = (r.stderr.strip() or r.stdout.strip() or f"exit status {r.returncode}").splitlines()
+        raise RuntimeError(lines[0])
+    return elapsed
+
+
+# --- engine: docker run --rm hello-world ----------------------------------------------------
+
+def bench_engine(name: str, host: str, image: str, n: int, docker: str) -> Result:
+    res = Result(name)
+    env = dict(os.environ, DOCKER_HOST=host)
+    argv = [docker, "run", "--rm", image]
+    try:
+        timed(argv, env)  # warm-up: pulls the image on the first run
+        for _ in range(n):
+            res.times.append(timed(argv, env))
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        res.error = str(e)
+    return res
+
+
+# --- runtime: <rt> run on a busybox bundle ---------------------------------------------------
+
+def runtime_argv(name: str) -> list[str]:
+    """How to invoke a runtime binary on this host (crun needs help on a cgroup v1 hybrid host:
+    labkit.runc.binary knows how); fall back to the plain program."""
+    try:
+        from labkit.runc.binary import runtime_argv as argv_for
+        return list(argv_for(name))
+    except ImportError:
+        pass
+    beside = Path(sys.executable).parent / name
+    found = shutil.which(name) or (str(beside) if beside.exists() else None)
+    if not found:
+        raise RuntimeError(f"{name} is not installed")
+    return [found]
+
+
+def bench_runtime(name: str, bundle: Path, work: Path, n: int) -> Result:
+    res = Result(name)
+    root = work / f"root-{name}"
+    try:
+        argv = runtime_argv(name)
+        if Path(argv[0]).name != name and not argv[0].endswith("/" + name):
+            res.note = f"run as: {' '.join(argv)}"
+        for i in range(n):
+            cid = f"bench-{name}-{i}"
+            try:
+                res.times.append(timed(argv + ["--root", str(root), "run", "--bundle", str(bundle), cid]))
+            finally:
+                # `run` deletes the container when it exits; this is for a run that failed halfway
+                subprocess.run(argv + ["--root", str(root), "delete", "--force", cid],
+                               capture_output=True, timeout=30)
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        res.error = str(e)
+    return res
+
+
+# --- output ----------------------------------------------------------------------------------
+
+def print_table(title: str, results: list[Result], baseline: str) -> None:
+    print(title)
+    base = next((r for r in results if r.name == baseline and r.times), None)
+    header = ["", "MEDIAN", "MIN", "MAX", f"RATIO (vs {baseline})" if base else "RATIO"]
+    rows = []
+    for r in results:
+        if not r.times:
+            rows.append([r.name, "failed", "", "", ""])
+            continue
+        ratio = f"{r.median / base.median:.2f}x" if base else "-"
+        rows.append([r.name, f"{r.median:.3f}s", f"{min(r.times):.3f}s", f"{max(r.times):.3f}s", ratio])
+    widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  " + "   ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    for r in results:
+        if r.error:
+            print(f"  {r.name} failed: {r.error}")
+        if r.note:
+            print(f"  note: {r.name} {r.note} (a cgroup v1 hybrid host needs a private mount "
+                  "namespace; the wrapper's start-up time is included)")
+    print()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", "--iterations", type=int, default=10, help="runs per measurement (default 10)")
+    ap.add_argument("--skip-engine", action="store_true", help="only the runtime measurement")
+    ap.add_argument("--skip-runtime", action="store_true", help="only the engine measurement")
+    ap.add_argument("--lab-host", default=f"unix://{paths.DOCKER_SOCK}",
+                    help="labkit-dockerd's address (default: the lab's socket)")
+    ap.add_argument("--real-docker-host", help="a real dockerd to compare with, e.g. unix:///run/docker.sock")
+    ap.add_argument("--image", default="hello-world")
+    ap.add_argument("--docker", default=shutil.which("docker") or "docker", help="the docker CLI to use")
+    ap.add_argument("--runtimes", default="labkit-runc,runc,crun",
+                    help="comma-separated runtimes to compare (default labkit-runc,runc,crun)")
+    args = ap.parse_args(argv)
+    if args.iterations < 1:
+        ap.error("--iterations must be at least 1")
+
+    print(f"labkit benchmark: {args.iterations} iteration(s) each, wall-clock seconds\n")
+    all_results: list[Result] = []
+    if not args.skip_engine:
+        engines = [bench_engine("labkit-dockerd", args.lab_host, args.image, args.iterations, args.docker)]
+        if args.real_docker_host:
+            engines.append(bench_engine("dockerd", args.real_docker_host, args.image,
+                                        args.iterations, args.docker))
+        print_table(f"engine: docker run --rm {args.image} (docker CLI, end to end)", engines, "dockerd")
+        all_results += engines
+    if not args.skip_runtime:
+        if os.geteuid() != 0:
+            print("runtime: skipped (creating containers needs root)\n")
+        else:
+            from support import make_bundle
+
+            work = Path(tempfile.mkdtemp(prefix="lkbench-", dir="/tmp"))
+            try:
+                bundle = make_bundle(work / "bundle", ["true"])
+                runtimes = [bench_runtime(rt, bundle, work, args.iterations)
+                            for rt in args.runtimes.split(",") if rt]
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            print_table("runtime: <runtime> run on a busybox bundle running `true`", runtimes, "runc")
+            all_results += runtimes
+    return 0 if any(r.times for r in all_results) or not all_results else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
