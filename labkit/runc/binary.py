@@ -1,0 +1,173 @@
+"""Drive ANY runc-compatible runtime binary from Python: labkit-runc, runc, crun, a student's.
+
+This is how the shim (L2) and the tests talk to a runtime: one subprocess per command,
+exactly the command lines INTERFACES.md §2.1 lists, and errors taken from the --log file
+the way containerd's shim does it (the last "error" record written during the call).
+
+    rt = Runtime("/usr/bin/runc", root="/run/labkit/runc/moby")
+    pid = rt.create("c1", "/path/bundle", "/path/bundle/init.pid", stdio=(0, out_fd, err_fd))
+    rt.start("c1"); rt.state("c1")["status"]   # 'running'
+    rt.kill("c1", 15); rt.delete("c1", force=True)
+
+`create` does not wait for the container, only for the runtime process, which exits once
+init is waiting; the container keeps the stdio it was given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from typing import IO, Any, Protocol
+
+from labkit.runc.v1only import is_hybrid
+
+Stdio = int | IO[Any] | None
+
+
+class OCIRuntimeError(RuntimeError):
+    """A runtime command failed; `message` is the runtime's own error text."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class OCIRuntime(Protocol):
+    """The Python interface of L1 (what the shim needs from any runtime)."""
+
+    def create(self, id: str, bundle: str, pid_file: str,
+               stdio: tuple[Stdio, Stdio, Stdio] = (None, None, None),
+               console_socket: str | None = None) -> int: ...
+    def start(self, id: str) -> None: ...
+    def state(self, id: str) -> dict: ...
+    def kill(self, id: str, sig: int | str, all: bool = False) -> None: ...
+    def delete(self, id: str, force: bool = False) -> None: ...
+
+
+def runtime_argv(binary: str) -> list[str]:
+    """How to invoke `binary`: itself, or, for crun on a cgroup-v1 hybrid host, through
+    labkit.runc.v1only (see there for why)."""
+    path = shutil.which(binary) or binary
+    if os.path.basename(path).startswith("crun") and is_hybrid():
+        return [sys.executable, "-m", "labkit.runc.v1only", path]
+    return [path]
+
+
+class Runtime:
+    """One runtime binary with one --root (one containerd namespace, say)."""
+
+    def __init__(self, binary: str, root: str, log: str | None = None,
+                 systemd_cgroup: bool = False):
+        self.binary = binary
+        self.root = root
+        # runc keeps one directory per container in root: keep our log file next to it
+        self.log = log or root.rstrip("/") + ".log.json"
+        self.systemd_cgroup = systemd_cgroup
+
+    # --- plumbing ---------------------------------------------------------------------
+    def argv(self, *args: str) -> list[str]:
+        argv = runtime_argv(self.binary) + ["--root", self.root, "--log", self.log,
+                                            "--log-format", "json"]
+        if self.systemd_cgroup:
+            argv.append("--systemd-cgroup")
+        return argv + list(args)
+
+    def _log_size(self) -> int:
+        try:
+            return os.path.getsize(self.log)
+        except OSError:
+            return 0
+
+    def _error_since(self, offset: int, stderr: bytes | None, rc: int) -> OCIRuntimeError:
+        """The last error record appended to the log after `offset` (else stderr)."""
+        message = None
+        try:
+            with open(self.log, "rb") as f:
+                f.seek(offset)
+                for line in f.read().decode(errors="replace").splitlines():
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(record, dict) and record.get("level") in ("error", "fatal"):
+                        message = str(record.get("msg", ""))
+        except OSError:
+            pass
+        if message is None and stderr:
+            message = stderr.decode(errors="replace").strip().splitlines()[-1]
+        return OCIRuntimeError(message or f"{self.binary} exited with status {rc}")
+
+    def _run(self, *args: str, stdio: tuple[Stdio, Stdio, Stdio] | None = None,
+             capture: bool = True) -> bytes:
+        os.makedirs(os.path.dirname(os.path.abspath(self.log)), exist_ok=True)
+        offset = self._log_size()
+        try:
+            if stdio is not None:
+                # create/run: the runtime's stdio becomes the container's, so no pipes
+                # here (reading them would wait for the container to exit).
+                proc = subprocess.Popen(self.argv(*args), stdin=stdio[0], stdout=stdio[1],
+                                        stderr=stdio[2])
+                rc, out, err = proc.wait(), b"", None
+            else:
+                result = subprocess.run(self.argv(*args), capture_output=capture,
+                                        stdin=subprocess.DEVNULL)
+                rc, out, err = result.returncode, result.stdout or b"", result.stderr
+        except OSError as e:
+            raise OCIRuntimeError(f"cannot run {self.binary}: {e.strerror}") from None
+        if rc != 0:
+            raise self._error_since(offset, err, rc)
+        return out
+
+    # --- the commands -------------------------------------------------------------------
+    def create(self, id: str, bundle: str, pid_file: str,
+               stdio: tuple[Stdio, Stdio, Stdio] = (None, None, None),
+               console_socket: str | None = None, no_pivot: bool = False) -> int:
+        """Create the container; return init's host pid (read back from pid_file)."""
+        args = ["create", "--bundle", bundle, "--pid-file", pid_file]
+        if console_socket:
+            args += ["--console-socket", console_socket]
+        if no_pivot:
+            args.append("--no-pivot")
+        self._run(*args, id, stdio=stdio)
+        with open(pid_file) as f:
+            return int(f.read().strip())
+
+    def start(self, id: str) -> None:
+        self._run("start", id)
+
+    def state(self, id: str) -> dict:
+        out = self._run("state", id)
+        try:
+            return json.loads(out)
+        except ValueError:
+            raise OCIRuntimeError(f"{self.binary} state {id}: not JSON: {out[:200]!r}") from None
+
+    def kill(self, id: str, sig: int | str = 15, all: bool = False) -> None:
+        self._run("kill", *(["--all"] if all else []), id, str(sig))
+
+    def delete(self, id: str, force: bool = False) -> None:
+        self._run("delete", *(["--force"] if force else []), id)
+
+    def exec(self, id: str, process: dict, pid_file: str, process_file: str,
+             stdio: tuple[Stdio, Stdio, Stdio] = (None, None, None),
+             console_socket: str | None = None) -> int:
+        """Start `process` (an OCI process object) in the running container, detached;
+        `process_file` is where its JSON is written for the runtime. Returns its pid."""
+        with open(process_file, "w") as f:
+            json.dump(process, f)
+        args = ["exec", "--detach", "--process", process_file, "--pid-file", pid_file]
+        if console_socket:
+            args += ["--console-socket", console_socket]
+        self._run(*args, id, stdio=stdio)
+        with open(pid_file) as f:
+            return int(f.read().strip())
+
+    def list(self) -> list[dict]:
+        out = self._run("list", "--format", "json")
+        return json.loads(out or b"[]") or []
+
+    def version(self) -> str:
+        return self._run("--version").decode()
