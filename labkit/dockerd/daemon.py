@@ -427,7 +427,15 @@ class Daemon:
         })
         host_config = dict(host_config)
         host_config["Runtime"] = runtime
-        host_config.setdefault("NetworkMode", "default")
+        host_config["NetworkMode"] = host_config.get("NetworkMode") or "default"
+        # what a client may read back (docker-py looks at LogConfig.Type): Docker's defaults
+        log_config = host_config.get("LogConfig") or {}
+        if log_config.get("Type") not in (None, "", "json-file"):
+            raise InvalidParameter(f"logging driver {log_config['Type']!r} is not supported: "
+                                   "labkit-dockerd writes json-file logs only")
+        host_config["LogConfig"] = {"Type": "json-file", "Config": log_config.get("Config") or {}}
+        host_config["RestartPolicy"] = host_config.get("RestartPolicy") or {"Name": "no",
+                                                                          "MaximumRetryCount": 0}
 
         cdir = Container.dir_for(self.config.root, cid)
         cdir.mkdir(parents=True, exist_ok=True)
@@ -721,9 +729,11 @@ class Daemon:
             done = lambda: (not c.State.Running and not live.starting) or live.removed  # noqa: E731
 
         def waiter() -> WaitResult:
+            # The answer carries no Error: a failed start was already reported by /start
+            # (the CLI would print it twice, as "Error waiting for container: ...").
             with self._changed:
                 self._changed.wait_for(done)
-                return WaitResult(c.State.ExitCode, c.State.Error or None)
+                return WaitResult(c.State.ExitCode)
         return waiter
 
     def _stdin(self, c: Container, live: _Live, data: bytes | None) -> None:

@@ -2,7 +2,7 @@
 
 One gRPC channel to containerd's socket, one stub per service of
 labkit/containerd/api.proto, and the namespace ("moby") in the metadata of every call,
-as dockerd does. gRPC failures become `RemoteError` with the status code's name, and
+as dockerd does (all three come from labkit.containerd.client.Client). gRPC failures become `RemoteError` with the status code's name, and
 `to_daemon_error` turns them into the Engine API's errors: NOT_FOUND stays a 404 (which
 is what makes `docker run` pull a missing image), ALREADY_EXISTS and FAILED_PRECONDITION
 become 409, INVALID_ARGUMENT 400, and an unreachable containerd a 500 that names the socket.
@@ -16,7 +16,7 @@ import grpc
 from google.protobuf import empty_pb2
 
 from labkit.containerd import api_pb2 as pb
-from labkit.containerd import api_pb2_grpc as rpc
+from labkit.containerd.client import Client
 from labkit.dockerd.errors import (Conflict, DaemonError, InvalidParameter, NotFound,
                                    SystemError_)
 
@@ -31,36 +31,35 @@ class RemoteError(Exception):
 
 
 class Containerd:
-    """Typed access to labkit-containerd's services in one namespace."""
+    """labkit.containerd.client.Client (the stubs, the namespace in every call's metadata)
+    plus what dockerd adds: errors translated, a few calls made often."""
 
     def __init__(self, address: str, namespace: str) -> None:
         self.address = address
-        target = address if address.startswith("unix:") else f"unix://{address}"
-        self.channel = grpc.insecure_channel(target)
-        self.metadata = (("containerd-namespace", namespace),)
         self.namespace = namespace
-        self.version_svc = rpc.VersionStub(self.channel)
-        self.content = rpc.ContentStub(self.channel)
-        self.images = rpc.ImagesStub(self.channel)
-        self.transfer = rpc.TransferStub(self.channel)
-        self.snapshots = rpc.SnapshotsStub(self.channel)
-        self.containers = rpc.ContainersStub(self.channel)
-        self.tasks = rpc.TasksStub(self.channel)
+        self.client = Client(address, namespace)
+        self.version_svc = self.client.version
+        self.content = self.client.content
+        self.images = self.client.images
+        self.transfer = self.client.transfer
+        self.snapshots = self.client.snapshots
+        self.containers = self.client.containers
+        self.tasks = self.client.tasks
 
     def close(self) -> None:
-        self.channel.close()
+        self.client.close()
 
     def call(self, method: Any, request: Any, timeout: float | None = 60) -> Any:
         """One unary call, e.g. call(self.images.Get, pb.GetImageRequest(name=...))."""
         try:
-            return method(request, metadata=self.metadata, timeout=timeout)
+            return method(request, timeout=timeout)
         except grpc.RpcError as e:
             raise self._error(e) from None
 
     def stream(self, method: Any, request: Any) -> Iterator[Any]:
         """A server-streaming call, errors translated while iterating."""
         try:
-            yield from method(request, metadata=self.metadata)
+            yield from method(request)
         except grpc.RpcError as e:
             raise self._error(e) from None
 
