@@ -42,9 +42,11 @@ environment, to the current directory).
 
 How a workspace is used
     For an in-process layer, `resolve_module("syscalls", "labkit.syscalls")` imports
-    `labkit_student.syscalls` from the workspace instead. The student's modules keep importing
-    the *other* layers as `labkit.…`, so choosing the workspace for one layer leaves every other
-    layer on the reference: a student stuck on chapter 3 takes the reference and goes on.
+    `labkit_student.syscalls` from the workspace instead. Inside one package the student's
+    modules import each other (the generator points `labkit.runc.…` imports in runc/ at
+    `labkit_student.runc.…`), but they import the *other* packages as `labkit.…`: choosing the
+    workspace for one layer leaves every other layer on the reference, so a student stuck on
+    chapter 3 takes the reference and goes on.
     For a process layer, `resolve_binary("runtime")` returns the wrapper script
     DIR/bin/labkit-runc that the workspace generator writes, which runs
     `labkit_student.runc.main:main`.

@@ -42,8 +42,13 @@ Layout of a workspace DIR
     DIR/.labkit-workspace.json   the manifest: a sha256 for every generated file
     DIR/.backup/<time>/          the student's edited files, saved before `--force` replaced them
 
-The student's modules keep importing the other layers as `labkit.…`: choosing the workspace for
-one layer leaves all other layers on the reference.
+Imports: inside one package of labkit (runc/, shim/, containerd/ …) the modules import each other
+absolutely (`from labkit.runc.container import Container`). In the workspace those imports are
+pointed at the student's own package (`from labkit_student.runc.container import …`), so the
+student's runtime runs the student's init; imports of *other* packages (`from labkit import
+syscalls`, `from labkit.client import Client`) stay on the reference. Choosing the workspace for
+one layer therefore leaves every other layer on the reference. (Only import statements are
+rewritten, and `import labkit.x.y` without `as` is left alone: it binds the name `labkit`.)
 
 Regenerating is idempotent: files the student has not touched are brought up to date; a file
 the student *has* edited (its hash differs from the manifest, or it was there before the
@@ -364,6 +369,43 @@ def _outline(code: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef | ast
     return header, inner
 
 
+def own_package_imports(source: str, package: str, filename: str) -> str:
+    """Point the absolute imports of `labkit.<package>` at `labkit_student.<package>`.
+
+    Only inside import statements (found with ast, so strings and comments are untouched);
+    `import labkit.<package>.x` without `as` is kept, since the code then says `labkit.…`.
+    """
+    try:
+        tree = ast.parse(source, filename)
+    except SyntaxError:
+        return source                        # strip_solutions has checked it; nothing to do
+    pattern = re.compile(rf"\blabkit(?=\.{re.escape(package)}\b)")
+    lines = source.splitlines(keepends=True)
+    spans: list[tuple[int, int, int, int]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and \
+                (node.module == f"labkit.{package}" or node.module.startswith(f"labkit.{package}.")):
+            spans.append((node.lineno, node.col_offset, node.end_lineno or node.lineno,
+                          node.end_col_offset or 0))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname and (alias.name == f"labkit.{package}"
+                                     or alias.name.startswith(f"labkit.{package}.")):
+                    spans.append((node.lineno, node.col_offset, node.end_lineno or node.lineno,
+                                  node.end_col_offset or 0))
+                    break
+    for start, col, end, end_col in spans:
+        for row in range(start, end + 1):
+            line = lines[row - 1]
+            lo = col if row == start else 0
+            hi = end_col if row == end else len(line)
+            # col offsets are in UTF-8 bytes; import lines are ASCII in practice, check anyway
+            if not line.isascii():
+                continue
+            lines[row - 1] = line[:lo] + pattern.sub(STUDENT_PACKAGE, line[lo:hi]) + line[hi:]
+    return "".join(lines)
+
+
 # -- generating a workspace -------------------------------------------------------------------
 
 def _sha(data: bytes) -> str:
@@ -403,6 +445,8 @@ def plan_workspace(dest: Path, source_pkg: Path = REFERENCE_PACKAGE
         except (UnicodeDecodeError, OSError) as e:
             raise WorkspaceError(f"{path}: cannot be read as text: {e}") from None
         text, found = strip_solutions(source, str(path), target)
+        if len(rel.parts) > 1:                  # a module inside one of labkit's packages
+            text = own_package_imports(text, rel.parts[0], target)
         for ex in found:
             if not ex.hints:
                 warnings.append(f"{ex.file}:{ex.line}: exercise without a HINT "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.course.workspace import (MANIFEST, REFERENCE_PACKAGE, WorkspaceError,
+from labkit.course.workspace import (MANIFEST, REFERENCE_PACKAGE, WorkspaceError, own_package_imports,
                                      generate_workspace, strip_solutions)
 from .helpers import run_python
 
@@ -176,3 +176,32 @@ def test_the_real_reference_makes_an_importable_workspace(short_tmp: Path) -> No
     for path in (ws / "labkit_student").rglob("*.py"):
         compile(path.read_text(), str(path), "exec", dont_inherit=True)
     assert report.written
+
+
+def test_imports_within_a_package_point_at_the_students_package() -> None:
+    source = ("from labkit.runc.container import Container\n"
+              "from labkit.runc import (cgroups,\n    log)\n"
+              "import labkit.runc.state as state\n"
+              "import labkit.runc.state\n"               # binds `labkit`: left alone
+              "from labkit import syscalls\n"            # another layer: the reference
+              "from labkit.shim import task_pb2\n"
+              "NAME = 'labkit.runc.container'\n"         # not an import
+              "def f():\n    from labkit.runc.init import run  # late import\n    return run\n")
+    out = own_package_imports(source, "runc", "m.py").splitlines()
+    assert out[0] == "from labkit_student.runc.container import Container"
+    assert out[1:3] == ["from labkit_student.runc import (cgroups,", "    log)"]
+    assert out[3] == "import labkit_student.runc.state as state"
+    assert out[4:7] == ["import labkit.runc.state", "from labkit import syscalls",
+                        "from labkit.shim import task_pb2"]
+    assert out[7] == "NAME = 'labkit.runc.container'"
+    assert out[9] == "    from labkit_student.runc.init import run  # late import"
+
+
+def test_students_package_uses_its_own_modules(sample_pkg: Path, short_tmp: Path) -> None:
+    (sample_pkg / "runc" / "helper.py").write_text('WHO = "reference"\n')
+    (sample_pkg / "runc" / "who.py").write_text("from labkit.runc.helper import WHO\n")
+    ws = short_tmp / "ws"
+    generate_workspace(ws, sample_pkg)
+    (ws / "labkit_student" / "runc" / "helper.py").write_text('WHO = "student"\n')
+    result = run_python("import labkit_student.runc.who as w; print(w.WHO)", env={"PYTHONPATH": str(ws)})
+    assert result.stdout.strip() == "student", result.stderr
