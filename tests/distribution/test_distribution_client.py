@@ -239,3 +239,17 @@ def test_bad_arguments_are_value_errors():
         client.blob_exists("library/busybox", "md5:x")
     with pytest.raises(ValueError, match="invalid registry endpoint"):
         RegistryClient("ftp://x")
+
+
+def test_accept_header_matters(registry_url, request):
+    """Registry 2.8 without Accept answers 404 for OCI content (INTERFACES §3.1): that is why
+    resolve() always lists the four manifest types. labkit-registry serves what it stored."""
+    client = RegistryClient(registry_url)
+    manifest, media_type = image_docs(client, "lab/accept")
+    client.push_manifest("lab/accept", "v1", manifest, media_type)
+    status, _, _ = _raw(registry_url, "GET", "/v2/lab/accept/manifests/v1")
+    kind = request.node.callspec.params["registry_url"]
+    assert status == (404 if kind == "docker-registry" else 200)
+    status, headers, body = _raw(registry_url, "GET", "/v2/lab/accept/manifests/v1",
+                                 headers={"Accept": ", ".join(mt.MANIFEST_ACCEPT)})
+    assert status == 200 and body == manifest and headers["Content-Type"] == mt.OCI_MANIFEST
