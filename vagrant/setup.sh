@@ -13,7 +13,9 @@
 #   3. The console commands (labkit, labkit-runc, …) linked into /usr/local/bin.
 #   4. The lab images (hello-world, busybox) built offline and pushed into the lab registry.
 #
-# Usage: vagrant/setup.sh [--no-images]      (from any directory)
+# Usage: vagrant/setup.sh [--no-images] [--jupyter]      (from any directory)
+#   --no-images   skip step 4
+#   --jupyter     also install JupyterLab into the virtualenv (the Vagrant VM uses it)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,9 +29,11 @@ PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev libcap-dev runc crun do
 UNITS=(docker.service docker.socket containerd.service docker-registry.service)
 
 WITH_IMAGES=1
+WITH_JUPYTER=0
 for arg in "$@"; do
     case "$arg" in
         --no-images) WITH_IMAGES=0 ;;
+        --jupyter) WITH_JUPYTER=1 ;;
         -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "setup.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
     esac
@@ -107,6 +111,11 @@ if [[ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]]; then
     note "installed labkit (editable) from $REPO into $VENV"
 else
     note "labkit already installed from $REPO (pyproject.toml unchanged)"
+fi
+
+if (( WITH_JUPYTER )) && [[ ! -x $VENV/bin/jupyter-lab ]]; then
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input jupyterlab
+    note "installed JupyterLab into $VENV"
 fi
 
 # --- 3. commands on PATH -------------------------------------------------------------------
