@@ -109,7 +109,10 @@ class TestResult:
     points: int = 0
     hint: str | None = None         # shown when the test did not pass
     message: str | None = None      # the failure, the skip reason, what blocked it
-    syntax_error: str | None = None # "file:line: message" when the code under test did not compile
+    # Why the whole chapter cannot be graded: "syntax error in file:line: message" when the code
+    # under test does not compile, or the configuration's complaint (a module missing from the
+    # workspace). Not in the JSON per test: the chapter's `error` carries it.
+    chapter_error: str | None = None
 
     __test__ = False                # not a pytest test class, despite the name
 
@@ -199,8 +202,8 @@ def build_report(results: Iterable[TestResult], chapter_errors: dict[str, str],
         chapter.tests.append(t)
         chapter.max += t.max
         chapter.points += t.points
-        if t.syntax_error and chapter.error is None:
-            chapter.status, chapter.error = "error", f"syntax error in {t.syntax_error}"
+        if t.chapter_error and chapter.error is None:
+            chapter.status, chapter.error = "error", t.chapter_error
     for name, message in chapter_errors.items():
         chapter = report.chapters.setdefault(name, ChapterResult(name))
         chapter.status = "error"

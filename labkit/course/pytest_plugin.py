@@ -14,8 +14,8 @@ What happens when, in pytest's terms:
     pytest_runtest_setup              a test whose prerequisite did not pass is skipped as BLOCKED
     pytest_runtest_call               --labkit-timeout: a checkpoint running longer fails (SIGALRM)
     pytest_runtest_makereport         the outcome is recorded; a failure gets its hint attached
-                                      (printed under the failure) and a SyntaxError anywhere in the
-                                      exception's chain is noted as "file:line: message"
+                                      (printed under the failure); a SyntaxError or a configuration
+                                      error in the exception's chain makes it the chapter's error
     pytest_collectreport              a checkpoint file that fails to import is charged to the
                                       chapter in its file name (test_cp01_*.py)
     pytest_sessionfinish              --labkit-report=PATH: the JSON report is written
@@ -182,6 +182,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     items[:] = ordered
 
 
+@pytest.fixture
+def implementations_config() -> implementations.Implementations:
+    """The configured implementations, for a checkpoint:
+    `impl.resolve_module("syscalls", "labkit.syscalls")`, `impl.resolve_binary("runtime")`."""
+    return implementations.load()
+
+
 def pytest_deselected(items: list[pytest.Item]) -> None:
     """Deselected (by --labkit-chapters, -m or -k): not part of this grade."""
     config = _CONFIG.get("config")
@@ -234,14 +241,18 @@ def _verb(outcome: str) -> str:
             "skipped": "was skipped"}.get(outcome, outcome)
 
 
-def _syntax_error(excinfo: pytest.ExceptionInfo[BaseException] | None) -> str | None:
-    """"file:line: message" of a SyntaxError anywhere in the exception's chain (cause/context)."""
+def _chapter_error(excinfo: pytest.ExceptionInfo[BaseException] | None) -> str | None:
+    """Why the chapter cannot be graded at all, if the failure says so: a SyntaxError anywhere in
+    the exception's chain (cause/context) as "syntax error in file:line: message", or a
+    configuration error (a module missing from the workspace) with its own message."""
     seen: set[int] = set()
     error: BaseException | None = excinfo.value if excinfo else None
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if isinstance(error, SyntaxError):
-            return f"{error.filename}:{error.lineno}: {error.msg}"
+            return f"syntax error in {error.filename}:{error.lineno}: {error.msg}"
+        if isinstance(error, implementations.ImplementationError):
+            return str(error)
         error = error.__cause__ or error.__context__
     return None
 
@@ -281,9 +292,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     elif report.failed and result.outcome == "passed":      # teardown
         result.outcome, result.message = "error", "teardown: " + _message(report, call)
     if report.failed:
-        syntax = _syntax_error(call.excinfo)
-        if syntax:
-            result.outcome, result.syntax_error = "error", syntax
+        problem = _chapter_error(call.excinfo)
+        if problem:
+            result.outcome, result.chapter_error = "error", problem
         if result.hint:
             report.sections.append(("hint", result.hint))
     result.points = result.max if result.outcome == "passed" else 0

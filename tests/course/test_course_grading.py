@@ -254,6 +254,19 @@ def test_endless_loop_costs_one_checkpoint(lab) -> None:
     assert tests["test_after"].outcome == "passed"
 
 
+def test_module_missing_from_workspace_is_the_chapters_error(lab) -> None:
+    suite, ws, out = lab
+    (suite / "test_cp07_snapshots.py").write_text(
+        "import pytest\n\n\n@pytest.mark.cp07\ndef test_prepare(implementations_config):\n"
+        "    implementations_config.resolve_module('snapshotter', 'labkit.containerd.snapshots')\n")
+    report = grade(["cp07", "cp02"], ws, tests_dir=suite, out_dir=out, quiet=True)
+    cp07 = report.chapters["cp07"]
+    assert cp07.status == "error"
+    assert "layer 'snapshotter'" in (cp07.error or "")
+    assert f"{ws}/labkit_student/containerd/snapshots.py" in (cp07.error or "")
+    assert report.chapters["cp02"].status == "graded"
+
+
 def test_one_chapter_only(lab) -> None:
     suite, ws, out = lab
     report = grade(["cp02"], ws, tests_dir=suite, out_dir=out, quiet=True)

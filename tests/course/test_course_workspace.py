@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit.course.workspace import (MANIFEST, REFERENCE_PACKAGE, WorkspaceError, own_package_imports,
-                                     generate_workspace, strip_solutions)
+from labkit.course.workspace import (MANIFEST, REFERENCE_PACKAGE, WorkspaceError,
+                                     generate_workspace, own_package_imports, strip_solutions)
 from .helpers import run_python
 
 
