@@ -10,7 +10,6 @@ Every state change publishes one envelope {timestamp, namespace, topic, event}:
     /tasks/start        {"container_id", "pid"}
     /tasks/exit         {"container_id", "id", "pid", "exit_status", "exited_at"}
     /tasks/delete       {"container_id", "id", "pid", "exit_status", "exited_at"}
-    /snapshot/prepare, /snapshot/commit, /snapshot/remove {"key", "parent"|"name"}
 
 Each subscriber gets its own queue, so a slow reader never holds up the publisher or the
 other subscribers (containerd's exchange works the same way). A subscription lives until
@@ -114,10 +113,8 @@ class Subscription:
             self._queue.put(self._END)
 
     def __iter__(self) -> Iterator[Envelope]:
-        while not self.closed:
-            env = self.get()
-            if env is None:
-                return
+        """Every envelope until close(); those queued before close() are still delivered."""
+        while (env := self.get()) is not None:
             yield env
 
 

@@ -30,7 +30,7 @@ from labkit import __version__
 from labkit.containerd import api_pb2 as pb
 from labkit.containerd import api_pb2_grpc as rpc
 from labkit.containerd.content import LocalContentStore
-from labkit.containerd.errors import ContainerdError, InvalidArgument
+from labkit.containerd.errors import ContainerdError, FailedPrecondition, InvalidArgument
 from labkit.containerd.events import Exchange
 from labkit.containerd.metadata import ContainerRecord, ImageRecord, MetadataStore
 from labkit.containerd.mount import Mount
@@ -69,7 +69,8 @@ class Daemon:
         self.exchange = Exchange()
         self.puller = Puller(self.content, self.meta, self.snapshotter, self.exchange,
                              tmp_dir=self.state / "tmpmounts")
-        self.tasks = TaskManager(self.state, self.meta, self.exchange, shim_binary, address)
+        self.tasks = TaskManager(self.state, self.meta, self.exchange, shim_binary, address,
+                                 self.snapshotter)
 
     def snapshotter(self, namespace: str, name: str = "") -> Snapshotter:
         name = name or "overlayfs"
@@ -370,6 +371,9 @@ class ContainersService(rpc.ContainersServicer):
     @unary
     def Delete(self, request, context):
         ns = namespace(context)
+        if self.d.tasks.has_task(ns, request.id):
+            raise FailedPrecondition(f"container {request.id!r} has a task: delete the task "
+                                     "first")
         self.d.meta.delete_container(ns, request.id)
         self.d.exchange.publish(ns, "/containers/delete", {"id": request.id})
         return empty_pb2.Empty()

@@ -43,6 +43,7 @@ from labkit.containerd.errors import (AlreadyExists, ContainerdError, FailedPrec
 from labkit.containerd.events import Exchange
 from labkit.containerd.metadata import MetadataStore
 from labkit.containerd.mount import Mount
+from labkit.containerd.snapshots import Snapshotter
 
 log = logging.getLogger("labkit.containerd.tasks")
 
@@ -97,8 +98,10 @@ class TaskManager:
     """Every task of one labkit-containerd, across namespaces."""
 
     def __init__(self, state: Path, meta: MetadataStore, exchange: Exchange,
-                 shim_binary: str = "labkit-shim", containerd_address: str = "") -> None:
+                 shim_binary: str = "labkit-shim", containerd_address: str = "",
+                 snapshotter: Callable[[str, str], Snapshotter] | None = None) -> None:
         self.dir = Path(state) / RUNTIME_DIR
+        self.snapshotter = snapshotter  # (namespace, name) -> Snapshotter
         self.meta, self.exchange = meta, exchange
         self.shim_binary = shim_binary
         self.containerd_address = containerd_address
@@ -110,6 +113,10 @@ class TaskManager:
     def create(self, ns: str, container_id: str, rootfs: list[Mount], stdin: str = "",
                stdout: str = "", stderr: str = "", terminal: bool = False) -> int:
         container = self.meta.get_container(ns, container_id)
+        if not rootfs and container.snapshot_key and self.snapshotter is not None:
+            # No mounts given: use the container's own snapshot, as containerd's Go client
+            # does in NewTask. (A caller with an absolute root.path in the spec sets no key.)
+            rootfs = self.snapshotter(ns, container.snapshotter).mounts(container.snapshot_key)
         bundle = self.dir / ns / container_id
         with self._lock:
             if (ns, container_id) in self._tasks:
@@ -189,6 +196,10 @@ class TaskManager:
             if not still_wanted():
                 raise FailedPrecondition(f"wait {container_id}: cancelled")
         return task.exit_status, task.exited_at
+
+    def has_task(self, ns: str, container_id: str) -> bool:
+        with self._lock:
+            return (ns, container_id) in self._tasks
 
     def delete(self, ns: str, container_id: str) -> tuple[int, int, float | None]:
         task = self._get(ns, container_id)

@@ -334,7 +334,9 @@ def test_runtime_error_passes_through(client, image, base):
         with pytest.raises(grpc.RpcError) as e:
             client.tasks.Create(pb.CreateTaskRequest(container_id="bad1", rootfs=mounts))
             client.tasks.Start(pb.StartRequest(container_id="bad1"))
-        assert "no such file" in e.value.details() or "not found" in e.value.details()
+        # the runtime's own words, unchanged: dockerd maps them to `docker run`'s exit status
+        assert e.value.details().startswith("OCI runtime create failed: ")
+        assert "no such file or directory" in e.value.details()
     finally:
         try:
             client.tasks.Delete(pb.DeleteTaskRequest(container_id="bad1"))
@@ -345,15 +347,19 @@ def test_runtime_error_passes_through(client, image, base):
 
 
 def test_delete_running_is_refused_then_kill(client, image):
-    mounts = create_container(client, image, "sleep1", ["sleep", "60"])
+    create_container(client, image, "sleep1", ["sleep", "60"])
     try:
-        client.tasks.Create(pb.CreateTaskRequest(container_id="sleep1", rootfs=mounts))
+        # no rootfs in the request: containerd mounts the container's snapshot_key
+        client.tasks.Create(pb.CreateTaskRequest(container_id="sleep1"))
         client.tasks.Start(pb.StartRequest(container_id="sleep1"))
+        with pytest.raises(grpc.RpcError) as e:
+            client.containers.Delete(pb.DeleteContainerRequest(id="sleep1"))
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         with pytest.raises(grpc.RpcError) as e:
             client.tasks.Delete(pb.DeleteTaskRequest(container_id="sleep1"))
         assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         with pytest.raises(grpc.RpcError) as e:
-            client.tasks.Create(pb.CreateTaskRequest(container_id="sleep1", rootfs=mounts))
+            client.tasks.Create(pb.CreateTaskRequest(container_id="sleep1"))
         assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
         assert [t.container_id for t in client.tasks.List(pb.ListTasksRequest()).tasks] == \
             ["sleep1"]
@@ -387,3 +393,42 @@ def test_restart_reconnects_to_running_shim(daemon, image):
             c.tasks.Delete(pb.DeleteTaskRequest(container_id="keep1"))
         finally:
             remove_container(c, "keep1")
+
+
+def test_restart_cleans_up_after_a_dead_shim(daemon, image, base):
+    from labkit.shim.client import ShimClient
+
+    with Client(daemon.sock, NS) as c:
+        c.wait_ready(10)
+        create_container(c, image, "dead1", ["sleep", "60"])
+        c.tasks.Create(pb.CreateTaskRequest(container_id="dead1"))
+        pid = c.tasks.Start(pb.StartRequest(container_id="dead1")).pid
+    bundle = base / "state/io.containerd.runtime.v2.task" / NS / "dead1"
+    with ShimClient((bundle / "address").read_text().strip()) as shim:
+        shim_pid = shim.connect()["shim_pid"]
+    daemon.stop()
+    os.kill(shim_pid, signal.SIGKILL)  # the shim we started dies while containerd is away
+    daemon.start()
+    with Client(daemon.sock, NS) as c:
+        c.wait_ready(10)
+        try:
+            with pytest.raises(grpc.RpcError) as e:
+                c.tasks.Get(pb.GetRequest(container_id="dead1"))
+            assert e.value.code() == grpc.StatusCode.NOT_FOUND
+            assert not bundle.exists()
+            assert not [m for m in mounts_under(base) if "dead1" in m]
+            deadline = time.time() + 10  # `runtime delete --force` killed the container
+            while os.path.exists(f"/proc/{pid}") and time.time() < deadline:
+                time.sleep(0.1)
+            assert not os.path.exists(f"/proc/{pid}")
+        finally:
+            remove_container(c, "dead1")
+
+
+def test_content_read_ranges(client, image):
+    whole = client.read_content(image["config"])
+    part = b"".join(r.data for r in client.content.Read(
+        pb.ReadContentRequest(digest=image["config"], offset=2, size=5)))
+    assert part == whole[2:7]
+    digests = {i.digest for i in client.content.List(pb.ListContentRequest()).info}
+    assert {image["config"], image["manifest"], image["top"]} <= digests
