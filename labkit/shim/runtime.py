@@ -57,6 +57,12 @@ class RuntimeOptions:
                    root=Path(data.get("root") or paths.RUNTIME_ROOT))
 
 
+    def save(self, bundle: Path) -> None:
+        """Write <bundle>/options.json, as containerd's runc shim records the options it got."""
+        (bundle / "options.json").write_text(json.dumps({"binary_name": self.binary,
+                                                         "root": str(self.root)}))
+
+
 def resolve_binary(binary: str) -> str:
     """A runtime name or path -> the path to execute."""
     if "/" in binary:

@@ -154,6 +154,13 @@ class TaskService:
             raise ShimError(Code.UNIMPLEMENTED, "create: restoring from a checkpoint is not supported")
         try:
             options = RuntimeOptions.load(bundle)
+            if req.options.type_url.endswith("runc.v1.Options"):
+                # containerd's way of naming the runtime: it wins over options.json, and is saved
+                # there so that `labkit-shim delete` finds the same runtime later.
+                runc = task_pb2.RuncOptions.FromString(req.options.value)
+                options = RuntimeOptions(binary=runc.binary_name or options.binary,
+                                         root=Path(runc.root) if runc.root else options.root)
+                options.save(bundle)
             resolve_binary(options.binary)
         except (ValueError, OCIRuntimeError) as e:
             raise ShimError(Code.INVALID_ARGUMENT, f"create: {e}") from None
