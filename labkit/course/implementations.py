@@ -184,9 +184,8 @@ class Implementations:
 
     def resolve_binary(self, layer: str) -> Path:
         """The program to run for a process layer: reference script, real binary, or workspace wrapper."""
-        info = LAYERS.get(layer)
         _check_layer_name(layer, "the request")
-        assert info is not None
+        info = LAYERS[layer]
         if info.in_process:
             raise ImplementationError(f"layer {layer!r} runs in-process and has no program; "
                                       f"use resolve_module({layer!r}, ...)")

@@ -117,8 +117,11 @@ class WorkspaceReport:
         lines = [f"workspace {self.dest}: {len(self.exercises)} exercises, "
                  f"{len(self.written)} files written, {len(self.unchanged)} unchanged"
                  + (f", {len(self.removed)} removed" if self.removed else "")]
+        lines += [f"  exercise {e.file}:{e.line}" + (f"  {e.function}" if e.function else "")
+                  for e in self.exercises]
         if self.backup:
             lines.append(f"your edited files were saved under {self.backup}")
+        lines += [f"kept {rel}: the reference no longer has it, and you edited it" for rel in self.kept]
         lines += [f"warning: {w}" for w in self.warnings]
         lines.append(f"use it for a layer with e.g. LABKIT_IMPL_SYSCALLS=workspace:{self.dest}")
         return "\n".join(lines)
