@@ -1,10 +1,10 @@
 """A typed client for labkit-containerd: one gRPC channel, every service, one namespace.
 
-    from labkit.containerd.client import Client
-    from labkit.containerd import api_pb2 as pb
+    from google.protobuf.empty_pb2 import Empty
+    from labkit.containerd.client import Client, pb      # pb = labkit.containerd.api_pb2
 
     with Client("/run/labkit/containerd/containerd.sock", "moby") as c:
-        print(c.version.Version(pb.google_dot_protobuf_dot_empty__pb2.Empty()).version)
+        print(c.version.Version(Empty()).version)
         for p in c.transfer.Pull(pb.PullRequest(reference="docker.io/library/busybox:latest",
                                                 mirrors=["http://127.0.0.1:5000"])):
             print(p.event, p.desc.digest[:19], p.current, p.total)
