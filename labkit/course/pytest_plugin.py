@@ -144,14 +144,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         for name in (mark.args if mark else ()):
             found = _find(str(name), item, everything)
             if not found:
-                state.bad_marks[item.nodeid] = (f"depends on {name!r}, but there is no such test "
-                                                f"in {item.path.name}")
+                where = "among the collected tests" if "::" in str(name) else f"in {item.path.name}"
+                state.bad_marks[item.nodeid] = f"depends on {name!r}, but there is no such test {where}"
             state.prerequisites.setdefault(item.nodeid, []).append((str(name), [i.nodeid for i in found]))
 
     if config.getoption("--labkit-chapters"):
         keep = [i for i in items if i.nodeid in state.results and
                 (state.requested is None or state.results[i.nodeid].chapter in state.requested)]
-        dropped = [i for i in items if i not in keep]
+        kept = {i.nodeid for i in keep}
+        dropped = [i for i in items if i.nodeid not in kept]
         if dropped:
             config.hook.pytest_deselected(items=dropped)
         items[:] = keep
