@@ -1,0 +1,161 @@
+"""A private labkit stack for end-to-end tests: registry + containerd + dockerd in tmp dirs.
+
+    labkit-registry     in this process (labkit.registry.serve, an ephemeral port), with the
+                        lab's hello-world and busybox pushed by labkit.images.build_and_push
+    labkit-containerd   a subprocess on <tmp>/c.sock, its own --root and --state
+    labkit-dockerd      a subprocess on <tmp>/d.sock, --registry-mirror pointing at the registry
+
+LABKIT_RUN_DIR/LABKIT_LIB_DIR move the remaining defaults (shim sockets, runtime root) into
+the same tmp dir, so nothing touches a lab in use. `labkit_stack` yields the Engine API
+socket path; `docker_env` is the environment for the docker CLI (DOCKER_HOST set).
+Teardown removes every container, stops both daemons by PID, and checks the host is clean.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+VENV_BIN = Path(sys.executable).parent
+DOCKER = "/usr/local/bin/docker"
+
+
+def _wait_for_socket(path: Path, proc: subprocess.Popen, log: Path, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{log.read_text()}")
+        time.sleep(0.05)
+    raise RuntimeError(f"{proc.args[0]} did not create {path} within {timeout}s:\n{log.read_text()}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def mounts_under(prefix: str) -> list[str]:
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            target = line.split()[4]
+            if target.startswith(prefix):
+                out.append(target)
+    return out
+
+
+def processes_mentioning(text: str, exclude: set[int]) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in exclude or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in cmdline:
+            pids.append(int(entry))
+    return pids
+
+
+class Stack:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.socket = tmp / "d.sock"
+        self.env = dict(os.environ, LABKIT_RUN_DIR=str(tmp / "run"), LABKIT_LIB_DIR=str(tmp / "lib"),
+                        PATH=f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+        self.procs: list[subprocess.Popen] = []
+        self.registry = None
+
+    def start(self) -> None:
+        from labkit.images import build_and_push
+        from labkit.registry.server import serve
+        self.registry = serve(self.tmp / "registry", port=0, log=None)
+        build_and_push(self.registry.url)
+        self._spawn("containerd", [str(VENV_BIN / "labkit-containerd"), "--address",
+                                   str(self.tmp / "c.sock"), "--root", str(self.tmp / "croot"),
+                                   "--state", str(self.tmp / "cstate")], self.tmp / "c.sock")
+        self._spawn("dockerd", [str(VENV_BIN / "labkit-dockerd"), "-H", f"unix://{self.socket}",
+                                "--containerd", str(self.tmp / "c.sock"),
+                                "--root", str(self.tmp / "droot"),
+                                "--exec-root", str(self.tmp / "dexec"),
+                                "--registry-mirror", self.registry.url, "--debug"], self.socket)
+
+    def _spawn(self, name: str, argv: list[str], sock: Path) -> None:
+        log = self.tmp / f"{name}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=self.env,
+                                    start_new_session=True)
+        self.procs.append(proc)
+        _wait_for_socket(sock, proc, log)
+
+    def stop(self) -> None:
+        if self.socket.exists() and os.path.exists(DOCKER):
+            ids = subprocess.run([DOCKER, "ps", "-aq"], env=docker_env_for(self),
+                                 capture_output=True, text=True, timeout=30).stdout.split()
+            if ids:
+                subprocess.run([DOCKER, "rm", "-f", *ids], env=docker_env_for(self),
+                               capture_output=True, timeout=60)
+        for proc in reversed(self.procs):
+            _stop(proc)
+        if self.registry is not None:
+            self.registry.close()
+        # Safety nets, so that a failing test leaves the host clean: shims started for this
+        # stack (they name our tmp dir on their command line) and mounts under it.
+        for pid in processes_mentioning(str(self.tmp), {p.pid for p in self.procs}):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for target in sorted(mounts_under(str(self.tmp)), key=len, reverse=True):
+            subprocess.run(["umount", "-l", target], capture_output=True)
+
+
+def docker_env_for(stack: Stack) -> dict:
+    return dict(stack.env, DOCKER_HOST=f"unix://{stack.socket}", DOCKER_CONFIG=str(stack.tmp))
+
+
+@pytest.fixture(scope="session")
+def _stack():
+    if os.geteuid() != 0:
+        pytest.skip("the labkit stack needs root (mounts, namespaces)")
+    tmp = Path(tempfile.mkdtemp(prefix="lkd-e2e-", dir="/tmp"))
+    stack = Stack(tmp)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def labkit_stack(_stack) -> str:
+    """The Engine API socket path of a private, running labkit stack."""
+    return str(_stack.socket)
+
+
+@pytest.fixture(scope="session")
+def docker_env(_stack) -> dict:
+    """Environment for the docker CLI / docker-py against the private stack."""
+    return docker_env_for(_stack)
+
+
+@pytest.fixture(scope="session")
+def stack(_stack) -> Stack:
+    return _stack

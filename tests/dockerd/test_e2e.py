@@ -1,0 +1,176 @@
+"""End to end: the real docker CLI and docker-py against labkit-dockerd on a private stack.
+
+The order matters a little: the first test runs hello-world, which is not pulled yet, so it
+exercises create -> 404 -> pull -> create -> attach -> wait -> start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from dockerd.conftest import DOCKER, mounts_under, processes_mentioning
+
+pytestmark = [pytest.mark.root, pytest.mark.e2e,
+              pytest.mark.skipif(not os.path.exists(DOCKER), reason="docker CLI not installed")]
+
+
+def docker(env: dict, *args: str, input: str | None = None, timeout: float = 60):
+    return subprocess.run([DOCKER, *args], env=env, capture_output=True, text=True,
+                          input=input, timeout=timeout)
+
+
+def test_docker_version(docker_env):
+    r = docker(docker_env, "version", "--format", "{{json .Server}}")
+    assert r.returncode == 0, r.stderr
+    server = json.loads(r.stdout)
+    assert server["Version"] == "0.1.0-labkit"
+    assert server["ApiVersion"] == "1.45"
+    assert "labkit-containerd" in [c["Name"] for c in server["Components"]]
+
+
+def test_run_hello_world_pulls_then_runs(docker_env):
+    r = docker(docker_env, "run", "--name", "e2e-hello", "hello-world")
+    assert r.returncode == 0, r.stderr
+    assert "Unable to find image 'hello-world:latest' locally" in r.stderr
+    assert "Pulling from library/hello-world" in r.stderr
+    assert "Status: Downloaded newer image for hello-world:latest" in r.stderr
+    assert "Hello from labkit!" in r.stdout
+    assert docker(docker_env, "rm", "e2e-hello").returncode == 0
+
+
+def test_run_rm_echo(docker_env):
+    r = docker(docker_env, "run", "--rm", "--name", "e2e-rm", "busybox", "echo", "hi")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "hi\n"
+    names = docker(docker_env, "ps", "-a", "--format", "{{.Names}}").stdout.split()
+    assert "e2e-rm" not in names
+
+
+def test_pull_busybox_is_up_to_date(docker_env):
+    r = docker(docker_env, "pull", "busybox")
+    assert r.returncode == 0, r.stderr
+    assert "Pulling from library/busybox" in r.stdout
+    assert "Digest: sha256:" in r.stdout
+    assert "busybox:latest" in r.stdout
+
+
+def test_exit_code_stdout_and_stderr(docker_env):
+    r = docker(docker_env, "run", "--name", "e2e-exit", "busybox", "sh", "-c",
+               "echo out; echo err >&2; exit 3")
+    assert (r.returncode, r.stdout, r.stderr) == (3, "out\n", "err\n")
+    ps = docker(docker_env, "ps", "-a", "--filter", "name=e2e-exit", "--format",
+                "{{.Names}} {{.Status}}")
+    assert ps.stdout.startswith("e2e-exit Exited (3)")
+    logs = docker(docker_env, "logs", "e2e-exit")
+    assert (logs.stdout, logs.stderr) == ("out\n", "err\n")
+    inspect = json.loads(docker(docker_env, "inspect", "e2e-exit").stdout)[0]
+    assert inspect["State"]["ExitCode"] == 3 and inspect["Name"] == "/e2e-exit"
+    assert inspect["Config"]["Hostname"] == inspect["Id"][:12]
+    assert docker(docker_env, "rm", "e2e-exit").returncode == 0
+    assert docker(docker_env, "inspect", "e2e-exit").returncode != 0
+
+
+def test_container_sees_dockers_setup(docker_env):
+    r = docker(docker_env, "run", "--rm", "busybox", "sh", "-c",
+               "hostname; cat /etc/hostname; grep CapEff /proc/self/status; echo $HOSTNAME")
+    assert r.returncode == 0, r.stderr
+    hostname, etc_hostname, capeff, env_hostname = r.stdout.split("\n")[:4]
+    assert hostname == etc_hostname == env_hostname and len(hostname) == 12
+    assert capeff.split()[1] == "00000000a80425fb"  # Docker's 14 default capabilities
+
+
+def test_nosuchimage_fails_and_daemon_survives(docker_env):
+    r = docker(docker_env, "run", "nosuchimage")
+    assert r.returncode == 125
+    assert "Unable to find image 'nosuchimage:latest' locally" in r.stderr
+    assert "nosuchimage" in r.stderr.splitlines()[-3] or "not found" in r.stderr
+    assert docker(docker_env, "version").returncode == 0
+
+
+def test_nosuchcmd_exits_127(docker_env):
+    r = docker(docker_env, "run", "--name", "e2e-nocmd", "busybox", "nosuchcmd")
+    assert r.returncode == 127
+    assert "executable file not found" in r.stderr
+    inspect = json.loads(docker(docker_env, "inspect", "e2e-nocmd").stdout)[0]
+    assert inspect["State"]["Status"] == "created"
+    assert "executable file not found" in inspect["State"]["Error"]
+    assert docker(docker_env, "rm", "e2e-nocmd").returncode == 0
+
+
+def test_detach_logs_stop_rm(docker_env):
+    script = 'echo started; trap "echo stopping; exit 7" TERM; while true; do sleep 0.1; done'
+    r = docker(docker_env, "run", "-d", "--name", "e2e-bg", "busybox", "sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip()
+    assert len(cid) == 64
+    deadline = time.monotonic() + 10
+    while "started" not in docker(docker_env, "logs", "e2e-bg").stdout:
+        assert time.monotonic() < deadline, "no output from the detached container"
+        time.sleep(0.1)
+    assert "e2e-bg" in docker(docker_env, "ps", "--format", "{{.Names}}").stdout
+    rm = docker(docker_env, "rm", "e2e-bg")
+    assert rm.returncode != 0 and "You cannot remove a running container" in rm.stderr
+    assert docker(docker_env, "stop", cid[:8]).returncode == 0
+    inspect = json.loads(docker(docker_env, "inspect", "e2e-bg").stdout)[0]
+    assert inspect["State"]["ExitCode"] == 7
+    assert docker(docker_env, "logs", "e2e-bg").stdout == "started\nstopping\n"
+    assert docker(docker_env, "rm", "e2e-bg").returncode == 0
+
+
+def test_stdin_with_i(docker_env):
+    r = docker(docker_env, "run", "-i", "--rm", "busybox", "head", "-n", "2",
+               input="line1\nline2\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "line1\nline2\n"
+
+
+def test_images_rm_rmi(docker_env):
+    images = docker(docker_env, "images", "--format", "{{.Repository}}:{{.Tag}}")
+    assert {"busybox:latest", "hello-world:latest"} <= set(images.stdout.split())
+    assert docker(docker_env, "create", "--name", "e2e-user", "hello-world").returncode == 0
+    r = docker(docker_env, "rmi", "hello-world")
+    assert r.returncode == 1 and "container" in r.stderr and "is using" in r.stderr
+    assert docker(docker_env, "rm", "e2e-user").returncode == 0
+    r = docker(docker_env, "rmi", "hello-world")
+    assert r.returncode == 0, r.stderr
+    assert "Untagged: hello-world:latest" in r.stdout and "Deleted: sha256:" in r.stdout
+    images = docker(docker_env, "images", "--format", "{{.Repository}}")
+    assert "hello-world" not in images.stdout.split()
+
+
+def test_docker_py_run(docker_env, monkeypatch):
+    docker_py = pytest.importorskip("docker")
+    for key in ("DOCKER_HOST", "DOCKER_CONFIG"):
+        monkeypatch.setenv(key, docker_env[key])
+    client = docker_py.from_env()
+    try:
+        out = client.containers.run("busybox", ["sh", "-c", "echo from docker-py"], remove=False,
+                                    name="e2e-py")
+        assert out == b"from docker-py\n"
+        container = client.containers.get("e2e-py")
+        assert container.status == "exited"
+        assert container.logs() == b"from docker-py\n"
+        container.remove()
+        with pytest.raises(docker_py.errors.ContainerError):
+            client.containers.run("busybox", ["sh", "-c", "exit 4"], remove=True)
+    finally:
+        client.close()
+
+
+def test_no_leftover_mounts_or_processes(stack, docker_env):
+    """After every container exited: no mount under the stack, no shim still running."""
+    running = docker(docker_env, "ps", "-q").stdout.split()
+    assert running == []
+    deadline = time.monotonic() + 10
+    while True:
+        mounts = [m for m in mounts_under(str(stack.tmp))]
+        shims = processes_mentioning(str(stack.tmp), {p.pid for p in stack.procs})
+        if not mounts and not shims:
+            break
+        assert time.monotonic() < deadline, f"left over: mounts {mounts}, processes {shims}"
+        time.sleep(0.2)
