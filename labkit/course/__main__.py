@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     except (WorkspaceError, GradeError, ImplementationError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:          # e.g. a workspace or report directory we may not write to
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

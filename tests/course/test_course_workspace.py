@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -205,3 +207,17 @@ def test_students_package_uses_its_own_modules(sample_pkg: Path, short_tmp: Path
     (ws / "labkit_student" / "runc" / "helper.py").write_text('WHO = "student"\n')
     result = run_python("import labkit_student.runc.who as w; print(w.WHO)", env={"PYTHONPATH": str(ws)})
     assert result.stdout.strip() == "student", result.stderr
+
+
+def test_cli_workspace_errors_are_one_line(sample_pkg: Path, short_tmp: Path) -> None:
+    (short_tmp / "afile").write_text("x")
+    for dest, words in ((short_tmp / "afile", "exists and is not a directory"),
+                        (Path("/proc/labkit-ws"), "/proc/labkit-ws")):
+        proc = subprocess.run([sys.executable, "-m", "labkit.course", "workspace", str(dest),
+                               "--source", str(sample_pkg)], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2
+        assert proc.stderr.startswith("error: ") and words in proc.stderr
+        assert "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "labkit.course", "workspace", str(short_tmp / "ok"),
+                           "--source", str(sample_pkg)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "exercise labkit_student/ns.py:" in proc.stdout
