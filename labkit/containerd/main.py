@@ -5,6 +5,8 @@
 
 Boot order, and why:
     1. open the stores under --root (content, meta.db, snapshots): everything else needs them;
+       then clean up after a pull that a crash interrupted (temporary mounts, "extract-…"
+       snapshots);
     2. reconnect to the shims of containers that kept running while we were away (bundles
        under --state), last, because it uses all of the above;
     3. listen on --address (a unix socket, mode 0660: whoever can talk to containerd is root
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         daemon = Daemon(Path(args.root), Path(args.state), address, shim_binary=args.shim)
+        daemon.cleanup()
         daemon.tasks.recover()
         server = make_server(daemon, address)
     except (OSError, ValueError) as e:

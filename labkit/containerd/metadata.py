@@ -234,6 +234,10 @@ class MetadataStore:
             db.execute("DELETE FROM snapshots WHERE namespace=? AND snapshotter=? AND key=?",
                        (namespace, snapshotter, key))
 
+    def snapshot_namespaces(self) -> list[str]:
+        with self._tx() as db:
+            return [r[0] for r in db.execute("SELECT DISTINCT namespace FROM snapshots")]
+
     def snapshot_ids(self) -> set[int]:
         """Every snapshot directory in use, across namespaces (to find orphans)."""
         with self._tx() as db:

@@ -19,6 +19,7 @@ import functools
 import json
 import logging
 import re
+import shutil
 import traceback
 from concurrent import futures
 from pathlib import Path
@@ -33,7 +34,7 @@ from labkit.containerd.content import LocalContentStore
 from labkit.containerd.errors import ContainerdError, FailedPrecondition, InvalidArgument
 from labkit.containerd.events import Exchange
 from labkit.containerd.metadata import ContainerRecord, ImageRecord, MetadataStore
-from labkit.containerd.mount import Mount
+from labkit.containerd.mount import Mount, unmount_all
 from labkit.containerd.pull import Puller
 from labkit.containerd.snapshots import OverlaySnapshotter, Snapshotter
 from labkit.containerd.tasks import TaskManager
@@ -71,6 +72,34 @@ class Daemon:
                              tmp_dir=self.state / "tmpmounts")
         self.tasks = TaskManager(self.state, self.meta, self.exchange, shim_binary, address,
                                  self.snapshotter)
+
+    def cleanup(self) -> None:
+        """Undo what a crash in the middle of a pull can leave behind (run at boot).
+
+        A layer is unpacked on a temporary mount (<state>/tmpmounts/x…) into an active
+        snapshot named "extract-…"; if the daemon died there, both are garbage now.
+        """
+        tmp = self.state / "tmpmounts"
+        if tmp.is_dir():
+            for d in tmp.iterdir():
+                unmount_all(str(d))
+                try:
+                    d.rmdir()
+                except OSError as e:
+                    log.warning("stale unpack directory %s: %s", d, e)
+        for ns in self.meta.snapshot_namespaces():
+            snap = self.snapshotter(ns)
+            for info in snap.list():
+                if info.kind == "active" and info.name.startswith("extract-"):
+                    log.info("removing snapshot %r of an interrupted pull", info.name)
+                    snap.remove(info.name)
+        # Snapshot directories no row refers to (a crash between rmtree and commit).
+        used = {str(i) for i in self.meta.snapshot_ids()}
+        snapshots = self.root / "snapshots"
+        for d in snapshots.iterdir() if snapshots.is_dir() else ():
+            if d.name.isdigit() and d.name not in used:
+                log.info("removing orphaned snapshot directory %s", d)
+                shutil.rmtree(d, ignore_errors=True)
 
     def snapshotter(self, namespace: str, name: str = "") -> Snapshotter:
         name = name or "overlayfs"
