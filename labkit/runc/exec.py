@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preserve-fds", type=int, default=0, help="accepted, ignored")
     p.add_argument("--pidfd-socket", help="accepted, ignored")
     p.add_argument("id")
-    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
 
 
 def build_process(c: Container, args: argparse.Namespace) -> dict:
@@ -62,10 +62,10 @@ def build_process(c: Container, args: argparse.Namespace) -> dict:
         except (OSError, ValueError) as e:
             raise ContainerError(f"cannot read process {args.process}: {e}") from None
     else:
-        if not args.command:
+        if not args.cmd:
             raise ContainerError("exec: no command given (and no --process)")
         process = json.loads(json.dumps(c.config.get("process") or {}))
-        process["args"] = args.command
+        process["args"] = args.cmd
         process["env"] = (process.get("env") or []) + args.env
         if args.cwd:
             process["cwd"] = args.cwd

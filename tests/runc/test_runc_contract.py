@@ -1,0 +1,361 @@
+"""The OCI runtime contract: black-box tests, each run against labkit-runc, runc and crun.
+
+In crun's style: the base config from tests/support.py, ONE field changed, and a small
+probe (a busybox shell line) inside the container that prints what it sees. Where the
+real runtimes word an error differently, the test says so: runc's wording is the one the
+shim and dockerd rely on, and labkit-runc matches it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from labkit.runc.binary import OCIRuntimeError
+
+pytestmark = pytest.mark.root
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s")
+
+
+def sh(script: str) -> list[str]:
+    return ["sh", "-c", script]
+
+
+def created(rt, args, edit=None, **spec_kw):
+    """create (not start) a container whose stdout/stderr go to a file; returns (id, out)."""
+    bundle = rt.bundle(args, edit, **spec_kw)
+    cid = rt.new_id()
+    out = bundle / "out.txt"
+    with open(out, "wb") as f:
+        pid = rt.api.create(cid, str(bundle), str(bundle / "init.pid"),
+                            stdio=(None, f.fileno(), f.fileno()))
+    return cid, out, pid
+
+
+# --- the basics ----------------------------------------------------------------------------
+def test_echo_output_and_exit_status(rt):
+    code, out, err = rt.run(sh("echo hello; echo oops >&2; exit 3"))
+    assert code == 3
+    assert out == "hello\n"
+    assert "oops" in err
+
+
+def test_hostname(rt):
+    code, out, _ = rt.run(["hostname"], hostname="probe-host")
+    assert code == 0 and out.strip() == "probe-host"
+
+
+def test_pid_1_and_own_proc(rt):
+    code, out, _ = rt.run(sh("echo $$; ls /proc | grep -c '^[0-9]'"))
+    pid, count = out.split()
+    assert code == 0 and pid == "1"
+    # the container's /proc shows its own processes only: sh and the ls/grep it forked
+    assert int(count) <= 4
+
+
+def test_network_namespace_has_only_lo(rt):
+    code, out, _ = rt.run(sh("ls /sys/class/net"))
+    assert code == 0 and out.split() == ["lo"]
+
+
+def test_env_cwd_and_args(rt):
+    def edit(spec, _bundle):
+        spec["process"]["env"].append("GREETING=hello world")
+        spec["process"]["cwd"] = "/tmp"
+    code, out, _ = rt.run(["sh", "-c", 'echo "$GREETING"; pwd; echo "$1|$2"', "sh", "a b", "c"],
+                          edit)
+    assert code == 0
+    assert out.splitlines() == ["hello world", "/tmp", "a b|c"]
+
+
+def test_missing_cwd_is_created(rt):
+    def edit(spec, _bundle):
+        spec["process"]["cwd"] = "/work/here"
+    code, out, _ = rt.run(["pwd"], edit)
+    assert code == 0 and out.strip() == "/work/here"
+
+
+def test_mount_namespace_does_not_leak(rt):
+    marker = f"lkprobe{os.getpid()}"
+
+    def edit(spec, _bundle):                    # mounting needs CAP_SYS_ADMIN
+        for caps in spec["process"]["capabilities"].values():
+            caps.append("CAP_SYS_ADMIN")
+    cid, out, _ = created(rt, sh(f"mkdir -p /mnt/x && mount -t tmpfs {marker} /mnt/x "
+                                 "&& echo mounted; sleep 30"), edit)
+    rt.api.start(cid)
+    wait_for(lambda: "mounted" in out.read_text())
+    host_mounts = Path("/proc/self/mountinfo").read_text()
+    assert marker not in host_mounts                     # the container's own mount
+    assert str(out.parent / "rootfs") not in host_mounts   # nor its root, /proc, /dev …
+
+
+# --- lifecycle -----------------------------------------------------------------------------
+def test_create_start_kill_delete(rt):
+    cid, out, pid = created(rt, sh("echo started; sleep 30"))
+    state = rt.api.state(cid)
+    assert state["status"] == "created" and state["pid"] == pid
+    assert state["id"] == cid and state["bundle"] == str(out.parent)
+    assert int((out.parent / "init.pid").read_text()) == pid
+    assert out.read_text() == ""                  # blocked before execve: nothing ran yet
+
+    rt.api.start(cid)
+    wait_for(lambda: out.read_text() == "started\n")
+    assert rt.api.state(cid)["status"] == "running"
+    with pytest.raises(OCIRuntimeError):
+        rt.api.delete(cid)                        # running: needs --force
+
+    rt.api.kill(cid, "KILL")
+    wait_for(lambda: rt.api.state(cid)["status"] == "stopped")
+    rt.api.delete(cid)
+    with pytest.raises(OCIRuntimeError):
+        rt.api.state(cid)
+    assert not os.path.exists(os.path.join(rt.root, cid))
+
+
+def test_kill_with_signal_name_reaches_a_handler(rt):
+    # pid 1 ignores signals it has no handler for, so the probe installs one
+    cid, out, _ = created(rt, sh('trap "echo got-term; exit 7" TERM; echo ready; '
+                                 'while :; do sleep 0.1; done'))
+    rt.api.start(cid)
+    wait_for(lambda: "ready" in out.read_text())
+    rt.api.kill(cid, "TERM")
+    wait_for(lambda: "got-term" in out.read_text())
+    wait_for(lambda: rt.api.state(cid)["status"] == "stopped")
+
+
+def test_kill_all_signals_every_process(rt):
+    cid, out, _ = created(rt, sh("sleep 30 & sleep 30 & echo ready; wait"))
+    rt.api.start(cid)
+    wait_for(lambda: "ready" in out.read_text())
+    rt.api.kill(cid, 9, all=True)
+    wait_for(lambda: rt.api.state(cid)["status"] == "stopped")
+
+
+def test_kill_stopped_container_fails(rt):
+    cid, out, _ = created(rt, ["true"])
+    rt.api.start(cid)
+    wait_for(lambda: rt.api.state(cid)["status"] == "stopped")
+    with pytest.raises(OCIRuntimeError) as e:
+        rt.api.kill(cid, 15)
+    if rt.name != "crun":                          # crun: "kill container: No such process"
+        assert "container not running" in e.value.message
+
+
+def test_delete_created_container(rt):
+    cid, _out, pid = created(rt, ["sleep", "30"])
+    rt.api.delete(cid)                             # never started: delete kills it (runc)
+    wait_for(lambda: not Path(f"/proc/{pid}/cmdline").exists()
+             or Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z"))
+    with pytest.raises(OCIRuntimeError):
+        rt.api.state(cid)
+
+
+# --- errors --------------------------------------------------------------------------------
+def test_missing_executable_fails_at_create(rt):
+    bundle = rt.bundle(["nosuchcmd"])
+    cid = rt.new_id()
+    p = rt.cli("create", "--bundle", str(bundle), "--pid-file", str(bundle / "init.pid"), cid)
+    assert p.returncode != 0
+    msg = rt.last_error()
+    assert "nosuchcmd" in msg and "not found in $PATH" in msg
+    if rt.name != "crun":   # crun: "executable file `nosuchcmd` not found in $PATH: No such…"
+        assert msg == ('runc create failed: unable to start container process: '
+                       'exec: "nosuchcmd": executable file not found in $PATH')
+    with pytest.raises(OCIRuntimeError):
+        rt.api.state(cid)                          # and nothing is left behind
+
+
+def test_unknown_id(rt):
+    p = rt.cli("state", "no-such-container")
+    assert p.returncode == 1
+    if rt.name != "crun":                          # crun: "error opening file …: No such file"
+        assert rt.last_error() == "container does not exist"
+    p = rt.cli("delete", "--force", "no-such-container")
+    assert p.returncode == 0                       # delete --force of nothing is fine
+
+
+def test_duplicate_id(rt):
+    cid, _out, _pid = created(rt, ["sleep", "30"])
+    bundle = rt.bundle(["true"])
+    p = rt.cli("create", "--bundle", str(bundle), "--pid-file", str(bundle / "p"), cid)
+    assert p.returncode != 0
+    assert rt.api.state(cid)["status"] == "created"   # the first one is untouched
+
+
+# --- filesystem ----------------------------------------------------------------------------
+def test_readonly_root(rt):
+    def edit(spec, _bundle):
+        spec["root"]["readonly"] = True
+    code, out, _ = rt.run(sh("touch /probe 2>/dev/null && echo writable || echo readonly; "
+                             "touch /dev/shm/ok && echo tmpfs-writable"), edit)
+    assert code == 0 and out.split() == ["readonly", "tmpfs-writable"]
+
+
+def test_masked_and_readonly_paths(rt):
+    def edit(spec, bundle):
+        (bundle / "rootfs/etc/secret").write_text("s3cret\n")
+        (bundle / "rootfs/opt/hidden").mkdir(parents=True)
+        (bundle / "rootfs/opt/hidden/file").write_text("x")
+        spec["linux"]["maskedPaths"] += ["/etc/secret", "/opt/hidden", "/no/such/path"]
+    code, out, _ = rt.run(sh("echo \"[$(cat /etc/secret)]\"; ls /opt/hidden | wc -l; "
+                             "echo x > /proc/sys/kernel/hostname 2>/dev/null "
+                             "&& echo sys-writable || echo sys-readonly"), edit)
+    assert code == 0
+    assert out.split() == ["[]", "0", "sys-readonly"]
+
+
+def test_bind_mounts(rt):
+    def edit(spec, bundle):
+        data = bundle / "hostdata"
+        data.mkdir()
+        (data / "f").write_text("from the host\n")
+        (bundle / "host.conf").write_text("conf\n")
+        spec["mounts"] += [
+            {"destination": "/data", "type": "bind", "source": str(data),
+             "options": ["rbind", "ro", "rprivate"]},
+            {"destination": "/etc/probe/app.conf", "type": "bind",
+             "source": str(bundle / "host.conf"), "options": ["bind"]},
+        ]
+    code, out, _ = rt.run(sh("cat /data/f; touch /data/new 2>/dev/null && echo rw || echo ro; "
+                             "cat /etc/probe/app.conf"), edit)
+    assert code == 0
+    assert out.splitlines() == ["from the host", "ro", "conf"]
+
+
+def test_dev_is_minimal(rt):
+    code, out, _ = rt.run(sh("ls /dev; echo hi > /dev/null && echo null-ok; "
+                             "head -c 4 /dev/zero | wc -c"))
+    names = out.split()
+    assert code == 0
+    for expected in ("null", "zero", "full", "random", "urandom", "tty", "pts", "shm",
+                     "ptmx", "fd", "stdin", "stdout", "stderr", "null-ok", "4"):
+        assert expected in names
+    assert "sda" not in names and "vda" not in names   # no host devices
+
+
+# --- process -------------------------------------------------------------------------------
+def test_user_and_groups(rt):
+    def edit(spec, _bundle):
+        spec["process"]["user"] = {"uid": 1000, "gid": 1001, "additionalGids": [10, 20]}
+    code, out, _ = rt.run(sh("id -u; id -g; id -G; grep CapEff /proc/self/status"), edit)
+    lines = out.splitlines()
+    assert code == 0
+    assert lines[0] == "1000" and lines[1] == "1001"
+    assert set(lines[2].split()) == {"1001", "10", "20"}
+    assert lines[3].split()[1] == "0000000000000000"   # not root: no effective capabilities
+
+
+def test_capabilities_and_no_new_privs(rt):
+    def edit(spec, _bundle):
+        caps = ["CAP_CHOWN", "CAP_KILL"]                # bits 0 and 5
+        spec["process"]["capabilities"] = {k: caps for k in
+                                           ("bounding", "effective", "permitted")}
+    code, out, _ = rt.run(sh("grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status"), edit)
+    fields = dict(line.split(":\t") for line in out.splitlines())
+    assert code == 0
+    assert fields["CapBnd"] == fields["CapEff"] == "0000000000000021"
+    assert fields["NoNewPrivs"] == "1"
+
+
+def test_rlimits(rt):
+    def edit(spec, _bundle):
+        spec["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200}]
+    code, out, _ = rt.run(sh("ulimit -n; ulimit -Hn"), edit)
+    assert code == 0 and out.split() == ["100", "200"]
+
+
+def test_exec_joins_the_container(rt):
+    cid, out, _ = created(rt, sh("echo ready; sleep 30"), hostname="exec-probe")
+    rt.api.start(cid)
+    wait_for(lambda: "ready" in out.read_text())
+    process = {"args": ["sh", "-c", "hostname; echo $$ > /tmp/exec.pid; ls /proc | grep -c '^[0-9]'"],
+               "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}
+    result = out.parent / "exec.out"
+    with open(result, "wb") as f:
+        pid = rt.api.exec(cid, process, str(out.parent / "exec.pid"),
+                          str(out.parent / "process.json"), stdio=(None, f.fileno(), None))
+    assert pid > 0
+    wait_for(lambda: len(result.read_text().split()) == 2)
+    hostname, nprocs = result.read_text().split()
+    assert hostname == "exec-probe" and int(nprocs) <= 5
+
+
+# --- console socket --------------------------------------------------------------------------
+def test_console_socket_receives_the_pty_master(rt):
+    sockdir = tempfile.mkdtemp(dir="/tmp", prefix="lkcs-")
+    path = os.path.join(sockdir, "console.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    master = None
+    try:
+        listener.bind(path)
+        listener.listen(1)
+        bundle = rt.bundle(sh("tty; echo tty-ok"), terminal=True)
+        cid = rt.new_id()
+        rt.api.create(cid, str(bundle), str(bundle / "init.pid"), console_socket=path)
+        conn, _ = listener.accept()
+        with conn:
+            name, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
+        assert len(fds) == 1 and name
+        master = fds[0]
+        rt.api.start(cid)
+        output = b""
+        deadline = time.monotonic() + 10
+        while b"tty-ok" not in output and time.monotonic() < deadline:
+            try:
+                chunk = os.read(master, 1024)
+            except OSError:                       # EIO: the slave side is closed
+                break
+            if not chunk:
+                break
+            output += chunk
+        assert b"/dev/pts/0" in output or b"/dev/console" in output
+        assert b"tty-ok" in output
+    finally:
+        if master is not None:
+            os.close(master)
+        listener.close()
+        import shutil
+        shutil.rmtree(sockdir, ignore_errors=True)
+
+
+# --- cgroups -------------------------------------------------------------------------------
+def test_cgroup_limits_and_removal(rt):
+    holder = {}
+
+    def edit(spec, _bundle):
+        holder["path"] = rt.cgroup_path("c")
+        spec["linux"]["cgroupsPath"] = holder["path"]
+        spec["linux"]["resources"] = {"memory": {"limit": 64 * 1024 * 1024},
+                                      "pids": {"limit": 20}}
+    cid, out, pid = created(rt, sh("echo ready; sleep 30"), edit)
+    rt.api.start(cid)
+    wait_for(lambda: "ready" in out.read_text())
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        d = Path("/sys/fs/cgroup" + holder["path"])
+        assert (d / "memory.max").read_text().strip() == str(64 * 1024 * 1024)
+        assert (d / "pids.max").read_text().strip() == "20"
+    else:
+        mem = Path("/sys/fs/cgroup/memory" + holder["path"])
+        pids = Path("/sys/fs/cgroup/pids" + holder["path"])
+        assert (mem / "memory.limit_in_bytes").read_text().strip() == str(64 * 1024 * 1024)
+        assert (pids / "pids.max").read_text().strip() == "20"
+        assert str(pid) in (pids / "cgroup.procs").read_text().split()
+    rt.api.delete(cid, force=True)
+    gone = Path("/sys/fs/cgroup/pids" + holder["path"])
+    wait_for(lambda: not gone.exists())
