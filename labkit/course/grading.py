@@ -237,6 +237,23 @@ def format_table(report: GradeReport) -> str:
     return "\n".join(lines)
 
 
+def skeleton_problems(report: GradeReport) -> list[str]:
+    """What is wrong with grading a *fresh* workspace: every checkpoint must fail with
+    NotImplementedError (or be BLOCKED behind one that did) -- a checkpoint that passes on the
+    skeleton cannot tell a student's work from none, and an ImportError means a broken skeleton."""
+    problems = [f"chapter {c.chapter}: {c.error}" for c in report.chapters.values() if c.error]
+    for chapter in report.chapters.values():
+        for t in chapter.tests:
+            if t.outcome == "blocked" or (t.outcome == "failed"
+                                          and "NotImplementedError" in (t.message or "")):
+                continue
+            problems.append(f"{t.nodeid}: {t.outcome} on a fresh workspace"
+                            + (f" ({t.message})" if t.message else "")
+                            + ("; a checkpoint must fail until the exercise is done"
+                               if t.outcome == "passed" else ""))
+    return problems + report.errors
+
+
 def syntax_errors(workspace: Path) -> list[str]:
     """Every file of the workspace's package that does not compile, as "file:line: message"."""
     found = []

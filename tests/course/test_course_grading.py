@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.course.grading import GradeError, format_table, grade
+from labkit.course.grading import GradeError, format_table, grade, skeleton_problems
 from labkit.course.workspace import generate_workspace
 
 CP01 = '''
@@ -131,6 +131,11 @@ def test_fresh_workspace_fails_with_hints_and_blocks(lab, capsys: pytest.Capture
     assert "depends on 'test_nope'" in (cp04["test_unknown_prerequisite"].message or "")
     assert "points needs one whole number" in (cp04["test_bad_points"].message or "")
     assert not report.full_marks
+    # the proof a course suite owes: on a fresh workspace nothing passes, nothing fails to import
+    problems = skeleton_problems(report)
+    assert any("test_arithmetic: passed on a fresh workspace" in p for p in problems)
+    assert any("test_helper: failed" in p for p in problems)        # AssertionError, not NIE
+    assert not any("test_sethostname" in p or "test_after_hostname" in p for p in problems)
     # the hint is printed under the failure, and BLOCKED is named
     assert "sethostname(2): the name comes back without its blanks" in report.output
     assert "BLOCKED" in report.output or "blocked" in report.output
