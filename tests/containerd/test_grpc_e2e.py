@@ -432,3 +432,77 @@ def test_content_read_ranges(client, image):
     assert part == whole[2:7]
     digests = {i.digest for i in client.content.List(pb.ListContentRequest()).info}
     assert {image["config"], image["manifest"], image["top"]} <= digests
+
+
+def test_concurrent_pulls_of_one_image(client, registry, image):
+    layer = make_tar(entry("only/", "dir"), entry("only/file", "file", os.urandom(300_000)))
+    info = push_image(RegistryClient(registry.url), "lab/racy", "v1", [layer])
+    ref = f"{registry.address}/lab/racy:v1"
+    results, errors = [], []
+
+    def one():
+        try:
+            results.append(pull(client, ref)[-1].event)
+        except grpc.RpcError as e:
+            errors.append(e.details())
+
+    threads = [threading.Thread(target=one) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and results == ["done"] * 3
+    snaps = [s for s in client.snapshots.List(pb.ListSnapshotsRequest()).info]
+    assert [s.name for s in snaps if s.name == info["diff_ids"][0]] == [info["diff_ids"][0]]
+    assert not [s.name for s in snaps if s.name.startswith("extract-")]
+
+
+@pytest.fixture
+def docker_registry(base):
+    """Debian's docker-registry 2.8 on a free 127.0.0.1 port, stopped by PID afterwards."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+    import socket
+    import urllib.request
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = base / "dreg"
+    root.mkdir()
+    (root / "config.yml").write_text(
+        "version: 0.1\nlog: {level: error}\n"
+        f"storage: {{filesystem: {{rootdirectory: {root}/data}}}}\n"
+        f"http: {{addr: '127.0.0.1:{port}'}}\n")
+    proc = subprocess.Popen([binary, "serve", str(root / "config.yml")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 15
+        while True:
+            try:
+                urllib.request.urlopen(url + "/v2/", timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    pytest.fail("docker-registry did not start")
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_pull_from_the_real_docker_registry(client, docker_registry):
+    """The real registry (2.8) as the source: the swap-a-layer promise, checked."""
+    layer = make_tar(entry("real/", "dir"), entry("real/file", "file", b"from docker-registry"))
+    info = push_image(RegistryClient(docker_registry), "lab/real", "v1", [layer], index=True)
+    ref = docker_registry.removeprefix("http://") + "/lab/real:v1"
+    events = pull(client, ref)
+    assert events[-1].event == "done" and events[-1].image_digest == info["top"]
+    assert client.snapshots.Stat(pb.StatSnapshotRequest(key=info["diff_ids"][0])).info.kind == \
+        pb.COMMITTED
