@@ -56,7 +56,7 @@ from labkit.dockerd.jsonmessage import PullReporter
 from labkit.dockerd.names import generate_name
 from labkit.dockerd.remote import SNAPSHOTTER, Containerd, RemoteError, to_daemon_error
 from labkit.dockerd.router import API_VERSION, MIN_API_VERSION
-from labkit.dockerd.stdcopy import STDERR, STDOUT, LogEntry, read_log, rfc3339nano
+from labkit.dockerd.stdcopy import STDERR, STDOUT, ZERO_TIME, LogEntry, read_log, rfc3339nano
 from labkit.dockerd.stdio import Attachment, Broadcaster, TaskIO
 
 log = logging.getLogger("labkit.dockerd")
@@ -300,7 +300,7 @@ class Daemon:
             "Size": rec.size,
             "GraphDriver": {"Name": SNAPSHOTTER, "Data": None},
             "RootFS": {"Type": "layers", "Layers": rec.diff_ids},
-            "Metadata": {"LastTagTime": ""},
+            "Metadata": {"LastTagTime": ZERO_TIME},  # the CLI parses it: never ""
         }
 
     def image_remove(self, name: str, force: bool) -> list[dict]:

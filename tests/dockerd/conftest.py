@@ -96,9 +96,15 @@ class Stack:
                                 "--exec-root", str(self.tmp / "dexec"),
                                 "--registry-mirror", self.registry.url, "--debug"], self.socket)
 
+    def restart_dockerd(self) -> None:
+        """Stop labkit-dockerd (SIGTERM) and start it again on the same root and socket."""
+        old = self.procs.pop()
+        _stop(old)
+        self._spawn("dockerd", list(old.args), self.socket)
+
     def _spawn(self, name: str, argv: list[str], sock: Path) -> None:
         log = self.tmp / f"{name}.log"
-        with open(log, "wb") as out:
+        with open(log, "ab") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=self.env,
                                     start_new_session=True)
         self.procs.append(proc)

@@ -162,6 +162,22 @@ def test_docker_py_run(docker_env, monkeypatch):
         client.close()
 
 
+def test_container_survives_a_dockerd_restart(stack, docker_env):
+    """Live restore: the shim keeps the container and its output while dockerd is away."""
+    script = "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done"
+    r = docker(docker_env, "run", "-d", "--name", "e2e-live", "busybox", "sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    time.sleep(0.3)
+    stack.restart_dockerd()
+    time.sleep(0.5)
+    ps = docker(docker_env, "ps", "--filter", "name=e2e-live", "--format", "{{.Status}}")
+    assert ps.stdout.startswith("Up"), ps.stdout + ps.stderr
+    ticks = docker(docker_env, "logs", "e2e-live").stdout.split("\n")
+    assert ticks[:3] == ["tick 1", "tick 2", "tick 3"] and len(ticks) > 6  # nothing lost
+    assert docker(docker_env, "stop", "-t", "1", "e2e-live").returncode == 0
+    assert docker(docker_env, "rm", "e2e-live").returncode == 0
+
+
 def test_no_leftover_mounts_or_processes(stack, docker_env):
     """After every container exited: no mount under the stack, no shim still running."""
     running = docker(docker_env, "ps", "-q").stdout.split()

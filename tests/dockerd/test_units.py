@@ -1,0 +1,139 @@
+"""The daemon's pure parts: OCI spec shape, pull messages, names, views, signals, logs."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from labkit.dockerd import jsonmessage, oci, stdcopy
+from labkit.dockerd.container import Container, State, human_duration, parse_time
+from labkit.dockerd.daemon import parse_signal
+from labkit.dockerd.errors import InvalidParameter
+from labkit.dockerd.names import generate_name
+
+REFERENCE = Path("/work/shared/reference/dockerd-generated-config.json")
+
+
+def spec(**kw) -> dict:
+    args = dict(args=["sleep", "1000"], env=[oci.DEFAULT_PATH, "HOSTNAME=36b97c4f5405"], cwd="/",
+                user="", hostname="36b97c4f5405", tty=False,
+                etc_files={"/etc/resolv.conf": "/x/resolv.conf", "/etc/hostname": "/x/hostname",
+                           "/etc/hosts": "/x/hosts"})
+    args.update(kw)
+    return oci.container_spec(**args)
+
+
+@pytest.mark.skipif(not REFERENCE.exists(), reason="reference config not available")
+def test_spec_has_the_shape_of_a_real_dockerd_one():
+    ref = json.loads(REFERENCE.read_text())
+    ours = spec()
+    assert [m["destination"] for m in ours["mounts"]] == [m["destination"] for m in ref["mounts"]]
+    for a, b in zip(ours["mounts"], ref["mounts"]):
+        assert (a["type"], a["options"]) == (b["type"], b["options"]), a["destination"]
+    assert ours["process"]["capabilities"] == ref["process"]["capabilities"]
+    assert ours["process"]["env"] == ref["process"]["env"]
+    assert ours["hostname"] == ref["hostname"]
+    assert {n["type"] for n in ours["linux"]["namespaces"]} == \
+        {n["type"] for n in ref["linux"]["namespaces"]}
+    assert set(ref["linux"]["maskedPaths"]) <= set(ours["linux"]["maskedPaths"])
+    assert ours["linux"]["readonlyPaths"] == ref["linux"]["readonlyPaths"]
+    assert ours["linux"]["sysctl"] == ref["linux"]["sysctl"]
+
+
+def test_spec_user_and_tty():
+    s = spec(user="1000:50", tty=True, console_size=(24, 80))
+    assert s["process"]["user"] == {"uid": 1000, "gid": 50}
+    assert s["process"]["terminal"] is True
+    assert s["process"]["consoleSize"] == {"height": 24, "width": 80}
+    with pytest.raises(ValueError, match="unable to find user nobody"):
+        spec(user="nobody")
+
+
+def test_merge_env_overrides_by_name():
+    assert oci.merge_env(["PATH=/bin", "A=1"], ["A=2", "B=3"]) == ["PATH=/bin", "A=2", "B=3"]
+
+
+def test_resolv_conf_drops_loopback_nameservers():
+    out = oci.resolv_conf("nameserver 127.0.0.53\nsearch lab\n")
+    assert "127.0.0.53" not in out and "nameserver 8.8.8.8" in out and "search lab" in out
+    assert oci.resolv_conf("nameserver 10.0.0.1\n") == "nameserver 10.0.0.1\n"
+
+
+def test_pull_reporter_follows_dockers_order():
+    r = jsonmessage.PullReporter("library/busybox", "latest", "busybox:latest")
+    layer = "application/vnd.oci.image.layer.v1.tar+gzip"
+    d = "sha256:" + "ab" * 32
+    msgs = []
+    for kind, cur, tot in (("resolved", 0, 0), ("downloading", 10, 100), ("downloading", 100, 100),
+                           ("verifying", 0, 0), ("downloaded", 0, 0), ("extracting", 100, 100),
+                           ("unpacked", 0, 0)):
+        msgs += r.event(kind, layer if kind != "resolved" else "", d if kind != "resolved" else "",
+                        cur, tot)
+    msgs += r.event("done", image_digest="sha256:" + "cd" * 32)
+    statuses = [m["status"] for m in msgs]
+    assert statuses == ["Pulling from library/busybox", "Pulling fs layer", "Downloading",
+                        "Downloading", "Verifying Checksum", "Download complete", "Extracting",
+                        "Pull complete", "Digest: sha256:" + "cd" * 32,
+                        "Status: Downloaded newer image for busybox:latest"]
+    assert msgs[1]["id"] == "ab" * 6
+    assert msgs[2]["progress"] == "[=====>" + " " * 45 + "]      10B/100B"
+    again = jsonmessage.PullReporter("library/busybox", "latest", "busybox:latest",
+                                     had_digest="sha256:" + "cd" * 32)
+    assert again.event("done", image_digest="sha256:" + "cd" * 32)[-1]["status"] == \
+        "Status: Image is up to date for busybox:latest"
+
+
+def test_progress_bar_matches_the_trace():
+    assert jsonmessage.progress_bar(3645, 314132) == "[>" + " " * 50 + "]  3.645kB/314.1kB"
+    assert jsonmessage.progress_bar(314132, 314132) == "[" + "=" * 50 + ">]  314.1kB/314.1kB"
+    assert jsonmessage.encode({"status": "x"}) == b'{"status":"x"}\r\n'
+
+
+def test_generated_names_avoid_names_in_use():
+    taken = set()
+    rng = random.Random(1)
+    for _ in range(50):
+        name = generate_name(taken.__contains__, rng)
+        assert name not in taken and "_" in name
+        taken.add(name)
+
+
+def test_signals():
+    assert parse_signal("SIGTERM") == 15 and parse_signal("hup") == 1 and parse_signal("9") == 9
+    for bad in ("SIGNOPE", "0", "99", ""):
+        with pytest.raises(InvalidParameter):
+            parse_signal(bad)
+
+
+def test_log_lines_split_and_roundtrip(tmp_path):
+    lines, rest = stdcopy.split_lines(b"par", b"tial\nnext\nhalf")
+    assert lines == [b"partial\n", b"next\n"] and rest == b"half"
+    entry = stdcopy.LogEntry(stdcopy.STDERR, b"oops\n", "2026-11-23T00:38:04.5Z")
+    line = stdcopy.encode_log_line(entry)
+    assert json.loads(line) == {"log": "oops\n", "stream": "stderr", "time": "2026-11-23T00:38:04.5Z"}
+    log = tmp_path / "x-json.log"
+    log.write_bytes(line + line[:10])  # a second line still being written
+    entries, offset = stdcopy.read_log(str(log))
+    assert entries == [entry] and offset == len(line)
+    assert stdcopy.rfc3339nano(1_500_000_000 * 10**9 + 120_000_000) == "2017-07-14T02:40:00.12Z"
+
+
+def test_container_views_and_persistence(tmp_path):
+    c = Container(ID="a" * 64, Name="web", Created="2026-11-23T00:00:00Z", Path="echo",
+                  Args=["hi"], Config={"Image": "busybox", "Tty": False}, HostConfig={},
+                  Image="sha256:" + "b" * 64, ImageRef="docker.io/library/busybox:latest",
+                  Runtime="labkit-runc")
+    c.State = State(Status="exited", ExitCode=3, FinishedAt="2026-11-23T00:00:10Z")
+    c.save(tmp_path)
+    loaded = Container.load(Container.dir_for(tmp_path, c.ID))
+    assert loaded == c
+    view = loaded.inspect()
+    for key in ("State", "Config", "HostConfig", "NetworkSettings"):
+        assert isinstance(view[key], dict), key
+    assert view["Name"] == "/web"
+    item = loaded.summary("busybox", now=parse_time("2026-11-23T00:00:13Z"))
+    assert item["Status"] == "Exited (3) 3 seconds ago" and item["Command"] == "echo hi"
+    assert human_duration(90) == "About a minute" and human_duration(0.2) == "Less than a second"
