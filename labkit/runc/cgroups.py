@@ -169,9 +169,23 @@ def apply(paths: dict[str, str], resources: dict) -> None:
             if cpu.get(key):
                 _write(by_controller["cpuset"], filename, cpu[key])
     if resources.get("devices") and "devices" in by_controller:
-        for rule in resources["devices"]:
+        # The config's rules, then (like runc) the devices every container gets: without
+        # them init could not even mknod /dev/full, nor a shell open /dev/pts/0.
+        for rule in resources["devices"] + DEFAULT_ALLOWED_DEVICES:
             _write(by_controller["devices"], "devices.allow" if rule.get("allow") else "devices.deny",
                    _device_rule(rule))
+
+
+# runc's list (libcontainer/specconv AllowedDevices): mknod of anything, then the nodes
+# of a minimal /dev, the ptys, and /dev/net/tun.
+DEFAULT_ALLOWED_DEVICES = [
+    {"allow": True, "type": "c", "access": "m"},
+    {"allow": True, "type": "b", "access": "m"},
+    *({"allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"}
+      for major, minor in ((1, 3), (1, 8), (1, 7), (5, 0), (1, 5), (1, 9), (5, 1), (5, 2),
+                           (10, 200))),
+    {"allow": True, "type": "c", "major": 136, "access": "rwm"},
+]
 
 
 def _device_rule(rule: dict) -> str:

@@ -137,7 +137,14 @@ def bootstrap(a: InitArgs) -> NoReturn:
         # joining anything: joining a mount namespace changes what the paths point to.
         listed = [(ns["type"], ns.get("path")) for ns in
                   (a.spec.get("linux") or {}).get("namespaces") or []]
-        to_join = [(kind, os.open(path, os.O_RDONLY)) for kind, path in listed if path]
+        to_join = []
+        for kind, path in listed:
+            if path:
+                try:
+                    to_join.append((kind, os.open(path, os.O_RDONLY)))
+                except OSError as e:
+                    raise ContainerError(f"open {kind} namespace {path}: "
+                                         f"{e.strerror.lower()}") from None
         to_join.sort(key=lambda item: item[0] == "mount")         # the mount namespace last
         for kind, fd in to_join:
             sc.setns(fd, NAMESPACES[kind][0])

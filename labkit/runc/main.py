@@ -18,7 +18,7 @@ import traceback
 
 import labkit
 from labkit import paths
-from labkit.runc import create, delete, features, kill, list as list_, run, spec, start, state
+from labkit.runc import create, delete, features, kill, list as list_, ps, run, spec, start, state
 from labkit.runc import exec as exec_
 from labkit.runc import log
 from labkit.runc.log import ContainerError
@@ -31,15 +31,27 @@ VERBS = {
     "delete": (delete, "delete a stopped container (--force: kill it first)"),
     "run": (run, "create and start a container, wait for it unless --detach"),
     "exec": (exec_, "run another process in a running container"),
+    "ps": (ps, "list the processes of a container (--format json: their pids)"),
     "list": (list_, "list the containers under --root"),
     "spec": (spec, "write a default config.json"),
     "features": (features, "print what this runtime supports, as JSON"),
 }
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is reported like every other error (to --log, exit 1)."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}")
+
+
 VERSION = f"labkit-runc version {labkit.__version__}\ncommit: labkit\nspec: 1.0.2"
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="labkit-runc", description="a runc-compatible OCI runtime")
+    p = Parser(prog="labkit-runc", description="a runc-compatible OCI runtime")
     p.add_argument("--version", "-v", action="store_true", help="print the version")
     p.add_argument("--root", default=str(paths.RUNTIME_ROOT),
                    help=f"where container state lives (default {paths.RUNTIME_ROOT})")
@@ -58,7 +70,20 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = parser()
-    args, unknown = p.parse_known_args(argv)
+    try:
+        args, unknown = p.parse_known_args(argv)
+    except UsageError as e:
+        # still honour --log/--log-format if they came before the mistake
+        log_flags = argparse.ArgumentParser(add_help=False)
+        log_flags.add_argument("--log")
+        log_flags.add_argument("--log-format", default="text")
+        known, _ = log_flags.parse_known_args(argv)
+        try:
+            log.configure(known.log, known.log_format)
+        except ContainerError:
+            log.configure(None)
+        log.error(str(e))
+        return 1
     if args.version:
         print(VERSION)
         return 0

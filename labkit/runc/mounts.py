@@ -174,7 +174,7 @@ def mount_cgroup_v1_view(target: str, opts: MountOptions, cgroup_paths: dict[str
         return
     sc.mount("tmpfs", target, "tmpfs", opts.flags & ~MS_RDONLY, "mode=755")
     for name, host_dir in cgroup_paths.items():
-        sub = os.path.join(target, name)
+        sub = os.path.join(target, name.removeprefix("name="))   # "name=systemd" -> systemd
         os.makedirs(sub, exist_ok=True)
         sc.mount(host_dir, sub, None, MS_BIND | MS_REC)
         sc.mount(None, sub, None, MS_BIND | MS_REMOUNT | (opts.flags & ~MS_REC))
@@ -196,7 +196,10 @@ def make_device(path: str, kind: str, major: int, minor: int, mode: int = 0o666,
     if os.path.lexists(path):
         os.unlink(path)
     type_bit = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[kind]
-    os.mknod(path, type_bit | (mode & 0o7777), os.makedev(major, minor))
+    try:
+        os.mknod(path, type_bit | (mode & 0o7777), os.makedev(major, minor))
+    except OSError as e:
+        raise OSError(e.errno, f"mknod {path}: {e.strerror.lower()}") from None
     os.chmod(path, mode & 0o7777)        # mknod's mode is filtered by the umask
     os.chown(path, uid, gid)
 

@@ -1,0 +1,215 @@
+"""Unit tests of labkit-runc's pieces, without root: the syscall module's errors and its
+recording fake, mount option parsing, secure path resolution, signals, the log format,
+config checks, status derivation and the crun launcher."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from labkit import syscalls
+from labkit.runc import cgroups, config, log, mounts
+from labkit.runc.binary import runtime_argv
+from labkit.runc.container import Container, process_start_time
+from labkit.runc.init import enter_root
+from labkit.runc.kill import parse_signal
+from labkit.runc.log import ContainerError
+from labkit.runc.v1only import is_hybrid
+from support import base_spec
+
+
+class Recorder:
+    """A stand-in for the kernel: records each call instead of making it."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        def record(*args):
+            self.calls.append((name, *args))
+            return 0
+        return record
+
+
+@pytest.fixture
+def recorder():
+    fake = Recorder()
+    previous = syscalls.use(fake)
+    try:
+        yield fake
+    finally:
+        syscalls.use(previous)
+
+
+# --- syscalls ----------------------------------------------------------------------------
+def test_syscall_errors_name_the_call_and_argument():
+    with pytest.raises(OSError) as e:
+        syscalls.umount2("/no/such/mount/point")
+    assert e.value.strerror.startswith("umount2 /no/such/mount/point: E")
+    assert e.value.errno in (1, 2, 22)           # EPERM (not root), ENOENT or EINVAL
+
+
+def test_enter_root_makes_the_pivot_root_dance(recorder, tmp_path):
+    cwd = os.getcwd()
+    try:
+        enter_root(str(tmp_path), no_pivot=False)
+    finally:
+        os.chdir(cwd)
+    assert recorder.calls == [
+        ("pivot_root", ".", "."),
+        ("mount", None, ".", None, syscalls.MS_SLAVE | syscalls.MS_REC, None),
+        ("umount2", ".", syscalls.MNT_DETACH),
+    ]
+
+
+def test_mount_entry_splits_flags_from_data(recorder, tmp_path):
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    m = {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k", "rprivate"]}
+    mounts.mount_entry(str(rootfs), str(tmp_path), m, {})
+    target = str(rootfs / "dev/shm")
+    assert os.path.isdir(target)                 # the mount point was created
+    assert recorder.calls == [
+        ("mount", "shm", target, "tmpfs",
+         syscalls.MS_NOSUID | syscalls.MS_NOEXEC | syscalls.MS_NODEV, "mode=1777,size=65536k"),
+        ("mount", None, target, None, syscalls.MS_PRIVATE | syscalls.MS_REC, None),
+    ]
+
+
+def test_readonly_bind_needs_a_remount(recorder, tmp_path):
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    (tmp_path / "file.conf").write_text("x")
+    m = {"destination": "/etc/app.conf", "type": "bind", "source": "file.conf",
+         "options": ["rbind", "ro"]}
+    mounts.mount_entry(str(rootfs), str(tmp_path), m, {})
+    target = str(rootfs / "etc/app.conf")
+    assert os.path.isfile(target)                # a FILE mount point for a file source
+    first, second = recorder.calls
+    assert first == ("mount", str(tmp_path / "file.conf"), target, None,
+                     syscalls.MS_BIND | syscalls.MS_REC, None)
+    assert second[0] == "mount" and second[4] & syscalls.MS_REMOUNT
+    assert second[4] & syscalls.MS_RDONLY and second[4] & syscalls.MS_BIND
+
+
+# --- mounts --------------------------------------------------------------------------------
+def test_parse_options():
+    o = mounts.parse_options(["ro", "nosuid", "rw", "mode=755", "rslave", "tmpcopyup"])
+    assert o.flags == syscalls.MS_NOSUID            # "rw" after "ro" wins
+    assert o.data == "mode=755"
+    assert o.propagation == [syscalls.MS_SLAVE | syscalls.MS_REC]
+
+
+def test_secure_join_never_leaves_the_root(tmp_path):
+    root = tmp_path / "rootfs"
+    (root / "etc").mkdir(parents=True)
+    (root / "abs").symlink_to("/etc")
+    (root / "up").symlink_to("../../../../..")
+    assert mounts.secure_join(str(root), "/abs/passwd") == str(root / "etc/passwd")
+    assert mounts.secure_join(str(root), "/up/etc") == str(root / "etc")
+    assert mounts.secure_join(str(root), "/../../x/./y") == str(root / "x/y")
+    (root / "loop").symlink_to("loop")
+    with pytest.raises(OSError):
+        mounts.secure_join(str(root), "/loop/x")
+
+
+# --- small pieces ----------------------------------------------------------------------------
+@pytest.mark.parametrize("text,number", [("9", 9), ("KILL", 9), ("SIGTERM", 15), ("term", 15),
+                                         ("SIGUSR1", signal.SIGUSR1)])
+def test_parse_signal(text, number):
+    assert parse_signal(text) == number
+
+
+@pytest.mark.parametrize("text", ["FOO", "0", "999", "-1", ""])
+def test_parse_signal_rejects(text):
+    with pytest.raises(ContainerError, match="unknown signal"):
+        parse_signal(text)
+
+
+def test_json_log_is_runcs_format(tmp_path):
+    path = tmp_path / "log.json"
+    try:
+        log.configure(str(path), "json")
+        log.warning("first")
+        log.error("container does not exist")
+    finally:
+        log.configure(None)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["level"] for r in records] == ["warning", "error"]
+    assert records[1]["msg"] == "container does not exist"
+    assert records[1]["time"].endswith("Z")
+    assert path.read_text().startswith('{"level":"warning","msg":"first","time":')
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda s: s["process"].update(args=[]), "process.args"),
+    (lambda s: s.pop("root"), "root.path"),
+    (lambda s: s["mounts"].append({"destination": "relative"}), "not an absolute path"),
+    (lambda s: s["linux"]["namespaces"].append({"type": "time-travel"}), "unknown namespace"),
+    (lambda s: s["linux"].update(namespaces=[{"type": "mount"}]), "UTS namespace"),
+    (lambda s: s["process"].update(env=["NOEQUALS"]), "KEY=value"),
+])
+def test_config_mistakes_are_clear(change, message):
+    spec = base_spec(["true"])
+    change(spec)
+    with pytest.raises(ContainerError, match=message):
+        config.validate(spec)
+
+
+def test_status_is_derived_from_the_kernel(tmp_path):
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        start_time = process_start_time(child.pid)[0]
+        c = Container(id="c", state_dir=str(tmp_path), bundle="/b", rootfs="/b/rootfs",
+                      pid=child.pid, start_time=start_time)
+        os.mkfifo(c.fifo_path)
+        assert c.status() == "created"
+        os.unlink(c.fifo_path)
+        assert c.status() == "running"
+        c.start_time += 1                           # as if the pid had been reused
+        assert c.status() == "stopped"
+        c.start_time -= 1
+        child.kill()
+        child.wait()
+        assert c.status() == "stopped" and c.oci_state()["pid"] == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_unknown_container_wording(tmp_path):
+    with pytest.raises(ContainerError, match="^container does not exist$"):
+        Container.load(str(tmp_path), "nope")
+    with pytest.raises(ContainerError, match="invalid id format"):
+        Container.load(str(tmp_path), "../etc")
+
+
+def test_cgroup_helpers():
+    assert cgroups.normalize("system.slice:docker:abc", "abc") == "/system.slice/docker-abc.scope"
+    assert cgroups.normalize("/docker/abc", "abc") == "/docker/abc"
+    assert cgroups._device_rule({"allow": False, "access": "rwm"}) == "a"
+    assert cgroups._device_rule({"type": "c", "major": 1, "minor": 3, "access": "rwm"}) == "c 1:3 rwm"
+    assert cgroups._device_rule({"type": "c", "major": 136, "access": "rwm"}) == "c 136:* rwm"
+
+
+def test_crun_goes_through_v1only_on_hybrid_hosts():
+    argv = runtime_argv("/usr/bin/crun")
+    if is_hybrid():
+        assert argv == [sys.executable, "-m", "labkit.runc.v1only", "/usr/bin/crun"]
+    else:
+        assert argv == ["/usr/bin/crun"]
+    assert runtime_argv("/usr/bin/runc") == ["/usr/bin/runc"]
+
+
+def test_version_output_is_parseable():
+    out = subprocess.run([sys.executable, "-m", "labkit.runc.main", "--version"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0].startswith("labkit-runc version ")
+    assert out[1].startswith("commit: ") and out[2] == "spec: 1.0.2"
