@@ -19,15 +19,16 @@ asks for `state`. A failed call raises ShimError(code, message) with the gRPC st
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
-from google.protobuf import empty_pb2
+from google.protobuf import any_pb2, empty_pb2
 from google.protobuf.message import Message
 
 from labkit.shim import task_pb2
-from labkit.shim.service import SERVICE, ShimError
+from labkit.shim.service import PROCESS_SPEC_URL, SERVICE, ShimError
 from labkit.shim.ttrpc import Client, Code, RPCError
 
 __all__ = ["ShimClient", "ShimError", "TaskState"]
@@ -51,7 +52,7 @@ def _time(ts) -> datetime | None:
     """A protobuf Timestamp -> an aware UTC datetime; the zero timestamp (unset) -> None."""
     if ts.seconds == 0 and ts.nanos == 0:
         return None
-    return ts.ToDatetime(tzinfo=__import__("datetime").timezone.utc)
+    return ts.ToDatetime(tzinfo=timezone.utc)
 
 
 class ShimClient:
@@ -93,31 +94,44 @@ class ShimClient:
             terminal=terminal), task_pb2.CreateTaskResponse)
         return r.pid
 
-    def start(self, id: str) -> int:
-        return self._call("Start", task_pb2.StartRequest(id=id), task_pb2.StartResponse).pid
+    def exec(self, id: str, exec_id: str, spec: dict, stdin: str = "", stdout: str = "",
+             stderr: str = "", terminal: bool = False) -> None:
+        """Register an extra process (an OCI `process` object: args, env, cwd …); start() runs it."""
+        any_spec = any_pb2.Any(type_url=PROCESS_SPEC_URL, value=json.dumps(spec).encode())
+        self._call("Exec", task_pb2.ExecProcessRequest(
+            id=id, exec_id=exec_id, spec=any_spec, stdin=stdin, stdout=stdout, stderr=stderr,
+            terminal=terminal), empty_pb2.Empty)
 
-    def state(self, id: str) -> TaskState:
-        r = self._call("State", task_pb2.StateRequest(id=id), task_pb2.StateResponse)
+    # exec_id="" (the default) means the container's init; otherwise an exec's id.
+    def start(self, id: str, *, exec_id: str = "") -> int:
+        return self._call("Start", task_pb2.StartRequest(id=id, exec_id=exec_id),
+                          task_pb2.StartResponse).pid
+
+    def state(self, id: str, *, exec_id: str = "") -> TaskState:
+        r = self._call("State", task_pb2.StateRequest(id=id, exec_id=exec_id), task_pb2.StateResponse)
         return TaskState(id=r.id, bundle=r.bundle, pid=r.pid,
                          status=_STATUS_NAMES.get(r.status, "unknown"),
                          exit_status=r.exit_status, exited_at=_time(r.exited_at))
 
-    def wait(self, id: str, timeout: float | None = None) -> tuple[int, datetime]:
-        r = self._call("Wait", task_pb2.WaitRequest(id=id), task_pb2.WaitResponse, timeout)
+    def wait(self, id: str, timeout: float | None = None, *, exec_id: str = "") -> tuple[int, datetime]:
+        r = self._call("Wait", task_pb2.WaitRequest(id=id, exec_id=exec_id), task_pb2.WaitResponse,
+                       timeout)
         return r.exit_status, _time(r.exited_at)
 
-    def kill(self, id: str, signal: int, all: bool = False) -> None:
-        self._call("Kill", task_pb2.KillRequest(id=id, signal=int(signal), all=all), empty_pb2.Empty)
-
-    def resize_pty(self, id: str, width: int, height: int) -> None:
-        self._call("ResizePty", task_pb2.ResizePtyRequest(id=id, width=width, height=height),
+    def kill(self, id: str, signal: int, all: bool = False, *, exec_id: str = "") -> None:
+        self._call("Kill", task_pb2.KillRequest(id=id, exec_id=exec_id, signal=int(signal), all=all),
                    empty_pb2.Empty)
 
-    def close_io(self, id: str, stdin: bool = True) -> None:
-        self._call("CloseIO", task_pb2.CloseIORequest(id=id, stdin=stdin), empty_pb2.Empty)
+    def resize_pty(self, id: str, width: int, height: int, *, exec_id: str = "") -> None:
+        self._call("ResizePty", task_pb2.ResizePtyRequest(id=id, exec_id=exec_id, width=width,
+                                                          height=height), empty_pb2.Empty)
 
-    def delete(self, id: str) -> tuple[int, int, datetime]:
-        r = self._call("Delete", task_pb2.DeleteRequest(id=id), task_pb2.DeleteResponse)
+    def close_io(self, id: str, stdin: bool = True, *, exec_id: str = "") -> None:
+        self._call("CloseIO", task_pb2.CloseIORequest(id=id, exec_id=exec_id, stdin=stdin),
+                   empty_pb2.Empty)
+
+    def delete(self, id: str, *, exec_id: str = "") -> tuple[int, int, datetime]:
+        r = self._call("Delete", task_pb2.DeleteRequest(id=id, exec_id=exec_id), task_pb2.DeleteResponse)
         return r.pid, r.exit_status, _time(r.exited_at)
 
     def pids(self, id: str) -> list[int]:

@@ -48,7 +48,7 @@ from pathlib import Path
 from labkit import paths
 from labkit.shim import task_pb2
 from labkit.shim.rootfs import unmount_rootfs
-from labkit.shim.runtime import OCIRuntimeError, Runtime, RuntimeOptions
+from labkit.shim.runtime import OCIRuntimeError, RuntimeOptions, open_runtime
 from labkit.shim.service import SHIM_VERSION, TaskService
 from labkit.shim.ttrpc import Server
 
@@ -155,9 +155,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"labkit-shim: {e}; using the default runtime", file=sys.stderr)
         options = RuntimeOptions()
-    runtime = Runtime(options.binary, options.root / args.namespace, bundle / "log.json")
     try:
-        runtime.delete(args.id, force=True)
+        open_runtime(options, args.namespace, bundle).delete(args.id, force=True)
     except OCIRuntimeError as e:
         if "does not exist" not in str(e):
             print(f"labkit-shim: runtime delete --force {args.id}: {e}", file=sys.stderr)

@@ -4,6 +4,11 @@ Every call has the form containerd's runc shim uses (INTERFACES.md §2.1)::
 
     <runtime> --root <root>/<namespace> --log <bundle>/log.json --log-format json <verb> …
 
+The command lines themselves are built and run by labkit.runc.binary (the runtime layer's
+driver for any runc-compatible binary, which also knows how crun must be started on this
+host's hybrid cgroups); this module adds what only the shim needs: where the options come
+from, and `ps`.
+
 The runtime is a short-lived command: `create` sets the container up and exits, leaving the
 container's init paused before execve (and reparented to the shim, the subreaper); `start`
 lets it go; `state`, `kill`, `ps`, `delete` each do one thing and exit. When a command fails,
@@ -22,18 +27,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from labkit import paths
+from labkit.runc.binary import OCIRuntimeError
+from labkit.runc.binary import Runtime as BinaryRuntime
 
 DEFAULT_BINARY = "labkit-runc"
-
-
-class OCIRuntimeError(Exception):
-    """A runtime command failed; the message is the runtime's own last error line."""
 
 
 @dataclass(frozen=True)
@@ -80,91 +82,18 @@ def resolve_binary(binary: str) -> str:
     return found
 
 
-def runtime_argv(binary: str) -> list[str]:
-    """The command that runs `binary`; labkit.runc.binary knows how to run crun on this host."""
-    try:
-        from labkit.runc.binary import runtime_argv as runc_runtime_argv
-    except ImportError:
-        return [resolve_binary(binary)]
-    return runc_runtime_argv(binary)
-
-
-def last_log_error(log_path: Path, offset: int = 0) -> str | None:
-    """The msg of the last error line the runtime appended to its --log after `offset`."""
-    try:
-        with open(log_path, "rb") as f:
-            f.seek(offset)
-            lines = f.read().decode(errors="replace").splitlines()
-    except OSError:
-        return None
-    message = None
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and entry.get("level") in ("error", "fatal") and entry.get("msg"):
-            message = str(entry["msg"])
-    return message
-
-
-class Runtime:
-    """One runtime binary, one --root, one --log: the verbs the shim needs."""
-
-    def __init__(self, binary: str, root: Path, log: Path):
-        self.binary = binary
-        self.root = Path(root)
-        self.log = Path(log)
-
-    def _argv(self, *args: str) -> list[str]:
-        return [*runtime_argv(self.binary), "--root", str(self.root), "--log", str(self.log),
-                "--log-format", "json", *args]
-
-    def _run(self, *args: str, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-             stderr=subprocess.PIPE, cwd: Path | None = None) -> str:
-        self.root.mkdir(parents=True, exist_ok=True)
-        try:
-            offset = self.log.stat().st_size
-        except OSError:
-            offset = 0
-        argv = self._argv(*args)
-        try:
-            proc = subprocess.run(argv, stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd)
-        except OSError as e:
-            raise OCIRuntimeError(f"cannot run {argv[0]}: {e.strerror}") from None
-        if proc.returncode != 0:
-            message = last_log_error(self.log, offset)
-            if message is None:
-                # No log line: fall back to what the runtime printed, if we captured it.
-                captured = proc.stderr if isinstance(proc.stderr, bytes) else b""
-                lines = captured.decode(errors="replace").strip().splitlines()
-                message = lines[-1] if lines else f"{args[0]} exited with status {proc.returncode}"
-            raise OCIRuntimeError(message)
-        return proc.stdout.decode(errors="replace") if isinstance(proc.stdout, bytes) else ""
-
-    # The runtime's own stdio is what the container inherits (INTERFACES.md §2.2), so create
-    # is given the container's stdio and nothing of the runtime's output can be captured: its
-    # errors come only from the --log file.
-    def create(self, id: str, bundle: Path, pid_file: Path, *, stdin: int, stdout: int,
-               stderr: int, console_socket: str | None = None) -> None:
-        console = ["--console-socket", console_socket] if console_socket else []
-        self._run("create", "--bundle", str(bundle), "--pid-file", str(pid_file), *console, id,
-                  stdin=stdin, stdout=stdout, stderr=stderr, cwd=bundle)
-
-    def start(self, id: str) -> None:
-        self._run("start", id)
-
-    def state(self, id: str) -> dict:
-        return json.loads(self._run("state", id))
-
-    def kill(self, id: str, sig: int, *, all: bool = False) -> None:
-        self._run("kill", *(["--all"] if all else []), id, str(int(sig)))
-
-    def delete(self, id: str, *, force: bool = False) -> None:
-        self._run("delete", *(["--force"] if force else []), id)
+class Runtime(BinaryRuntime):
+    """labkit.runc.binary.Runtime (the runtime layer's own driver), plus `ps` for Task.Pids."""
 
     def ps(self, id: str) -> list[int]:
         out = self._run("ps", "--format", "json", id)
-        pids = json.loads(out or "[]")
-        return [int(p) for p in pids or []]
+        try:
+            return [int(p) for p in json.loads(out or b"[]") or []]
+        except (ValueError, TypeError):
+            raise OCIRuntimeError(f"{self.binary} ps {id}: not a JSON list of pids: {out[:200]!r}") from None
 
+
+def open_runtime(options: RuntimeOptions, namespace: str, bundle: Path) -> Runtime:
+    """The runtime for a task in `bundle`: --root <root>/<namespace>, --log <bundle>/log.json."""
+    return Runtime(resolve_binary(options.binary), str(options.root / namespace),
+                   str(bundle / "log.json"))

@@ -4,7 +4,8 @@ Glossary
     task     a container as a running thing: its init process, its stdio, its exit status
     init     the container's first process (pid 1 inside it), created by `runtime create`
     bundle   the directory holding config.json (and rootfs/); the runtime's working input
-    exec     an extra process in a running container (`docker exec`) — not implemented here
+    exec     an extra process in a running container (`docker exec`), named by an exec id;
+             every method takes an optional exec_id, and "" means the init
 
 One lifecycle, as containerd drives it::
 
@@ -15,10 +16,16 @@ One lifecycle, as containerd drives it::
     Delete(id)                        runtime delete; the task is forgotten        -> pid, status
     Shutdown()                        no task left: the shim exits
 
+and for an exec, while the init runs::
+
+    Exec(id, exec_id, spec, stdio)    remembered, nothing runs yet                 -> CREATED
+    Start(id, exec_id)                runtime exec --detach; the process runs      -> RUNNING, pid
+    Wait / State / Kill / Delete (id, exec_id)
+
 Errors are gRPC status codes, as containerd expects them: NOT_FOUND for an unknown task or a
 process that already exited, FAILED_PRECONDITION for a call in the wrong state, UNKNOWN with
 "OCI runtime <verb> failed: <runtime's message>" when the runtime refuses, UNIMPLEMENTED for
-what labkit-shim does not do (exec, pause, checkpoints, stats).
+what labkit-shim does not do (pause, checkpoints, stats, update).
 
 The service is the protocol-free core: methods take and return the protobuf messages of
 task.proto, so tests and notebooks can call it in-process; main.py puts it on the socket.
@@ -28,7 +35,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import json
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,7 +50,7 @@ from google.protobuf.message import Message
 from labkit.shim import task_pb2
 from labkit.shim.reaper import Reaper
 from labkit.shim.rootfs import mount_rootfs, unmount_rootfs
-from labkit.shim.runtime import OCIRuntimeError, Runtime, RuntimeOptions, resolve_binary
+from labkit.shim.runtime import OCIRuntimeError, Runtime, RuntimeOptions, open_runtime
 from labkit.shim.stdio import ContainerIO
 from labkit.shim.ttrpc import Code, RPCError
 
@@ -94,18 +103,44 @@ def _pid_namespace_members(init_pid: int) -> list[int]:
 
 
 @dataclass
-class Task:
-    """The shim's record of one container's init process."""
-    id: str
-    bundle: Path
-    runtime: Runtime
+class Process:
+    """One process the shim answers for: a container's init (exec id "") or an exec."""
+    exec_id: str
     io: ContainerIO
     pid: int = 0
     status: int = task_pb2.CREATED
     exit_status: int = 0
     exited_at: datetime | None = None
     exited: threading.Event = field(default_factory=threading.Event)
+    spec: dict | None = None          # an exec's OCI process (config.json's "process" shape)
+
+    @property
+    def name(self) -> str:
+        return f"exec {self.exec_id!r}" if self.exec_id else "init"
+
+
+@dataclass
+class Task:
+    """The shim's record of one container: its init, its execs, how to reach its runtime."""
+    id: str
+    bundle: Path
+    runtime: Runtime
+    init: Process
+    execs: dict[str, Process] = field(default_factory=dict)
     mounted_rootfs: bool = False
+
+    def process(self, exec_id: str) -> Process:
+        if not exec_id:
+            return self.init
+        try:
+            return self.execs[exec_id]
+        except KeyError:
+            raise ShimError(Code.NOT_FOUND, f"exec {exec_id!r} not found in task {self.id!r}") from None
+
+
+_EXEC_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")   # it becomes part of file names
+# How containerd wraps an exec's OCI process spec in ExecProcessRequest.spec (a JSON Any).
+PROCESS_SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 
 
 class TaskService:
@@ -121,19 +156,29 @@ class TaskService:
 
     def _on_exit(self, pid: int, status: int, when: datetime) -> None:
         with self._lock:
-            task = next((t for t in self._tasks.values() if t.pid == pid), None)
-            if task is None:
-                # Create has not recorded the pid yet (the init died right after create).
-                self._early_exits[pid] = (status, when)
-                return
-            self._record_exit(task, status, when)
+            for task in self._tasks.values():
+                for process in (task.init, *task.execs.values()):
+                    if process.pid == pid and not process.exited.is_set():
+                        self._record_exit(task, process, status, when)
+                        return
+            # Create/Start has not recorded the pid yet (the process died at once).
+            self._early_exits[pid] = (status, when)
 
-    def _record_exit(self, task: Task, status: int, when: datetime) -> None:
-        log.info("task %s: init %d exited with status %d", task.id, task.pid, status)
-        task.status = task_pb2.STOPPED
-        task.exit_status = status
-        task.exited_at = when
-        task.exited.set()
+    def _record_exit(self, task: Task, process: Process, status: int, when: datetime) -> None:
+        log.info("task %s: %s (pid %d) exited with status %d", task.id, process.name, process.pid, status)
+        process.status = task_pb2.STOPPED
+        process.exit_status = status
+        process.exited_at = when
+        process.exited.set()
+
+    def _started(self, task: Task, process: Process, pid: int) -> None:
+        """Record a new pid, catch an exit that came before we knew it, and watch it."""
+        with self._lock:
+            process.pid = pid
+            early = self._early_exits.pop(pid, None)
+            if early:
+                self._record_exit(task, process, *early)
+        self.reaper.watch(pid)
 
     def _get(self, id: str) -> Task:
         with self._lock:
@@ -161,10 +206,9 @@ class TaskService:
                 options = RuntimeOptions(binary=runc.binary_name or options.binary,
                                          root=Path(runc.root) if runc.root else options.root)
                 options.save(bundle)
-            resolve_binary(options.binary)
+            runtime = open_runtime(options, self.namespace, bundle)
         except (ValueError, OCIRuntimeError) as e:
             raise ShimError(Code.INVALID_ARGUMENT, f"create: {e}") from None
-        runtime = Runtime(options.binary, options.root / self.namespace, bundle / "log.json")
         with self._lock:
             if req.id in self._tasks:
                 raise ShimError(Code.ALREADY_EXISTS, f"create: task {req.id!r} already exists")
@@ -172,7 +216,7 @@ class TaskService:
             io = ContainerIO(req.stdin, req.stdout, req.stderr, terminal=req.terminal)
         except (OSError, ValueError) as e:
             raise ShimError(Code.INVALID_ARGUMENT, f"create: {e}") from None
-        task = Task(req.id, bundle, runtime, io)
+        task = Task(req.id, bundle, runtime, Process("", io))
         pid_file = bundle / "init.pid"
         created = False
         try:
@@ -182,20 +226,15 @@ class TaskService:
             # While the runtime runs, the reaper must not reap "any child" (reaper.py explains).
             with self.reaper.commands():
                 try:
-                    runtime.create(req.id, bundle, pid_file, stdin=io.container_fds[0],
-                                   stdout=io.container_fds[1], stderr=io.container_fds[2],
-                                   console_socket=io.console.path if io.console else None)
+                    pid = runtime.create(req.id, str(bundle), str(pid_file), stdio=io.container_fds,
+                                         console_socket=io.console.path if io.console else None)
                 except OCIRuntimeError as e:
                     raise ShimError(Code.UNKNOWN, f"OCI runtime create failed: {e}") from None
                 created = True
                 io.started_runtime()
-                task.pid = int(pid_file.read_text().strip())
                 with self._lock:
                     self._tasks[req.id] = task
-                    early = self._early_exits.pop(task.pid, None)
-                    if early:
-                        self._record_exit(task, *early)
-                self.reaper.watch(task.pid)
+                self._started(task, task.init, pid)
         except BaseException as e:
             if not isinstance(e, ShimError):
                 log.exception("create %s failed", req.id)
@@ -214,50 +253,119 @@ class TaskService:
             if isinstance(e, (OSError, ValueError)):
                 raise ShimError(Code.UNKNOWN, f"create: {e}") from None
             raise
-        log.info("task %s created, init pid %d", req.id, task.pid)
-        return task_pb2.CreateTaskResponse(pid=task.pid)
+        log.info("task %s created, init pid %d", req.id, task.init.pid)
+        return task_pb2.CreateTaskResponse(pid=task.init.pid)
+
+    def Exec(self, req: task_pb2.ExecProcessRequest) -> empty_pb2.Empty:
+        task = self._get(req.id)
+        if not _EXEC_ID.match(req.exec_id):
+            raise ShimError(Code.INVALID_ARGUMENT, f"exec: invalid exec id {req.exec_id!r}")
+        if task.init.status != task_pb2.RUNNING:
+            raise ShimError(Code.FAILED_PRECONDITION, f"exec: task {req.id!r} is not running")
+        try:
+            spec = json.loads(req.spec.value)
+            if not isinstance(spec, dict) or not spec.get("args"):
+                raise ValueError("it needs a non-empty \"args\"")
+        except ValueError as e:
+            raise ShimError(Code.INVALID_ARGUMENT, f"exec: invalid OCI process spec: {e}") from None
+        with self._lock:
+            if req.exec_id in task.execs:
+                raise ShimError(Code.ALREADY_EXISTS, f"exec: {req.exec_id!r} already exists in task {req.id!r}")
+            # Reserve the id; the stdio is opened below, outside the lock.
+            task.execs[req.exec_id] = None  # type: ignore[assignment]
+        try:
+            io = ContainerIO(req.stdin, req.stdout, req.stderr, terminal=req.terminal)
+        except (OSError, ValueError) as e:
+            with self._lock:
+                del task.execs[req.exec_id]
+            raise ShimError(Code.INVALID_ARGUMENT, f"exec: {e}") from None
+        with self._lock:
+            task.execs[req.exec_id] = Process(req.exec_id, io, spec=spec)
+        return empty_pb2.Empty()
 
     def Start(self, req: task_pb2.StartRequest) -> task_pb2.StartResponse:
-        self._no_exec(req.exec_id)
         task = self._get(req.id)
-        if task.status != task_pb2.CREATED:
+        process = task.process(req.exec_id)
+        if process is None or process.status != task_pb2.CREATED:
+            state = task_pb2.Status.Name(process.status).lower() if process else "being set up"
             raise ShimError(Code.FAILED_PRECONDITION,
-                            f"start: task {req.id!r} is {task_pb2.Status.Name(task.status).lower()}, not created")
+                            f"start: {process.name if process else 'process'} of task {req.id!r} is {state}, not created")
+        if req.exec_id:
+            self._start_exec(task, process)
+            return task_pb2.StartResponse(pid=process.pid)
         with self.reaper.commands():
             try:
                 task.runtime.start(req.id)
             except OCIRuntimeError as e:
                 raise _runtime_error("start", e) from None
         with self._lock:
-            if task.status == task_pb2.CREATED:
-                task.status = task_pb2.RUNNING
-        return task_pb2.StartResponse(pid=task.pid)
+            if process.status == task_pb2.CREATED:
+                process.status = task_pb2.RUNNING
+        return task_pb2.StartResponse(pid=process.pid)
+
+    def _start_exec(self, task: Task, process: Process) -> None:
+        # The runtime reads the process from a file; it gets the exec's stdio, returns once the
+        # process runs (--detach), and leaves it to us, the subreaper, like the init.
+        spec_file = task.bundle / f"{process.exec_id}.process.json"
+        pid_file = task.bundle / f"{process.exec_id}.pid"
+        io = process.io
+        try:
+            with self.reaper.commands():
+                try:
+                    pid = task.runtime.exec(task.id, process.spec, str(pid_file), str(spec_file),
+                                            stdio=io.container_fds,
+                                            console_socket=io.console.path if io.console else None)
+                except OCIRuntimeError as e:
+                    raise ShimError(Code.UNKNOWN, f"OCI runtime exec failed: {e}") from None
+                io.started_runtime()
+                with self._lock:
+                    process.status = task_pb2.RUNNING
+                self._started(task, process, pid)
+        except BaseException as e:
+            # A failed exec is forgotten (containerd deletes it too).
+            io.close()
+            with self._lock:
+                task.execs.pop(process.exec_id, None)
+            if isinstance(e, (OSError, ValueError)):
+                raise ShimError(Code.UNKNOWN, f"exec: {e}") from None
+            raise
+        finally:
+            spec_file.unlink(missing_ok=True)
 
     def State(self, req: task_pb2.StateRequest) -> task_pb2.StateResponse:
-        self._no_exec(req.exec_id)
         task = self._get(req.id)
-        stdin, stdout, stderr = task.io.paths
-        resp = task_pb2.StateResponse(id=task.id, bundle=str(task.bundle), pid=task.pid,
-                                      status=task.status, stdin=stdin, stdout=stdout,
-                                      stderr=stderr, terminal=task.io.terminal,
-                                      exit_status=task.exit_status)
-        if task.exited_at is not None:
-            resp.exited_at.FromDatetime(task.exited_at)
+        process = self._ready(task, req.exec_id)
+        stdin, stdout, stderr = process.io.paths
+        resp = task_pb2.StateResponse(id=task.id, bundle=str(task.bundle), pid=process.pid,
+                                      status=process.status, stdin=stdin, stdout=stdout,
+                                      stderr=stderr, terminal=process.io.terminal,
+                                      exit_status=process.exit_status, exec_id=req.exec_id)
+        if process.exited_at is not None:
+            resp.exited_at.FromDatetime(process.exited_at)
         return resp
 
     def Wait(self, req: task_pb2.WaitRequest) -> task_pb2.WaitResponse:
-        self._no_exec(req.exec_id)
-        task = self._get(req.id)
-        task.exited.wait()
-        resp = task_pb2.WaitResponse(exit_status=task.exit_status)
-        resp.exited_at.FromDatetime(task.exited_at)
+        process = self._ready(self._get(req.id), req.exec_id)
+        process.exited.wait()
+        resp = task_pb2.WaitResponse(exit_status=process.exit_status)
+        resp.exited_at.FromDatetime(process.exited_at)
         return resp
 
     def Kill(self, req: task_pb2.KillRequest) -> empty_pb2.Empty:
-        self._no_exec(req.exec_id)
         task = self._get(req.id)
-        if task.status == task_pb2.STOPPED and not req.all:
-            raise ShimError(Code.NOT_FOUND, f"kill: process already finished (task {req.id!r} is stopped)")
+        process = self._ready(task, req.exec_id)
+        if process.status == task_pb2.STOPPED and not req.all:
+            raise ShimError(Code.NOT_FOUND, f"kill: process already finished ({process.name} of task {req.id!r})")
+        if req.exec_id:
+            if process.status != task_pb2.RUNNING:
+                raise ShimError(Code.FAILED_PRECONDITION, f"kill: {process.name} has not started")
+            # An exec is our child (adopted) until we reap it, so its pid cannot be reused
+            # under us: signal it directly, as containerd's shim does.
+            try:
+                os.kill(process.pid, req.signal)
+            except ProcessLookupError:
+                raise ShimError(Code.NOT_FOUND, f"kill: process already finished ({process.name})") from None
+            return empty_pb2.Empty()
         with self.reaper.commands():
             try:
                 task.runtime.kill(req.id, req.signal, all=req.all)
@@ -271,62 +379,72 @@ class TaskService:
             try:
                 pids = task.runtime.ps(req.id)
             except OCIRuntimeError as e:
-                if task.status == task_pb2.STOPPED or any(h in str(e) for h in _NOT_FOUND_HINTS):
+                if task.init.status == task_pb2.STOPPED or any(h in str(e) for h in _NOT_FOUND_HINTS):
                     raise _runtime_error("ps", e) from None
                 # A runtime without `ps` (it is optional): find the processes ourselves.
                 log.warning("runtime ps failed (%s); listing the init's pid namespace instead", e)
-                pids = _pid_namespace_members(task.pid)
+                pids = _pid_namespace_members(task.init.pid)
         return task_pb2.PidsResponse(processes=[task_pb2.ProcessInfo(pid=p) for p in pids])
 
     def ResizePty(self, req: task_pb2.ResizePtyRequest) -> empty_pb2.Empty:
-        self._no_exec(req.exec_id)
-        task = self._get(req.id)
+        process = self._ready(self._get(req.id), req.exec_id)
         try:
-            task.io.resize(req.width, req.height)
+            process.io.resize(req.width, req.height)
         except ValueError as e:
-            raise ShimError(Code.FAILED_PRECONDITION, f"resize: task {req.id!r}: {e}") from None
+            raise ShimError(Code.FAILED_PRECONDITION, f"resize: {process.name} of task {req.id!r}: {e}") from None
         except OSError as e:
-            raise ShimError(Code.UNKNOWN, f"resize: task {req.id!r}: {e.strerror}") from None
+            raise ShimError(Code.UNKNOWN, f"resize: {process.name} of task {req.id!r}: {e.strerror}") from None
         return empty_pb2.Empty()
 
     def CloseIO(self, req: task_pb2.CloseIORequest) -> empty_pb2.Empty:
-        self._no_exec(req.exec_id)
-        task = self._get(req.id)
+        process = self._ready(self._get(req.id), req.exec_id)
         if req.stdin:
-            task.io.close_stdin()
+            process.io.close_stdin()
         return empty_pb2.Empty()
 
     def Delete(self, req: task_pb2.DeleteRequest) -> task_pb2.DeleteResponse:
-        self._no_exec(req.exec_id)
         task = self._get(req.id)
-        if task.status == task_pb2.RUNNING:
+        process = self._ready(task, req.exec_id)
+        if process.status == task_pb2.RUNNING:
             raise ShimError(Code.FAILED_PRECONDITION,
-                            f"delete: task {req.id!r} is running; kill it first")
-        with self.reaper.commands():
-            try:
-                # A created (never started) init is killed by the runtime's delete.
-                task.runtime.delete(req.id)
-            except OCIRuntimeError as e:
-                if "does not exist" not in str(e):   # already gone: nothing left to delete
-                    raise _runtime_error("delete", e) from None
-        if not task.exited.wait(10):
-            raise ShimError(Code.UNKNOWN, f"delete: init {task.pid} of task {req.id!r} did not exit")
-        task.io.wait(2.0)  # let the last output reach the fifos before closing them
-        task.io.close()
-        if task.mounted_rootfs:
-            unmount_rootfs(task.bundle / "rootfs")
-        with self._lock:
-            self._tasks.pop(req.id, None)
-        self.reaper.unwatch(task.pid)
-        resp = task_pb2.DeleteResponse(pid=task.pid, exit_status=task.exit_status)
-        resp.exited_at.FromDatetime(task.exited_at)
-        log.info("task %s deleted", req.id)
+                            f"delete: {process.name} of task {req.id!r} is running; kill it first")
+        if req.exec_id:
+            # An exec that never started just goes; one that ran has been reaped already.
+            with self._lock:
+                task.execs.pop(req.exec_id, None)
+            (task.bundle / f"{req.exec_id}.pid").unlink(missing_ok=True)
+        else:
+            with self.reaper.commands():
+                try:
+                    # A created (never started) init is killed by the runtime's delete.
+                    task.runtime.delete(req.id)
+                except OCIRuntimeError as e:
+                    if "does not exist" not in str(e):   # already gone: nothing left to delete
+                        raise _runtime_error("delete", e) from None
+            if not process.exited.wait(10):
+                raise ShimError(Code.UNKNOWN, f"delete: init {process.pid} of task {req.id!r} did not exit")
+        if process.pid:
+            process.io.wait(2.0)  # let the last output reach the fifos before closing them
+        process.io.close()
+        if not req.exec_id:
+            for other in task.execs.values():
+                if other is not None:
+                    other.io.close()
+            if task.mounted_rootfs:
+                unmount_rootfs(task.bundle / "rootfs")
+            with self._lock:
+                self._tasks.pop(req.id, None)
+        self.reaper.unwatch(process.pid)
+        resp = task_pb2.DeleteResponse(pid=process.pid, exit_status=process.exit_status)
+        if process.exited_at is not None:
+            resp.exited_at.FromDatetime(process.exited_at)
+        log.info("task %s: %s deleted", req.id, process.name)
         return resp
 
     def Connect(self, req: task_pb2.ConnectRequest) -> task_pb2.ConnectResponse:
         with self._lock:
             task = self._tasks.get(req.id) or next(iter(self._tasks.values()), None)
-        return task_pb2.ConnectResponse(shim_pid=os.getpid(), task_pid=task.pid if task else 0,
+        return task_pb2.ConnectResponse(shim_pid=os.getpid(), task_pid=task.init.pid if task else 0,
                                         version=SHIM_VERSION)
 
     def Shutdown(self, req: task_pb2.ShutdownRequest) -> empty_pb2.Empty:
@@ -340,9 +458,11 @@ class TaskService:
         return empty_pb2.Empty()
 
     @staticmethod
-    def _no_exec(exec_id: str) -> None:
-        if exec_id:
-            raise ShimError(Code.UNIMPLEMENTED, f"exec processes ({exec_id!r}) are not supported by labkit-shim")
+    def _ready(task: Task, exec_id: str) -> Process:
+        process = task.process(exec_id)
+        if process is None:
+            raise ShimError(Code.FAILED_PRECONDITION, f"exec {exec_id!r} of task {task.id!r} is being set up")
+        return process
 
     # ------------------------------------------------------------- the ttrpc method table
 
@@ -353,7 +473,7 @@ class TaskService:
             "State": task_pb2.StateRequest, "Wait": task_pb2.WaitRequest,
             "Kill": task_pb2.KillRequest, "Pids": task_pb2.PidsRequest,
             "CloseIO": task_pb2.CloseIORequest, "ResizePty": task_pb2.ResizePtyRequest,
-            "Delete": task_pb2.DeleteRequest,
+            "Delete": task_pb2.DeleteRequest, "Exec": task_pb2.ExecProcessRequest,
             "Connect": task_pb2.ConnectRequest, "Shutdown": task_pb2.ShutdownRequest,
         }
         return {SERVICE: {name: self._handler(getattr(self, name), request_type)

@@ -27,15 +27,15 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16labkit/shim/task.proto\x12\x12\x63ontainerd.task.v2\x1a\x19google/protobuf/any.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"F\n\x05Mount\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12\x0f\n\x07options\x18\x04 \x03(\t\">\n\x0bProcessInfo\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\"\n\x04info\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any\"\xdd\x01\n\x0bRuncOptions\x12\x15\n\rno_pivot_root\x18\x01 \x01(\x08\x12\x16\n\x0eno_new_keyring\x18\x02 \x01(\x08\x12\x13\n\x0bshim_cgroup\x18\x03 \x01(\t\x12\x0e\n\x06io_uid\x18\x04 \x01(\r\x12\x0e\n\x06io_gid\x18\x05 \x01(\r\x12\x13\n\x0b\x62inary_name\x18\x06 \x01(\t\x12\x0c\n\x04root\x18\x07 \x01(\t\x12\x16\n\x0esystemd_cgroup\x18\t \x01(\x08\x12\x17\n\x0f\x63riu_image_path\x18\n \x01(\t\x12\x16\n\x0e\x63riu_work_path\x18\x0b \x01(\t\"\x83\x02\n\x11\x43reateTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x62undle\x18\x02 \x01(\t\x12)\n\x06rootfs\x18\x03 \x03(\x0b\x32\x19.containerd.task.v2.Mount\x12\x10\n\x08terminal\x18\x04 \x01(\x08\x12\r\n\x05stdin\x18\x05 \x01(\t\x12\x0e\n\x06stdout\x18\x06 \x01(\t\x12\x0e\n\x06stderr\x18\x07 \x01(\t\x12\x12\n\ncheckpoint\x18\x08 \x01(\t\x12\x19\n\x11parent_checkpoint\x18\t \x01(\t\x12%\n\x07options\x18\n \x01(\x0b\x32\x14.google.protobuf.Any\x12\x10\n\x08oom_path\x18\x0b \x01(\t\"!\n\x12\x43reateTaskResponse\x12\x0b\n\x03pid\x18\x01 \x01(\r\",\n\rDeleteRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"a\n\x0e\x44\x65leteResponse\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\x13\n\x0b\x65xit_status\x18\x02 \x01(\r\x12-\n\texited_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"+\n\x0cStateRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"\xfa\x01\n\rStateResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x62undle\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12*\n\x06status\x18\x04 \x01(\x0e\x32\x1a.containerd.task.v2.Status\x12\r\n\x05stdin\x18\x05 \x01(\t\x12\x0e\n\x06stdout\x18\x06 \x01(\t\x12\x0e\n\x06stderr\x18\x07 \x01(\t\x12\x10\n\x08terminal\x18\x08 \x01(\x08\x12\x13\n\x0b\x65xit_status\x18\t \x01(\r\x12-\n\texited_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x65xec_id\x18\x0b \x01(\t\"G\n\x0bKillRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\x12\x0e\n\x06signal\x18\x03 \x01(\r\x12\x0b\n\x03\x61ll\x18\x04 \x01(\x08\"N\n\x10ResizePtyRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\"<\n\x0e\x43loseIORequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\x12\r\n\x05stdin\x18\x03 \x01(\x08\"\x19\n\x0bPidsRequest\x12\n\n\x02id\x18\x01 \x01(\t\"B\n\x0cPidsResponse\x12\x32\n\tprocesses\x18\x01 \x03(\x0b\x32\x1f.containerd.task.v2.ProcessInfo\"+\n\x0cStartRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"\x1c\n\rStartResponse\x12\x0b\n\x03pid\x18\x01 \x01(\r\"*\n\x0bWaitRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"R\n\x0cWaitResponse\x12\x13\n\x0b\x65xit_status\x18\x01 \x01(\r\x12-\n\texited_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1c\n\x0e\x43onnectRequest\x12\n\n\x02id\x18\x01 \x01(\t\"F\n\x0f\x43onnectResponse\x12\x10\n\x08shim_pid\x18\x01 \x01(\r\x12\x10\n\x08task_pid\x18\x02 \x01(\r\x12\x0f\n\x07version\x18\x03 \x01(\t\"*\n\x0fShutdownRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03now\x18\x02 \x01(\x08*U\n\x06Status\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07\x43REATED\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\x0b\n\x07STOPPED\x10\x03\x12\n\n\x06PAUSED\x10\x04\x12\x0b\n\x07PAUSING\x10\x05\x32\xd2\x06\n\x04Task\x12L\n\x05State\x12 .containerd.task.v2.StateRequest\x1a!.containerd.task.v2.StateResponse\x12W\n\x06\x43reate\x12%.containerd.task.v2.CreateTaskRequest\x1a&.containerd.task.v2.CreateTaskResponse\x12L\n\x05Start\x12 .containerd.task.v2.StartRequest\x1a!.containerd.task.v2.StartResponse\x12O\n\x06\x44\x65lete\x12!.containerd.task.v2.DeleteRequest\x1a\".containerd.task.v2.DeleteResponse\x12I\n\x04Pids\x12\x1f.containerd.task.v2.PidsRequest\x1a .containerd.task.v2.PidsResponse\x12?\n\x04Kill\x12\x1f.containerd.task.v2.KillRequest\x1a\x16.google.protobuf.Empty\x12I\n\tResizePty\x12$.containerd.task.v2.ResizePtyRequest\x1a\x16.google.protobuf.Empty\x12\x45\n\x07\x43loseIO\x12\".containerd.task.v2.CloseIORequest\x1a\x16.google.protobuf.Empty\x12I\n\x04Wait\x12\x1f.containerd.task.v2.WaitRequest\x1a .containerd.task.v2.WaitResponse\x12R\n\x07\x43onnect\x12\".containerd.task.v2.ConnectRequest\x1a#.containerd.task.v2.ConnectResponse\x12G\n\x08Shutdown\x12#.containerd.task.v2.ShutdownRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16labkit/shim/task.proto\x12\x12\x63ontainerd.task.v2\x1a\x19google/protobuf/any.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"F\n\x05Mount\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12\x0f\n\x07options\x18\x04 \x03(\t\">\n\x0bProcessInfo\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\"\n\x04info\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any\"\xdd\x01\n\x0bRuncOptions\x12\x15\n\rno_pivot_root\x18\x01 \x01(\x08\x12\x16\n\x0eno_new_keyring\x18\x02 \x01(\x08\x12\x13\n\x0bshim_cgroup\x18\x03 \x01(\t\x12\x0e\n\x06io_uid\x18\x04 \x01(\r\x12\x0e\n\x06io_gid\x18\x05 \x01(\r\x12\x13\n\x0b\x62inary_name\x18\x06 \x01(\t\x12\x0c\n\x04root\x18\x07 \x01(\t\x12\x16\n\x0esystemd_cgroup\x18\t \x01(\x08\x12\x17\n\x0f\x63riu_image_path\x18\n \x01(\t\x12\x16\n\x0e\x63riu_work_path\x18\x0b \x01(\t\"\x83\x02\n\x11\x43reateTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x62undle\x18\x02 \x01(\t\x12)\n\x06rootfs\x18\x03 \x03(\x0b\x32\x19.containerd.task.v2.Mount\x12\x10\n\x08terminal\x18\x04 \x01(\x08\x12\r\n\x05stdin\x18\x05 \x01(\t\x12\x0e\n\x06stdout\x18\x06 \x01(\t\x12\x0e\n\x06stderr\x18\x07 \x01(\t\x12\x12\n\ncheckpoint\x18\x08 \x01(\t\x12\x19\n\x11parent_checkpoint\x18\t \x01(\t\x12%\n\x07options\x18\n \x01(\x0b\x32\x14.google.protobuf.Any\x12\x10\n\x08oom_path\x18\x0b \x01(\t\"!\n\x12\x43reateTaskResponse\x12\x0b\n\x03pid\x18\x01 \x01(\r\",\n\rDeleteRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"a\n\x0e\x44\x65leteResponse\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\x13\n\x0b\x65xit_status\x18\x02 \x01(\r\x12-\n\texited_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x96\x01\n\x12\x45xecProcessRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\x12\x10\n\x08terminal\x18\x03 \x01(\x08\x12\r\n\x05stdin\x18\x04 \x01(\t\x12\x0e\n\x06stdout\x18\x05 \x01(\t\x12\x0e\n\x06stderr\x18\x06 \x01(\t\x12\"\n\x04spec\x18\x07 \x01(\x0b\x32\x14.google.protobuf.Any\"+\n\x0cStateRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"\xfa\x01\n\rStateResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x62undle\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12*\n\x06status\x18\x04 \x01(\x0e\x32\x1a.containerd.task.v2.Status\x12\r\n\x05stdin\x18\x05 \x01(\t\x12\x0e\n\x06stdout\x18\x06 \x01(\t\x12\x0e\n\x06stderr\x18\x07 \x01(\t\x12\x10\n\x08terminal\x18\x08 \x01(\x08\x12\x13\n\x0b\x65xit_status\x18\t \x01(\r\x12-\n\texited_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x65xec_id\x18\x0b \x01(\t\"G\n\x0bKillRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\x12\x0e\n\x06signal\x18\x03 \x01(\r\x12\x0b\n\x03\x61ll\x18\x04 \x01(\x08\"N\n\x10ResizePtyRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\"<\n\x0e\x43loseIORequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\x12\r\n\x05stdin\x18\x03 \x01(\x08\"\x19\n\x0bPidsRequest\x12\n\n\x02id\x18\x01 \x01(\t\"B\n\x0cPidsResponse\x12\x32\n\tprocesses\x18\x01 \x03(\x0b\x32\x1f.containerd.task.v2.ProcessInfo\"+\n\x0cStartRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"\x1c\n\rStartResponse\x12\x0b\n\x03pid\x18\x01 \x01(\r\"*\n\x0bWaitRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"R\n\x0cWaitResponse\x12\x13\n\x0b\x65xit_status\x18\x01 \x01(\r\x12-\n\texited_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1c\n\x0e\x43onnectRequest\x12\n\n\x02id\x18\x01 \x01(\t\"F\n\x0f\x43onnectResponse\x12\x10\n\x08shim_pid\x18\x01 \x01(\r\x12\x10\n\x08task_pid\x18\x02 \x01(\r\x12\x0f\n\x07version\x18\x03 \x01(\t\"*\n\x0fShutdownRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03now\x18\x02 \x01(\x08*U\n\x06Status\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07\x43REATED\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\x0b\n\x07STOPPED\x10\x03\x12\n\n\x06PAUSED\x10\x04\x12\x0b\n\x07PAUSING\x10\x05\x32\x9a\x07\n\x04Task\x12L\n\x05State\x12 .containerd.task.v2.StateRequest\x1a!.containerd.task.v2.StateResponse\x12W\n\x06\x43reate\x12%.containerd.task.v2.CreateTaskRequest\x1a&.containerd.task.v2.CreateTaskResponse\x12L\n\x05Start\x12 .containerd.task.v2.StartRequest\x1a!.containerd.task.v2.StartResponse\x12O\n\x06\x44\x65lete\x12!.containerd.task.v2.DeleteRequest\x1a\".containerd.task.v2.DeleteResponse\x12I\n\x04Pids\x12\x1f.containerd.task.v2.PidsRequest\x1a .containerd.task.v2.PidsResponse\x12?\n\x04Kill\x12\x1f.containerd.task.v2.KillRequest\x1a\x16.google.protobuf.Empty\x12\x46\n\x04\x45xec\x12&.containerd.task.v2.ExecProcessRequest\x1a\x16.google.protobuf.Empty\x12I\n\tResizePty\x12$.containerd.task.v2.ResizePtyRequest\x1a\x16.google.protobuf.Empty\x12\x45\n\x07\x43loseIO\x12\".containerd.task.v2.CloseIORequest\x1a\x16.google.protobuf.Empty\x12I\n\x04Wait\x12\x1f.containerd.task.v2.WaitRequest\x1a .containerd.task.v2.WaitResponse\x12R\n\x07\x43onnect\x12\".containerd.task.v2.ConnectRequest\x1a#.containerd.task.v2.ConnectResponse\x12G\n\x08Shutdown\x12#.containerd.task.v2.ShutdownRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'labkit.shim.task_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATUS']._serialized_start=1894
-  _globals['_STATUS']._serialized_end=1979
+  _globals['_STATUS']._serialized_start=2047
+  _globals['_STATUS']._serialized_end=2132
   _globals['_MOUNT']._serialized_start=135
   _globals['_MOUNT']._serialized_end=205
   _globals['_PROCESSINFO']._serialized_start=207
@@ -50,34 +50,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETEREQUEST']._serialized_end=836
   _globals['_DELETERESPONSE']._serialized_start=838
   _globals['_DELETERESPONSE']._serialized_end=935
-  _globals['_STATEREQUEST']._serialized_start=937
-  _globals['_STATEREQUEST']._serialized_end=980
-  _globals['_STATERESPONSE']._serialized_start=983
-  _globals['_STATERESPONSE']._serialized_end=1233
-  _globals['_KILLREQUEST']._serialized_start=1235
-  _globals['_KILLREQUEST']._serialized_end=1306
-  _globals['_RESIZEPTYREQUEST']._serialized_start=1308
-  _globals['_RESIZEPTYREQUEST']._serialized_end=1386
-  _globals['_CLOSEIOREQUEST']._serialized_start=1388
-  _globals['_CLOSEIOREQUEST']._serialized_end=1448
-  _globals['_PIDSREQUEST']._serialized_start=1450
-  _globals['_PIDSREQUEST']._serialized_end=1475
-  _globals['_PIDSRESPONSE']._serialized_start=1477
-  _globals['_PIDSRESPONSE']._serialized_end=1543
-  _globals['_STARTREQUEST']._serialized_start=1545
-  _globals['_STARTREQUEST']._serialized_end=1588
-  _globals['_STARTRESPONSE']._serialized_start=1590
-  _globals['_STARTRESPONSE']._serialized_end=1618
-  _globals['_WAITREQUEST']._serialized_start=1620
-  _globals['_WAITREQUEST']._serialized_end=1662
-  _globals['_WAITRESPONSE']._serialized_start=1664
-  _globals['_WAITRESPONSE']._serialized_end=1746
-  _globals['_CONNECTREQUEST']._serialized_start=1748
-  _globals['_CONNECTREQUEST']._serialized_end=1776
-  _globals['_CONNECTRESPONSE']._serialized_start=1778
-  _globals['_CONNECTRESPONSE']._serialized_end=1848
-  _globals['_SHUTDOWNREQUEST']._serialized_start=1850
-  _globals['_SHUTDOWNREQUEST']._serialized_end=1892
-  _globals['_TASK']._serialized_start=1982
-  _globals['_TASK']._serialized_end=2832
+  _globals['_EXECPROCESSREQUEST']._serialized_start=938
+  _globals['_EXECPROCESSREQUEST']._serialized_end=1088
+  _globals['_STATEREQUEST']._serialized_start=1090
+  _globals['_STATEREQUEST']._serialized_end=1133
+  _globals['_STATERESPONSE']._serialized_start=1136
+  _globals['_STATERESPONSE']._serialized_end=1386
+  _globals['_KILLREQUEST']._serialized_start=1388
+  _globals['_KILLREQUEST']._serialized_end=1459
+  _globals['_RESIZEPTYREQUEST']._serialized_start=1461
+  _globals['_RESIZEPTYREQUEST']._serialized_end=1539
+  _globals['_CLOSEIOREQUEST']._serialized_start=1541
+  _globals['_CLOSEIOREQUEST']._serialized_end=1601
+  _globals['_PIDSREQUEST']._serialized_start=1603
+  _globals['_PIDSREQUEST']._serialized_end=1628
+  _globals['_PIDSRESPONSE']._serialized_start=1630
+  _globals['_PIDSRESPONSE']._serialized_end=1696
+  _globals['_STARTREQUEST']._serialized_start=1698
+  _globals['_STARTREQUEST']._serialized_end=1741
+  _globals['_STARTRESPONSE']._serialized_start=1743
+  _globals['_STARTRESPONSE']._serialized_end=1771
+  _globals['_WAITREQUEST']._serialized_start=1773
+  _globals['_WAITREQUEST']._serialized_end=1815
+  _globals['_WAITRESPONSE']._serialized_start=1817
+  _globals['_WAITRESPONSE']._serialized_end=1899
+  _globals['_CONNECTREQUEST']._serialized_start=1901
+  _globals['_CONNECTREQUEST']._serialized_end=1929
+  _globals['_CONNECTRESPONSE']._serialized_start=1931
+  _globals['_CONNECTRESPONSE']._serialized_end=2001
+  _globals['_SHUTDOWNREQUEST']._serialized_start=2003
+  _globals['_SHUTDOWNREQUEST']._serialized_end=2045
+  _globals['_TASK']._serialized_start=2135
+  _globals['_TASK']._serialized_end=3057
 # @@protoc_insertion_point(module_scope)

@@ -22,12 +22,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from support import make_bundle  # noqa: E402
+from support import base_spec, make_bundle  # noqa: E402,F401
 
 from labkit.shim.client import ShimClient, ShimError  # noqa: E402
 from labkit.shim.launch import start_shim  # noqa: E402
 from labkit.shim.main import socket_path  # noqa: E402
-from labkit.shim.runtime import OCIRuntimeError, Runtime  # noqa: E402
+from labkit.shim.runtime import OCIRuntimeError, Runtime, RuntimeOptions, open_runtime  # noqa: E402,F401
 
 NAMESPACE = "labkit-test"
 RUNTIMES = ["runc", "crun", "labkit-runc"]
@@ -116,7 +116,7 @@ class ShimUnderTest:
         return client, bundle
 
     def oci_runtime(self, id: str) -> Runtime:
-        return Runtime(self.runtime, self.dir / "root" / NAMESPACE, self.dir / id / "log.json")
+        return open_runtime(RuntimeOptions(self.runtime, self.dir / "root"), NAMESPACE, self.dir / id)
 
     def cleanup(self) -> list[str]:
         """Remove everything; return the leftovers that were found (for the test to fail on)."""

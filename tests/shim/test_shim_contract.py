@@ -26,7 +26,7 @@ from labkit.shim.main import socket_path
 from labkit.shim.service import SERVICE
 from labkit.shim.ttrpc import Client, Code, RPCError
 
-from .conftest import NAMESPACE, alive, wait_until
+from .conftest import NAMESPACE, alive, base_spec, wait_until
 
 pytestmark = pytest.mark.root
 
@@ -258,3 +258,56 @@ def test_delete_command_cleans_up_after_a_dead_shim(shim):
     assert wait_until(lambda: not alive(pid)), "delete did not kill the container"
     assert not (shim.dir / "root" / NAMESPACE / "dead").exists()
     assert not os.path.exists(socket_path(address))
+
+
+def _process(args: list[str]) -> dict:
+    return base_spec(args)["process"]
+
+
+def test_exec_runs_a_second_process_in_the_container(shim):
+    client, bundle = shim.launch("host", ["sleep", "60"])
+    out = shim.fifo("exec-out")
+    reader = shim.reader(out)
+    with client:
+        init = client.create("host", bundle)
+        client.start("host")
+        client.exec("host", "e1", _process(["sh", "-c", "echo in exec; exit 9"]), stdout=str(out))
+        assert client.state("host", exec_id="e1").status == "created"
+        pid = client.start("host", exec_id="e1")
+        assert pid > 0 and pid != init
+        status, exited_at = client.wait("host", exec_id="e1", timeout=10)
+        assert status == 9
+        assert reader.result() == b"in exec\n"
+        assert client.delete("host", exec_id="e1") == (pid, 9, exited_at)
+        with pytest.raises(ShimError) as e:
+            client.state("host", exec_id="e1")
+        assert e.value.code == Code.NOT_FOUND
+        assert client.state("host").status == "running"     # the init is untouched
+        client.kill("host", signal.SIGKILL)
+        client.wait("host", timeout=10)
+
+
+def test_exec_can_be_killed_alone(shim):
+    client, bundle = shim.launch("host2", ["sleep", "60"])
+    with client:
+        client.create("host2", bundle)
+        client.start("host2")
+        client.exec("host2", "sleeper", _process(["sleep", "60"]))
+        client.start("host2", exec_id="sleeper")
+        client.kill("host2", signal.SIGKILL, exec_id="sleeper")
+        assert client.wait("host2", exec_id="sleeper", timeout=10)[0] == 137
+        assert client.state("host2").status == "running"
+        client.kill("host2", signal.SIGKILL)
+        client.wait("host2", timeout=10)
+
+
+def test_exec_needs_a_running_task(shim):
+    client, bundle = shim.launch("idle", ["sleep", "60"])
+    with client:
+        client.create("idle", bundle)
+        with pytest.raises(ShimError) as e:
+            client.exec("idle", "e1", _process(["true"]))
+        assert e.value.code == Code.FAILED_PRECONDITION
+        with pytest.raises(ShimError) as e:
+            client.state("idle", exec_id="nope")
+        assert e.value.code == Code.NOT_FOUND
