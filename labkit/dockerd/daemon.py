@@ -361,16 +361,8 @@ class Daemon:
         config.pop("NetworkingConfig", None)
         if not isinstance(host_config, dict):
             raise InvalidParameter("invalid HostConfig: expected a JSON object")
-        image_name = config.get("Image") or ""
-        if not isinstance(image_name, str) or not image_name:
-            raise InvalidParameter("no image given: the config's \"Image\" is empty")
-        for key in ("Cmd", "Entrypoint", "Env"):
-            value = config.get(key)
-            if isinstance(value, str) and key != "Env":
-                config[key] = [value]
-            elif value is not None and not (isinstance(value, list)
-                                            and all(isinstance(v, str) for v in value)):
-                raise InvalidParameter(f"invalid {key}: expected a list of strings")
+        _check_config(config, host_config)
+        image_name = config["Image"]
         image = self._find_image(image_name)
         runtime = host_config.get("Runtime") or self.config.default_runtime
         binary = self._runtime_binary(runtime)
@@ -989,6 +981,46 @@ def parse_signal(value: str | int) -> int:
         except KeyError:
             pass
     raise InvalidParameter(f"Invalid signal: {value}")
+
+
+def _check_config(config: dict, host_config: dict) -> None:
+    """Type-check what create uses, so bad input is a 400 naming the field, never a 500."""
+    image = config.get("Image")
+    if not isinstance(image, str) or not image:
+        raise InvalidParameter("no image given: the config's \"Image\" is empty")
+    for key in ("Cmd", "Entrypoint", "Env"):
+        value = config.get(key)
+        if isinstance(value, str) and key != "Env":
+            config[key] = [value]  # the API accepts a string for Cmd/Entrypoint (StrSlice)
+        elif value is not None and not (isinstance(value, list)
+                                        and all(isinstance(v, str) for v in value)):
+            raise InvalidParameter(f"invalid {key}: expected a list of strings")
+    for key in ("Hostname", "Domainname", "User", "WorkingDir", "StopSignal"):
+        if config.get(key) is not None and not isinstance(config[key], str):
+            raise InvalidParameter(f"invalid {key}: expected a string")
+    workdir = config.get("WorkingDir") or ""
+    if workdir and not workdir.startswith("/"):
+        raise InvalidParameter(f"the working directory '{workdir}' is invalid, it needs to be "
+                               "an absolute path")
+    labels = config.get("Labels")
+    if labels is not None and not (isinstance(labels, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items())):
+        raise InvalidParameter("invalid Labels: expected an object of strings")
+    timeout = config.get("StopTimeout")
+    if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool)):
+        raise InvalidParameter("invalid StopTimeout: expected an integer (seconds)")
+    if config.get("StopSignal"):
+        parse_signal(config["StopSignal"])
+    console = host_config.get("ConsoleSize")
+    if console is not None and not (isinstance(console, list) and len(console) == 2 and all(
+            isinstance(n, int) and n >= 0 for n in console)):
+        raise InvalidParameter("invalid HostConfig.ConsoleSize: expected [height, width]")
+    for key, kind in (("LogConfig", dict), ("RestartPolicy", dict), ("Runtime", str)):
+        if host_config.get(key) is not None and not isinstance(host_config[key], kind):
+            raise InvalidParameter(f"invalid HostConfig.{key}: expected a JSON {kind.__name__}")
+    policy = (host_config.get("RestartPolicy") or {}).get("Name") or "no"
+    if policy != "no":
+        raise InvalidParameter(f"restart policy {policy!r} is not supported by labkit-dockerd")
 
 
 def _looks_like_id(name: str) -> bool:
