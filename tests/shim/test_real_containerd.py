@@ -10,6 +10,7 @@ shim v2 protocol correctly, containerd cannot tell the difference.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -127,6 +128,13 @@ def test_container_survives_containerd_and_is_found_again(containerd):
     rootfs = str(containerd.dir / "image" / "rootfs")
     containerd.ctr("run", "-d", "--runc-binary", "runc", "--rootfs", rootfs, "detached", "/bin/sleep", "60")
     address = containerd.shim_address("detached")
+    bundle = containerd.dir / "state" / "io.containerd.runtime.v2.task" / "default" / "detached"
+    # containerd sent containerd.runc.v1.Options{binary_name: "runc"}; the shim recorded it
+    assert json.loads((bundle / "options.json").read_text())["binary_name"] == "runc"
+    # an exec, the way `docker exec` reaches a shim: Exec + Start + Wait with an exec id
+    proc = containerd.ctr("task", "exec", "--exec-id", "e1", "detached", "/bin/sh", "-c",
+                          "echo exec through labkit-shim; exit 3", check=False)
+    assert (proc.stdout, proc.returncode) == ("exec through labkit-shim\n", 3), proc.stderr
     with ShimClient(address) as shim:
         info = shim.connect()
         containerd.shim_pids.append(info["shim_pid"])
