@@ -14,6 +14,7 @@ import time
 import pytest
 
 from dockerd.conftest import DOCKER, mounts_under, processes_mentioning
+from dockerd.httpunix import call
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e,
               pytest.mark.skipif(not os.path.exists(DOCKER), reason="docker CLI not installed")]
@@ -160,6 +161,20 @@ def test_docker_py_run(docker_env, monkeypatch):
             client.containers.run("busybox", ["sh", "-c", "exit 4"], remove=True)
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("body", [
+    b'{"Image":"busybox","Labels":[1]}', b'{"Image":"busybox","User":5}',
+    b'{"Image":"busybox","WorkingDir":"relative"}', b'{"Image":"busybox","User":"nobody"}',
+    b'{"Image":"BusyBox"}', b'{"Image":"busybox","HostConfig":{"Runtime":"nope"}}',
+    b'{"Image":"busybox","Cmd":[1]}', b'{"Image":"busybox","StopSignal":"SIGNOPE"}', b'{',
+])
+def test_bad_create_requests_are_400(labkit_stack, body):
+    status, headers, reply = call(labkit_stack, "POST", "/v1.45/containers/create", body,
+                                  {"Content-Type": "application/json"})
+    assert status == 400, reply
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(reply)["message"]
 
 
 def test_container_survives_a_dockerd_restart(stack, docker_env):

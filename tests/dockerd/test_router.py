@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
@@ -18,19 +17,9 @@ from labkit.dockerd import stdcopy
 from labkit.dockerd.router import Request, Response, Router, split_version
 from labkit.dockerd.server import EngineAPIServer
 from dockerd.fake_backend import FakeBackend
+from dockerd.httpunix import call
 
 DOCKER = "/usr/local/bin/docker"
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=10)
-        self.unix_path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(10)
-        self.sock.connect(self.unix_path)
 
 
 @pytest.fixture
@@ -48,16 +37,6 @@ def api():
         server.server_close()
         thread.join(5)
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def call(sock: str, method: str, path: str, body: bytes | None = None, headers=None):
-    conn = UnixHTTPConnection(sock)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        r = conn.getresponse()
-        return r.status, dict(r.getheaders()), r.read()
-    finally:
-        conn.close()
 
 
 def raw_request(sock_path: str, data: bytes) -> socket.socket:
