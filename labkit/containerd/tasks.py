@@ -28,6 +28,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import select
 import shutil
 import threading
 import time
@@ -46,6 +49,7 @@ from labkit.containerd.mount import Mount
 from labkit.containerd.snapshots import Snapshotter
 
 log = logging.getLogger("labkit.containerd.tasks")
+shim_log = logging.getLogger("labkit.containerd.shim")
 
 RUNTIME_DIR = "io.containerd.runtime.v2.task"  # containerd's name for the bundles' directory
 UNKNOWN_EXIT = 255  # what containerd reports when a shim died without telling us the status
@@ -66,6 +70,48 @@ class ProcessInfo:
     exited_at: float | None = None
 
 
+class ShimLog:
+    """Reads a shim's log: the fifo <bundle>/log, which the shim opens as its stderr.
+
+    containerd creates this fifo before starting a shim and copies whatever arrives into its
+    own log; containerd-shim-runc-v2 even refuses to start without it. We open it read-write,
+    so it never reports end-of-file while the shim is between writes, and poll it with select
+    so close() can stop the thread.
+    """
+
+    def __init__(self, bundle: Path, label: str) -> None:
+        path = bundle / "log"
+        if not path.exists():
+            os.mkfifo(path, 0o600)
+        self._fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+        self._label = label
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"log {label}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        pending = b""
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._fd], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                data = os.read(self._fd, 65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return
+            *lines, pending = (pending + data).split(b"\n")
+            for line in lines:
+                if line.strip():
+                    shim_log.info("%s: %s", self._label, line.decode(errors="replace"))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        os.close(self._fd)
+
+
 @dataclass
 class Task:
     namespace: str
@@ -81,6 +127,7 @@ class Task:
     exited: threading.Event = field(default_factory=threading.Event)
     exit_status: int = 0
     exited_at: float | None = None
+    log: ShimLog | None = None
 
 
 def _shim():
@@ -127,15 +174,19 @@ class TaskManager:
                 raise AlreadyExists(f"task {container_id}: bundle {bundle} already exists") \
                     from None
         ShimClient, ShimError, start_shim, delete_shim = _shim()
+        shim_binary = self.shim_for(container.runtime_name)
         mounted = False
         address = ""
+        shimlog: ShimLog | None = None
         try:
-            self._write_bundle(bundle, ns, container.spec, container.runtime_options)
+            self._write_bundle(bundle, ns, container.spec, container.runtime_options,
+                               shim_binary)
+            shimlog = ShimLog(bundle, f"{ns}/{container_id}")
             if rootfs:
                 mountlib.mount_all(rootfs, str(bundle / "rootfs"))
                 mounted = True
             try:
-                address = start_shim(self.shim_binary, id=container_id, namespace=ns,
+                address = start_shim(shim_binary, id=container_id, namespace=ns,
                                      bundle=bundle, containerd_address=self.containerd_address)
                 with ShimClient(address) as shim:
                     pid = shim.create(container_id, bundle, stdin=stdin, stdout=stdout,
@@ -143,10 +194,12 @@ class TaskManager:
             except ShimError as e:
                 raise _translate(e) from None
         except BaseException:
-            self._discard(ns, container_id, bundle, address, mounted)
+            self._discard(ns, container_id, bundle, address, mounted, shim_binary)
+            if shimlog is not None:
+                shimlog.close()
             raise
-        task = Task(ns, container_id, bundle, address, self.shim_binary, pid=pid, stdin=stdin,
-                    stdout=stdout, stderr=stderr, terminal=terminal)
+        task = Task(ns, container_id, bundle, address, shim_binary, pid=pid, stdin=stdin,
+                    stdout=stdout, stderr=stderr, terminal=terminal, log=shimlog)
         with self._lock:
             self._tasks[(ns, container_id)] = task
         self._watch(task)
@@ -216,6 +269,8 @@ class TaskManager:
             log.warning("shutdown of shim for %s: %s", container_id, e)
         with self._lock:
             self._tasks.pop((ns, container_id), None)
+        if task.log is not None:
+            task.log.close()
         self._remove_bundle(task.bundle)
         when = _ts(exited_at)
         self.exchange.publish(ns, "/tasks/delete", {
@@ -257,7 +312,8 @@ class TaskManager:
                     self.exchange.publish(ns, "/tasks/exit", event)
                     self.exchange.publish(ns, "/tasks/delete", event)
                     continue
-                task = Task(ns, id, bundle, address, shim_binary, pid=st.pid)
+                task = Task(ns, id, bundle, address, shim_binary, pid=st.pid,
+                            log=ShimLog(bundle, f"{ns}/{id}"))
                 with self._lock:
                     self._tasks[(ns, id)] = task
                 self._watch(task)
@@ -266,7 +322,22 @@ class TaskManager:
 
     # ------------------------------------------------------------------ helpers
 
-    def _write_bundle(self, bundle: Path, ns: str, spec: bytes, options: bytes) -> None:
+    def shim_for(self, runtime_name: str) -> str:
+        """The shim binary for a container's runtime name.
+
+        "" and "labkit-shim" mean the shim this daemon was configured with (--shim, which
+        may be a student's); "io.containerd.runc.v2" follows containerd's naming rule and
+        means the real containerd-shim-runc-v2; anything else is a binary name or path.
+        """
+        if runtime_name in ("", "labkit-shim"):
+            return self.shim_binary
+        m = re.fullmatch(r"io\.containerd\.([A-Za-z0-9_-]+)\.(v[0-9]+)", runtime_name)
+        if m:
+            return f"containerd-shim-{m[1]}-{m[2]}"
+        return runtime_name
+
+    def _write_bundle(self, bundle: Path, ns: str, spec: bytes, options: bytes,
+                      shim_binary: str) -> None:
         try:
             config = json.loads(spec or b"null")
         except ValueError as e:
@@ -286,11 +357,13 @@ class TaskManager:
         (bundle / "config.json").write_text(json.dumps(config, indent=2))
         (bundle / "options.json").write_text(json.dumps(opts))
         (bundle / "rootfs").mkdir(exist_ok=True)
-        (bundle / "shim-binary-path").write_text(
-            shutil.which(self.shim_binary) or self.shim_binary)
+        (bundle / "shim-binary-path").write_text(shutil.which(shim_binary) or shim_binary)
 
-    def _discard(self, ns: str, id: str, bundle: Path, address: str, mounted: bool) -> None:
-        """Undo a half-made task (create failed somewhere)."""
+    def _discard(self, ns: str, id: str, bundle: Path, address: str, mounted: bool,
+                 shim_binary: str) -> None:
+        """Undo a half-made task (create failed somewhere), as containerd does: ask the shim
+        to delete and shut down, then run `<shim> delete` in case the runtime left a
+        container behind (a shim whose Create failed half-way may not have cleaned up)."""
         ShimClient, ShimError, _, delete_shim = _shim()
         if address:
             try:
@@ -302,6 +375,11 @@ class TaskManager:
                     shim.shutdown(now=True)
             except ShimError as e:
                 log.warning("task %s/%s: shim shutdown after failed create: %s", ns, id, e.message)
+            try:
+                delete_shim(shim_binary, id=id, namespace=ns, bundle=bundle,
+                            containerd_address=self.containerd_address)
+            except ShimError as e:
+                log.info("task %s/%s: shim delete after failed create: %s", ns, id, e.message)
         if mounted or mountlib.is_mountpoint(str(bundle / "rootfs")):
             mountlib.unmount_all(str(bundle / "rootfs"))
         shutil.rmtree(bundle, ignore_errors=True)

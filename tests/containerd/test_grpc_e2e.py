@@ -506,3 +506,40 @@ def test_pull_from_the_real_docker_registry(client, docker_registry):
     assert events[-1].event == "done" and events[-1].image_digest == info["top"]
     assert client.snapshots.Stat(pb.StatSnapshotRequest(key=info["diff_ids"][0])).info.kind == \
         pb.COMMITTED
+
+
+def test_task_under_the_real_containerd_shim(client, image, base):
+    """Runtime name io.containerd.runc.v2 -> containerd-shim-runc-v2: a real L2 under our L3."""
+    if shutil.which("containerd-shim-runc-v2") is None:
+        pytest.skip("containerd-shim-runc-v2 is not installed")
+    mounts = create_container(client, image, "real1", ["/bin/echo", "from the real shim"])
+    c = client.containers.Get(pb.GetContainerRequest(id="real1")).container
+    client.containers.Delete(pb.DeleteContainerRequest(id="real1"))
+    c.runtime.name = "io.containerd.runc.v2"
+    client.containers.Create(pb.CreateContainerRequest(container=c))
+    out = Fifo(base / "real1-out")
+    socket_path = ""
+    try:
+        # (the real shim wants stdout and stderr both set or both empty)
+        client.tasks.Create(pb.CreateTaskRequest(container_id="real1", rootfs=mounts,
+                                                 stdout=str(out.path), stderr=str(out.path)))
+        bundle = base / "state/io.containerd.runtime.v2.task" / NS / "real1"
+        assert (bundle / "shim-binary-path").read_text().endswith("containerd-shim-runc-v2")
+        socket_path = (bundle / "address").read_text().strip().removeprefix("unix://")
+        client.tasks.Start(pb.StartRequest(container_id="real1"))
+        assert client.tasks.Wait(pb.WaitRequest(container_id="real1"), timeout=20) \
+            .exit_status == 0
+        assert out.read_all() == b"from the real shim\n"
+        client.tasks.Delete(pb.DeleteTaskRequest(container_id="real1"))
+        assert not bundle.exists()
+    finally:
+        out.close()
+        remove_container(client, "real1")
+        # The real shim removes its socket by reading <bundle>/address, which may be gone by
+        # the time it exits; and it keeps runc's state under /run/containerd/runc/<ns>.
+        if socket_path and os.path.exists(socket_path):
+            os.unlink(socket_path)
+        try:
+            os.rmdir(f"/run/containerd/runc/{NS}")
+        except OSError:
+            pass
