@@ -47,9 +47,12 @@ def _run(shim_binary: str, verb: str, id: str, namespace: str, bundle: Path,
     if debug:
         argv.append("-debug")
     argv.append(verb)
-    # The environment containerd gives its shims.
-    env = dict(os.environ, NAMESPACE=namespace, TTRPC_ADDRESS=containerd_address + ".ttrpc",
-               GRPC_ADDRESS=containerd_address, MAX_SHIM_VERSION="2")
+    # The environment containerd gives its shims. TTRPC_ADDRESS is where the shim sends its
+    # events (/tasks/exit …): only named when a ttrpc socket really listens next to the gRPC one.
+    env = dict(os.environ, NAMESPACE=namespace, GRPC_ADDRESS=containerd_address, MAX_SHIM_VERSION="2")
+    env.pop("TTRPC_ADDRESS", None)
+    if os.path.exists(containerd_address + ".ttrpc"):
+        env["TTRPC_ADDRESS"] = containerd_address + ".ttrpc"
     try:
         proc = subprocess.run(argv, cwd=bundle, env=env, stdin=subprocess.DEVNULL,
                               capture_output=True, timeout=60)

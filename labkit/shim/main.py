@@ -49,6 +49,7 @@ from labkit import paths
 from labkit.shim import task_pb2
 from labkit.shim.rootfs import unmount_rootfs
 from labkit.shim.runtime import OCIRuntimeError, RuntimeOptions, open_runtime
+from labkit.shim.events import Publisher
 from labkit.shim.service import SHIM_VERSION, TaskService
 from labkit.shim.ttrpc import Server
 
@@ -193,7 +194,9 @@ def run_daemon(args: argparse.Namespace) -> int:
     # Adopt the orphans among our descendants: the container's init above all (reaper.py).
     prctl.set_child_subreaper(1)
 
-    service = TaskService(args.namespace)
+    # Events go back to containerd's ttrpc socket, which it names in our environment.
+    service = TaskService(args.namespace,
+                          publisher=Publisher(os.environ.get("TTRPC_ADDRESS", ""), args.namespace))
     # SIGCHLD wakes the main thread through a pipe (signal.set_wakeup_fd); a Python handler
     # must be installed for the wake-up byte to be written, even one that does nothing.
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

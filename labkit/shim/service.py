@@ -47,7 +47,8 @@ from typing import Callable
 from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
-from labkit.shim import task_pb2
+from labkit.shim import events_pb2, task_pb2
+from labkit.shim.events import Publisher
 from labkit.shim.reaper import Reaper
 from labkit.shim.rootfs import mount_rootfs, unmount_rootfs
 from labkit.shim.runtime import OCIRuntimeError, Runtime, RuntimeOptions, open_runtime
@@ -144,8 +145,10 @@ PROCESS_SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 
 
 class TaskService:
-    def __init__(self, namespace: str, *, reaper: Reaper | None = None):
+    def __init__(self, namespace: str, *, reaper: Reaper | None = None,
+                 publisher: Publisher | None = None):
         self.namespace = namespace
+        self.events = publisher or Publisher("", namespace)   # default: send nothing
         self.reaper = reaper or Reaper(self._on_exit)
         self._tasks: dict[str, Task] = {}
         self._early_exits: dict[int, tuple[int, datetime]] = {}
@@ -170,6 +173,10 @@ class TaskService:
         process.exit_status = status
         process.exited_at = when
         process.exited.set()
+        exit_event = events_pb2.TaskExit(container_id=task.id, id=process.exec_id or task.id,
+                                         pid=process.pid, exit_status=status)
+        exit_event.exited_at.FromDatetime(when)
+        self.events.publish(exit_event)
 
     def _started(self, task: Task, process: Process, pid: int) -> None:
         """Record a new pid, catch an exit that came before we knew it, and watch it."""
@@ -254,6 +261,10 @@ class TaskService:
                 raise ShimError(Code.UNKNOWN, f"create: {e}") from None
             raise
         log.info("task %s created, init pid %d", req.id, task.init.pid)
+        self.events.publish(events_pb2.TaskCreate(
+            container_id=req.id, bundle=str(bundle), pid=task.init.pid,
+            io=events_pb2.TaskIO(stdin=req.stdin, stdout=req.stdout, stderr=req.stderr,
+                                 terminal=req.terminal)))
         return task_pb2.CreateTaskResponse(pid=task.init.pid)
 
     def Exec(self, req: task_pb2.ExecProcessRequest) -> empty_pb2.Empty:
@@ -281,6 +292,7 @@ class TaskService:
             raise ShimError(Code.INVALID_ARGUMENT, f"exec: {e}") from None
         with self._lock:
             task.execs[req.exec_id] = Process(req.exec_id, io, spec=spec)
+        self.events.publish(events_pb2.TaskExecAdded(container_id=req.id, exec_id=req.exec_id))
         return empty_pb2.Empty()
 
     def Start(self, req: task_pb2.StartRequest) -> task_pb2.StartResponse:
@@ -292,6 +304,8 @@ class TaskService:
                             f"start: {process.name if process else 'process'} of task {req.id!r} is {state}, not created")
         if req.exec_id:
             self._start_exec(task, process)
+            self.events.publish(events_pb2.TaskExecStarted(container_id=req.id, exec_id=req.exec_id,
+                                                           pid=process.pid))
             return task_pb2.StartResponse(pid=process.pid)
         with self.reaper.commands():
             try:
@@ -301,6 +315,7 @@ class TaskService:
         with self._lock:
             if process.status == task_pb2.CREATED:
                 process.status = task_pb2.RUNNING
+        self.events.publish(events_pb2.TaskStart(container_id=req.id, pid=process.pid))
         return task_pb2.StartResponse(pid=process.pid)
 
     def _start_exec(self, task: Task, process: Process) -> None:
@@ -439,6 +454,11 @@ class TaskService:
         if process.exited_at is not None:
             resp.exited_at.FromDatetime(process.exited_at)
         log.info("task %s: %s deleted", req.id, process.name)
+        if not req.exec_id:   # as containerd's runc shim: a delete event for the init only
+            deleted = events_pb2.TaskDelete(container_id=req.id, pid=process.pid,
+                                            exit_status=process.exit_status)
+            deleted.exited_at.CopyFrom(resp.exited_at)
+            self.events.publish(deleted)
         return resp
 
     def Connect(self, req: task_pb2.ConnectRequest) -> task_pb2.ConnectResponse:

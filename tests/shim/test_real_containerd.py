@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -154,3 +155,23 @@ def test_container_survives_containerd_and_is_found_again(containerd):
     containerd.ctr("task", "delete", "detached")
     containerd.ctr("container", "delete", "detached")
     assert wait_until(lambda: not alive(info["shim_pid"])), "the shim did not exit after delete"
+
+
+def test_events_reach_containerd(containerd):
+    events = subprocess.Popen([CTR, "--address", str(containerd.sock), "events"], env=containerd.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        time.sleep(0.3)   # subscribed before the container runs
+        containerd.ctr("run", "--rm", "--runc-binary", "runc", "--rootfs",
+                       str(containerd.dir / "image" / "rootfs"), "evented", "/bin/sh", "-c", "exit 2",
+                       check=False)
+        time.sleep(0.5)
+    finally:
+        events.terminate()
+        out, _ = events.communicate(timeout=10)
+    # Lines are "<date> <time> +0000 UTC <namespace> <topic> <event>"; /tasks/ ones come from the shim.
+    topics = re.findall(r" default (/tasks/\S+) .*\"evented\"", out)
+    for topic in ("/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"):
+        assert topic in topics, out
+    exit_line = next(line for line in out.splitlines() if "/tasks/exit" in line)
+    assert '"exit_status":2' in exit_line.replace(" ", ""), exit_line

@@ -154,3 +154,17 @@ def test_errors_and_unknown_methods_come_back_as_status(server):
         assert e.value.code == Code.UNIMPLEMENTED
     finally:
         client.close()
+
+
+def test_event_envelope_is_what_containerd_expects():
+    from datetime import datetime, timezone
+
+    from labkit.shim import events, events_pb2
+
+    exit_event = events_pb2.TaskExit(container_id="c1", id="c1", pid=42, exit_status=3)
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    req = events.envelope(exit_event, "moby", when)
+    assert (req.envelope.namespace, req.envelope.topic) == ("moby", "/tasks/exit")
+    assert req.envelope.event.type_url == "containerd.events.TaskExit"
+    assert events_pb2.TaskExit.FromString(req.envelope.event.value) == exit_event
+    assert req.envelope.timestamp.ToDatetime(tzinfo=timezone.utc) == when
