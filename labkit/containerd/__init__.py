@@ -12,6 +12,7 @@ Modules, from the one nearest the user to the one nearest the kernel:
     client.py      a typed gRPC client (Client(address, namespace)) for dockerd, tests, notebooks
     server.py      the gRPC services of api.proto: thin handlers that decode, call, encode
     events.py      the event exchange: /tasks/exit, /images/create … to Subscribe streams
+    forward.py     <socket>.ttrpc: events the shims send up (Events.Forward over ttrpc)
     pull.py        Transfer.Pull: resolve, fetch into content, unpack into snapshots, name it
     tasks.py       bundles, shims, waiting for exits, reconnecting after a restart
     apply.py       unpacking a layer tar onto a mounted snapshot (whiteouts, safe paths)

@@ -7,11 +7,12 @@ Boot order, and why:
     1. open the stores under --root (content, meta.db, snapshots): everything else needs them;
        then clean up after a pull that a crash interrupted (temporary mounts, "extract-…"
        snapshots);
-    2. reconnect to the shims of containers that kept running while we were away (bundles
+    2. listen on <address>.ttrpc for the events shims forward (forward.py), then
+       reconnect to the shims of containers that kept running while we were away (bundles
        under --state), last, because it uses all of the above;
     3. listen on --address (a unix socket, mode 0660: whoever can talk to containerd is root
        in effect) and serve until SIGTERM or SIGINT.
-Shutting down stops serving and removes the socket. It does NOT stop containers: their
+Shutting down stops serving and removes the sockets. It does NOT stop containers: their
 shims are separate processes in their own sessions, which is the whole point of having them.
 """
 
@@ -27,6 +28,7 @@ import threading
 from pathlib import Path
 
 from labkit import paths
+from labkit.containerd.forward import ForwardServer
 from labkit.containerd.server import Daemon, make_server
 
 log = logging.getLogger("labkit.containerd")
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     address = args.address[len("unix://"):] if args.address.startswith("unix://") else args.address
     address = os.path.abspath(address)
-    if len(address.encode()) > _SUN_PATH_MAX:
+    if len(address.encode()) + len(".ttrpc") > _SUN_PATH_MAX:
         print(f"labkit-containerd: socket path {address} is longer than {_SUN_PATH_MAX} bytes",
               file=sys.stderr)
         return 2
@@ -85,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         daemon = Daemon(Path(args.root), Path(args.state), address, shim_binary=args.shim)
         daemon.cleanup()
+        # Shims forward their events to <socket>.ttrpc (TTRPC_ADDRESS); listen before any
+        # shim, recovered or new, may want to talk.
+        forward = ForwardServer(address + ".ttrpc", daemon.exchange)
         daemon.tasks.recover()
         server = make_server(daemon, address)
     except (OSError, ValueError) as e:
@@ -103,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
     log.info("shutting down; containers keep running under their shims")
     server.stop(grace=2).wait()
+    forward.close()
     daemon.close()
     try:
         os.unlink(address)

@@ -526,12 +526,20 @@ def test_task_under_the_real_containerd_shim(client, image, base):
         bundle = base / "state/io.containerd.runtime.v2.task" / NS / "real1"
         assert (bundle / "shim-binary-path").read_text().endswith("containerd-shim-runc-v2")
         socket_path = (bundle / "address").read_text().strip().removeprefix("unix://")
+        from labkit.shim.client import ShimClient
+        with ShimClient("unix://" + socket_path) as shim:
+            shim_pid = shim.connect()["shim_pid"]
         client.tasks.Start(pb.StartRequest(container_id="real1"))
         assert client.tasks.Wait(pb.WaitRequest(container_id="real1"), timeout=20) \
             .exit_status == 0
         assert out.read_all() == b"from the real shim\n"
         client.tasks.Delete(pb.DeleteTaskRequest(container_id="real1"))
         assert not bundle.exists()
+        # it delivered its events to <socket>.ttrpc, so it exits as soon as it is shut down
+        deadline = time.time() + 10
+        while os.path.exists(f"/proc/{shim_pid}") and time.time() < deadline:
+            time.sleep(0.1)
+        assert not os.path.exists(f"/proc/{shim_pid}")
     finally:
         out.close()
         remove_container(client, "real1")
