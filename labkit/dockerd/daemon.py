@@ -77,6 +77,7 @@ class DaemonConfig:
     default_runtime: str = "labkit-runc"
     runtimes: dict[str, str] = field(default_factory=dict)  # --add-runtime NAME=PATH
     runtime_root: Path = paths.RUNTIME_ROOT / paths.NAMESPACE
+    cgroup_parent: str = "/labkit"  # containers' cgroups: <parent>/<id> (dockerd: /docker)
 
 
 @dataclass
@@ -446,13 +447,20 @@ class Daemon:
         if merged.get("Tty") and not any(e.startswith("TERM=") for e in spec_env):
             spec_env = spec_env + ["TERM=xterm"]
         console = host_config.get("ConsoleSize") or [0, 0]
+        cgroup_parent = host_config.get("CgroupParent") or self.config.cgroup_parent
+        if not isinstance(cgroup_parent, str) or not cgroup_parent.startswith("/"):
+            shutil.rmtree(cdir, ignore_errors=True)
+            raise InvalidParameter(f"invalid cgroup parent {cgroup_parent!r}: expected an "
+                                   "absolute path such as /labkit")
         try:
             spec = oci.container_spec(
                 args=args, env=spec_env, cwd=merged["WorkingDir"] or "/", user=merged["User"],
                 hostname=hostname, tty=bool(merged.get("Tty")),
                 etc_files={k: str(v) for k, v in files.items()},
                 read_only_rootfs=bool(host_config.get("ReadonlyRootfs")),
-                console_size=(int(console[0]), int(console[1])) if len(console) == 2 else None)
+                console_size=(int(console[0]), int(console[1])) if len(console) == 2 else None,
+                cgroups_path=f"{cgroup_parent.rstrip('/')}/{cid}",
+                limits=oci.resources(host_config))
         except (ValueError, TypeError) as e:
             shutil.rmtree(cdir, ignore_errors=True)
             raise InvalidParameter(str(e)) from None

@@ -2,7 +2,7 @@
 
     labkit-dockerd [-H unix:///run/labkit/docker.sock] [--containerd SOCK] [--root DIR]
                    [--exec-root DIR] [--registry-mirror URL]... [--default-runtime NAME]
-                   [--add-runtime NAME=PATH]... [--debug]
+                   [--add-runtime NAME=PATH]... [--cgroup-parent /labkit] [--debug]
 
 Then, for example:  DOCKER_HOST=unix:///run/labkit/docker.sock docker run hello-world
 
@@ -62,6 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "given with --add-runtime, or a path")
     p.add_argument("--add-runtime", action="append", type=_runtime, default=[],
                    metavar="NAME=PATH", help="register another OCI runtime")
+    p.add_argument("--cgroup-parent", default="/labkit",
+                   help="cgroup under which containers get theirs (default /labkit)")
     p.add_argument("--debug", action="store_true", help="log every request")
     p.add_argument("--version", action="version", version=f"labkit-dockerd {VERSION}")
     return p.parse_args(argv)
@@ -77,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                           mirrors=args.mirrors or [DEFAULT_MIRROR],
                           default_runtime=args.default_runtime,
                           runtimes=dict(args.add_runtime),
-                          runtime_root=paths.RUNTIME_ROOT / paths.NAMESPACE)
+                          runtime_root=paths.RUNTIME_ROOT / paths.NAMESPACE,
+                          cgroup_parent=args.cgroup_parent)
     try:
         daemon = Daemon(config)
         daemon._runtime_binary(config.default_runtime)  # unknown names fail now, not at run

@@ -18,8 +18,12 @@ one by one (daemon/oci_linux.go). The parts, and why each is there:
 - maskedPaths / readonlyPaths: /proc and /sys files that leak host information or allow
   host changes are hidden (a /dev/null bind or an empty tmpfs) or made read-only.
 
-Left out for now: seccomp (Docker's default profile), cgroupsPath and resources, the
-devices cgroup, networking hooks.
+- linux.cgroupsPath and linux.resources: the container's cgroup, "<parent>/<id>" in every
+  hierarchy (dockerd uses /docker/<id>, labkit /labkit/<id>), with the limits of
+  `docker run -m/--pids-limit/--cpus/--cpu-shares`, and the device rules dockerd sends
+  (deny everything, allow the basic character devices; the runtime adds its defaults).
+
+Left out for now: seccomp (Docker's default profile), networking hooks.
 """
 
 from __future__ import annotations
@@ -61,6 +65,49 @@ def default_mounts() -> list[dict]:
     ]
 
 
+# The device cgroup rules a real dockerd sends (see the reference config): deny all, allow
+# null, zero, full, random, urandom, tty, console, and explicitly deny /dev/net/tun (10:229).
+DEVICE_RULES = [{"allow": False, "access": "rwm"}] + [
+    {"allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"}
+    for major, minor in ((1, 5), (1, 3), (1, 9), (1, 8), (5, 0), (5, 1))
+] + [{"allow": False, "type": "c", "major": 10, "minor": 229, "access": "rwm"}]
+
+
+def resources(host_config: dict) -> dict:
+    """linux.resources from the limits in a HostConfig (zero means "no limit", as in Docker)."""
+    def number(key: str) -> int:
+        value = host_config.get(key) or 0
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"invalid HostConfig.{key}: expected an integer")
+        return value
+
+    out: dict = {"devices": [dict(rule) for rule in DEVICE_RULES]}
+    memory = number("Memory")
+    if memory < 0 or 0 < memory < 6 * 1024 * 1024:
+        raise ValueError("Minimum memory limit allowed is 6MB")
+    if memory:
+        out["memory"] = {"limit": memory}
+    pids = number("PidsLimit")
+    if pids > 0:
+        out["pids"] = {"limit": pids}
+    cpu: dict = {}
+    if number("CpuShares"):
+        cpu["shares"] = number("CpuShares")
+    nano = number("NanoCpus")
+    if nano and (number("CpuQuota") or number("CpuPeriod")):
+        raise ValueError("conflicting options: Nano CPUs and CPU Period/Quota cannot both be set")
+    if nano:  # --cpus=1.5 -> 150000us of CPU time per 100000us period
+        cpu["period"] = 100000
+        cpu["quota"] = nano * 100000 // 10**9
+    if number("CpuQuota"):
+        cpu["quota"] = number("CpuQuota")
+    if number("CpuPeriod"):
+        cpu["period"] = number("CpuPeriod")
+    if cpu:
+        out["cpu"] = cpu
+    return out
+
+
 def merge_env(image_env: list[str], request_env: list[str]) -> list[str]:
     """Image variables first, each overridden by a request variable of the same name."""
     order: list[str] = []
@@ -95,7 +142,8 @@ def parse_user(user: str) -> tuple[int, int]:
 
 def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, hostname: str,
                    tty: bool, etc_files: dict[str, str], read_only_rootfs: bool = False,
-                   console_size: tuple[int, int] | None = None) -> dict:
+                   console_size: tuple[int, int] | None = None, cgroups_path: str = "",
+                   limits: dict | None = None) -> dict:
     """The config.json for one container.
 
     `etc_files` maps /etc/resolv.conf, /etc/hostname and /etc/hosts to the files dockerd
@@ -119,19 +167,24 @@ def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, host
         if destination in etc_files:
             mounts.append({"destination": destination, "type": "bind",
                            "source": etc_files[destination], "options": ["rbind", "rprivate"]})
+    linux: dict = {
+        "sysctl": {"net.ipv4.ip_unprivileged_port_start": "0",
+                   "net.ipv4.ping_group_range": "0 2147483647"},
+        "namespaces": [{"type": t} for t in ("mount", "network", "uts", "pid", "ipc")],
+        "maskedPaths": list(MASKED_PATHS),
+        "readonlyPaths": list(READONLY_PATHS),
+    }
+    if limits is not None:
+        linux["resources"] = limits
+    if cgroups_path:
+        linux["cgroupsPath"] = cgroups_path
     return {
         "ociVersion": "1.0.2-dev",
         "process": process,
         "root": {"path": "rootfs", "readonly": read_only_rootfs},
         "hostname": hostname,
         "mounts": mounts,
-        "linux": {
-            "sysctl": {"net.ipv4.ip_unprivileged_port_start": "0",
-                       "net.ipv4.ping_group_range": "0 2147483647"},
-            "namespaces": [{"type": t} for t in ("mount", "network", "uts", "pid", "ipc")],
-            "maskedPaths": list(MASKED_PATHS),
-            "readonlyPaths": list(READONLY_PATHS),
-        },
+        "linux": linux,
     }
 
 

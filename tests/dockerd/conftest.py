@@ -59,6 +59,20 @@ def mounts_under(prefix: str) -> list[str]:
     return out
 
 
+def cgroups_under(parent: str) -> list[str]:
+    """The directories of cgroup `parent` in every mounted v1 hierarchy (and v2)."""
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            fstype = line.split(" - ", 1)[1].split()[0]
+            if fstype in ("cgroup", "cgroup2"):
+                directory = fields[4] + parent
+                if os.path.isdir(directory):
+                    found.append(directory)
+    return found
+
+
 def processes_mentioning(text: str, exclude: set[int]) -> list[int]:
     pids = []
     for entry in os.listdir("/proc"):
@@ -81,6 +95,7 @@ class Stack:
                         PATH=f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
         self.procs: list[subprocess.Popen] = []
         self.registry = None
+        self.cgroup_parent = f"/labkit-test-{tmp.name[-8:]}"
 
     def start(self) -> None:
         from labkit.images import build_and_push
@@ -94,7 +109,8 @@ class Stack:
                                 "--containerd", str(self.tmp / "c.sock"),
                                 "--root", str(self.tmp / "droot"),
                                 "--exec-root", str(self.tmp / "dexec"),
-                                "--registry-mirror", self.registry.url, "--debug"], self.socket)
+                                "--registry-mirror", self.registry.url,
+                                "--cgroup-parent", self.cgroup_parent, "--debug"], self.socket)
 
     def restart_dockerd(self) -> None:
         """Stop labkit-dockerd (SIGTERM) and start it again on the same root and socket."""
@@ -130,6 +146,11 @@ class Stack:
                 pass
         for target in sorted(mounts_under(str(self.tmp)), key=len, reverse=True):
             subprocess.run(["umount", "-l", target], capture_output=True)
+        for directory in cgroups_under(self.cgroup_parent):
+            for child in sorted(Path(directory).glob("*/"), reverse=True):
+                if (child / "cgroup.procs").exists():
+                    os.rmdir(child)
+            os.rmdir(directory)
 
 
 def docker_env_for(stack: Stack) -> dict:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from dockerd.conftest import DOCKER, mounts_under, processes_mentioning
+from dockerd.conftest import DOCKER, cgroups_under, mounts_under, processes_mentioning
 from dockerd.httpunix import call
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e,
@@ -193,15 +193,29 @@ def test_container_survives_a_dockerd_restart(stack, docker_env):
     assert docker(docker_env, "rm", "e2e-live").returncode == 0
 
 
+def test_limits_reach_the_cgroup(docker_env):
+    r = docker(docker_env, "run", "--rm", "-m", "32m", "--pids-limit", "50", "--cpus", "0.5",
+               "busybox", "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes "
+               "/sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+    if r.returncode != 0 and "cgroup" in r.stderr:
+        pytest.skip(f"the runtime cannot set up cgroups here: {r.stderr.strip()}")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(32 * 1024 * 1024), "50", "50000"]
+
+
 def test_no_leftover_mounts_or_processes(stack, docker_env):
-    """After every container exited: no mount under the stack, no shim still running."""
+    """After every container exited: no mount under the stack, no shim still running,
+    no container cgroup left."""
     running = docker(docker_env, "ps", "-q").stdout.split()
     assert running == []
     deadline = time.monotonic() + 10
     while True:
-        mounts = [m for m in mounts_under(str(stack.tmp))]
+        mounts = mounts_under(str(stack.tmp))
         shims = processes_mentioning(str(stack.tmp), {p.pid for p in stack.procs})
-        if not mounts and not shims:
+        cgroups = [c for d in cgroups_under(stack.cgroup_parent) for c in os.listdir(d)
+                   if os.path.isdir(os.path.join(d, c))]
+        if not mounts and not shims and not cgroups:
             break
-        assert time.monotonic() < deadline, f"left over: mounts {mounts}, processes {shims}"
+        assert time.monotonic() < deadline, \
+            f"left over: mounts {mounts}, processes {shims}, cgroups {cgroups}"
         time.sleep(0.2)

@@ -137,3 +137,15 @@ def test_container_views_and_persistence(tmp_path):
     item = loaded.summary("busybox", now=parse_time("2026-11-23T00:00:13Z"))
     assert item["Status"] == "Exited (3) 3 seconds ago" and item["Command"] == "echo hi"
     assert human_duration(90) == "About a minute" and human_duration(0.2) == "Less than a second"
+
+
+def test_resources_from_host_config():
+    r = oci.resources({"Memory": 32 * 2**20, "PidsLimit": 50, "NanoCpus": 500_000_000,
+                       "CpuShares": 512})
+    assert r["memory"] == {"limit": 32 * 2**20} and r["pids"] == {"limit": 50}
+    assert r["cpu"] == {"shares": 512, "period": 100000, "quota": 50000}
+    assert r["devices"][0] == {"allow": False, "access": "rwm"}
+    assert set(oci.resources({})) == {"devices"}
+    for bad in ({"Memory": 1024}, {"Memory": "x"}, {"NanoCpus": 10**9, "CpuQuota": 5000}):
+        with pytest.raises(ValueError):
+            oci.resources(bad)
