@@ -264,6 +264,10 @@ class _Extractor:
             rel = rel.rpartition("/")[0]
 
     def whiteout(self, parent_rel: str, parent: str, base: str) -> None:
+        # BEGIN SOLUTION hint="image-spec layer.md, 'Whiteouts'; INTERFACES §3.3"
+        # TODO: honour `.wh.<name>` and the opaque marker `.wh..wh..opq` in directory `parent`
+        # HINT: self.mode is "remove" (delete what lower layers had) or "overlay" (mknod 0/0,
+        # HINT: xattr trusted.overlay.opaque=y); never hide what self.written says this layer wrote
         if base == OPAQUE_MARKER:
             os.makedirs(parent, exist_ok=True)
             if self.mode == "overlay":
@@ -285,6 +289,7 @@ class _Extractor:
             os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0))
         else:
             _remove(target)
+        # END SOLUTION
 
     def make(self, m: tarfile.TarInfo, path: str) -> None:
         try:

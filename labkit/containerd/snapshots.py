@@ -101,6 +101,10 @@ class OverlaySnapshotter:
         return self._create(VIEW, key, parent, labels)
 
     def mounts(self, key: str) -> list[Mount]:
+        # BEGIN SOLUTION hint="overlay wants lowerdir=<top>:…:<bottom>,upperdir=…,workdir=…"
+        # TODO: describe the mounts that show snapshot `key` (bind or overlay, rw or ro)
+        # HINT: self._chain(parent) lists the ancestors top first; self._fs(rec), self._work(rec)
+        # HINT: no parents: a bind of fs/; a view of one layer: a read-only bind (man 8 mount)
         rec = self._get(key)
         lowers = [str(self._fs(r)) for r in self._chain(rec.parent)]  # top first
         if rec.kind == COMMITTED:
@@ -121,6 +125,7 @@ class OverlaySnapshotter:
             # of the one layer shows the same thing, more cheaply.
             return [Mount("bind", lowers[0], ["rbind", "ro"])]
         return [self._overlay(["lowerdir=" + ":".join(lowers)])]
+        # END SOLUTION
 
     def commit(self, name: str, key: str, labels: dict[str, str] | None = None) -> None:
         _check_key(name, "name")
