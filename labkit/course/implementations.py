@@ -118,6 +118,8 @@ LAYERS: dict[str, Layer] = {layer.name: layer for layer in (
     Layer("content", "labkit.containerd.content", description="containerd's content store (in-process)"),
     Layer("snapshotter", "labkit.containerd.snapshots",
           description="containerd's overlayfs snapshotter (in-process)"),
+    Layer("namespaces", "labkit.namespaces",
+          description="chapter 01: isolation from raw namespace syscalls (in-process)"),
     Layer("syscalls", "labkit.syscalls", description="L0 the kernel calls Python lacks (in-process)"),
 )}
 
