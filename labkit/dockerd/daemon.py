@@ -749,8 +749,24 @@ class Daemon:
         if data is None:
             if c.Config.get("StdinOnce"):
                 io.close_stdin()
+                self._close_io(c)
         else:
             io.write_stdin(data)
+
+    def _close_io(self, c: Container) -> None:
+        """Tell the shim that stdin ended (Tasks.CloseIO): it holds the stdin fifo open
+        itself, so closing our end alone is no EOF for the container.
+
+        labkit-containerd's API does not have CloseIO yet; this works once it does (with
+        containerd's names), and until then `docker run -i ... cat` waits for a stop."""
+        if not hasattr(pb, "CloseIORequest") or not hasattr(self.ctr.tasks, "CloseIO"):
+            log.debug("no Tasks.CloseIO in labkit-containerd's API: stdin of %s stays open",
+                      c.ID[:12])
+            return
+        try:
+            self.ctr.call(self.ctr.tasks.CloseIO, pb.CloseIORequest(container_id=c.ID, stdin=True))
+        except RemoteError as e:
+            log.info("closing stdin of %s: %s", c.ID[:12], e)
 
     def container_attach(self, ref: str, stdin: bool, stdout: bool, stderr: bool, logs: bool,
                          stream: bool):
@@ -801,7 +817,16 @@ class Daemon:
         c = self._get(ref)
         if not c.State.Running:
             raise Conflict(f"Container {c.ID} is not running")
-        # labkit-containerd's API has no ResizePty yet: the size given at create is kept.
+        if height < 0 or width < 0:
+            raise InvalidParameter("invalid size: height and width must not be negative")
+        # labkit-containerd's API has no ResizePty yet: until it does, the size given at
+        # create (ConsoleSize) is kept.
+        if c.tty and hasattr(pb, "ResizePtyRequest") and hasattr(self.ctr.tasks, "ResizePty"):
+            try:
+                self.ctr.call(self.ctr.tasks.ResizePty, pb.ResizePtyRequest(
+                    container_id=c.ID, width=width, height=height))
+            except RemoteError as e:
+                raise to_daemon_error(e) from None
 
     # ================================================================ views
 
@@ -821,6 +846,24 @@ class Daemon:
                     continue
                 out.append(c.summary(c.Config.get("Image") or c.Image, now))
         return out[:limit] if limit and limit > 0 else out
+
+    def container_prune(self, filters: dict[str, list[str]]) -> list[str]:
+        unsupported = set(filters) - {"label"}
+        if unsupported:
+            raise InvalidParameter(f"invalid filter '{sorted(unsupported)[0]}': container prune "
+                                   "in labkit-dockerd filters by label only")
+        with self._lock:
+            candidates = [c for c in self._containers.values()
+                          if c.State.Status in ("created", "exited") and _matches(c, filters)
+                          and not self._live[c.ID].starting]
+        removed = []
+        for c in candidates:
+            try:
+                self._remove(c)
+                removed.append(c.ID)
+            except DaemonError as e:
+                log.warning("prune: %s: %s", c.ID[:12], e)
+        return removed
 
     def version(self) -> dict:
         try:

@@ -196,6 +196,7 @@ class Router:
                 ("GET", r"/info", self.info),
                 ("POST", r"/containers/create", self.container_create),
                 ("GET", r"/containers/json", self.container_list),
+                ("POST", r"/containers/prune", self.container_prune),
                 ("GET", C + r"/json", self.container_inspect),
                 ("POST", C + r"/start", self.container_start),
                 ("POST", C + r"/stop", self.container_stop),
@@ -269,6 +270,10 @@ class Router:
         filters = parse_filters(req.query.get("filters", ""))
         limit = req.int("limit", -1)
         return json_response(self.backend.container_list(req.bool("all"), filters, limit))
+
+    def container_prune(self, req: Request) -> Response:
+        removed = self.backend.container_prune(parse_filters(req.query.get("filters", "")))
+        return json_response({"ContainersDeleted": removed or None, "SpaceReclaimed": 0})
 
     def container_inspect(self, req: Request) -> Response:
         return json_response(self.backend.container_inspect(req.params["name"]))

@@ -175,6 +175,12 @@ class FakeBackend:
         return [{"Id": c.id, "Names": ["/" + c.name], "State": c.status}
                 for c in self.containers.values() if all or c.status == "running"]
 
+    def container_prune(self, filters):
+        gone = [c.id for c in self.containers.values() if c.status != "running"]
+        for cid in gone:
+            del self.containers[cid]
+        return gone
+
     def image_pull(self, from_image, tag, platform):
         if "bad ref" in from_image:
             raise InvalidParameter("invalid reference format")

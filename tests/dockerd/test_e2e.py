@@ -130,6 +130,24 @@ def test_stdin_with_i(docker_env):
     assert r.stdout == "line1\nline2\n"
 
 
+@pytest.mark.skipif(not hasattr(__import__("labkit.containerd.api_pb2").containerd.api_pb2,
+                                 "CloseIORequest"),
+                    reason="labkit-containerd's API has no Tasks.CloseIO yet: stdin EOF cannot "
+                           "reach the container")
+def test_stdin_eof_ends_cat(docker_env):
+    r = docker(docker_env, "run", "-i", "--rm", "busybox", "cat", input="line1\nline2\n",
+               timeout=20)
+    assert (r.returncode, r.stdout) == (0, "line1\nline2\n")
+
+
+def test_prune(docker_env):
+    assert docker(docker_env, "create", "--name", "e2e-prune", "busybox", "true").returncode == 0
+    r = docker(docker_env, "container", "prune", "-f")
+    assert r.returncode == 0, r.stderr
+    assert "Deleted Containers:" in r.stdout
+    assert "e2e-prune" not in docker(docker_env, "ps", "-a", "--format", "{{.Names}}").stdout
+
+
 def test_images_rm_rmi(docker_env):
     images = docker(docker_env, "images", "--format", "{{.Repository}}:{{.Tag}}")
     assert {"busybox:latest", "hello-world:latest"} <= set(images.stdout.split())
