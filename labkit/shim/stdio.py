@@ -19,9 +19,12 @@ reader, a write never fails with EPIPE when the real reader goes away (container
 gets the same effect by keeping an extra read-only fd). While nobody reads, the fifo's buffer
 (64 KiB) fills, the copy thread blocks in write(), the container's pipe fills in turn and the
 container blocks on its next write — paused, not killed, and nothing lost. When a reader opens
-the fifo again, it drains the buffer and everything flows again. For stdin, O_RDWR means the
-shim is also a writer, so it never sees a spurious EOF while dockerd is away; end of input is
-signalled explicitly with Task.CloseIO.
+the fifo again, it drains the buffer and everything flows again.
+
+The stdin fifo is opened read-only and non-blocking (the open returns at once), and read when
+select() says so. Linux reports end-of-file on a fifo only after a writer has come *and gone*
+(a reader that opened before any writer just waits), so the container's stdin is closed when
+dockerd closes its end (`echo hi | docker run -i busybox cat` ends), or on Task.CloseIO.
 
 An empty path means /dev/null. A `file://` URI appends to a regular file (containerd's
 log-uri form); `binary://` (a logging driver process) is not supported.
@@ -77,7 +80,7 @@ def _open_input(path: str) -> int:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
         raise ValueError(f"stdin fifo {path} does not exist") from None
-    return os.open(path, (os.O_RDWR if stat.S_ISFIFO(mode) else os.O_RDONLY) | os.O_CLOEXEC)
+    return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
 
 
 class ConsoleSocket:
@@ -244,14 +247,21 @@ class ContainerIO:
 
     def _copy_in(self, src: int, dest: int) -> None:
         try:
-            while not self._stdin_closed.is_set():
-                # A timeout, so that CloseIO is noticed even while no input comes.
-                ready, _, _ = select.select([src], [], [], 0.5)
+            while True:
+                closing = self._stdin_closed.is_set()
+                # A timeout, so that CloseIO is noticed even while no input comes; once it is,
+                # one last non-blocking pass forwards what was written before it.
+                ready, _, _ = select.select([src], [], [], 0 if closing else 0.5)
                 if not ready:
+                    if closing:
+                        break
                     continue
-                data = os.read(src, CHUNK)
+                try:
+                    data = os.read(src, CHUNK)
+                except BlockingIOError:
+                    continue
                 if not data:
-                    break
+                    break       # the writer closed its end: end of input
                 view = memoryview(data)
                 while view:
                     view = view[os.write(dest, view):]

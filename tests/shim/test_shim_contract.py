@@ -311,3 +311,36 @@ def test_exec_needs_a_running_task(shim):
         with pytest.raises(ShimError) as e:
             client.state("idle", exec_id="nope")
         assert e.value.code == Code.NOT_FOUND
+
+
+def test_stdin_reaches_the_container_and_its_end_closes_it(shim):
+    client, bundle = shim.launch("cat", ["cat"])
+    stdin, out = shim.fifo("in"), shim.fifo("out")
+    reader = shim.reader(out)
+    with client:
+        client.create("cat", bundle, stdin=str(stdin), stdout=str(out))
+        client.start("cat")
+        with open(stdin, "wb") as f:          # as dockerd does for `docker run -i`
+            f.write(b"hello stdin\n")
+        # closing our end is the end of input: cat sees EOF and exits
+        assert client.wait("cat", timeout=10)[0] == 0
+    assert reader.result() == b"hello stdin\n"
+
+
+def test_close_io_ends_stdin(shim):
+    client, bundle = shim.launch("cat2", ["cat"])
+    stdin, out = shim.fifo("in"), shim.fifo("out")
+    reader = shim.reader(out)
+    writer = os.open(stdin, os.O_RDWR)        # a writer that stays: only CloseIO can end input
+    try:
+        with client:
+            client.create("cat2", bundle, stdin=str(stdin), stdout=str(out))
+            client.start("cat2")
+            os.write(writer, b"one line\n")
+            time.sleep(0.3)
+            assert client.state("cat2").status == "running"
+            client.close_io("cat2")
+            assert client.wait("cat2", timeout=10)[0] == 0
+    finally:
+        os.close(writer)
+    assert reader.result() == b"one line\n"
