@@ -13,6 +13,10 @@ import sys
 
 import pytest
 
+# The course's grading plugin: the checkpoint marks (cp01, points, hint, depends), BLOCKED
+# prerequisites and the score table, so `pytest -m cp01` grades like `labkit grade cp01`.
+pytest_plugins = ["labkit.course.pytest_plugin"]
+
 # The labkit commands (labkit-runc, labkit-shim, …) live next to the interpreter running the
 # tests (the lab's virtualenv). Daemons started by tests find each other through PATH, so put
 # that directory first even when pytest was started by its full path without activating the venv.
