@@ -13,6 +13,7 @@ Modules, from the one nearest containerd to the one nearest the kernel:
     client.py     ShimClient: the Task service called from Python
     main.py       the command line (start, delete) and the daemon's main loop
     service.py    TaskService: Create, Start, State, Wait, Kill, Delete … (protocol-free core)
+    events.py     /tasks/exit & co. sent back to containerd (events.proto; events_pb2.py)
     ttrpc.py      the ttrpc protocol: framing without I/O, then a small server and client
     task.proto    the Task service's messages (containerd's field numbers); task_pb2.py
     ttrpc.proto   ttrpc's Request/Response envelope; ttrpc_pb2.py

@@ -19,7 +19,8 @@ last error line is the message that travels up to the user, as
 Which runtime: the bundle's options.json, written in the shape containerd's runc shim uses,
 `{"binary_name": "runc", "root": "/run/docker/runtime-runc"}`. As in containerd, the namespace
 is appended to the root, so a real dockerd's containers live under
-/run/docker/runtime-runc/moby.
+/run/docker/runtime-runc/moby. Without a binary_name, the shim runs the runtime the course
+configuration names (labkit.course.implementations: labkit-runc unless configured otherwise).
 """
 
 from __future__ import annotations
@@ -38,9 +39,19 @@ from labkit.runc.binary import Runtime as BinaryRuntime
 DEFAULT_BINARY = "labkit-runc"
 
 
+def configured_binary() -> str:
+    """The runtime the course configuration names for layer "runtime" (labkit-runc by default,
+    a student's workspace, or runc/crun; see labkit.course.implementations)."""
+    try:
+        from labkit.course.implementations import resolve_binary as configured
+    except ImportError:
+        return DEFAULT_BINARY
+    return str(configured("runtime"))
+
+
 @dataclass(frozen=True)
 class RuntimeOptions:
-    binary: str = DEFAULT_BINARY   # a name looked up in PATH, or a path
+    binary: str = ""               # a name looked up in PATH, or a path; "" = as configured
     root: Path = paths.RUNTIME_ROOT  # the namespace is appended to it
 
     @classmethod
@@ -55,7 +66,7 @@ class RuntimeOptions:
             raise ValueError(f"cannot read runtime options {path}: {e}") from None
         if not isinstance(data, dict):
             raise ValueError(f"runtime options {path} must hold a JSON object, not {type(data).__name__}")
-        return cls(binary=data.get("binary_name") or DEFAULT_BINARY,
+        return cls(binary=data.get("binary_name") or "",
                    root=Path(data.get("root") or paths.RUNTIME_ROOT))
 
 
@@ -95,5 +106,5 @@ class Runtime(BinaryRuntime):
 
 def open_runtime(options: RuntimeOptions, namespace: str, bundle: Path) -> Runtime:
     """The runtime for a task in `bundle`: --root <root>/<namespace>, --log <bundle>/log.json."""
-    return Runtime(resolve_binary(options.binary), str(options.root / namespace),
+    return Runtime(resolve_binary(options.binary or configured_binary()), str(options.root / namespace),
                    str(bundle / "log.json"))

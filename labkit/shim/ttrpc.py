@@ -105,9 +105,12 @@ class Frame:
 
 
 def encode_frame(frame: Frame) -> bytes:
+    # BEGIN SOLUTION hint="struct.Struct('>IIBB') is the header: length, stream id, type, flags"
+    # TODO: the 10-byte header followed by the data; refuse data over MAX_DATA (ProtocolError)
     if len(frame.data) > MAX_DATA:
         raise ProtocolError(f"message of {len(frame.data)} bytes exceeds ttrpc's limit of {MAX_DATA}")
     return HEADER.pack(len(frame.data), frame.stream_id, frame.type, frame.flags) + frame.data
+    # END SOLUTION
 
 
 class FrameDecoder:
@@ -124,6 +127,9 @@ class FrameDecoder:
         self._buffer = bytearray()
 
     def feed(self, data: bytes) -> list[Frame]:
+        # BEGIN SOLUTION hint="a frame is complete once HEADER_SIZE + length bytes are buffered"
+        # TODO: append to the buffer, then cut off and return every complete frame, in order
+        # HINT: check the announced length against MAX_DATA as soon as the header is there
         self._buffer += data
         frames = []
         while len(self._buffer) >= HEADER_SIZE:
@@ -138,6 +144,7 @@ class FrameDecoder:
             del self._buffer[:HEADER_SIZE + length]
             frames.append(Frame(stream_id, mtype, flags, body))
         return frames
+        # END SOLUTION
 
     @property
     def pending(self) -> int:
