@@ -42,7 +42,7 @@ from typing import Callable
 from labkit import paths
 from labkit.containerd import mount as mountlib
 from labkit.containerd.errors import (AlreadyExists, ContainerdError, FailedPrecondition,
-                                      InvalidArgument, NotFound, error_for_code)
+                                      InvalidArgument, NotFound, Unavailable, error_for_code)
 from labkit.containerd.events import Exchange
 from labkit.containerd.metadata import MetadataStore
 from labkit.containerd.mount import Mount
@@ -128,6 +128,9 @@ class Task:
     exit_status: int = 0
     exited_at: float | None = None
     log: ShimLog | None = None
+    # Held while starting, so that /tasks/exit of a process that exits at once can never be
+    # published before its /tasks/start (subscribers rely on the order).
+    start_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _shim():
@@ -211,8 +214,9 @@ class TaskManager:
 
     def start(self, ns: str, container_id: str) -> int:
         task = self._get(ns, container_id)
-        pid = self._call(task, lambda s: s.start(container_id))
-        self.exchange.publish(ns, "/tasks/start", {"container_id": container_id, "pid": pid})
+        with task.start_lock:
+            pid = self._call(task, lambda s: s.start(container_id))
+            self.exchange.publish(ns, "/tasks/start", {"container_id": container_id, "pid": pid})
         return pid
 
     def get(self, ns: str, container_id: str) -> ProcessInfo:
@@ -257,7 +261,20 @@ class TaskManager:
     def delete(self, ns: str, container_id: str) -> tuple[int, int, float | None]:
         task = self._get(ns, container_id)
         ShimClient, ShimError, _, _ = _shim()
-        st = self._call(task, lambda s: s.state(container_id))
+        try:
+            st = self._call(task, lambda s: s.state(container_id))
+        except Unavailable as e:
+            # The shim died under us: nobody can answer for the task any more. Clean up the
+            # way a restart would (INTERFACES §4.3) rather than leave it undeletable.
+            log.warning("task %s/%s: %s; cleaning up after the dead shim", ns, container_id, e)
+            with self._lock:
+                self._tasks.pop((ns, container_id), None)
+            if task.log is not None:
+                task.log.close()
+            self._cleanup_dead(ns, container_id, task.bundle, task.shim_binary,
+                               publish_exit=not task.exited.is_set())
+            return task.pid, task.exit_status if task.exited.is_set() else UNKNOWN_EXIT, \
+                task.exited_at
         if st.status in ("running", "paused", "pausing"):
             raise FailedPrecondition(f"task {container_id} is {st.status}: stop it before "
                                      "deleting it")
@@ -284,7 +301,7 @@ class TaskManager:
         """Reconnect to the shims that survived our restart; clean up after dead ones."""
         if not self.dir.is_dir():
             return
-        ShimClient, ShimError, _, delete_shim = _shim()
+        ShimClient, ShimError, _, _ = _shim()
         for ns_dir in sorted(p for p in self.dir.iterdir() if p.is_dir()):
             for bundle in sorted(p for p in ns_dir.iterdir() if p.is_dir()):
                 ns, id = ns_dir.name, bundle.name
@@ -301,16 +318,7 @@ class TaskManager:
                         st = shim.state(id)
                 except ShimError as e:
                     log.info("task %s/%s: shim is gone (%s): cleaning up", ns, id, e.message)
-                    try:
-                        delete_shim(shim_binary, id=id, namespace=ns, bundle=bundle,
-                                    containerd_address=self.containerd_address)
-                    except ShimError as e2:
-                        log.warning("task %s/%s: shim delete: %s", ns, id, e2.message)
-                    self._remove_bundle(bundle)
-                    event = {"container_id": id, "id": id, "pid": 0,
-                             "exit_status": UNKNOWN_EXIT, "exited_at": time.time()}
-                    self.exchange.publish(ns, "/tasks/exit", event)
-                    self.exchange.publish(ns, "/tasks/delete", event)
+                    self._cleanup_dead(ns, id, bundle, shim_binary, publish_exit=True)
                     continue
                 task = Task(ns, id, bundle, address, shim_binary, pid=st.pid,
                             log=ShimLog(bundle, f"{ns}/{id}"))
@@ -321,6 +329,23 @@ class TaskManager:
                          st.status, st.pid)
 
     # ------------------------------------------------------------------ helpers
+
+    def _cleanup_dead(self, ns: str, id: str, bundle: Path, shim_binary: str, *,
+                      publish_exit: bool) -> None:
+        """After a dead shim: `<shim> delete` (runtime delete --force, unmount), drop the
+        bundle, and tell subscribers the task exited and is gone."""
+        _, ShimError, _, delete_shim = _shim()
+        try:
+            delete_shim(shim_binary, id=id, namespace=ns, bundle=bundle,
+                        containerd_address=self.containerd_address)
+        except ShimError as e:
+            log.warning("task %s/%s: shim delete: %s", ns, id, e.message)
+        self._remove_bundle(bundle)
+        event = {"container_id": id, "id": id, "pid": 0, "exit_status": UNKNOWN_EXIT,
+                 "exited_at": time.time()}
+        if publish_exit:
+            self.exchange.publish(ns, "/tasks/exit", event)
+        self.exchange.publish(ns, "/tasks/delete", event)
 
     def shim_for(self, runtime_name: str) -> str:
         """The shim binary for a container's runtime name.
@@ -421,10 +446,11 @@ class TaskManager:
             except ShimError as e:
                 log.warning("task %s/%s: lost its shim (%s)", task.namespace, task.id, e.message)
                 task.exit_status, task.exited_at = UNKNOWN_EXIT, time.time()
+            with task.start_lock:
+                self.exchange.publish(task.namespace, "/tasks/exit", {
+                    "container_id": task.id, "id": task.id, "pid": task.pid,
+                    "exit_status": task.exit_status, "exited_at": task.exited_at})
             task.exited.set()
-            self.exchange.publish(task.namespace, "/tasks/exit", {
-                "container_id": task.id, "id": task.id, "pid": task.pid,
-                "exit_status": task.exit_status, "exited_at": task.exited_at})
         threading.Thread(target=run, name=f"wait {task.namespace}/{task.id}", daemon=True).start()
 
 

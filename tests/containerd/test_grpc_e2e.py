@@ -551,3 +551,30 @@ def test_task_under_the_real_containerd_shim(client, image, base):
             os.rmdir(f"/run/containerd/runc/{NS}")
         except OSError:
             pass
+
+
+def test_shim_dying_under_a_running_daemon(client, image, base):
+    from labkit.shim.client import ShimClient
+
+    create_container(client, image, "lost1", ["sleep", "60"])
+    try:
+        client.tasks.Create(pb.CreateTaskRequest(container_id="lost1"))
+        pid = client.tasks.Start(pb.StartRequest(container_id="lost1")).pid
+        bundle = base / "state/io.containerd.runtime.v2.task" / NS / "lost1"
+        with ShimClient((bundle / "address").read_text().strip()) as shim:
+            shim_pid = shim.connect()["shim_pid"]
+        os.kill(shim_pid, signal.SIGKILL)  # a shim we started
+        # the watcher loses its connection: the task counts as exited, status unknown (255)
+        assert client.tasks.Wait(pb.WaitRequest(container_id="lost1"), timeout=20) \
+            .exit_status == 255
+        with pytest.raises(grpc.RpcError) as e:
+            client.tasks.Get(pb.GetRequest(container_id="lost1"))
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        client.tasks.Delete(pb.DeleteTaskRequest(container_id="lost1"))  # still deletable
+        assert not bundle.exists()
+        deadline = time.time() + 10
+        while os.path.exists(f"/proc/{pid}") and time.time() < deadline:
+            time.sleep(0.1)
+        assert not os.path.exists(f"/proc/{pid}")
+    finally:
+        remove_container(client, "lost1")
