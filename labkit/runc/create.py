@@ -138,7 +138,9 @@ def _spawn(c: Container, spec: dict, bundle: str, rootfs: str, console_socket: s
     init_pid = 0
     hooks_wanted = ready = False
     try:
-        while not ready:
+        # Done when init is ready AND C1 has told us its pid: the two come from different
+        # processes, so either may arrive first.
+        while not (ready and init_pid):
             msg = sync.recv()
             if msg is None:
                 raise ContainerError("unable to start container process: container init "

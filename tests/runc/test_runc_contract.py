@@ -359,3 +359,40 @@ def test_cgroup_limits_and_removal(rt):
     rt.api.delete(cid, force=True)
     gone = Path("/sys/fs/cgroup/pids" + holder["path"])
     wait_for(lambda: not gone.exists())
+
+
+# --- hooks ---------------------------------------------------------------------------------
+def test_hooks_get_the_state_on_stdin(rt):
+    def edit(spec, bundle):
+        for name in ("prestart", "createRuntime", "poststart", "poststop"):
+            script = bundle / f"{name}.sh"
+            # a hook runs in the runtime's namespaces: it can see the container's netns
+            script.write_text(f"#!/bin/sh\ncat > {bundle}/{name}.json\n")
+            script.chmod(0o755)
+            spec.setdefault("hooks", {})[name] = [{"path": str(script)}]
+    cid, out, pid = created(rt, sh("echo ready; sleep 30"), edit)
+    bundle = out.parent
+    for name in ("prestart", "createRuntime"):
+        state = json.loads((bundle / f"{name}.json").read_text())
+        assert state["id"] == cid and state["pid"] == pid
+        assert state["bundle"] == str(bundle)
+    if rt.name != "runc":
+        # the spec: poststart runs after start. runc 1.1 runs it at the end of create
+        # already (changed in runc 1.2).
+        assert not (bundle / "poststart.json").exists()
+    rt.api.start(cid)
+    wait_for(lambda: (bundle / "poststart.json").exists()
+             and (bundle / "poststart.json").read_text())
+    rt.api.delete(cid, force=True)
+    wait_for(lambda: (bundle / "poststop.json").exists())
+
+
+def test_failing_prestart_hook_fails_create(rt):
+    def edit(spec, bundle):
+        spec["hooks"] = {"prestart": [{"path": "/bin/false"}]}
+    bundle = rt.bundle(["true"], edit)
+    cid = rt.new_id()
+    p = rt.cli("create", "--bundle", str(bundle), "--pid-file", str(bundle / "p"), cid)
+    assert p.returncode != 0
+    with pytest.raises(OCIRuntimeError):
+        rt.api.state(cid)
