@@ -115,14 +115,21 @@ class Container:
         if info is None:
             return False
         start_time, state = info
+        # BEGIN SOLUTION hint="man 5 proc, /proc/pid/stat: field 3 (state) and field 22 (starttime)"
+        # TODO: alive = not a zombie (Z) nor dead (X, x), and the same start time as recorded
         return state not in ("Z", "X", "x") and start_time == self.start_time
+        # END SOLUTION
 
     def status(self) -> str:
+        # BEGIN SOLUTION hint="INTERFACES.md §2.3, 'Status derivation'"
+        # TODO: derive "stopped", "created" or "running" from the kernel and exec.fifo
+        # HINT: self.init_alive() already checks dead/zombie/reused; self.fifo_path exists until `start`
         if not self.init_alive():
             return "stopped"
         if os.path.exists(self.fifo_path):
             return "created"
         return "running"
+        # END SOLUTION
 
     def oci_state(self) -> dict:
         """The state object of the OCI runtime spec, as `runc state` prints it."""

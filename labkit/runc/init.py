@@ -149,12 +149,16 @@ def bootstrap(a: InitArgs) -> NoReturn:
         for kind, fd in to_join:
             sc.setns(fd, NAMESPACES[kind][0])
             os.close(fd)
+        # BEGIN SOLUTION hint="man 2 unshare; NAMESPACES maps a type to (CLONE_NEW* flag, ns name)"
+        # TODO: create every listed namespace that has no path, with ONE unshare call
+        # HINT: OR the flags together; CLONE_NEWPID only takes effect for the fork below
         new = 0
         for kind, path in listed:
             if not path:
                 new |= NAMESPACES[kind][0]
         if new:
             sc.unshare(new)
+        # END SOLUTION
 
         pid = os.fork()
         if pid == 0:
@@ -312,6 +316,10 @@ def enter_root(rootfs: str, no_pivot: bool) -> None:
         os.chroot(".")
         os.chdir("/")
         return
+    # BEGIN SOLUTION hint="man 2 pivot_root, NOTES: new_root and put_old may be the same directory"
+    # TODO: make rootfs the root mount and detach the old root entirely
+    # HINT: fds of "/" and rootfs; fchdir(new); pivot_root(".", "."); fchdir(old);
+    # HINT: make "." rslave (MS_SLAVE|MS_REC), umount2(".", MNT_DETACH), chdir("/")
     old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY)
     new_root = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY)
     os.fchdir(new_root)
@@ -325,6 +333,7 @@ def enter_root(rootfs: str, no_pivot: bool) -> None:
     os.chdir("/")
     os.close(old_root)
     os.close(new_root)
+    # END SOLUTION
 
 
 def run_hooks(hooks: list[dict] | None, state: dict) -> None:

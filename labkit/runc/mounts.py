@@ -59,6 +59,9 @@ class MountOptions:
 
 def parse_options(options: list[str]) -> MountOptions:
     result = MountOptions(propagation=[])
+    # BEGIN SOLUTION hint="man 8 mount, FILESYSTEM-INDEPENDENT MOUNT OPTIONS"
+    # TODO: sort each option into flags (FLAGS: set or clear), propagation (PROPAGATION) or data
+    # HINT: later options win ("ro" then "rw" is rw); IGNORED and "x-*" options are dropped
     data = []
     for opt in options:
         if opt in FLAGS:
@@ -71,6 +74,7 @@ def parse_options(options: list[str]) -> MountOptions:
         else:
             data.append(opt)
     result.data = ",".join(data)
+    # END SOLUTION
     return result
 
 
@@ -211,8 +215,12 @@ def populate_dev(rootfs: str, extra_devices: list[dict]) -> None:
     runc bind-mounts the host's nodes instead)."""
     dev = secure_join(rootfs, "/dev")
     os.makedirs(dev, exist_ok=True)
+    # BEGIN SOLUTION hint="man 2 mknod; man 4 null"
+    # TODO: create the DEFAULT_DEVICES (character devices, mode 0666) in `dev`
+    # HINT: make_device(path, "c", major, minor) does the mknod, chmod and chown
     for name, major, minor in DEFAULT_DEVICES:
         make_device(os.path.join(dev, name), "c", major, minor)
+    # END SOLUTION
     for d in extra_devices:
         path = secure_join(rootfs, d["path"])
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -227,18 +235,26 @@ def populate_dev(rootfs: str, extra_devices: list[dict]) -> None:
 # --- after pivot_root: paths are the container's own -----------------------------------------
 def readonly_path(path: str) -> None:
     """linux.readonlyPaths: bind the path onto itself, then remount that bind read-only."""
+    # BEGIN SOLUTION hint="man 8 mount, 'bind mount operation' (the ro remount)"
+    # TODO: bind `path` onto itself, then remount that bind read-only
+    # HINT: a missing path (FileNotFoundError) is skipped; keep current_flags(path) on the remount
     try:
         sc.mount(path, path, None, MS_BIND | MS_REC)
     except FileNotFoundError:
         return                           # a path the kernel does not have: nothing to protect
     sc.mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC | current_flags(path))
+    # END SOLUTION
 
 
 def mask_path(path: str) -> None:
     """linux.maskedPaths: hide a file under /dev/null, a directory under an empty ro tmpfs."""
+    # BEGIN SOLUTION hint="runtime-spec config-linux.md, 'Masked Paths'"
+    # TODO: hide `path`: a read-only tmpfs over a directory, a bind of /dev/null over a file
+    # HINT: a path that does not exist needs no hiding
     if not os.path.lexists(path):
         return
     if os.path.isdir(path):
         sc.mount("tmpfs", path, "tmpfs", MS_RDONLY)
     else:
         sc.mount("/dev/null", path, None, MS_BIND)
+    # END SOLUTION
