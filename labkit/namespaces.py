@@ -86,8 +86,6 @@ import tempfile
 import traceback
 from typing import Any, Callable
 
-from pyroute2 import IPRoute
-
 from labkit import syscalls
 
 # The namespace kinds of this chapter, in the order run_isolated documents them, and the name
@@ -186,11 +184,12 @@ def mount_proc(target: str = "/proc") -> None:
 
 def network_interfaces() -> list[str]:
     """The names of the network interfaces of the caller's network namespace, sorted."""
-    # BEGIN SOLUTION hint="man 7 rtnetlink (RTM_GETLINK); pyroute2: IPRoute().get_links()"
-    # HINT: each link message carries its name: link.get("ifname")
-    # TODO: list the links of this network namespace and return their names, sorted
-    with IPRoute() as ipr:
-        return sorted(link.get("ifname") for link in ipr.get_links())
+    # BEGIN SOLUTION hint="man 3 if_nameindex (it asks the kernel over netlink, man 7 rtnetlink)"
+    # HINT: Python has it: socket.if_nameindex() gives (index, name) pairs
+    # TODO: list the interfaces of this network namespace and return their names, sorted
+    # (Not pyroute2's IPRoute here: its synchronous API runs an asyncio loop of its own, which
+    # fails inside Jupyter, where a loop is already running.)
+    return sorted(name for _, name in socket.if_nameindex())
     # END SOLUTION
 
 

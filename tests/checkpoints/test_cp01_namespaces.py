@@ -174,7 +174,7 @@ def test_mount_proc(ns, in_child, scratch):
 
 
 @checkpoint("cp01", points=1, hint="network_interfaces() lists the links of the CALLER's network "
-            "namespace (RTM_GETLINK, man 7 rtnetlink), names sorted: on the host "
+            "namespace (if_nameindex(3), netlink underneath), names sorted: on the host "
             "what `ip link` shows, in a new network namespace only ['lo']")
 def test_network_interfaces(ns, in_child):
     host = sorted(name for _, name in socket.if_nameindex())
