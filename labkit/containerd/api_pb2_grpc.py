@@ -1211,6 +1211,31 @@ class TasksStub:
                 request_serializer=labkit_dot_containerd_dot_api__pb2.WaitRequest.SerializeToString,
                 response_deserializer=labkit_dot_containerd_dot_api__pb2.WaitResponse.FromString,
                 _registered_method=True)
+        self.Exec = channel.unary_unary(
+                '/labkit.containerd.v1.Tasks/Exec',
+                request_serializer=labkit_dot_containerd_dot_api__pb2.ExecProcessRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.DeleteProcess = channel.unary_unary(
+                '/labkit.containerd.v1.Tasks/DeleteProcess',
+                request_serializer=labkit_dot_containerd_dot_api__pb2.DeleteProcessRequest.SerializeToString,
+                response_deserializer=labkit_dot_containerd_dot_api__pb2.DeleteResponse.FromString,
+                _registered_method=True)
+        self.ResizePty = channel.unary_unary(
+                '/labkit.containerd.v1.Tasks/ResizePty',
+                request_serializer=labkit_dot_containerd_dot_api__pb2.ResizePtyRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.CloseIO = channel.unary_unary(
+                '/labkit.containerd.v1.Tasks/CloseIO',
+                request_serializer=labkit_dot_containerd_dot_api__pb2.CloseIORequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListPids = channel.unary_unary(
+                '/labkit.containerd.v1.Tasks/ListPids',
+                request_serializer=labkit_dot_containerd_dot_api__pb2.ListPidsRequest.SerializeToString,
+                response_deserializer=labkit_dot_containerd_dot_api__pb2.ListPidsResponse.FromString,
+                _registered_method=True)
 
 
 class TasksServicer:
@@ -1263,6 +1288,39 @@ class TasksServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Exec(self, request, context):
+        """Added for stdin EOF, terminals and `docker exec` (containerd's names and shapes; the
+        exec's OCI process travels as JSON bytes, like Container.spec). Start, Get, Kill and Wait
+        take the exec_id of an exec process; DeleteProcess removes one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteProcess(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResizePty(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseIO(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPids(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TasksServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1300,6 +1358,31 @@ def add_TasksServicer_to_server(servicer, server):
                     servicer.Wait,
                     request_deserializer=labkit_dot_containerd_dot_api__pb2.WaitRequest.FromString,
                     response_serializer=labkit_dot_containerd_dot_api__pb2.WaitResponse.SerializeToString,
+            ),
+            'Exec': grpc.unary_unary_rpc_method_handler(
+                    servicer.Exec,
+                    request_deserializer=labkit_dot_containerd_dot_api__pb2.ExecProcessRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'DeleteProcess': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteProcess,
+                    request_deserializer=labkit_dot_containerd_dot_api__pb2.DeleteProcessRequest.FromString,
+                    response_serializer=labkit_dot_containerd_dot_api__pb2.DeleteResponse.SerializeToString,
+            ),
+            'ResizePty': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResizePty,
+                    request_deserializer=labkit_dot_containerd_dot_api__pb2.ResizePtyRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'CloseIO': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseIO,
+                    request_deserializer=labkit_dot_containerd_dot_api__pb2.CloseIORequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListPids': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPids,
+                    request_deserializer=labkit_dot_containerd_dot_api__pb2.ListPidsRequest.FromString,
+                    response_serializer=labkit_dot_containerd_dot_api__pb2.ListPidsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1494,6 +1577,141 @@ class Tasks:
             '/labkit.containerd.v1.Tasks/Wait',
             labkit_dot_containerd_dot_api__pb2.WaitRequest.SerializeToString,
             labkit_dot_containerd_dot_api__pb2.WaitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Exec(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Tasks/Exec',
+            labkit_dot_containerd_dot_api__pb2.ExecProcessRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteProcess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Tasks/DeleteProcess',
+            labkit_dot_containerd_dot_api__pb2.DeleteProcessRequest.SerializeToString,
+            labkit_dot_containerd_dot_api__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResizePty(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Tasks/ResizePty',
+            labkit_dot_containerd_dot_api__pb2.ResizePtyRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseIO(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Tasks/CloseIO',
+            labkit_dot_containerd_dot_api__pb2.CloseIORequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPids(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Tasks/ListPids',
+            labkit_dot_containerd_dot_api__pb2.ListPidsRequest.SerializeToString,
+            labkit_dot_containerd_dot_api__pb2.ListPidsResponse.FromString,
             options,
             channel_credentials,
             insecure,

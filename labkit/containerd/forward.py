@@ -7,10 +7,10 @@ gave it in TTRPC_ADDRESS (our gRPC socket's path plus ".ttrpc", as in containerd
     shim ── ttrpc ──▶ labkit-containerd   containerd.services.events.ttrpc.v1.Events/Forward
                       ForwardRequest{envelope{timestamp, namespace, topic, event: Any}}
 
-labkit-containerd already learns each task's exit from its own watcher thread (tasks.py) and
-publishes /tasks/create, /start, /exit and /delete itself, so forwarded copies of those four
-are acknowledged and dropped; any other topic (/tasks/exec-added, /tasks/oom …) is passed on
-to Events.Subscribe. Serving this socket also matters for a real containerd-shim-runc-v2:
+labkit-containerd already learns each process's exit from its own watcher thread (tasks.py)
+and publishes the task lifecycle itself (/tasks/create, /start, /exit, /delete, /exec-added,
+/exec-started), so forwarded copies of those are acknowledged and dropped; any other topic
+(/tasks/oom, /tasks/paused …) is passed on to Events.Subscribe. Serving this socket also matters for a real containerd-shim-runc-v2:
 without anyone to deliver to, it keeps retrying its events for a long while before it exits.
 """
 
@@ -30,7 +30,8 @@ log = logging.getLogger("labkit.containerd.forward")
 
 SERVICE = "containerd.services.events.ttrpc.v1.Events"
 # Published by labkit-containerd itself; a shim's copy would be a duplicate.
-OWN_TOPICS = frozenset({"/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"})
+OWN_TOPICS = frozenset({"/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete",
+                        "/tasks/exec-added", "/tasks/exec-started"})
 
 
 class ForwardServer:

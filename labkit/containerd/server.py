@@ -414,7 +414,7 @@ class TasksService(rpc.TasksServicer):
 
     @staticmethod
     def _process(p) -> pb.Process:
-        return pb.Process(container_id=p.container_id, id=p.container_id, pid=p.pid,
+        return pb.Process(container_id=p.container_id, id=p.exec_id or p.container_id, pid=p.pid,
                           status=_STATUS.get(p.status, pb.UNKNOWN_STATUS), stdin=p.stdin,
                           stdout=p.stdout, stderr=p.stderr, terminal=p.terminal,
                           exit_status=p.exit_status, exited_at=ts(p.exited_at))
@@ -429,8 +429,8 @@ class TasksService(rpc.TasksServicer):
 
     @unary
     def Start(self, request, context):
-        _no_exec(request)
-        return pb.StartResponse(pid=self.d.tasks.start(namespace(context), request.container_id))
+        return pb.StartResponse(pid=self.d.tasks.start(namespace(context), request.container_id,
+                                                       request.exec_id))
 
     @unary
     def Delete(self, request, context):
@@ -440,9 +440,8 @@ class TasksService(rpc.TasksServicer):
 
     @unary
     def Get(self, request, context):
-        _no_exec(request)
         return pb.GetResponse(process=self._process(
-            self.d.tasks.get(namespace(context), request.container_id)))
+            self.d.tasks.get(namespace(context), request.container_id, request.exec_id)))
 
     @unary
     def List(self, request, context):
@@ -451,21 +450,52 @@ class TasksService(rpc.TasksServicer):
 
     @unary
     def Kill(self, request, context):
-        _no_exec(request)
-        self.d.tasks.kill(namespace(context), request.container_id, request.signal, request.all)
+        self.d.tasks.kill(namespace(context), request.container_id, request.signal, request.all,
+                          request.exec_id)
         return empty_pb2.Empty()
 
     @unary
     def Wait(self, request, context):
-        _no_exec(request)
         status, when = self.d.tasks.wait(namespace(context), request.container_id,
-                                         context.is_active)
+                                         request.exec_id, context.is_active)
         return pb.WaitResponse(exit_status=status, exited_at=ts(when))
 
+    @unary
+    def Exec(self, request, context):
+        ns = namespace(context)
+        check_identifier(request.exec_id, "exec id")
+        try:
+            process = json.loads(request.spec or b"null")
+        except ValueError as e:
+            raise InvalidArgument(f"exec {request.exec_id}: process spec is not valid JSON: "
+                                  f"{e}") from None
+        self.d.tasks.exec(ns, request.container_id, request.exec_id, process, request.stdin,
+                          request.stdout, request.stderr, request.terminal)
+        return empty_pb2.Empty()
 
-def _no_exec(request) -> None:
-    if request.exec_id:
-        raise InvalidArgument("exec processes are not supported by labkit-containerd yet")
+    @unary
+    def DeleteProcess(self, request, context):
+        pid, status, when = self.d.tasks.delete_process(namespace(context),
+                                                        request.container_id, request.exec_id)
+        return pb.DeleteResponse(id=request.exec_id, pid=pid, exit_status=status,
+                                 exited_at=ts(when))
+
+    @unary
+    def ResizePty(self, request, context):
+        self.d.tasks.resize_pty(namespace(context), request.container_id, request.width,
+                                request.height, request.exec_id)
+        return empty_pb2.Empty()
+
+    @unary
+    def CloseIO(self, request, context):
+        self.d.tasks.close_io(namespace(context), request.container_id, request.stdin,
+                              request.exec_id)
+        return empty_pb2.Empty()
+
+    @unary
+    def ListPids(self, request, context):
+        pids = self.d.tasks.pids(namespace(context), request.container_id)
+        return pb.ListPidsResponse(processes=[pb.ProcessInfo(pid=p) for p in pids])
 
 
 class EventsService(rpc.EventsServicer):

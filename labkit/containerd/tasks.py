@@ -18,6 +18,11 @@ where containerd touches the host. Worked lifecycle, for container "web" in name
     Delete  refused while running (FAILED_PRECONDITION); else shim.Delete (`<runtime> delete`),
             shim.Shutdown (the shim exits), unmount rootfs/, remove the bundle, /tasks/delete.
 
+    Exec    (`docker exec`) shim.Exec registers one more process, an OCI `process` object;
+            Start/Get/Kill/Wait take its exec_id; DeleteProcess removes it once it exited.
+    CloseIO, ResizePty   stdin EOF and terminal size: the shim holds the stdio, so it is the
+            one to ask.
+
 Why a separate shim process at all: containerd can be stopped, upgraded or crash while the
 containers keep running, because their parent (and the holder of their stdio) is the shim.
 On boot, `recover()` walks the bundles and reconnects to every shim still alive (reading
@@ -68,6 +73,7 @@ class ProcessInfo:
     terminal: bool = False
     exit_status: int = 0
     exited_at: float | None = None
+    exec_id: str = ""
 
 
 class ShimLog:
@@ -113,12 +119,10 @@ class ShimLog:
 
 
 @dataclass
-class Task:
-    namespace: str
-    id: str
-    bundle: Path
-    address: str
-    shim_binary: str
+class Proc:
+    """One process of a task: its init (exec_id "") or an exec (`docker exec`)."""
+
+    exec_id: str = ""
     pid: int = 0
     stdin: str = ""
     stdout: str = ""
@@ -127,10 +131,29 @@ class Task:
     exited: threading.Event = field(default_factory=threading.Event)
     exit_status: int = 0
     exited_at: float | None = None
-    log: ShimLog | None = None
     # Held while starting, so that /tasks/exit of a process that exits at once can never be
     # published before its /tasks/start (subscribers rely on the order).
     start_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class Task:
+    namespace: str
+    id: str
+    bundle: Path
+    address: str
+    shim_binary: str
+    init: Proc = field(default_factory=Proc)
+    execs: dict[str, Proc] = field(default_factory=dict)
+    log: ShimLog | None = None
+
+    def proc(self, exec_id: str = "") -> Proc:
+        if not exec_id:
+            return self.init
+        try:
+            return self.execs[exec_id]
+        except KeyError:
+            raise NotFound(f"process {exec_id} of task {self.id}: not found") from None
 
 
 def _shim():
@@ -201,29 +224,99 @@ class TaskManager:
             if shimlog is not None:
                 shimlog.close()
             raise
-        task = Task(ns, container_id, bundle, address, shim_binary, pid=pid, stdin=stdin,
-                    stdout=stdout, stderr=stderr, terminal=terminal, log=shimlog)
+        task = Task(ns, container_id, bundle, address, shim_binary,
+                    init=Proc("", pid, stdin, stdout, stderr, terminal), log=shimlog)
         with self._lock:
             self._tasks[(ns, container_id)] = task
-        self._watch(task)
+        self._watch(task, task.init)
         self.exchange.publish(ns, "/tasks/create", {
             "container_id": container_id, "bundle": str(bundle), "pid": pid,
             "io": {"stdin": stdin, "stdout": stdout, "stderr": stderr, "terminal": terminal},
             "rootfs": [m.__dict__ for m in rootfs]})
         return pid
 
-    def start(self, ns: str, container_id: str) -> int:
+    def start(self, ns: str, container_id: str, exec_id: str = "") -> int:
         task = self._get(ns, container_id)
-        with task.start_lock:
-            pid = self._call(task, lambda s: s.start(container_id))
-            self.exchange.publish(ns, "/tasks/start", {"container_id": container_id, "pid": pid})
+        proc = task.proc(exec_id)
+        with proc.start_lock:
+            pid = self._call(task, lambda s: s.start(container_id, exec_id=exec_id))
+            proc.pid = pid
+            if exec_id:
+                self.exchange.publish(ns, "/tasks/exec-started", {
+                    "container_id": container_id, "exec_id": exec_id, "pid": pid})
+            else:
+                self.exchange.publish(ns, "/tasks/start", {"container_id": container_id,
+                                                           "pid": pid})
         return pid
 
-    def get(self, ns: str, container_id: str) -> ProcessInfo:
+    def get(self, ns: str, container_id: str, exec_id: str = "") -> ProcessInfo:
         task = self._get(ns, container_id)
-        st = self._call(task, lambda s: s.state(container_id))
-        return ProcessInfo(container_id, st.pid, st.status, task.stdin, task.stdout,
-                           task.stderr, task.terminal, st.exit_status, _ts(st.exited_at))
+        proc = task.proc(exec_id)
+        st = self._call(task, lambda s: s.state(container_id, exec_id=exec_id))
+        return ProcessInfo(container_id, st.pid, st.status, proc.stdin, proc.stdout,
+                           proc.stderr, proc.terminal, st.exit_status, _ts(st.exited_at),
+                           exec_id=exec_id)
+
+    def exec(self, ns: str, container_id: str, exec_id: str, process: dict, stdin: str = "",
+             stdout: str = "", stderr: str = "", terminal: bool = False) -> None:
+        """Add a process to a running task (`docker exec`); start() runs it."""
+        task = self._get(ns, container_id)
+        if not exec_id:
+            raise InvalidArgument("exec id must not be empty")
+        if not isinstance(process, dict) or not process.get("args"):
+            raise InvalidArgument(f"exec {exec_id}: the process spec needs non-empty args")
+        with self._lock:
+            if exec_id in task.execs:
+                raise AlreadyExists(f"exec {exec_id} of task {container_id}: already exists")
+            proc = task.execs[exec_id] = Proc(exec_id, 0, stdin, stdout, stderr, terminal)
+        try:
+            self._call(task, lambda s: s.exec(container_id, exec_id, process, stdin=stdin,
+                                              stdout=stdout, stderr=stderr, terminal=terminal))
+        except BaseException:
+            with self._lock:
+                task.execs.pop(exec_id, None)
+            raise
+        self._watch(task, proc)
+        self.exchange.publish(ns, "/tasks/exec-added", {"container_id": container_id,
+                                                        "exec_id": exec_id})
+
+    def delete_process(self, ns: str, container_id: str, exec_id: str
+                       ) -> tuple[int, int, float | None]:
+        """Remove an exited exec process (the task's init is removed by delete())."""
+        task = self._get(ns, container_id)
+        if not exec_id:
+            raise InvalidArgument("delete process: exec id must not be empty (use Delete "
+                                  "for the task itself)")
+        task.proc(exec_id)
+        st = self._call(task, lambda s: s.state(container_id, exec_id=exec_id))
+        if st.status in ("running", "paused", "pausing"):
+            raise FailedPrecondition(f"exec {exec_id} of task {container_id} is {st.status}")
+        pid, status, exited_at = self._call(task, lambda s: s.delete(container_id,
+                                                                     exec_id=exec_id))
+        with self._lock:
+            task.execs.pop(exec_id, None)
+        when = _ts(exited_at)
+        self.exchange.publish(ns, "/tasks/delete", {
+            "container_id": container_id, "id": exec_id, "pid": pid, "exit_status": status,
+            "exited_at": when})
+        return pid, status, when
+
+    def resize_pty(self, ns: str, container_id: str, width: int, height: int,
+                   exec_id: str = "") -> None:
+        task = self._get(ns, container_id)
+        task.proc(exec_id)
+        self._call(task, lambda s: s.resize_pty(container_id, width, height, exec_id=exec_id))
+
+    def close_io(self, ns: str, container_id: str, stdin: bool = True,
+                 exec_id: str = "") -> None:
+        """Close the process's stdin: the shim holds the fifo open, so only it can give EOF."""
+        task = self._get(ns, container_id)
+        task.proc(exec_id)
+        self._call(task, lambda s: s.close_io(container_id, stdin, exec_id=exec_id))
+
+    def pids(self, ns: str, container_id: str) -> list[int]:
+        task = self._get(ns, container_id)
+        return self._call(task, lambda s: s.pids(container_id))
 
     def list(self, ns: str) -> list[ProcessInfo]:
         with self._lock:
@@ -238,21 +331,23 @@ class TaskManager:
                 log.warning("task %s/%s: %s", ns, id, e)
         return out
 
-    def kill(self, ns: str, container_id: str, signal: int, all: bool = False) -> None:
+    def kill(self, ns: str, container_id: str, signal: int, all: bool = False,
+             exec_id: str = "") -> None:
         task = self._get(ns, container_id)
+        task.proc(exec_id)
         if not 0 < signal < 65:
             raise InvalidArgument(f"invalid signal {signal}")
-        self._call(task, lambda s: s.kill(container_id, signal, all))
+        self._call(task, lambda s: s.kill(container_id, signal, all, exec_id=exec_id))
 
-    def wait(self, ns: str, container_id: str,
+    def wait(self, ns: str, container_id: str, exec_id: str = "",
              still_wanted: Callable[[], bool] = lambda: True) -> tuple[int, float | None]:
-        """Block until the task exits: (exit_status, exited_at). Many waiters may wait at once:
-        they share the one shim.Wait call the watcher thread makes."""
-        task = self._get(ns, container_id)
-        while not task.exited.wait(0.5):
+        """Block until the process exits: (exit_status, exited_at). Many waiters may wait at
+        once: they share the one shim.Wait call the watcher thread makes."""
+        proc = self._get(ns, container_id).proc(exec_id)
+        while not proc.exited.wait(0.5):
             if not still_wanted():
                 raise FailedPrecondition(f"wait {container_id}: cancelled")
-        return task.exit_status, task.exited_at
+        return proc.exit_status, proc.exited_at
 
     def has_task(self, ns: str, container_id: str) -> bool:
         with self._lock:
@@ -271,10 +366,11 @@ class TaskManager:
                 self._tasks.pop((ns, container_id), None)
             if task.log is not None:
                 task.log.close()
+            init = task.init
             self._cleanup_dead(ns, container_id, task.bundle, task.shim_binary,
-                               publish_exit=not task.exited.is_set())
-            return task.pid, task.exit_status if task.exited.is_set() else UNKNOWN_EXIT, \
-                task.exited_at
+                               publish_exit=not init.exited.is_set())
+            return init.pid, init.exit_status if init.exited.is_set() else UNKNOWN_EXIT, \
+                init.exited_at
         if st.status in ("running", "paused", "pausing"):
             raise FailedPrecondition(f"task {container_id} is {st.status}: stop it before "
                                      "deleting it")
@@ -320,11 +416,11 @@ class TaskManager:
                     log.info("task %s/%s: shim is gone (%s): cleaning up", ns, id, e.message)
                     self._cleanup_dead(ns, id, bundle, shim_binary, publish_exit=True)
                     continue
-                task = Task(ns, id, bundle, address, shim_binary, pid=st.pid,
+                task = Task(ns, id, bundle, address, shim_binary, init=Proc("", st.pid),
                             log=ShimLog(bundle, f"{ns}/{id}"))
                 with self._lock:
                     self._tasks[(ns, id)] = task
-                self._watch(task)
+                self._watch(task, task.init)
                 log.info("task %s/%s: reconnected to its shim (%s, pid %d)", ns, id,
                          st.status, st.pid)
 
@@ -435,23 +531,24 @@ class TaskManager:
         except ShimError as e:
             raise _translate(e) from None
 
-    def _watch(self, task: Task) -> None:
-        """A thread that waits for the task's exit and publishes /tasks/exit."""
+    def _watch(self, task: Task, proc: Proc) -> None:
+        """A thread that waits for the process's exit and publishes /tasks/exit."""
         def run() -> None:
             ShimClient, ShimError, _, _ = _shim()
             try:
                 with ShimClient(task.address) as shim:
-                    status, when = shim.wait(task.id)
-                task.exit_status, task.exited_at = status, _ts(when)
+                    status, when = shim.wait(task.id, exec_id=proc.exec_id)
+                proc.exit_status, proc.exited_at = status, _ts(when)
             except ShimError as e:
                 log.warning("task %s/%s: lost its shim (%s)", task.namespace, task.id, e.message)
-                task.exit_status, task.exited_at = UNKNOWN_EXIT, time.time()
-            with task.start_lock:
+                proc.exit_status, proc.exited_at = UNKNOWN_EXIT, time.time()
+            with proc.start_lock:
                 self.exchange.publish(task.namespace, "/tasks/exit", {
-                    "container_id": task.id, "id": task.id, "pid": task.pid,
-                    "exit_status": task.exit_status, "exited_at": task.exited_at})
-            task.exited.set()
-        threading.Thread(target=run, name=f"wait {task.namespace}/{task.id}", daemon=True).start()
+                    "container_id": task.id, "id": proc.exec_id or task.id, "pid": proc.pid,
+                    "exit_status": proc.exit_status, "exited_at": proc.exited_at})
+            proc.exited.set()
+        name = f"wait {task.namespace}/{task.id}" + (f"/{proc.exec_id}" if proc.exec_id else "")
+        threading.Thread(target=run, name=name, daemon=True).start()
 
 
 def _read(path: Path) -> str:

@@ -280,6 +280,18 @@ def create_container(client, image, cid, args):
 
 
 def remove_container(client, cid):
+    """Remove the container (and its task, if a failed test left one behind)."""
+    try:
+        client.tasks.Get(pb.GetRequest(container_id=cid), timeout=10)
+    except grpc.RpcError:
+        pass
+    else:
+        try:
+            client.tasks.Kill(pb.KillRequest(container_id=cid, signal=9))
+            client.tasks.Wait(pb.WaitRequest(container_id=cid), timeout=10)
+        except grpc.RpcError:
+            pass
+        client.tasks.Delete(pb.DeleteTaskRequest(container_id=cid))
     client.containers.Delete(pb.DeleteContainerRequest(id=cid))
     client.snapshots.Remove(pb.RemoveSnapshotRequest(key=cid))
 
@@ -578,3 +590,67 @@ def test_shim_dying_under_a_running_daemon(client, image, base):
         assert not os.path.exists(f"/proc/{pid}")
     finally:
         remove_container(client, "lost1")
+
+
+def test_close_io_gives_the_container_stdin_eof(client, image, base):
+    create_container(client, image, "cat1", ["cat"])
+    stdin = base / "cat1-in"
+    os.mkfifo(stdin)
+    out = Fifo(base / "cat1-out")
+    try:
+        client.tasks.Create(pb.CreateTaskRequest(container_id="cat1", stdin=str(stdin),
+                                                 stdout=str(out.path)))
+        client.tasks.Start(pb.StartRequest(container_id="cat1"))
+        with open(stdin, "wb") as w:   # the shim holds the read end already
+            w.write(b"hello through stdin\n")
+        # our end is closed, but the shim keeps the fifo open: only CloseIO ends cat's input
+        client.tasks.CloseIO(pb.CloseIORequest(container_id="cat1", stdin=True))
+        assert client.tasks.Wait(pb.WaitRequest(container_id="cat1"), timeout=20) \
+            .exit_status == 0
+        assert out.read_all() == b"hello through stdin\n"
+        client.tasks.Delete(pb.DeleteTaskRequest(container_id="cat1"))
+    finally:
+        out.close()
+        remove_container(client, "cat1")
+
+
+def test_exec_in_a_running_task(client, image, base):
+    create_container(client, image, "exec1", ["sleep", "60"])
+    out = Fifo(base / "exec1-out")
+    events = client.events.Subscribe(pb.SubscribeRequest(filters=["/tasks/exec"]), timeout=60)
+    try:
+        client.tasks.Create(pb.CreateTaskRequest(container_id="exec1"))
+        init_pid = client.tasks.Start(pb.StartRequest(container_id="exec1")).pid
+        process = {"args": ["/bin/sh", "-c", "echo from exec; exit 7"], "cwd": "/",
+                   "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}
+        client.tasks.Exec(pb.ExecProcessRequest(container_id="exec1", exec_id="e1",
+                                                spec=json.dumps(process).encode(),
+                                                stdout=str(out.path)))
+        with pytest.raises(grpc.RpcError) as e:
+            client.tasks.Exec(pb.ExecProcessRequest(container_id="exec1", exec_id="e1",
+                                                    spec=json.dumps(process).encode()))
+        assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        pid = client.tasks.Start(pb.StartRequest(container_id="exec1", exec_id="e1")).pid
+        assert pid > 0 and pid != init_pid
+        assert client.tasks.Wait(pb.WaitRequest(container_id="exec1", exec_id="e1"),
+                                 timeout=20).exit_status == 7
+        assert out.read_all() == b"from exec\n"
+        p = client.tasks.Get(pb.GetRequest(container_id="exec1", exec_id="e1")).process
+        assert (p.id, p.status, p.exit_status) == ("e1", pb.STOPPED, 7)
+        assert client.tasks.DeleteProcess(pb.DeleteProcessRequest(
+            container_id="exec1", exec_id="e1")).exit_status == 7
+        with pytest.raises(grpc.RpcError) as e:
+            client.tasks.Get(pb.GetRequest(container_id="exec1", exec_id="e1"))
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        pids = [p.pid for p in client.tasks.ListPids(
+            pb.ListPidsRequest(container_id="exec1")).processes]
+        assert init_pid in pids
+        topics = [next(events).topic for _ in range(2)]
+        assert topics == ["/tasks/exec-added", "/tasks/exec-started"]
+        client.tasks.Kill(pb.KillRequest(container_id="exec1", signal=9))
+        client.tasks.Wait(pb.WaitRequest(container_id="exec1"), timeout=20)
+        client.tasks.Delete(pb.DeleteTaskRequest(container_id="exec1"))
+    finally:
+        events.cancel()
+        out.close()
+        remove_container(client, "exec1")
