@@ -115,11 +115,12 @@ def namespace_flags(kinds: list[str]) -> int:
     flags = {"uts": syscalls.CLONE_NEWUTS, "pid": syscalls.CLONE_NEWPID,
              "mount": syscalls.CLONE_NEWNS, "network": syscalls.CLONE_NEWNET,
              "ipc": syscalls.CLONE_NEWIPC}
-    if isinstance(kinds, str):          # "uts" would otherwise be read as "u", "t", "s"
-        raise ValueError(f"namespace kinds must be a list such as ['uts'], got the string {kinds!r}")
+    # A string would otherwise be read letter by letter: "uts" as "u", "t", "s".
+    if isinstance(kinds, str) or not isinstance(kinds, (list, tuple, set, frozenset)):
+        raise ValueError(f"namespace kinds must be a list such as ['uts', 'pid'], got {kinds!r}")
     result = 0
     for kind in kinds:
-        if kind not in flags:
+        if not isinstance(kind, str) or kind not in flags:
             raise ValueError(f"unknown namespace kind {kind!r} (expected one of {', '.join(KINDS)})")
         result |= flags[kind]
     return result
@@ -135,6 +136,8 @@ def namespace_id(kind: str, pid: int | str = "self") -> str:
     name = NS_FILES.get(kind, kind) if isinstance(kind, str) else ""
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"unknown namespace kind {kind!r} (expected one of {', '.join(KINDS)})")
+    if pid != "self" and not (isinstance(pid, (int, str)) and str(pid).isdigit()):
+        raise ValueError(f"pid must be a process id or 'self', got {pid!r}")
     # BEGIN SOLUTION hint="man 7 namespaces, section 'The /proc/[pid]/ns/ directory'"
     # HINT: each entry is a symbolic link whose target is the namespace's id: os.readlink
     # TODO: read the link /proc/<pid>/ns/<name>
@@ -213,12 +216,12 @@ def enter_namespaces(flags: int, hostname: str | None = None) -> None:
     mounts a /proc of its own.
     """
     # BEGIN SOLUTION hint="man 2 unshare; man 7 pid_namespaces (the first child is pid 1); man 7 mount_namespaces"
-    # TODO: enter the new namespaces and prepare them, in four steps (see the HINTs)
+    # TODO: enter the new namespaces and prepare them, in five steps (see the HINTs)
     # HINT: 1. unshare the namespaces in flags (syscalls.unshare)
     # HINT: 2. the hostname, if one was given: the UTS namespace is ours now (set_hostname)
     # HINT: 3. a new mount namespace: make its mounts private BEFORE mounting anything
-    # HINT: 4. a new pid namespace: fork; the parent waits and os._exit()s with the child's
-    # HINT:    exit_status(); the child mounts /proc (if the mount namespace is new too) and returns
+    # HINT: 4. a new pid namespace: fork again; the parent waits, then os._exit(exit_status(…))
+    # HINT: 5. the child of that fork is pid 1: it mounts /proc (if the mount namespace is new) and returns
     syscalls.unshare(flags)
     if hostname is not None:
         set_hostname(hostname)

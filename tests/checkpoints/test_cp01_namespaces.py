@@ -191,6 +191,8 @@ def test_network_interfaces(ns, in_child):
 def test_bad_input(ns):
     with pytest.raises(ValueError, match="bogus"):
         ns.namespace_flags(["uts", "bogus"])
+    with pytest.raises(ValueError):
+        ns.namespace_flags("uts")           # a string, not a list of kinds
     with pytest.raises(ValueError, match="bogus"):
         ns.run_isolated(lambda: 0, ["bogus"])
     with pytest.raises(ValueError, match="uts"):

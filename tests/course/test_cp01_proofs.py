@@ -49,7 +49,7 @@ MUTATIONS: dict[str, tuple[str, str, str]] = {
         'sorted(name for _, name in socket.if_nameindex() if name != "lo")'),
     "test_bad_input": (
         "unknown kinds not checked (a KeyError leaks out)",
-        "        if kind not in flags:\n", "        if False:\n"),
+        "        if not isinstance(kind, str) or kind not in flags:\n", "        if False:\n"),
     "test_isolated_uts": (
         "the hostname is never set in the child",
         "    if hostname is not None:\n        set_hostname(hostname)",
