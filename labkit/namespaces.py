@@ -296,7 +296,7 @@ def _child(fn: Callable[[], int | None], flags: int, hostname: str | None,
         except BaseException as e:
             os.write(errors_w, _describe(e).encode())
             raise
-        os.close(errors_w)      # set-up done: the parent stops waiting for an error
+        os.close(errors_w)      # set-up done: nothing more to report (the parent reads to EOF)
         code = 1
         try:
             result = fn()
