@@ -19,6 +19,12 @@ def add_parser(sub) -> None:
                                    "the lab's run, data and log directories")
     verbs.add_parser("images", help="build hello-world and busybox and push them into the "
                                     "lab registry")
+    # The course's own commands (labkit.course), under the lab's name as the course text uses it.
+    for verb, text in (("workspace", "generate a student workspace: workspace DIR [--force]"),
+                       ("grade", "run the checkpoints and print a score per chapter")):
+        v = verbs.add_parser(verb, help=text, add_help=False)
+        v.add_argument("rest", nargs=argparse.REMAINDER)
+        v.set_defaults(passes_through=True)  # main() hands us the options argparse left over
     p.set_defaults(func=command, no_client=True)
 
 
@@ -37,6 +43,9 @@ def print_status() -> int:
 def command(client, args: argparse.Namespace) -> int:
     from labkit import lab
 
+    if args.verb in ("workspace", "grade"):
+        from labkit.course.__main__ import main as course_main
+        return course_main([args.verb, *args.rest, *args.extra])
     try:
         if args.verb == "up":
             lab.up()

@@ -293,6 +293,10 @@ class Client:
         conn.sock = None
         return Attachment(sock, reader, tty)
 
+    def resize(self, cid: str, height: int, width: int) -> None:
+        """POST /containers/{id}/resize: tell the container's terminal its size (TTY only)."""
+        self._call("POST", f"/containers/{quote(cid)}/resize", query={"h": height, "w": width})
+
     def inspect_container(self, cid: str) -> dict:
         return self._call("GET", f"/containers/{quote(cid)}/json")
 

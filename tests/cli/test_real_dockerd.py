@@ -6,6 +6,7 @@ its output and exit status are compared with what the docker CLI does in the sam
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -145,12 +146,56 @@ def test_attach_frames_through_the_client(client):
 
 def test_labkit_runc_under_real_dockerd(real_dockerd):
     """Stretch: labkit's OCI runtime under the real dockerd, containerd and shim (--add-runtime)."""
-    try:
-        import labkit.runc.main  # noqa: F401
-    except ImportError as e:
-        pytest.skip(f"labkit-runc is not written yet: {e}")
+    if importlib.util.find_spec("labkit.runc.main") is None:
+        pytest.skip("labkit-runc is not written yet")
     labkit(real_dockerd, "pull", "busybox")
     r = subprocess.run(["docker", "-H", real_dockerd, "run", "--rm", "--runtime", "labkit",
                         "busybox", "echo", "hi"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "hi\n"
+
+
+def test_interactive_stdin_then_eof(real_dockerd):
+    """-i: our stdin goes to the container; our EOF (a half-close) becomes its EOF."""
+    r = subprocess.run([sys.executable, "-m", "labkit.cli.main", "-H", real_dockerd,
+                        "run", "-i", "--rm", "busybox", "sh", "-c", "cat; echo done"],
+                       cwd=REPO, input="line1\nline2\n", capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "line1\nline2\ndone\n"
+
+
+def test_tty_needs_a_terminal_for_stdin(real_dockerd):
+    r = subprocess.run([sys.executable, "-m", "labkit.cli.main", "-H", real_dockerd,
+                        "run", "-it", "--rm", "busybox", "sh"],
+                       cwd=REPO, input="", capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "the input device is not a TTY" in r.stderr
+
+
+def test_tty_in_a_pty(real_dockerd):
+    """-it inside a pseudo-terminal: the container gets a terminal, output is raw (no frames)."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: labkit with the pty as its terminal
+        os.chdir(REPO)
+        os.execv(sys.executable, [sys.executable, "-m", "labkit.cli.main", "-H", real_dockerd,
+                                  "run", "-it", "--rm", "busybox", "sh", "-c",
+                                  "test -t 0 && echo is-a-tty; stty size; exit 5"])
+    out = b""
+    try:
+        while True:
+            ready, _, _ = select.select([fd], [], [], 30)
+            if not ready:
+                break
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 5, out
+    assert b"is-a-tty" in out

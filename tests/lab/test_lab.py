@@ -157,3 +157,10 @@ def test_whole_lab_runs_hello_world(private_lab):
     assert down.returncode == 0
     time.sleep(0.2)
     assert all(r[3] == "no" for r in _status_rows(private_lab).values())
+
+
+def test_course_commands_pass_through(private_lab):
+    r = private_lab.labkit("lab", "workspace", "--help")
+    assert r.returncode == 0 and "workspace" in r.stdout and "--force" in r.stdout
+    r = private_lab.labkit("lab", "grade", "--help")
+    assert r.returncode == 0 and "--workspace" in r.stdout
