@@ -146,6 +146,9 @@ class Task:
     init: Proc = field(default_factory=Proc)
     execs: dict[str, Proc] = field(default_factory=dict)
     log: ShimLog | None = None
+    # Deletes of one task are serialized: dockerd's exit handler and `docker rm` may race,
+    # and the second must find the task gone (NOT_FOUND), not a shim that is shutting down.
+    delete_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def proc(self, exec_id: str = "") -> Proc:
         if not exec_id:
@@ -355,6 +358,12 @@ class TaskManager:
 
     def delete(self, ns: str, container_id: str) -> tuple[int, int, float | None]:
         task = self._get(ns, container_id)
+        with task.delete_lock:
+            if self._get(ns, container_id) is not task:  # a concurrent delete won
+                raise NotFound(f"task {container_id}: not found")
+            return self._delete(ns, container_id, task)
+
+    def _delete(self, ns: str, container_id: str, task: Task) -> tuple[int, int, float | None]:
         ShimClient, ShimError, _, _ = _shim()
         try:
             st = self._call(task, lambda s: s.state(container_id))

@@ -654,3 +654,29 @@ def test_exec_in_a_running_task(client, image, base):
         events.cancel()
         out.close()
         remove_container(client, "exec1")
+
+
+def test_concurrent_deletes_one_wins(client, image):
+    create_container(client, image, "race1", ["true"])
+    try:
+        client.tasks.Create(pb.CreateTaskRequest(container_id="race1"))
+        client.tasks.Start(pb.StartRequest(container_id="race1"))
+        client.tasks.Wait(pb.WaitRequest(container_id="race1"), timeout=20)
+        codes = []
+
+        def delete():
+            try:
+                client.tasks.Delete(pb.DeleteTaskRequest(container_id="race1"))
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as e:
+                codes.append(e.code())
+
+        threads = [threading.Thread(target=delete) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(codes, key=str) == sorted(
+            [grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.NOT_FOUND], key=str)
+    finally:
+        remove_container(client, "race1")
