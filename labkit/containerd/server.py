@@ -520,10 +520,23 @@ class EventsService(rpc.EventsServicer):
             sub.close()
 
 
+class _LogCalls(grpc.ServerInterceptor):
+    """Logs every call at debug level ("Tasks/Create ns=moby"): run the daemon with
+    --log-level debug to watch what dockerd asks of containerd, call by call."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        if log.isEnabledFor(logging.DEBUG):
+            md = dict(handler_call_details.invocation_metadata or ())
+            method = handler_call_details.method.rsplit(".", 1)[-1]  # "Tasks/Create"
+            log.debug("%s ns=%s", method, md.get(NAMESPACE_KEY, "-"))
+        return continuation(handler_call_details)
+
+
 def make_server(daemon: Daemon, address: str, max_workers: int = 64) -> grpc.Server:
     """A gRPC server with every service, listening on unix socket `address` (not started)."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
-                                                    thread_name_prefix="grpc"))
+                                                    thread_name_prefix="grpc"),
+                         interceptors=[_LogCalls()])
     rpc.add_VersionServicer_to_server(VersionService(), server)
     rpc.add_ContentServicer_to_server(ContentService(daemon), server)
     rpc.add_ImagesServicer_to_server(ImagesService(daemon), server)
