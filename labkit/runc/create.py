@@ -37,19 +37,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--console-socket", help="unix socket to send the pty master to")
     p.add_argument("--no-pivot", action="store_true", help="use MS_MOVE+chroot, not pivot_root")
     p.add_argument("--no-new-keyring", action="store_true", help="accepted, no effect")
-    p.add_argument("--preserve-fds", type=int, default=0, help="accepted, ignored")
+    p.add_argument("--preserve-fds", type=int, default=0,
+                   help="pass fds 3 .. 3+N-1 on to the container")
     p.add_argument("--pidfd-socket", help="accepted, ignored")
     p.add_argument("id")
 
 
 def run(args: argparse.Namespace) -> int:
-    create(args.root, args.id, args.bundle, args.pid_file, args.console_socket, args.no_pivot)
+    create(args.root, args.id, args.bundle, args.pid_file, args.console_socket, args.no_pivot,
+           preserve_fds=args.preserve_fds)
     return 0
 
 
 def create(root: str, container_id: str, bundle: str, pid_file: str | None = None,
            console_socket: str | None = None, no_pivot: bool = False,
-           verb: str = "create") -> Container:
+           verb: str = "create", preserve_fds: int = 0) -> Container:
     """Create the container; return its state. Raises ContainerError with runc's wording."""
     prefix = f"runc {verb} failed: "
     try:
@@ -84,7 +86,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
             c.cgroup_paths = cgroups.paths_for(linux["cgroupsPath"], container_id)
             c.cgroup_created = cgroups.create(c.cgroup_paths, linux.get("resources") or {})
         c.save()                     # from here on, `delete` can clean up after us
-        init_pid = _spawn(c, spec, bundle, rootfs, console_socket, no_pivot)
+        init_pid = _spawn(c, spec, bundle, rootfs, console_socket, no_pivot, preserve_fds)
         c.pid = init_pid
         c.start_time = process_start_time(init_pid)[0]
         c.save()
@@ -105,7 +107,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
 
 
 def _spawn(c: Container, spec: dict, bundle: str, rootfs: str, console_socket: str | None,
-           no_pivot: bool) -> int:
+           no_pivot: bool, preserve_fds: int = 0) -> int:
     """Steps 4-5: fork the bootstrap child and follow the sync channel to "ready"."""
     hooks = spec.get("hooks") or {}
     console_sock = None
@@ -122,7 +124,7 @@ def _spawn(c: Container, spec: dict, bundle: str, rootfs: str, console_socket: s
                  "annotations": c.annotations}
     a = InitArgs(spec=spec, bundle=bundle, rootfs=rootfs, state_dir_fd=state_dir_fd,
                  sync=SyncChannel(child_end), console_sock=console_sock, no_pivot=no_pivot,
-                 cgroup_paths=c.cgroup_paths, oci_state=oci_state,
+                 cgroup_paths=c.cgroup_paths, oci_state=oci_state, preserve_fds=preserve_fds,
                  has_runtime_hooks=bool(hooks.get("prestart") or hooks.get("createRuntime")))
     child = os.fork()
     if child == 0:

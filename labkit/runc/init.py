@@ -104,6 +104,23 @@ class InitArgs:
     cgroup_paths: dict[str, str] = field(default_factory=dict)
     has_runtime_hooks: bool = False         # prestart/createRuntime: R must run them
     oci_state: dict = field(default_factory=dict)   # id, bundle, …: the hooks' stdin
+    preserve_fds: int = 0                   # fds 3 .. 3+N-1 go on to the program
+
+
+def close_other_fds(keep: set[int], preserve: int) -> None:
+    """The program gets stdio and the --preserve-fds ones, nothing else the runtime's caller
+    happened to leave open. Read /proc/self/fd while it is still the host's /proc."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd < 3 or fd in keep:
+            continue
+        if fd < 3 + preserve:
+            os.set_inheritable(fd, True)
+            continue
+        try:
+            os.close(fd)
+        except OSError:
+            pass                                        # the fd of the listdir itself
 
 
 def describe(e: BaseException) -> str:
@@ -189,6 +206,9 @@ def container_init(a: InitArgs) -> NoReturn:
     rootfs = a.rootfs
     # our pid as the host sees it (/proc is still the host's here), for the hooks' state
     state = dict(a.oci_state, pid=int(os.readlink("/proc/self")), status="created")
+    # Only what init itself needs stays open (besides stdio and --preserve-fds).
+    close_other_fds({a.sync.sock.fileno(), a.state_dir_fd}
+                    | ({a.console_sock.fileno()} if a.console_sock else set()), a.preserve_fds)
 
     def warn(msg: str) -> None:
         a.sync.send({"type": "warning", "msg": msg})

@@ -46,7 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-pivot", action="store_true")
     p.add_argument("--no-new-keyring", action="store_true")
     p.add_argument("--keep", action="store_true", help="do not delete the container on exit")
-    p.add_argument("--preserve-fds", type=int, default=0, help="accepted, ignored")
+    p.add_argument("--preserve-fds", type=int, default=0,
+                   help="pass fds 3 .. 3+N-1 on to the container")
     p.add_argument("--pidfd-socket", help="accepted, ignored")
     p.add_argument("id")
 
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         listener.listen(1)
     try:
         c = create(args.root, args.id, args.bundle, args.pid_file, console_socket,
-                   args.no_pivot, verb="run")
+                   args.no_pivot, verb="run", preserve_fds=args.preserve_fds)
         master = _receive_master(listener) if listener else None
     finally:
         if listener:
