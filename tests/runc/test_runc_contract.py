@@ -396,3 +396,22 @@ def test_failing_prestart_hook_fails_create(rt):
     assert p.returncode != 0
     with pytest.raises(OCIRuntimeError):
         rt.api.state(cid)
+
+
+def test_preserve_fds_passes_extra_fds_and_nothing_else(rt):
+    bundle = rt.bundle(sh("cat <&3; ls /proc/self/fd | wc -l"))
+    cid = rt.new_id()
+    r, w = os.pipe()
+    stray = os.open("/etc/hostname", os.O_RDONLY)
+    try:
+        os.write(w, b"through fd 3\n")
+        os.close(w)
+        # the runtime sees the pipe as fd 3 (and a stray fd it must not pass on)
+        p = rt.cli("run", "--preserve-fds", "1", "--bundle", str(bundle), cid,
+                   pass_fds=(3, stray), preexec_fn=lambda: os.dup2(r, 3))
+    finally:
+        os.close(r)
+        os.close(stray)
+    lines = p.stdout.splitlines()
+    assert p.returncode == 0 and lines[0] == "through fd 3"
+    assert int(lines[1]) == 5          # 0, 1, 2, 3 and the fd ls uses to read the directory
