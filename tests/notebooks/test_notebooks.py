@@ -1,0 +1,71 @@
+"""Every chapter runs top to bottom, unattended: each notebooks/*.ipynb is executed with
+nbclient in a kernel from this virtualenv (as root), against a private lab (conftest.py),
+and any cell that raises fails the test with that cell's source and traceback.
+
+A new chapter is picked up by adding its notebook; nothing here names a chapter."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+CELL_TIMEOUT = 120   # seconds; a cell that takes longer is stuck, not slow
+
+
+def _failed_cell(nb) -> str:
+    """The first cell whose outputs hold an error: its number, source and traceback."""
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                # IPython colours its tracebacks with ANSI escapes: drop them for the pytest log
+                trace = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(out.get("traceback", [])))
+                return f"cell {i}:\n{cell.source}\n--- {out.get('ename')}: {out.get('evalue')}\n{trace}"
+    return ""
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks/*.ipynb found"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_is_stored_without_outputs(path):
+    """Outputs make every diff unreadable (and leak one machine's PIDs and paths)."""
+    nb = nbformat.read(path, as_version=4)
+    dirty = [i for i, c in enumerate(nb.cells)
+             if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count"))]
+    assert not dirty, f"{path.name}: clear the outputs of cells {dirty} before committing"
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_the_kernel_sees_the_private_lab(notebook_lab):
+    """The notebooks must run against the private lab, never the one in use on this host."""
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook(cells=[new_code_cell("from labkit import paths; print(paths.RUN, paths.REGISTRY_ADDR)")])
+    NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3").execute(env=notebook_lab.env)
+    printed = nb.cells[0].outputs[0]["text"].split()
+    assert printed == [notebook_lab.env["LABKIT_RUN_DIR"], notebook_lab.env["LABKIT_REGISTRY_ADDR"]]
+
+
+@pytest.mark.root
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_top_to_bottom(path, notebook_lab):
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    try:
+        client.execute(env=notebook_lab.env)   # the kernel sees the private lab's LABKIT_* paths
+    except CellTimeoutError as e:
+        pytest.fail(f"{path.name}: a cell ran longer than {CELL_TIMEOUT}s\n{e}", pytrace=False)
+    except CellExecutionError as e:
+        pytest.fail(f"{path.name}: {_failed_cell(nb) or e}", pytrace=False)
+    ran = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+    assert ran and all(c.get("execution_count") for c in ran), "some code cells did not run"
