@@ -238,3 +238,53 @@ def destroy(created: list[str]) -> None:
                 if e.errno in (16, 39):                   # still busy / a child we did not make
                     break
                 raise
+
+
+def _freezer_dir(paths: dict[str, str]) -> str | None:
+    if "" in paths:
+        return paths[""]
+    for name, directory in paths.items():
+        if "freezer" in name.split(","):
+            return directory
+    return None
+
+
+def is_frozen(paths: dict[str, str]) -> bool:
+    d = _freezer_dir(paths)
+    if d is None:
+        return False
+    try:
+        if "" in paths:
+            with open(os.path.join(d, "cgroup.freeze")) as f:
+                return f.read().strip() == "1"
+        with open(os.path.join(d, "freezer.state")) as f:
+            return f.read().strip() in ("FROZEN", "FREEZING")
+    except OSError:
+        return False
+
+
+def freeze(paths: dict[str, str], frozen: bool) -> None:
+    """Stop (or let run again) every process of the cgroup at once: `pause` and `resume`.
+    v1: freezer.state FROZEN/THAWED; v2: cgroup.freeze 1/0. Freezing takes a moment: wait."""
+    d = _freezer_dir(paths)
+    if d is None:
+        raise ContainerError("the container has no freezer cgroup (linux.cgroupsPath unset)")
+    if "" in paths:
+        _write(d, "cgroup.freeze", "1" if frozen else "0")
+        want, events = ("frozen 1" if frozen else "frozen 0"), os.path.join(d, "cgroup.events")
+        for _ in range(500):
+            with open(events) as f:
+                if want in f.read():
+                    return
+            time.sleep(0.01)
+        raise ContainerError(f"cgroup {d}: timed out waiting for {want!r}")
+    _write(d, "freezer.state", "FROZEN" if frozen else "THAWED")
+    for _ in range(500):
+        with open(os.path.join(d, "freezer.state")) as f:
+            state = f.read().strip()
+        if state == ("FROZEN" if frozen else "THAWED"):
+            return
+        if frozen and state == "THAWED":            # a task escaped freezing: ask again
+            _write(d, "freezer.state", "FROZEN")
+        time.sleep(0.01)
+    raise ContainerError(f"cgroup {d}: timed out waiting for the freezer")

@@ -8,6 +8,7 @@ The status is never stored, it is DERIVED each time from the kernel (INTERFACES.
 
     init pid gone, a zombie, or reused by another process  ->  stopped
     exec.fifo still present                                 ->  created
+    its cgroup frozen (pause.py)                            ->  paused
     otherwise                                               ->  running
 
 "Reused" is detected with the process start time (field 22 of /proc/<pid>/stat, in clock
@@ -24,6 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from labkit.runc import cgroups
 from labkit.runc.log import ContainerError
 
 OCI_VERSION = "1.0.2"
@@ -128,6 +130,8 @@ class Container:
             return "stopped"
         if os.path.exists(self.fifo_path):
             return "created"
+        if self.cgroup_paths and cgroups.is_frozen(self.cgroup_paths):
+            return "paused"
         return "running"
         # END SOLUTION
 

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
 def delete(c: Container, force: bool = False) -> None:
     status = c.status()
-    if status == "running" and not force:
+    if status in ("running", "paused") and not force:
         raise ContainerError(f"cannot delete container {c.id} that is not stopped: {status}")
     if status != "stopped":
         for pid in container_pids(c) or [c.pid]:
@@ -47,6 +47,8 @@ def delete(c: Container, force: bool = False) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        if c.cgroup_paths and cgroups.is_frozen(c.cgroup_paths):
+            cgroups.freeze(c.cgroup_paths, False)     # frozen tasks die only once thawed
         deadline = time.monotonic() + 5
         while c.init_alive() and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -18,7 +18,7 @@ import traceback
 
 import labkit
 from labkit import paths
-from labkit.runc import create, delete, features, kill, list as list_, ps, run, spec, start, state
+from labkit.runc import create, delete, features, kill, list as list_, pause, ps, run, spec, start, state
 from labkit.runc import exec as exec_
 from labkit.runc import log
 from labkit.runc.log import ContainerError
@@ -31,6 +31,8 @@ VERBS = {
     "delete": (delete, "delete a stopped container (--force: kill it first)"),
     "run": (run, "create and start a container, wait for it unless --detach"),
     "exec": (exec_, "run another process in a running container"),
+    "pause": (pause, "freeze every process of the container (its cgroup's freezer)"),
+    "resume": (pause, "thaw a paused container"),
     "ps": (ps, "list the processes of a container (--format json: their pids)"),
     "list": (list_, "list the containers under --root"),
     "spec": (spec, "write a default config.json"),

@@ -415,3 +415,24 @@ def test_preserve_fds_passes_extra_fds_and_nothing_else(rt):
     lines = p.stdout.splitlines()
     assert p.returncode == 0 and lines[0] == "through fd 3"
     assert int(lines[1]) == 5          # 0, 1, 2, 3 and the fd ls uses to read the directory
+
+
+def test_pause_and_resume(rt):
+    def edit(spec, _bundle):
+        spec["linux"]["cgroupsPath"] = rt.cgroup_path("p")
+    cid, out, _ = created(rt, sh("i=0; while :; do i=$((i+1)); echo $i > /tmp/n; "
+                                 "sleep 0.02; done"), edit)
+    rt.api.start(cid)
+    counter = out.parent / "rootfs/tmp/n"
+    wait_for(lambda: counter.exists() and counter.read_text().strip())
+    p = rt.cli("pause", cid)
+    assert p.returncode == 0, p.stderr
+    assert rt.api.state(cid)["status"] == "paused"
+    frozen_at = counter.read_text()
+    time.sleep(0.3)
+    assert counter.read_text() == frozen_at          # nothing runs while frozen
+    assert rt.cli("resume", cid).returncode == 0
+    assert rt.api.state(cid)["status"] == "running"
+    wait_for(lambda: counter.read_text() != frozen_at)
+    if rt.name != "crun":                              # crun resumes a running one quietly
+        assert rt.cli("resume", cid).returncode != 0   # not paused any more
