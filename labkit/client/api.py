@@ -52,6 +52,11 @@ class DaemonNotRunning(ConnectionError):
     def __init__(self, host: str, reason: str = ""):
         self.host = host
         self.reason = reason
+        if "Permission denied" in reason:
+            # the socket is there, but only root (or the docker group) may use it
+            super().__init__(f"cannot connect to labkit-dockerd at {host}: permission denied "
+                             "(run as root)")
+            return
         super().__init__(f"cannot connect to labkit-dockerd at {host}: is the lab running? "
                          "start it with: labkit lab up")
 
