@@ -217,20 +217,24 @@ def process_tree(root_pids: Iterable[int] | None = None) -> graphviz.Digraph:
         if procs[pid].ppid in shown:
             g.edge(str(procs[pid].ppid), str(pid))
 
-    # Who dials whose socket: a daemon's listening socket is the argument after --address /
-    # -H, a client names it after --containerd / -address.
+    # Who dials whose socket: containerd listens on the path after its --address; dockerd
+    # names that path after --containerd, a shim after -address (INTERFACES §4.2).
     def arg(p: Process, *flags: str) -> str | None:
         for flag in flags:
             if flag in p.argv and p.argv.index(flag) + 1 < len(p.argv):
                 return p.argv[p.argv.index(flag) + 1]
         return None
 
-    servers = {arg(procs[pid], "--address"): pid for pid in shown if "containerd" in procs[pid].name}
+    servers = {}
+    for pid in shown:
+        p = procs[pid]
+        if "containerd" in p.name and "shim" not in p.name and (address := arg(p, "--address")):
+            servers[address] = pid
     for pid in shown:
         p = procs[pid]
         if "dockerd" in p.name and (to := servers.get(arg(p, "--containerd"))):
             g.edge(str(pid), str(to), label="gRPC", style="dashed", color="#2e86c1",
-                   fontcolor="#2e86c1", constraint="true")
+                   fontcolor="#2e86c1")
         elif "shim" in p.name and (frm := servers.get(arg(p, "-address"))):
             g.edge(str(frm), str(pid), label="shim start,\nthen ttrpc", style="dashed",
                    color="#2e86c1", fontcolor="#2e86c1")
