@@ -49,8 +49,11 @@ class TaskState:
 
 
 def _time(ts) -> datetime | None:
-    """A protobuf Timestamp -> an aware UTC datetime; the zero timestamp (unset) -> None."""
-    if ts.seconds == 0 and ts.nanos == 0:
+    """A protobuf Timestamp -> an aware UTC datetime; unset -> None.
+
+    "Unset" is the zero Timestamp, or Go's zero time (year 1, before the epoch), which is what
+    containerd's own shim sends for a process that has not exited."""
+    if ts.seconds <= 0 and ts.nanos == 0 or ts.seconds < 0:
         return None
     return ts.ToDatetime(tzinfo=timezone.utc)
 

@@ -1,4 +1,8 @@
-"""Fixtures for the shim's contract suite: a shim launched on a busybox bundle, per runtime.
+"""Fixtures for the shim's contract suite: a shim launched on a busybox bundle.
+
+The suite is parametrized over (shim, runtime) pairs: the configured shim (labkit-shim, or a
+student's, see labkit.course.implementations) over labkit-runc, runc and crun, and containerd's
+own containerd-shim-runc-v2 over runc, to check that the suite asks only what the real shim does.
 
 Every test gets its own directory under /tmp (short: the shim's socket name derives from it,
 and fifo and bundle paths stay readable), its own runtime --root inside it and its own
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import sys
@@ -30,7 +35,20 @@ from labkit.shim.main import socket_path  # noqa: E402
 from labkit.shim.runtime import OCIRuntimeError, Runtime, RuntimeOptions, open_runtime  # noqa: E402,F401
 
 NAMESPACE = "labkit-test"
-RUNTIMES = ["runc", "crun", "labkit-runc"]
+REAL_SHIM = "containerd-shim-runc-v2"
+
+
+def configured_shim() -> str:
+    try:
+        from labkit.course.implementations import resolve_binary
+        return str(resolve_binary("shim"))
+    except (ImportError, ValueError):
+        return "labkit-shim"
+
+
+# (shim binary, runtime): labkit's shim over every runtime, the real shim over runc.
+PAIRS = [("labkit-shim", "runc"), ("labkit-shim", "crun"), ("labkit-shim", "labkit-runc"),
+         (REAL_SHIM, "runc")]
 
 
 def alive(pid: int) -> bool:
@@ -85,20 +103,46 @@ class ShimUnderTest:
     dir: Path
     runtime: str
     containerd_address: str
+    shim_binary: str = "labkit-shim"
     ids: list[str] = field(default_factory=list)
     shims: dict[str, tuple[str, int]] = field(default_factory=dict)   # id -> (address, pid)
     readers: list[FifoReader] = field(default_factory=list)
+    logs: list[threading.Thread] = field(default_factory=list)
+
+    @property
+    def real(self) -> bool:
+        return os.path.basename(self.shim_binary) == REAL_SHIM
+
+    @property
+    def runtime_root(self) -> Path:
+        # containerd's shim takes the root from Create's options, which ShimClient does not
+        # send: it uses its default, /run/containerd/runc.
+        return Path("/run/containerd/runc") if self.real else self.dir / "root"
 
     def bundle(self, id: str, args: list[str], **spec) -> Path:
         bundle = make_bundle(self.dir / id, args, **spec)
-        (bundle / "options.json").write_text(json.dumps(
-            {"binary_name": self.runtime, "root": str(self.dir / "root")}))
+        if not self.real:   # containerd's shim takes its options from Create, not from this file
+            (bundle / "options.json").write_text(json.dumps(
+                {"binary_name": self.runtime, "root": str(self.dir / "root")}))
+        else:
+            # containerd's shim writes its log into the bundle's `log` fifo, which containerd
+            # reads; without a reader it does not start. Play containerd: drain it to a file.
+            os.mkfifo(bundle / "log")
+            fd = os.open(bundle / "log", os.O_RDONLY | os.O_NONBLOCK)
+            t = threading.Thread(target=_drain, args=(fd, bundle / "shim.log"), daemon=True)
+            t.start()
+            self.logs.append(t)
         return bundle
 
     def fifo(self, name: str) -> Path:
         path = self.dir / name
         os.mkfifo(path)
         return path
+
+    def outputs(self, prefix: str = "") -> tuple[Path, Path, FifoReader, FifoReader]:
+        """stdout and stderr fifos with a reader each (containerd always passes both)."""
+        out, err = self.fifo(prefix + "out"), self.fifo(prefix + "err")
+        return out, err, self.reader(out), self.reader(err)
 
     def reader(self, path: Path) -> FifoReader:
         r = FifoReader(path)
@@ -108,7 +152,7 @@ class ShimUnderTest:
     def launch(self, id: str, args: list[str], **spec) -> tuple[ShimClient, Path]:
         """A bundle running `args` and a shim for it: (connected client, bundle)."""
         bundle = self.bundle(id, args, **spec)
-        address = start_shim(id=id, namespace=NAMESPACE, bundle=bundle,
+        address = start_shim(self.shim_binary, id=id, namespace=NAMESPACE, bundle=bundle,
                              containerd_address=self.containerd_address)
         self.ids.append(id)
         client = ShimClient(address)
@@ -116,7 +160,7 @@ class ShimUnderTest:
         return client, bundle
 
     def oci_runtime(self, id: str) -> Runtime:
-        return open_runtime(RuntimeOptions(self.runtime, self.dir / "root"), NAMESPACE, self.dir / id)
+        return open_runtime(RuntimeOptions(self.runtime, self.runtime_root), NAMESPACE, self.dir / id)
 
     def cleanup(self) -> list[str]:
         """Remove everything; return the leftovers that were found (for the test to fail on)."""
@@ -130,8 +174,14 @@ class ShimUnderTest:
                 pass
         for id, (address, pid) in self.shims.items():
             if alive(pid):
+                # The protocol's own clean-up: delete the task (its init is dead by now), then
+                # shut down (containerd's shim ignores Shutdown while it still has a task).
                 try:
                     with ShimClient(address, timeout=2) as c:
+                        try:
+                            c.delete(id)
+                        except ShimError:
+                            pass
                         c.shutdown(now=True)
                 except ShimError:
                     pass
@@ -146,19 +196,42 @@ class ShimUnderTest:
         return leftovers
 
 
-_probe_results: dict[str, str | None] = {}
+def _drain(fd: int, dest: Path) -> None:
+    """Copy a log fifo into a file until its directory is removed."""
+    try:
+        with open(dest, "ab") as out:
+            while os.path.exists(dest.parent):
+                select.select([fd], [], [], 1.0)
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
+                if data:
+                    out.write(data)
+                else:
+                    time.sleep(0.1)   # no writer (yet, or any more)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
-def _probe(runtime: str) -> str | None:
-    """Why `runtime` cannot run under the shim here, or None if it can (checked once)."""
-    if runtime in _probe_results:
-        return _probe_results[runtime]
+_probe_results: dict[tuple[str, str], str | None] = {}
+
+
+def _probe(shim_binary: str, runtime: str) -> str | None:
+    """Why `runtime` cannot run under this shim here, or None if it can (checked once)."""
+    key = (shim_binary, runtime)
+    if key in _probe_results:
+        return _probe_results[key]
     reason = None
     if shutil.which(runtime) is None:
         reason = f"{runtime} is not installed"
+    elif shutil.which(shim_binary) is None:
+        reason = f"{shim_binary} is not installed"
     else:
         sut = ShimUnderTest(Path(tempfile.mkdtemp(dir="/tmp", prefix="lks-")), runtime,
-                            "/tmp/labkit-shim-probe.sock")
+                            "/tmp/labkit-shim-probe.sock", shim_binary)
         try:
             client, _ = sut.launch("probe", ["true"])
             with client:
@@ -167,22 +240,44 @@ def _probe(runtime: str) -> str | None:
                 client.wait("probe", timeout=10)
                 client.delete("probe")
         except ShimError as e:
-            reason = f"{runtime} does not run a container under labkit-shim yet: {e.message}"
+            reason = f"{runtime} does not run a container under {shim_binary} yet: {e.message}"
         finally:
             sut.cleanup()
-    _probe_results[runtime] = reason
+    _probe_results[key] = reason
     return reason
 
 
-@pytest.fixture(params=RUNTIMES)
-def shim(request, tmp_path_factory) -> ShimUnderTest:
+# Directories the real containerd tools create under /run/containerd (runc's root for
+# containerd's shim, its sockets, ctr's fifos), deepest first.
+_REAL_DIRS = [f"/run/containerd/runc/{NAMESPACE}", "/run/containerd/runc/default",
+              "/run/containerd/runc", "/run/containerd/s", "/run/containerd/fifo", "/run/containerd"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _real_containerd_dirs():
+    """Remove the directories the real shim and ctr created during the suite, if empty."""
+    existed = {d for d in _REAL_DIRS if os.path.exists(d)}
+    yield
+    for d in _REAL_DIRS:
+        if d not in existed:
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+
+@pytest.fixture(params=PAIRS, ids=[f"{s}+{r}" for s, r in PAIRS])
+def shim(request) -> ShimUnderTest:
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    reason = _probe(request.param)
+    shim_binary, runtime = request.param
+    if shim_binary == "labkit-shim":
+        shim_binary = configured_shim()
+    reason = _probe(shim_binary, runtime)
     if reason:
         pytest.skip(reason)
     d = Path(tempfile.mkdtemp(dir="/tmp", prefix="lks-"))
-    sut = ShimUnderTest(d, request.param, str(d / "containerd.sock"))
+    sut = ShimUnderTest(d, runtime, str(d / "containerd.sock"), shim_binary)
     try:
         yield sut
     finally:

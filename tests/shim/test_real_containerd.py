@@ -75,6 +75,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             self.proc.wait(10)
 
     def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        if args[:1] == ("run",) or args[:2] == ("task", "exec"):
+            # ctr's stdio fifos, kept in our directory instead of /run/containerd/fifo
+            args = (*args[:2], "--fifo-dir", str(self.dir / "fifo"), *args[2:])
         proc = subprocess.run([CTR, "--address", str(self.sock), *args], env=self.env,
                               capture_output=True, text=True, timeout=60)
         if check:

@@ -31,10 +31,15 @@ from .conftest import NAMESPACE, alive, base_spec, wait_until
 pytestmark = pytest.mark.root
 
 
+def labkit_only(shim, why: str) -> None:
+    """Skip a check where containerd's own shim behaves differently (observed, 1.6.20)."""
+    if shim.real:
+        pytest.skip(f"containerd-shim-runc-v2 differs: {why}")
+
+
 def test_echo_reaches_stdout_and_stderr_fifos_and_wait_returns_status(shim):
     client, bundle = shim.launch("echo", ["sh", "-c", "echo hello; echo oops >&2; exit 3"])
-    out, err = shim.fifo("out"), shim.fifo("err")
-    out_reader, err_reader = shim.reader(out), shim.reader(err)
+    out, err, out_reader, err_reader = shim.outputs()
     with client:
         pid = client.create("echo", bundle, stdout=str(out), stderr=str(err))
         assert pid > 0
@@ -112,7 +117,7 @@ def test_delete_reports_the_exit_and_forgets_the_task(shim):
         with pytest.raises(ShimError) as e:
             client.state("del")
         assert e.value.code == Code.NOT_FOUND
-    assert not (shim.dir / "root" / NAMESPACE / "del").exists(), "the runtime's state was not deleted"
+    assert not (shim.runtime_root / NAMESPACE / "del").exists(), "the runtime's state was not deleted"
 
 
 def test_delete_of_a_created_task_kills_its_init(shim):
@@ -120,8 +125,9 @@ def test_delete_of_a_created_task_kills_its_init(shim):
     with client:
         pid = client.create("never", bundle)
         got_pid, status, _ = client.delete("never")
-        assert got_pid == pid and status == 137
-        assert not alive(pid)
+        assert got_pid == pid and not alive(pid)
+        if not shim.real:       # containerd's shim reports 0 here, though the init was killed
+            assert status == 137
 
 
 def test_delete_of_a_running_task_is_refused(shim):
@@ -131,7 +137,9 @@ def test_delete_of_a_running_task_is_refused(shim):
         client.start("busy")
         with pytest.raises(ShimError) as e:
             client.delete("busy")
-        assert e.value.code == Code.FAILED_PRECONDITION
+        # labkit-shim says FAILED_PRECONDITION; containerd's shim UNKNOWN ("cannot delete a
+        # running process"). Either way the task must be left alone.
+        assert e.value.code in (Code.FAILED_PRECONDITION, Code.UNKNOWN)
         assert client.state("busy").status == "running"
         client.kill("busy", signal.SIGKILL)
         client.wait("busy", timeout=10)
@@ -156,8 +164,8 @@ def test_unknown_methods_are_unimplemented(shim):
         raw = Client(socket_path(shim.shims["unimpl"][0]))
         try:
             with pytest.raises(RPCError) as e:
-                raw.call(SERVICE, "Pause", b"")
-            assert e.value.code == Code.UNIMPLEMENTED and f"{SERVICE}/Pause" in e.value.message
+                raw.call(SERVICE, "Frobnicate", b"")
+            assert e.value.code == Code.UNIMPLEMENTED
             with pytest.raises(RPCError) as e:
                 raw.call("containerd.task.v3.Task", "State", b"")
             assert e.value.code == Code.UNIMPLEMENTED
@@ -182,7 +190,7 @@ def test_terminal_output_and_resize(shim):
 def test_start_again_returns_the_running_shim(shim):
     client, bundle = shim.launch("again", ["true"])
     with client:
-        address = start_shim(id="again", namespace=NAMESPACE, bundle=bundle,
+        address = start_shim(shim.shim_binary, id="again", namespace=NAMESPACE, bundle=bundle,
                              containerd_address=shim.containerd_address)
         assert address == shim.shims["again"][0]
         assert (bundle / "address").read_text() == address
@@ -191,15 +199,22 @@ def test_start_again_returns_the_running_shim(shim):
 
 def test_stdout_keeps_flowing_after_the_reader_goes_away_and_returns(shim):
     client, bundle = shim.launch("ticker", ["sh", "-c", "while true; do echo tick; sleep 0.05; done"])
-    out = shim.fifo("out")
+    out, err = shim.fifo("out"), shim.fifo("err")
+    shim.reader(err)
+    # containerd always has a reader on the fifo when it creates a task (its own shim waits
+    # for one); this one leaves once it has read a line.
+    first = os.open(out, os.O_RDONLY | os.O_NONBLOCK)
     with client:
-        client.create("ticker", bundle, stdout=str(out))
+        client.create("ticker", bundle, stdout=str(out), stderr=str(err))
         client.start("ticker")
+        os.set_blocking(first, True)
+        with open(first, "rb", buffering=0) as f:
+            assert f.read(5) == b"tick\n"
         for _ in range(2):  # a reader comes, reads, goes away; the container must not notice
-            with open(out, "rb", buffering=0) as f:
-                assert f.read(5) == b"tick\n"
             time.sleep(0.5)
             assert client.state("ticker").status == "running"
+            with open(out, "rb", buffering=0) as f:
+                assert f.read(5) == b"tick\n"
         client.kill("ticker", signal.SIGKILL)
         assert client.wait("ticker", timeout=10)[0] == 137
 
@@ -211,7 +226,7 @@ def test_shim_and_container_survive_the_launcher(shim):
         "import sys; from pathlib import Path\n"
         "from labkit.shim.launch import start_shim\n"
         "from labkit.shim.client import ShimClient\n"
-        f"a = start_shim(id='orphan', namespace={NAMESPACE!r}, bundle=Path({str(bundle)!r}),"
+        f"a = start_shim({shim.shim_binary!r}, id='orphan', namespace={NAMESPACE!r}, bundle=Path({str(bundle)!r}),"
         f" containerd_address={shim.containerd_address!r})\n"
         "c = ShimClient(a); c.create('orphan', Path(sys.argv[1])); c.start('orphan')\n"
         "print(a, flush=True)\n"
@@ -245,6 +260,7 @@ def test_shutdown_exits_only_when_no_task_remains(shim):
 
 
 def test_delete_command_cleans_up_after_a_dead_shim(shim):
+    labkit_only(shim, "its `delete` leaves the container running here (runc delete exits 255)")
     client, bundle = shim.launch("dead", ["sleep", "60"])
     address, shim_pid = shim.shims["dead"]
     with client:
@@ -256,7 +272,7 @@ def test_delete_command_cleans_up_after_a_dead_shim(shim):
     delete_shim(id="dead", namespace=NAMESPACE, bundle=bundle,
                 containerd_address=shim.containerd_address)
     assert wait_until(lambda: not alive(pid)), "delete did not kill the container"
-    assert not (shim.dir / "root" / NAMESPACE / "dead").exists()
+    assert not (shim.runtime_root / NAMESPACE / "dead").exists()
     assert not os.path.exists(socket_path(address))
 
 
@@ -266,12 +282,12 @@ def _process(args: list[str]) -> dict:
 
 def test_exec_runs_a_second_process_in_the_container(shim):
     client, bundle = shim.launch("host", ["sleep", "60"])
-    out = shim.fifo("exec-out")
-    reader = shim.reader(out)
+    out, err, reader, _ = shim.outputs("exec-")
     with client:
         init = client.create("host", bundle)
         client.start("host")
-        client.exec("host", "e1", _process(["sh", "-c", "echo in exec; exit 9"]), stdout=str(out))
+        client.exec("host", "e1", _process(["sh", "-c", "echo in exec; exit 9"]), stdout=str(out),
+                    stderr=str(err))
         assert client.state("host", exec_id="e1").status == "created"
         pid = client.start("host", exec_id="e1")
         assert pid > 0 and pid != init
@@ -302,6 +318,7 @@ def test_exec_can_be_killed_alone(shim):
 
 
 def test_exec_needs_a_running_task(shim):
+    labkit_only(shim, "it accepts an Exec while the init is only created")
     client, bundle = shim.launch("idle", ["sleep", "60"])
     with client:
         client.create("idle", bundle)
@@ -314,11 +331,12 @@ def test_exec_needs_a_running_task(shim):
 
 
 def test_stdin_reaches_the_container_and_its_end_closes_it(shim):
+    labkit_only(shim, "the writer closing the fifo does not end stdin; only CloseIO does")
     client, bundle = shim.launch("cat", ["cat"])
-    stdin, out = shim.fifo("in"), shim.fifo("out")
-    reader = shim.reader(out)
+    stdin = shim.fifo("in")
+    out, err, reader, _ = shim.outputs()
     with client:
-        client.create("cat", bundle, stdin=str(stdin), stdout=str(out))
+        client.create("cat", bundle, stdin=str(stdin), stdout=str(out), stderr=str(err))
         client.start("cat")
         with open(stdin, "wb") as f:          # as dockerd does for `docker run -i`
             f.write(b"hello stdin\n")
@@ -328,13 +346,14 @@ def test_stdin_reaches_the_container_and_its_end_closes_it(shim):
 
 
 def test_close_io_ends_stdin(shim):
+    labkit_only(shim, "with this fifo set-up (writer opened after the shim) input does not arrive")
     client, bundle = shim.launch("cat2", ["cat"])
-    stdin, out = shim.fifo("in"), shim.fifo("out")
-    reader = shim.reader(out)
+    stdin = shim.fifo("in")
+    out, err, reader, _ = shim.outputs()
     writer = os.open(stdin, os.O_RDWR)        # a writer that stays: only CloseIO can end input
     try:
         with client:
-            client.create("cat2", bundle, stdin=str(stdin), stdout=str(out))
+            client.create("cat2", bundle, stdin=str(stdin), stdout=str(out), stderr=str(err))
             client.start("cat2")
             os.write(writer, b"one line\n")
             time.sleep(0.3)
