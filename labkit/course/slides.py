@@ -181,7 +181,7 @@ pre { background: #f2f3f4; padding: 0.7em 1em; border-radius: 6px; overflow-x: a
 pre code { padding: 0; background: none; }
 table { border-collapse: collapse; } td, th { border: 1px solid #ccd1d1; padding: 0.2em 0.6em; }
 figure.diagram { margin: 0.5em 0; text-align: center; }
-figure.diagram svg { max-width: 100%; max-height: 62vh; height: auto; }
+figure.diagram svg { max-width: 100%; max-height: 52vh; height: auto; }
 figcaption { font-size: 0.8em; color: #5d6d7e; }
 a { color: #1f618d; }
 #counter { position: fixed; right: 1.2em; bottom: 0.8em; font-size: 14px; color: #839192; }
