@@ -213,3 +213,37 @@ def test_version_output_is_parseable():
                          capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0].startswith("labkit-runc version ")
     assert out[1].startswith("commit: ") and out[2] == "spec: 1.0.2"
+
+
+def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "labkit.runc.main", *args], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+def test_spec_writes_a_valid_config_once(tmp_path):
+    assert _cli("spec", "--bundle", str(tmp_path)).returncode == 0
+    spec = json.loads((tmp_path / "config.json").read_text())
+    config.validate(spec)                                   # what create would accept
+    assert spec["process"]["terminal"] is True and spec["root"]["path"] == "rootfs"
+    again = _cli("spec", "--bundle", str(tmp_path))
+    assert again.returncode == 1 and "exists" in again.stderr
+
+
+def test_features_document():
+    out = _cli("features")
+    doc = json.loads(out.stdout)
+    assert "mount" in doc["linux"]["namespaces"] and "user" not in doc["linux"]["namespaces"]
+    assert "rbind" in doc["mountOptions"] and "CAP_SYS_ADMIN" in doc["linux"]["capabilities"]
+
+
+def test_list_of_an_empty_root(tmp_path):
+    out = _cli("--root", str(tmp_path / "none"), "list", "--format", "json")
+    assert out.returncode == 0 and json.loads(out.stdout) == []
+
+
+def test_usage_mistakes_are_logged_like_errors(tmp_path):
+    logfile = tmp_path / "log.json"
+    out = _cli("--log", str(logfile), "--log-format", "json", "kill")
+    assert out.returncode == 1
+    record = json.loads(logfile.read_text().splitlines()[-1])
+    assert record["level"] == "error" and "required" in record["msg"]
