@@ -29,7 +29,7 @@ def document() -> dict:
         "mountOptions": sorted(set(FLAGS) | set(PROPAGATION)),
         "linux": {
             "namespaces": sorted(k for k in NAMESPACES if k != "user"),
-            "capabilities": sorted(prctl.ALL_CAP_NAMES),
+            "capabilities": sorted("CAP_" + name.upper() for name in prctl.ALL_CAP_NAMES),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
             "seccomp": {"enabled": False},
             "apparmor": {"enabled": False},
