@@ -1,10 +1,12 @@
 """reset: return the host to clean, whatever state the lab was left in.
 
 1. `down`: stop the daemons by their pid files.
-2. Stop what outlived them — shims and containers — by the PIDs recorded in the lab's own
-   state files under the run directory (`*.pid` files such as a bundle's init.pid and the
-   shim's pid file, and OCI runtime state.json files, which record the init PID and its start
-   time). Never by process name: another lab, or a real docker, may run the same programs.
+2. Stop what outlived them — shims and containers — by PIDs the lab itself recorded or can
+   ask for: `*.pid` files under the run directory (a bundle's init.pid), OCI runtime
+   state.json files (the init PID and its start time), and each shim, asked over the socket
+   named in its bundle's `address` file (the shim protocol's Connect answers with the shim's
+   and the task's PIDs). Never by process name: another lab, or a real docker, may run the
+   same programs.
 3. Unmount everything mounted under the lab's run and data directories, read from
    /proc/self/mountinfo, deepest first (a mount on top of another must go first), lazily if
    busy.
@@ -73,6 +75,24 @@ def recorded_pids(run_dir: Path) -> set[int]:
     return pids
 
 
+def shim_pids(run_dir: Path, timeout: float = 2.0) -> set[int]:
+    """Ask every shim whose bundle is under `run_dir` for its PID and its task's PID."""
+    from labkit.shim.client import ShimClient
+    from labkit.shim.service import ShimError
+
+    pids: set[int] = set()
+    for address_file in run_dir.glob("containerd/io.containerd.runtime.v2.task/*/*/address"):
+        try:
+            address = address_file.read_text().strip()
+            with ShimClient(address, timeout=timeout) as shim:
+                answer = shim.connect()
+        except (OSError, ShimError):
+            continue  # no shim answers there any more: nothing to stop
+        pids |= {p for p in (answer["shim_pid"], answer["task_pid"]) if p > 1}
+    pids.discard(os.getpid())
+    return pids
+
+
 def kill_pids(pids: set[int], timeout: float = 5.0) -> None:
     for pid in pids:
         try:
@@ -135,7 +155,7 @@ def unmount_all(roots: list[Path], report: Report = print) -> int:
 
 def reset(report: Report = print) -> None:
     down(report)
-    pids = recorded_pids(paths.RUN)
+    pids = recorded_pids(paths.RUN) | shim_pids(paths.RUN)
     if pids:
         kill_pids(pids)
         report(f"stopped {len(pids)} leftover lab process(es): {sorted(pids)}")

@@ -153,10 +153,23 @@ def test_whole_lab_runs_hello_world(private_lab):
         assert r.returncode == 0, r.stderr
         assert "Hello from labkit!" in r.stdout
 
+    # a container left running: `down` leaves it to its shim, `reset` stops both
+    r = private_lab.labkit("run", "-d", "busybox", "sleep", "300")
+    assert r.returncode == 0, r.stderr
+    from labkit.client import Client
+    container_pid = Client(private_lab.docker_host).inspect_container(r.stdout.strip())["State"]["Pid"]
+    assert container_pid > 0 and process_alive(container_pid)
+
     down = private_lab.labkit("lab", "down")
     assert down.returncode == 0
     time.sleep(0.2)
     assert all(r[3] == "no" for r in _status_rows(private_lab).values())
+    assert process_alive(container_pid), "down must leave containers to their shims"
+
+    reset = private_lab.labkit("lab", "reset")
+    assert reset.returncode == 0, reset.stderr
+    assert not process_alive(container_pid)
+    assert not private_lab.run_dir.exists() and not private_lab.lib_dir.exists()
 
 
 def test_course_commands_pass_through(private_lab):
