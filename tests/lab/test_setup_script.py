@@ -1,0 +1,39 @@
+"""vagrant/setup.sh: its command line, and that on a host it has set up, a second run is a
+quick no-op (that is what makes it safe for the Vagrantfile, the README and CI to share)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+SETUP = Path(__file__).resolve().parents[2] / "vagrant" / "setup.sh"
+STAMP = Path("/opt/labkit/venv/.labkit-install-stamp")
+
+
+def test_syntax_and_usage():
+    assert subprocess.run(["bash", "-n", str(SETUP)]).returncode == 0
+    r = subprocess.run([str(SETUP), "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "--no-images" in r.stdout and "set -e" not in r.stdout
+    r = subprocess.run([str(SETUP), "--bogus"], capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown option '--bogus'" in r.stderr
+
+
+@pytest.mark.root
+def test_second_run_changes_nothing(tmp_path):
+    if not STAMP.exists():
+        pytest.skip("this host was not set up by vagrant/setup.sh (no install stamp)")
+    start = time.monotonic()
+    # from another directory: the script finds the repository from its own path
+    r = subprocess.run([str(SETUP), "--no-images"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=300)
+    elapsed = time.monotonic() - start
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "packages: all" in r.stdout and "installing" not in r.stdout
+    assert "already installed" in r.stdout and "linked" not in r.stdout
+    assert elapsed < 30, f"a second run took {elapsed:.0f}s"
+    for cmd in ("labkit", "labkit-runc", "labkit-dockerd"):
+        assert os.readlink(f"/usr/local/bin/{cmd}") == f"/opt/labkit/venv/bin/{cmd}"
