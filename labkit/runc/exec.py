@@ -84,8 +84,9 @@ def build_process(c: Container, args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     c = Container.load(args.root, args.id)
-    if c.status() != "running":
-        raise ContainerError(f"cannot exec in a {c.status()} container")
+    status = c.status()
+    if status in ("stopped", "paused"):                 # runc's wording
+        raise ContainerError(f"cannot exec in a {status} state")
     process = build_process(c, args)
     if process.get("terminal") and not args.console_socket and args.detach:
         raise ContainerError("cannot allocate tty if runc will detach without setting "

@@ -103,6 +103,9 @@ def apply_rlimits(rlimits: list[dict], warn: Warn) -> None:
         if not name.startswith("RLIMIT_") or which is None:
             raise ContainerError(f"rlimit: unknown type {name!r}")
         soft, hard = (_rlim(rl.get("soft", 0)), _rlim(rl.get("hard", 0)))
+        if _at_most(soft, hard) != soft:
+            raise ContainerError(f"rlimit {name}: soft limit {rl.get('soft')} is above the hard "
+                                 f"limit {rl.get('hard')}")
         try:
             resource.setrlimit(which, (soft, hard))
         except (ValueError, OSError):
