@@ -12,6 +12,9 @@
         shim.delete("c1")
         shim.shutdown()
 
+An exec (`docker exec`) is the same dance with an exec id: shim.exec("c1", "e1", {"args": […],
+"cwd": "/", …}, stdout=…), then start/wait/delete with exec_id="e1".
+
 Every call is one ttrpc request on a shared connection; calls may come from several threads at
 once (ttrpc multiplexes them by stream id), so a thread can block in `wait` while another
 asks for `state`. A failed call raises ShimError(code, message) with the gRPC status code.
@@ -23,6 +26,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Protocol
 
 from google.protobuf import any_pb2, empty_pb2
 from google.protobuf.message import Message
@@ -31,7 +35,7 @@ from labkit.shim import task_pb2
 from labkit.shim.service import PROCESS_SPEC_URL, SERVICE, ShimError
 from labkit.shim.ttrpc import Client, Code, RPCError
 
-__all__ = ["ShimClient", "ShimError", "TaskState"]
+__all__ = ["ShimClient", "ShimError", "TaskState", "TaskAPI"]
 
 _STATUS_NAMES = {task_pb2.CREATED: "created", task_pb2.RUNNING: "running",
                  task_pb2.STOPPED: "stopped", task_pb2.PAUSED: "paused",
@@ -56,6 +60,27 @@ def _time(ts) -> datetime | None:
     if ts.seconds <= 0 and ts.nanos == 0 or ts.seconds < 0:
         return None
     return ts.ToDatetime(tzinfo=timezone.utc)
+
+
+class TaskAPI(Protocol):
+    """L2's Python interface: what containerd asks of a shim, one container at a time.
+
+    ShimClient implements it over the real protocol; a notebook or a student's shim client
+    can implement it too, and labkit-containerd only depends on these methods.
+    """
+
+    def create(self, id: str, bundle: Path | str, stdin: str = "", stdout: str = "",
+               stderr: str = "", terminal: bool = False) -> int: ...
+    def start(self, id: str, *, exec_id: str = "") -> int: ...
+    def state(self, id: str, *, exec_id: str = "") -> TaskState: ...
+    def wait(self, id: str, timeout: float | None = None, *, exec_id: str = "") -> tuple[int, datetime]: ...
+    def kill(self, id: str, signal: int, all: bool = False, *, exec_id: str = "") -> None: ...
+    def delete(self, id: str, *, exec_id: str = "") -> tuple[int, int, datetime]: ...
+    def exec(self, id: str, exec_id: str, spec: dict, stdin: str = "", stdout: str = "",
+             stderr: str = "", terminal: bool = False) -> None: ...
+    def pids(self, id: str) -> list[int]: ...
+    def connect(self) -> dict: ...
+    def shutdown(self, now: bool = False) -> None: ...
 
 
 class ShimClient:

@@ -27,6 +27,9 @@ process that already exited, FAILED_PRECONDITION for a call in the wrong state, 
 "OCI runtime <verb> failed: <runtime's message>" when the runtime refuses, UNIMPLEMENTED for
 what labkit-shim does not do (pause, checkpoints, stats, update).
 
+Along the way the service tells containerd what happened (/tasks/create, /tasks/start,
+/tasks/exit, /tasks/delete, /tasks/exec-added, /tasks/exec-started; see events.py).
+
 The service is the protocol-free core: methods take and return the protobuf messages of
 task.proto, so tests and notebooks can call it in-process; main.py puts it on the socket.
 """
@@ -34,8 +37,8 @@ task.proto, so tests and notebooks can call it in-process; main.py puts it on th
 from __future__ import annotations
 
 import importlib.metadata
-import logging
 import json
+import logging
 import os
 import re
 import threading
@@ -63,6 +66,7 @@ def _package_version() -> str:
         return importlib.metadata.version("labkit")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
+
 
 SERVICE = "containerd.task.v2.Task"
 SHIM_VERSION = "labkit-shim " + _package_version()
