@@ -125,6 +125,8 @@ class Daemon:
         self._live: dict[str, _Live] = {}
         self._reserved_names: set[str] = set()
         self._image_cache: dict[str, tuple[dict, str, dict]] = {}
+        self._closing = threading.Event()
+        self._exiting: set[str] = set()  # containers whose exit is being recorded
         (config.root / "containers").mkdir(parents=True, exist_ok=True)
         (config.exec_root / "containerd").mkdir(parents=True, exist_ok=True)
 
@@ -193,7 +195,11 @@ class Daemon:
         return records
 
     def _find_image(self, name: str) -> ImageRecord:
-        """By reference (busybox, 127.0.0.1:5000/x:1) or by image ID (sha256:..., a prefix)."""
+        return self._lookup_image(name)[0]
+
+    def _lookup_image(self, name: str) -> tuple[ImageRecord, bool]:
+        """By reference (busybox, 127.0.0.1:5000/x:1) or by image ID (sha256:..., a prefix);
+        the record, and whether it was found by ID."""
         ref: Reference | None = None
         try:
             ref = parse_reference(name)
@@ -203,7 +209,7 @@ class Daemon:
         if ref is not None:
             try:
                 image = self.ctr.call(self.ctr.images.Get, pb.GetImageRequest(name=str(ref))).image
-                return self._load_image(image)
+                return self._load_image(image), False
             except RemoteError as e:
                 if e.code != "NOT_FOUND":
                     raise to_daemon_error(e) from None
@@ -212,7 +218,7 @@ class Daemon:
             matches = {r.config_digest: r for r in self._all_images()
                        if r.config_digest.startswith(wanted)}
             if len(matches) == 1:
-                return next(iter(matches.values()))
+                return next(iter(matches.values())), True
         raise NotFound(f"No such image: {ref.familiar() if ref else name}")
 
     @staticmethod
@@ -305,14 +311,12 @@ class Daemon:
         }
 
     def image_remove(self, name: str, force: bool) -> list[dict]:
-        rec = self._find_image(name)
+        rec, by_id = self._lookup_image(name)
         all_records = [r for r in self._all_images() if r.config_digest == rec.config_digest]
         short = rec.config_digest.split(":")[-1][:12]
         with self._lock:
             users = [c for c in self._containers.values() if c.Image == rec.config_digest]
-        by_id = _looks_like_id(name) and not any(
-            self._familiar(r.name) == self._familiar(name) for r in all_records if _is_ref(name))
-        if by_id:
+        if by_id:  # the image itself: every name pointing at it goes
             targets = all_records
             if len(targets) > 1 and not force:
                 raise Conflict(f"conflict: unable to delete {short} (must be forced) - image is "
@@ -592,7 +596,7 @@ class Daemon:
         raise InvalidParameter(message)
 
     def _monitor(self, c: Container, live: _Live, io: TaskIO | None) -> None:
-        """Wait for the task to exit, clean it up, record the exit, wake the waiters."""
+        """Wait for the task to exit, record the exit, clean up the task, wake the waiters."""
         exit_code, finished = 255, None
         while True:
             try:
@@ -603,11 +607,39 @@ class Daemon:
                     finished = rfc3339nano(resp.exited_at.seconds * 10**9 + resp.exited_at.nanos)
                 break
             except RemoteError as e:
+                if self._closing.is_set():
+                    return  # dockerd is stopping, not the container: the next start takes over
                 if e.code == "UNAVAILABLE":  # containerd restarting: the task lives on; retry
                     time.sleep(1)
                     continue
                 log.warning("waiting for %s failed: %s", c.ID[:12], e)
                 break
+        with self._lock:
+            if self._closing.is_set():
+                return  # the next start finds the stopped task and finishes the job
+            self._exiting.add(c.ID)  # close() lets this finish: the output must reach the log
+        try:
+            self._record_exit(c, live, io, exit_code, finished)
+        finally:
+            with self._lock:
+                self._exiting.discard(c.ID)
+                self._changed.notify_all()
+        if c.HostConfig.get("AutoRemove") and not live.removed and not self._closing.is_set():
+            try:
+                self._remove(c)
+            except DaemonError as e:
+                log.warning("auto-remove of %s failed: %s", c.ID[:12], e)
+
+    def _record_exit(self, c: Container, live: _Live, io: TaskIO | None, exit_code: int,
+                     finished: str | None) -> None:
+        # Save the exit BEFORE deleting the task: were dockerd killed in between, its next
+        # start would find no task and could only guess the exit code.
+        with self._lock:
+            if c.State.Status == "running":
+                c.State = State(Status="exited", ExitCode=exit_code, StartedAt=c.State.StartedAt,
+                                FinishedAt=finished or rfc3339nano())
+            if not live.removed:
+                c.save(self.config.root)
         # Deleting the task makes the shim drain the output and close the fifos: that EOF
         # is what ends the attach streams (before the exit is announced, as Docker does).
         try:
@@ -625,18 +657,8 @@ class Daemon:
         with self._lock:
             live.io = None
             live.exits += 1
-            if c.State.Status == "running":
-                c.State = State(Status="exited", ExitCode=exit_code, StartedAt=c.State.StartedAt,
-                                FinishedAt=finished or rfc3339nano())
-            if not live.removed:
-                c.save(self.config.root)
             self._changed.notify_all()
         log.info("container %s exited with %d", c.ID[:12], exit_code)
-        if c.HostConfig.get("AutoRemove") and not live.removed:
-            try:
-                self._remove(c)
-            except DaemonError as e:
-                log.warning("auto-remove of %s failed: %s", c.ID[:12], e)
 
     # ================================================================ stop, kill, remove
 
@@ -676,6 +698,8 @@ class Daemon:
 
     def container_remove(self, ref: str, force: bool, volumes: bool) -> None:
         c = self._get(ref)
+        if self._live[c.ID].starting:
+            raise Conflict(f"container {c.ID[:12]} is starting; try again when it has started")
         if c.State.Running:
             if not force:
                 raise Conflict(f"You cannot remove a running container {c.ID}. Stop the "
@@ -691,7 +715,10 @@ class Daemon:
             if live is None or live.removed:
                 return
             if c.State.Status == "removing":
-                raise Conflict(f"removal of container {c.ID[:12]} is already in progress")
+                # another request (or AutoRemove) is at it: its result is ours
+                if not self._changed.wait_for(lambda: live.removed, timeout=15):
+                    raise Conflict(f"removal of container {c.ID[:12]} is already in progress")
+                return
             previous, c.State.Status = c.State.Status, "removing"
         try:
             for method, request in (
@@ -726,7 +753,9 @@ class Daemon:
         elif condition == "next-exit":
             done = lambda: live.exits > seen or live.removed  # noqa: E731
         else:
-            done = lambda: (not c.State.Running and not live.starting) or live.removed  # noqa: E731
+            # not running, and its output drained (live.io is dropped last)
+            done = lambda: (not c.State.Running and live.io is None  # noqa: E731
+                            and not live.starting) or live.removed
 
         def waiter() -> WaitResult:
             # The answer carries no Error: a failed start was already reported by /start
@@ -961,31 +990,50 @@ class Daemon:
                 self._containers[c.ID] = c
                 self._live[c.ID] = live
             if not c.State.Running:
+                # dockerd may have stopped between saving an exit and deleting the task
+                try:
+                    self._ignore_missing(self.ctr.tasks.Delete,
+                                         pb.DeleteTaskRequest(container_id=c.ID))
+                except RemoteError as e:
+                    log.debug("container %s: deleting a stale task: %s", c.ID[:12], e)
                 continue
             try:
-                process = self.ctr.call(self.ctr.tasks.Get,
-                                        pb.GetRequest(container_id=c.ID)).process
-                alive = process.status == pb.RUNNING
-            except RemoteError:
-                process, alive = None, False
-            if alive:
-                io = TaskIO(self.config.exec_root / "containerd" / c.ID, Path(c.LogPath), c.tty,
-                            False, live.broadcaster)
-                try:
-                    io.reopen()
-                    io.start()
-                except OSError:
-                    io = None
-                live.io = io
-                threading.Thread(target=self._monitor, args=(c, live, io), daemon=True).start()
-            else:
-                c.State = State(Status="exited", StartedAt=c.State.StartedAt,
-                                FinishedAt=rfc3339nano(),
-                                ExitCode=process.exit_status if process else 255,
-                                Error="" if process else "the task was gone after a restart")
-                c.save(self.config.root)
+                self.ctr.call(self.ctr.tasks.Get, pb.GetRequest(container_id=c.ID))
+            except RemoteError as e:
+                if e.code == "UNAVAILABLE":
+                    # containerd is not up (yet): the monitor below retries until it is
+                    log.warning("container %s: %s", c.ID[:12], e)
+                else:
+                    log.warning("container %s was running, but its task is gone (%s)",
+                                c.ID[:12], e)
+                    c.State = State(Status="exited", ExitCode=255, StartedAt=c.State.StartedAt,
+                                    FinishedAt=rfc3339nano(),
+                                    Error="the task was gone when labkit-dockerd restarted")
+                    c.save(self.config.root)
+                    continue
+            # Running, or exited while we were away: either way the monitor takes over (Wait
+            # answers at once for an exited task), after the fifos are reopened — the shim
+            # kept the output that came meanwhile in them.
+            io: TaskIO | None = TaskIO(self.config.exec_root / "containerd" / c.ID,
+                                       Path(c.LogPath), c.tty, False, live.broadcaster)
+            try:
+                io.reopen()
+                io.start()
+            except OSError as e:
+                log.warning("container %s: cannot reopen its output: %s", c.ID[:12], e)
+                io = None
+            live.io = io
+            threading.Thread(target=self._monitor, args=(c, live, io), daemon=True,
+                             name=f"monitor-{c.ID[:12]}").start()
 
     def close(self) -> None:
+        """Stop talking to containerd; containers keep running (their shims hold them).
+
+        Exits already being recorded are finished first (their last output is on its way
+        to the log); later ones are left to the next start, which finds the stopped task."""
+        with self._changed:
+            self._closing.set()
+            self._changed.wait_for(lambda: not self._exiting, timeout=10)
         self.ctr.close()
 
 
@@ -1077,14 +1125,6 @@ def _check_config(config: dict, host_config: dict) -> None:
 def _looks_like_id(name: str) -> bool:
     hexpart = name[len("sha256:"):] if name.startswith("sha256:") else name
     return 0 < len(hexpart) <= 64 and all(ch in "0123456789abcdef" for ch in hexpart)
-
-
-def _is_ref(name: str) -> bool:
-    try:
-        parse_reference(name)
-        return True
-    except ValueError:
-        return False
 
 
 def _matches(c: Container, filters: dict[str, list[str]]) -> bool:

@@ -168,7 +168,8 @@ def _stack():
         yield stack
     finally:
         stack.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if os.environ.get("LABKIT_KEEP_TEST_DIR") != "1":
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -200,13 +200,19 @@ def test_container_survives_a_dockerd_restart(stack, docker_env):
     script = "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done"
     r = docker(docker_env, "run", "-d", "--name", "e2e-live", "busybox", "sh", "-c", script)
     assert r.returncode == 0, r.stderr
+    r = docker(docker_env, "run", "-d", "--name", "e2e-gone", "busybox", "sh", "-c",
+               "sleep 0.5; echo bye; exit 4")
+    assert r.returncode == 0, r.stderr
     time.sleep(0.3)
-    stack.restart_dockerd()
+    stack.restart_dockerd()  # e2e-gone exits while dockerd is away
     time.sleep(0.5)
     ps = docker(docker_env, "ps", "--filter", "name=e2e-live", "--format", "{{.Status}}")
     assert ps.stdout.startswith("Up"), ps.stdout + ps.stderr
     ticks = docker(docker_env, "logs", "e2e-live").stdout.split("\n")
     assert ticks[:3] == ["tick 1", "tick 2", "tick 3"] and len(ticks) > 6  # nothing lost
+    assert docker(docker_env, "wait", "e2e-gone").stdout.strip() == "4"
+    assert docker(docker_env, "logs", "e2e-gone").stdout == "bye\n"
+    assert docker(docker_env, "rm", "e2e-gone").returncode == 0
     assert docker(docker_env, "stop", "-t", "1", "e2e-live").returncode == 0
     assert docker(docker_env, "rm", "e2e-live").returncode == 0
 
