@@ -42,6 +42,7 @@ Run it in a terminal to watch another terminal's docker CLI:
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import re
 import shutil
@@ -296,11 +297,7 @@ class APIProxy:
         up = str(upstream) if upstream is not None else str(paths.DOCKER_SOCK)
         self.upstream = Path(up.removeprefix("unix://"))
         self._tmpdir: str | None = None
-        if listen is None:
-            # a unix socket path must fit in 108 bytes: keep it short, under /tmp
-            self._tmpdir = tempfile.mkdtemp(prefix="lkapi-", dir="/tmp")
-            listen = Path(self._tmpdir, "docker.sock")
-        self.listen = Path(listen)
+        self.listen = Path(listen) if listen is not None else None   # chosen by start() if None
         self.on_exchange = on_exchange
         self.requests: list[Exchange] = []
         self.problems: list[str] = []
@@ -312,6 +309,8 @@ class APIProxy:
     @property
     def docker_host(self) -> str:
         """The value for DOCKER_HOST that sends a client through this proxy."""
+        if self.listen is None:
+            raise RuntimeError("the proxy has no socket yet: call start() first")
         return f"unix://{self.listen}"
 
     def start(self) -> "APIProxy":
@@ -320,12 +319,19 @@ class APIProxy:
         if not self.upstream.exists():
             raise FileNotFoundError(f"no Engine API socket at {self.upstream}: is the daemon "
                                     "running? (labkit lab up)")
-        if self.listen.exists():
+        if self.listen is None:
+            # a unix socket path must fit in 108 bytes: keep it short, under /tmp
+            self._tmpdir = tempfile.mkdtemp(prefix="lkapi-", dir="/tmp")
+            self.listen = Path(self._tmpdir, "docker.sock")
+        elif self.listen.exists():
             raise FileExistsError(f"{self.listen} already exists: choose another listen path")
         self._server = _Server(self.listen, self.upstream, self)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
                                         name=f"apiproxy {self.listen}")
         self._thread.start()
+        # A notebook whose cell failed may never reach proxy.stop(): remove the socket and its
+        # directory when the kernel exits, whatever happened before.
+        atexit.register(self.stop)
         return self
 
     def stop(self) -> None:
@@ -334,10 +340,12 @@ class APIProxy:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-        self.listen.unlink(missing_ok=True)
+        if self.listen is not None:
+            self.listen.unlink(missing_ok=True)
         if self._tmpdir:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
+        atexit.unregister(self.stop)
 
     def clear(self) -> None:
         """Forget the requests recorded so far (before the next command you want to watch)."""

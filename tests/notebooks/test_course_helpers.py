@@ -171,9 +171,15 @@ def test_proxy_relays_an_upgraded_stream_both_ways(daemon):
         assert proxy.requests[0].upgraded
 
 
-def test_proxy_bad_input():
+def test_proxy_bad_input(daemon):
+    before = set(Path("/tmp").glob("lkapi-*"))
     with pytest.raises(FileNotFoundError, match="no Engine API socket at /nonexistent/d.sock"):
         APIProxy("/nonexistent/d.sock").start()
+    with pytest.raises(RuntimeError, match="call start"):
+        APIProxy(daemon).docker_host
+    with pytest.raises(FileExistsError, match="already exists"):
+        APIProxy(daemon, listen=daemon).start()
+    assert set(Path("/tmp").glob("lkapi-*")) == before      # nothing left behind
 
 
 # ------------------------------------------------------------------ diagrams
