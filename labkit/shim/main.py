@@ -83,6 +83,10 @@ def can_connect(path: str) -> bool:
 
 def listen(path: str) -> socket.socket | None:
     """Listen on `path`; None if a live shim already answers there."""
+    if len(os.fsencode(path)) > 107:
+        # sun_path in struct sockaddr_un holds 108 bytes, NUL included (man 7 unix)
+        raise OSError(errno.ENAMETOOLONG, f"shim socket path {path} is {len(os.fsencode(path))} bytes, "
+                      "over the 107 a unix socket allows (use a shorter LABKIT_RUN_DIR)")
     Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o711)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -280,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_delete(args)
         return run_daemon(args)
     except OSError as e:
-        print(f"labkit-shim {args.action or 'daemon'}: {e}", file=sys.stderr)
+        detail = f"{e.filename}: {e.strerror}" if e.filename else (e.strerror or str(e))
+        print(f"labkit-shim {args.action or 'daemon'}: {detail}", file=sys.stderr)
         return 1
 
 
