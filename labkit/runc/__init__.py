@@ -11,13 +11,14 @@ Modules, from the command line down to the kernel:
 
     main        the CLI: global flags, one verb per module, runc's error reporting
     create      fork the container's init and follow it until it is ready
-    start, state, kill, delete, run, exec, list, spec, features   the other verbs
+    start, state, kill, delete, run, exec, ps, pause, list, spec, features   the other verbs
     container   <root>/<id>/state.json and the derived status (created/running/stopped)
     config      reading and checking config.json
     init        the container's init, step by step (with the sync-protocol diagram)
     mounts      rootfs mounts, /dev, masked and read-only paths
     process     env, executable lookup, rlimits, user ids, capabilities
     console     the pty and the --console-socket hand-over
+    seccomp     the system-call filter (linux.seccomp, compiled by libseccomp)
     cgroups     cgroup v1/v2 directories and limits
     log         runc's log format (--log, --log-format json)
     binary      drive ANY runc-compatible binary (labkit-runc, runc, crun) from Python

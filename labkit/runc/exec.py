@@ -31,7 +31,7 @@ import socket
 import prctl
 
 from labkit import syscalls as sc
-from labkit.runc import cgroups, config, console, log, process as proc
+from labkit.runc import cgroups, config, console, log, process as proc, seccomp
 from labkit.runc.container import Container
 from labkit.runc.create import _kill_quietly, _write_pid_file
 from labkit.runc.init import ExecError, SyncChannel, _send_error
@@ -93,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
                              "console socket")
     if not args.detach:
         prctl.set_child_subreaper(True)
-    pid = spawn(c, process, args.console_socket)
+    pid = spawn(c, process, args.console_socket,
+                (c.config.get("linux") or {}).get("seccomp") if seccomp.available() else None)
     if args.pid_file:
         _write_pid_file(args.pid_file, pid)
     if args.detach:
@@ -116,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
             return code if code >= 0 else 128 - code
 
 
-def spawn(c: Container, process: dict, console_socket: str | None) -> int:
+def spawn(c: Container, process: dict, console_socket: str | None,
+          profile: dict | None = None) -> int:
     """Fork E1/E2 and follow the sync channel; return E2's host pid once it is ready."""
     console_sock = None
     if process.get("terminal"):
@@ -130,7 +132,7 @@ def spawn(c: Container, process: dict, console_socket: str | None) -> int:
     child = os.fork()
     if child == 0:
         parent_end.close()
-        _bootstrap(c, process, ns_fds, console_sock, SyncChannel(child_end))
+        _bootstrap(c, process, ns_fds, console_sock, SyncChannel(child_end), profile)
     child_end.close()
     for _kind, fd in ns_fds:
         os.close(fd)
@@ -169,7 +171,7 @@ def spawn(c: Container, process: dict, console_socket: str | None) -> int:
 
 
 def _bootstrap(c: Container, process: dict, ns_fds: list[tuple[str, int]],
-               console_sock: socket.socket | None, sync: SyncChannel):
+               console_sock: socket.socket | None, sync: SyncChannel, profile: dict | None):
     """E1: join the cgroup and the namespaces, fork E2, report its pid, exit."""
     try:
         cgroups.join(c.cgroup_paths, os.getpid())
@@ -178,7 +180,7 @@ def _bootstrap(c: Container, process: dict, ns_fds: list[tuple[str, int]],
             os.close(fd)
         pid = os.fork()
         if pid == 0:
-            _exec_process(process, console_sock, sync)
+            _exec_process(process, console_sock, sync, profile)
         sync.send({"type": "pid", "pid": pid})
         os._exit(0)
     except BaseException as e:
@@ -186,8 +188,10 @@ def _bootstrap(c: Container, process: dict, ns_fds: list[tuple[str, int]],
         os._exit(1)
 
 
-def _exec_process(process: dict, console_sock: socket.socket | None, sync: SyncChannel):
-    """E2: the same last steps as init's (init.py steps 8, 12-14, 18), then execve."""
+def _exec_process(process: dict, console_sock: socket.socket | None, sync: SyncChannel,
+                  profile: dict | None):
+    """E2: the same last steps as init's (init.py steps 8, 12-14, 18), then execve. The
+    process gets the container's seccomp filter too."""
     try:
         for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, signal.SIG_DFL)
@@ -206,10 +210,14 @@ def _exec_process(process: dict, console_sock: socket.socket | None, sync: SyncC
             program = proc.find_executable(process["args"][0], env)
         except ContainerError as e:
             raise ExecError(str(e)) from None
+        if profile and not process.get("noNewPrivileges"):
+            seccomp.load(profile)
         proc.set_identity(process, warn)
         os.umask(int((process.get("user") or {}).get("umask", 0o022)))
         sync.send({"type": "ready"})
         sync.close()
+        if profile and process.get("noNewPrivileges"):
+            seccomp.load(profile)
         os.execve(program, process["args"], env)
     except BaseException as e:
         _send_error(sync, e)

@@ -1,7 +1,8 @@
 """`labkit-runc features`: what this runtime supports, as JSON (the OCI "features" document).
 
 Callers (containerd, for instance) use it to know which mount options, namespaces and hooks
-they may use. Everything listed here is implemented; seccomp, AppArmor and SELinux are not.
+they may use. Everything listed here is implemented; AppArmor and SELinux are not, and
+seccomp only where libseccomp is installed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 
 import prctl
 
+from labkit.runc import seccomp
 from labkit.runc.config import NAMESPACES
 from labkit.runc.mounts import FLAGS, PROPAGATION
 
@@ -31,7 +33,8 @@ def document() -> dict:
             "namespaces": sorted(k for k in NAMESPACES if k != "user"),
             "capabilities": sorted("CAP_" + name.upper() for name in prctl.ALL_CAP_NAMES),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
-            "seccomp": {"enabled": False},
+            "seccomp": {"enabled": seccomp.available(),
+                        "actions": sorted(seccomp._ACTIONS), "operators": sorted(seccomp._COMPARE)},
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
         },

@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from labkit import syscalls as sc
-from labkit.runc import cgroups, console, mounts, process as proc
+from labkit.runc import cgroups, console, mounts, process as proc, seccomp
 from labkit.runc.config import NAMESPACES, Spec
 from labkit.runc.log import ContainerError
 
@@ -276,9 +276,13 @@ def container_init(a: InitArgs) -> NoReturn:
         mounts.readonly_path(path)
     for path in linux.get("maskedPaths") or []:
         mounts.mask_path(path)
-    for key in ("seccomp", "apparmorProfile", "selinuxLabel"):
+    for key in ("apparmorProfile", "selinuxLabel"):
         if linux.get(key) or process.get(key):
             warn(f"{key} is not supported by labkit-runc: skipped")
+    profile = linux.get("seccomp")
+    if profile and not seccomp.available():
+        warn("seccomp: libseccomp is not installed: the filter is skipped")
+        profile = None
 
     # 12. Resource settings of the process itself, while we still have every capability.
     if process.get("oomScoreAdj") is not None:
@@ -299,7 +303,10 @@ def container_init(a: InitArgs) -> NoReturn:
         raise ExecError(str(e)) from None
 
     # 14. Become the configured user with the configured capabilities (process.py explains
-    #     the order); the last privileged step.
+    #     the order); the last privileged step. Without no_new_privs, installing a seccomp
+    #     filter needs CAP_SYS_ADMIN: then it must come first, while we still have it.
+    if profile and not process.get("noNewPrivileges"):
+        seccomp.load(profile)
     proc.set_identity(process, warn)
     os.umask(int((process.get("user") or {}).get("umask", 0o022)))
 
@@ -318,7 +325,11 @@ def container_init(a: InitArgs) -> NoReturn:
     # 17. startContainer hooks run inside the container, after start, before the program.
     run_hooks((spec.get("hooks") or {}).get("startContainer"), dict(state, status="running"))
 
-    # 18. Become the program. execve keeps our pid (1), namespaces, cgroup and stdio.
+    # 18. With no_new_privs the filter goes on last, so it need not allow what init does,
+    #     only what the program does. Then become the program: execve keeps our pid (1),
+    #     namespaces, cgroup, stdio and the seccomp filter.
+    if profile and process.get("noNewPrivileges"):
+        seccomp.load(profile)
     try:
         os.execve(program, process["args"], env)
     except OSError as e:

@@ -436,3 +436,39 @@ def test_pause_and_resume(rt):
     wait_for(lambda: counter.read_text() != frozen_at)
     if rt.name != "crun":                              # crun resumes a running one quietly
         assert rt.cli("resume", cid).returncode != 0   # not paused any more
+
+
+# --- seccomp -------------------------------------------------------------------------------
+REFERENCE_CONFIG = Path("/work/shared/reference/dockerd-generated-config.json")
+
+
+@pytest.mark.parametrize("nnp", [True, False], ids=["no_new_privs", "privileged-load"])
+def test_seccomp_filter_denies_a_syscall(rt, nnp):
+    def edit(spec, _bundle):
+        spec["process"]["noNewPrivileges"] = nnp
+        spec["linux"]["seccomp"] = {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                          "errnoRet": 13}],                       # EACCES
+        }
+    code, out, err = rt.run(sh("grep '^Seccomp:' /proc/self/status; mkdir /tmp/d 2>&1; "
+                               "echo mkdir=$?"), edit)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["Seccomp:", "2"]            # 2 = filter mode
+    assert "Permission denied" in out and lines[-1] == "mkdir=1"
+
+
+def test_dockers_default_seccomp_profile(rt):
+    if not REFERENCE_CONFIG.exists():
+        pytest.skip("the captured dockerd config is not available")
+    profile = json.loads(REFERENCE_CONFIG.read_text())["linux"]["seccomp"]
+
+    def edit(spec, _bundle):
+        spec["process"]["noNewPrivileges"] = False            # as docker runs it
+        spec["linux"]["seccomp"] = profile
+    code, out, _ = rt.run(sh("echo works; ls / >/dev/null && echo ls-ok; "
+                             "unshare -U true 2>/dev/null || echo unshare-denied"), edit)
+    assert code == 0
+    assert out.split() == ["works", "ls-ok", "unshare-denied"]

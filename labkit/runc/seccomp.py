@@ -1,0 +1,139 @@
+"""linux.seccomp: a system-call filter the kernel applies to the container's processes.
+
+Seccomp (man 2 seccomp) lets a process install a small BPF program that the kernel runs on
+every system call it makes: allow it, fail it with an errno, kill the process, … The filter
+is inherited across fork and execve and can never be removed, only made stricter.
+
+Writing BPF by hand is error-prone, so like runc we let libseccomp (man 3 seccomp_init)
+compile the OCI description into BPF:
+
+    {"defaultAction": "SCMP_ACT_ERRNO",                  seccomp_init(default action)
+     "architectures": ["SCMP_ARCH_X86_64", …],            seccomp_arch_add(each)
+     "syscalls": [{"names": ["read", "write", …],         seccomp_rule_add_array(action,
+                   "action": "SCMP_ACT_ALLOW",              syscall number, conditions)
+                   "args": [{"index": 0, "value": 8,       conditions on the arguments
+                             "op": "SCMP_CMP_EQ"}]}]}
+                                                          seccomp_load() installs it
+
+docker's default profile is an ALLOW-list: default ERRNO (EPERM), then ~350 allowed calls.
+
+Loading a filter is privileged unless no_new_privs is set (otherwise a filter could fool a
+setuid program). So init loads it BEFORE dropping capabilities when noNewPrivileges is off,
+and as late as possible (just before execve) when it is on. libseccomp is reached through
+ctypes; without it, seccomp is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno as _errno
+
+from labkit.runc.log import ContainerError
+
+# actions (seccomp.h); ERRNO and TRACE carry a 16-bit value
+_ACTIONS = {
+    "SCMP_ACT_KILL": 0x00000000, "SCMP_ACT_KILL_THREAD": 0x00000000,
+    "SCMP_ACT_KILL_PROCESS": 0x80000000, "SCMP_ACT_TRAP": 0x00030000,
+    "SCMP_ACT_ERRNO": 0x00050000, "SCMP_ACT_TRACE": 0x7FF00000,
+    "SCMP_ACT_LOG": 0x7FFC0000, "SCMP_ACT_ALLOW": 0x7FFF0000,
+}
+_COMPARE = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4,
+            "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
+_FLTATR_CTL_NNP = 3          # libseccomp would set no_new_privs itself; we decide that
+
+
+class _ArgCmp(ctypes.Structure):
+    """struct scmp_arg_cmp"""
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int),
+                ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
+
+
+def _load_library():
+    name = ctypes.util.find_library("seccomp")
+    if not name:
+        return None
+    lib = ctypes.CDLL(name)
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
+    lib.seccomp_arch_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
+                                           ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
+    lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
+    lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+_lib = _load_library()      # at import: after pivot_root the library file is out of reach
+
+
+def available() -> bool:
+    return _lib is not None
+
+
+def _action(name: str | None, errno_ret: int | None) -> int:
+    if name not in _ACTIONS:
+        raise ContainerError(f"seccomp: unknown action {name!r}")
+    value = _ACTIONS[name]
+    if name == "SCMP_ACT_ERRNO":
+        value |= (_errno.EPERM if errno_ret is None else errno_ret) & 0xFFFF
+    elif name == "SCMP_ACT_TRACE":
+        value |= (errno_ret or 0) & 0xFFFF
+    return value
+
+
+def _conditions(args: list[dict]) -> list[list[_ArgCmp]]:
+    """The conditions of one rule. libseccomp refuses two conditions on the same argument
+    in one rule, so then (as runc does) each condition becomes a rule of its own."""
+    cmps = []
+    for a in args:
+        if a.get("op") not in _COMPARE:
+            raise ContainerError(f"seccomp: unknown comparison {a.get('op')!r}")
+        cmps.append(_ArgCmp(a.get("index", 0), _COMPARE[a["op"]], a.get("value", 0),
+                            a.get("valueTwo", 0)))
+    indexes = [c.arg for c in cmps]
+    if len(set(indexes)) != len(indexes):
+        return [[c] for c in cmps]
+    return [cmps]
+
+
+def load(profile: dict) -> None:
+    """Compile `profile` (config.json's linux.seccomp) and install it on this process."""
+    if _lib is None:
+        raise ContainerError("seccomp: libseccomp is not installed")
+    default = _action(profile.get("defaultAction"), profile.get("defaultErrnoRet"))
+    ctx = _lib.seccomp_init(default)
+    if not ctx:
+        raise ContainerError("seccomp: seccomp_init failed")
+    try:
+        _lib.seccomp_attr_set(ctx, _FLTATR_CTL_NNP, 0)
+        for arch in profile.get("architectures") or []:
+            token = _lib.seccomp_arch_resolve_name(arch.removeprefix("SCMP_ARCH_").lower().encode())
+            if token == 0:
+                continue                       # an architecture this libseccomp does not know
+            rc = _lib.seccomp_arch_add(ctx, token)
+            if rc < 0 and -rc != _errno.EEXIST:           # EEXIST: the native one
+                raise ContainerError(f"seccomp: add architecture {arch}: {_errno.errorcode.get(-rc, rc)}")
+        for rule in profile.get("syscalls") or []:
+            action = _action(rule.get("action"), rule.get("errnoRet"))
+            if action == default:
+                continue                       # libseccomp refuses rules that change nothing
+            for name in rule.get("names") or []:
+                number = _lib.seccomp_syscall_resolve_name(name.encode())
+                if number < 0:
+                    continue                   # unknown on this kernel/arch: runc skips it too
+                for cmps in _conditions(rule.get("args") or []):
+                    array = (_ArgCmp * len(cmps))(*cmps) if cmps else None
+                    rc = _lib.seccomp_rule_add_array(ctx, action, number, len(cmps), array)
+                    if rc < 0:
+                        raise ContainerError(f"seccomp: rule for {name}: "
+                                             f"{_errno.errorcode.get(-rc, rc)}")
+        rc = _lib.seccomp_load(ctx)
+        if rc < 0:
+            raise ContainerError(f"seccomp: load: {_errno.errorcode.get(-rc, rc)}")
+    finally:
+        _lib.seccomp_release(ctx)
