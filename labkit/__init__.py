@@ -9,6 +9,7 @@ real protocol to its neighbours; see ARCHITECTURE.md in the course's shared fold
     labkit.containerd   L3  `labkit-containerd` — content, snapshots, images, containers, tasks (gRPC)
     labkit.shim         L2  `labkit-shim` — one per container, holds stdio, records the exit
     labkit.runc         L1  `labkit-runc` — a runc-compatible OCI runtime
+    labkit.namespaces       chapter 01's building block: isolation from raw syscalls
     labkit.syscalls     L0  the one module through which kernel calls Python lacks are made
 
     labkit.registry         `labkit-registry` — the OCI distribution API over a directory
@@ -16,6 +17,8 @@ real protocol to its neighbours; see ARCHITECTURE.md in the course's shared fold
     labkit.images           builds the lab's own images (hello-world, busybox) offline
     labkit.lab              lab control: up, down, status, reset
     labkit.paths            where each layer keeps its state by default
+    labkit.course           the course: implementations config, student workspaces, grading,
+                            diagrams and slides
 """
 
 __version__ = "0.1.0"
