@@ -11,7 +11,8 @@ Modules, from the command line down to the kernel:
 
     main        the CLI: global flags, one verb per module, runc's error reporting
     create      fork the container's init and follow it until it is ready
-    start, state, kill, delete, run, exec, ps, pause, list, spec, features   the other verbs
+    start, state, kill, delete, run, exec, ps, pause, update, list,
+                spec, features   the other verbs
     container   <root>/<id>/state.json and the derived status (created/running/stopped)
     config      reading and checking config.json
     init        the container's init, step by step (with the sync-protocol diagram)

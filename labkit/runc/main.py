@@ -18,7 +18,7 @@ import traceback
 
 import labkit
 from labkit import paths
-from labkit.runc import create, delete, features, kill, list as list_, pause, ps, run, spec, start, state
+from labkit.runc import create, delete, features, kill, list as list_, pause, ps, run, spec, start, state, update
 from labkit.runc import exec as exec_
 from labkit.runc import log
 from labkit.runc.log import ContainerError
@@ -33,6 +33,7 @@ VERBS = {
     "exec": (exec_, "run another process in a running container"),
     "pause": (pause, "freeze every process of the container (its cgroup's freezer)"),
     "resume": (pause, "thaw a paused container"),
+    "update": (update, "change a container's cgroup limits (--resources -: JSON on stdin)"),
     "ps": (ps, "list the processes of a container (--format json: their pids)"),
     "list": (list_, "list the containers under --root"),
     "spec": (spec, "write a default config.json"),

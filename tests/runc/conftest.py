@@ -52,8 +52,9 @@ class RuntimeUnderTest:
     def cli(self, *args: str, timeout: float = 30, **kw) -> subprocess.CompletedProcess:
         """Run the runtime's command line (with --log in JSON, as the shim does)."""
         argv = self.api.argv(*args)
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, **kw)
+        if "input" not in kw:
+            kw["stdin"] = subprocess.DEVNULL
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
 
     def last_error(self) -> str:
         """The msg of the last error record in the --log file."""

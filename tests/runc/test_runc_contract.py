@@ -472,3 +472,23 @@ def test_dockers_default_seccomp_profile(rt):
                              "unshare -U true 2>/dev/null || echo unshare-denied"), edit)
     assert code == 0
     assert out.split() == ["works", "ls-ok", "unshare-denied"]
+
+
+def test_update_changes_limits_of_a_running_container(rt):
+    holder = {}
+
+    def edit(spec, _bundle):
+        holder["path"] = rt.cgroup_path("u")
+        spec["linux"]["cgroupsPath"] = holder["path"]
+        spec["linux"]["resources"] = {"pids": {"limit": 20}}
+    cid, out, _ = created(rt, sh("echo ready; sleep 30"), edit)
+    rt.api.start(cid)
+    wait_for(lambda: "ready" in out.read_text())
+    p = rt.cli("update", "--resources", "-", cid,
+               input=json.dumps({"memory": {"limit": 32 * 1024 * 1024}, "pids": {"limit": 7}}))
+    assert p.returncode == 0, p.stderr
+    if not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        mem = Path("/sys/fs/cgroup/memory" + holder["path"]) / "memory.limit_in_bytes"
+        pids = Path("/sys/fs/cgroup/pids" + holder["path"]) / "pids.max"
+        assert mem.read_text().strip() == str(32 * 1024 * 1024)
+        assert pids.read_text().strip() == "7"
