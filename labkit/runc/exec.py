@@ -36,7 +36,7 @@ from labkit.runc.container import Container
 from labkit.runc.create import _kill_quietly, _write_pid_file
 from labkit.runc.init import ExecError, SyncChannel, _send_error
 from labkit.runc.log import ContainerError
-from labkit.runc.run import FORWARDED
+from labkit.runc.run import ConsoleListener, attach_terminal, wait_forwarding_signals
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -93,28 +93,19 @@ def run(args: argparse.Namespace) -> int:
                              "console socket")
     if not args.detach:
         prctl.set_child_subreaper(True)
-    pid = spawn(c, process, args.console_socket,
-                (c.config.get("linux") or {}).get("seccomp") if seccomp.available() else None)
+    profile = (c.config.get("linux") or {}).get("seccomp") if seccomp.available() else None
+    master = None
+    with ConsoleListener(bool(process.get("terminal")) and not args.console_socket) as console:
+        pid = spawn(c, process, console.path or args.console_socket, profile)
+        if console.path:
+            master = console.receive()
     if args.pid_file:
         _write_pid_file(args.pid_file, pid)
     if args.detach:
         return 0
-
-    def forward(signum, _frame):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-    for signum in FORWARDED:
-        signal.signal(signum, forward)
-    while True:
-        try:
-            child, status = os.wait()
-        except ChildProcessError:
-            return 0
-        if child == pid:
-            code = os.waitstatus_to_exitcode(status)
-            return code if code >= 0 else 128 - code
+    if master is not None:
+        return attach_terminal(pid, master)
+    return wait_forwarding_signals(pid)
 
 
 def spawn(c: Container, process: dict, console_socket: str | None,

@@ -62,22 +62,13 @@ def run(args: argparse.Namespace) -> int:
                              "without setting console socket")
     if not args.detach:
         prctl.set_child_subreaper(True)
-    console_dir = listener = None
-    console_socket = args.console_socket
-    if terminal and not console_socket:
-        console_dir = tempfile.mkdtemp(prefix="labkit-runc-", dir="/tmp")
-        console_socket = os.path.join(console_dir, "console.sock")
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(console_socket)
-        listener.listen(1)
-    try:
-        c = create(args.root, args.id, args.bundle, args.pid_file, console_socket,
-                   args.no_pivot, verb="run", preserve_fds=args.preserve_fds)
-        master = _receive_master(listener) if listener else None
-    finally:
-        if listener:
-            listener.close()
-            shutil.rmtree(console_dir, ignore_errors=True)
+    master = None
+    with ConsoleListener(terminal and not args.console_socket) as console:
+        c = create(args.root, args.id, args.bundle, args.pid_file,
+                   console.path or args.console_socket, args.no_pivot, verb="run",
+                   preserve_fds=args.preserve_fds)
+        if console.path:
+            master = console.receive()
     try:
         start(args.root, args.id)
     except ContainerError as e:
@@ -86,51 +77,80 @@ def run(args: argparse.Namespace) -> int:
     if args.detach:
         return 0
     if master is not None:
-        return _attach_terminal(c, master, keep=args.keep)
+        status = attach_terminal(c.pid, master)
+    else:
+        status = wait_forwarding_signals(c.pid)
+    if not args.keep:
+        delete(c, force=True)
+    return status
 
+
+def exit_status(wait_status: int) -> int:
+    """A wait status as a shell reports it: the exit code, or 128+N for signal N."""
+    code = os.waitstatus_to_exitcode(wait_status)
+    return code if code >= 0 else 128 - code
+
+
+def wait_forwarding_signals(pid: int) -> int:
+    """Wait for our child `pid` (we are a subreaper: reap the orphans we inherit too),
+    passing on the signals we get; return its exit status."""
     def forward(signum, _frame):
         try:
-            os.kill(c.pid, signum)
+            os.kill(pid, signum)
         except ProcessLookupError:
             pass
     for signum in FORWARDED:
         signal.signal(signum, forward)
-
-    status = 0
     while True:
-        # As a subreaper we also inherit the container's orphans: reap them all, and stop
-        # when init itself has exited.
         try:
-            pid, wait_status = os.wait()
+            child, wait_status = os.wait()
         except ChildProcessError:
-            break
-        if pid == c.pid:
-            status = os.waitstatus_to_exitcode(wait_status)
-            break
-    if not args.keep:
-        delete(c, force=True)
-    return status if status >= 0 else 128 - status
+            return 128 + signal.SIGKILL          # reaped elsewhere: we cannot know
+        if child == pid:
+            return exit_status(wait_status)
 
 
-def _receive_master(listener: socket.socket) -> int:
-    """The console-socket protocol, receiving side (console.py has the diagram)."""
-    listener.settimeout(10)
-    conn, _ = listener.accept()
-    with conn:
-        _name, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
-    if len(fds) != 1:
-        raise ContainerError(f"console socket: expected one fd, got {len(fds)}")
-    return fds[0]
+class ConsoleListener:
+    """The receiving side of the console-socket protocol (console.py has the diagram), on a
+    private socket in a temporary directory. Inactive (path None) unless `wanted`."""
+
+    def __init__(self, wanted: bool):
+        self.path = self._dir = self._sock = None
+        if wanted:
+            self._dir = tempfile.mkdtemp(prefix="labkit-runc-", dir="/tmp")
+            self.path = os.path.join(self._dir, "console.sock")
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._sock.bind(self.path)
+            self._sock.listen(1)
+
+    def receive(self) -> int:
+        self._sock.settimeout(10)
+        conn, _ = self._sock.accept()
+        with conn:
+            _name, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
+        if len(fds) != 1:
+            raise ContainerError(f"console socket: expected one fd, got {len(fds)}")
+        return fds[0]
+
+    def __enter__(self) -> "ConsoleListener":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            shutil.rmtree(self._dir, ignore_errors=True)
 
 
-def _attach_terminal(c, master: int, keep: bool) -> int:
-    """Copy our stdin to the pty master and the master to our stdout until init exits."""
+def attach_terminal(pid: int, master: int) -> int:
+    """Copy our stdin to the pty master and the master to our stdout until `pid` (our
+    child) exits; return its exit status."""
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     saved = termios.tcgetattr(stdin) if os.isatty(stdin) else None
 
     def resize(_signum=None, _frame=None):
         if saved is not None:    # the container's terminal gets our window size
-            fcntl.ioctl(master, termios.TIOCSWINSZ, fcntl.ioctl(stdin, termios.TIOCGWINSZ, b"\0" * 8))
+            fcntl.ioctl(master, termios.TIOCSWINSZ,
+                        fcntl.ioctl(stdin, termios.TIOCGWINSZ, b"\0" * 8))
     resize()
     signal.signal(signal.SIGWINCH, resize)
     if saved is not None:
@@ -156,7 +176,7 @@ def _attach_terminal(c, master: int, keep: bool) -> int:
                 else:
                     readers.remove(master)
             if status is None:
-                status = _reap(c.pid)
+                status = _reap(pid)
                 if status is not None and master not in ready:
                     break
     finally:
@@ -164,20 +184,18 @@ def _attach_terminal(c, master: int, keep: bool) -> int:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
         os.close(master)
     while status is None:
-        status = _reap(c.pid, block=True)
-    if not keep:
-        delete(c, force=True)
-    return status if status >= 0 else 128 - status
+        status = _reap(pid, block=True)
+    return status
 
 
-def _reap(init_pid: int, block: bool = False) -> int | None:
-    """Reap children (we are a subreaper); init's exit code once it has exited, else None."""
+def _reap(pid: int, block: bool = False) -> int | None:
+    """Reap children (we are a subreaper); `pid`'s exit status once it has exited."""
     while True:
         try:
-            pid, wait_status = os.waitpid(-1, 0 if block else os.WNOHANG)
+            child, wait_status = os.waitpid(-1, 0 if block else os.WNOHANG)
         except ChildProcessError:
-            return -signal.SIGKILL if block else None
-        if pid == 0:
+            return 128 + signal.SIGKILL if block else None
+        if child == 0:
             return None
-        if pid == init_pid:
-            return os.waitstatus_to_exitcode(wait_status)
+        if child == pid:
+            return exit_status(wait_status)
