@@ -140,15 +140,9 @@ def parse_user(user: str) -> tuple[int, int]:
     return uid, gid
 
 
-def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, hostname: str,
-                   tty: bool, etc_files: dict[str, str], read_only_rootfs: bool = False,
-                   console_size: tuple[int, int] | None = None, cgroups_path: str = "",
-                   limits: dict | None = None) -> dict:
-    """The config.json for one container.
-
-    `etc_files` maps /etc/resolv.conf, /etc/hostname and /etc/hosts to the files dockerd
-    wrote for this container on the host.
-    """
+def process_spec(*, args: list[str], env: list[str], cwd: str, user: str, tty: bool,
+                 console_size: tuple[int, int] | None = None) -> dict:
+    """The spec's `process`: for a container's init, and alone for `docker exec`."""
     uid, gid = parse_user(user)
     process: dict = {
         "terminal": tty,
@@ -162,6 +156,20 @@ def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, host
     }
     if tty and console_size and all(console_size):
         process["consoleSize"] = {"height": console_size[0], "width": console_size[1]}
+    return process
+
+
+def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, hostname: str,
+                   tty: bool, etc_files: dict[str, str], read_only_rootfs: bool = False,
+                   console_size: tuple[int, int] | None = None, cgroups_path: str = "",
+                   limits: dict | None = None) -> dict:
+    """The config.json for one container.
+
+    `etc_files` maps /etc/resolv.conf, /etc/hostname and /etc/hosts to the files dockerd
+    wrote for this container on the host.
+    """
+    process = process_spec(args=args, env=env, cwd=cwd, user=user, tty=tty,
+                           console_size=console_size)
     mounts = default_mounts()
     for destination in ("/etc/resolv.conf", "/etc/hostname", "/etc/hosts"):
         if destination in etc_files:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Mapping, Protocol
 
 from labkit.dockerd import jsonmessage, stdcopy
-from labkit.dockerd.backend import Backend
+from labkit.dockerd.backend import AttachStream, Backend
 from labkit.dockerd.errors import DaemonError, InvalidParameter
 
 log = logging.getLogger("labkit.dockerd")
@@ -188,6 +188,7 @@ class Router:
         # hold slashes only for images (127.0.0.1:5000/hello-world), not for containers.
         C = r"/containers/(?P<name>[^/]+)"
         I = r"/images/(?P<name>.+?)"
+        E = r"/exec/(?P<id>[^/]+)"
         self.routes: list[tuple[str, re.Pattern, Handler]] = [
             (m, re.compile(f"^{p}$"), h) for m, p, h in [
                 ("GET", r"/_ping", self.ping),
@@ -207,6 +208,10 @@ class Router:
                 ("GET", C + r"/logs", self.container_logs),
                 ("POST", C + r"/resize", self.container_resize),
                 ("DELETE", C, self.container_remove),
+                ("POST", C + r"/exec", self.exec_create),
+                ("POST", E + r"/start", self.exec_start),
+                ("POST", E + r"/resize", self.exec_resize),
+                ("GET", E + r"/json", self.exec_inspect),
                 ("POST", r"/images/create", self.image_create),
                 ("GET", r"/images/json", self.image_list),
                 ("GET", I + r"/json", self.image_inspect),
@@ -328,9 +333,12 @@ class Router:
         attach = self.backend.container_attach(
             req.params["name"], stdin=want_stdin, stdout=req.bool("stdout"),
             stderr=req.bool("stderr"), logs=req.bool("logs"), stream=req.bool("stream"))
+        return self._hijack(req, attach, stdin=want_stdin)
 
+    def _hijack(self, req: Request, attach: AttachStream, stdin: bool) -> HijackResponse:
+        """Hand the connection to a stdio session: output out (framed unless TTY), stdin in."""
         def session(conn: RawConnection) -> None:
-            if want_stdin:
+            if stdin:
                 threading.Thread(target=_pump_stdin, args=(conn, attach), daemon=True,
                                  name="attach-stdin").start()
             # Only output ends the session. Without -i the CLI half-closes its side right
@@ -369,6 +377,32 @@ class Router:
                 yield from stdcopy.iter_frames([entry], logs.tty, timestamps)
 
         return StreamResponse(200, stdcopy.RAW if logs.tty else stdcopy.MULTIPLEXED, body())
+
+    # ---- exec
+
+    def exec_create(self, req: Request) -> Response:
+        config = req.json()
+        if not isinstance(config, dict):
+            raise InvalidParameter("invalid exec config: expected a JSON object")
+        exec_id = self.backend.exec_create(req.params["name"], config)
+        return json_response({"Id": exec_id}, 201)
+
+    def exec_start(self, req: Request) -> AnyResponse:
+        body = req.json() or {}
+        if not isinstance(body, dict):
+            raise InvalidParameter("invalid exec start config: expected a JSON object")
+        detach = bool(body.get("Detach"))
+        stream = self.backend.exec_start(req.params["id"], detach)
+        if detach or stream is None:
+            return Response(200, b"", JSON)
+        return self._hijack(req, stream, stdin=True)
+
+    def exec_resize(self, req: Request) -> Response:
+        self.backend.exec_resize(req.params["id"], req.int("h", 0), req.int("w", 0))
+        return Response(200)
+
+    def exec_inspect(self, req: Request) -> Response:
+        return json_response(self.backend.exec_inspect(req.params["id"]))
 
     # ---- images
 

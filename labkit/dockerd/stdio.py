@@ -27,7 +27,6 @@ import logging
 import os
 import queue
 import select
-import shutil
 import threading
 from pathlib import Path
 from typing import Callable, Iterator
@@ -107,16 +106,25 @@ class Broadcaster:
 class TaskIO:
     """The fifos of one task and the threads copying its output (see the module docstring)."""
 
-    def __init__(self, fifo_dir: Path, log_path: Path, tty: bool, open_stdin: bool,
-                 broadcaster: Broadcaster) -> None:
+    def __init__(self, fifo_dir: Path, log_path: Path | None, tty: bool, open_stdin: bool,
+                 broadcaster: Broadcaster, prefix: str = "init",
+                 end_clients_at_eof: bool = True) -> None:
+        """`prefix` names the fifos: "init" for the container's process, the exec id for
+        `docker exec` (whose output goes to its client only: `log_path` None).
+
+        `end_clients_at_eof` False leaves ending the clients' streams to the caller: the
+        daemon ends them only once the exit code is recorded, because a client asks for it
+        right after its stream ends (and the shim may close the fifos before the exit is
+        reported)."""
+        self.end_clients_at_eof = end_clients_at_eof
         self.fifo_dir = fifo_dir
         self.log_path = log_path
         self.tty = tty
         self.broadcaster = broadcaster
-        self.stdin_path = str(fifo_dir / "init-stdin") if open_stdin else ""
-        self.stdout_path = str(fifo_dir / "init-stdout")
+        self.stdin_path = str(fifo_dir / f"{prefix}-stdin") if open_stdin else ""
+        self.stdout_path = str(fifo_dir / f"{prefix}-stdout")
         # With a TTY the shim has only the pty: one output stream, raw
-        self.stderr_path = "" if tty else str(fifo_dir / "init-stderr")
+        self.stderr_path = "" if tty else str(fifo_dir / f"{prefix}-stderr")
         self.done = threading.Event()   # every output stream reached EOF, log flushed
         self._fds: dict[int, int] = {}  # stream number -> read end
         self._stdin_fd: int | None = None
@@ -146,7 +154,8 @@ class TaskIO:
                 self._fds[stream] = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
 
     def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
         for stream, fd in self._fds.items():
             t = threading.Thread(target=self._copy, args=(stream, fd), daemon=True,
                                  name=f"copy-{stream}-{self.fifo_dir.name[:12]}")
@@ -187,7 +196,7 @@ class TaskIO:
                 self._finish()
 
     def _log(self, stream: int, lines: list[bytes]) -> None:
-        if not lines:
+        if not lines or self.log_path is None:
             return
         now = rfc3339nano()
         data = b"".join(encode_log_line(LogEntry(stream, line, now)) for line in lines)
@@ -196,7 +205,8 @@ class TaskIO:
                 f.write(data)
 
     def _finish(self) -> None:
-        self.broadcaster.close_all()
+        if self.end_clients_at_eof:
+            self.broadcaster.close_all()
         self.done.set()
 
     # ---- stdin
@@ -239,4 +249,13 @@ class TaskIO:
     def cleanup(self) -> None:
         """Close stdin and remove the fifos (after the task is gone)."""
         self.close_stdin()
-        shutil.rmtree(self.fifo_dir, ignore_errors=True)
+        for path in (self.stdin_path, self.stdout_path, self.stderr_path):
+            if path:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+        try:
+            self.fifo_dir.rmdir()  # the container's; an exec's fifos share it
+        except OSError:
+            pass

@@ -181,6 +181,35 @@ class FakeBackend:
             del self.containers[cid]
         return gone
 
+    def exec_create(self, ref, config):
+        c = self._get(ref)
+        if c.status != "running":
+            raise Conflict(f"Container {c.id} is not running")
+        exec_id = secrets.token_hex(32)
+        self.execs = getattr(self, "execs", {})
+        self.execs[exec_id] = (c, config)
+        return exec_id
+
+    def exec_start(self, exec_id, detach):
+        if exec_id not in getattr(self, "execs", {}):
+            raise NotFound(f"No such exec instance: {exec_id}")
+        if detach:
+            return None
+        c, config = self.execs[exec_id]
+        a = FakeAttach(bool(config.get("Tty")))
+        a.q.put((STDOUT, ("exec " + " ".join(config["Cmd"]) + "\n").encode()))
+        a.q.put(None)
+        return a
+
+    def exec_resize(self, exec_id, height, width):
+        pass
+
+    def exec_inspect(self, exec_id):
+        if exec_id not in getattr(self, "execs", {}):
+            raise NotFound(f"No such exec instance: {exec_id}")
+        c, config = self.execs[exec_id]
+        return {"ID": exec_id, "Running": False, "ExitCode": 0, "ContainerID": c.id}
+
     def image_pull(self, from_image, tag, platform):
         if "bad ref" in from_image:
             raise InvalidParameter("invalid reference format")

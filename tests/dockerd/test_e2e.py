@@ -123,6 +123,31 @@ def test_detach_logs_stop_rm(docker_env):
     assert docker(docker_env, "rm", "e2e-bg").returncode == 0
 
 
+def test_exec(docker_env):
+    r = docker(docker_env, "run", "-d", "--name", "e2e-exec", "busybox", "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    try:
+        r = docker(docker_env, "exec", "-e", "X=42", "e2e-exec", "sh", "-c",
+                   "echo out $X; echo err >&2; hostname; exit 5")
+        assert r.returncode == 5
+        out = r.stdout.split("\n")
+        assert out[0] == "out 42" and out[1] == r.stdout.split("\n")[1] and len(out[1]) == 12
+        assert r.stderr == "err\n"
+        r = docker(docker_env, "exec", "e2e-exec", "nosuchcmd")
+        assert r.returncode == 127 and "executable file not found" in r.stdout + r.stderr
+        r = docker(docker_env, "exec", "-i", "e2e-exec", "head", "-n", "1", input="piped\n")
+        assert (r.returncode, r.stdout) == (0, "piped\n")
+        assert docker(docker_env, "exec", "-d", "e2e-exec", "touch", "/tmp/detached").returncode == 0
+        deadline = time.monotonic() + 5
+        while docker(docker_env, "exec", "e2e-exec", "test", "-e", "/tmp/detached").returncode:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        docker(docker_env, "rm", "-f", "e2e-exec")
+    r = docker(docker_env, "exec", "e2e-exec", "true")
+    assert r.returncode != 0 and "No such container" in r.stderr
+
+
 def test_stdin_with_i(docker_env):
     r = docker(docker_env, "run", "-i", "--rm", "busybox", "head", "-n", "2",
                input="line1\nline2\n")

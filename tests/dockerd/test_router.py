@@ -263,3 +263,31 @@ def test_real_docker_cli_against_fake_backend(api):
     r = subprocess.run([DOCKER, "run", "busybox", "nosuchcmd"], env=env,
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 127 and "executable file not found" in r.stderr
+
+
+def test_exec_create_start_inspect(api):
+    sock, backend = api
+    backend.start_delay = 2
+    _, _, body = call(sock, "POST", "/containers/create",
+                      json.dumps({"Image": "busybox", "Cmd": ["sleep"]}).encode())
+    cid = json.loads(body)["Id"]
+    assert call(sock, "POST", f"/containers/{cid}/start")[0] == 204
+    status, _, body = call(sock, "POST", f"/v1.45/containers/{cid}/exec",
+                           json.dumps({"Cmd": ["echo", "x"], "AttachStdout": True}).encode())
+    assert status == 201
+    exec_id = json.loads(body)["Id"]
+    s = raw_request(sock, f"POST /v1.45/exec/{exec_id}/start HTTP/1.1\r\nHost: x\r\n"
+                          "Content-Type: application/json\r\nContent-Length: 30\r\n"
+                          "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+                          '{"Detach":false,"Tty":false}  '.encode())
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    s.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 UPGRADED")
+    assert stdcopy.demultiplex(rest) == {1: b"exec echo x\n"}
+    status, _, body = call(sock, "GET", f"/v1.45/exec/{exec_id}/json")
+    assert status == 200 and json.loads(body)["ExitCode"] == 0
+    assert call(sock, "GET", "/v1.45/exec/nope/json")[0] == 404
+    assert call(sock, "POST", f"/v1.45/containers/{cid}/exec", b"[]")[0] == 400
