@@ -259,7 +259,7 @@ def container_init(a: InitArgs) -> NoReturn:
             raise ContainerError("process.terminal is set but no --console-socket was given")
         console.setup(a.console_sock, process.get("consoleSize"))
 
-    # 9. sysctls go through /proc/sys, so before step 10 makes /proc/sys read-only.
+    # 9. sysctls go through /proc/sys, so before step 11 makes /proc/sys read-only.
     for key, value in (linux.get("sysctl") or {}).items():
         with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
             f.write(str(value))

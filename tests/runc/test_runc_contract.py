@@ -492,3 +492,32 @@ def test_update_changes_limits_of_a_running_container(rt):
         pids = Path("/sys/fs/cgroup/pids" + holder["path"]) / "pids.max"
         assert mem.read_text().strip() == str(32 * 1024 * 1024)
         assert pids.read_text().strip() == "7"
+
+
+# --- smaller config fields -------------------------------------------------------------------
+def test_no_pivot(rt):
+    bundle = rt.bundle(sh("cat /proc/self/mountinfo | head -1; echo ok"))
+    cid = rt.new_id()
+    p = rt.cli("run", "--no-pivot", "--bundle", str(bundle), cid)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[-1] == "ok"
+
+
+def test_sysctl_oom_score_and_devices(rt):
+    def edit(spec, _bundle):
+        spec["linux"]["sysctl"] = {"net.ipv4.ip_unprivileged_port_start": "100"}
+        spec["process"]["oomScoreAdj"] = 500
+        spec["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10,
+                                     "minor": 229, "fileMode": 0o600, "uid": 0, "gid": 0}]
+    code, out, err = rt.run(sh("cat /proc/sys/net/ipv4/ip_unprivileged_port_start; "
+                               "cat /proc/self/oom_score_adj; stat -c '%F %t,%T %a' /dev/fuse"),
+                            edit)
+    assert code == 0, err
+    assert out.splitlines() == ["100", "500", "character special file a,e5 600"]
+
+
+def test_annotations_appear_in_state(rt):
+    def edit(spec, _bundle):
+        spec["annotations"] = {"org.labkit.test": "yes"}
+    cid, _out, _pid = created(rt, ["sleep", "30"], edit)
+    assert rt.api.state(cid).get("annotations") == {"org.labkit.test": "yes"}
