@@ -7,4 +7,7 @@ Modules, from the one nearest the student to the one nearest the reference code:
     labkit.course.pytest_plugin   the pytest side: markers cpNN/points/hint/depends, BLOCKED, JSON report
     labkit.course.workspace       `generate_workspace()`: the reference with its solutions stripped
     labkit.course.implementations `load()`, `resolve_module()`, `resolve_binary()`: the configured layers
+    labkit.course.diagrams        graphviz drawings: process tree, layers, API requests, image graph
+    labkit.course.apiproxy        a logging unix-socket proxy that shows the Engine API requests a CLI makes
+    labkit.course.slides          builds each chapter's deck offline into one self-contained HTML file
 """
