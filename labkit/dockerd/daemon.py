@@ -1042,6 +1042,31 @@ class Daemon:
 
     # ================================================================ views
 
+    def container_top(self, ref: str) -> dict:
+        """`docker top`: the container's processes as the host sees them (host pids)."""
+        c = self._get(ref)
+        if not c.State.Running:
+            raise Conflict(f"Container {c.ID} is not running")
+        try:
+            pids = [p.pid for p in self.ctr.call(self.ctr.tasks.ListPids, pb.ListPidsRequest(
+                container_id=c.ID)).processes]
+        except RemoteError as e:
+            raise to_daemon_error(e) from None
+        titles = ["UID", "PID", "PPID", "STAT", "CMD"]
+        rows = []
+        for pid in sorted(pids):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue  # exited meanwhile
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            rows.append([fields.get("Uid", "").split()[0] if fields.get("Uid") else "",
+                         str(pid), fields.get("PPid", "").strip(),
+                         fields.get("State", "").split()[0] if fields.get("State") else "",
+                         cmdline.replace(b"\0", b" ").decode(errors="replace").strip()])
+        return {"Titles": titles, "Processes": rows}
+
     def container_inspect(self, ref: str) -> dict:
         with self._lock:
             return self._get(ref).inspect()

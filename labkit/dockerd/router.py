@@ -199,6 +199,7 @@ class Router:
                 ("GET", r"/containers/json", self.container_list),
                 ("POST", r"/containers/prune", self.container_prune),
                 ("GET", C + r"/json", self.container_inspect),
+                ("GET", C + r"/top", self.container_top),
                 ("POST", C + r"/start", self.container_start),
                 ("POST", C + r"/stop", self.container_stop),
                 ("POST", C + r"/restart", self.container_restart),
@@ -282,6 +283,9 @@ class Router:
 
     def container_inspect(self, req: Request) -> Response:
         return json_response(self.backend.container_inspect(req.params["name"]))
+
+    def container_top(self, req: Request) -> Response:
+        return json_response(self.backend.container_top(req.params["name"]))
 
     def container_start(self, req: Request) -> Response:
         self.backend.container_start(req.params["name"])

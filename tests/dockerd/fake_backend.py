@@ -171,6 +171,10 @@ class FakeBackend:
         return {"Id": c.id, "Name": "/" + c.name, "State": {"Status": c.status},
                 "Config": c.config, "HostConfig": {}, "NetworkSettings": {}}
 
+    def container_top(self, ref):
+        c = self._get(ref)
+        return {"Titles": ["PID", "CMD"], "Processes": [["1", " ".join(c.config.get("Cmd", []))]]}
+
     def container_list(self, all, filters, limit):
         return [{"Id": c.id, "Names": ["/" + c.name], "State": c.status}
                 for c in self.containers.values() if all or c.status == "running"]

@@ -127,6 +127,8 @@ def test_exec(docker_env):
     r = docker(docker_env, "run", "-d", "--name", "e2e-exec", "busybox", "sleep", "60")
     assert r.returncode == 0, r.stderr
     try:
+        top = docker(docker_env, "top", "e2e-exec")
+        assert top.returncode == 0 and "sleep 60" in top.stdout, top.stderr
         r = docker(docker_env, "exec", "-e", "X=42", "e2e-exec", "sh", "-c",
                    "echo out $X; echo err >&2; hostname; exit 5")
         assert r.returncode == 5
