@@ -209,4 +209,5 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
 
 
 __all__ = [n for n in list(globals()) if n.startswith(("CLONE_", "MS_", "MNT_", "UMOUNT_"))] + [
-    "Kernel", "LinuxKernel", "kernel", "use", "unshare", "setns", "mount", "umount2", "pivot_root", "prctl"]
+    "Kernel", "LinuxKernel", "kernel", "use", "unshare", "setns", "mount", "umount2", "pivot_root",
+    "prctl"]

@@ -158,7 +158,8 @@ def apply(paths: dict[str, str], resources: dict) -> None:
     if memory.get("limit") is not None and "memory" in by_controller:
         _write(by_controller["memory"], "memory.limit_in_bytes", str(memory["limit"]))
     if pids.get("limit") is not None and "pids" in by_controller:
-        _write(by_controller["pids"], "pids.max", "max" if pids["limit"] <= 0 else str(pids["limit"]))
+        limit = "max" if pids["limit"] <= 0 else str(pids["limit"])
+        _write(by_controller["pids"], "pids.max", limit)
     if "cpu" in by_controller:
         for key, filename in (("shares", "cpu.shares"), ("period", "cpu.cfs_period_us"),
                               ("quota", "cpu.cfs_quota_us")):
@@ -172,8 +173,8 @@ def apply(paths: dict[str, str], resources: dict) -> None:
         # The config's rules, then (like runc) the devices every container gets: without
         # them init could not even mknod /dev/full, nor a shell open /dev/pts/0.
         for rule in resources["devices"] + DEFAULT_ALLOWED_DEVICES:
-            _write(by_controller["devices"], "devices.allow" if rule.get("allow") else "devices.deny",
-                   _device_rule(rule))
+            filename = "devices.allow" if rule.get("allow") else "devices.deny"
+            _write(by_controller["devices"], filename, _device_rule(rule))
 
 
 # runc's list (libcontainer/specconv AllowedDevices): mknod of anything, then the nodes

@@ -125,7 +125,7 @@ class Container:
     def status(self) -> str:
         # BEGIN SOLUTION hint="INTERFACES.md §2.3, 'Status derivation'"
         # TODO: derive "stopped", "created" or "running" from the kernel and exec.fifo
-        # HINT: self.init_alive() already checks dead/zombie/reused; self.fifo_path exists until `start`
+        # HINT: self.init_alive() checks dead/zombie/reused; self.fifo_path exists until `start`
         if not self.init_alive():
             return "stopped"
         if os.path.exists(self.fifo_path):

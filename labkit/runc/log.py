@@ -2,8 +2,8 @@
 
 runc writes log records to the file named by `--log` (stderr without it), one per line:
 
-    --log-format json   {"level":"error","msg":"container does not exist","time":"2026-11-23T06:59:35Z"}
-    --log-format text   time="2026-11-23T06:59:35Z" level=error msg="container does not exist"
+    --log-format json   {"level":"error","msg":"container does not exist","time":"…"}
+    --log-format text   time="…" level=error msg="container does not exist"
 
 A command that fails writes an `error` record and exits 1. The shim reads the LAST error
 line of the log file and reports it upwards as "OCI runtime create failed: <msg>", which is

@@ -18,7 +18,8 @@ import traceback
 
 import labkit
 from labkit import paths
-from labkit.runc import create, delete, features, kill, list as list_, pause, ps, run, spec, start, state, update
+from labkit.runc import (create, delete, features, kill, list as list_, pause, ps, run, spec,
+                         start, state, update)
 from labkit.runc import exec as exec_
 from labkit.runc import log
 from labkit.runc.log import ContainerError

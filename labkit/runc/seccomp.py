@@ -117,7 +117,8 @@ def load(profile: dict) -> None:
                 continue                       # an architecture this libseccomp does not know
             rc = _lib.seccomp_arch_add(ctx, token)
             if rc < 0 and -rc != _errno.EEXIST:           # EEXIST: the native one
-                raise ContainerError(f"seccomp: add architecture {arch}: {_errno.errorcode.get(-rc, rc)}")
+                raise ContainerError(f"seccomp: add architecture {arch}: "
+                                     f"{_errno.errorcode.get(-rc, rc)}")
         for rule in profile.get("syscalls") or []:
             action = _action(rule.get("action"), rule.get("errnoRet"))
             if action == default:

@@ -43,9 +43,10 @@ def run(args: argparse.Namespace) -> int:
             raise ContainerError(f"update: cannot read resources: {e}") from None
         if not isinstance(resources, dict):
             raise ContainerError("update: resources must be a JSON object")
-    for value, section, key in ((args.memory, "memory", "limit"), (args.pids_limit, "pids", "limit"),
-                                (args.cpu_shares, "cpu", "shares"), (args.cpu_quota, "cpu", "quota"),
-                                (args.cpu_period, "cpu", "period")):
+    flags = ((args.memory, "memory", "limit"), (args.pids_limit, "pids", "limit"),
+             (args.cpu_shares, "cpu", "shares"), (args.cpu_quota, "cpu", "quota"),
+             (args.cpu_period, "cpu", "period"))
+    for value, section, key in flags:
         if value is not None:
             resources.setdefault(section, {})[key] = value
     # devices are set once at create; everything else can change
