@@ -13,7 +13,8 @@ Modules, from the one nearest the user to the one nearest containerd:
     errors.py       error kinds, one per HTTP status (404 drives pull-on-create)
     stdcopy.py      multiplexed stdout/stderr frames and json-file log lines (no I/O)
     jsonmessage.py  pull progress as Docker's JSON message stream (no I/O)
-    daemon.py       the real Backend: create, start, exit monitoring, wait, logs, images
+    daemon.py       the real Backend: create, start, exit monitoring, wait, attach, logs, exec
+    images.py       images as Docker shows them (IDs, tags, digests), pull, rmi
     container.py    the container record: state, persistence, inspect/ps views
     oci.py          the OCI runtime spec handed down, in the shape a real dockerd writes
     stdio.py        fifos, the json-file log, and fan-out to attached clients

@@ -91,7 +91,6 @@ class Container:
     def inspect(self) -> dict:
         """GET /containers/{id}/json. State, Config, HostConfig and NetworkSettings must be
         objects, never null: the CLI dereferences them (INTERFACES.md §1.6)."""
-        network_mode = self.HostConfig.get("NetworkMode") or "default"
         return {
             "Id": self.ID,
             "Created": self.Created,

@@ -37,26 +37,23 @@ import signal as signals
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from labkit import __version__, paths
 from labkit.containerd import api_pb2 as pb
 from labkit.distribution.layers import chain_ids
-from labkit.distribution.mediatypes import INDEX_TYPES
-from labkit.distribution.platforms import select_manifest
-from labkit.distribution.reference import Reference, parse_reference
 from labkit.dockerd import oci
 from labkit.dockerd.backend import CreateResult, Logs, WaitResult, Waiter
 from labkit.dockerd.container import Container, State, parse_time
 from labkit.dockerd.errors import (Conflict, DaemonError, InvalidParameter, NotFound,
                                    NotModified, SystemError_)
-from labkit.dockerd.jsonmessage import PullReporter
+from labkit.dockerd.images import ImageRecord, ImageService
 from labkit.dockerd.names import generate_name
 from labkit.dockerd.remote import SNAPSHOTTER, Containerd, RemoteError, to_daemon_error
 from labkit.dockerd.router import API_VERSION, MIN_API_VERSION
-from labkit.dockerd.stdcopy import STDERR, STDOUT, ZERO_TIME, LogEntry, read_log, rfc3339nano
+from labkit.dockerd.stdcopy import STDERR, STDOUT, LogEntry, read_log, rfc3339nano
 from labkit.dockerd.stdio import Attachment, Broadcaster, TaskIO
 
 log = logging.getLogger("labkit.dockerd")
@@ -78,26 +75,6 @@ class DaemonConfig:
     runtimes: dict[str, str] = field(default_factory=dict)  # --add-runtime NAME=PATH
     runtime_root: Path = paths.RUNTIME_ROOT / paths.NAMESPACE
     cgroup_parent: str = "/labkit"  # containers' cgroups: <parent>/<id> (dockerd: /docker)
-
-
-@dataclass
-class ImageRecord:
-    """An image as dockerd sees it: containerd's name and descriptor, plus the parsed blobs."""
-
-    name: str            # containerd's image name: docker.io/library/busybox:latest
-    target_digest: str   # what the name points at (an index or a manifest): the repo digest
-    manifest: dict
-    config_digest: str   # the image ID
-    config: dict
-    created_at: float    # when containerd recorded the name
-
-    @property
-    def size(self) -> int:
-        return sum(int(layer.get("size", 0)) for layer in self.manifest.get("layers", []))
-
-    @property
-    def diff_ids(self) -> list[str]:
-        return list((self.config.get("rootfs") or {}).get("diff_ids") or [])
 
 
 @dataclass
@@ -145,7 +122,7 @@ class Daemon:
         self._live: dict[str, _Live] = {}
         self._reserved_names: set[str] = set()
         self._execs: dict[str, _Exec] = {}
-        self._image_cache: dict[str, tuple[dict, str, dict]] = {}
+        self.images = ImageService(self.ctr, config.mirrors)
         self._closing = threading.Event()
         self._exiting: set[str] = set()  # containers whose exit is being recorded
         (config.root / "containers").mkdir(parents=True, exist_ok=True)
@@ -172,198 +149,22 @@ class Daemon:
     def _name_in_use(self, name: str) -> bool:
         return name in self._reserved_names or any(c.Name == name for c in self._containers.values())
 
-    # ================================================================ images
-
-    def _read_json(self, digest: str) -> dict:
-        try:
-            return json.loads(self.ctr.read_blob(digest))
-        except RemoteError as e:
-            raise to_daemon_error(e) from None
-        except ValueError as e:
-            raise SystemError_(f"content {digest} is not valid JSON: {e}") from None
-
-    def _load_image(self, image: pb.Image) -> ImageRecord:
-        target = image.target
-        cached = self._image_cache.get(target.digest)
-        if cached is None:
-            document = self._read_json(target.digest)
-            if target.media_type in INDEX_TYPES or "manifests" in document:
-                try:
-                    chosen = select_manifest(document)
-                except (LookupError, ValueError) as e:
-                    raise NotFound(f"image {image.name}: {e}") from None
-                document = self._read_json(chosen["digest"])
-            config_digest = (document.get("config") or {}).get("digest", "")
-            if not config_digest:
-                raise SystemError_(f"image {image.name}: manifest {target.digest} has no config")
-            cached = (document, config_digest, self._read_json(config_digest))
-            self._image_cache[target.digest] = cached
-        manifest, config_digest, config = cached
-        created = image.created_at.seconds + image.created_at.nanos / 1e9
-        return ImageRecord(image.name, target.digest, manifest, config_digest, config, created)
-
-    def _all_images(self) -> list[ImageRecord]:
-        try:
-            images = self.ctr.call(self.ctr.images.List, pb.ListImagesRequest()).images
-        except RemoteError as e:
-            raise to_daemon_error(e) from None
-        records = []
-        for image in images:
-            try:
-                records.append(self._load_image(image))
-            except DaemonError as e:
-                log.warning("skipping image %s: %s", image.name, e)
-        return records
-
-    def _find_image(self, name: str) -> ImageRecord:
-        return self._lookup_image(name)[0]
-
-    def _lookup_image(self, name: str) -> tuple[ImageRecord, bool]:
-        """By reference (busybox, 127.0.0.1:5000/x:1) or by image ID (sha256:..., a prefix);
-        the record, and whether it was found by ID."""
-        ref: Reference | None = None
-        try:
-            ref = parse_reference(name)
-        except ValueError as e:
-            if not _looks_like_id(name):
-                raise InvalidParameter(str(e)) from None
-        if ref is not None:
-            try:
-                image = self.ctr.call(self.ctr.images.Get, pb.GetImageRequest(name=str(ref))).image
-                return self._load_image(image), False
-            except RemoteError as e:
-                if e.code != "NOT_FOUND":
-                    raise to_daemon_error(e) from None
-        if _looks_like_id(name):
-            wanted = name if name.startswith("sha256:") else "sha256:" + name
-            matches = {r.config_digest: r for r in self._all_images()
-                       if r.config_digest.startswith(wanted)}
-            if len(matches) == 1:
-                return next(iter(matches.values())), True
-        raise NotFound(f"No such image: {ref.familiar() if ref else name}")
-
-    @staticmethod
-    def _familiar(name: str) -> str:
-        try:
-            return parse_reference(name).familiar()
-        except ValueError:
-            return name
-
-    @staticmethod
-    def _repo_digest(name: str, digest: str) -> str:
-        try:
-            r = parse_reference(name)
-        except ValueError:
-            return f"{name}@{digest}"
-        return Reference(r.domain, r.path, None, digest).familiar()
+    # ================================================================ images (images.py)
 
     def image_pull(self, from_image: str, tag: str, platform_: str) -> Iterator[dict]:
-        try:
-            ref = parse_reference(from_image)
-        except ValueError as e:
-            raise InvalidParameter(str(e)) from None
-        if tag:
-            if tag.startswith("sha256:"):
-                ref = replace(ref, digest=tag)
-            elif not ref.digest:
-                ref = replace(ref, tag=tag)
-        had_digest = None
-        try:
-            had_digest = self.ctr.call(self.ctr.images.Get,
-                                       pb.GetImageRequest(name=str(ref))).image.target.digest
-        except RemoteError as e:
-            if e.code != "NOT_FOUND":
-                raise to_daemon_error(e) from None
-        reporter = PullReporter(repository=ref.path, tag=ref.tag or ref.digest or "latest",
-                                familiar=ref.familiar(), had_digest=had_digest)
-        request = pb.PullRequest(reference=str(ref), platform=platform_,
-                                 mirrors=list(self.config.mirrors), snapshotter=SNAPSHOTTER)
-
-        def messages() -> Iterator[dict]:
-            try:
-                for p in self.ctr.stream(self.ctr.transfer.Pull, request):
-                    yield from reporter.event(p.event, p.desc.media_type, p.desc.digest,
-                                              p.current, p.total, p.image_digest)
-            except RemoteError as e:
-                raise to_daemon_error(e) from None
-        return messages()
+        return self.images.pull(from_image, tag, platform_)
 
     def image_list(self) -> list[dict]:
-        by_id: dict[str, list[ImageRecord]] = {}
-        for r in self._all_images():
-            by_id.setdefault(r.config_digest, []).append(r)
-        out = []
-        for image_id, records in by_id.items():
-            first = records[0]
-            out.append({
-                "Id": image_id,
-                "ParentId": "",
-                "RepoTags": sorted({self._familiar(r.name) for r in records
-                                    if "@" not in r.name}),
-                "RepoDigests": sorted({self._repo_digest(r.name, r.target_digest)
-                                       for r in records}),
-                "Created": int(parse_time(first.config.get("created", "")) or first.created_at),
-                "Size": first.size,
-                "SharedSize": -1,
-                "Containers": -1,
-                "Labels": (first.config.get("config") or {}).get("Labels") or {},
-            })
-        return sorted(out, key=lambda i: -i["Created"])
+        return self.images.list()
 
     def image_inspect(self, name: str) -> dict:
-        rec = self._find_image(name)
-        same = [r for r in self._all_images() if r.config_digest == rec.config_digest]
-        return {
-            "Id": rec.config_digest,
-            "RepoTags": sorted({self._familiar(r.name) for r in same if "@" not in r.name}),
-            "RepoDigests": sorted({self._repo_digest(r.name, r.target_digest) for r in same}),
-            "Parent": "",
-            "Comment": "",
-            "Created": rec.config.get("created", ""),
-            "DockerVersion": "",
-            "Author": rec.config.get("author", ""),
-            "Config": rec.config.get("config") or {},
-            "Architecture": rec.config.get("architecture", ""),
-            "Os": rec.config.get("os", ""),
-            "Size": rec.size,
-            "GraphDriver": {"Name": SNAPSHOTTER, "Data": None},
-            "RootFS": {"Type": "layers", "Layers": rec.diff_ids},
-            "Metadata": {"LastTagTime": ZERO_TIME},  # the CLI parses it: never ""
-        }
+        return self.images.inspect(name)
 
     def image_remove(self, name: str, force: bool) -> list[dict]:
-        rec, by_id = self._lookup_image(name)
-        all_records = [r for r in self._all_images() if r.config_digest == rec.config_digest]
-        short = rec.config_digest.split(":")[-1][:12]
-        with self._lock:
-            users = [c for c in self._containers.values() if c.Image == rec.config_digest]
-        if by_id:  # the image itself: every name pointing at it goes
-            targets = all_records
-            if len(targets) > 1 and not force:
-                raise Conflict(f"conflict: unable to delete {short} (must be forced) - image is "
-                               "referenced in multiple repositories")
-        else:
-            targets = [rec]
-        remaining = [r for r in all_records if r not in targets]
-        if users and not remaining and not force:
-            user = users[0].ID[:12]
-            what = f'unable to remove repository reference "{name}"' if not by_id \
-                else f"unable to delete {short}"
-            raise Conflict(f"conflict: {what} (must force) - container {user} is using its "
-                           f"referenced image {short}")
-        result = []
-        for r in targets:
-            try:
-                self.ctr.call(self.ctr.images.Delete, pb.DeleteImageRequest(name=r.name))
-            except RemoteError as e:
-                if e.code != "NOT_FOUND":
-                    raise to_daemon_error(e) from None
-            if "@" not in r.name:
-                result.append({"Untagged": self._familiar(r.name)})
-            result.append({"Untagged": self._repo_digest(r.name, r.target_digest)})
-        if not remaining:
-            result.append({"Deleted": rec.config_digest})
-        return result
+        def users(image_id: str) -> list[str]:
+            with self._lock:
+                return [c.ID for c in self._containers.values() if c.Image == image_id]
+        return self.images.remove(name, force, users)
 
     # ================================================================ create
 
@@ -389,7 +190,7 @@ class Daemon:
             raise InvalidParameter("invalid HostConfig: expected a JSON object")
         _check_config(config, host_config)
         image_name = config["Image"]
-        image = self._find_image(image_name)
+        image = self.images.find(image_name)
         runtime = host_config.get("Runtime") or self.config.default_runtime
         binary = self._runtime_binary(runtime)
 
@@ -1142,7 +943,7 @@ class Daemon:
         with self._lock:
             states = [c.State.Status for c in self._containers.values()]
         try:
-            images = len({r.config_digest for r in self._all_images()})
+            images = len({r.config_digest for r in self.images.all()})
         except DaemonError:
             images = 0
         runtimes = {n: {"path": self._safe_binary(n)}
@@ -1349,11 +1150,6 @@ def _check_config(config: dict, host_config: dict) -> None:
     policy = (host_config.get("RestartPolicy") or {}).get("Name") or "no"
     if policy != "no":
         raise InvalidParameter(f"restart policy {policy!r} is not supported by labkit-dockerd")
-
-
-def _looks_like_id(name: str) -> bool:
-    hexpart = name[len("sha256:"):] if name.startswith("sha256:") else name
-    return 0 < len(hexpart) <= 64 and all(ch in "0123456789abcdef" for ch in hexpart)
 
 
 def _matches(c: Container, filters: dict[str, list[str]]) -> bool:

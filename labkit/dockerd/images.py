@@ -1,0 +1,264 @@
+"""Images as dockerd shows them, from what labkit-containerd stores (moby's `daemon/images`).
+
+containerd keeps images as NAMES pointing at a descriptor in the content store:
+"docker.io/library/busybox:latest" -> an OCI index -> (for linux/amd64) a manifest -> a config
+and layers. Docker's user model is built on top:
+
+    image ID      the digest of the config (two names with the same config are one image)
+    RepoTags      the familiar names: "busybox:latest", "127.0.0.1:5000/hello-world:latest"
+    RepoDigests   name@digest of what the registry served: "busybox@sha256:<index digest>"
+    Size          the sum of the layers' sizes in the manifest
+
+Pulling is containerd's work (Transfer.Pull); dockerd only turns its progress events into
+Docker's JSON messages (jsonmessage.PullReporter). The blobs of an image never change,
+so what was read once (manifest, config) is cached by digest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, replace
+from typing import Callable, Iterator
+
+from labkit.containerd import api_pb2 as pb
+from labkit.distribution.mediatypes import INDEX_TYPES
+from labkit.distribution.platforms import select_manifest
+from labkit.distribution.reference import Reference, parse_reference
+from labkit.dockerd.container import parse_time
+from labkit.dockerd.errors import (Conflict, DaemonError, InvalidParameter, NotFound,
+                                   SystemError_)
+from labkit.dockerd.jsonmessage import PullReporter
+from labkit.dockerd.remote import SNAPSHOTTER, Containerd, RemoteError, to_daemon_error
+from labkit.dockerd.stdcopy import ZERO_TIME
+
+log = logging.getLogger("labkit.dockerd")
+
+
+@dataclass
+class ImageRecord:
+    """An image as dockerd sees it: containerd's name and descriptor, plus the parsed blobs."""
+
+    name: str            # containerd's image name: docker.io/library/busybox:latest
+    target_digest: str   # what the name points at (an index or a manifest): the repo digest
+    manifest: dict
+    config_digest: str   # the image ID
+    config: dict
+    created_at: float    # when containerd recorded the name
+
+    @property
+    def size(self) -> int:
+        return sum(int(layer.get("size", 0)) for layer in self.manifest.get("layers", []))
+
+    @property
+    def diff_ids(self) -> list[str]:
+        return list((self.config.get("rootfs") or {}).get("diff_ids") or [])
+
+
+class ImageService:
+    """Image lookups, listing, inspection, removal and pulls, on labkit-containerd."""
+
+    def __init__(self, ctr: Containerd, mirrors: list[str]) -> None:
+        self.ctr = ctr
+        self.mirrors = mirrors
+        self._cache: dict[str, tuple[dict, str, dict]] = {}  # target digest -> parsed blobs
+
+    def _read_json(self, digest: str) -> dict:
+        try:
+            return json.loads(self.ctr.read_blob(digest))
+        except RemoteError as e:
+            raise to_daemon_error(e) from None
+        except ValueError as e:
+            raise SystemError_(f"content {digest} is not valid JSON: {e}") from None
+
+    def _load(self, image: pb.Image) -> ImageRecord:
+        target = image.target
+        cached = self._cache.get(target.digest)
+        if cached is None:
+            document = self._read_json(target.digest)
+            if target.media_type in INDEX_TYPES or "manifests" in document:
+                try:
+                    chosen = select_manifest(document)
+                except (LookupError, ValueError) as e:
+                    raise NotFound(f"image {image.name}: {e}") from None
+                document = self._read_json(chosen["digest"])
+            config_digest = (document.get("config") or {}).get("digest", "")
+            if not config_digest:
+                raise SystemError_(f"image {image.name}: manifest {target.digest} has no config")
+            cached = (document, config_digest, self._read_json(config_digest))
+            self._cache[target.digest] = cached
+        manifest, config_digest, config = cached
+        created = image.created_at.seconds + image.created_at.nanos / 1e9
+        return ImageRecord(image.name, target.digest, manifest, config_digest, config, created)
+
+    def all(self) -> list[ImageRecord]:
+        try:
+            images = self.ctr.call(self.ctr.images.List, pb.ListImagesRequest()).images
+        except RemoteError as e:
+            raise to_daemon_error(e) from None
+        records = []
+        for image in images:
+            try:
+                records.append(self._load(image))
+            except DaemonError as e:
+                log.warning("skipping image %s: %s", image.name, e)
+        return records
+
+    def find(self, name: str) -> ImageRecord:
+        return self.lookup(name)[0]
+
+    def lookup(self, name: str) -> tuple[ImageRecord, bool]:
+        """By reference (busybox, 127.0.0.1:5000/x:1) or by image ID (sha256:..., a prefix);
+        the record, and whether it was found by ID."""
+        ref: Reference | None = None
+        try:
+            ref = parse_reference(name)
+        except ValueError as e:
+            if not looks_like_id(name):
+                raise InvalidParameter(str(e)) from None
+        if ref is not None:
+            try:
+                image = self.ctr.call(self.ctr.images.Get, pb.GetImageRequest(name=str(ref))).image
+                return self._load(image), False
+            except RemoteError as e:
+                if e.code != "NOT_FOUND":
+                    raise to_daemon_error(e) from None
+        if looks_like_id(name):
+            wanted = name if name.startswith("sha256:") else "sha256:" + name
+            matches = {r.config_digest: r for r in self.all()
+                       if r.config_digest.startswith(wanted)}
+            if len(matches) == 1:
+                return next(iter(matches.values())), True
+        raise NotFound(f"No such image: {ref.familiar() if ref else name}")
+
+    def pull(self, from_image: str, tag: str, platform_: str) -> Iterator[dict]:
+        try:
+            ref = parse_reference(from_image)
+        except ValueError as e:
+            raise InvalidParameter(str(e)) from None
+        if tag:
+            if tag.startswith("sha256:"):
+                ref = replace(ref, digest=tag)
+            elif not ref.digest:
+                ref = replace(ref, tag=tag)
+        had_digest = None
+        try:
+            had_digest = self.ctr.call(self.ctr.images.Get,
+                                       pb.GetImageRequest(name=str(ref))).image.target.digest
+        except RemoteError as e:
+            if e.code != "NOT_FOUND":
+                raise to_daemon_error(e) from None
+        reporter = PullReporter(repository=ref.path, tag=ref.tag or ref.digest or "latest",
+                                familiar=ref.familiar(), had_digest=had_digest)
+        request = pb.PullRequest(reference=str(ref), platform=platform_,
+                                 mirrors=list(self.mirrors), snapshotter=SNAPSHOTTER)
+
+        def messages() -> Iterator[dict]:
+            try:
+                for p in self.ctr.stream(self.ctr.transfer.Pull, request):
+                    yield from reporter.event(p.event, p.desc.media_type, p.desc.digest,
+                                              p.current, p.total, p.image_digest)
+            except RemoteError as e:
+                raise to_daemon_error(e) from None
+        return messages()
+
+    def list(self) -> list[dict]:
+        by_id: dict[str, list[ImageRecord]] = {}
+        for r in self.all():
+            by_id.setdefault(r.config_digest, []).append(r)
+        out = []
+        for image_id, records in by_id.items():
+            first = records[0]
+            out.append({
+                "Id": image_id,
+                "ParentId": "",
+                "RepoTags": sorted({familiar(r.name) for r in records
+                                    if "@" not in r.name}),
+                "RepoDigests": sorted({repo_digest(r.name, r.target_digest)
+                                       for r in records}),
+                "Created": int(parse_time(first.config.get("created", "")) or first.created_at),
+                "Size": first.size,
+                "SharedSize": -1,
+                "Containers": -1,
+                "Labels": (first.config.get("config") or {}).get("Labels") or {},
+            })
+        return sorted(out, key=lambda i: -i["Created"])
+
+    def inspect(self, name: str) -> dict:
+        rec = self.find(name)
+        same = [r for r in self.all() if r.config_digest == rec.config_digest]
+        return {
+            "Id": rec.config_digest,
+            "RepoTags": sorted({familiar(r.name) for r in same if "@" not in r.name}),
+            "RepoDigests": sorted({repo_digest(r.name, r.target_digest) for r in same}),
+            "Parent": "",
+            "Comment": "",
+            "Created": rec.config.get("created", ""),
+            "DockerVersion": "",
+            "Author": rec.config.get("author", ""),
+            "Config": rec.config.get("config") or {},
+            "Architecture": rec.config.get("architecture", ""),
+            "Os": rec.config.get("os", ""),
+            "Size": rec.size,
+            "GraphDriver": {"Name": SNAPSHOTTER, "Data": None},
+            "RootFS": {"Type": "layers", "Layers": rec.diff_ids},
+            "Metadata": {"LastTagTime": ZERO_TIME},  # the CLI parses it: never ""
+        }
+
+    def remove(self, name: str, force: bool,
+               users: Callable[[str], list[str]]) -> list[dict]:
+        """`docker rmi`: untag (and delete when no name is left). `users(image_id)` names
+        the containers created from an image: they block its removal unless forced."""
+        rec, by_id = self.lookup(name)
+        all_records = [r for r in self.all() if r.config_digest == rec.config_digest]
+        short = rec.config_digest.split(":")[-1][:12]
+        users_ = users(rec.config_digest)
+        if by_id:  # the image itself: every name pointing at it goes
+            targets = all_records
+            if len(targets) > 1 and not force:
+                raise Conflict(f"conflict: unable to delete {short} (must be forced) - image is "
+                               "referenced in multiple repositories")
+        else:
+            targets = [rec]
+        remaining = [r for r in all_records if r not in targets]
+        if users_ and not remaining and not force:
+            user = users_[0][:12]
+            what = f'unable to remove repository reference "{name}"' if not by_id \
+                else f"unable to delete {short}"
+            raise Conflict(f"conflict: {what} (must force) - container {user} is using its "
+                           f"referenced image {short}")
+        result = []
+        for r in targets:
+            try:
+                self.ctr.call(self.ctr.images.Delete, pb.DeleteImageRequest(name=r.name))
+            except RemoteError as e:
+                if e.code != "NOT_FOUND":
+                    raise to_daemon_error(e) from None
+            if "@" not in r.name:
+                result.append({"Untagged": familiar(r.name)})
+            result.append({"Untagged": repo_digest(r.name, r.target_digest)})
+        if not remaining:
+            result.append({"Deleted": rec.config_digest})
+        return result
+
+
+def familiar(name: str) -> str:
+    """containerd's name -> what Docker shows: "busybox:latest"."""
+    try:
+        return parse_reference(name).familiar()
+    except ValueError:
+        return name
+
+
+def repo_digest(name: str, digest: str) -> str:
+    """ "docker.io/library/busybox:latest", sha256:... -> "busybox@sha256:..." """
+    try:
+        r = parse_reference(name)
+    except ValueError:
+        return f"{name}@{digest}"
+    return Reference(r.domain, r.path, None, digest).familiar()
+
+
+def looks_like_id(name: str) -> bool:
+    hexpart = name[len("sha256:"):] if name.startswith("sha256:") else name
+    return 0 < len(hexpart) <= 64 and all(ch in "0123456789abcdef" for ch in hexpart)
