@@ -1,6 +1,7 @@
 """`labkit-dockerd`: the Docker Engine API daemon.
 
-    labkit-dockerd [-H unix:///run/labkit/docker.sock] [--containerd SOCK] [--root DIR]
+    labkit-dockerd [-H unix:///run/labkit/docker.sock | -H tcp://127.0.0.1:2375]...
+                   [--containerd SOCK] [--root DIR]
                    [--exec-root DIR] [--registry-mirror URL]... [--default-runtime NAME]
                    [--add-runtime NAME=PATH]... [--cgroup-parent /labkit] [--debug]
 
@@ -23,18 +24,30 @@ from pathlib import Path
 from labkit import paths
 from labkit.dockerd.daemon import DEFAULT_MIRROR, VERSION, Daemon, DaemonConfig
 from labkit.dockerd.router import Router
-from labkit.dockerd.server import EngineAPIServer
+from labkit.dockerd.server import EngineAPIServer, EngineAPITCPServer
 
 log = logging.getLogger("labkit.dockerd")
 
 
-def _socket_path(host: str) -> str:
+def _listen_address(host: str) -> str:
+    """-H unix:///path, /path, or tcp://127.0.0.1:PORT (loopback only)."""
     if host.startswith("unix://"):
-        return host[len("unix://"):]
+        host = host[len("unix://"):]
     if host.startswith("/"):
-        return host
-    raise argparse.ArgumentTypeError(f"unsupported -H {host!r}: labkit-dockerd listens only on "
-                                     "unix sockets (unix:///path)")
+        return "unix://" + host
+    if host.startswith("tcp://"):
+        address = host[len("tcp://"):]
+        name, _, port = address.rpartition(":")
+        name = name.strip("[]")
+        if not name or not port.isdigit() or not 0 < int(port) < 65536:
+            raise argparse.ArgumentTypeError(f"invalid -H {host!r}: expected tcp://HOST:PORT")
+        if name not in ("127.0.0.1", "localhost", "::1"):
+            raise argparse.ArgumentTypeError(
+                f"refusing -H {host!r}: the Engine API gives root on this host to anyone who "
+                "connects, so labkit-dockerd listens on loopback only (127.0.0.1 or ::1)")
+        return f"tcp://{name}:{port}"
+    raise argparse.ArgumentTypeError(f"unsupported -H {host!r}: expected unix:///path or "
+                                     "tcp://127.0.0.1:PORT")
 
 
 def _runtime(value: str) -> tuple[str, str]:
@@ -47,8 +60,9 @@ def _runtime(value: str) -> tuple[str, str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="labkit-dockerd", description="The Docker Engine API, "
                                 "on top of labkit-containerd.")
-    p.add_argument("-H", "--host", type=_socket_path, default=str(paths.DOCKER_SOCK),
-                   help=f"unix socket to listen on (default unix://{paths.DOCKER_SOCK})")
+    p.add_argument("-H", "--host", type=_listen_address, action="append", dest="hosts",
+                   help=f"where to listen, repeatable: unix:///path or tcp://127.0.0.1:PORT "
+                        f"(default unix://{paths.DOCKER_SOCK})")
     p.add_argument("--containerd", default=str(paths.CONTAINERD_SOCK),
                    help=f"labkit-containerd's gRPC socket (default {paths.CONTAINERD_SOCK})")
     p.add_argument("--root", type=Path, default=paths.DOCKERD_ROOT,
@@ -85,7 +99,14 @@ def main(argv: list[str] | None = None) -> int:
         daemon = Daemon(config)
         daemon._runtime_binary(config.default_runtime)  # unknown names fail now, not at run
         daemon.restore()
-        server = EngineAPIServer(args.host, Router(daemon, VERSION))
+        router = Router(daemon, VERSION)
+        servers = []
+        for host in args.hosts or [f"unix://{paths.DOCKER_SOCK}"]:
+            if host.startswith("unix://"):
+                servers.append(EngineAPIServer(host[len("unix://"):], router))
+            else:
+                name, _, port = host[len("tcp://"):].rpartition(":")
+                servers.append(EngineAPITCPServer(name, int(port), router))
     except Exception as e:  # bad paths, a socket in use, an unknown runtime: one clear line
         message = getattr(e, "message", None) or str(e)
         print(f"labkit-dockerd: {message}", file=sys.stderr)
@@ -94,14 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    thread = threading.Thread(target=server.serve_forever, name="api", daemon=True)
-    thread.start()
-    log.info("API listening on unix://%s (containerd %s, runtime %s)", args.host,
-             config.containerd, config.default_runtime)
+    for server in servers:
+        threading.Thread(target=server.serve_forever, name="api", daemon=True).start()
+    log.info("API listening on %s (containerd %s, runtime %s)",
+             ", ".join(args.hosts or [f"unix://{paths.DOCKER_SOCK}"]), config.containerd,
+             config.default_runtime)
     stop.wait()
     log.info("shutting down")
-    server.shutdown()
-    server.server_close()
+    for server in servers:
+        server.shutdown()
+        server.server_close()
     daemon.close()
     return 0
 

@@ -209,6 +209,26 @@ class EngineAPIServer(socketserver.ThreadingUnixStreamServer):
             pass
 
 
+class EngineAPITCPServer(socketserver.ThreadingTCPServer):
+    """The same API on TCP, for clients that cannot reach a unix socket (DOCKER_HOST=
+    tcp://127.0.0.1:2375). There is no TLS and no authentication, exactly like dockerd's
+    plain -H tcp://: whoever can connect is root on this host, so only loopback is allowed."""
+
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, host: str, port: int, router: Router) -> None:
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise OSError(f"refusing to listen on {host}:{port}: the Engine API gives root on "
+                          "this host to anyone who connects, so labkit-dockerd listens on "
+                          "loopback only (127.0.0.1 or ::1)")
+        self.router = router
+        if host == "::1":
+            self.address_family = socket.AF_INET6
+        super().__init__((host, port), EngineAPIHandler)
+
+
 def _refuse_if_listening(path: Path) -> None:
     """A stale socket file is replaced; a live one means another daemon owns it."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -39,6 +39,20 @@ def _wait_for_socket(path: Path, proc: subprocess.Popen, log: Path, timeout: flo
     raise RuntimeError(f"{proc.args[0]} did not create {path} within {timeout}s:\n{log.read_text()}")
 
 
+def _free_port() -> int:
+    """A free TCP port on 127.0.0.1 in 15000-16000 (the range the tests use)."""
+    import random
+    import socket
+    for port in random.sample(range(15000, 16000), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port in 15000-16000")
+
+
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -96,6 +110,7 @@ class Stack:
         self.procs: list[subprocess.Popen] = []
         self.registry = None
         self.cgroup_parent = f"/labkit-test-{tmp.name[-8:]}"
+        self.tcp_port = _free_port()
 
     def start(self) -> None:
         from labkit.images import build_and_push
@@ -106,6 +121,7 @@ class Stack:
                                    str(self.tmp / "c.sock"), "--root", str(self.tmp / "croot"),
                                    "--state", str(self.tmp / "cstate")], self.tmp / "c.sock")
         self._spawn("dockerd", [str(VENV_BIN / "labkit-dockerd"), "-H", f"unix://{self.socket}",
+                                "-H", f"tcp://127.0.0.1:{self.tcp_port}",
                                 "--containerd", str(self.tmp / "c.sock"),
                                 "--root", str(self.tmp / "droot"),
                                 "--exec-root", str(self.tmp / "dexec"),

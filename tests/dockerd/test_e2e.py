@@ -34,6 +34,12 @@ def test_docker_version(docker_env):
     assert "labkit-containerd" in [c["Name"] for c in server["Components"]]
 
 
+def test_tcp_listener(stack, docker_env):
+    env = dict(docker_env, DOCKER_HOST=f"tcp://127.0.0.1:{stack.tcp_port}")
+    r = docker(env, "version", "--format", "{{.Server.Version}}")
+    assert (r.returncode, r.stdout.strip()) == (0, "0.1.0-labkit"), r.stderr
+
+
 def test_run_hello_world_pulls_then_runs(docker_env):
     r = docker(docker_env, "run", "--name", "e2e-hello", "hello-world")
     assert r.returncode == 0, r.stderr

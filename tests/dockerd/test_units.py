@@ -149,3 +149,14 @@ def test_resources_from_host_config():
     for bad in ({"Memory": 1024}, {"Memory": "x"}, {"NanoCpus": 10**9, "CpuQuota": 5000}):
         with pytest.raises(ValueError):
             oci.resources(bad)
+
+
+def test_command_line():
+    from labkit.dockerd.main import parse_args
+    args = parse_args(["-H", "unix:///tmp/x.sock", "-H", "tcp://127.0.0.1:15999",
+                       "--add-runtime", "mine=/opt/rt", "--registry-mirror", "http://h:1"])
+    assert args.hosts == ["unix:///tmp/x.sock", "tcp://127.0.0.1:15999"]
+    assert args.add_runtime == [("mine", "/opt/rt")] and args.mirrors == ["http://h:1"]
+    for bad in (["-H", "tcp://0.0.0.0:2375"], ["-H", "http://x"], ["--add-runtime", "noequals"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
