@@ -66,8 +66,16 @@ def validate(spec: Spec, where: str = "config.json") -> None:
         if not isinstance(ns, dict) or ns.get("type") not in NAMESPACES:
             raise bad(f"linux.namespaces[{i}]: unknown namespace type {ns.get('type')!r}"
                       if isinstance(ns, dict) else f"linux.namespaces[{i}] is not an object")
-        if ns["type"] == "user":
-            raise bad("user namespaces are not supported by labkit-runc")
+        if ns["type"] == "user" and not ns.get("path"):
+            linux = spec.get("linux") or {}
+            for key in ("uidMappings", "gidMappings"):
+                maps = linux.get(key)
+                if not isinstance(maps, list) or not maps or not all(
+                        isinstance(m, dict) and all(isinstance(m.get(k), int) and m[k] >= 0
+                                                    for k in ("containerID", "hostID", "size"))
+                        for m in maps):
+                    raise bad(f"a new user namespace needs linux.{key}: a list of "
+                              "{containerID, hostID, size}")
     if spec.get("hostname") and not new_namespace(spec, "uts"):
         # runc's wording
         raise bad("unable to set hostname without a private UTS namespace")

@@ -27,7 +27,7 @@ import socket
 from labkit.runc import cgroups, config, log
 from labkit.runc.container import OCI_VERSION, Container, check_id, now_rfc3339, \
     process_start_time
-from labkit.runc.init import InitArgs, SyncChannel, bootstrap, run_hooks
+from labkit.runc.init import InitArgs, SyncChannel, bootstrap, run_hooks, write_id_maps
 from labkit.runc.log import ContainerError
 
 
@@ -157,6 +157,9 @@ def _spawn(c: Container, spec: dict, bundle: str, rootfs: str, console_socket: s
                 raise ContainerError(f"unable to start container process: {stage}{msg['msg']}")
             elif kind == "hooks":
                 hooks_wanted = True
+            elif kind == "userns":
+                write_id_maps(msg["pid"], spec)
+                sync.send({"type": "mapped"})
             elif kind == "ready":
                 ready = True
             # The pid arrives from C1 and the rest from C2, so "hooks" may overtake "pid":

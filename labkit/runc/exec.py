@@ -34,7 +34,7 @@ from labkit import syscalls as sc
 from labkit.runc import cgroups, config, console, log, process as proc, seccomp
 from labkit.runc.container import Container
 from labkit.runc.create import _kill_quietly, _write_pid_file
-from labkit.runc.init import ExecError, SyncChannel, _send_error
+from labkit.runc.init import JOIN_ORDER, ExecError, SyncChannel, _send_error, become_root
 from labkit.runc.log import ContainerError
 from labkit.runc.run import ConsoleListener, attach_terminal, wait_forwarding_signals
 
@@ -166,9 +166,11 @@ def _bootstrap(c: Container, process: dict, ns_fds: list[tuple[str, int]],
     """E1: join the cgroup and the namespaces, fork E2, report its pid, exit."""
     try:
         cgroups.join(c.cgroup_paths, os.getpid())
-        for kind, fd in sorted(ns_fds, key=lambda item: item[0] == "mount"):
+        for kind, fd in sorted(ns_fds, key=lambda item: JOIN_ORDER.get(item[0], 1)):
             sc.setns(fd, config.NAMESPACES[kind][0])
             os.close(fd)
+            if kind == "user":
+                become_root()
         pid = os.fork()
         if pid == 0:
             _exec_process(process, console_sock, sync, profile)

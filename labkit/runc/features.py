@@ -30,7 +30,7 @@ def document() -> dict:
                   "poststart", "poststop"],
         "mountOptions": sorted(set(FLAGS) | set(PROPAGATION)),
         "linux": {
-            "namespaces": sorted(k for k in NAMESPACES if k != "user"),
+            "namespaces": sorted(NAMESPACES),
             "capabilities": sorted("CAP_" + name.upper() for name in prctl.ALL_CAP_NAMES),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
             "seccomp": {"enabled": seccomp.available(),

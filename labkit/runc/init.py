@@ -14,6 +14,9 @@ it takes two forks to get a pid 1:
     fork ---------------------------> join the cgroup
                                       setns() the namespaces with a
                                       path; unshare() the new ones
+    <------ {"type": "userns"} ------ (a new user namespace first)
+    write its uid_map, gid_map
+    ------- {"type": "mapped"} ----->
                                       fork ----------------------> (in the new namespaces)
     <------ {"type": "pid", pid} ---- exit(0)
     waitpid(C1)                                                    make mounts private,
@@ -143,6 +146,35 @@ def _send_error(sync: SyncChannel, e: BaseException) -> None:
 
 
 # --- C1 ------------------------------------------------------------------------------------
+JOIN_ORDER = {"user": 0, "mount": 2}        # everything else: 1
+
+
+def become_root() -> None:
+    """In a user namespace we start as the overflow uid until mapped: become its root
+    (uid/gid 0 inside, the mapped host ids outside) so files we create have an owner."""
+    try:
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    except OSError:
+        pass                     # 0 is not mapped: stay who we are; set_identity decides
+
+
+def write_id_maps(pid: int, spec: Spec) -> None:
+    """R's half of the user-namespace set-up: /proc/<pid>/uid_map and gid_map, written from
+    the parent namespace, each in ONE write (man 7 user_namespaces)."""
+    linux = spec.get("linux") or {}
+    for filename, key in (("uid_map", "uidMappings"), ("gid_map", "gidMappings")):
+        text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in linux[key])
+        fd = os.open(f"/proc/{pid}/{filename}", os.O_WRONLY)
+        try:
+            os.write(fd, text.encode())
+        except OSError as e:
+            raise ContainerError(f"write {filename} {text.strip()!r}: "
+                                 f"{e.strerror.lower()}") from None
+        finally:
+            os.close(fd)
+
+
 def bootstrap(a: InitArgs) -> NoReturn:
     """C1: enter the cgroup and the namespaces, fork the container's pid 1, report its pid."""
     try:
@@ -152,7 +184,7 @@ def bootstrap(a: InitArgs) -> NoReturn:
 
         # Namespaces with a `path` are joined, the others created. Open every path BEFORE
         # joining anything: joining a mount namespace changes what the paths point to.
-        listed = [(ns["type"], ns.get("path")) for ns in
+        listed = [(ns["type"], ns.get("path") or None) for ns in
                   (a.spec.get("linux") or {}).get("namespaces") or []]
         to_join = []
         for kind, path in listed:
@@ -162,16 +194,30 @@ def bootstrap(a: InitArgs) -> NoReturn:
                 except OSError as e:
                     raise ContainerError(f"open {kind} namespace {path}: "
                                          f"{e.strerror.lower()}") from None
-        to_join.sort(key=lambda item: item[0] == "mount")         # the mount namespace last
+        # The user namespace first (it grants the rights to join the others), mount last.
+        to_join.sort(key=lambda item: JOIN_ORDER.get(item[0], 1))
         for kind, fd in to_join:
             sc.setns(fd, NAMESPACES[kind][0])
             os.close(fd)
+            if kind == "user":
+                become_root()
+
+        # A NEW user namespace comes first and alone, so that the namespaces created next
+        # belong to it; the runtime (outside) writes its uid/gid maps while we wait.
+        if ("user", None) in listed:
+            sc.unshare(sc.CLONE_NEWUSER)
+            a.sync.send({"type": "userns", "pid": os.getpid()})
+            if (a.sync.recv() or {}).get("type") != "mapped":
+                os._exit(1)                              # R reported what went wrong
+            become_root()
+
         # BEGIN SOLUTION hint="man 2 unshare; NAMESPACES maps a type to (CLONE_NEW* flag, ns name)"
-        # TODO: create every listed namespace that has no path, with ONE unshare call
-        # HINT: OR the flags together; CLONE_NEWPID only takes effect for the fork below
+        # TODO: create every other listed namespace that has no path, with ONE unshare call
+        # HINT: OR the flags together (skip "user": done above); CLONE_NEWPID takes effect
+        # HINT: only for the fork below
         new = 0
         for kind, path in listed:
-            if not path:
+            if not path and kind != "user":
                 new |= NAMESPACES[kind][0]
         if new:
             sc.unshare(new)

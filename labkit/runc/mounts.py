@@ -163,7 +163,15 @@ def mount_entry(rootfs: str, bundle: str, m: dict, cgroup_paths: dict[str, str])
         mount_cgroup_v1_view(target, opts, cgroup_paths)
     else:
         make_mountpoint(target, like_file=False)
-        sc.mount(source, target, fstype, opts.flags, opts.data or None)
+        try:
+            sc.mount(source, target, fstype, opts.flags, opts.data or None)
+        except PermissionError:
+            if fstype != "sysfs":
+                raise
+            # A fresh sysfs needs the network namespace to belong to our user namespace;
+            # when it is the host's, show the host's /sys instead (runc does the same).
+            sc.mount("/sys", target, None, MS_BIND | MS_REC)
+            sc.mount(None, target, None, MS_BIND | MS_REMOUNT | opts.flags | current_flags(target))
     for propagation in opts.propagation or []:
         sc.mount(None, target, None, propagation)
 
@@ -196,12 +204,21 @@ DEV_SYMLINKS = [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
 
 
 def make_device(path: str, kind: str, major: int, minor: int, mode: int = 0o666,
-                uid: int = 0, gid: int = 0) -> None:
+                uid: int = 0, gid: int = 0, host_path: str | None = None) -> None:
+    """mknod the device; where that is not allowed (in a user namespace the kernel refuses
+    mknod of devices), bind-mount the host's node `host_path` onto an empty file instead."""
     if os.path.lexists(path):
         os.unlink(path)
     type_bit = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[kind]
     try:
         os.mknod(path, type_bit | (mode & 0o7777), os.makedev(major, minor))
+    except PermissionError:
+        if host_path is None or not os.path.exists(host_path):
+            raise OSError(1, f"mknod {path}: operation not permitted (and no {host_path} "
+                             "on the host to bind)") from None
+        make_mountpoint(path, like_file=True)
+        sc.mount(host_path, path, None, MS_BIND)
+        return
     except OSError as e:
         raise OSError(e.errno, f"mknod {path}: {e.strerror.lower()}") from None
     os.chmod(path, mode & 0o7777)        # mknod's mode is filtered by the umask
@@ -219,13 +236,14 @@ def populate_dev(rootfs: str, extra_devices: list[dict]) -> None:
     # TODO: create the DEFAULT_DEVICES (character devices, mode 0666) in `dev`
     # HINT: make_device(path, "c", major, minor) does the mknod, chmod and chown
     for name, major, minor in DEFAULT_DEVICES:
-        make_device(os.path.join(dev, name), "c", major, minor)
+        make_device(os.path.join(dev, name), "c", major, minor, host_path=f"/dev/{name}")
     # END SOLUTION
     for d in extra_devices:
         path = secure_join(rootfs, d["path"])
         os.makedirs(os.path.dirname(path), exist_ok=True)
         make_device(path, d.get("type", "c"), d.get("major", 0), d.get("minor", 0),
-                    d.get("fileMode", 0o666), d.get("uid", 0), d.get("gid", 0))
+                    d.get("fileMode", 0o666), d.get("uid", 0), d.get("gid", 0),
+                    host_path=d["path"])
     for name, target in DEV_SYMLINKS:
         link = os.path.join(dev, name)
         if not os.path.lexists(link):

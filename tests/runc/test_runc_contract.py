@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -521,3 +522,31 @@ def test_annotations_appear_in_state(rt):
         spec["annotations"] = {"org.labkit.test": "yes"}
     cid, _out, _pid = created(rt, ["sleep", "30"], edit)
     assert rt.api.state(cid).get("annotations") == {"org.labkit.test": "yes"}
+
+
+# --- user namespace --------------------------------------------------------------------------
+def test_user_namespace_maps_root_to_an_unprivileged_host_uid(rt):
+    host_id = 200000
+
+    def edit(spec, bundle):
+        spec["linux"]["namespaces"].append({"type": "user"})
+        spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": host_id, "size": 65536}]
+        spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": host_id, "size": 65536}]
+        # the path to the rootfs must be searchable by the mapped uid (mkdtemp made 0700)
+        for d in (bundle, bundle.parent):
+            d.chmod(0o755)
+        # the image's files belong to the container's root: shift them like the ids
+        subprocess.run(["chown", "-R", f"{host_id}:{host_id}", str(bundle / "rootfs")],
+                       check=True)
+    cid, out, pid = created(rt, sh("cat /proc/self/uid_map; id -u; stat -c %u /bin/busybox; "
+                                   "echo > /dev/null && echo null-ok; touch /x && echo rw; "
+                                   "sleep 30"), edit)
+    rt.api.start(cid)
+    wait_for(lambda: "rw" in out.read_text())
+    lines = out.read_text().split("\n")
+    assert lines[0].split() == ["0", str(host_id), "65536"]
+    assert lines[1:5] == ["0", "0", "null-ok", "rw"]
+    # seen from the host, the container's root is the unprivileged uid it is mapped to
+    uids = next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if l.startswith("Uid:"))
+    assert uids.split()[1] == str(host_id)

@@ -154,6 +154,7 @@ def test_json_log_is_runcs_format(tmp_path):
     (lambda s: s["linux"]["namespaces"].append({"type": "time-travel"}), "unknown namespace"),
     (lambda s: s["linux"].update(namespaces=[{"type": "mount"}]), "UTS namespace"),
     (lambda s: s["process"].update(env=["NOEQUALS"]), "KEY=value"),
+    (lambda s: s["linux"]["namespaces"].append({"type": "user"}), "uidMappings"),
 ])
 def test_config_mistakes_are_clear(change, message):
     spec = base_spec(["true"])
@@ -232,7 +233,7 @@ def test_spec_writes_a_valid_config_once(tmp_path):
 def test_features_document():
     out = _cli("features")
     doc = json.loads(out.stdout)
-    assert "mount" in doc["linux"]["namespaces"] and "user" not in doc["linux"]["namespaces"]
+    assert {"mount", "pid", "user"} <= set(doc["linux"]["namespaces"])
     assert "rbind" in doc["mountOptions"] and "CAP_SYS_ADMIN" in doc["linux"]["capabilities"]
 
 
