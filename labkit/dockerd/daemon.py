@@ -16,9 +16,15 @@ who is attached. Everything else it asks containerd for, over gRPC (remote.py):
       wait    register interest in the next exit — before start
       start   mkfifo init-stdout/err; Snapshots.Mounts; Tasks.Create(rootfs, fifos);
               copy the fifos to the log and the attached clients; Tasks.Start
-      exit    a monitor thread per task: Tasks.Wait -> Tasks.Delete (the shim drains the
-              output and closes the fifos) -> output EOF ends the attach streams -> record
-              ExitCode/FinishedAt -> wake the waiters -> AutoRemove removes the container
+      exit    a monitor thread per task: Tasks.Wait -> save ExitCode/FinishedAt ->
+              Tasks.Delete (the shim drains the output and closes the fifos) -> output EOF
+              -> end the attach streams -> wake the waiters -> AutoRemove removes it
+
+    docker exec c sh   the same dance for one more process in the running task:
+              Tasks.Exec(process spec) + Start(exec_id) -> Wait -> DeleteProcess
+
+If labkit-dockerd stops, containers keep running (the shims hold them and their output);
+the next start reloads config.v2.json, reopens the fifos and takes over (`restore`).
 
 Concurrency: one lock guards the container table and every container's state; one
 condition variable on it (`_changed`) is notified on every state change, and waiters
@@ -492,8 +498,12 @@ class Daemon:
             raise to_daemon_error(e) from None
 
     def _wait_stopped(self, c: Container, timeout: float | None) -> bool:
+        """Wait until the exit is fully processed: recorded, and the output in the log."""
         with self._changed:
-            return self._changed.wait_for(lambda: not c.State.Running, timeout=timeout)
+            live = self._live.get(c.ID)
+            return self._changed.wait_for(
+                lambda: not c.State.Running and (live is None or live.io is None),
+                timeout=timeout)
 
     def container_stop(self, ref: str, timeout: int | None, signal: str | None) -> None:
         c = self._get(ref)
