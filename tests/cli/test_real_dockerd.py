@@ -199,3 +199,17 @@ def test_tty_in_a_pty(real_dockerd):
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 5, out
     assert b"is-a-tty" in out
+
+
+def test_engine_benchmark_runs_against_a_daemon(real_dockerd):
+    """benchmarks/bench.py's engine part, pointed at the private real dockerd for both rows
+    (the lab's labkit-dockerd is not needed to check that the measurement works)."""
+    bench = os.path.join(REPO, "benchmarks", "bench.py")
+    r = subprocess.run([sys.executable, bench, "-n", "1", "--skip-runtime", "--image", "busybox",
+                        "--lab-host", real_dockerd, "--real-docker-host", real_dockerd],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()
+            if line.strip().startswith(("labkit-dockerd ", "dockerd "))}
+    assert set(rows) == {"labkit-dockerd", "dockerd"}, r.stdout
+    assert rows["dockerd"][-1] == "1.00x" and rows["labkit-dockerd"][-1].endswith("x")
