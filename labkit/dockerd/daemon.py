@@ -617,14 +617,7 @@ class Daemon:
 
     def _close_io(self, c: Container) -> None:
         """Tell the shim that stdin ended (Tasks.CloseIO): it holds the stdin fifo open
-        itself, so closing our end alone is no EOF for the container.
-
-        labkit-containerd's API does not have CloseIO yet; this works once it does (with
-        containerd's names), and until then `docker run -i ... cat` waits for a stop."""
-        if not hasattr(pb, "CloseIORequest") or not hasattr(self.ctr.tasks, "CloseIO"):
-            log.debug("no Tasks.CloseIO in labkit-containerd's API: stdin of %s stays open",
-                      c.ID[:12])
-            return
+        itself, so closing our end alone is no EOF for the container."""
         try:
             self.ctr.call(self.ctr.tasks.CloseIO, pb.CloseIORequest(container_id=c.ID, stdin=True))
         except RemoteError as e:
@@ -681,9 +674,7 @@ class Daemon:
             raise Conflict(f"Container {c.ID} is not running")
         if height < 0 or width < 0:
             raise InvalidParameter("invalid size: height and width must not be negative")
-        # labkit-containerd's API has no ResizePty yet: until it does, the size given at
-        # create (ConsoleSize) is kept.
-        if c.tty and hasattr(pb, "ResizePtyRequest") and hasattr(self.ctr.tasks, "ResizePty"):
+        if c.tty:  # the shim sets the pty's size (TIOCSWINSZ); the program gets SIGWINCH
             try:
                 self.ctr.call(self.ctr.tasks.ResizePty, pb.ResizePtyRequest(
                     container_id=c.ID, width=width, height=height))

@@ -163,10 +163,6 @@ def test_stdin_with_i(docker_env):
     assert r.stdout == "line1\nline2\n"
 
 
-@pytest.mark.skipif(not hasattr(__import__("labkit.containerd.api_pb2").containerd.api_pb2,
-                                 "CloseIORequest"),
-                    reason="labkit-containerd's API has no Tasks.CloseIO yet: stdin EOF cannot "
-                           "reach the container")
 def test_stdin_eof_ends_cat(docker_env):
     r = docker(docker_env, "run", "-i", "--rm", "busybox", "cat", input="line1\nline2\n",
                timeout=20)
