@@ -55,6 +55,7 @@ from labkit.dockerd.backend import CreateResult, Logs, WaitResult, Waiter
 from labkit.dockerd.container import Container, State, parse_time
 from labkit.dockerd.errors import (Conflict, DaemonError, InvalidParameter, NotFound,
                                    NotModified, SystemError_)
+from labkit.dockerd.events import EventBus
 from labkit.dockerd.images import ImageRecord, ImageService
 from labkit.dockerd.names import generate_name
 from labkit.dockerd.remote import SNAPSHOTTER, Containerd, RemoteError, to_daemon_error
@@ -129,6 +130,7 @@ class Daemon:
         self._reserved_names: set[str] = set()
         self._execs: dict[str, _Exec] = {}
         self.images = ImageService(self.ctr, config.mirrors)
+        self.event_bus = EventBus()
         self._closing = threading.Event()
         self._exiting: set[str] = set()  # containers whose exit is being recorded
         (config.root / "containers").mkdir(parents=True, exist_ok=True)
@@ -152,13 +154,29 @@ class Daemon:
                 return matches[0]
         raise NotFound(f"No such container: {ref}")
 
+    def _event(self, c: Container, action: str, **extra: str) -> None:
+        self.event_bus.publish("container", action, c.ID, {
+            "image": c.Config.get("Image") or c.Image, "name": c.Name, **extra})
+
+    def events(self, since: float, until: float, filters: dict[str, list[str]]) -> Iterator[dict]:
+        return self.event_bus.stream(since, until, filters)
+
     def _name_in_use(self, name: str) -> bool:
         return name in self._reserved_names or any(c.Name == name for c in self._containers.values())
 
     # ================================================================ images (images.py)
 
     def image_pull(self, from_image: str, tag: str, platform_: str) -> Iterator[dict]:
-        return self.images.pull(from_image, tag, platform_)
+        messages = self.images.pull(from_image, tag, platform_)
+
+        def with_event() -> Iterator[dict]:
+            for message in messages:
+                yield message
+                status = message.get("status", "")
+                if status.startswith("Status: "):  # the last message names the image
+                    name = status.rsplit(" ", 1)[-1]
+                    self.event_bus.publish("image", "pull", name, {"name": name})
+        return with_event()
 
     def image_list(self) -> list[dict]:
         return self.images.list()
@@ -170,7 +188,12 @@ class Daemon:
         def users(image_id: str) -> list[str]:
             with self._lock:
                 return [c.ID for c in self._containers.values() if c.Image == image_id]
-        return self.images.remove(name, force, users)
+        result = self.images.remove(name, force, users)
+        for item in result:
+            for action, key in (("untag", "Untagged"), ("delete", "Deleted")):
+                if key in item:
+                    self.event_bus.publish("image", action, item[key], {"name": item[key]})
+        return result
 
     # ================================================================ create
 
@@ -326,6 +349,7 @@ class Daemon:
             c.save(self.config.root)
             self._containers[cid] = c
             self._live[cid] = _Live()
+        self._event(c, "create")
         log.info("created container %s (%s) from %s", cid[:12], name, image.name)
         return CreateResult(cid, [])
 
@@ -395,6 +419,7 @@ class Daemon:
             io.close_stdin()
         threading.Thread(target=self._monitor, args=(c, live, io), daemon=True,
                          name=f"monitor-{c.ID[:12]}").start()
+        self._event(c, "start")
         log.info("started container %s, pid %d", c.ID[:12], pid)
 
     def _start_failed(self, c: Container, live: _Live, e: RemoteError) -> None:
@@ -481,6 +506,7 @@ class Daemon:
                 io.done.wait(2)
             io.cleanup()
         live.broadcaster.close_all()  # attached clients see EOF before waiters get the exit
+        self._event(c, "die", exitCode=str(exit_code))
         with self._lock:
             live.io = None
             live.exits += 1
@@ -513,12 +539,15 @@ class Daemon:
         if timeout is None:
             timeout = c.Config.get("StopTimeout") or 10
         self._signal(c, sig)
+        self._event(c, "kill", signal=str(sig))
         if self._wait_stopped(c, None if timeout < 0 else timeout):
+            self._event(c, "stop")
             return
         log.info("container %s did not stop after %ss: killing it", c.ID[:12], timeout)
         self._signal(c, signals.SIGKILL)
         if not self._wait_stopped(c, 10):
             raise SystemError_(f"container {c.ID[:12]} did not exit after SIGKILL")
+        self._event(c, "stop")
 
     def container_kill(self, ref: str, signal: str | None) -> None:
         c = self._get(ref)
@@ -526,6 +555,7 @@ class Daemon:
         if not c.State.Running:
             raise Conflict(f"Container {c.ID} is not running")
         self._signal(c, sig)
+        self._event(c, "kill", signal=str(sig))
 
     def container_remove(self, ref: str, force: bool, volumes: bool) -> None:
         c = self._get(ref)
@@ -571,6 +601,7 @@ class Daemon:
                 del self._execs[exec_id]
             live.removed = True
             self._changed.notify_all()
+        self._event(c, "destroy")
         log.info("removed container %s", c.ID[:12])
 
     # ================================================================ wait, attach, logs
@@ -636,6 +667,7 @@ class Daemon:
             wanted = {s for s, on in ((STDOUT, stdout), (STDERR, stderr)) if on}
             entries = [e for e in read_log(c.LogPath)[0] if e.stream in wanted]
         inner = live.broadcaster.subscribe(c.tty, stdout, stderr, feed) if stream else None
+        self._event(c, "attach")
         return _AttachWithLogs(c.tty, entries, inner)
 
     def container_logs(self, ref: str, follow: bool, stdout: bool, stderr: bool,

@@ -195,6 +195,7 @@ class Router:
                 ("HEAD", r"/_ping", self.ping),
                 ("GET", r"/version", self.version),
                 ("GET", r"/info", self.info),
+                ("GET", r"/events", self.events),
                 ("POST", r"/containers/create", self.container_create),
                 ("GET", r"/containers/json", self.container_list),
                 ("POST", r"/containers/prune", self.container_prune),
@@ -256,6 +257,16 @@ class Router:
 
     def info(self, req: Request) -> Response:
         return json_response(self.backend.info())
+
+    def events(self, req: Request) -> StreamResponse:
+        events = self.backend.events(_unix_time(req, "since"), _unix_time(req, "until"),
+                                     parse_filters(req.query.get("filters", "")))
+
+        def body() -> Iterator[bytes]:
+            for event in events:
+                yield json.dumps(event).encode() + b"\n"
+
+        return StreamResponse(200, JSON, body())
 
     # ---- containers
 

@@ -70,6 +70,10 @@ class FakeBackend:
                 "Os": "linux", "Arch": "amd64", "KernelVersion": "test", "GitCommit": "fake",
                 "GoVersion": "python", "Components": []}
 
+    def events(self, since, until, filters):
+        return iter([{"Type": "container", "Action": "create", "Actor": {"ID": "x", "Attributes": {}},
+                      "time": 1, "timeNano": 10**9}])
+
     def info(self) -> dict:
         return {"Containers": len(self.containers), "ServerVersion": "0.1.0-labkit"}
 

@@ -177,6 +177,33 @@ def test_prune(docker_env):
     assert "e2e-prune" not in docker(docker_env, "ps", "-a", "--format", "{{.Names}}").stdout
 
 
+def test_events(docker_env):
+    since = int(time.time()) - 1
+    assert docker(docker_env, "run", "--rm", "--name", "e2e-events", "busybox",
+                  "sh", "-c", "exit 3").returncode == 3
+    r = docker(docker_env, "events", "--since", str(since), "--until", str(int(time.time()) + 2),
+               "--filter", "container=e2e-events", "--format",
+               "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}")
+    assert r.returncode == 0, r.stderr
+    actions = [line.split()[0] for line in r.stdout.splitlines()]
+    assert actions == ["create", "attach", "start", "die", "destroy"]
+    assert "die e2e-events 3" in r.stdout
+
+
+def test_parallel_runs(docker_env):
+    procs = [subprocess.Popen([DOCKER, "run", "--rm", "busybox", "echo", f"par{i}"],
+                              env=docker_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for i in range(4)]
+    try:
+        results = [p.communicate(timeout=60) + (p.returncode,) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [(out, code) for out, _, code in results] == [(f"par{i}\n", 0) for i in range(4)]
+
+
 def test_images_rm_rmi(docker_env):
     images = docker(docker_env, "images", "--format", "{{.Repository}}:{{.Tag}}")
     assert {"busybox:latest", "hello-world:latest"} <= set(images.stdout.split())
