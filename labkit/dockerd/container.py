@@ -60,6 +60,7 @@ class Container:
     HostsPath: str = ""
     ResolvConfPath: str = ""
     RestartCount: int = 0
+    MountPoints: list[dict] = field(default_factory=list)  # volumes, as inspect shows them
 
     # ---- persistence
 
@@ -112,7 +113,7 @@ class Container:
             "ExecIDs": None,
             "HostConfig": self.HostConfig,
             "GraphDriver": {"Name": "overlayfs", "Data": None},
-            "Mounts": [],
+            "Mounts": self.MountPoints,
             "Config": self.Config,
             "NetworkSettings": {
                 "Bridge": "", "SandboxID": "", "HairpinMode": False, "SandboxKey": "",
@@ -138,7 +139,7 @@ class Container:
             "Status": self.status_text(now),
             "HostConfig": {"NetworkMode": self.HostConfig.get("NetworkMode") or "default"},
             "NetworkSettings": {"Networks": {}},
-            "Mounts": [],
+            "Mounts": self.MountPoints,
         }
 
     def status_text(self, now: float | None = None) -> str:

@@ -285,12 +285,18 @@ class Daemon:
         host_config["RestartPolicy"] = host_config.get("RestartPolicy") or {"Name": "no",
                                                                           "MaximumRetryCount": 0}
 
+        network = self._network(host_config["NetworkMode"])
+        if network == "host" and not config.get("Hostname"):
+            hostname = platform.node()  # the host's network, the host's name (as Docker does)
         cdir = Container.dir_for(self.config.root, cid)
         cdir.mkdir(parents=True, exist_ok=True)
         files = {"/etc/hostname": cdir / "hostname", "/etc/hosts": cdir / "hosts",
                  "/etc/resolv.conf": cdir / "resolv.conf"}
         files["/etc/hostname"].write_text(hostname + "\n")
-        files["/etc/hosts"].write_text(oci.hosts_file(hostname))
+        if network == "host":
+            shutil.copyfile("/etc/hosts", files["/etc/hosts"])
+        else:
+            files["/etc/hosts"].write_text(oci.hosts_file(hostname))
         try:
             host_resolv = Path("/etc/resolv.conf").read_text()
         except OSError:
@@ -299,6 +305,7 @@ class Daemon:
 
         spec_env = env + [f"HOSTNAME={hostname}"] if not any(
             e.startswith("HOSTNAME=") for e in env) else env
+        merged["Hostname"] = hostname
         if merged.get("Tty") and not any(e.startswith("TERM=") for e in spec_env):
             spec_env = spec_env + ["TERM=xterm"]
         console = host_config.get("ConsoleSize") or [0, 0]
@@ -308,6 +315,7 @@ class Daemon:
             raise InvalidParameter(f"invalid cgroup parent {cgroup_parent!r}: expected an "
                                    "absolute path such as /labkit")
         try:
+            volumes = oci.volume_mounts(host_config.get("Binds"), host_config.get("Mounts"))
             spec = oci.container_spec(
                 args=args, env=spec_env, cwd=merged["WorkingDir"] or "/", user=merged["User"],
                 hostname=hostname, tty=bool(merged.get("Tty")),
@@ -315,7 +323,7 @@ class Daemon:
                 read_only_rootfs=bool(host_config.get("ReadonlyRootfs")),
                 console_size=(int(console[0]), int(console[1])) if len(console) == 2 else None,
                 cgroups_path=f"{cgroup_parent.rstrip('/')}/{cid}",
-                limits=oci.resources(host_config))
+                limits=oci.resources(host_config), extra_mounts=volumes, network=network)
         except (ValueError, TypeError) as e:
             shutil.rmtree(cdir, ignore_errors=True)
             raise InvalidParameter(str(e)) from None
@@ -325,7 +333,8 @@ class Daemon:
                       ImageRef=image.name, Runtime=runtime,
                       LogPath=str(cdir / f"{cid}-json.log"),
                       HostnamePath=str(files["/etc/hostname"]), HostsPath=str(files["/etc/hosts"]),
-                      ResolvConfPath=str(files["/etc/resolv.conf"]))
+                      ResolvConfPath=str(files["/etc/resolv.conf"]),
+                      MountPoints=oci.mount_points(volumes))
 
         top = chain_ids(image.diff_ids)[-1] if image.diff_ids else ""
         options = json.dumps({"binary_name": binary, "root": str(self.config.runtime_root)})
@@ -352,6 +361,26 @@ class Daemon:
         self._event(c, "create")
         log.info("created container %s (%s) from %s", cid[:12], name, image.name)
         return CreateResult(cid, [])
+
+    def _network(self, mode: str) -> str:
+        """HostConfig.NetworkMode -> oci.container_spec's `network`.
+
+        labkit has no bridge network (yet): "default", "bridge" and "none" all give the
+        container a network namespace of its own with only a loopback interface. "host"
+        shares the host's; "container:<name>" joins a running container's (its namespace
+        is looked up now, at create)."""
+        if mode in ("default", "bridge", "none"):
+            return "private"
+        if mode == "host":
+            return "host"
+        if mode.startswith("container:"):
+            other = self._get(mode.split(":", 1)[1])
+            if not other.State.Running or not other.State.Pid:
+                raise Conflict(f"cannot join network of a non running container: {other.ID}")
+            return f"/proc/{other.State.Pid}/ns/net"
+        # 400, not 404: a 404 on create makes the CLI think the IMAGE is missing and pull it
+        raise InvalidParameter(f"network {mode} not found (labkit-dockerd knows default, "
+                               "bridge, none, host and container:<name>)")
 
     def _ignore_missing(self, method, request) -> None:
         try:

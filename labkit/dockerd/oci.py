@@ -28,6 +28,8 @@ Left out for now: seccomp (Docker's default profile), networking hooks.
 
 from __future__ import annotations
 
+import os
+
 DEFAULT_CAPABILITIES = [
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
     "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
@@ -159,14 +161,88 @@ def process_spec(*, args: list[str], env: list[str], cwd: str, user: str, tty: b
     return process
 
 
+def volume_mounts(binds: list[str] | None, mounts: list[dict] | None) -> list[dict]:
+    """OCI mounts for `docker run -v /host:/ctr[:ro]` (HostConfig.Binds) and
+    `--mount type=bind|tmpfs,...` (HostConfig.Mounts). Raises ValueError for bad ones.
+
+    A bind mount makes a host directory (or file) appear inside the container, the same
+    inode, not a copy: writes on either side are seen on the other. Named volumes (a name
+    instead of a host path) are not supported by labkit.
+    """
+    out: list[dict] = []
+    for bind in binds or []:
+        if not isinstance(bind, str):
+            raise ValueError(f"invalid bind {bind!r}: expected \"/host/path:/container/path[:ro]\"")
+        parts = bind.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+            raise ValueError(f"invalid volume specification: '{bind}'")
+        source, destination = parts[0], parts[1]
+        modes = parts[2].split(",") if len(parts) == 3 else []
+        if not source.startswith("/"):
+            raise ValueError(f"invalid volume specification: '{bind}': named volumes are not "
+                             "supported by labkit-dockerd, give an absolute host path")
+        unknown = set(modes) - {"ro", "rw", "z", "Z", "rprivate", "private", "rshared",
+                                "shared", "rslave", "slave", "nocopy"}
+        if unknown:
+            raise ValueError(f"invalid mode: {','.join(sorted(unknown))} in '{bind}'")
+        out.append(_bind(source, destination, "ro" in modes, create=True))
+    for m in mounts or []:
+        if not isinstance(m, dict):
+            raise ValueError("invalid HostConfig.Mounts entry: expected an object")
+        kind, target = m.get("Type"), m.get("Target")
+        if kind == "bind":
+            out.append(_bind(m.get("Source") or "", target or "", bool(m.get("ReadOnly")),
+                             create=False))
+        elif kind == "tmpfs":
+            _check_destination(target or "")
+            options = ["nosuid", "nodev", "noexec"]
+            tmpfs = m.get("TmpfsOptions") or {}
+            if tmpfs.get("SizeBytes"):
+                options.append(f"size={int(tmpfs['SizeBytes'])}")
+            if tmpfs.get("Mode"):
+                options.append(f"mode={int(tmpfs['Mode']):o}")
+            out.append({"destination": target, "type": "tmpfs", "source": "tmpfs",
+                        "options": options})
+        else:
+            raise ValueError(f"mount type {kind!r} is not supported by labkit-dockerd "
+                             "(bind and tmpfs are)")
+    destinations = [m["destination"] for m in out]
+    for d in destinations:
+        if destinations.count(d) > 1:
+            raise ValueError(f"Duplicate mount point: {d}")
+    return out
+
+
+def _check_destination(destination: str) -> None:
+    if not destination.startswith("/") or destination.rstrip("/") == "":
+        raise ValueError(f"invalid mount destination {destination!r}: it must be an absolute "
+                         "path, and not /")
+
+
+def _bind(source: str, destination: str, read_only: bool, create: bool) -> dict:
+    _check_destination(destination)
+    if not source.startswith("/"):
+        raise ValueError(f"invalid mount source {source!r}: it must be an absolute path")
+    if not os.path.exists(source):
+        if not create:  # --mount wants it to exist; -v creates a directory, as Docker does
+            raise ValueError(f"invalid mount config for type \"bind\": bind source path does "
+                             f"not exist: {source}")
+        os.makedirs(source, exist_ok=True)
+    options = ["rbind", "rprivate"] + (["ro"] if read_only else [])
+    return {"destination": destination, "type": "bind", "source": source, "options": options}
+
+
 def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, hostname: str,
                    tty: bool, etc_files: dict[str, str], read_only_rootfs: bool = False,
                    console_size: tuple[int, int] | None = None, cgroups_path: str = "",
-                   limits: dict | None = None) -> dict:
+                   limits: dict | None = None, extra_mounts: list[dict] | None = None,
+                   network: str = "private") -> dict:
     """The config.json for one container.
 
     `etc_files` maps /etc/resolv.conf, /etc/hostname and /etc/hosts to the files dockerd
-    wrote for this container on the host.
+    wrote for this container on the host. `extra_mounts` come last (volumes). `network`:
+    "private" (a new network namespace: only loopback), "host" (the host's: no namespace
+    entry at all), or a path such as /proc/<pid>/ns/net (join another container's).
     """
     process = process_spec(args=args, env=env, cwd=cwd, user=user, tty=tty,
                            console_size=console_size)
@@ -175,13 +251,22 @@ def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, host
         if destination in etc_files:
             mounts.append({"destination": destination, "type": "bind",
                            "source": etc_files[destination], "options": ["rbind", "rprivate"]})
+    mounts += extra_mounts or []
+    namespaces: list[dict] = [{"type": "mount"}]
+    if network == "private":
+        namespaces.append({"type": "network"})
+    elif network != "host":
+        namespaces.append({"type": "network", "path": network})
+    namespaces += [{"type": t} for t in ("uts", "pid", "ipc")]
     linux: dict = {
-        "sysctl": {"net.ipv4.ip_unprivileged_port_start": "0",
-                   "net.ipv4.ping_group_range": "0 2147483647"},
-        "namespaces": [{"type": t} for t in ("mount", "network", "uts", "pid", "ipc")],
+        "namespaces": namespaces,
         "maskedPaths": list(MASKED_PATHS),
         "readonlyPaths": list(READONLY_PATHS),
     }
+    if network == "private":
+        # net.* sysctls belong to a network namespace: set them only in one of our own
+        linux["sysctl"] = {"net.ipv4.ip_unprivileged_port_start": "0",
+                           "net.ipv4.ping_group_range": "0 2147483647"}
     if limits is not None:
         linux["resources"] = limits
     if cgroups_path:
@@ -194,6 +279,14 @@ def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, host
         "mounts": mounts,
         "linux": linux,
     }
+
+
+def mount_points(mounts: list[dict]) -> list[dict]:
+    """The "Mounts" of `docker inspect` for the volume mounts of a container."""
+    return [{"Type": m["type"], "Source": m["source"] if m["type"] == "bind" else "",
+             "Destination": m["destination"], "Mode": "ro" if "ro" in m["options"] else "",
+             "RW": "ro" not in m["options"], "Propagation": "rprivate" if m["type"] == "bind" else ""}
+            for m in mounts]
 
 
 def hosts_file(hostname: str) -> str:

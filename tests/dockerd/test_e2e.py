@@ -190,6 +190,38 @@ def test_events(docker_env):
     assert "die e2e-events 3" in r.stdout
 
 
+def test_volumes(stack, docker_env):
+    host_dir = stack.tmp / "volume"
+    r = docker(docker_env, "run", "--rm", "-v", f"{host_dir}:/data", "busybox", "sh", "-c",
+               "echo written > /data/f")
+    assert r.returncode == 0, r.stderr
+    assert (host_dir / "f").read_text() == "written\n"  # -v created the directory
+    r = docker(docker_env, "run", "--rm", "-v", f"{host_dir}:/data:ro", "busybox", "sh", "-c",
+               "cat /data/f; echo x > /data/g")
+    assert r.returncode != 0 and r.stdout == "written\n" and "Read-only" in r.stderr
+    r = docker(docker_env, "run", "--rm", "-v", "named:/x", "busybox", "true")
+    assert r.returncode == 125 and "named volumes are not supported" in r.stderr
+
+
+def test_network_modes(docker_env):
+    own = docker(docker_env, "run", "--rm", "busybox", "cat", "/proc/net/dev")
+    assert own.returncode == 0 and [line.split(":")[0].strip() for line in
+                                    own.stdout.splitlines()[2:]] == ["lo"]
+    host = docker(docker_env, "run", "--rm", "--network", "host", "busybox", "cat", "/proc/net/dev")
+    assert host.returncode == 0 and len(host.stdout.splitlines()) > 3
+    assert docker(docker_env, "run", "-d", "--name", "e2e-net", "busybox", "sleep", "30").returncode == 0
+    try:
+        joined = docker(docker_env, "run", "--rm", "--network", "container:e2e-net", "busybox",
+                        "readlink", "/proc/self/ns/net")
+        inside = docker(docker_env, "exec", "e2e-net", "readlink", "/proc/self/ns/net")
+        assert joined.returncode == 0 and joined.stdout == inside.stdout != ""
+    finally:
+        docker(docker_env, "rm", "-f", "e2e-net")
+    r = docker(docker_env, "run", "--rm", "--network", "nosuch", "busybox", "true")
+    assert r.returncode == 125 and "network nosuch not found" in r.stderr
+    assert "Unable to find image" not in r.stderr
+
+
 def test_parallel_runs(docker_env):
     procs = [subprocess.Popen([DOCKER, "run", "--rm", "busybox", "echo", f"par{i}"],
                               env=docker_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -160,3 +160,25 @@ def test_command_line():
     for bad in (["-H", "tcp://0.0.0.0:2375"], ["-H", "http://x"], ["--add-runtime", "noequals"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
+
+
+def test_volume_mounts(tmp_path):
+    mounts = oci.volume_mounts([f"{tmp_path}/a:/data:ro"], [{"Type": "tmpfs", "Target": "/t"}])
+    assert mounts[0] == {"destination": "/data", "type": "bind", "source": f"{tmp_path}/a",
+                         "options": ["rbind", "rprivate", "ro"]}
+    assert (tmp_path / "a").is_dir() and mounts[1]["type"] == "tmpfs"
+    assert oci.mount_points(mounts)[0]["RW"] is False
+    for binds in (["rel:/x"], ["/a"], ["/a:/x:bogus"], ["/a:/"], [f"{tmp_path}:/x", f"{tmp_path}:/x"]):
+        with pytest.raises(ValueError):
+            oci.volume_mounts(binds, None)
+    with pytest.raises(ValueError, match="does not exist"):
+        oci.volume_mounts(None, [{"Type": "bind", "Source": "/nonexistent-x", "Target": "/x"}])
+
+
+def test_network_in_spec():
+    assert {"type": "network"} in spec()["linux"]["namespaces"]
+    host = spec(network="host")
+    assert all(n["type"] != "network" for n in host["linux"]["namespaces"])
+    assert "sysctl" not in host["linux"]
+    joined = spec(network="/proc/42/ns/net")
+    assert {"type": "network", "path": "/proc/42/ns/net"} in joined["linux"]["namespaces"]
