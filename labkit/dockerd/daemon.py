@@ -293,15 +293,22 @@ class Daemon:
         files = {"/etc/hostname": cdir / "hostname", "/etc/hosts": cdir / "hosts",
                  "/etc/resolv.conf": cdir / "resolv.conf"}
         files["/etc/hostname"].write_text(hostname + "\n")
-        if network == "host":
-            shutil.copyfile("/etc/hosts", files["/etc/hosts"])
-        else:
-            files["/etc/hosts"].write_text(oci.hosts_file(hostname))
         try:
-            host_resolv = Path("/etc/resolv.conf").read_text()
-        except OSError:
-            host_resolv = ""
-        files["/etc/resolv.conf"].write_text(oci.resolv_conf(host_resolv))
+            if network == "host":
+                shutil.copyfile("/etc/hosts", files["/etc/hosts"])
+            else:
+                files["/etc/hosts"].write_text(
+                    oci.hosts_file(hostname, host_config.get("ExtraHosts")))
+            try:
+                host_resolv = Path("/etc/resolv.conf").read_text()
+            except OSError:
+                host_resolv = ""
+            files["/etc/resolv.conf"].write_text(oci.resolv_conf(
+                host_resolv, host_config.get("Dns"), host_config.get("DnsSearch"),
+                host_config.get("DnsOptions")))
+        except (ValueError, TypeError) as e:
+            shutil.rmtree(cdir, ignore_errors=True)
+            raise InvalidParameter(str(e)) from None
 
         spec_env = env + [f"HOSTNAME={hostname}"] if not any(
             e.startswith("HOSTNAME=") for e in env) else env
@@ -323,7 +330,8 @@ class Daemon:
                 read_only_rootfs=bool(host_config.get("ReadonlyRootfs")),
                 console_size=(int(console[0]), int(console[1])) if len(console) == 2 else None,
                 cgroups_path=f"{cgroup_parent.rstrip('/')}/{cid}",
-                limits=oci.resources(host_config), extra_mounts=volumes, network=network)
+                limits=oci.resources(host_config), extra_mounts=volumes, network=network,
+                caps=oci.capabilities(host_config.get("CapAdd"), host_config.get("CapDrop")))
         except (ValueError, TypeError) as e:
             shutil.rmtree(cdir, ignore_errors=True)
             raise InvalidParameter(str(e)) from None
@@ -360,7 +368,7 @@ class Daemon:
             self._live[cid] = _Live()
         self._event(c, "create")
         log.info("created container %s (%s) from %s", cid[:12], name, image.name)
-        return CreateResult(cid, [])
+        return CreateResult(cid, _warnings(host_config))
 
     def _network(self, mode: str) -> str:
         """HostConfig.NetworkMode -> oci.container_spec's `network`.
@@ -1174,6 +1182,19 @@ def parse_signal(value: str | int) -> int:
     raise InvalidParameter(f"Invalid signal: {value}")
 
 
+def _warnings(host_config: dict) -> list[str]:
+    """Settings accepted but not acted upon: the CLI prints each as "WARNING: ..."."""
+    out = []
+    if host_config.get("PortBindings") or host_config.get("PublishAllPorts"):
+        out.append("labkit-dockerd has no bridge network yet: published ports (-p, -P) "
+                   "are ignored")
+    if host_config.get("Init"):
+        out.append("labkit-dockerd has no init process to inject: --init is ignored")
+    if host_config.get("Ulimits"):
+        out.append("labkit-dockerd does not set rlimits yet: --ulimit is ignored")
+    return out
+
+
 def _check_config(config: dict, host_config: dict) -> None:
     """Type-check what create uses, so bad input is a 400 naming the field, never a 500."""
     image = config.get("Image")
@@ -1209,6 +1230,9 @@ def _check_config(config: dict, host_config: dict) -> None:
     for key, kind in (("LogConfig", dict), ("RestartPolicy", dict), ("Runtime", str)):
         if host_config.get(key) is not None and not isinstance(host_config[key], kind):
             raise InvalidParameter(f"invalid HostConfig.{key}: expected a JSON {kind.__name__}")
+    if host_config.get("Privileged"):
+        raise InvalidParameter("privileged containers are not supported by labkit-dockerd "
+                               "(use --cap-add for the capabilities you need)")
     policy = (host_config.get("RestartPolicy") or {}).get("Name") or "no"
     if policy != "no":
         raise InvalidParameter(f"restart policy {policy!r} is not supported by labkit-dockerd")

@@ -6,7 +6,8 @@ one by one (daemon/oci_linux.go). The parts, and why each is there:
 
 - process: args = Entrypoint + Cmd; env = image Env overridden by the request's, plus
   HOSTNAME; cwd = WorkingDir; user; the 14 default capabilities (everything else, such as
-  CAP_SYS_ADMIN, is dropped, which is what keeps a root process in a container contained).
+  CAP_SYS_ADMIN, is dropped, which is what keeps a root process in a container contained),
+  changed by --cap-add/--cap-drop.
 - root: the rootfs path relative to the bundle: containerd mounts the snapshot there.
 - hostname: the short id, in the container's own UTS namespace.
 - mounts: the kernel filesystems every Linux program expects (/proc, /dev, /dev/pts,
@@ -23,7 +24,11 @@ one by one (daemon/oci_linux.go). The parts, and why each is there:
   `docker run -m/--pids-limit/--cpus/--cpu-shares`, and the device rules dockerd sends
   (deny everything, allow the basic character devices; the runtime adds its defaults).
 
-Left out for now: seccomp (Docker's default profile), networking hooks.
+- volumes: bind mounts of host paths (-v, --mount type=bind) and tmpfs mounts, last.
+- network: a namespace of its own (only loopback: labkit has no bridge yet), the host's
+  (--network host: no namespace entry), or another container's (a namespace path).
+
+Left out for now: seccomp (Docker's default profile), rlimits, networking hooks.
 """
 
 from __future__ import annotations
@@ -34,6 +39,19 @@ DEFAULT_CAPABILITIES = [
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
     "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
     "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+]
+
+# Every capability Linux knows (capabilities(7)), for --cap-add ALL and name checks.
+ALL_CAPABILITIES = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
 ]
 
 MASKED_PATHS = [
@@ -142,18 +160,41 @@ def parse_user(user: str) -> tuple[int, int]:
     return uid, gid
 
 
+def capabilities(cap_add: list[str] | None, cap_drop: list[str] | None) -> list[str]:
+    """Docker's 14 defaults, changed by --cap-add / --cap-drop ("NET_ADMIN", "ALL", ...)."""
+    def normalize(names: list[str] | None) -> list[str]:
+        out = []
+        for name in names or []:
+            if not isinstance(name, str):
+                raise ValueError(f"invalid capability {name!r}")
+            upper = name.upper()
+            cap = upper if upper.startswith("CAP_") or upper == "ALL" else "CAP_" + upper
+            if cap != "ALL" and cap not in ALL_CAPABILITIES:
+                raise ValueError(f"unknown capability: \"{name}\"")
+            out.append(cap)
+        return out
+
+    add, drop = normalize(cap_add), normalize(cap_drop)
+    caps = [] if "ALL" in drop else [c for c in DEFAULT_CAPABILITIES if c not in drop]
+    for cap in (ALL_CAPABILITIES if "ALL" in add else add):
+        if cap not in caps and cap not in drop:
+            caps.append(cap)
+    return caps
+
+
 def process_spec(*, args: list[str], env: list[str], cwd: str, user: str, tty: bool,
-                 console_size: tuple[int, int] | None = None) -> dict:
+                 console_size: tuple[int, int] | None = None,
+                 caps: list[str] | None = None) -> dict:
     """The spec's `process`: for a container's init, and alone for `docker exec`."""
     uid, gid = parse_user(user)
+    caps = list(DEFAULT_CAPABILITIES) if caps is None else caps
     process: dict = {
         "terminal": tty,
         "user": {"uid": uid, "gid": gid},
         "args": args,
         "env": env,
         "cwd": cwd or "/",
-        "capabilities": {k: list(DEFAULT_CAPABILITIES)
-                         for k in ("bounding", "effective", "permitted")},
+        "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted")},
         "oomScoreAdj": 0,
     }
     if tty and console_size and all(console_size):
@@ -236,7 +277,7 @@ def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, host
                    tty: bool, etc_files: dict[str, str], read_only_rootfs: bool = False,
                    console_size: tuple[int, int] | None = None, cgroups_path: str = "",
                    limits: dict | None = None, extra_mounts: list[dict] | None = None,
-                   network: str = "private") -> dict:
+                   network: str = "private", caps: list[str] | None = None) -> dict:
     """The config.json for one container.
 
     `etc_files` maps /etc/resolv.conf, /etc/hostname and /etc/hosts to the files dockerd
@@ -245,7 +286,7 @@ def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, host
     entry at all), or a path such as /proc/<pid>/ns/net (join another container's).
     """
     process = process_spec(args=args, env=env, cwd=cwd, user=user, tty=tty,
-                           console_size=console_size)
+                           console_size=console_size, caps=caps)
     mounts = default_mounts()
     for destination in ("/etc/resolv.conf", "/etc/hostname", "/etc/hosts"):
         if destination in etc_files:
@@ -289,20 +330,40 @@ def mount_points(mounts: list[dict]) -> list[dict]:
             for m in mounts]
 
 
-def hosts_file(hostname: str) -> str:
-    """/etc/hosts as Docker writes it for a container without networks (only loopback)."""
-    return ("127.0.0.1\tlocalhost\n"
-            "::1\tlocalhost ip6-localhost ip6-loopback\n"
-            "fe00::0\tip6-localnet\n"
-            "ff00::0\tip6-mcastprefix\n"
-            "ff02::1\tip6-allnodes\n"
-            "ff02::2\tip6-allrouters\n"
-            f"127.0.1.1\t{hostname}\n")
+def hosts_file(hostname: str, extra_hosts: list[str] | None = None) -> str:
+    """/etc/hosts as Docker writes it for a container without networks (only loopback),
+    plus --add-host entries ("name:ip")."""
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+             "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
+             "ff02::2\tip6-allrouters"]
+    for entry in extra_hosts or []:
+        name, sep, ip = entry.partition(":") if isinstance(entry, str) else ("", "", "")
+        if not sep or not name or not ip:
+            raise ValueError(f"invalid extra host {entry!r}: expected \"name:ip\"")
+        if ip == "host-gateway":
+            raise ValueError("--add-host ...:host-gateway needs a bridge network, which "
+                             "labkit-dockerd does not have")
+        lines.append(f"{ip}\t{name}")
+    lines.append(f"127.0.1.1\t{hostname}")
+    return "\n".join(lines) + "\n"
 
 
-def resolv_conf(host_resolv_conf: str) -> str:
+def resolv_conf(host_resolv_conf: str, dns: list[str] | None = None,
+                search: list[str] | None = None, options: list[str] | None = None) -> str:
     """The host's resolv.conf without loopback nameservers (they mean nothing inside the
-    container's own network namespace); Google's public DNS if none is left, as Docker does."""
+    container's own network namespace); Google's public DNS if none is left, as Docker does.
+    --dns, --dns-search and --dns-option replace the host's lines of that kind."""
+    if dns or search or options:
+        kept = [line for line in host_resolv_conf.splitlines()
+                if not (dns and line.startswith("nameserver"))
+                and not (search and line.startswith(("search", "domain")))
+                and not (options and line.startswith("options"))]
+        kept += [f"nameserver {n}" for n in dns or []]
+        if search:
+            kept.append("search " + " ".join(search))
+        if options:
+            kept.append("options " + " ".join(options))
+        host_resolv_conf = "\n".join(kept)
     lines = []
     nameservers = 0
     for line in host_resolv_conf.splitlines():

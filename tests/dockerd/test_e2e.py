@@ -82,6 +82,15 @@ def test_exit_code_stdout_and_stderr(docker_env):
     assert docker(docker_env, "inspect", "e2e-exit").returncode != 0
 
 
+def test_cap_add_drop_dns_and_port_warning(docker_env):
+    r = docker(docker_env, "run", "--rm", "--cap-add", "NET_ADMIN", "--cap-drop", "CHOWN",
+               "--dns", "192.0.2.53", "-p", "8080:80", "busybox", "sh", "-c",
+               "grep CapEff /proc/self/status; grep nameserver /etc/resolv.conf")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["CapEff:\t00000000a80435fa", "nameserver 192.0.2.53"]
+    assert "WARNING: labkit-dockerd has no bridge network yet" in r.stderr
+
+
 def test_container_sees_dockers_setup(docker_env):
     r = docker(docker_env, "run", "--rm", "busybox", "sh", "-c",
                "hostname; cat /etc/hostname; grep CapEff /proc/self/status; echo $HOSTNAME")

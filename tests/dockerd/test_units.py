@@ -182,3 +182,24 @@ def test_network_in_spec():
     assert "sysctl" not in host["linux"]
     joined = spec(network="/proc/42/ns/net")
     assert {"type": "network", "path": "/proc/42/ns/net"} in joined["linux"]["namespaces"]
+
+
+def test_capabilities_add_and_drop():
+    caps = oci.capabilities(["NET_ADMIN"], ["chown"])
+    assert "CAP_NET_ADMIN" in caps and "CAP_CHOWN" not in caps and len(caps) == 14
+    assert oci.capabilities(None, ["ALL"]) == []
+    assert oci.capabilities(["ALL"], None) == oci.ALL_CAPABILITIES[:0] + [
+        c for c in oci.DEFAULT_CAPABILITIES] + [c for c in oci.ALL_CAPABILITIES
+                                                if c not in oci.DEFAULT_CAPABILITIES]
+    with pytest.raises(ValueError, match="unknown capability"):
+        oci.capabilities(["BOGUS"], None)
+
+
+def test_dns_and_extra_hosts():
+    conf = oci.resolv_conf("nameserver 10.0.0.1\nsearch old\n", dns=["1.1.1.1"], search=["lab"])
+    assert conf == "nameserver 1.1.1.1\nsearch lab\n"
+    hosts = oci.hosts_file("abc", ["reg:10.0.0.5", "v6:fe80::1"])
+    assert "10.0.0.5\treg\n" in hosts and "fe80::1\tv6\n" in hosts
+    assert hosts.endswith("127.0.1.1\tabc\n")
+    with pytest.raises(ValueError):
+        oci.hosts_file("abc", ["nocolon"])
