@@ -17,9 +17,16 @@ def add_parser(sub) -> None:
 
 
 def command(client: Client, args: argparse.Namespace) -> int:
+    # Negotiate first (as the docker CLI does), so the client's line shows the version in use.
+    api = MAX_API_VERSION
+    try:
+        if client.api_version != MAX_API_VERSION:
+            api = f"{client.api_version} (downgraded from {MAX_API_VERSION})"
+    except (APIError, DaemonNotRunning):
+        pass  # reported below, after the client's part
     print("Client: labkit")
     print(f" Version:           {labkit.__version__}")
-    print(f" API version:       {MAX_API_VERSION}")
+    print(f" API version:       {api}")
     print(f" Python version:    {platform.python_version()}")
     print(f" OS/Arch:           {sys.platform}/{platform.machine()}")
     print()
