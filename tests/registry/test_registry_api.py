@@ -7,6 +7,7 @@ import http.client
 import io
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -212,11 +213,18 @@ def test_labkit_registry_command(tmp_path):
             except ConnectionRefusedError:
                 assert time.monotonic() < deadline, "labkit-registry did not start"
                 time.sleep(0.05)
+        # The request's log line is written just after its answer went out: read until it
+        # arrives (a SIGTERM sent at once could otherwise beat the handler thread to it).
+        log = ""
+        while '"GET /v2/" 200' not in log:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no log line for GET /v2/ in {log!r}"
+            if select.select([proc.stderr], [], [], left)[0]:
+                log += proc.stderr.readline()
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(10) == 0
-        log = proc.stderr.read()
+        log += proc.stderr.read()
         assert f"serving {root} on http://127.0.0.1:{port}" in log
-        assert '"GET /v2/" 200' in log
     finally:
         if proc.poll() is None:
             proc.kill()
