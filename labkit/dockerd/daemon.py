@@ -111,6 +111,8 @@ class _Exec:
     pid: int = 0
     exit_code: int | None = None
     io: TaskIO | None = None
+    stdin_pending: bytearray = field(default_factory=bytearray)  # sent before the start
+    stdin_closed: bool = False
 
     @property
     def tty(self) -> bool:
@@ -158,7 +160,8 @@ class Daemon:
         self.event_bus.publish("container", action, c.ID, {
             "image": c.Config.get("Image") or c.Image, "name": c.Name, **extra})
 
-    def events(self, since: float, until: float, filters: dict[str, list[str]]) -> Iterator[dict]:
+    def events(self, since: float | None, until: float,
+               filters: dict[str, list[str]]) -> Iterator[dict]:
         return self.event_bus.stream(since, until, filters)
 
     def _name_in_use(self, name: str) -> bool:
@@ -797,9 +800,12 @@ class Daemon:
         return ex
 
     def exec_start(self, exec_id: str, detach: bool):
-        """Start an exec. Attached (detach False): the stream to hijack the connection
-        with; a failure to start is then reported IN that stream, as dockerd does, because
-        the client already switched protocols when it happens."""
+        """Start an exec. Detached: start it now (errors are the HTTP answer). Attached:
+        return the stream the connection is handed to; the process starts when that stream
+        is first read, i.e. AFTER the 101 went out, as in dockerd. (Output written right
+        behind the 101 can end up in a client's HTTP read buffer and be lost to it: docker-py
+        reads the upgraded socket directly.) A failure to start is then reported IN the
+        stream, because the client has already switched protocols."""
         ex = self._get_exec(exec_id)
         c = ex.container
         with self._lock:
@@ -808,14 +814,23 @@ class Daemon:
             if not c.State.Running:
                 raise Conflict(f"Container {c.ID} is not running")
             ex.started = True
-        attachment = None
-        if not detach:
-            feed = None
-            if ex.config.get("AttachStdin"):
-                feed = lambda data: self._exec_stdin(ex, data)  # noqa: E731
-            attachment = ex.broadcaster.subscribe(
-                ex.tty, bool(ex.config.get("AttachStdout", True)),
-                bool(ex.config.get("AttachStderr", True)), feed)
+        if detach:
+            error = self._exec_run(ex)
+            if error is not None:
+                raise (SystemError_(error.message) if error.code == "UNAVAILABLE"
+                       else InvalidParameter(error.message))
+            return None
+        feed = None
+        if ex.config.get("AttachStdin"):
+            feed = lambda data: self._exec_stdin(ex, data)  # noqa: E731
+        attachment = ex.broadcaster.subscribe(
+            ex.tty, bool(ex.config.get("AttachStdout", True)),
+            bool(ex.config.get("AttachStderr", True)), feed)
+        return _ExecSession(attachment, lambda: self._exec_run(ex))
+
+    def _exec_run(self, ex: _Exec) -> RemoteError | None:
+        """Tasks.Exec + Tasks.Start with fifos of its own; None, or what went wrong."""
+        c = ex.container
         io = TaskIO(self.config.exec_root / "containerd" / c.ID, None, ex.tty,
                     bool(ex.config.get("AttachStdin")), ex.broadcaster, prefix=ex.id,
                     end_clients_at_eof=False)
@@ -834,16 +849,19 @@ class Daemon:
             self._ignore_exec_leftover(c, ex)
             lowered = e.message.lower()
             ex.exit_code = 127 if ("not found" in lowered or "no such file" in lowered) else 126
-            if detach or attachment is None:
-                raise (SystemError_(e.message) if e.code == "UNAVAILABLE"
-                       else InvalidParameter(e.message)) from None
             ex.broadcaster.close_all()
-            return _FailedStart(ex.tty, (e.message + "\r\n").encode())
+            return e
         with self._lock:
             ex.io, ex.running = io, True
+            pending, ex.stdin_pending = bytes(ex.stdin_pending), bytearray()
+            close_stdin = ex.stdin_closed
+        if pending:
+            io.write_stdin(pending)
+        if close_stdin:
+            self._exec_stdin(ex, None)
         threading.Thread(target=self._monitor_exec, args=(ex, io), daemon=True,
                          name=f"exec-{ex.id[:12]}").start()
-        return attachment
+        return None
 
     def _ignore_exec_leftover(self, c: Container, ex: _Exec) -> None:
         try:
@@ -874,9 +892,15 @@ class Daemon:
             self._changed.notify_all()
 
     def _exec_stdin(self, ex: _Exec, data: bytes | None) -> None:
-        io = ex.io
-        if io is None:
-            return
+        with self._lock:
+            io = ex.io
+            if io is None:
+                if ex.exit_code is None:  # not started yet: keep it for the start
+                    if data is None:
+                        ex.stdin_closed = True
+                    else:
+                        ex.stdin_pending += data
+                return
         if data is None:
             io.close_stdin()
             try:
@@ -1117,24 +1141,30 @@ class Daemon:
         self.ctr.close()
 
 
-class _FailedStart:
-    """The stream of an exec that could not start: the error, then the end."""
+class _ExecSession:
+    """An attached exec's stream: starts the process when first read (after the 101),
+    then relays its output; a failed start becomes the error text in the stream."""
 
-    def __init__(self, tty: bool, message: bytes) -> None:
-        self.tty = tty
-        self._message = message
+    def __init__(self, attachment: Attachment, start) -> None:
+        self.tty = attachment.tty
+        self._attachment = attachment
+        self._start = start
 
     def output(self) -> Iterator[tuple[int, bytes]]:
-        yield STDOUT, self._message
+        error = self._start()
+        if error is not None:
+            yield STDOUT, (error.message + "\r\n").encode()
+            return
+        yield from self._attachment.output()
 
     def write_stdin(self, data: bytes) -> None:
-        pass
+        self._attachment.write_stdin(data)
 
     def close_stdin(self) -> None:
-        pass
+        self._attachment.close_stdin()
 
     def close(self) -> None:
-        pass
+        self._attachment.close()
 
 
 class _AttachWithLogs:

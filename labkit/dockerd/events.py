@@ -45,13 +45,14 @@ class EventBus:
             for q in self._subscribers:
                 q.put(event)
 
-    def stream(self, since: float, until: float,
+    def stream(self, since: float | None, until: float,
                filters: dict[str, list[str]]) -> Iterator[dict]:
-        """Recent events from `since` (unix seconds; 0 = none), then live ones until
+        """Recent events from `since` (unix seconds; None = none), then live ones until
         `until` (0 = forever). Filters: type, event (action), container (id or name), image."""
         q: queue.Queue = queue.Queue()
         with self._lock:
-            backlog = [e for e in self._recent if since and e["timeNano"] >= since * 1e9]
+            backlog = [e for e in self._recent
+                       if since is not None and e["timeNano"] >= since * 1e9]
             self._subscribers.append(q)
         try:
             for e in backlog:

@@ -259,7 +259,9 @@ class Router:
         return json_response(self.backend.info())
 
     def events(self, req: Request) -> StreamResponse:
-        events = self.backend.events(_unix_time(req, "since"), _unix_time(req, "until"),
+        # since=0 means "from the start" (docker-py sends it), so absence is None, not 0
+        since = _unix_time(req, "since") if req.query.get("since") else None
+        events = self.backend.events(since, _unix_time(req, "until"),
                                      parse_filters(req.query.get("filters", "")))
 
         def body() -> Iterator[bytes]:

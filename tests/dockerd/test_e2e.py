@@ -272,6 +272,16 @@ def test_docker_py_run(docker_env, monkeypatch):
         assert container.status == "exited"
         assert container.logs() == b"from docker-py\n"
         container.remove()
+        worker = client.containers.run("busybox", ["sleep", "30"], detach=True, name="e2e-py2")
+        try:
+            outputs = [worker.exec_run(["echo", str(i)]).output for i in range(5)]
+            assert outputs == [f"{i}\n".encode() for i in range(5)]  # nothing lost after the 101
+            assert worker.exec_run(["sh", "-c", "exit 3"]).exit_code == 3
+        finally:
+            worker.remove(force=True)
+        events = list(client.events(since=0, until=time.time() + 1, decode=True,
+                                    filters={"container": "e2e-py2"}))
+        assert [e["Action"] for e in events][:2] == ["create", "start"]
         with pytest.raises(docker_py.errors.ContainerError):
             client.containers.run("busybox", ["sh", "-c", "exit 4"], remove=True)
     finally:
