@@ -484,6 +484,17 @@ class RegistryServer(ThreadingHTTPServer):
         super().__init__((host, port), RegistryHandler)
         self._thread: threading.Thread | None = None
 
+    def handle_error(self, request, client_address) -> None:
+        # A client that hangs up between two keep-alive requests is ordinary, not a server fault:
+        # note it in one line instead of socketserver's traceback.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionResetError, BrokenPipeError, TimeoutError)):
+            if self.log is not None:
+                self.log.write(f"{client_address[0]} connection closed: {exc.strerror or exc}\n")
+                self.log.flush()
+            return
+        super().handle_error(request, client_address)
+
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]

@@ -200,7 +200,7 @@ def test_labkit_registry_command(tmp_path):
         port = s.getsockname()[1]
     root = tempfile.mkdtemp(prefix="labkit-reg-", dir="/tmp")
     proc = subprocess.Popen([sys.executable, "-m", "labkit.registry.main", "--root", root,
-                             "--listen", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
+                             "--listen", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, bufsize=0)
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -220,10 +220,10 @@ def test_labkit_registry_command(tmp_path):
             left = deadline - time.monotonic()
             assert left > 0, f"no log line for GET /v2/ in {log!r}"
             if select.select([proc.stderr], [], [], left)[0]:
-                log += proc.stderr.readline()
+                log += os.read(proc.stderr.fileno(), 65536).decode()
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(10) == 0
-        log += proc.stderr.read()
+        log += proc.stderr.read().decode()
         assert f"serving {root} on http://127.0.0.1:{port}" in log
     finally:
         if proc.poll() is None:
