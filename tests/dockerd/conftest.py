@@ -9,6 +9,9 @@ LABKIT_RUN_DIR/LABKIT_LIB_DIR move the remaining defaults (shim sockets, runtime
 the same tmp dir, so nothing touches a lab in use. `labkit_stack` yields the Engine API
 socket path; `docker_env` is the environment for the docker CLI (DOCKER_HOST set).
 Teardown removes every container, stops both daemons by PID, and checks the host is clean.
+
+Environment: LABKIT_TEST_DOCKERD=<command> tests another labkit-dockerd implementation;
+LABKIT_KEEP_TEST_DIR=1 keeps the tmp dir (daemon logs: <tmp>/dockerd.log, containerd.log).
 """
 
 from __future__ import annotations
@@ -120,7 +123,10 @@ class Stack:
         self._spawn("containerd", [str(VENV_BIN / "labkit-containerd"), "--address",
                                    str(self.tmp / "c.sock"), "--root", str(self.tmp / "croot"),
                                    "--state", str(self.tmp / "cstate")], self.tmp / "c.sock")
-        self._spawn("dockerd", [str(VENV_BIN / "labkit-dockerd"), "-H", f"unix://{self.socket}",
+        # LABKIT_TEST_DOCKERD runs the same tests against another implementation of L4
+        # (a student's labkit-dockerd, say) that takes the same command line.
+        dockerd = os.environ.get("LABKIT_TEST_DOCKERD") or str(VENV_BIN / "labkit-dockerd")
+        self._spawn("dockerd", [dockerd, "-H", f"unix://{self.socket}",
                                 "-H", f"tcp://127.0.0.1:{self.tcp_port}",
                                 "--containerd", str(self.tmp / "c.sock"),
                                 "--root", str(self.tmp / "droot"),
