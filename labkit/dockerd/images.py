@@ -123,6 +123,10 @@ class ImageService:
             except RemoteError as e:
                 if e.code != "NOT_FOUND":
                     raise to_daemon_error(e) from None
+            if ref.digest:  # busybox@sha256:...: any name of that repository with that digest
+                record = self._by_repo_digest(ref)
+                if record is not None:
+                    return record, False
         if looks_like_id(name):
             wanted = name if name.startswith("sha256:") else "sha256:" + name
             matches = {r.config_digest: r for r in self.all()
@@ -130,6 +134,16 @@ class ImageService:
             if len(matches) == 1:
                 return next(iter(matches.values())), True
         raise NotFound(f"No such image: {ref.familiar() if ref else name}")
+
+    def _by_repo_digest(self, ref: Reference) -> ImageRecord | None:
+        for record in self.all():
+            try:
+                other = parse_reference(record.name)
+            except ValueError:
+                continue
+            if other.name == ref.name and record.target_digest == ref.digest:
+                return record
+        return None
 
     def pull(self, from_image: str, tag: str, platform_: str) -> Iterator[dict]:
         try:
@@ -148,6 +162,8 @@ class ImageService:
         except RemoteError as e:
             if e.code != "NOT_FOUND":
                 raise to_daemon_error(e) from None
+            if ref.digest and self._by_repo_digest(ref) is not None:
+                had_digest = ref.digest  # pulled before under its tag: it is up to date
         reporter = PullReporter(repository=ref.path, tag=ref.tag or ref.digest or "latest",
                                 familiar=ref.familiar(), had_digest=had_digest)
         request = pb.PullRequest(reference=str(ref), platform=platform_,

@@ -27,7 +27,7 @@ import socketserver
 import stat
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from labkit.dockerd.router import (HijackResponse, Request, Response, Router, StreamResponse,
                                    error_response)
@@ -120,7 +120,8 @@ class EngineAPIHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-        req = Request(self.command, url.path, query, self.headers, body)
+        # names in paths may be percent-encoded (busybox%40sha256%3A... for busybox@sha256:...)
+        req = Request(self.command, unquote(url.path), query, self.headers, body)
         log.debug("%s %s", self.command, self.path)
         response = self.server.router.dispatch(req)
         try:

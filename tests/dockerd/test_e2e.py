@@ -66,6 +66,17 @@ def test_pull_busybox_is_up_to_date(docker_env):
     assert "busybox:latest" in r.stdout
 
 
+def test_image_by_digest_and_by_id(docker_env):
+    digest = docker(docker_env, "images", "--digests", "--format", "{{.Digest}}", "busybox")
+    digest = digest.stdout.strip()
+    assert digest.startswith("sha256:")
+    r = docker(docker_env, "run", "--rm", f"busybox@{digest}", "echo", "by-digest")
+    assert (r.returncode, r.stdout) == (0, "by-digest\n"), r.stderr
+    image_id = docker(docker_env, "image", "inspect", "busybox", "--format", "{{.Id}}").stdout
+    r = docker(docker_env, "run", "--rm", image_id.strip()[7:19], "echo", "by-id")
+    assert (r.returncode, r.stdout) == (0, "by-id\n"), r.stderr
+
+
 def test_exit_code_stdout_and_stderr(docker_env):
     r = docker(docker_env, "run", "--name", "e2e-exit", "busybox", "sh", "-c",
                "echo out; echo err >&2; exit 3")
