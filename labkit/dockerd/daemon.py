@@ -181,8 +181,8 @@ class Daemon:
                     self.event_bus.publish("image", "pull", name, {"name": name})
         return with_event()
 
-    def image_list(self) -> list[dict]:
-        return self.images.list()
+    def image_list(self, filters: dict[str, list[str]]) -> list[dict]:
+        return self.images.list(filters)
 
     def image_inspect(self, name: str) -> dict:
         return self.images.inspect(name)

@@ -16,6 +16,7 @@ so what was read once (manifest, config) is cached by digest.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 from dataclasses import dataclass, replace
@@ -178,13 +179,21 @@ class ImageService:
                 raise to_daemon_error(e) from None
         return messages()
 
-    def list(self) -> list[dict]:
+    def list(self, filters: dict[str, list[str]] | None = None) -> list[dict]:
+        """`docker images [busybox]`: one item per image ID. Filters: reference (a glob on
+        "repo" or "repo:tag", as `docker images busybox` sends), dangling, label."""
+        filters = filters or {}
+        unknown = set(filters) - {"reference", "dangling", "label"}
+        if unknown:
+            raise InvalidParameter(f"invalid filter '{sorted(unknown)[0]}'")
         by_id: dict[str, list[ImageRecord]] = {}
         for r in self.all():
             by_id.setdefault(r.config_digest, []).append(r)
         out = []
         for image_id, records in by_id.items():
             first = records[0]
+            if not _image_matches(records, first, filters):
+                continue
             out.append({
                 "Id": image_id,
                 "ParentId": "",
@@ -256,6 +265,24 @@ class ImageService:
         if not remaining:
             result.append({"Deleted": rec.config_digest})
         return result
+
+
+def _image_matches(records: list[ImageRecord], first: ImageRecord,
+                   filters: dict[str, list[str]]) -> bool:
+    tags = {familiar(r.name) for r in records if "@" not in r.name}
+    for pattern in filters.get("reference", []):
+        names = tags | {t.rsplit(":", 1)[0] for t in tags}
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            return False
+    for value in filters.get("dangling", []):
+        if (value.lower() in ("true", "1")) != (not tags):
+            return False
+    labels = (first.config.get("config") or {}).get("Labels") or {}
+    for value in filters.get("label", []):
+        key, eq, wanted = value.partition("=")
+        if key not in labels or (eq and labels[key] != wanted):
+            return False
+    return True
 
 
 def familiar(name: str) -> str:

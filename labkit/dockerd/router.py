@@ -446,7 +446,7 @@ class Router:
         return StreamResponse(200, JSON, body())
 
     def image_list(self, req: Request) -> Response:
-        return json_response(self.backend.image_list())
+        return json_response(self.backend.image_list(parse_filters(req.query.get("filters", ""))))
 
     def image_inspect(self, req: Request) -> Response:
         return json_response(self.backend.image_inspect(req.params["name"]))

@@ -230,7 +230,7 @@ class FakeBackend:
 
         return gen()
 
-    def image_list(self):
+    def image_list(self, filters):
         return [{"Id": "sha256:" + "ab" * 32, "RepoTags": ["busybox:latest"]}]
 
     def image_inspect(self, name):

@@ -67,9 +67,10 @@ def test_pull_busybox_is_up_to_date(docker_env):
 
 
 def test_image_by_digest_and_by_id(docker_env):
+    assert docker(docker_env, "pull", "busybox").returncode == 0
     digest = docker(docker_env, "images", "--digests", "--format", "{{.Digest}}", "busybox")
     digest = digest.stdout.strip()
-    assert digest.startswith("sha256:")
+    assert digest.startswith("sha256:") and "\n" not in digest, digest
     r = docker(docker_env, "run", "--rm", f"busybox@{digest}", "echo", "by-digest")
     assert (r.returncode, r.stdout) == (0, "by-digest\n"), r.stderr
     image_id = docker(docker_env, "image", "inspect", "busybox", "--format", "{{.Id}}").stdout
