@@ -7,12 +7,10 @@ import hashlib
 import io
 import json
 import os
-import stat
 import subprocess
 import sys
 import tarfile
 import time
-from pathlib import Path
 
 import pytest
 

@@ -15,7 +15,6 @@ import sys
 import tempfile
 import time
 import shutil
-import urllib.parse
 
 import pytest
 

@@ -5,7 +5,6 @@ they load nothing until clicked)."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
