@@ -67,7 +67,7 @@ def _open_output(path: str) -> int:
         target = urlparse(path).path
         return os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
     try:
-        os.stat(path)
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
         raise ValueError(f"stdio fifo {path} does not exist") from None
     if stat.S_ISFIFO(mode):
@@ -77,7 +77,7 @@ def _open_output(path: str) -> int:
 
 def _open_input(path: str) -> int:
     try:
-        mode = os.stat(path).st_mode
+        os.stat(path)
     except FileNotFoundError:
         raise ValueError(f"stdin fifo {path} does not exist") from None
     return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
