@@ -9,13 +9,14 @@
 #      recommends once pulled in a whole kernel image). The packages' own daemons (docker,
 #      containerd, docker-registry) must not start: the lab runs its own on its own sockets.
 #   2. A virtualenv at /opt/labkit/venv (Debian's python3) with labkit installed editable from
-#      this checkout, re-installed only when pyproject.toml changes (a stamp keeps its hash).
+#      this checkout (JupyterLab included: it is one of labkit's dependencies), re-installed
+#      only when pyproject.toml changes (a stamp keeps its hash).
 #   3. The console commands (labkit, labkit-runc, …) linked into /usr/local/bin.
 #   4. The lab images (hello-world, busybox) built offline and pushed into the lab registry.
 #
 # Usage: vagrant/setup.sh [--no-images] [--jupyter]      (from any directory)
 #   --no-images   skip step 4
-#   --jupyter     also install JupyterLab into the virtualenv (the Vagrant VM uses it)
+#   --jupyter     accepted for older instructions; JupyterLab is always installed now
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,12 +30,11 @@ PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev libcap-dev runc crun do
 UNITS=(docker.service docker.socket containerd.service docker-registry.service)
 
 WITH_IMAGES=1
-WITH_JUPYTER=0
 for arg in "$@"; do
     case "$arg" in
         --no-images) WITH_IMAGES=0 ;;
-        --jupyter) WITH_JUPYTER=1 ;;
-        -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --jupyter) ;;   # JupyterLab is a dependency of labkit now: nothing extra to do
+        -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "setup.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -113,11 +113,6 @@ else
     note "labkit already installed from $REPO (pyproject.toml unchanged)"
 fi
 
-if (( WITH_JUPYTER )) && [[ ! -x $VENV/bin/jupyter-lab ]]; then
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input jupyterlab
-    note "installed JupyterLab into $VENV"
-fi
-
 # --- 3. commands on PATH -------------------------------------------------------------------
 linked=0
 for c in "${COMMANDS[@]}"; do
@@ -146,3 +141,4 @@ echo
 echo "labkit set-up done:"
 printf '  - %s\n' "${summary[@]}"
 echo "next: labkit lab up && DOCKER_HOST=unix:///run/labkit/docker.sock docker run hello-world"
+echo "      labkit lab status    # JupyterLab's URL with its token"

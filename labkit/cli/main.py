@@ -13,10 +13,10 @@ import os
 import sys
 import traceback
 
-from labkit.cli import images, lab, ps, pull, rm, rmi, run, version
+from labkit.cli import grade, images, lab, ps, pull, rm, rmi, run, version
 from labkit.client import APIError, Client, DaemonNotRunning
 
-COMMANDS = [run, pull, ps, images, rm, rmi, version, lab]
+COMMANDS = [run, pull, ps, images, rm, rmi, version, lab, grade]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
 """labkit.lab — lab control: start, stop, inspect and reset the lab's daemons.
 
-The lab is three long-running processes, each in its own session (so closing the terminal
+The lab is four long-running processes, each in its own session (so closing the terminal
 that started them does not stop them), each logging to /var/log/labkit/<name>.log and
 recording its PID in /run/labkit/<name>.pid — the way init scripts managed daemons before
 systemd, and simple enough to read in full:
@@ -8,6 +8,7 @@ systemd, and simple enough to read in full:
     labkit-registry    the OCI distribution API on 127.0.0.1:5000 (the lab's "Docker Hub")
     labkit-containerd  gRPC on /run/labkit/containerd/containerd.sock
     labkit-dockerd     the Engine API on /run/labkit/docker.sock (DOCKER_HOST for the docker CLI)
+    labkit-jupyter     JupyterLab on 0.0.0.0:8888 with a token (the course's notebooks, root kernel)
 
 Modules:
 
@@ -15,12 +16,14 @@ Modules:
                 PID file (SIGTERM, then SIGKILL), report who answers
     daemons     what each daemon is: its command line, its address and how to ask it
                 "are you there?" (GET /v2/, gRPC Version, HEAD /_ping)
+    jupyter     JupyterLab as a lab daemon: its token file, command line, URL and probe
     reset       return the host to clean: stop what is left (shims, containers) by the PIDs
                 in the lab's state files, unmount everything under the lab's directories
                 (deepest first), remove the directories
 
 Every path comes from labkit.paths, so LABKIT_RUN_DIR / LABKIT_LIB_DIR / LABKIT_LOG_DIR /
-LABKIT_REGISTRY_ADDR give a complete private lab (the tests use that) beside the one in use.
+LABKIT_REGISTRY_ADDR (with LABKIT_JUPYTER_IP / LABKIT_JUPYTER_PORT for JupyterLab) give a
+complete private lab (the tests use that) beside the one in use.
 """
 
 from labkit.lab.control import LabError, down, push_images, status, up

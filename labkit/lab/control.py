@@ -1,7 +1,8 @@
 """up / down / status / images: the lab's daemons as background processes.
 
 `up` starts each daemon that does not already answer, in order (registry, containerd,
-dockerd — each needs the one before), and waits until it answers before starting the next.
+dockerd — each needs the one before), and waits until it answers before starting the next;
+JupyterLab comes last and is optional: if it fails, `up` says why and the engine still runs.
 It is idempotent: a second `up` finds everything answering and starts nothing.
 
 `down` stops them in reverse order by the PIDs in their pid files: SIGTERM, which lets a
@@ -42,6 +43,8 @@ def _log_tail(daemon: Daemon, since: int = 0, lines: int = 8) -> str:
 
 def start(daemon: Daemon, timeout: float = START_TIMEOUT) -> int:
     """Start one daemon in the background and wait until it answers; return its PID."""
+    if daemon.problem:
+        raise LabError(f"{daemon.name}: {daemon.problem}")
     if daemon.implementation.startswith("binary"):
         # A real dockerd/containerd/registry takes other flags and configuration files;
         # the lab starts only labkit's command lines (reference or a student's workspace).
@@ -49,15 +52,20 @@ def start(daemon: Daemon, timeout: float = START_TIMEOUT) -> int:
                        f"program yourself so that it answers on {daemon.address}")
     paths.RUN.mkdir(parents=True, exist_ok=True)
     paths.LOG.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **daemon.environment()}
     with open(daemon.log_file, "ab") as log:
         log.write(f"--- labkit lab up: {' '.join(daemon.argv)}\n".encode())
         log.flush()
         since = log.tell()
         # A new session: the daemon has no controlling terminal and survives the shell that
         # ran `labkit lab up`. stdin is /dev/null so it never waits for input.
-        proc = subprocess.Popen(daemon.argv, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                close_fds=True)
+        try:
+            proc = subprocess.Popen(daemon.argv, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    close_fds=True, env=env)
+        except OSError as e:       # the program is missing or not executable
+            raise LabError(f"{daemon.name}: cannot run {daemon.argv[0]}: "
+                           f"{e.strerror or e}") from None
     daemon.pid_file.write_text(f"{proc.pid}\n")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -94,8 +102,12 @@ def stop(daemon: Daemon, timeout: float = STOP_TIMEOUT) -> bool:
 Report = Callable[[str], None]
 
 
-def up(report: Report = print, names: list[str] | None = None) -> None:
-    """Start the lab (or only the daemons in `names`); do nothing for those that answer."""
+def up(report: Report = print, names: list[str] | None = None) -> list[str]:
+    """Start the lab (or only the daemons in `names`); do nothing for those that answer.
+
+    A required daemon that does not come up raises LabError. An optional one (JupyterLab)
+    that does not is returned in the list of problems, and the others are started anyway."""
+    problems = []
     for daemon in lab_daemons():
         if names is not None and daemon.name not in names:
             continue
@@ -104,14 +116,23 @@ def up(report: Report = print, names: list[str] | None = None) -> None:
             owner = f"pid {pid}" if pid else "not started by the lab"
             report(f"{daemon.name}: already answering on {daemon.address} ({owner})")
             continue
-        pid = start(daemon)
+        try:
+            pid = start(daemon)
+        except LabError as e:
+            if daemon.required:
+                raise
+            problems.append(str(e))
+            continue
         report(f"{daemon.name}: started, pid {pid}, answering on {daemon.address}, "
                f"log {daemon.log_file}")
+    return problems
 
 
 def down(report: Report = print, names: list[str] | None = None) -> None:
-    """Stop the lab's daemons (newest layer first). Containers are left to their shims."""
-    for daemon in reversed(lab_daemons()):
+    """Stop the lab's daemons (newest layer first). Containers are left to their shims.
+    (A broken implementations configuration must not keep the lab from stopping: the pid
+    files say what to stop, whatever the configuration now says.)"""
+    for daemon in reversed(lab_daemons(strict=False)):
         if names is not None and daemon.name not in names:
             continue
         if stop(daemon):
@@ -124,7 +145,9 @@ def down(report: Report = print, names: list[str] | None = None) -> None:
 
 
 def status() -> list[DaemonStatus]:
-    return [DaemonStatus(d, read_pid(d), d.probe()) for d in lab_daemons()]
+    """Each daemon, its PID and whether it answers. A configuration error does not stop
+    `status` (it shows that layer as "invalid configuration"); `up` raises it."""
+    return [DaemonStatus(d, read_pid(d), d.probe()) for d in lab_daemons(strict=False)]
 
 
 def push_images(report: Report = print) -> None:

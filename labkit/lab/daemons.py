@@ -6,6 +6,10 @@ socket file — a socket can exist with nobody listening, and a process can be a
     registry    GET /v2/            200 means a registry speaking the distribution API v2
     containerd  Version.Version     a gRPC call over the unix socket
     dockerd     HEAD /_ping         the first thing every docker CLI command does
+    jupyter     GET /api/status     with the lab's token (see labkit.lab.jupyter)
+
+The engine's three daemons are required: `up` fails if one does not answer. JupyterLab is
+not: the engine is useful without it, so `up` reports its problem and goes on.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import http.client
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from labkit import paths
@@ -27,6 +31,13 @@ class Daemon:
     argv: list[str]               # full command line
     address: str                  # what `status` shows: a socket path or host:port
     probe: Callable[[], bool]     # True when the daemon answers on `address`
+    # Added to the daemon's environment when it is started (called then, not before: making
+    # Jupyter's token is a side effect that `status` must not have).
+    environment: Callable[[], dict[str, str]] = field(default=dict)
+    # What its command line shows (to recognise it by PID); default: its name.
+    process: str = ""
+    required: bool = True         # False: `up` reports a failure and starts the rest anyway
+    problem: str | None = None    # why it cannot be started as configured (`up` reports it)
 
     @property
     def pid_file(self) -> Path:
@@ -44,13 +55,23 @@ class DaemonStatus:
     answering: bool
 
 
-def implementation(layer: str) -> tuple[str, str]:
+def implementation(layer: str, strict: bool = True) -> tuple[str, str]:
     """(choice, program) for a process layer, as configured in labkit.course.implementations:
-    ("reference", "/opt/labkit/venv/bin/labkit-dockerd"), ("workspace:/root/ws", …), …"""
+    ("reference", "/opt/labkit/venv/bin/labkit-dockerd"), ("workspace:/root/ws", …), …
+
+    A configuration error (ImplementationError, naming the layer and the path) is raised when
+    `strict`; otherwise the layer is shown as "invalid configuration" running the reference's
+    command name, so that `status` can still say what runs."""
     from labkit.course import implementations
 
-    impls = implementations.load()
-    return impls.choice(layer).describe(), str(impls.resolve_binary(layer))
+    try:
+        impls = implementations.load()
+        return impls.choice(layer).describe(), str(impls.resolve_binary(layer))
+    except implementations.ImplementationError:
+        if strict:
+            raise
+        command = implementations.LAYERS[layer].command or layer
+        return "invalid configuration", command
 
 
 def probe_registry(addr: str, timeout: float = 1.0) -> bool:
@@ -91,12 +112,29 @@ def probe_dockerd(sock: Path, timeout: float = 1.0) -> bool:
         return False
 
 
-def lab_daemons() -> list[Daemon]:
-    """The lab's daemons in start order (each needs the ones before it)."""
+def jupyter_daemon() -> Daemon:
+    from labkit.lab import jupyter
+
+    try:
+        s = jupyter.settings()
+    except jupyter.JupyterError as e:
+        return Daemon(name=jupyter.NAME, layer="jupyter", implementation="invalid configuration",
+                      argv=[jupyter.PROGRAM], address="-", probe=lambda: False,
+                      process=jupyter.PROGRAM, required=False, problem=str(e))
+    return Daemon(
+        name=jupyter.NAME, layer="jupyter", implementation=f"jupyterlab {jupyter.version()}",
+        argv=jupyter.argv(s), address=s.address, probe=lambda: jupyter.probe(s),
+        environment=jupyter.environment, process=jupyter.PROGRAM, required=False,
+    )
+
+
+def lab_daemons(strict: bool = True) -> list[Daemon]:
+    """The lab's daemons in start order (each needs the ones before it; JupyterLab last).
+    `strict`: see implementation()."""
     registry_url = f"http://{paths.REGISTRY_ADDR}"
-    registry_impl, registry = implementation("registry")
-    containerd_impl, containerd = implementation("containerd")
-    dockerd_impl, dockerd = implementation("dockerd")
+    registry_impl, registry = implementation("registry", strict)
+    containerd_impl, containerd = implementation("containerd", strict)
+    dockerd_impl, dockerd = implementation("dockerd", strict)
     return [
         Daemon(
             name="labkit-registry", layer="registry", implementation=registry_impl,
@@ -121,6 +159,7 @@ def lab_daemons() -> list[Daemon]:
             address=str(paths.DOCKER_SOCK),
             probe=lambda: probe_dockerd(paths.DOCKER_SOCK),
         ),
+        jupyter_daemon(),
     ]
 
 
@@ -151,7 +190,8 @@ def read_pid(daemon: Daemon) -> int | None:
         return None
     if pid <= 0 or not process_alive(pid):
         return None
-    if not any(os.path.basename(a) == daemon.name or a.endswith(daemon.name)
+    name = daemon.process or daemon.name
+    if not any(os.path.basename(a) == name or a.endswith(name)
                for a in process_cmdline(pid)[:3]):
         return None
     return pid

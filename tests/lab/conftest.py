@@ -1,5 +1,6 @@
 """A private lab for each test: its own run, data and log directories under /tmp and its own
-registry port, through the LABKIT_* environment overrides that labkit.paths honours — so these
+registry and JupyterLab ports (JupyterLab on 127.0.0.1, never the lab's 0.0.0.0:8888), through
+the LABKIT_* environment overrides that labkit.paths and labkit.lab.jupyter honour — so these
 tests never touch a lab in use on the same host. `labkit lab reset` runs at the end (stopping
 whatever the test started, unmounting, removing), and then the temporary root goes too."""
 
@@ -20,9 +21,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
+def free_port(avoid: tuple[int, ...] = ()) -> int:
     for _ in range(100):
         port = random.randint(15000, 16000)
+        if port in avoid:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
@@ -50,8 +53,16 @@ class PrivateLab:
         return Path(self.env["LABKIT_LOG_DIR"])
 
     @property
+    def etc_dir(self) -> Path:
+        return Path(self.env["LABKIT_ETC_DIR"])
+
+    @property
     def registry(self) -> str:
         return self.env["LABKIT_REGISTRY_ADDR"]
+
+    @property
+    def jupyter_port(self) -> int:
+        return int(self.env["LABKIT_JUPYTER_PORT"])
 
     @property
     def docker_host(self) -> str:
@@ -72,8 +83,15 @@ def private_lab():
     root = Path(tempfile.mkdtemp(prefix="lkl-", dir="/tmp"))
     env = dict(os.environ)
     env.pop("DOCKER_HOST", None)
+    registry_port = free_port()
     env.update(LABKIT_RUN_DIR=str(root / "run"), LABKIT_LIB_DIR=str(root / "lib"),
-               LABKIT_LOG_DIR=str(root / "log"), LABKIT_REGISTRY_ADDR=f"127.0.0.1:{free_port()}")
+               LABKIT_LOG_DIR=str(root / "log"), LABKIT_REGISTRY_ADDR=f"127.0.0.1:{registry_port}",
+               # no implementations.toml there: every layer is the reference unless a test says
+               LABKIT_ETC_DIR=str(root / "etc"),
+               LABKIT_JUPYTER_IP="127.0.0.1",
+               LABKIT_JUPYTER_PORT=str(free_port(avoid=(registry_port,))))
+    for variable in [v for v in env if v.startswith("LABKIT_IMPL")]:
+        del env[variable]   # the tests choose their implementations themselves
     lab = PrivateLab(root, env)
     try:
         yield lab

@@ -34,6 +34,8 @@ def _status_rows(lab) -> dict[str, list[str]]:
     assert lines[0].split() == ["LAYER", "IMPLEMENTATION", "PID", "ANSWERING", "ADDRESS"]
     rows = {}
     for line in lines[1:]:
+        if not line.strip():
+            break       # the daemons' table ends; JupyterLab's URL and the implementations follow
         cells = [c.strip() for c in line.split("   ") if c.strip()]
         rows[cells[0]] = cells
     return rows
@@ -41,10 +43,13 @@ def _status_rows(lab) -> dict[str, list[str]]:
 
 def test_status_of_a_lab_that_is_down(private_lab):
     rows = _status_rows(private_lab)
-    assert set(rows) == {"registry", "L3 containerd", "L4 dockerd"}
+    assert set(rows) == {"registry", "L3 containerd", "L4 dockerd", "jupyter"}
     assert all(r[2] == "-" and r[3] == "no" for r in rows.values())
     assert rows["registry"][4] == private_lab.registry
     assert rows["L4 dockerd"][4] == f"{private_lab.run_dir}/docker.sock"
+    assert rows["jupyter"][4] == f"127.0.0.1:{private_lab.jupyter_port}"
+    # `status` has no side effects: no token is made for a JupyterLab that is not running
+    assert not (private_lab.run_dir / "jupyter" / "token").exists()
 
 
 def test_registry_up_is_idempotent_and_down_stops_it(private_lab):
@@ -141,7 +146,7 @@ def test_whole_lab_runs_hello_world(private_lab):
     rows = _status_rows(private_lab)
     assert all(r[3] == "yes" for r in rows.values()), rows
     again = private_lab.labkit("lab", "up")
-    assert again.stdout.count("already answering") == 3
+    assert again.stdout.count("already answering") == 4
 
     private_lab.env["DOCKER_HOST"] = private_lab.docker_host
     r = private_lab.labkit("run", "--rm", "hello-world")
