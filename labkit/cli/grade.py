@@ -18,8 +18,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("grade", help="run the checkpoints and print a score per chapter "
                                      "(grade [cp01 …] [--workspace DIR] [--out DIR]; --help for all)",
                        add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=command, no_client=True, passes_through=True)
+    p.add_argument("rest", nargs=argparse.REMAINDER)   # the real list: main.passed_through()
+    p.set_defaults(func=command, no_client=True, passes_through=True, words=["grade"])
 
 
 def course(verb: str, arguments: list[str]) -> int:
@@ -33,4 +33,4 @@ def course(verb: str, arguments: list[str]) -> int:
 
 
 def command(client, args: argparse.Namespace) -> int:
-    return course("grade", [*args.rest, *args.extra])
+    return course("grade", args.rest)

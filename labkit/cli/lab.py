@@ -34,8 +34,8 @@ def add_parser(sub) -> None:
     for verb, text in (("workspace", "generate a student workspace: workspace DIR [--force]"),
                        ("grade", "the same as `labkit grade`")):
         v = verbs.add_parser(verb, help=text, add_help=False)
-        v.add_argument("rest", nargs=argparse.REMAINDER)
-        v.set_defaults(passes_through=True)  # main() hands us the options argparse left over
+        v.add_argument("rest", nargs=argparse.REMAINDER)  # the real list: main.passed_through()
+        v.set_defaults(passes_through=True, words=["lab", verb])
     p.set_defaults(func=command, no_client=True)
 
 
@@ -106,7 +106,7 @@ def command(client, args: argparse.Namespace) -> int:
     from labkit.course.implementations import ImplementationError
 
     if args.verb in ("workspace", "grade"):
-        return course(args.verb, [*args.rest, *args.extra])
+        return course(args.verb, args.rest)
     try:
         if args.verb == "up":
             problems = lab.up()

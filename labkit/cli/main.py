@@ -34,12 +34,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def passed_through(argv: list[str], words: list[str]) -> list[str]:
+    """The arguments after a pass-through command's words (`labkit lab grade --out X cp01` ->
+    ["--out", "X", "cp01"]), in their order: argparse would split them into the ones it
+    recognised and the rest, and lose the order an option's value depends on."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):   # global options come before the command
+        i += 2 if argv[i] in ("-H", "--host") else 1
+    return argv[i + len(words):]
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and not getattr(args, "passes_through", False):
+    if getattr(args, "passes_through", False):
+        # `labkit grade …`, `labkit lab workspace …`: the other program parses its arguments
+        args.rest = passed_through(argv, args.words)
+    elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.extra = extra
     failure_status = getattr(args, "error_status", 1)
     try:
         client = None

@@ -114,3 +114,25 @@ def test_status_with_a_misconfigured_layer(home):
     assert r.stdout.startswith("LAYER")     # what runs is still shown
     r = labkit(home, "lab", "up", LABKIT_IMPL_SHIM=f"workspace:{missing}")
     assert r.returncode == 2 and "layer 'shim'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_pass_through_keeps_the_arguments_in_order():
+    from labkit.cli.main import passed_through
+
+    assert passed_through(["grade", "--out", "r", "cp01"], ["grade"]) == ["--out", "r", "cp01"]
+    assert passed_through(["-H", "unix:///x", "lab", "grade", "--workspace", "w"],
+                          ["lab", "grade"]) == ["--workspace", "w"]
+    assert passed_through(["--host=unix:///x", "lab", "workspace", "d", "--force"],
+                          ["lab", "workspace"]) == ["d", "--force"]
+
+
+@pytest.mark.root
+def test_grade_a_fresh_workspace_options_first(home):
+    ws = home / "ws"
+    assert labkit(home, "lab", "workspace", str(ws)).returncode == 0
+    out = home / "reports"
+    r = labkit(home, "grade", "--workspace", str(ws), "--out", str(out), "--quiet", "cp01")
+    assert r.returncode == 1, r.stdout + r.stderr      # points missing: not full marks
+    report = json.loads((out / "grade.json").read_text())
+    assert report["workspace"] == str(ws)
+    assert report["chapters"]["cp01"]["points"] == 0 < report["chapters"]["cp01"]["max"]
