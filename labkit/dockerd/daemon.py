@@ -187,6 +187,9 @@ class Daemon:
     def image_inspect(self, name: str) -> dict:
         return self.images.inspect(name)
 
+    def image_history(self, name: str) -> list[dict]:
+        return self.images.history(name)
+
     def image_remove(self, name: str, force: bool) -> list[dict]:
         def users(image_id: str) -> list[str]:
             with self._lock:

@@ -209,6 +209,28 @@ class ImageService:
             })
         return sorted(out, key=lambda i: -i["Created"])
 
+    def history(self, name: str) -> list[dict]:
+        """`docker history`: the config's history, newest first; entries that made a layer
+        get that layer's size (the others, like ENV or CMD, changed only the config)."""
+        rec = self.find(name)
+        layers = list(rec.manifest.get("layers", []))
+        entries = []
+        for item in rec.config.get("history") or []:
+            size = 0
+            if not item.get("empty_layer") and layers:
+                size = int(layers.pop(0).get("size", 0))
+            entries.append({"Id": "<missing>", "Created": int(parse_time(item.get("created", ""))),
+                            "CreatedBy": item.get("created_by", ""), "Tags": None,
+                            "Size": size, "Comment": item.get("comment", "")})
+        entries.reverse()
+        if not entries:
+            entries = [{"Id": "<missing>", "Created": 0, "CreatedBy": "", "Tags": None,
+                        "Size": rec.size, "Comment": ""}]
+        tags = sorted({familiar(r.name) for r in self.all()
+                       if r.config_digest == rec.config_digest and "@" not in r.name})
+        entries[0].update(Id=rec.config_digest, Tags=tags or None)
+        return entries
+
     def inspect(self, name: str) -> dict:
         rec = self.find(name)
         same = [r for r in self.all() if r.config_digest == rec.config_digest]

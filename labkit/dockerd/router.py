@@ -217,6 +217,7 @@ class Router:
                 ("POST", r"/images/create", self.image_create),
                 ("GET", r"/images/json", self.image_list),
                 ("GET", I + r"/json", self.image_inspect),
+                ("GET", I + r"/history", self.image_history),
                 ("DELETE", I, self.image_remove),
             ]
         ]
@@ -450,6 +451,9 @@ class Router:
 
     def image_inspect(self, req: Request) -> Response:
         return json_response(self.backend.image_inspect(req.params["name"]))
+
+    def image_history(self, req: Request) -> Response:
+        return json_response(self.backend.image_history(req.params["name"]))
 
     def image_remove(self, req: Request) -> Response:
         return json_response(self.backend.image_remove(req.params["name"], req.bool("force")))

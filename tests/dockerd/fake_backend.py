@@ -238,5 +238,8 @@ class FakeBackend:
             raise NotFound(f"No such image: {name}")
         return {"Id": "sha256:" + "ab" * 32, "RepoTags": [name]}
 
+    def image_history(self, name):
+        return [{"Id": "sha256:" + "ab" * 32, "CreatedBy": "fake", "Size": 1}]
+
     def image_remove(self, name, force):
         return [{"Untagged": name}]

@@ -73,6 +73,8 @@ def test_image_by_digest_and_by_id(docker_env):
     assert digest.startswith("sha256:") and "\n" not in digest, digest
     r = docker(docker_env, "run", "--rm", f"busybox@{digest}", "echo", "by-digest")
     assert (r.returncode, r.stdout) == (0, "by-digest\n"), r.stderr
+    history = docker(docker_env, "history", "--no-trunc", "--format", "{{.ID}} {{.Size}}", "busybox")
+    assert history.returncode == 0 and history.stdout.startswith("sha256:"), history.stderr
     image_id = docker(docker_env, "image", "inspect", "busybox", "--format", "{{.Id}}").stdout
     r = docker(docker_env, "run", "--rm", image_id.strip()[7:19], "echo", "by-id")
     assert (r.returncode, r.stdout) == (0, "by-id\n"), r.stderr
