@@ -644,6 +644,7 @@ class Daemon:
                 del self._execs[exec_id]
             live.removed = True
             self._changed.notify_all()
+        live.broadcaster.close_all()  # clients attached to a container that never ran
         self._event(c, "destroy")
         log.info("removed container %s", c.ID[:12])
 

@@ -348,6 +348,24 @@ def test_limits_reach_the_cgroup(docker_env):
     assert r.stdout.split() == [str(32 * 1024 * 1024), "50", "50000"]
 
 
+def test_attach_to_a_removed_container_ends(labkit_stack, docker_env):
+    """A client attached to a container that never started is released when it is removed."""
+    import socket as socketlib
+    r = docker(docker_env, "create", "--name", "e2e-never", "busybox", "true")
+    assert r.returncode == 0, r.stderr
+    s = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(labkit_stack)
+    try:
+        s.sendall(b"POST /v1.45/containers/e2e-never/attach?stream=1&stdout=1 HTTP/1.1\r\n"
+                  b"Host: x\r\nContent-Length: 0\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 101")
+        assert docker(docker_env, "rm", "e2e-never").returncode == 0
+        assert s.recv(4096) == b""  # EOF, not a hang
+    finally:
+        s.close()
+
+
 def test_no_leftover_mounts_or_processes(stack, docker_env):
     """After every container exited: no mount under the stack, no shim still running,
     no container cgroup left."""
