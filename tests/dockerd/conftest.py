@@ -168,11 +168,28 @@ class Stack:
                 pass
         for target in sorted(mounts_under(str(self.tmp)), key=len, reverse=True):
             subprocess.run(["umount", "-l", target], capture_output=True)
+        # Container processes outlive a killed shim (they are in their own pid namespace):
+        # whatever is still in the stack's cgroups is ours, and goes too.
+        for _ in range(2):
+            for directory in cgroups_under(self.cgroup_parent):
+                for procs in Path(directory).glob("*/cgroup.procs"):
+                    for pid in procs.read_text().split():
+                        try:
+                            os.kill(int(pid), signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+            time.sleep(0.2)
         for directory in cgroups_under(self.cgroup_parent):
-            for child in sorted(Path(directory).glob("*/"), reverse=True):
+            for child in Path(directory).glob("*/"):
                 if (child / "cgroup.procs").exists():
-                    os.rmdir(child)
-            os.rmdir(directory)
+                    try:
+                        os.rmdir(child)
+                    except OSError:
+                        pass
+            try:
+                os.rmdir(directory)
+            except OSError as e:
+                print(f"cannot remove cgroup {directory}: {e}")
 
 
 def docker_env_for(stack: Stack) -> dict:
