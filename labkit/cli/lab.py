@@ -45,6 +45,10 @@ def print_jupyter(answering: bool) -> None:
     from labkit.course import implementations
     from labkit.lab import jupyter
 
+    off = jupyter.disabled()
+    if off:
+        print(f"jupyter: off: {off}")
+        return
     try:
         s = jupyter.settings()
     except jupyter.JupyterError as e:
@@ -88,7 +92,7 @@ def print_status() -> int:
 
     rows = []
     jupyter_answers = False
-    for s in status():
+    for s in status(optional=True):
         impl = f"{s.daemon.implementation} {s.daemon.argv[0]}"
         rows.append([s.daemon.layer, impl, str(s.pid or "-"), "yes" if s.answering else "no",
                      s.daemon.address])

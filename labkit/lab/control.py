@@ -111,6 +111,9 @@ def up(report: Report = print, names: list[str] | None = None) -> list[str]:
     for daemon in lab_daemons():
         if names is not None and daemon.name not in names:
             continue
+        if daemon.disabled:
+            report(f"{daemon.name}: not started: {daemon.disabled}")
+            continue
         if daemon.probe():
             pid = read_pid(daemon)
             owner = f"pid {pid}" if pid else "not started by the lab"
@@ -144,10 +147,13 @@ def down(report: Report = print, names: list[str] | None = None) -> None:
             report(f"{daemon.name}: not running")
 
 
-def status() -> list[DaemonStatus]:
-    """Each daemon, its PID and whether it answers. A configuration error does not stop
-    `status` (it shows that layer as "invalid configuration"); `up` raises it."""
-    return [DaemonStatus(d, read_pid(d), d.probe()) for d in lab_daemons(strict=False)]
+def status(optional: bool = False) -> list[DaemonStatus]:
+    """Each of the engine's daemons, its PID and whether it answers; with `optional`, also
+    JupyterLab (`labkit lab status` shows it; `all(s.answering for s in status())` asks
+    whether the engine is up, which it can be without JupyterLab). A configuration error does
+    not stop `status` (it shows that layer as "invalid configuration"); `up` raises it."""
+    return [DaemonStatus(d, read_pid(d), d.probe()) for d in lab_daemons(strict=False)
+            if d.required or optional]
 
 
 def push_images(report: Report = print) -> None:

@@ -38,6 +38,7 @@ class Daemon:
     process: str = ""
     required: bool = True         # False: `up` reports a failure and starts the rest anyway
     problem: str | None = None    # why it cannot be started as configured (`up` reports it)
+    disabled: str | None = None   # why this lab does not run it at all (not a problem)
 
     @property
     def pid_file(self) -> Path:
@@ -115,6 +116,11 @@ def probe_dockerd(sock: Path, timeout: float = 1.0) -> bool:
 def jupyter_daemon() -> Daemon:
     from labkit.lab import jupyter
 
+    off = jupyter.disabled()
+    if off:
+        return Daemon(name=jupyter.NAME, layer="jupyter", implementation="off",
+                      argv=[jupyter.PROGRAM], address="-", probe=lambda: False,
+                      process=jupyter.PROGRAM, required=False, disabled=off)
     try:
         s = jupyter.settings()
     except jupyter.JupyterError as e:

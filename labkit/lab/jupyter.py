@@ -18,6 +18,8 @@ A root kernel reachable over HTTP is a root shell for whoever can reach it, so:
     address    0.0.0.0:8888 inside the VM (the VM's own network is private; Vagrant forwards
                only to the host's 127.0.0.1). LABKIT_JUPYTER_IP and LABKIT_JUPYTER_PORT change
                it: the tests run a private JupyterLab on 127.0.0.1 and a port in 15000-16000.
+               A private lab (LABKIT_RUN_DIR moved) without LABKIT_JUPYTER_PORT runs none:
+               port 8888 belongs to the lab on the default paths (see disabled()).
     offline    the lab has no internet: JupyterLab's news feed, its update check and its
                PyPI extension manager (the three things that phone home) are switched off.
 
@@ -81,6 +83,20 @@ class Settings:
         host = self.probe_host
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}"
+
+
+def disabled(environ: dict[str, str] | None = None) -> str | None:
+    """Why this lab runs no JupyterLab, or None when it does.
+
+    Port 8888 belongs to the lab on the default paths. A private lab (LABKIT_RUN_DIR moved,
+    as the tests do) starts JupyterLab only when it is given a port of its own: otherwise a
+    test run inside the VM would take the student's port (or fail on it) and listen on
+    0.0.0.0 for a lab that nobody browses."""
+    env = os.environ if environ is None else environ
+    if env.get("LABKIT_RUN_DIR") and not env.get(PORT_ENV):
+        return (f"a private lab (LABKIT_RUN_DIR={env['LABKIT_RUN_DIR']}) starts JupyterLab "
+                f"only on a port of its own: set {PORT_ENV} (and {IP_ENV}=127.0.0.1)")
+    return None
 
 
 def settings(environ: dict[str, str] | None = None) -> Settings:

@@ -183,3 +183,27 @@ def test_workspace_lines(tmp_path, monkeypatch):
     assert lines[1].startswith(f"workspace {tmp_path}: outside JupyterLab's root {jupyter.REPO}")
     # the URL is quoted: a space in a name must not break the link
     assert urllib.parse.quote("my ws") in jupyter.workspace_lines([jupyter.REPO / "my ws"], s)[0]
+
+
+def test_a_private_lab_without_a_port_runs_no_jupyter(private_lab):
+    del private_lab.env["LABKIT_JUPYTER_PORT"]
+    r = private_lab.python(UP_JUPYTER)
+    assert r.returncode == 0, r.stderr
+    assert "labkit-jupyter: not started: a private lab" in r.stdout and "PROBLEMS []" in r.stdout
+    assert not (private_lab.run_dir / "labkit-jupyter.pid").exists()
+    assert not (private_lab.run_dir / "jupyter" / "token").exists()
+    rows, after = _status(private_lab)
+    assert rows["jupyter"][1:4] == ["off jupyter-lab", "-", "no"]
+    assert after[0].startswith("jupyter: off: a private lab (LABKIT_RUN_DIR=")
+    assert "LABKIT_JUPYTER_PORT" in after[0]
+
+
+def test_engine_status_leaves_jupyter_out_unless_asked(private_lab):
+    code = ("from labkit.lab import status\n"
+            "print(sorted(s.daemon.layer for s in status()))\n"
+            "print(sorted(s.daemon.layer for s in status(optional=True)))\n")
+    r = private_lab.python(code)
+    assert r.returncode == 0, r.stderr
+    engine, everything = r.stdout.splitlines()
+    assert engine == "['L3 containerd', 'L4 dockerd', 'registry']"
+    assert everything == "['L3 containerd', 'L4 dockerd', 'jupyter', 'registry']"
