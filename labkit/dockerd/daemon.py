@@ -1261,9 +1261,20 @@ def _check_config(config: dict, host_config: dict) -> None:
     if console is not None and not (isinstance(console, list) and len(console) == 2 and all(
             isinstance(n, int) and n >= 0 for n in console)):
         raise InvalidParameter("invalid HostConfig.ConsoleSize: expected [height, width]")
-    for key, kind in (("LogConfig", dict), ("RestartPolicy", dict), ("Runtime", str)):
+    for key, kind in (("LogConfig", dict), ("RestartPolicy", dict), ("Runtime", str),
+                      ("NetworkMode", str), ("CgroupParent", str)):
         if host_config.get(key) is not None and not isinstance(host_config[key], kind):
-            raise InvalidParameter(f"invalid HostConfig.{key}: expected a JSON {kind.__name__}")
+            raise InvalidParameter(f"invalid HostConfig.{key}: expected a JSON "
+                                   f"{'object' if kind is dict else 'string'}")
+    for key in ("Binds", "Dns", "DnsSearch", "DnsOptions", "ExtraHosts", "CapAdd", "CapDrop"):
+        value = host_config.get(key)
+        if value is not None and not (isinstance(value, list)
+                                      and all(isinstance(v, str) for v in value)):
+            raise InvalidParameter(f"invalid HostConfig.{key}: expected a list of strings")
+    mounts = host_config.get("Mounts")
+    if mounts is not None and not (isinstance(mounts, list)
+                                   and all(isinstance(m, dict) for m in mounts)):
+        raise InvalidParameter("invalid HostConfig.Mounts: expected a list of objects")
     if host_config.get("Privileged"):
         raise InvalidParameter("privileged containers are not supported by labkit-dockerd "
                                "(use --cap-add for the capabilities you need)")

@@ -238,10 +238,13 @@ def volume_mounts(binds: list[str] | None, mounts: list[dict] | None) -> list[di
             _check_destination(target or "")
             options = ["nosuid", "nodev", "noexec"]
             tmpfs = m.get("TmpfsOptions") or {}
-            if tmpfs.get("SizeBytes"):
-                options.append(f"size={int(tmpfs['SizeBytes'])}")
-            if tmpfs.get("Mode"):
-                options.append(f"mode={int(tmpfs['Mode']):o}")
+            for key, option, fmt in (("SizeBytes", "size", "d"), ("Mode", "mode", "o")):
+                value = tmpfs.get(key)
+                if value in (None, 0):
+                    continue
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise ValueError(f"invalid TmpfsOptions.{key}: expected a positive integer")
+                options.append(f"{option}={value:{fmt}}")
             out.append({"destination": target, "type": "tmpfs", "source": "tmpfs",
                         "options": options})
         else:
