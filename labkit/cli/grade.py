@@ -15,9 +15,9 @@ import argparse
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("grade", help="run the checkpoints and print a score per chapter "
-                                     "(grade [cp01 …] [--workspace DIR] [--out DIR]; --help for all)",
-                       add_help=False)
+    p = sub.add_parser("grade", add_help=False,
+                       help="run the checkpoints and print a score per chapter "
+                            "(grade [cp01 …] [--workspace DIR] [--out DIR]; --help for all)")
     p.add_argument("rest", nargs=argparse.REMAINDER)   # the real list: main.passed_through()
     p.set_defaults(func=command, no_client=True, passes_through=True, words=["grade"])
 

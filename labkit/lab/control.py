@@ -72,13 +72,15 @@ def start(daemon: Daemon, timeout: float = START_TIMEOUT) -> int:
         if proc.poll() is not None:
             daemon.pid_file.unlink(missing_ok=True)
             raise LabError(f"{daemon.name} exited with status {proc.returncode} before it "
-                           f"answered; its log {daemon.log_file} ends with:{_log_tail(daemon, since)}")
+                           f"answered; its log {daemon.log_file} ends with:"
+                           f"{_log_tail(daemon, since)}")
         if daemon.probe():
             return proc.pid
         time.sleep(0.1)
     stop(daemon)
     raise LabError(f"{daemon.name} did not answer on {daemon.address} within {timeout:.0f}s "
-                   f"(stopped it again); its log {daemon.log_file} ends with:{_log_tail(daemon, since)}")
+                   f"(stopped it again); its log {daemon.log_file} ends with:"
+                   f"{_log_tail(daemon, since)}")
 
 
 def stop(daemon: Daemon, timeout: float = STOP_TIMEOUT) -> bool:

@@ -168,7 +168,8 @@ def version() -> str:
 
 
 def argv(s: Settings) -> list[str]:
-    """JupyterLab's command line (the token is not on it: see JUPYTER_TOKEN_FILE in environment())."""
+    """JupyterLab's command line. The token is not on it (every user can read a command line
+    in /proc): see JUPYTER_TOKEN_FILE in environment()."""
     try:
         command = str(program())
     except JupyterError:

@@ -136,8 +136,8 @@ def test_a_port_in_use_is_reported_and_the_rest_starts(private_lab):
         s.bind(("127.0.0.1", private_lab.jupyter_port))
         s.listen()
         r = private_lab.python("from labkit.lab import control\n"
-                               "problems = control.up(names=['labkit-registry', 'labkit-jupyter'])\n"
-                               "print('PROBLEMS', problems)\n", timeout=90)
+                               "names = ['labkit-registry', 'labkit-jupyter']\n"
+                               "print('PROBLEMS', control.up(names=names))\n", timeout=90)
     assert r.returncode == 0, r.stderr
     assert "labkit-registry: started" in r.stdout
     assert "labkit-jupyter exited" in r.stdout and "is not available" in r.stdout, r.stdout
@@ -149,7 +149,8 @@ def test_bad_port_setting_is_one_clear_line(private_lab):
     private_lab.env["LABKIT_JUPYTER_PORT"] = "88x"
     r = private_lab.labkit("lab", "status")
     assert r.returncode == 0, r.stderr
-    assert "jupyter: LABKIT_JUPYTER_PORT must be a port number from 1 to 65535, got '88x'" in r.stdout
+    expected = "jupyter: LABKIT_JUPYTER_PORT must be a port number from 1 to 65535, got '88x'"
+    assert expected in r.stdout
     r = private_lab.python(UP_JUPYTER)
     assert "LABKIT_JUPYTER_PORT must be a port number" in r.stdout and "Traceback" not in r.stderr
 
