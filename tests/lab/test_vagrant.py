@@ -33,3 +33,6 @@ def test_vagrantfile_has_what_the_course_needs():
     assert 'host_ip: "127.0.0.1"' in text and "guest: 8888" in text
     assert "vagrant/setup.sh" in text and "privileged: true" in text
     assert "vb.memory = 4096" in text and "lv.memory = 4096" in text
+    # JupyterLab comes with the plain set-up; what the student makes in the VM survives rsync
+    assert 'inline: "/home/vagrant/labkit/vagrant/setup.sh"' in text
+    assert '"workspace/"' in text and '"labkit-grade/"' in text
