@@ -16,6 +16,7 @@ Modules, from the one nearest the user to the one nearest containerd:
     daemon.py       the real Backend: create, start, exit monitoring, wait, attach, logs, exec
     images.py       images as Docker shows them (IDs, tags, digests), pull, rmi
     events.py       `docker events`: the daemon's log of what happened
+    volumes.py      named volumes: directories dockerd manages, bind-mounted into containers
     container.py    the container record: state, persistence, inspect/ps views
     oci.py          the OCI runtime spec handed down, in the shape a real dockerd writes
     stdio.py        fifos, the json-file log, and fan-out to attached clients

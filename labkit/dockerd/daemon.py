@@ -62,6 +62,7 @@ from labkit.dockerd.remote import SNAPSHOTTER, Containerd, RemoteError, to_daemo
 from labkit.dockerd.router import API_VERSION, MIN_API_VERSION
 from labkit.dockerd.stdcopy import STDERR, STDOUT, LogEntry, read_log, rfc3339nano
 from labkit.dockerd.stdio import Attachment, Broadcaster, TaskIO
+from labkit.dockerd.volumes import VolumeStore
 
 log = logging.getLogger("labkit.dockerd")
 
@@ -133,6 +134,7 @@ class Daemon:
         self._execs: dict[str, _Exec] = {}
         self.images = ImageService(self.ctr, config.mirrors)
         self.event_bus = EventBus()
+        self.volumes = VolumeStore(config.root)
         self._closing = threading.Event()
         self._exiting: set[str] = set()  # containers whose exit is being recorded
         (config.root / "containers").mkdir(parents=True, exist_ok=True)
@@ -166,6 +168,35 @@ class Daemon:
 
     def _name_in_use(self, name: str) -> bool:
         return name in self._reserved_names or any(c.Name == name for c in self._containers.values())
+
+    # ================================================================ volumes (volumes.py)
+
+    def _volume_path(self, name: str) -> str:
+        try:
+            return self.volumes.path(name)
+        except DaemonError as e:  # volume_mounts reports ValueErrors as 400s
+            raise ValueError(e.message) from None
+
+    def _volume_users(self, name: str) -> list[str]:
+        with self._lock:
+            return [c.ID for c in self._containers.values()
+                    if any(m.get("Name") == name for m in c.MountPoints)]
+
+    def volume_create(self, name: str | None, driver: str, labels: dict | None,
+                      options: dict | None) -> dict:
+        volume = self.volumes.create(name, driver, labels, options)
+        self.event_bus.publish("volume", "create", volume["Name"], {"driver": "local"})
+        return volume
+
+    def volume_list(self) -> list[dict]:
+        return self.volumes.list()
+
+    def volume_inspect(self, name: str) -> dict:
+        return self.volumes.get(name)
+
+    def volume_remove(self, name: str, force: bool) -> None:
+        self.volumes.remove(name, force, self._volume_users)
+        self.event_bus.publish("volume", "destroy", name, {"driver": "local"})
 
     # ================================================================ images (images.py)
 
@@ -328,7 +359,8 @@ class Daemon:
             raise InvalidParameter(f"invalid cgroup parent {cgroup_parent!r}: expected an "
                                    "absolute path such as /labkit")
         try:
-            volumes = oci.volume_mounts(host_config.get("Binds"), host_config.get("Mounts"))
+            volumes = oci.volume_mounts(host_config.get("Binds"), host_config.get("Mounts"),
+                                        self._volume_path)
             spec = oci.container_spec(
                 args=args, env=spec_env, cwd=merged["WorkingDir"] or "/", user=merged["User"],
                 hostname=hostname, tty=bool(merged.get("Tty")),

@@ -34,6 +34,7 @@ Left out for now: seccomp (Docker's default profile), rlimits, networking hooks.
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 DEFAULT_CAPABILITIES = [
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
@@ -202,13 +203,16 @@ def process_spec(*, args: list[str], env: list[str], cwd: str, user: str, tty: b
     return process
 
 
-def volume_mounts(binds: list[str] | None, mounts: list[dict] | None) -> list[dict]:
-    """OCI mounts for `docker run -v /host:/ctr[:ro]` (HostConfig.Binds) and
-    `--mount type=bind|tmpfs,...` (HostConfig.Mounts). Raises ValueError for bad ones.
+def volume_mounts(binds: list[str] | None, mounts: list[dict] | None,
+                  volume_path: Callable[[str], str] | None = None) -> list[dict]:
+    """OCI mounts for `docker run -v /host:/ctr[:ro]` or `-v name:/ctr` (HostConfig.Binds)
+    and `--mount type=bind|volume|tmpfs,...` (HostConfig.Mounts). Raises ValueError for bad
+    ones. `volume_path(name)` gives a named volume's directory (see volumes.py).
 
     A bind mount makes a host directory (or file) appear inside the container, the same
-    inode, not a copy: writes on either side are seen on the other. Named volumes (a name
-    instead of a host path) are not supported by labkit.
+    inode, not a copy: writes on either side are seen on the other. A named volume is a
+    bind mount of a directory dockerd manages. Each mount gets a "volume" key (the name)
+    when it is one, for `docker inspect` and `docker volume rm`.
     """
     out: list[dict] = []
     for bind in binds or []:
@@ -219,14 +223,17 @@ def volume_mounts(binds: list[str] | None, mounts: list[dict] | None) -> list[di
             raise ValueError(f"invalid volume specification: '{bind}'")
         source, destination = parts[0], parts[1]
         modes = parts[2].split(",") if len(parts) == 3 else []
+        volume = None
         if not source.startswith("/"):
-            raise ValueError(f"invalid volume specification: '{bind}': named volumes are not "
-                             "supported by labkit-dockerd, give an absolute host path")
+            if volume_path is None:
+                raise ValueError(f"invalid volume specification: '{bind}': named volumes are "
+                                 "not available here, give an absolute host path")
+            volume, source = source, volume_path(source)
         unknown = set(modes) - {"ro", "rw", "z", "Z", "rprivate", "private", "rshared",
                                 "shared", "rslave", "slave", "nocopy"}
         if unknown:
             raise ValueError(f"invalid mode: {','.join(sorted(unknown))} in '{bind}'")
-        out.append(_bind(source, destination, "ro" in modes, create=True))
+        out.append(_bind(source, destination, "ro" in modes, create=True, volume=volume))
     for m in mounts or []:
         if not isinstance(m, dict):
             raise ValueError("invalid HostConfig.Mounts entry: expected an object")
@@ -234,6 +241,12 @@ def volume_mounts(binds: list[str] | None, mounts: list[dict] | None) -> list[di
         if kind == "bind":
             out.append(_bind(m.get("Source") or "", target or "", bool(m.get("ReadOnly")),
                              create=False))
+        elif kind == "volume":
+            name = m.get("Source") or ""
+            if volume_path is None or not isinstance(name, str) or not name:
+                raise ValueError("a volume mount needs the volume's name as its source")
+            out.append(_bind(volume_path(name), target or "", bool(m.get("ReadOnly")),
+                             create=False, volume=name))
         elif kind == "tmpfs":
             _check_destination(target or "")
             options = ["nosuid", "nodev", "noexec"]
@@ -249,7 +262,7 @@ def volume_mounts(binds: list[str] | None, mounts: list[dict] | None) -> list[di
                         "options": options})
         else:
             raise ValueError(f"mount type {kind!r} is not supported by labkit-dockerd "
-                             "(bind and tmpfs are)")
+                             "(bind, volume and tmpfs are)")
     destinations = [m["destination"] for m in out]
     for d in destinations:
         if destinations.count(d) > 1:
@@ -263,7 +276,8 @@ def _check_destination(destination: str) -> None:
                          "path, and not /")
 
 
-def _bind(source: str, destination: str, read_only: bool, create: bool) -> dict:
+def _bind(source: str, destination: str, read_only: bool, create: bool,
+          volume: str | None = None) -> dict:
     _check_destination(destination)
     if not source.startswith("/"):
         raise ValueError(f"invalid mount source {source!r}: it must be an absolute path")
@@ -273,7 +287,10 @@ def _bind(source: str, destination: str, read_only: bool, create: bool) -> dict:
                              f"not exist: {source}")
         os.makedirs(source, exist_ok=True)
     options = ["rbind", "rprivate"] + (["ro"] if read_only else [])
-    return {"destination": destination, "type": "bind", "source": source, "options": options}
+    mount = {"destination": destination, "type": "bind", "source": source, "options": options}
+    if volume:
+        mount["volume"] = volume  # not an OCI key: removed before the spec is written
+    return mount
 
 
 def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, hostname: str,
@@ -295,7 +312,7 @@ def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, host
         if destination in etc_files:
             mounts.append({"destination": destination, "type": "bind",
                            "source": etc_files[destination], "options": ["rbind", "rprivate"]})
-    mounts += extra_mounts or []
+    mounts += [{k: v for k, v in m.items() if k != "volume"} for m in extra_mounts or []]
     namespaces: list[dict] = [{"type": "mount"}]
     if network == "private":
         namespaces.append({"type": "network"})
@@ -327,10 +344,17 @@ def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, host
 
 def mount_points(mounts: list[dict]) -> list[dict]:
     """The "Mounts" of `docker inspect` for the volume mounts of a container."""
-    return [{"Type": m["type"], "Source": m["source"] if m["type"] == "bind" else "",
-             "Destination": m["destination"], "Mode": "ro" if "ro" in m["options"] else "",
-             "RW": "ro" not in m["options"], "Propagation": "rprivate" if m["type"] == "bind" else ""}
-            for m in mounts]
+    out = []
+    for m in mounts:
+        point = {"Type": "volume" if "volume" in m else m["type"],
+                 "Source": m["source"] if m["type"] == "bind" else "",
+                 "Destination": m["destination"], "Mode": "ro" if "ro" in m["options"] else "",
+                 "RW": "ro" not in m["options"],
+                 "Propagation": "rprivate" if m["type"] == "bind" else ""}
+        if "volume" in m:
+            point.update(Name=m["volume"], Driver="local")
+        out.append(point)
+    return out
 
 
 def hosts_file(hostname: str, extra_hosts: list[str] | None = None) -> str:

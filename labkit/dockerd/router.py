@@ -189,6 +189,7 @@ class Router:
         C = r"/containers/(?P<name>[^/]+)"
         I = r"/images/(?P<name>.+?)"
         E = r"/exec/(?P<id>[^/]+)"
+        V = r"/volumes/(?P<name>[^/]+)"
         self.routes: list[tuple[str, re.Pattern, Handler]] = [
             (m, re.compile(f"^{p}$"), h) for m, p, h in [
                 ("GET", r"/_ping", self.ping),
@@ -214,6 +215,10 @@ class Router:
                 ("POST", E + r"/start", self.exec_start),
                 ("POST", E + r"/resize", self.exec_resize),
                 ("GET", E + r"/json", self.exec_inspect),
+                ("POST", r"/volumes/create", self.volume_create),
+                ("GET", r"/volumes", self.volume_list),
+                ("GET", V, self.volume_inspect),
+                ("DELETE", V, self.volume_remove),
                 ("POST", r"/images/create", self.image_create),
                 ("GET", r"/images/json", self.image_list),
                 ("GET", I + r"/json", self.image_inspect),
@@ -421,6 +426,29 @@ class Router:
 
     def exec_inspect(self, req: Request) -> Response:
         return json_response(self.backend.exec_inspect(req.params["id"]))
+
+    # ---- volumes
+
+    def volume_create(self, req: Request) -> Response:
+        body = req.json() or {}
+        if not isinstance(body, dict):
+            raise InvalidParameter("invalid volume config: expected a JSON object")
+        name = body.get("Name") or None
+        if name is not None and not isinstance(name, str):
+            raise InvalidParameter("invalid volume Name: expected a string")
+        volume = self.backend.volume_create(name, body.get("Driver") or "local",
+                                            body.get("Labels"), body.get("DriverOpts"))
+        return json_response(volume, 201)
+
+    def volume_list(self, req: Request) -> Response:
+        return json_response({"Volumes": self.backend.volume_list(), "Warnings": []})
+
+    def volume_inspect(self, req: Request) -> Response:
+        return json_response(self.backend.volume_inspect(req.params["name"]))
+
+    def volume_remove(self, req: Request) -> Response:
+        self.backend.volume_remove(req.params["name"], req.bool("force"))
+        return Response(204)
 
     # ---- images
 

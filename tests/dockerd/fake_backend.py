@@ -218,6 +218,18 @@ class FakeBackend:
         c, config = self.execs[exec_id]
         return {"ID": exec_id, "Running": False, "ExitCode": 0, "ContainerID": c.id}
 
+    def volume_create(self, name, driver, labels, options):
+        return {"Name": name or "anon", "Driver": driver}
+
+    def volume_list(self):
+        return []
+
+    def volume_inspect(self, name):
+        raise NotFound(f"get {name}: no such volume")
+
+    def volume_remove(self, name, force):
+        raise NotFound(f"get {name}: no such volume")
+
     def image_pull(self, from_image, tag, platform):
         if "bad ref" in from_image:
             raise InvalidParameter("invalid reference format")

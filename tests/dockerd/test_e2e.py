@@ -222,8 +222,26 @@ def test_volumes(stack, docker_env):
     r = docker(docker_env, "run", "--rm", "-v", f"{host_dir}:/data:ro", "busybox", "sh", "-c",
                "cat /data/f; echo x > /data/g")
     assert r.returncode != 0 and r.stdout == "written\n" and "Read-only" in r.stderr
-    r = docker(docker_env, "run", "--rm", "-v", "named:/x", "busybox", "true")
-    assert r.returncode == 125 and "named volumes are not supported" in r.stderr
+
+
+def test_named_volumes(docker_env):
+    assert docker(docker_env, "volume", "create", "e2e-vol").stdout.strip() == "e2e-vol"
+    r = docker(docker_env, "run", "--name", "e2e-voluser", "-v", "e2e-vol:/data", "busybox",
+               "sh", "-c", "echo kept > /data/f")
+    assert r.returncode == 0, r.stderr
+    r = docker(docker_env, "run", "--rm", "--mount", "type=volume,source=e2e-vol,target=/d",
+               "busybox", "cat", "/d/f")
+    assert (r.returncode, r.stdout) == (0, "kept\n"), r.stderr  # outlived its first container
+    mounts = json.loads(docker(docker_env, "inspect", "--format", "{{json .Mounts}}",
+                               "e2e-voluser").stdout)
+    assert mounts[0]["Type"] == "volume" and mounts[0]["Name"] == "e2e-vol"
+    assert "e2e-vol" in docker(docker_env, "volume", "ls", "-q").stdout.split()
+    r = docker(docker_env, "volume", "rm", "e2e-vol")
+    assert r.returncode != 0 and "volume is in use" in r.stderr
+    assert docker(docker_env, "rm", "e2e-voluser").returncode == 0
+    assert docker(docker_env, "volume", "rm", "e2e-vol").returncode == 0
+    r = docker(docker_env, "volume", "inspect", "e2e-vol")
+    assert r.returncode != 0 and "no such volume" in r.stderr
 
 
 def test_network_modes(docker_env):
