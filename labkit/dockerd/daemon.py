@@ -33,6 +33,7 @@ condition variable on it (`_changed`) is notified on every state change, and wai
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -60,7 +61,7 @@ from labkit.dockerd.images import ImageRecord, ImageService
 from labkit.dockerd.names import generate_name
 from labkit.dockerd.remote import SNAPSHOTTER, Containerd, RemoteError, to_daemon_error
 from labkit.dockerd.router import API_VERSION, MIN_API_VERSION
-from labkit.dockerd.stdcopy import STDERR, STDOUT, LogEntry, read_log, rfc3339nano
+from labkit.dockerd.stdcopy import STDERR, STDOUT, ZERO_TIME, LogEntry, read_log, rfc3339nano
 from labkit.dockerd.stdio import Attachment, Broadcaster, TaskIO
 from labkit.dockerd.volumes import VolumeStore
 
@@ -168,6 +169,27 @@ class Daemon:
 
     def _name_in_use(self, name: str) -> bool:
         return name in self._reserved_names or any(c.Name == name for c in self._containers.values())
+
+    # ================================================================ networks
+
+    # What NetworkMode can name. labkit has no bridge (veths, IPAM, NAT) yet: "bridge", the
+    # default, is a network namespace of the container's own with only loopback, like "none".
+    NETWORKS = {"bridge": "a namespace of its own with loopback only (no bridge yet)",
+                "host": "the host's network namespace", "none": "loopback only"}
+
+    def network_list(self) -> list[dict]:
+        return [self.network_inspect(name) for name in self.NETWORKS]
+
+    def network_inspect(self, name: str) -> dict:
+        wanted = name if name in self.NETWORKS else next(
+            (n for n in self.NETWORKS if _network_id(n).startswith(name) and len(name) >= 3), None)
+        if wanted is None:
+            raise NotFound(f"network {name} not found")
+        return {"Name": wanted, "Id": _network_id(wanted), "Created": ZERO_TIME,
+                "Scope": "local", "Driver": "null" if wanted == "none" else wanted,
+                "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": None, "Config": []},
+                "Internal": False, "Attachable": False, "Ingress": False, "Containers": {},
+                "Options": {}, "Labels": {"labkit.note": self.NETWORKS[wanted]}}
 
     # ================================================================ volumes (volumes.py)
 
@@ -1337,6 +1359,11 @@ def _matches(c: Container, filters: dict[str, list[str]]) -> bool:
         if not ok:
             return False
     return True
+
+
+def _network_id(name: str) -> str:
+    """A stable 64-hex id per built-in network (Docker's are random, made at first start)."""
+    return hashlib.sha256(f"labkit-network-{name}".encode()).hexdigest()
 
 
 def _arch() -> str:

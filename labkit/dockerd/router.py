@@ -215,6 +215,9 @@ class Router:
                 ("POST", E + r"/start", self.exec_start),
                 ("POST", E + r"/resize", self.exec_resize),
                 ("GET", E + r"/json", self.exec_inspect),
+                ("GET", r"/networks", self.network_list),
+                ("GET", r"/networks/(?P<name>[^/]+)", self.network_inspect),
+                ("POST", r"/networks/create", self.network_create),
                 ("POST", r"/volumes/create", self.volume_create),
                 ("GET", r"/volumes", self.volume_list),
                 ("GET", V, self.volume_inspect),
@@ -426,6 +429,18 @@ class Router:
 
     def exec_inspect(self, req: Request) -> Response:
         return json_response(self.backend.exec_inspect(req.params["id"]))
+
+    # ---- networks
+
+    def network_list(self, req: Request) -> Response:
+        return json_response(self.backend.network_list())
+
+    def network_inspect(self, req: Request) -> Response:
+        return json_response(self.backend.network_inspect(req.params["name"]))
+
+    def network_create(self, req: Request) -> Response:
+        raise InvalidParameter("labkit-dockerd cannot create networks: it has bridge (its "
+                               "default: loopback only), host and none")
 
     # ---- volumes
 

@@ -218,6 +218,12 @@ class FakeBackend:
         c, config = self.execs[exec_id]
         return {"ID": exec_id, "Running": False, "ExitCode": 0, "ContainerID": c.id}
 
+    def network_list(self):
+        return [{"Name": "none", "Id": "0" * 64, "Driver": "null"}]
+
+    def network_inspect(self, name):
+        raise NotFound(f"network {name} not found")
+
     def volume_create(self, name, driver, labels, options):
         return {"Name": name or "anon", "Driver": driver}
 

@@ -258,6 +258,9 @@ def test_network_modes(docker_env):
         assert joined.returncode == 0 and joined.stdout == inside.stdout != ""
     finally:
         docker(docker_env, "rm", "-f", "e2e-net")
+    ls = docker(docker_env, "network", "ls", "--format", "{{.Name}} {{.Driver}}")
+    assert ls.returncode == 0 and ls.stdout.split("\n")[:3] == ["bridge bridge", "host host",
+                                                                 "none null"], ls.stderr
     r = docker(docker_env, "run", "--rm", "--network", "nosuch", "busybox", "true")
     assert r.returncode == 125 and "network nosuch not found" in r.stderr
     assert "Unable to find image" not in r.stderr
