@@ -13,7 +13,8 @@ Modules, from the one nearest the user to the one nearest containerd:
     errors.py       error kinds, one per HTTP status (404 drives pull-on-create)
     stdcopy.py      multiplexed stdout/stderr frames and json-file log lines (no I/O)
     jsonmessage.py  pull progress as Docker's JSON message stream (no I/O)
-    daemon.py       the real Backend: create, start, exit monitoring, wait, attach, logs, exec
+    daemon.py       the real Backend: create, start, exit monitoring, wait, attach, logs
+    exec.py         `docker exec`: one more process in a running container
     images.py       images as Docker shows them (IDs, tags, digests), pull, rmi
     events.py       `docker events`: the daemon's log of what happened
     volumes.py      named volumes: directories dockerd manages, bind-mounted into containers

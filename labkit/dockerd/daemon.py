@@ -57,6 +57,7 @@ from labkit.dockerd.container import Container, State, parse_time
 from labkit.dockerd.errors import (Conflict, DaemonError, InvalidParameter, NotFound,
                                    NotModified, SystemError_)
 from labkit.dockerd.events import EventBus
+from labkit.dockerd.exec import ExecService
 from labkit.dockerd.images import ImageRecord, ImageService
 from labkit.dockerd.names import generate_name
 from labkit.dockerd.remote import SNAPSHOTTER, Containerd, RemoteError, to_daemon_error
@@ -99,28 +100,6 @@ class _Live:
     stdin_closed: bool = False
 
 
-@dataclass
-class _Exec:
-    """One `docker exec` process: created, then started once, then exited."""
-
-    id: str
-    container: Container
-    config: dict                  # the request: Cmd, Env, User, WorkingDir, Tty, Attach*
-    process: dict                 # the OCI process spec handed to Tasks.Exec
-    broadcaster: Broadcaster = field(default_factory=Broadcaster)
-    started: bool = False
-    running: bool = False
-    pid: int = 0
-    exit_code: int | None = None
-    io: TaskIO | None = None
-    stdin_pending: bytearray = field(default_factory=bytearray)  # sent before the start
-    stdin_closed: bool = False
-
-    @property
-    def tty(self) -> bool:
-        return bool(self.config.get("Tty"))
-
-
 class Daemon:
     """labkit-dockerd's Backend (see backend.Backend for the contract)."""
 
@@ -132,10 +111,10 @@ class Daemon:
         self._containers: dict[str, Container] = {}
         self._live: dict[str, _Live] = {}
         self._reserved_names: set[str] = set()
-        self._execs: dict[str, _Exec] = {}
         self.images = ImageService(self.ctr, config.mirrors)
         self.event_bus = EventBus()
         self.volumes = VolumeStore(config.root)
+        self.execs = ExecService(self.ctr, config.exec_root / "containerd", self._get)
         self._closing = threading.Event()
         self._exiting: set[str] = set()  # containers whose exit is being recorded
         (config.root / "containers").mkdir(parents=True, exist_ok=True)
@@ -691,11 +670,10 @@ class Daemon:
             raise to_daemon_error(e) from None
         shutil.rmtree(Container.dir_for(self.config.root, c.ID), ignore_errors=True)
         shutil.rmtree(self.config.exec_root / "containerd" / c.ID, ignore_errors=True)
+        self.execs.forget(c.ID)
         with self._lock:
             self._containers.pop(c.ID, None)
             self._live.pop(c.ID, None)
-            for exec_id in [e.id for e in self._execs.values() if e.container is c]:
-                del self._execs[exec_id]
             live.removed = True
             self._changed.notify_all()
         live.broadcaster.close_all()  # clients attached to a container that never ran
@@ -811,187 +789,19 @@ class Daemon:
             except RemoteError as e:
                 raise to_daemon_error(e) from None
 
-    # ================================================================ exec
+    # ================================================================ exec (exec.py)
 
     def exec_create(self, ref: str, config: dict) -> str:
-        c = self._get(ref)
-        if not c.State.Running:
-            raise Conflict(f"Container {c.ID} is not running")
-        cmd = config.get("Cmd")
-        if isinstance(cmd, str):
-            cmd = [cmd]
-        if not cmd or not all(isinstance(a, str) for a in cmd):
-            raise InvalidParameter("No exec command specified")
-        env = config.get("Env") or []
-        if not isinstance(env, list) or not all(isinstance(e, str) for e in env):
-            raise InvalidParameter("invalid Env: expected a list of strings")
-        if config.get("Privileged"):
-            raise InvalidParameter("privileged exec is not supported by labkit-dockerd")
-        for key in ("User", "WorkingDir"):
-            if config.get(key) is not None and not isinstance(config[key], str):
-                raise InvalidParameter(f"invalid {key}: expected a string")
-        tty = bool(config.get("Tty"))
-        # the container's environment (as its init got it), then the exec's own variables
-        base = list(c.Config.get("Env") or [])
-        base.append(f"HOSTNAME={c.Config.get('Hostname') or c.ID[:12]}")
-        if tty:
-            base.append("TERM=xterm")
-        console = config.get("ConsoleSize") or [0, 0]
-        try:
-            process = oci.process_spec(
-                args=list(cmd), env=oci.merge_env(base, env),
-                cwd=config.get("WorkingDir") or c.Config.get("WorkingDir") or "/",
-                user=config.get("User") or c.Config.get("User") or "", tty=tty,
-                console_size=(int(console[0]), int(console[1])) if len(console) == 2 else None)
-        except (ValueError, TypeError) as e:
-            raise InvalidParameter(str(e)) from None
-        ex = _Exec(secrets.token_hex(32), c, dict(config, Cmd=list(cmd)), process)
-        with self._lock:
-            self._execs[ex.id] = ex
-        return ex.id
-
-    def _get_exec(self, exec_id: str) -> _Exec:
-        with self._lock:
-            ex = self._execs.get(exec_id)
-        if ex is None:
-            raise NotFound(f"No such exec instance: {exec_id}")
-        return ex
+        return self.execs.create(ref, config)
 
     def exec_start(self, exec_id: str, detach: bool):
-        """Start an exec. Detached: start it now (errors are the HTTP answer). Attached:
-        return the stream the connection is handed to; the process starts when that stream
-        is first read, i.e. AFTER the 101 went out, as in dockerd. (Output written right
-        behind the 101 can end up in a client's HTTP read buffer and be lost to it: docker-py
-        reads the upgraded socket directly.) A failure to start is then reported IN the
-        stream, because the client has already switched protocols."""
-        ex = self._get_exec(exec_id)
-        c = ex.container
-        with self._lock:
-            if ex.started:
-                raise Conflict(f"Error: Exec command {exec_id} has already run")
-            if not c.State.Running:
-                raise Conflict(f"Container {c.ID} is not running")
-            ex.started = True
-        if detach:
-            error = self._exec_run(ex)
-            if error is not None:
-                raise (SystemError_(error.message) if error.code == "UNAVAILABLE"
-                       else InvalidParameter(error.message))
-            return None
-        feed = None
-        if ex.config.get("AttachStdin"):
-            feed = lambda data: self._exec_stdin(ex, data)  # noqa: E731
-        attachment = ex.broadcaster.subscribe(
-            ex.tty, bool(ex.config.get("AttachStdout", True)),
-            bool(ex.config.get("AttachStderr", True)), feed)
-        return _ExecSession(attachment, lambda: self._exec_run(ex))
-
-    def _exec_run(self, ex: _Exec) -> RemoteError | None:
-        """Tasks.Exec + Tasks.Start with fifos of its own; None, or what went wrong."""
-        c = ex.container
-        io = TaskIO(self.config.exec_root / "containerd" / c.ID, None, ex.tty,
-                    bool(ex.config.get("AttachStdin")), ex.broadcaster, prefix=ex.id,
-                    end_clients_at_eof=False)
-        io.create()
-        try:
-            self.ctr.call(self.ctr.tasks.Exec, pb.ExecProcessRequest(
-                container_id=c.ID, exec_id=ex.id, stdin=io.stdin_path, stdout=io.stdout_path,
-                stderr=io.stderr_path, terminal=ex.tty, spec=json.dumps(ex.process).encode()))
-            io.start()
-            ex.pid = self.ctr.call(self.ctr.tasks.Start, pb.StartRequest(
-                container_id=c.ID, exec_id=ex.id), timeout=60).pid
-        except RemoteError as e:
-            io.abort()
-            io.done.wait(2)
-            io.cleanup()
-            self._ignore_exec_leftover(c, ex)
-            lowered = e.message.lower()
-            ex.exit_code = 127 if ("not found" in lowered or "no such file" in lowered) else 126
-            ex.broadcaster.close_all()
-            return e
-        with self._lock:
-            ex.io, ex.running = io, True
-            pending, ex.stdin_pending = bytes(ex.stdin_pending), bytearray()
-            close_stdin = ex.stdin_closed
-        if pending:
-            io.write_stdin(pending)
-        if close_stdin:
-            self._exec_stdin(ex, None)
-        threading.Thread(target=self._monitor_exec, args=(ex, io), daemon=True,
-                         name=f"exec-{ex.id[:12]}").start()
-        return None
-
-    def _ignore_exec_leftover(self, c: Container, ex: _Exec) -> None:
-        try:
-            self._ignore_missing(self.ctr.tasks.DeleteProcess, pb.DeleteProcessRequest(
-                container_id=c.ID, exec_id=ex.id))
-        except RemoteError as e:
-            log.debug("exec %s: %s", ex.id[:12], e)
-
-    def _monitor_exec(self, ex: _Exec, io: TaskIO) -> None:
-        c = ex.container
-        try:
-            resp = self.ctr.call(self.ctr.tasks.Wait, pb.WaitRequest(
-                container_id=c.ID, exec_id=ex.id), timeout=None)
-            code = resp.exit_status
-        except RemoteError as e:
-            log.warning("waiting for exec %s: %s", ex.id[:12], e)
-            code = 255
-        with self._lock:  # set before the output ends: the CLI inspects right after EOF
-            ex.exit_code, ex.running = code, False
-        self._ignore_exec_leftover(c, ex)  # the shim drains and closes the exec's fifos
-        if not io.done.wait(5):
-            io.abort()
-            io.done.wait(2)
-        io.cleanup()
-        ex.broadcaster.close_all()
-        with self._lock:
-            ex.io = None
-            self._changed.notify_all()
-
-    def _exec_stdin(self, ex: _Exec, data: bytes | None) -> None:
-        with self._lock:
-            io = ex.io
-            if io is None:
-                if ex.exit_code is None:  # not started yet: keep it for the start
-                    if data is None:
-                        ex.stdin_closed = True
-                    else:
-                        ex.stdin_pending += data
-                return
-        if data is None:
-            io.close_stdin()
-            try:
-                self.ctr.call(self.ctr.tasks.CloseIO, pb.CloseIORequest(
-                    container_id=ex.container.ID, exec_id=ex.id, stdin=True))
-            except RemoteError as e:
-                log.info("closing stdin of exec %s: %s", ex.id[:12], e)
-        else:
-            io.write_stdin(data)
+        return self.execs.start(exec_id, detach)
 
     def exec_resize(self, exec_id: str, height: int, width: int) -> None:
-        ex = self._get_exec(exec_id)
-        if not ex.running or not ex.tty:
-            return
-        try:
-            self.ctr.call(self.ctr.tasks.ResizePty, pb.ResizePtyRequest(
-                container_id=ex.container.ID, exec_id=ex.id, width=width, height=height))
-        except RemoteError as e:
-            log.info("resizing exec %s: %s", ex.id[:12], e)
+        self.execs.resize(exec_id, height, width)
 
     def exec_inspect(self, exec_id: str) -> dict:
-        ex = self._get_exec(exec_id)
-        args = ex.process["args"]
-        return {
-            "ID": ex.id, "Running": ex.running, "ExitCode": ex.exit_code,
-            "ProcessConfig": {"tty": ex.tty, "entrypoint": args[0], "arguments": args[1:],
-                              "privileged": False, "user": ex.config.get("User") or ""},
-            "OpenStdin": bool(ex.config.get("AttachStdin")),
-            "OpenStdout": bool(ex.config.get("AttachStdout", True)),
-            "OpenStderr": bool(ex.config.get("AttachStderr", True)),
-            "CanRemove": False, "ContainerID": ex.container.ID, "DetachKeys": "",
-            "Pid": ex.pid,
-        }
+        return self.execs.inspect(exec_id)
 
     # ================================================================ views
 
@@ -1197,32 +1007,6 @@ class Daemon:
             self._closing.set()
             self._changed.wait_for(lambda: not self._exiting, timeout=10)
         self.ctr.close()
-
-
-class _ExecSession:
-    """An attached exec's stream: starts the process when first read (after the 101),
-    then relays its output; a failed start becomes the error text in the stream."""
-
-    def __init__(self, attachment: Attachment, start) -> None:
-        self.tty = attachment.tty
-        self._attachment = attachment
-        self._start = start
-
-    def output(self) -> Iterator[tuple[int, bytes]]:
-        error = self._start()
-        if error is not None:
-            yield STDOUT, (error.message + "\r\n").encode()
-            return
-        yield from self._attachment.output()
-
-    def write_stdin(self, data: bytes) -> None:
-        self._attachment.write_stdin(data)
-
-    def close_stdin(self) -> None:
-        self._attachment.close_stdin()
-
-    def close(self) -> None:
-        self._attachment.close()
 
 
 class _AttachWithLogs:
