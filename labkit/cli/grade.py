@@ -22,12 +22,16 @@ def add_parser(sub) -> None:
     p.set_defaults(func=command, no_client=True, passes_through=True, words=["grade"])
 
 
-def course(verb: str, arguments: list[str]) -> int:
-    """Run `python -m labkit.course VERB ARGUMENTS…` in this process; its exit status."""
+def course(verb: str, arguments: list[str], prog: str = "labkit") -> int:
+    """Run `python -m labkit.course VERB ARGUMENTS…` in this process; its exit status.
+
+    `prog` names the command in usage and --help lines: "labkit" (`labkit grade`) or
+    "labkit lab" (`labkit lab workspace`, `labkit lab grade`).
+    """
     from labkit.course.__main__ import main as course_main
 
     try:
-        return course_main([verb, *arguments])
+        return course_main([verb, *arguments], prog=prog)
     except SystemExit as e:   # argparse's --help (0) or a usage error (2)
         return e.code if isinstance(e.code, int) else 2
 

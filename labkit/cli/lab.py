@@ -110,7 +110,7 @@ def command(client, args: argparse.Namespace) -> int:
     from labkit.course.implementations import ImplementationError
 
     if args.verb in ("workspace", "grade"):
-        return course(args.verb, args.rest)
+        return course(args.verb, args.rest, prog="labkit lab")
     try:
         if args.verb == "up":
             problems = lab.up()

@@ -20,8 +20,8 @@ from labkit.course.implementations import ImplementationError
 from labkit.course.workspace import REFERENCE_PACKAGE, WorkspaceError, generate_workspace
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m labkit.course",
+def parser(prog: str = "python -m labkit.course") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog,
                                 description="labkit's course machinery: workspaces, grading, implementations")
     sub = p.add_subparsers(dest="command", required=True)
     ws = sub.add_parser("workspace", help="generate a student workspace from the reference source")
@@ -44,8 +44,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m labkit.course") -> int:
+    """`prog` is how the usage lines name the command (`labkit grade` passes "labkit")."""
+    args = parser(prog).parse_args(argv)
     try:
         if args.command == "workspace":
             report = generate_workspace(args.dir, args.source, force=args.force)
