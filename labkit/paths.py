@@ -34,6 +34,9 @@ SHIM_SOCKETS = RUN / "s"
 # L1: the runtime's --root for containers started by the lab (one subdirectory per namespace)
 RUNTIME_ROOT = RUN / "runc"
 
+# L1/L4: containers' cgroups are <CGROUP_PARENT>/<id> in every hierarchy (dockerd uses /docker)
+CGROUP_PARENT = "/labkit"
+
 # the registry: blobs and manifests on disk, served on 127.0.0.1:5000
 REGISTRY_ROOT = LIB / "registry"
 REGISTRY_ADDR = os.environ.get("LABKIT_REGISTRY_ADDR", "127.0.0.1:5000")

@@ -84,7 +84,7 @@ class DaemonConfig:
     default_runtime: str = "labkit-runc"
     runtimes: dict[str, str] = field(default_factory=dict)  # --add-runtime NAME=PATH
     runtime_root: Path = paths.RUNTIME_ROOT / paths.NAMESPACE
-    cgroup_parent: str = "/labkit"  # containers' cgroups: <parent>/<id> (dockerd: /docker)
+    cgroup_parent: str = paths.CGROUP_PARENT  # containers' cgroups: <parent>/<id> (dockerd: /docker)
 
 
 @dataclass

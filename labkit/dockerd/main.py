@@ -76,8 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "given with --add-runtime, or a path")
     p.add_argument("--add-runtime", action="append", type=_runtime, default=[],
                    metavar="NAME=PATH", help="register another OCI runtime")
-    p.add_argument("--cgroup-parent", default="/labkit",
-                   help="cgroup under which containers get theirs (default /labkit)")
+    p.add_argument("--cgroup-parent", default=paths.CGROUP_PARENT,
+                   help="cgroup under which containers get theirs (default %(default)s)")
     p.add_argument("--debug", action="store_true", help="log every request")
     p.add_argument("--version", action="version", version=f"labkit-dockerd {VERSION}")
     return p.parse_args(argv)

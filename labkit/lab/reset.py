@@ -10,7 +10,9 @@
 3. Unmount everything mounted under the lab's run and data directories, read from
    /proc/self/mountinfo, deepest first (a mount on top of another must go first), lazily if
    busy.
-4. Remove the run, data and log directories (never the virtualenv, never the configuration).
+4. Remove the containers' cgroups left under the lab's cgroup parent (empty ones only: a
+   cgroup that still holds processes is reported, not touched).
+5. Remove the run, data and log directories (never the virtualenv, never the configuration).
 """
 
 from __future__ import annotations
@@ -153,12 +155,46 @@ def unmount_all(roots: list[Path], report: Report = print) -> int:
     return count
 
 
+def remove_cgroups(parent: str = paths.CGROUP_PARENT, report: Report = print) -> int:
+    """rmdir every cgroup under `parent` (and `parent` itself), deepest first, in each
+    hierarchy; returns how many were removed. rmdir(2) on a cgroup directory fails with EBUSY
+    while it holds a process, so a live container's cgroup is never taken from it."""
+    from labkit.runc import cgroups
+
+    tops = set(cgroups.paths_for(parent, "").values())
+    # On a hybrid host, runc also makes the container's cgroup in the cgroup2 mount
+    # (/sys/fs/cgroup/unified), which labkit-runc's v1 view does not list.
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            before, after = line.split(" - ", 1)
+            if after.split()[0] == "cgroup2":
+                tops.add(os.path.normpath(before.split()[4] + "/" + parent))
+    removed = 0
+    for top in tops:
+        if not os.path.isdir(top):
+            continue
+        dirs = [root for root, _subdirs, _files in os.walk(top)]
+        for d in sorted(dirs, key=len, reverse=True):
+            try:
+                os.rmdir(d)
+                removed += 1
+            except OSError as e:
+                report(f"cgroup {d} not removed: {e.strerror}")
+    return removed
+
+
 def reset(report: Report = print) -> None:
     down(report)
     pids = recorded_pids(paths.RUN) | shim_pids(paths.RUN)
     if pids:
         kill_pids(pids)
         report(f"stopped {len(pids)} leftover lab process(es): {sorted(pids)}")
+    if os.environ.get("LABKIT_RUN_DIR") is None:
+        # A private lab (tests) shares the host's cgroup tree with the lab in use: only the
+        # lab at the default paths owns CGROUP_PARENT.
+        n = remove_cgroups(report=report)
+        if n:
+            report(f"removed {n} cgroup(s) under {paths.CGROUP_PARENT}")
     roots = [paths.RUN, paths.LIB]
     n = unmount_all(roots, report)
     if n:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
+
+import pytest
 
 from labkit.lab.reset import mounts_under
 
@@ -28,3 +32,39 @@ def test_deepest_first_upper_first_and_only_ours():
         "/run/labkit/netns/c1",
     ]
     assert "/run/labkitten" not in got   # a prefix of the name is not "under"
+
+
+@pytest.mark.root
+def test_remove_cgroups_takes_empty_ones_and_spares_a_busy_one():
+    """reset's cgroup sweep: rmdir(2) deepest first; a cgroup holding a process stays."""
+    import secrets
+    import subprocess
+
+    from labkit.lab.reset import remove_cgroups
+    from labkit.runc import cgroups
+
+    parent = f"/labkit-test-{secrets.token_hex(4)}"
+    dirs = cgroups.paths_for(parent, "")
+    pids_dir = dirs.get("pids") or dirs.get("")
+    if pids_dir is None:
+        pytest.skip("no pids cgroup controller on this host")
+    empty, busy = Path(pids_dir, "empty", "deeper"), Path(pids_dir, "busy")
+    empty.mkdir(parents=True)
+    busy.mkdir()
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        (busy / "cgroup.procs").write_text(str(sleeper.pid))
+        notes: list[str] = []
+        remove_cgroups(parent, report=notes.append)
+        assert not Path(pids_dir, "empty").exists()
+        assert busy.is_dir(), "a cgroup with a live process must not be removed"
+        assert any(str(busy) in n for n in notes), notes
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        for _ in range(50):
+            remove_cgroups(parent, report=lambda _m: None)
+            if not any(os.path.exists(d) for d in dirs.values()):
+                break
+            time.sleep(0.05)
+    assert not any(os.path.exists(d) for d in dirs.values())

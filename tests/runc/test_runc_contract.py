@@ -440,7 +440,7 @@ def test_pause_and_resume(rt):
 
 
 # --- seccomp -------------------------------------------------------------------------------
-REFERENCE_CONFIG = Path("/work/shared/reference/dockerd-generated-config.json")
+REFERENCE_CONFIG = Path(__file__).parent.parent / "fixtures" / "dockerd-generated-config.json"
 
 
 @pytest.mark.parametrize("nnp", [True, False], ids=["no_new_privs", "privileged-load"])
