@@ -141,6 +141,11 @@ def lab_daemons(strict: bool = True) -> list[Daemon]:
     registry_impl, registry = implementation("registry", strict)
     containerd_impl, containerd = implementation("containerd", strict)
     dockerd_impl, dockerd = implementation("dockerd", strict)
+    # The layers below containerd are not daemons: containerd starts a shim per container and
+    # the shim runs the runtime. Their configured programs reach them as command-line choices:
+    # containerd's --shim, and dockerd's --default-runtime (sent to the shim as binary_name).
+    _, shim = implementation("shim", strict)
+    _, runtime = implementation("runtime", strict)
     return [
         Daemon(
             name="labkit-registry", layer="registry", implementation=registry_impl,
@@ -152,7 +157,8 @@ def lab_daemons(strict: bool = True) -> list[Daemon]:
         Daemon(
             name="labkit-containerd", layer="L3 containerd", implementation=containerd_impl,
             argv=[containerd, "--address", str(paths.CONTAINERD_SOCK),
-                  "--root", str(paths.CONTAINERD_ROOT), "--state", str(paths.CONTAINERD_STATE)],
+                  "--root", str(paths.CONTAINERD_ROOT), "--state", str(paths.CONTAINERD_STATE),
+                  "--shim", shim],
             address=str(paths.CONTAINERD_SOCK),
             probe=lambda: probe_containerd(paths.CONTAINERD_SOCK),
         ),
@@ -161,7 +167,7 @@ def lab_daemons(strict: bool = True) -> list[Daemon]:
             argv=[dockerd, "-H", f"unix://{paths.DOCKER_SOCK}",
                   "--containerd", str(paths.CONTAINERD_SOCK),
                   "--root", str(paths.DOCKERD_ROOT), "--exec-root", str(paths.DOCKERD_EXEC_ROOT),
-                  "--registry-mirror", registry_url],
+                  "--registry-mirror", registry_url, "--default-runtime", runtime],
             address=str(paths.DOCKER_SOCK),
             probe=lambda: probe_dockerd(paths.DOCKER_SOCK),
         ),

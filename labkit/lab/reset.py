@@ -155,10 +155,21 @@ def unmount_all(roots: list[Path], report: Report = print) -> int:
     return count
 
 
-def remove_cgroups(parent: str = paths.CGROUP_PARENT, report: Report = print) -> int:
-    """rmdir every cgroup under `parent` (and `parent` itself), deepest first, in each
-    hierarchy; returns how many were removed. rmdir(2) on a cgroup directory fails with EBUSY
-    while it holds a process, so a live container's cgroup is never taken from it."""
+def container_ids(run_dir: Path, lib_dir: Path) -> set[str]:
+    """The ids of the containers this lab knows: containerd's task bundles
+    (<run>/containerd/io.containerd.runtime.v2.task/<ns>/<id>) and dockerd's records
+    (<lib>/docker/containers/<id>)."""
+    ids = {p.name for p in run_dir.glob("containerd/io.containerd.runtime.v2.task/*/*") if p.is_dir()}
+    ids |= {p.name for p in lib_dir.glob("docker/containers/*") if p.is_dir()}
+    return ids
+
+
+def remove_cgroups(parent: str = paths.CGROUP_PARENT, report: Report = print,
+                   only: set[str] | None = None) -> int:
+    """rmdir the cgroups under `parent`, deepest first, in each hierarchy — all of them and
+    `parent` itself, or with `only`, just `<parent>/<id>` for those container ids; returns how
+    many were removed. rmdir(2) on a cgroup directory fails with EBUSY while it holds a
+    process, so a live container's cgroup is never taken from it."""
     from labkit.runc import cgroups
 
     tops = set(cgroups.paths_for(parent, "").values())
@@ -173,7 +184,10 @@ def remove_cgroups(parent: str = paths.CGROUP_PARENT, report: Report = print) ->
     for top in tops:
         if not os.path.isdir(top):
             continue
-        dirs = [root for root, _subdirs, _files in os.walk(top)]
+        if only is not None:
+            dirs = [d for i in only for d, _s, _f in os.walk(os.path.join(top, i))]
+        else:
+            dirs = [root for root, _subdirs, _files in os.walk(top)]
         for d in sorted(dirs, key=len, reverse=True):
             try:
                 os.rmdir(d)
@@ -185,14 +199,17 @@ def remove_cgroups(parent: str = paths.CGROUP_PARENT, report: Report = print) ->
 
 def reset(report: Report = print) -> None:
     down(report)
+    ids = container_ids(paths.RUN, paths.LIB)
     pids = recorded_pids(paths.RUN) | shim_pids(paths.RUN)
     if pids:
         kill_pids(pids)
         report(f"stopped {len(pids)} leftover lab process(es): {sorted(pids)}")
-    if os.environ.get("LABKIT_RUN_DIR") is None:
-        # A private lab (tests) shares the host's cgroup tree with the lab in use: only the
-        # lab at the default paths owns CGROUP_PARENT.
-        n = remove_cgroups(report=report)
+    # A private lab (LABKIT_RUN_DIR: tests, a second lab) shares the host's cgroup tree with
+    # the lab in use: it removes only its own containers' cgroups; the lab at the default
+    # paths owns all of CGROUP_PARENT.
+    private = os.environ.get("LABKIT_RUN_DIR") is not None
+    if ids or not private:
+        n = remove_cgroups(report=report, only=ids if private else None)
         if n:
             report(f"removed {n} cgroup(s) under {paths.CGROUP_PARENT}")
     roots = [paths.RUN, paths.LIB]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import http.client
 import importlib.util
+import json
 import os
 import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -161,8 +163,9 @@ def test_whole_lab_runs_hello_world(private_lab):
     # a container left running: `down` leaves it to its shim, `reset` stops both
     r = private_lab.labkit("run", "-d", "busybox", "sleep", "300")
     assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip()
     from labkit.client import Client
-    container_pid = Client(private_lab.docker_host).inspect_container(r.stdout.strip())["State"]["Pid"]
+    container_pid = Client(private_lab.docker_host).inspect_container(cid)["State"]["Pid"]
     assert container_pid > 0 and process_alive(container_pid)
 
     down = private_lab.labkit("lab", "down")
@@ -175,6 +178,11 @@ def test_whole_lab_runs_hello_world(private_lab):
     assert reset.returncode == 0, reset.stderr
     assert not process_alive(container_pid)
     assert not private_lab.run_dir.exists() and not private_lab.lib_dir.exists()
+    from labkit import paths
+    from labkit.runc import cgroups
+    left = [d for d in cgroups.paths_for(f"{paths.CGROUP_PARENT}/{cid}", cid).values()
+            if os.path.exists(d)]
+    assert not left, f"reset left the container's cgroups: {left}"
 
 
 def test_course_commands_pass_through(private_lab):
@@ -182,3 +190,34 @@ def test_course_commands_pass_through(private_lab):
     assert r.returncode == 0 and "workspace" in r.stdout and "--force" in r.stdout
     r = private_lab.labkit("lab", "grade", "--help")
     assert r.returncode == 0 and "--workspace" in r.stdout
+
+
+@pytest.mark.parametrize("runtime", ["crun", "runc"])
+def test_the_configured_runtime_runs_the_containers(private_lab, runtime):
+    """issue 3's "choosing implementations": `runtime = binary:<name>` in the configuration
+    reaches labkit-dockerd (--default-runtime), and through containerd and the shim the
+    container really runs under that binary (the bundle's options.json names it)."""
+    binary = shutil.which(runtime)
+    if binary is None:
+        pytest.skip(f"{runtime} is not installed")
+    private_lab.etc_dir.mkdir(parents=True, exist_ok=True)
+    (private_lab.etc_dir / "implementations.toml").write_text(
+        f'[layers]\nruntime = "binary:{runtime}"\n')
+    assert private_lab.labkit("lab", "images").returncode == 0
+    up = private_lab.labkit("lab", "up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    status = private_lab.labkit("lab", "status")
+    assert f"binary:{runtime}" in status.stdout, status.stdout
+
+    private_lab.env["DOCKER_HOST"] = private_lab.docker_host
+    r = private_lab.labkit("run", "-d", "busybox", "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip()
+    bundles = list(private_lab.run_dir.glob(f"containerd/*/*/{cid}*/options.json"))
+    assert bundles, f"no bundle for {cid} under {private_lab.run_dir}/containerd"
+    options = json.loads(bundles[0].read_text())
+    assert Path(options["binary_name"]).name == runtime, options
+    r = private_lab.labkit("rm", "-f", cid)
+    assert r.returncode == 0, r.stderr
+    r = private_lab.labkit("run", "--rm", "busybox", "echo", f"hi from {runtime}")
+    assert r.returncode == 0 and f"hi from {runtime}" in r.stdout, r.stdout + r.stderr
