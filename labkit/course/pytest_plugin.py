@@ -367,8 +367,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash[STATE]
-    if not state.results and not state.chapter_errors:
-        return
+    if config.option.collectonly or (not state.results and not state.chapter_errors):
+        return   # nothing was graded: a score table of "not run" would only mislead
     report = _report(config)
     terminalreporter.section("labkit checkpoints")
     for chapter in sorted(report.chapters.values(), key=lambda c: c.chapter):
