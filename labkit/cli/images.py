@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from labkit.cli.output import ago, human_size, table
+from labkit.cli.output import ago, table
 from labkit.client import Client
+from labkit.units import human_size_with_precision
 
 HEADERS = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
 
@@ -18,7 +19,7 @@ def add_parser(sub) -> None:
 def rows(img: dict) -> list[list[str]]:
     short_id = img.get("Id", "").removeprefix("sha256:")[:12]
     created = ago(img["Created"]) if img.get("Created") else "N/A"
-    size = human_size(img.get("Size") or 0)
+    size = human_size_with_precision(img.get("Size") or 0, 3)  # as the docker CLI does
     tags = [t for t in img.get("RepoTags") or [] if t != "<none>:<none>"]
     if not tags:
         return [["<none>", "<none>", short_id, created, size]]

@@ -1,8 +1,9 @@
 """How the docker CLI formats things, so that `labkit` output reads like `docker` output.
 
 - tables: columns padded with three spaces (docker's tabwriter settings), headers in capitals;
-- "2 minutes ago": go-units' HumanDuration, which rounds coarsely on purpose ("About an hour");
-- "13.3kB": go-units' HumanSizeWithPrecision(size, 3) — decimal (1000-based) units;
+- "2 minutes ago": go-units' HumanDuration, which rounds coarsely on purpose ("About an hour"),
+  and "13.3kB": go-units' HumanSizeWithPrecision(size, 3) — both from labkit.units, the
+  helpers the daemon uses too (in Docker, the CLI and dockerd share go-units the same way);
 - pull progress: the jsonmessage renderer. On a terminal, each layer id owns one line that is
   redrawn in place (cursor up, clear, write, cursor down); elsewhere (a pipe, a CI log) the
   bars are dropped and each status change is one plain line.
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import time
 from typing import TextIO
+
+from labkit.units import human_duration
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
@@ -25,45 +28,9 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def human_duration(seconds: float) -> str:
-    """go-units HumanDuration."""
-    if seconds < 1:
-        return "Less than a second"
-    if seconds < 2:
-        return "1 second"
-    if seconds < 60:
-        return f"{int(seconds)} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
-
-
 def ago(unix_time: float, now: float | None = None) -> str:
+    """How long ago `unix_time` was, as `docker ps` and `docker images` say it ("3 minutes ago")."""
     return human_duration((now or time.time()) - unix_time) + " ago"
-
-
-def human_size(size: float) -> str:
-    """go-units HumanSizeWithPrecision(size, 3): "1.98MB", "13.3kB", "512B"."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
-    i = 0
-    while size >= 1000 and i < len(units) - 1:
-        size /= 1000.0
-        i += 1
-    return f"{size:.3g}{units[i]}"
 
 
 def ellipsis(s: str, width: int) -> str:

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from labkit.dockerd.stdcopy import ZERO_TIME
+from labkit.units import human_duration
 
 
 @dataclass
@@ -162,34 +163,6 @@ def parse_time(rfc3339: str) -> float:
     base, _, frac = rfc3339.rstrip("Z").partition(".")
     seconds = calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S"))
     return seconds + (float("0." + frac) if frac else 0.0)
-
-
-def human_duration(seconds: float) -> str:
-    """go-units HumanDuration: how `docker ps` says how long ago."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(s / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
 
 
 def _write_atomic(path: Path, obj: object) -> None:

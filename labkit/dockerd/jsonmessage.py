@@ -26,6 +26,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from labkit.units import human_size
+
 
 def encode(message: dict) -> bytes:
     """One message as it goes on the wire: compact JSON and CRLF."""
@@ -34,16 +36,6 @@ def encode(message: dict) -> bytes:
 
 def error_message(text: str) -> dict:
     return {"errorDetail": {"message": text}, "error": text}
-
-
-def human_size(n: float) -> str:
-    """go-units HumanSize: decimal units, 4 significant digits ("3.645kB", "314.1kB")."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB"]
-    i = 0
-    while n >= 1000 and i < len(units) - 1:
-        n /= 1000.0
-        i += 1
-    return f"{n:.4g}{units[i]}"
 
 
 def progress_bar(current: int, total: int) -> str:

@@ -1,30 +1,10 @@
-"""docker's formatting rules: durations, sizes, tables and pull progress."""
+"""docker's formatting rules: tables and pull progress (durations and sizes: tests/test_units.py)."""
 
 from __future__ import annotations
 
 import io
 
-from labkit.cli.output import ProgressPrinter, ellipsis, human_duration, human_size, table
-
-
-def test_human_duration_matches_go_units():
-    assert human_duration(0.5) == "Less than a second"
-    assert human_duration(1) == "1 second"
-    assert human_duration(59) == "59 seconds"
-    assert human_duration(61) == "About a minute"
-    assert human_duration(45 * 60) == "45 minutes"
-    assert human_duration(3600) == "About an hour"
-    assert human_duration(5 * 3600) == "5 hours"
-    assert human_duration(3 * 86400) == "3 days"
-    assert human_duration(20 * 86400) == "2 weeks"
-    assert human_duration(90 * 86400) == "3 months"
-    assert human_duration(3 * 365 * 86400) == "3 years"
-
-
-def test_human_size_is_decimal_three_digits():
-    assert human_size(13256) == "13.3kB"
-    assert human_size(1980000) == "1.98MB"
-    assert human_size(512) == "512B"
+from labkit.cli.output import ProgressPrinter, ellipsis, table
 
 
 def test_table_pads_with_three_spaces():

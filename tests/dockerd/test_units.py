@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from labkit.dockerd import jsonmessage, oci, stdcopy
-from labkit.dockerd.container import Container, State, human_duration, parse_time
+from labkit.dockerd.container import Container, State, parse_time
 from labkit.dockerd.daemon import parse_signal
 from labkit.dockerd.errors import InvalidParameter
 from labkit.dockerd.names import generate_name
+from labkit.units import human_duration
 
 # The config.json a real dockerd 20.10 handed runc (captured for the course; see tests/fixtures/README.md)
 REFERENCE = Path(__file__).parent.parent / "fixtures" / "dockerd-generated-config.json"
