@@ -4,6 +4,8 @@
 - "2 minutes ago": go-units' HumanDuration, which rounds coarsely on purpose ("About an hour"),
   and "13.3kB": go-units' HumanSizeWithPrecision(size, 3) — both from labkit.units, the
   helpers the daemon uses too (in Docker, the CLI and dockerd share go-units the same way);
+- several arguments (`rm a b c`): each is tried, a failure is one "Error response from
+  daemon: …" line on stderr, and the exit status is 1 if any failed;
 - pull progress: the jsonmessage renderer. On a terminal, each layer id owns one line that is
   redrawn in place (cursor up, clear, write, cursor down); elsewhere (a pipe, a CI log) the
   bars are dropped and each status change is one plain line.
@@ -11,9 +13,11 @@
 
 from __future__ import annotations
 
+import sys
 import time
-from typing import TextIO
+from typing import Callable, TextIO
 
+from labkit.client import APIError
 from labkit.units import human_duration
 
 
@@ -31,6 +35,20 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
 def ago(unix_time: float, now: float | None = None) -> str:
     """How long ago `unix_time` was, as `docker ps` and `docker images` say it ("3 minutes ago")."""
     return human_duration((now or time.time()) - unix_time) + " ago"
+
+
+def for_each(names: list[str], action: Callable[[str], None]) -> int:
+    """Run `action` on every argument the way `docker rm` and `docker rmi` do: a daemon error
+    is reported for that argument and the others are still tried. Returns the exit status:
+    0, or 1 if any failed."""
+    status = 0
+    for name in names:
+        try:
+            action(name)
+        except APIError as e:
+            print(f"Error response from daemon: {e.message}", file=sys.stderr)
+            status = 1
+    return status
 
 
 def ellipsis(s: str, width: int) -> str:

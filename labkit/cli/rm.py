@@ -7,9 +7,9 @@ is 1 if any failed.
 from __future__ import annotations
 
 import argparse
-import sys
 
-from labkit.client import APIError, Client
+from labkit.cli.output import for_each
+from labkit.client import Client
 
 
 def add_parser(sub) -> None:
@@ -20,13 +20,7 @@ def add_parser(sub) -> None:
 
 
 def command(client: Client, args: argparse.Namespace) -> int:
-    status = 0
-    for name in args.containers:
-        try:
-            client.remove_container(name, force=args.force)
-        except APIError as e:
-            print(f"Error response from daemon: {e.message}", file=sys.stderr)
-            status = 1
-            continue
-        print(name)
-    return status
+    def remove(name: str) -> None:
+        client.remove_container(name, force=args.force)
+        print(name)  # docker echoes each argument it removed
+    return for_each(args.containers, remove)

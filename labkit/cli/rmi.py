@@ -1,11 +1,14 @@
-"""`labkit rmi [-f] IMAGE…` — DELETE /images/{name}[?force=1]; prints what was untagged and deleted."""
+"""`labkit rmi [-f] IMAGE…` — DELETE /images/{name}[?force=1]; prints what was untagged and deleted.
+
+Like `labkit rm`, every argument is tried and the exit status is 1 if any failed.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from labkit.client import APIError, Client
+from labkit.cli.output import for_each
+from labkit.client import Client
 
 
 def add_parser(sub) -> None:
@@ -16,16 +19,9 @@ def add_parser(sub) -> None:
 
 
 def command(client: Client, args: argparse.Namespace) -> int:
-    status = 0
-    for name in args.images:
-        try:
-            deleted = client.remove_image(name, force=args.force)
-        except APIError as e:
-            print(f"Error response from daemon: {e.message}", file=sys.stderr)
-            status = 1
-            continue
-        for item in deleted:
+    def remove(name: str) -> None:
+        for item in client.remove_image(name, force=args.force):
             for key in ("Untagged", "Deleted"):
                 if key in item:
                     print(f"{key}: {item[key]}")
-    return status
+    return for_each(args.images, remove)

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import io
 
-from labkit.cli.output import ProgressPrinter, ellipsis, table
+from labkit.cli.output import ProgressPrinter, ellipsis, for_each, table
+from labkit.client import APIError
 
 
 def test_table_pads_with_three_spaces():
     out = table([["abc", "x"]], ["NAME", "VALUE"])
     assert out == "NAME   VALUE\nabc    x\n"
+
+
+def test_for_each_tries_every_argument_and_reports_each_failure(capsys):
+    done = []
+
+    def remove(name: str) -> None:
+        if name == "missing":
+            raise APIError(404, "No such container: missing")
+        done.append(name)
+
+    assert for_each(["a", "missing", "b"], remove) == 1
+    assert done == ["a", "b"]
+    assert capsys.readouterr().err == "Error response from daemon: No such container: missing\n"
+    assert for_each(["c"], remove) == 0
 
 
 def test_ellipsis():
