@@ -1,14 +1,32 @@
-"""Helpers shared by the tests of several layers: a busybox root filesystem and a base
-OCI runtime spec, in the style of `runc spec` (crun's tests take the same approach: a base
-config, one field changed, a small probe inside the container reporting what it sees).
+"""Helpers shared by the tests of several layers (test files import it as `support`).
+
+- a busybox root filesystem and a base OCI runtime spec, in the style of `runc spec` (crun's
+  tests take the same approach: a base config, one field changed, a small probe inside the
+  container reporting what it sees);
+- short temporary directories, free TCP ports and one raw HTTP request, for the fixtures that
+  start servers;
+- the `registry` and `lab_images` fixtures: a private in-process labkit-registry and the lab's
+  image builder (a test directory's conftest.py imports them by name to use them).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import random
 import shutil
+import socket
 import subprocess
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.message import Message
 from pathlib import Path
+
+import pytest
 
 BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static: one static binary, no libraries
 
@@ -82,3 +100,83 @@ def make_bundle(bundle: Path, args: list[str], **spec_kw) -> Path:
     make_busybox_rootfs(bundle / "rootfs")
     (bundle / "config.json").write_text(json.dumps(base_spec(args, **spec_kw), indent=2))
     return bundle
+
+
+@contextmanager
+def short_tmpdir(prefix: str) -> Iterator[Path]:
+    """A new directory right under /tmp, removed with its contents at the end (also when the
+    test failed). Short on purpose: pytest's tmp_path is too long for a unix socket's path
+    (under 108 bytes), and short paths keep messages and wrapper scripts readable."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def free_port(avoid: tuple[int, ...] = ()) -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on, in 15000-16000 (the range the tests
+    use: far from the lab's own ports and from the kernel's ephemeral range). `avoid` lists
+    ports already handed out but not bound yet."""
+    for port in random.sample(range(15000, 16000), 200):
+        if port in avoid:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port in 15000-16000")
+
+
+def http_request(server: str, method: str, path: str, body: bytes = b"",
+                 headers: dict | None = None) -> tuple[int, Message, bytes]:
+    """One HTTP request on a fresh connection: (status, headers, body). `server` is
+    "host:port" or a base URL ("http://host:port"). For the tests that must send what a
+    client library would refuse or tidy up (a wrong digest, a bad Range)."""
+    netloc = urllib.parse.urlsplit(server).netloc if "://" in server else server
+    conn = http.client.HTTPConnection(netloc, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.headers, resp.read()
+    finally:
+        conn.close()
+
+
+def wait_for_v2(url: str, proc: subprocess.Popen | None = None, timeout: float = 15) -> None:
+    """Wait until the registry at base URL `url` answers GET /v2/ with 200 (the API check
+    every client makes first); fail early if `proc`, the registry's process, exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"registry exited with status {proc.returncode} before answering")
+        try:
+            with urllib.request.urlopen(url + "/v2/", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"registry at {url} did not answer /v2/ within {timeout}s")
+
+
+@pytest.fixture
+def registry():
+    """A private labkit-registry in this process: an ephemeral port, a temporary root."""
+    from labkit.registry import serve
+    with short_tmpdir("labkit-reg-") as root:
+        server = serve(str(root), "127.0.0.1", 0, log=None)
+        try:
+            yield server
+        finally:
+            server.close()
+
+
+@pytest.fixture
+def lab_images(monkeypatch, tmp_path):
+    """labkit.images.build_and_push with a private compile cache (not /var/lib/labkit)."""
+    import labkit.images.builder as builder
+    monkeypatch.setattr(builder, "CACHE_DIR", tmp_path / "images-cache")
+    from labkit.images import build_and_push
+    return build_and_push

@@ -9,38 +9,16 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from labkit.registry import serve
+from support import free_port, wait_for_v2
 
 DOCKER_REGISTRY = Path("/usr/bin/docker-registry")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_v2(url: str, proc: subprocess.Popen | None = None, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"registry exited with status {proc.returncode} before answering")
-        try:
-            with urllib.request.urlopen(url + "/v2/", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"registry at {url} did not answer /v2/ within {timeout}s")
 
 
 def start_labkit_registry():

@@ -14,6 +14,7 @@ import pytest
 from labkit.distribution import DigestMismatch, RegistryClient, RegistryError, RegistryUnavailable
 from labkit.distribution import mediatypes as mt
 from labkit.distribution.reference import parse_reference
+from support import http_request
 
 
 def digest(data: bytes) -> str:
@@ -144,27 +145,16 @@ def test_resolve_by_wrong_digest_is_unknown(registry_url):
     assert info.value.code == "MANIFEST_UNKNOWN"
 
 
-def _raw(url: str, method: str, path: str, body: bytes = b"", headers: dict | None = None):
-    parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.netloc, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.headers, resp.read()
-    finally:
-        conn.close()
-
-
 def test_upload_with_wrong_digest_is_refused(registry_url):
-    status, headers, _ = _raw(registry_url, "POST", "/v2/lab/bad/blobs/uploads/")
+    status, headers, _ = http_request(registry_url, "POST", "/v2/lab/bad/blobs/uploads/")
     assert status == 202
     location = urllib.parse.urljoin(registry_url, headers["Location"])
-    status, headers, _ = _raw(registry_url, "PATCH", location, b"some bytes",
+    status, headers, _ = http_request(registry_url, "PATCH", location, b"some bytes",
                               {"Content-Type": "application/octet-stream"})
     assert status == 202
     location = urllib.parse.urljoin(registry_url, headers["Location"])
     sep = "&" if "?" in location else "?"
-    status, _, body = _raw(registry_url, "PUT", f"{location}{sep}digest={digest(b'other bytes')}")
+    status, _, body = http_request(registry_url, "PUT", f"{location}{sep}digest={digest(b'other bytes')}")
     assert status == 400
     assert json.loads(body)["errors"][0]["code"] == "DIGEST_INVALID"
 
@@ -172,7 +162,7 @@ def test_upload_with_wrong_digest_is_refused(registry_url):
 def test_streamed_chunked_upload(registry_url):
     """The docker daemon and skopeo send layers with Transfer-Encoding: chunked."""
     data = b"streamed " * 5000
-    status, headers, _ = _raw(registry_url, "POST", "/v2/lab/stream/blobs/uploads/")
+    status, headers, _ = http_request(registry_url, "POST", "/v2/lab/stream/blobs/uploads/")
     location = urllib.parse.urljoin(registry_url, headers["Location"])
     parts = urllib.parse.urlsplit(registry_url)
     conn = http.client.HTTPConnection(parts.netloc, timeout=10)
@@ -186,7 +176,7 @@ def test_streamed_chunked_upload(registry_url):
     finally:
         conn.close()
     sep = "&" if "?" in location else "?"
-    status, headers, _ = _raw(registry_url, "PUT", f"{location}{sep}digest={digest(data)}")
+    status, headers, _ = http_request(registry_url, "PUT", f"{location}{sep}digest={digest(data)}")
     assert status == 201 and headers["Docker-Content-Digest"] == digest(data)
     out = io.BytesIO()
     RegistryClient(registry_url).fetch_blob("lab/stream", {"digest": digest(data), "size": len(data)}, out)
@@ -194,7 +184,7 @@ def test_streamed_chunked_upload(registry_url):
 
 
 def test_v2_ping_says_registry_2(registry_url):
-    status, headers, _ = _raw(registry_url, "GET", "/v2/")
+    status, headers, _ = http_request(registry_url, "GET", "/v2/")
     assert status == 200
     assert headers["Docker-Distribution-Api-Version"] == "registry/2.0"
 
@@ -247,9 +237,9 @@ def test_accept_header_matters(registry_url, request):
     client = RegistryClient(registry_url)
     manifest, media_type = image_docs(client, "lab/accept")
     client.push_manifest("lab/accept", "v1", manifest, media_type)
-    status, _, _ = _raw(registry_url, "GET", "/v2/lab/accept/manifests/v1")
+    status, _, _ = http_request(registry_url, "GET", "/v2/lab/accept/manifests/v1")
     kind = request.node.callspec.params["registry_url"]
     assert status == (404 if kind == "docker-registry" else 200)
-    status, headers, body = _raw(registry_url, "GET", "/v2/lab/accept/manifests/v1",
+    status, headers, body = http_request(registry_url, "GET", "/v2/lab/accept/manifests/v1",
                                  headers={"Accept": ", ".join(mt.MANIFEST_ACCEPT)})
     assert status == 200 and body == manifest and headers["Content-Type"] == mt.OCI_MANIFEST

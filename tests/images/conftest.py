@@ -1,30 +1,7 @@
-"""A private labkit-registry (in-process, ephemeral port, temporary root) for these tests."""
+"""Fixtures for these tests: `registry`, a private labkit-registry (in-process, ephemeral port,
+temporary root), and `lab_images`, the lab's image builder with a private cache — both defined
+in tests/support.py, shared with the other directories that push images."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-
-import pytest
-
-from labkit.registry import serve
-
-
-@pytest.fixture
-def registry():
-    root = tempfile.mkdtemp(prefix="labkit-reg-", dir="/tmp")
-    server = serve(root, "127.0.0.1", 0, log=None)
-    try:
-        yield server
-    finally:
-        server.close()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def lab_images(monkeypatch, tmp_path):
-    """Build the lab's images with a private compile cache (not /var/lib/labkit)."""
-    import labkit.images.builder as builder
-    monkeypatch.setattr(builder, "CACHE_DIR", tmp_path / "images-cache")
-    from labkit.images import build_and_push
-    return build_and_push
+from support import lab_images, registry  # noqa: F401  (fixtures: pytest finds them by name)

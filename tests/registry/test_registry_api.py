@@ -9,31 +9,19 @@ import json
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import shutil
 
 import pytest
 
 from labkit.distribution import DigestMismatch, RegistryClient, RegistryError
 from labkit.distribution import mediatypes as mt
+from support import free_port, http_request, short_tmpdir, wait_for_v2
 
 
 def digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def raw(registry, method, path, body=b"", headers=None):
-    conn = http.client.HTTPConnection(registry.address, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.headers, resp.read()
-    finally:
-        conn.close()
 
 
 def code_of(body: bytes) -> str:
@@ -54,7 +42,7 @@ def push_image(client, repo, tag="v1"):
 def test_manifest_headers(registry):
     manifest, _ = push_image(RegistryClient(registry.url), "lab/h")
     for method in ("GET", "HEAD"):
-        status, headers, body = raw(registry, method, "/v2/lab/h/manifests/v1")
+        status, headers, body = http_request(registry.address, method, "/v2/lab/h/manifests/v1")
         assert status == 200
         assert headers["Content-Type"] == mt.OCI_MANIFEST
         assert headers["Docker-Content-Digest"] == digest(manifest)
@@ -66,44 +54,44 @@ def test_manifest_headers(registry):
 def test_blob_range_requests(registry):
     data = bytes(range(200))
     RegistryClient(registry.url).push_blob("lab/r", data, digest(data))
-    status, headers, body = raw(registry, "GET", f"/v2/lab/r/blobs/{digest(data)}", headers={"Range": "bytes=10-19"})
+    status, headers, body = http_request(registry.address, "GET", f"/v2/lab/r/blobs/{digest(data)}", headers={"Range": "bytes=10-19"})
     assert status == 206 and body == data[10:20] and headers["Content-Range"] == "bytes 10-19/200"
-    status, _, body = raw(registry, "GET", f"/v2/lab/r/blobs/{digest(data)}", headers={"Range": "bytes=190-"})
+    status, _, body = http_request(registry.address, "GET", f"/v2/lab/r/blobs/{digest(data)}", headers={"Range": "bytes=190-"})
     assert status == 206 and body == data[190:]
-    status, _, _ = raw(registry, "GET", f"/v2/lab/r/blobs/{digest(data)}", headers={"Range": "bytes=300-"})
+    status, _, _ = http_request(registry.address, "GET", f"/v2/lab/r/blobs/{digest(data)}", headers={"Range": "bytes=300-"})
     assert status == 416
 
 
 def test_monolithic_upload_and_cross_repo_mount(registry):
     data = b"one shot"
-    status, headers, _ = raw(registry, "POST", f"/v2/lab/a/blobs/uploads/?digest={digest(data)}", data)
+    status, headers, _ = http_request(registry.address, "POST", f"/v2/lab/a/blobs/uploads/?digest={digest(data)}", data)
     assert status == 201 and headers["Docker-Content-Digest"] == digest(data)
     # b does not have it, even though the registry does: blobs are per repository
     assert not RegistryClient(registry.url).blob_exists("lab/b", digest(data))
-    status, headers, _ = raw(registry, "POST", f"/v2/lab/b/blobs/uploads/?mount={digest(data)}&from=lab/a")
+    status, headers, _ = http_request(registry.address, "POST", f"/v2/lab/b/blobs/uploads/?mount={digest(data)}&from=lab/a")
     assert status == 201 and headers["Location"] == f"/v2/lab/b/blobs/{digest(data)}"
     assert RegistryClient(registry.url).blob_exists("lab/b", digest(data))
     # mounting from a repository that lacks the blob starts a normal upload instead
-    status, headers, _ = raw(registry, "POST", f"/v2/lab/c/blobs/uploads/?mount={digest(b'zz')}&from=lab/a")
+    status, headers, _ = http_request(registry.address, "POST", f"/v2/lab/c/blobs/uploads/?mount={digest(b'zz')}&from=lab/a")
     assert status == 202 and "Docker-Upload-UUID" in headers
-    status, _, body = raw(registry, "POST", f"/v2/lab/a/blobs/uploads/?digest={digest(b'other')}", data)
+    status, _, body = http_request(registry.address, "POST", f"/v2/lab/a/blobs/uploads/?digest={digest(b'other')}", data)
     assert status == 400 and code_of(body) == "DIGEST_INVALID"
 
 
 def test_stale_upload_location_is_refused(registry):
-    status, headers, _ = raw(registry, "POST", "/v2/lab/s/blobs/uploads/")
+    status, headers, _ = http_request(registry.address, "POST", "/v2/lab/s/blobs/uploads/")
     first = headers["Location"]
-    status, headers, _ = raw(registry, "PATCH", first, b"abc", {"Content-Range": "0-2"})
+    status, headers, _ = http_request(registry.address, "PATCH", first, b"abc", {"Content-Range": "0-2"})
     assert status == 202 and headers["Location"] != first and headers["Range"] == "0-2"
-    status, _, body = raw(registry, "PATCH", first, b"def")      # the old Location
+    status, _, body = http_request(registry.address, "PATCH", first, b"def")      # the old Location
     assert status == 416 and code_of(body) == "RANGE_INVALID"
-    status, _, body = raw(registry, "PATCH", headers["Location"], b"def", {"Content-Range": "5-7"})
+    status, _, body = http_request(registry.address, "PATCH", headers["Location"], b"def", {"Content-Range": "5-7"})
     assert status == 416 and code_of(body) == "RANGE_INVALID"
-    status, headers, _ = raw(registry, "GET", headers["Location"].split("?")[0])
+    status, headers, _ = http_request(registry.address, "GET", headers["Location"].split("?")[0])
     assert status == 204 and headers["Range"] == "0-2"
-    status, _, _ = raw(registry, "DELETE", headers["Location"].split("?")[0])
+    status, _, _ = http_request(registry.address, "DELETE", headers["Location"].split("?")[0])
     assert status == 204
-    status, _, body = raw(registry, "PATCH", headers["Location"], b"x")
+    status, _, body = http_request(registry.address, "PATCH", headers["Location"], b"x")
     assert status == 404 and code_of(body) == "BLOB_UPLOAD_UNKNOWN"
 
 
@@ -111,9 +99,9 @@ def test_delete_manifest_by_tag_and_digest(registry):
     client = RegistryClient(registry.url)
     manifest, _ = push_image(client, "lab/d", "v1")
     client.push_manifest("lab/d", "v2", manifest, mt.OCI_MANIFEST)
-    assert raw(registry, "DELETE", "/v2/lab/d/manifests/v1")[0] == 202
+    assert http_request(registry.address, "DELETE", "/v2/lab/d/manifests/v1")[0] == 202
     assert client.tags("lab/d") == ["v2"]
-    assert raw(registry, "DELETE", f"/v2/lab/d/manifests/{digest(manifest)}")[0] == 202
+    assert http_request(registry.address, "DELETE", f"/v2/lab/d/manifests/{digest(manifest)}")[0] == 202
     assert client.tags("lab/d") == []
     with pytest.raises(RegistryError) as info:
         client.resolve("lab/d", digest(manifest))
@@ -125,7 +113,7 @@ def test_pagination_and_catalog(registry):
     manifest, _ = push_image(client, "lab/p", "t0")
     for i in range(1, 5):
         client.push_manifest("lab/p", f"t{i}", manifest, mt.OCI_MANIFEST)
-    status, headers, body = raw(registry, "GET", "/v2/lab/p/tags/list?n=2")
+    status, headers, body = http_request(registry.address, "GET", "/v2/lab/p/tags/list?n=2")
     assert json.loads(body) == {"name": "lab/p", "tags": ["t0", "t1"]}
     assert headers["Link"] == '</v2/lab/p/tags/list?n=2&last=t1>; rel="next"'
     assert client.tags("lab/p") == [f"t{i}" for i in range(5)]   # the client follows Link
@@ -134,25 +122,25 @@ def test_pagination_and_catalog(registry):
 
 
 def test_error_codes(registry):
-    status, _, body = raw(registry, "GET", "/v2/Bad/Name/tags/list")
+    status, _, body = http_request(registry.address, "GET", "/v2/Bad/Name/tags/list")
     assert status == 400 and code_of(body) == "NAME_INVALID"
-    status, _, body = raw(registry, "GET", "/v2/lab/x/blobs/sha256:short")
+    status, _, body = http_request(registry.address, "GET", "/v2/lab/x/blobs/sha256:short")
     assert status == 400 and code_of(body) == "DIGEST_INVALID"
-    status, _, body = raw(registry, "POST", "/v2/lab/x/manifests/v1")
+    status, _, body = http_request(registry.address, "POST", "/v2/lab/x/manifests/v1")
     assert status == 405 and code_of(body) == "UNSUPPORTED"
-    status, _, body = raw(registry, "PUT", "/v2/lab/x/manifests/v1", b"not json",
+    status, _, body = http_request(registry.address, "PUT", "/v2/lab/x/manifests/v1", b"not json",
                           {"Content-Type": mt.OCI_MANIFEST})
     assert status == 400 and code_of(body) == "MANIFEST_INVALID"
-    status, _, body = raw(registry, "PUT", "/v2/lab/x/manifests/bad:tag", b'{"manifests":[]}',
+    status, _, body = http_request(registry.address, "PUT", "/v2/lab/x/manifests/bad:tag", b'{"manifests":[]}',
                           {"Content-Type": mt.OCI_INDEX})
     assert status == 400 and code_of(body) == "TAG_INVALID"
-    status, _, body = raw(registry, "PUT", "/v2/lab/x/manifests/v1", b'{"layers":[]}',
+    status, _, body = http_request(registry.address, "PUT", "/v2/lab/x/manifests/v1", b'{"layers":[]}',
                           {"Content-Type": mt.OCI_MANIFEST})
     assert status == 400 and code_of(body) == "MANIFEST_INVALID"
-    status, _, body = raw(registry, "PUT", f"/v2/lab/x/manifests/{digest(b'x')}",
+    status, _, body = http_request(registry.address, "PUT", f"/v2/lab/x/manifests/{digest(b'x')}",
                           b'{"manifests":[]}', {"Content-Type": mt.OCI_INDEX})
     assert status == 400 and code_of(body) == "DIGEST_INVALID"
-    status, _, body = raw(registry, "GET", "/v2/lab/x/blobs/uploads/not-a-uuid")
+    status, _, body = http_request(registry.address, "GET", "/v2/lab/x/blobs/uploads/not-a-uuid")
     assert status == 404 and code_of(body) == "BLOB_UPLOAD_UNKNOWN"
 
 
@@ -192,44 +180,32 @@ def test_storage_is_content_addressed_and_clean(registry):
     assert leftovers == []
 
 
-def test_labkit_registry_command(tmp_path):
+def test_labkit_registry_command():
     """The console script: serves, logs one line per request, stops on SIGTERM."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    root = tempfile.mkdtemp(prefix="labkit-reg-", dir="/tmp")
-    proc = subprocess.Popen([sys.executable, "-m", "labkit.registry.main", "--root", root,
-                             "--listen", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, bufsize=0)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/v2/")
-                assert conn.getresponse().status == 200
-                conn.close()
-                break
-            except ConnectionRefusedError:
-                assert time.monotonic() < deadline, "labkit-registry did not start"
-                time.sleep(0.05)
-        # The request's log line is written just after its answer went out: read until it
-        # arrives (a SIGTERM sent at once could otherwise beat the handler thread to it).
-        log = ""
-        while '"GET /v2/" 200' not in log:
-            left = deadline - time.monotonic()
-            assert left > 0, f"no log line for GET /v2/ in {log!r}"
-            if select.select([proc.stderr], [], [], left)[0]:
-                log += os.read(proc.stderr.fileno(), 65536).decode()
-        os.kill(proc.pid, signal.SIGTERM)
-        assert proc.wait(10) == 0
-        log += proc.stderr.read().decode()
-        assert f"serving {root} on http://127.0.0.1:{port}" in log
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()
-        shutil.rmtree(root, ignore_errors=True)
+    port = free_port()
+    with short_tmpdir("labkit-reg-") as root:
+        proc = subprocess.Popen([sys.executable, "-m", "labkit.registry.main", "--root", str(root),
+                                 "--listen", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, bufsize=0)
+        try:
+            deadline = time.monotonic() + 10
+            wait_for_v2(f"http://127.0.0.1:{port}", proc, timeout=10)
+            # The request's log line is written just after its answer went out: read until it
+            # arrives (a SIGTERM sent at once could otherwise beat the handler thread to it).
+            log = ""
+            while '"GET /v2/" 200' not in log:
+                left = deadline - time.monotonic()
+                assert left > 0, f"no log line for GET /v2/ in {log!r}"
+                if select.select([proc.stderr], [], [], left)[0]:
+                    log += os.read(proc.stderr.fileno(), 65536).decode()
+            os.kill(proc.pid, signal.SIGTERM)
+            assert proc.wait(10) == 0
+            log += proc.stderr.read().decode()
+            assert f"serving {root} on http://127.0.0.1:{port}" in log
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stderr.close()
 
 
 def test_labkit_registry_command_bad_listen():
