@@ -36,8 +36,9 @@ def connect(path: str) -> socket.socket:
     return sock
 
 
-def setup(sock: socket.socket, size: dict | None) -> None:
-    """Create the pty inside the container, send the master, make the slave our terminal."""
+def setup(sock: socket.socket, size: dict | None, console: bool) -> None:
+    """Create the pty inside the container, send the master, make the slave our terminal.
+    `console`: also bind the slave onto /dev/console (the container's init only)."""
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY)
     fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
     number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0\0\0\0"))[0]
@@ -46,10 +47,14 @@ def setup(sock: socket.socket, size: dict | None) -> None:
     if size:
         fcntl.ioctl(slave, termios.TIOCSWINSZ,
                     struct.pack("HHHH", size.get("height", 0), size.get("width", 0), 0, 0))
-    # /dev/console is where some programs (and init systems) write: make it this pty
-    if not os.path.lexists("/dev/console"):
-        open("/dev/console", "a").close()
-    sc.mount(slave_path, "/dev/console", None, sc.MS_BIND)
+    if console:
+        # /dev/console is where some programs (and init systems) write: make it this pty.
+        # Never for an exec'd process: its pty is freed when it exits, and a mount whose
+        # source is gone cannot be mounted on again ("mount /dev/console: ENOENT" for the
+        # next `docker exec -it`); init's /dev/console must stay init's anyway.
+        if not os.path.lexists("/dev/console"):
+            open("/dev/console", "a").close()
+        sc.mount(slave_path, "/dev/console", None, sc.MS_BIND)
 
     socket.send_fds(sock, [b"/dev/ptmx"], [master])
     sock.close()

@@ -195,7 +195,7 @@ def _exec_process(process: dict, console_sock: socket.socket | None, sync: SyncC
         # joining the mount namespace put us at its root; our cwd must be set again
         os.chdir("/")
         if process.get("terminal"):
-            console.setup(console_sock, process.get("consoleSize"))
+            console.setup(console_sock, process.get("consoleSize"), console=False)
         proc.apply_rlimits(process.get("rlimits") or [], warn)
         os.chdir(process.get("cwd") or "/")
         env = proc.environment(process)

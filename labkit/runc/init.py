@@ -303,7 +303,7 @@ def container_init(a: InitArgs) -> NoReturn:
     if process.get("terminal"):
         if a.console_sock is None:
             raise ContainerError("process.terminal is set but no --console-socket was given")
-        console.setup(a.console_sock, process.get("consoleSize"))
+        console.setup(a.console_sock, process.get("consoleSize"), console=True)
 
     # 9. sysctls go through /proc/sys, so before step 11 makes /proc/sys read-only.
     for key, value in (linux.get("sysctl") or {}).items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -298,41 +299,105 @@ def test_exec_joins_the_container(rt):
 
 
 # --- console socket --------------------------------------------------------------------------
-def test_console_socket_receives_the_pty_master(rt):
+@pytest.fixture
+def console_socket():
+    """A listening console socket (a short path under /tmp) and a `receive()` that returns
+    the pty master the runtime sends on it; everything is closed and removed afterwards."""
     sockdir = tempfile.mkdtemp(dir="/tmp", prefix="lkcs-")
     path = os.path.join(sockdir, "console.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    master = None
-    try:
-        listener.bind(path)
-        listener.listen(1)
-        bundle = rt.bundle(sh("tty; echo tty-ok"), terminal=True)
-        cid = rt.new_id()
-        rt.api.create(cid, str(bundle), str(bundle / "init.pid"), console_socket=path)
+    masters: list[int] = []
+
+    def receive() -> int:
+        listener.settimeout(10)
         conn, _ = listener.accept()
         with conn:
             name, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
         assert len(fds) == 1 and name
-        master = fds[0]
-        rt.api.start(cid)
-        output = b""
-        deadline = time.monotonic() + 10
-        while b"tty-ok" not in output and time.monotonic() < deadline:
-            try:
-                chunk = os.read(master, 1024)
-            except OSError:                       # EIO: the slave side is closed
-                break
-            if not chunk:
-                break
-            output += chunk
-        assert b"/dev/pts/0" in output or b"/dev/console" in output
-        assert b"tty-ok" in output
+        masters.extend(fds)
+        return fds[0]
+
+    try:
+        listener.bind(path)
+        listener.listen(1)
+        yield path, receive
     finally:
-        if master is not None:
-            os.close(master)
+        for fd in masters:
+            try:
+                os.close(fd)
+            except OSError:
+                pass                              # the test closed it already
         listener.close()
-        import shutil
         shutil.rmtree(sockdir, ignore_errors=True)
+
+
+def read_pty(master: int, until: bytes, timeout: float = 10) -> bytes:
+    """What the container writes to its terminal, until `until` appears or the slave closes."""
+    output = b""
+    deadline = time.monotonic() + timeout
+    while until not in output and time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 1024)
+        except OSError:                           # EIO: the slave side is closed
+            break
+        if not chunk:
+            break
+        output += chunk
+    return output
+
+
+def test_console_socket_receives_the_pty_master(rt, console_socket):
+    path, receive = console_socket
+    bundle = rt.bundle(sh("tty; echo tty-ok"), terminal=True)
+    cid = rt.new_id()
+    rt.api.create(cid, str(bundle), str(bundle / "init.pid"), console_socket=path)
+    master = receive()
+    rt.api.start(cid)
+    output = read_pty(master, b"tty-ok")
+    assert b"/dev/pts/0" in output or b"/dev/console" in output
+    assert b"tty-ok" in output
+
+
+def test_console_size_is_set_before_the_process_starts(rt, console_socket):
+    """process.consoleSize is the pty's size (TIOCSWINSZ) before init's program runs:
+    `docker run -it` puts the terminal's size there, so `stty size` is right at once."""
+    path, receive = console_socket
+
+    def edit(spec, _bundle):
+        spec["process"]["consoleSize"] = {"height": 37, "width": 101}
+    bundle = rt.bundle(sh("stty size; echo size-done"), edit, terminal=True)
+    cid = rt.new_id()
+    rt.api.create(cid, str(bundle), str(bundle / "init.pid"), console_socket=path)
+    master = receive()
+    rt.api.start(cid)
+    output = read_pty(master, b"size-done")
+    assert b"37 101\r\n" in output                 # rows, columns (and the pty's \r\n)
+
+
+def test_exec_with_a_terminal_again_and_again(rt, console_socket):
+    """`docker exec -it`: the exec'd process gets a pty slave of its own as stdio (with
+    process.consoleSize) and nothing else: /dev/console stays init's. Each exec's pty is
+    freed when it exits, and the next exec must not trip over it (labkit-runc once
+    bind-mounted every exec's slave onto /dev/console, and the second exec failed with
+    "mount /dev/console: ENOENT")."""
+    path, receive = console_socket
+    cid, out, _ = created(rt, sh("echo ready; sleep 30"))
+    rt.api.start(cid)
+    wait_for(lambda: "ready" in out.read_text())
+    for n, (rows, cols) in enumerate([(24, 80), (40, 132), (25, 90)]):
+        process = {"args": ["sh", "-c", "tty; stty size; echo exec-done"], "cwd": "/",
+                   "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}, "terminal": True,
+                   "consoleSize": {"height": rows, "width": cols}}
+        rt.api.exec(cid, process, str(out.parent / f"exec{n}.pid"),
+                    str(out.parent / f"process{n}.json"), console_socket=path)
+        master = receive()
+        output = read_pty(master, b"exec-done")
+        os.close(master)                          # frees the pty, as the shim does
+        assert b"/dev/pts/" in output, output
+        assert f"{rows} {cols}\r\n".encode() in output, output
+        assert b"exec-done" in output
+    # the container is still fine, and its init never had a terminal
+    assert rt.api.state(cid)["status"] == "running"
 
 
 # --- cgroups -------------------------------------------------------------------------------
