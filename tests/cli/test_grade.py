@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from support import short_tmpdir
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,11 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def home():
     """A temporary directory for reports, workspaces and the configuration file."""
-    root = Path(tempfile.mkdtemp(prefix="lkg-", dir="/tmp"))
-    try:
+    with short_tmpdir("lkg-") as root:
         yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def labkit(home: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess:

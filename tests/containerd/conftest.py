@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from labkit.containerd import mount as mountlib
+from support import short_tmpdir
 
 
 @pytest.fixture
 def short_tmp():
     """A temporary directory with a short path (unix sockets, overlay options)."""
-    d = Path(tempfile.mkdtemp(prefix="lkc-", dir="/tmp"))
-    try:
-        yield d
-    finally:
-        # Never rmtree through a mount: undo any mount left below d first.
-        for point in _mounts_under(d):
-            mountlib.unmount_all(point)
-        shutil.rmtree(d, ignore_errors=True)
+    with short_tmpdir("lkc-") as d:
+        try:
+            yield d
+        finally:
+            # Never rmtree through a mount: undo any mount left below d first.
+            for point in _mounts_under(d):
+                mountlib.unmount_all(point)
 
 
 class Mounter:

@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from labkit.containerd.client import Client, pb
 from labkit.distribution.client import RegistryClient
 from labkit.distribution.layers import chain_ids
 from labkit.registry.server import serve
-from support import base_spec, make_busybox_rootfs
+from support import base_spec, make_busybox_rootfs, short_tmpdir
 
 from .conftest import mounts_under
 from .layers import entry, make_tar, push_image, tar_directory
@@ -41,13 +40,12 @@ RUNTIME = "runc"  # a real runtime under labkit-shim: this suite tests container
 
 @pytest.fixture(scope="module")
 def base():
-    d = Path(tempfile.mkdtemp(prefix="lkc-", dir="/tmp"))
-    try:
-        yield d
-    finally:
-        for point in mounts_under(d):
-            subprocess.run(["umount", "-l", point], check=False)
-        shutil.rmtree(d, ignore_errors=True)
+    with short_tmpdir("lkc-") as d:
+        try:
+            yield d
+        finally:
+            for point in mounts_under(d):   # never rmtree through a mount
+                subprocess.run(["umount", "-l", point], check=False)
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,10 @@ checkpoint suites are written to tmp dirs by the tests and graded in a subproces
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
+from support import short_tmpdir
 
 NS_PY = '''\
 """A sample module; its docstring quotes a marker that must be ignored:
@@ -97,8 +96,5 @@ def sample_pkg(tmp_path: Path) -> Path:
 @pytest.fixture
 def short_tmp():
     """A short directory under /tmp (workspace paths end up in wrapper scripts and messages)."""
-    path = Path(tempfile.mkdtemp(prefix="lk-course-", dir="/tmp"))
-    try:
+    with short_tmpdir("lk-course-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import free_port
 
 VENV_BIN = Path(sys.executable).parent
 DOCKER = "/usr/local/bin/docker"
@@ -40,20 +41,6 @@ def _wait_for_socket(path: Path, proc: subprocess.Popen, log: Path, timeout: flo
             raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{log.read_text()}")
         time.sleep(0.05)
     raise RuntimeError(f"{proc.args[0]} did not create {path} within {timeout}s:\n{log.read_text()}")
-
-
-def _free_port() -> int:
-    """A free TCP port on 127.0.0.1 in 15000-16000 (the range the tests use)."""
-    import random
-    import socket
-    for port in random.sample(range(15000, 16000), 200):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no free port in 15000-16000")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -113,7 +100,7 @@ class Stack:
         self.procs: list[subprocess.Popen] = []
         self.registry = None
         self.cgroup_parent = f"/labkit-test-{tmp.name[-8:]}"
-        self.tcp_port = _free_port()
+        self.tcp_port = free_port()
 
     def start(self) -> None:
         from labkit.images import build_and_push

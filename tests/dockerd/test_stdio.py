@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import threading
-from pathlib import Path
 
 import pytest
 
 from labkit.dockerd.stdcopy import STDERR, STDOUT
 from labkit.dockerd.stdio import Broadcaster, TaskIO
+from support import short_tmpdir
 
 
 @pytest.fixture
 def tmp():
-    d = Path(tempfile.mkdtemp(prefix="lk-io-", dir="/tmp"))
-    try:
+    with short_tmpdir("lk-io-") as d:
         yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def collect(attachment) -> list[tuple[int, bytes]]:

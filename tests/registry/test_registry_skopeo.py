@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from labkit.distribution import RegistryClient
 from labkit.distribution import mediatypes as mt
+from support import short_tmpdir
 
 pytestmark = pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
 
@@ -25,11 +24,8 @@ def skopeo(*args: str) -> str:
 
 @pytest.fixture
 def workdir():
-    d = Path(tempfile.mkdtemp(prefix="labkit-skopeo-", dir="/tmp"))
-    try:
+    with short_tmpdir("labkit-skopeo-") as d:
         yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def test_skopeo_pulls_and_inspects(registry, lab_images, workdir):
