@@ -348,16 +348,23 @@ def _find_program(layer: str, value: str, source: str) -> Path:
     return Path(found)
 
 
-def _find_console_script(layer: str, command: str) -> Path:
-    # The venv's bin directory first: the lab runs from /opt/labkit/venv even when PATH lacks it.
+def console_script(command: str) -> Path | None:
+    """Where a program installed with labkit (a console script, JupyterLab) is: beside this
+    interpreter first — the lab runs from /opt/labkit/venv even when PATH lacks its bin
+    directory — then on PATH; None if neither has it."""
     beside = Path(sys.executable).parent / command
     if beside.is_file():
         return beside
     found = shutil.which(command)
+    return Path(found) if found is not None else None
+
+
+def _find_console_script(layer: str, command: str) -> Path:
+    found = console_script(command)
     if found is None:
         raise ImplementationError(f"layer {layer!r}: the reference program {command} is not installed "
-                                  f"(looked in {beside.parent} and on PATH)")
-    return Path(found)
+                                  f"(looked in {Path(sys.executable).parent} and on PATH)")
+    return found
 
 
 def _put_on_path(workspace: Path) -> None:

@@ -42,13 +42,13 @@ from __future__ import annotations
 import http.client
 import os
 import secrets
-import shutil
 import sys
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
 from labkit import paths
+from labkit.course.implementations import console_script
 
 NAME = "labkit-jupyter"          # pid file and log file names, as for the other daemons
 DEFAULT_IP = "0.0.0.0"
@@ -148,14 +148,12 @@ def ensure_token() -> str:
 
 def program() -> Path:
     """JupyterLab's command in this virtualenv (or on PATH)."""
-    beside = Path(sys.executable).parent / PROGRAM
-    if beside.is_file():
-        return beside
-    found = shutil.which(PROGRAM)
+    found = console_script(PROGRAM)
     if found is None:
-        raise JupyterError(f"JupyterLab is not installed: no {beside} and no {PROGRAM} on PATH "
+        raise JupyterError(f"JupyterLab is not installed: no {Path(sys.executable).parent / PROGRAM} "
+                           f"and no {PROGRAM} on PATH "
                            "(run vagrant/setup.sh, or pip install jupyterlab into the virtualenv)")
-    return Path(found)
+    return found
 
 
 def version() -> str:
