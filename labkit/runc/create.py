@@ -27,6 +27,7 @@ import socket
 from labkit.runc import cgroups, config, log
 from labkit.runc.container import OCI_VERSION, Container, check_id, now_rfc3339, \
     process_start_time
+from labkit.runc.delete import kill_and_wait
 from labkit.runc.init import InitArgs, SyncChannel, bootstrap, run_hooks, write_id_maps
 from labkit.runc.log import ContainerError
 
@@ -76,7 +77,6 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
 
     c = Container(id=container_id, state_dir=state_dir, bundle=bundle, rootfs=rootfs,
                   created=now_rfc3339(), annotations=spec.get("annotations") or {}, config=spec)
-    init_pid = 0
     try:
         # exec.fifo: mode 0622 so that init can still open it after becoming another user
         os.mkfifo(c.fifo_path, 0o622)
@@ -86,15 +86,12 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
             c.cgroup_paths = cgroups.paths_for(linux["cgroupsPath"], container_id)
             c.cgroup_created = cgroups.create(c.cgroup_paths, linux.get("resources") or {})
         c.save()                     # from here on, `delete` can clean up after us
-        init_pid = _spawn(c, spec, bundle, rootfs, console_socket, no_pivot, preserve_fds)
-        c.pid = init_pid
-        c.start_time = process_start_time(init_pid)[0]
-        c.save()
+        _spawn(c, spec, bundle, rootfs, console_socket, no_pivot, preserve_fds)
         if pid_file:
-            _write_pid_file(pid_file, init_pid)
+            _write_pid_file(pid_file, c.pid)
     except BaseException as e:
-        if init_pid:
-            _kill_quietly(init_pid)
+        if c.pid:
+            kill_and_wait(c)         # init first: the state directory goes only once it is dead
         cgroups.destroy(c.cgroup_created)
         c.remove_state()
         if isinstance(e, ContainerError):
@@ -107,8 +104,10 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
 
 
 def _spawn(c: Container, spec: dict, bundle: str, rootfs: str, console_socket: str | None,
-           no_pivot: bool, preserve_fds: int = 0) -> int:
-    """Steps 4-5: fork the bootstrap child and follow the sync channel to "ready"."""
+           no_pivot: bool, preserve_fds: int = 0) -> None:
+    """Steps 4-5: fork the bootstrap child and follow the sync channel to "ready". Init's
+    pid goes into state.json the moment we learn it: if we die before the end, `delete`
+    still finds the init (blocked on exec.fifo) and kills it."""
     hooks = spec.get("hooks") or {}
     console_sock = None
     if console_socket and spec["process"].get("terminal"):
@@ -150,6 +149,9 @@ def _spawn(c: Container, spec: dict, bundle: str, rootfs: str, console_socket: s
             kind = msg.get("type")
             if kind == "pid":
                 init_pid = msg["pid"]
+                info = process_start_time(init_pid)
+                c.pid, c.start_time = init_pid, info[0] if info else 0
+                c.save()
             elif kind == "warning":
                 log.warning(msg["msg"])
             elif kind == "error":
@@ -174,16 +176,9 @@ def _spawn(c: Container, spec: dict, bundle: str, rootfs: str, console_socket: s
                     raise ContainerError(f"unable to start container process: error running "
                                          f"hook: {e}") from None
                 sync.send({"type": "continue"})
-    except BaseException:
-        if init_pid:
-            _kill_quietly(init_pid)
-        raise
     finally:
         sync.close()
         os.waitpid(child, 0)                           # C1 is our child: reap it
-    if not init_pid:
-        raise ContainerError("unable to start container process: no pid from the bootstrap")
-    return init_pid
 
 
 def _write_pid_file(path: str, pid: int) -> None:

@@ -5,6 +5,11 @@ first, as runc does; a running one only with --force (SIGKILL to all its process
 Deleting removes the cgroup directories create made, runs the poststop hooks and
 removes <root>/<id>/. The runtime never reaps init (it is the shim's child): a killed init
 is "stopped" as soon as it is a zombie.
+
+The state directory goes LAST, only once init is dead: a created init waits on
+<root>/<id>/exec.fifo, and without the directory nobody could start or find it again.
+(A create that never finished has no pid in state.json: its processes are found through
+the cgroup. And init itself gives up once its fifo is gone: init.wait_for_start.)
 """
 
 from __future__ import annotations
@@ -41,22 +46,29 @@ def delete(c: Container, force: bool = False) -> None:
     status = c.status()
     if status in ("running", "paused") and not force:
         raise ContainerError(f"cannot delete container {c.id} that is not stopped: {status}")
-    if status != "stopped":
-        for pid in container_pids(c) or [c.pid]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if c.cgroup_paths and cgroups.is_frozen(c.cgroup_paths):
-            cgroups.freeze(c.cgroup_paths, False)     # frozen tasks die only once thawed
-        deadline = time.monotonic() + 5
-        while c.init_alive() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if c.init_alive():
-            raise ContainerError(f"container {c.id}: init {c.pid} did not die after SIGKILL")
+    if status != "stopped" or not c.pid:
+        kill_and_wait(c)
     cgroups.destroy(c.cgroup_created)
     try:
         run_hooks((c.config.get("hooks") or {}).get("poststop"), c.oci_state())
     except ContainerError as e:
         warning(f"poststop: {e}")     # the container is gone anyway: report, do not fail
     c.remove_state()
+
+
+def kill_and_wait(c: Container, timeout: float = 5) -> None:
+    """SIGKILL every process of the container and wait until init is dead (a zombie
+    counts: its parent reaps it). Raises ContainerError if it outlives `timeout`."""
+    # init by its pid only while it is still ours (a recycled pid is someone else's)
+    for pid in container_pids(c) or ([c.pid] if c.init_alive() else []):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if c.cgroup_paths and cgroups.is_frozen(c.cgroup_paths):
+        cgroups.freeze(c.cgroup_paths, False)         # frozen tasks die only once thawed
+    deadline = time.monotonic() + timeout
+    while c.init_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if c.init_alive():
+        raise ContainerError(f"container {c.id}: init {c.pid} did not die after SIGKILL")

@@ -361,11 +361,8 @@ def container_init(a: InitArgs) -> NoReturn:
     a.sync.send({"type": "ready"})
     a.sync.close()
 
-    # 16. Wait for `start`: opening a fifo for writing blocks until someone opens it for
-    #     reading. Through the directory fd: the fifo's host path is invisible now.
-    fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=a.state_dir_fd)
-    os.write(fifo, b"0")
-    os.close(fifo)
+    # 16. Wait for `start` (it may never come: see wait_for_start).
+    wait_for_start(a.state_dir_fd)
     os.close(a.state_dir_fd)
 
     # 17. startContainer hooks run inside the container, after start, before the program.
@@ -381,6 +378,44 @@ def container_init(a: InitArgs) -> NoReturn:
     except OSError as e:
         os.write(2, f"labkit-runc: exec {program}: {e.strerror.lower()}\n".encode())
         os._exit(127)
+
+
+START_CHECK_INTERVAL = 1.0       # seconds between "is my state directory still there?"
+
+
+def wait_for_start(state_dir_fd: int) -> None:
+    """Block until `labkit-runc start` opens exec.fifo, then tell it we go on.
+
+    Opening a fifo for writing blocks until someone opens it for reading. Through the
+    directory fd: the fifo's host path is invisible after pivot_root.
+
+    If the state directory is removed while we wait (by hand, or a lab reset), nobody can
+    ever open this fifo again, and we would wait forever, an orphan no `delete` can find.
+    So a timer (SIGALRM every START_CHECK_INTERVAL) interrupts the open, and the handler
+    checks that the fifo still has its name; once it has none, init exits. The interrupted
+    open is retried by Python otherwise (PEP 475), so a `start` is answered at once.
+    """
+    def check(_signum, _frame) -> None:
+        try:
+            os.stat("exec.fifo", dir_fd=state_dir_fd)
+        except FileNotFoundError:
+            os.write(2, b"labkit-runc init: the container's state was removed before start: "
+                        b"exiting\n")
+            os._exit(1)
+
+    signal.signal(signal.SIGALRM, check)
+    signal.setitimer(signal.ITIMER_REAL, START_CHECK_INTERVAL, START_CHECK_INTERVAL)
+    try:
+        fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=state_dir_fd)
+    finally:
+        # Disarm in this order: an ignored signal is dropped, so no tick that is still on
+        # its way can run `check` once `start` has unlinked the fifo; the timer would
+        # survive execve, SIG_IGN too, hence the default disposition last.
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    os.write(fifo, b"0")
+    os.close(fifo)
 
 
 def enter_root(rootfs: str, no_pivot: bool) -> None:

@@ -168,6 +168,78 @@ def test_delete_created_container(rt):
         rt.api.state(cid)
 
 
+def is_gone(pid: int) -> bool:
+    """No such process, or a zombie (dead; its parent has yet to reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return stat[stat.rindex(")") + 2] in "ZX"
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["delete", "delete-force"])
+def test_delete_created_container_leaves_no_process(rt, force):
+    """A created container's init waits on exec.fifo; delete (and delete --force) kills it
+    before the state goes, so no init is left waiting for a start that cannot come."""
+    cid = rt.new_id()
+
+    def edit(spec, _bundle):
+        spec["linux"]["cgroupsPath"] = rt.cgroup_path(cid)
+    bundle = rt.bundle(["sleep", "30"], edit)
+    out = bundle / "out.txt"
+    with open(out, "wb") as f:
+        pid = rt.api.create(cid, str(bundle), str(bundle / "init.pid"),
+                            stdio=(None, f.fileno(), f.fileno()))
+    try:
+        assert rt.api.state(cid)["status"] == "created"
+        procs = [p for p in Path("/sys/fs/cgroup/pids").glob(
+            rt.cgroup_parents[-1].lstrip("/") + "/**/cgroup.procs")]
+        assert any(str(pid) in p.read_text().split() for p in procs)
+        rt.api.delete(cid, force=force)
+        assert is_gone(pid)                       # dead when delete returns, not later
+        assert not os.path.exists(os.path.join(rt.root, cid))
+        assert not any(p.exists() and p.read_text().strip() for p in procs)
+        assert out.read_text() == ""              # and the program never ran
+    finally:
+        if not is_gone(pid):
+            os.kill(pid, 9)
+
+
+def test_init_gives_up_when_its_state_is_removed(rt):
+    """Should the state directory go while init waits for `start` (a reset that deletes
+    the runtime's root), no start or delete can reach init any more: labkit-runc's init
+    notices its exec.fifo is gone and exits instead of waiting forever."""
+    if rt.name != "labkit-runc":
+        pytest.skip("runc and crun leave such an init waiting (kill it by pid)")
+    cid, _out, pid = created(rt, ["sleep", "30"])
+    try:
+        shutil.rmtree(os.path.join(rt.root, cid))
+        wait_for(lambda: is_gone(pid), timeout=5)
+    finally:
+        if not is_gone(pid):
+            os.kill(pid, 9)
+
+
+def test_state_names_init_while_create_is_still_running(rt):
+    """labkit-runc writes init's pid into state.json as soon as it learns it, so even a
+    create killed halfway (say, during a slow prestart hook) leaves a container that
+    `delete` can find and kill."""
+    if rt.name != "labkit-runc":
+        pytest.skip("state.json is labkit-runc's own format")
+    seen = rt.workdir / "seen.json"
+    cid = rt.new_id()
+
+    def edit(spec, _bundle):
+        state = os.path.join(rt.root, cid, "state.json")
+        spec["hooks"] = {"prestart": [{"path": "/bin/sh", "args": [
+            "sh", "-c", f"cat {state} > {seen}"]}]}
+    bundle = rt.bundle(["sleep", "30"], edit)
+    pid = rt.api.create(cid, str(bundle), str(bundle / "init.pid"))
+    assert json.loads(seen.read_text())["pid"] == pid
+    rt.api.delete(cid)
+    assert is_gone(pid)
+
+
 # --- errors --------------------------------------------------------------------------------
 def test_missing_executable_fails_at_create(rt):
     bundle = rt.bundle(["nosuchcmd"])
@@ -299,36 +371,48 @@ def test_exec_joins_the_container(rt):
 
 
 # --- console socket --------------------------------------------------------------------------
-@pytest.fixture
-def console_socket():
-    """A listening console socket (a short path under /tmp) and a `receive()` that returns
-    the pty master the runtime sends on it; everything is closed and removed afterwards."""
-    sockdir = tempfile.mkdtemp(dir="/tmp", prefix="lkcs-")
-    path = os.path.join(sockdir, "console.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    masters: list[int] = []
+class ConsoleReceiver:
+    """The caller's side of --console-socket (a listening socket at a short path under
+    /tmp): receive() returns the pty master the runtime sends; close() or the fixture's
+    teardown closes it."""
 
-    def receive() -> int:
-        listener.settimeout(10)
-        conn, _ = listener.accept()
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(dir="/tmp", prefix="lkcs-")
+        self.path = os.path.join(self.dir, "console.sock")
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.masters: list[int] = []
+        self.listener.bind(self.path)
+        self.listener.listen(1)
+
+    def receive(self) -> int:
+        self.listener.settimeout(10)
+        conn, _ = self.listener.accept()
         with conn:
             name, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
+        self.masters.extend(fds)
         assert len(fds) == 1 and name
-        masters.extend(fds)
         return fds[0]
 
+    def close(self, master: int) -> None:
+        self.masters.remove(master)
+        os.close(master)
+
+    def close_all(self) -> None:
+        for fd in list(self.masters):
+            self.close(fd)
+        self.listener.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def console_socket():
+    receiver = None
     try:
-        listener.bind(path)
-        listener.listen(1)
-        yield path, receive
+        receiver = ConsoleReceiver()
+        yield receiver
     finally:
-        for fd in masters:
-            try:
-                os.close(fd)
-            except OSError:
-                pass                              # the test closed it already
-        listener.close()
-        shutil.rmtree(sockdir, ignore_errors=True)
+        if receiver is not None:
+            receiver.close_all()
 
 
 def read_pty(master: int, until: bytes, timeout: float = 10) -> bytes:
@@ -347,11 +431,10 @@ def read_pty(master: int, until: bytes, timeout: float = 10) -> bytes:
 
 
 def test_console_socket_receives_the_pty_master(rt, console_socket):
-    path, receive = console_socket
     bundle = rt.bundle(sh("tty; echo tty-ok"), terminal=True)
     cid = rt.new_id()
-    rt.api.create(cid, str(bundle), str(bundle / "init.pid"), console_socket=path)
-    master = receive()
+    rt.api.create(cid, str(bundle), str(bundle / "init.pid"), console_socket=console_socket.path)
+    master = console_socket.receive()
     rt.api.start(cid)
     output = read_pty(master, b"tty-ok")
     assert b"/dev/pts/0" in output or b"/dev/console" in output
@@ -361,14 +444,12 @@ def test_console_socket_receives_the_pty_master(rt, console_socket):
 def test_console_size_is_set_before_the_process_starts(rt, console_socket):
     """process.consoleSize is the pty's size (TIOCSWINSZ) before init's program runs:
     `docker run -it` puts the terminal's size there, so `stty size` is right at once."""
-    path, receive = console_socket
-
     def edit(spec, _bundle):
         spec["process"]["consoleSize"] = {"height": 37, "width": 101}
     bundle = rt.bundle(sh("stty size; echo size-done"), edit, terminal=True)
     cid = rt.new_id()
-    rt.api.create(cid, str(bundle), str(bundle / "init.pid"), console_socket=path)
-    master = receive()
+    rt.api.create(cid, str(bundle), str(bundle / "init.pid"), console_socket=console_socket.path)
+    master = console_socket.receive()
     rt.api.start(cid)
     output = read_pty(master, b"size-done")
     assert b"37 101\r\n" in output                 # rows, columns (and the pty's \r\n)
@@ -380,7 +461,6 @@ def test_exec_with_a_terminal_again_and_again(rt, console_socket):
     freed when it exits, and the next exec must not trip over it (labkit-runc once
     bind-mounted every exec's slave onto /dev/console, and the second exec failed with
     "mount /dev/console: ENOENT")."""
-    path, receive = console_socket
     cid, out, _ = created(rt, sh("echo ready; sleep 30"))
     rt.api.start(cid)
     wait_for(lambda: "ready" in out.read_text())
@@ -389,10 +469,10 @@ def test_exec_with_a_terminal_again_and_again(rt, console_socket):
                    "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}, "terminal": True,
                    "consoleSize": {"height": rows, "width": cols}}
         rt.api.exec(cid, process, str(out.parent / f"exec{n}.pid"),
-                    str(out.parent / f"process{n}.json"), console_socket=path)
-        master = receive()
+                    str(out.parent / f"process{n}.json"), console_socket=console_socket.path)
+        master = console_socket.receive()
         output = read_pty(master, b"exec-done")
-        os.close(master)                          # frees the pty, as the shim does
+        console_socket.close(master)              # frees the pty, as the shim does
         assert b"/dev/pts/" in output, output
         assert f"{rows} {cols}\r\n".encode() in output, output
         assert b"exec-done" in output
