@@ -3,6 +3,7 @@
 - a busybox root filesystem and a base OCI runtime spec, in the style of `runc spec` (crun's
   tests take the same approach: a base config, one field changed, a small probe inside the
   container reporting what it sees);
+- `labkit …` run as a user runs it (a separate process);
 - short temporary directories, free TCP ports and one raw HTTP request, for the fixtures that
   start servers;
 - the `registry` and `lab_images` fixtures: a private in-process labkit-registry and the lab's
@@ -17,6 +18,7 @@ import random
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.parse
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parents[1]
 BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static: one static binary, no libraries
 
 DOCKER_DEFAULT_CAPS = [
@@ -100,6 +103,19 @@ def make_bundle(bundle: Path, args: list[str], **spec_kw) -> Path:
     make_busybox_rootfs(bundle / "rootfs")
     (bundle / "config.json").write_text(json.dumps(base_spec(args, **spec_kw), indent=2))
     return bundle
+
+
+# The `labkit` command as this interpreter runs it: the console script may not be on PATH, and
+# `python -m` runs the code of this checkout, whichever labkit is installed.
+LABKIT = [sys.executable, "-m", "labkit.cli.main"]
+
+
+def run_labkit(*args: str, env: dict[str, str] | None = None, cwd: Path | str = REPO,
+               timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess:
+    """`labkit ARGS…` as a user runs it: its own process, with `env` (default: ours), output
+    captured as text. A test checks returncode, stdout and stderr, as a user would read them."""
+    return subprocess.run([*LABKIT, *args], cwd=cwd, env=env, input=input, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 @contextmanager

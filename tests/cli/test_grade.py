@@ -7,14 +7,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from support import short_tmpdir
-
-REPO = Path(__file__).resolve().parents[2]
+from support import run_labkit, short_tmpdir
 
 
 @pytest.fixture
@@ -31,8 +28,7 @@ def labkit(home: Path, *args: str, **extra_env: str) -> subprocess.CompletedProc
                LABKIT_LIB_DIR=str(home / "lib"), LABKIT_LOG_DIR=str(home / "log"),
                LABKIT_REGISTRY_ADDR="127.0.0.1:15999", LABKIT_JUPYTER_IP="127.0.0.1",
                LABKIT_JUPYTER_PORT="15998", **extra_env)
-    return subprocess.run([sys.executable, "-m", "labkit.cli.main", *args], cwd=home, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return run_labkit(*args, env=env, cwd=home, timeout=300)
 
 
 @pytest.mark.root

@@ -14,15 +14,14 @@ import sys
 import pytest
 
 from labkit.client import APIError, Client
+from support import LABKIT, REPO, run_labkit
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-
-def labkit(host: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "labkit.cli.main", "-H", host, *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
+def labkit(host: str, *args: str, timeout: float = 60,
+           input: str | None = None) -> subprocess.CompletedProcess:
+    return run_labkit("-H", host, *args, timeout=timeout, input=input)
 
 
 def test_ping_negotiates_the_daemons_version(client: Client):
@@ -157,17 +156,14 @@ def test_labkit_runc_under_real_dockerd(real_dockerd):
 
 def test_interactive_stdin_then_eof(real_dockerd):
     """-i: our stdin goes to the container; our EOF (a half-close) becomes its EOF."""
-    r = subprocess.run([sys.executable, "-m", "labkit.cli.main", "-H", real_dockerd,
-                        "run", "-i", "--rm", "busybox", "sh", "-c", "cat; echo done"],
-                       cwd=REPO, input="line1\nline2\n", capture_output=True, text=True, timeout=60)
+    r = labkit(real_dockerd, "run", "-i", "--rm", "busybox", "sh", "-c", "cat; echo done",
+               input="line1\nline2\n")
     assert r.returncode == 0, r.stderr
     assert r.stdout == "line1\nline2\ndone\n"
 
 
 def test_tty_needs_a_terminal_for_stdin(real_dockerd):
-    r = subprocess.run([sys.executable, "-m", "labkit.cli.main", "-H", real_dockerd,
-                        "run", "-it", "--rm", "busybox", "sh"],
-                       cwd=REPO, input="", capture_output=True, text=True, timeout=60)
+    r = labkit(real_dockerd, "run", "-it", "--rm", "busybox", "sh", input="")
     assert r.returncode == 1 and "the input device is not a TTY" in r.stderr
 
 
@@ -179,9 +175,8 @@ def test_tty_in_a_pty(real_dockerd):
     pid, fd = pty.fork()
     if pid == 0:  # the child: labkit with the pty as its terminal
         os.chdir(REPO)
-        os.execv(sys.executable, [sys.executable, "-m", "labkit.cli.main", "-H", real_dockerd,
-                                  "run", "-it", "--rm", "busybox", "sh", "-c",
-                                  "test -t 0 && echo is-a-tty; stty size; exit 5"])
+        os.execv(sys.executable, [*LABKIT, "-H", real_dockerd, "run", "-it", "--rm", "busybox",
+                                  "sh", "-c", "test -t 0 && echo is-a-tty; stty size; exit 5"])
     out = b""
     try:
         while True:

@@ -15,10 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support import free_port
-
-REPO = Path(__file__).resolve().parents[2]
-
+from support import REPO, free_port, run_labkit
 
 @dataclass
 class PrivateLab:
@@ -55,8 +52,7 @@ class PrivateLab:
 
     def labkit(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         """`labkit ARGS…` in this lab, as a separate process (the way a user runs it)."""
-        return subprocess.run([sys.executable, "-m", "labkit.cli.main", *args], cwd=REPO,
-                              env=self.env, capture_output=True, text=True, timeout=timeout)
+        return run_labkit(*args, env=self.env, timeout=timeout)
 
     def python(self, code: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=self.env,

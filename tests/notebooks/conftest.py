@@ -14,16 +14,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support import free_port
-
-REPO = Path(__file__).resolve().parents[2]
-
+from support import free_port, run_labkit
 
 @dataclass
 class NotebookLab:
@@ -31,8 +27,7 @@ class NotebookLab:
     env: dict[str, str]          # the environment the notebooks' kernel runs with
 
     def labkit(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "labkit.cli.main", *args], cwd=REPO,
-                              env=self.env, capture_output=True, text=True, timeout=timeout)
+        return run_labkit(*args, env=self.env, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
