@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from labkit.containerd import mount as mountlib
+from labkit.lab.reset import mounts_under
 from support import short_tmpdir
 
 
@@ -20,7 +20,7 @@ def short_tmp():
             yield d
         finally:
             # Never rmtree through a mount: undo any mount left below d first.
-            for point in _mounts_under(d):
+            for point in mounts_under([d]):   # deepest first
                 mountlib.unmount_all(point)
 
 
@@ -54,13 +54,3 @@ def mounter(short_tmp):
     finally:
         m.close()
 
-
-def _mounts_under(d: Path) -> list[str]:
-    real = os.path.realpath(d)
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4].encode().decode("unicode_escape") for line in f]
-    return sorted((p for p in points if p.startswith(real + "/")), key=len, reverse=True)
-
-
-def mounts_under(d: Path) -> list[str]:
-    return _mounts_under(d)

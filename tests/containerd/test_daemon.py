@@ -7,8 +7,7 @@ import pytest
 from labkit.containerd import mount as mountlib
 from labkit.containerd.errors import NotFound
 from labkit.containerd.server import Daemon
-
-from .conftest import mounts_under
+from labkit.lab.reset import mounts_under
 
 pytestmark = pytest.mark.root
 
@@ -27,7 +26,7 @@ def test_cleanup_after_interrupted_pull(short_tmp):
 
         d.cleanup()
 
-        assert mounts_under(short_tmp) == []
+        assert mounts_under([short_tmp]) == []
         assert not target.exists()
         with pytest.raises(NotFound):
             snap.stat("extract-123 sha256:next")

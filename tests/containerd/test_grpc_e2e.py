@@ -26,10 +26,10 @@ from google.protobuf import empty_pb2
 from labkit.containerd.client import Client, pb
 from labkit.distribution.client import RegistryClient
 from labkit.distribution.layers import chain_ids
+from labkit.lab.reset import mounts_under
 from labkit.registry.server import serve
 from support import base_spec, make_busybox_rootfs, short_tmpdir
 
-from .conftest import mounts_under
 from .layers import entry, make_tar, push_image, tar_directory
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -44,7 +44,7 @@ def base():
         try:
             yield d
         finally:
-            for point in mounts_under(d):   # never rmtree through a mount
+            for point in mounts_under([d]):   # never rmtree through a mount
                 subprocess.run(["umount", "-l", point], check=False)
 
 
@@ -325,7 +325,7 @@ def test_run_echo_hi(client, image, base):
         deleted = client.tasks.Delete(pb.DeleteTaskRequest(container_id="echo1"))
         assert deleted.exit_status == 0
         assert not bundle.exists()
-        assert not [m for m in mounts_under(base) if "echo1" in m]
+        assert not [m for m in mounts_under([base]) if "echo1" in m]
         topics = []
         for env in events:
             topics.append(env.topic)
@@ -426,7 +426,7 @@ def test_restart_cleans_up_after_a_dead_shim(daemon, image, base):
                 c.tasks.Get(pb.GetRequest(container_id="dead1"))
             assert e.value.code() == grpc.StatusCode.NOT_FOUND
             assert not bundle.exists()
-            assert not [m for m in mounts_under(base) if "dead1" in m]
+            assert not [m for m in mounts_under([base]) if "dead1" in m]
             deadline = time.time() + 10  # `runtime delete --force` killed the container
             while os.path.exists(f"/proc/{pid}") and time.time() < deadline:
                 time.sleep(0.1)

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from labkit.lab.reset import mounts_under
 from support import free_port
 
 VENV_BIN = Path(sys.executable).parent
@@ -51,16 +53,6 @@ def _stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-
-
-def mounts_under(prefix: str) -> list[str]:
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            target = line.split()[4]
-            if target.startswith(prefix):
-                out.append(target)
-    return out
 
 
 def cgroups_under(parent: str) -> list[str]:
@@ -153,7 +145,7 @@ class Stack:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        for target in sorted(mounts_under(str(self.tmp)), key=len, reverse=True):
+        for target in mounts_under([self.tmp]):   # deepest first
             subprocess.run(["umount", "-l", target], capture_output=True)
         # Container processes outlive a killed shim (they are in their own pid namespace):
         # whatever is still in the stack's cgroups is ours, and goes too.

@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from dockerd.conftest import DOCKER, cgroups_under, mounts_under, processes_mentioning
+from dockerd.conftest import DOCKER, cgroups_under, processes_mentioning
 from dockerd.httpunix import call
+from labkit.lab.reset import mounts_under
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e,
               pytest.mark.skipif(not os.path.exists(DOCKER), reason="docker CLI not installed")]
@@ -394,7 +395,7 @@ def test_no_leftover_mounts_or_processes(stack, docker_env):
     assert running == []
     deadline = time.monotonic() + 10
     while True:
-        mounts = mounts_under(str(stack.tmp))
+        mounts = mounts_under([stack.tmp])
         shims = processes_mentioning(str(stack.tmp), {p.pid for p in stack.procs})
         cgroups = [c for d in cgroups_under(stack.cgroup_parent) for c in os.listdir(d)
                    if os.path.isdir(os.path.join(d, c))]
