@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import socket
 
 import prctl
@@ -34,7 +33,8 @@ from labkit import syscalls as sc
 from labkit.runc import cgroups, config, console, log, process as proc, seccomp
 from labkit.runc.container import Container
 from labkit.runc.create import _kill_quietly, _write_pid_file
-from labkit.runc.init import JOIN_ORDER, ExecError, SyncChannel, _send_error, become_root
+from labkit.runc.init import JOIN_ORDER, SyncChannel, _send_error, become_root, become_user, \
+    find_program, reset_signals
 from labkit.runc.log import ContainerError
 from labkit.runc.run import ConsoleListener, attach_terminal, wait_forwarding_signals
 
@@ -186,8 +186,7 @@ def _exec_process(process: dict, console_sock: socket.socket | None, sync: SyncC
     """E2: the same last steps as init's (init.py steps 8, 12-14, 18), then execve. The
     process gets the container's seccomp filter too."""
     try:
-        for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, signal.SIG_DFL)
+        reset_signals()
 
         def warn(msg: str) -> None:
             sync.send({"type": "warning", "msg": msg})
@@ -197,16 +196,8 @@ def _exec_process(process: dict, console_sock: socket.socket | None, sync: SyncC
         if process.get("terminal"):
             console.setup(console_sock, process.get("consoleSize"), console=False)
         proc.apply_rlimits(process.get("rlimits") or [], warn)
-        os.chdir(process.get("cwd") or "/")
-        env = proc.environment(process)
-        try:
-            program = proc.find_executable(process["args"][0], env)
-        except ContainerError as e:
-            raise ExecError(str(e)) from None
-        if profile and not process.get("noNewPrivileges"):
-            seccomp.load(profile)
-        proc.set_identity(process, warn)
-        os.umask(int((process.get("user") or {}).get("umask", 0o022)))
+        program, env = find_program(process)
+        become_user(process, profile, warn)
         sync.send({"type": "ready"})
         sync.close()
         if profile and process.get("noNewPrivileges"):

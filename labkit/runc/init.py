@@ -259,10 +259,7 @@ def container_init(a: InitArgs) -> NoReturn:
     def warn(msg: str) -> None:
         a.sync.send({"type": "warning", "msg": msg})
 
-    # Python ignores SIGPIPE and SIGXFSZ and handles SIGINT itself; ignored dispositions
-    # survive execve, so undo that now (`yes | head` must end with SIGPIPE inside too).
-    for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_DFL)
+    reset_signals()
 
     # 1. Make every mount in our (new) mount namespace private before touching anything:
     #    otherwise mounts below would propagate back to the host's shared mounts.
@@ -341,20 +338,11 @@ def container_init(a: InitArgs) -> NoReturn:
 
     # 13. Find the program NOW, so that a typo fails `create` (docker then exits 127)
     #     instead of a container that dies after `start`.
-    os.chdir(process.get("cwd") or "/")
-    env = proc.environment(process)
-    try:
-        program = proc.find_executable(process["args"][0], env)
-    except ContainerError as e:
-        raise ExecError(str(e)) from None
+    program, env = find_program(process)
 
-    # 14. Become the configured user with the configured capabilities (process.py explains
-    #     the order); the last privileged step. Without no_new_privs, installing a seccomp
-    #     filter needs CAP_SYS_ADMIN: then it must come first, while we still have it.
-    if profile and not process.get("noNewPrivileges"):
-        seccomp.load(profile)
-    proc.set_identity(process, warn)
-    os.umask(int((process.get("user") or {}).get("umask", 0o022)))
+    # 14. Become the configured user with the configured capabilities: the last
+    #     privileged step.
+    become_user(process, profile, warn)
 
     # 15. Tell the runtime we are ready (it writes state.json and the pid file, then exits),
     #     and close our end: nothing more will be said.
@@ -416,6 +404,35 @@ def wait_for_start(state_dir_fd: int) -> None:
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
     os.write(fifo, b"0")
     os.close(fifo)
+
+
+def reset_signals() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ and handles SIGINT itself; ignored dispositions
+    survive execve, so undo that (`yes | head` must end with SIGPIPE inside too)."""
+    for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
+def find_program(process: dict) -> tuple[str, dict]:
+    """Enter process.cwd and find process.args[0] on the process's own PATH: returns the
+    executable's path and the environment to exec it with."""
+    os.chdir(process.get("cwd") or "/")
+    env = proc.environment(process)
+    try:
+        return proc.find_executable(process["args"][0], env), env
+    except ContainerError as e:
+        raise ExecError(str(e)) from None
+
+
+def become_user(process: dict, profile: dict | None, warn) -> None:
+    """The configured user with the configured capabilities (process.py explains the
+    order), and its umask. Without no_new_privs, installing a seccomp filter needs
+    CAP_SYS_ADMIN: then it goes on first, while we still have it (with no_new_privs, last,
+    just before execve)."""
+    if profile and not process.get("noNewPrivileges"):
+        seccomp.load(profile)
+    proc.set_identity(process, warn)
+    os.umask(int((process.get("user") or {}).get("umask", 0o022)))
 
 
 def enter_root(rootfs: str, no_pivot: bool) -> None:
