@@ -19,22 +19,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("id")
 
 
-def pause(args: argparse.Namespace) -> int:
-    c = Container.load(args.root, args.id)
-    if c.status() != "running":
-        raise ContainerError("container not running")
-    cgroups.freeze(c.cgroup_paths, True)
-    return 0
-
-
-def resume(args: argparse.Namespace) -> int:
-    c = Container.load(args.root, args.id)
-    if c.status() != "paused":
-        raise ContainerError("container not paused")
-    cgroups.freeze(c.cgroup_paths, False)
-    return 0
-
-
 def run(args: argparse.Namespace) -> int:
-    """One module for both verbs (main.py's table lists it twice)."""
-    return resume(args) if args.command == "resume" else pause(args)
+    """One module for both verbs (main.py's table lists it twice): pause freezes a running
+    container, resume thaws a paused one."""
+    freeze = args.command != "resume"
+    c = Container.load(args.root, args.id)
+    needed = "running" if freeze else "paused"
+    if c.status() != needed:
+        raise ContainerError(f"container not {needed}")       # runc's wording, both verbs
+    cgroups.freeze(c.cgroup_paths, freeze)
+    return 0
