@@ -54,12 +54,18 @@ def container_pids(c: Container) -> list[int]:
         found = cgroups.pids(c.cgroup_paths)
         if found:
             return found
+    return pid_namespace_members(c.pid)
+
+
+def pid_namespace_members(init_pid: int) -> list[int]:
+    """Host pids of the processes in `init_pid`'s pid namespace (man 7 pid_namespaces):
+    the ones whose /proc/<pid>/ns/pid is the same namespace."""
     try:
-        init_ns = os.readlink(f"/proc/{c.pid}/ns/pid")
+        init_ns = os.readlink(f"/proc/{init_pid}/ns/pid")
     except OSError:
         return []
     if init_ns == os.readlink("/proc/self/ns/pid"):
-        return [c.pid]                 # the host's pid namespace: only init is ours for sure
+        return [init_pid]              # the host's pid namespace: only init is ours for sure
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -67,7 +73,7 @@ def container_pids(c: Container) -> list[int]:
                 if os.readlink(f"/proc/{entry}/ns/pid") == init_ns:
                     found.append(int(entry))
             except OSError:
-                continue
+                continue               # exited while we looked
     return found
 
 
