@@ -28,7 +28,7 @@ import tty
 
 import prctl
 
-from labkit.runc import config
+from labkit.runc import config, create as create_verb
 from labkit.runc.create import create
 from labkit.runc.delete import delete
 from labkit.runc.start import start
@@ -39,17 +39,9 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bundle", "-b", default=".", help="path to the bundle (default: .)")
+    create_verb.add_arguments(p)                   # run takes create's flags, and these:
     p.add_argument("--detach", "-d", action="store_true", help="do not wait for the container")
-    p.add_argument("--pid-file", help="write init's host pid here")
-    p.add_argument("--console-socket", help="unix socket to send the pty master to")
-    p.add_argument("--no-pivot", action="store_true")
-    p.add_argument("--no-new-keyring", action="store_true")
     p.add_argument("--keep", action="store_true", help="do not delete the container on exit")
-    p.add_argument("--preserve-fds", type=int, default=0,
-                   help="pass fds 3 .. 3+N-1 on to the container")
-    p.add_argument("--pidfd-socket", help="accepted, ignored")
-    p.add_argument("id")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -136,9 +128,13 @@ class ConsoleListener:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
             shutil.rmtree(self._dir, ignore_errors=True)
+            self._sock = None
 
 
 def attach_terminal(pid: int, master: int) -> int:

@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from labkit.runc.binary import OCIRuntimeError
+from labkit.runc.run import ConsoleListener
 
 pytestmark = pytest.mark.root
 
@@ -372,26 +371,19 @@ def test_exec_joins_the_container(rt):
 
 # --- console socket --------------------------------------------------------------------------
 class ConsoleReceiver:
-    """The caller's side of --console-socket (a listening socket at a short path under
-    /tmp): receive() returns the pty master the runtime sends; close() or the fixture's
-    teardown closes it."""
+    """The caller's side of --console-socket: labkit-runc's own listener (a socket at a
+    short path under /tmp), whose receive() returns the pty master the runtime sends. The
+    masters are closed by close() or at teardown."""
 
     def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(dir="/tmp", prefix="lkcs-")
-        self.path = os.path.join(self.dir, "console.sock")
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener = ConsoleListener(True)
+        self.path = self.listener.path
         self.masters: list[int] = []
-        self.listener.bind(self.path)
-        self.listener.listen(1)
 
     def receive(self) -> int:
-        self.listener.settimeout(10)
-        conn, _ = self.listener.accept()
-        with conn:
-            name, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
-        self.masters.extend(fds)
-        assert len(fds) == 1 and name
-        return fds[0]
+        master = self.listener.receive()
+        self.masters.append(master)
+        return master
 
     def close(self, master: int) -> None:
         self.masters.remove(master)
@@ -401,18 +393,15 @@ class ConsoleReceiver:
         for fd in list(self.masters):
             self.close(fd)
         self.listener.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture
 def console_socket():
-    receiver = None
+    receiver = ConsoleReceiver()
     try:
-        receiver = ConsoleReceiver()
         yield receiver
     finally:
-        if receiver is not None:
-            receiver.close_all()
+        receiver.close_all()
 
 
 def read_pty(master: int, until: bytes, timeout: float = 10) -> bytes:
@@ -433,7 +422,8 @@ def read_pty(master: int, until: bytes, timeout: float = 10) -> bytes:
 def test_console_socket_receives_the_pty_master(rt, console_socket):
     bundle = rt.bundle(sh("tty; echo tty-ok"), terminal=True)
     cid = rt.new_id()
-    rt.api.create(cid, str(bundle), str(bundle / "init.pid"), console_socket=console_socket.path)
+    rt.api.create(cid, str(bundle), str(bundle / "init.pid"),
+                  console_socket=console_socket.path)
     master = console_socket.receive()
     rt.api.start(cid)
     output = read_pty(master, b"tty-ok")
@@ -448,7 +438,8 @@ def test_console_size_is_set_before_the_process_starts(rt, console_socket):
         spec["process"]["consoleSize"] = {"height": 37, "width": 101}
     bundle = rt.bundle(sh("stty size; echo size-done"), edit, terminal=True)
     cid = rt.new_id()
-    rt.api.create(cid, str(bundle), str(bundle / "init.pid"), console_socket=console_socket.path)
+    rt.api.create(cid, str(bundle), str(bundle / "init.pid"),
+                  console_socket=console_socket.path)
     master = console_socket.receive()
     rt.api.start(cid)
     output = read_pty(master, b"size-done")
