@@ -177,16 +177,24 @@ def wait_for_v2(url: str, proc: subprocess.Popen | None = None, timeout: float =
     raise RuntimeError(f"registry at {url} did not answer /v2/ within {timeout}s")
 
 
-@pytest.fixture
-def registry():
-    """A private labkit-registry in this process: an ephemeral port, a temporary root."""
+@contextmanager
+def labkit_registry(prefix: str = "labkit-reg-") -> Iterator:
+    """A private labkit-registry in this process (a RegistryServer: .url, .address): an
+    ephemeral port on 127.0.0.1 and a temporary root, both gone at the end."""
     from labkit.registry import serve
-    with short_tmpdir("labkit-reg-") as root:
+    with short_tmpdir(prefix) as root:
         server = serve(str(root), "127.0.0.1", 0, log=None)
         try:
             yield server
         finally:
             server.close()
+
+
+@pytest.fixture
+def registry():
+    """A private labkit-registry for one test (see labkit_registry)."""
+    with labkit_registry() as server:
+        yield server
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from labkit.client import APIError, Client, DaemonNotRunning
+from support import labkit_registry
 
 CONTAINERD_CONFIG = """\
 version = 2
@@ -91,20 +92,10 @@ def _unmount_under(root: Path) -> None:
 @pytest.fixture(scope="session")
 def lab_registry():
     """A labkit registry in a thread of this process, with the lab images pushed into it."""
-    try:
-        from labkit.images import build_and_push
-        from labkit.registry.server import serve
-    except ImportError as e:
-        pytest.skip(f"the registry layer is not available yet: {e}")
-    root = Path(tempfile.mkdtemp(prefix="lkreg-", dir="/tmp"))
-    server = serve(root / "data", "127.0.0.1", 0, log=None)
-    try:
-        addr = server.url.removeprefix("http://")
-        build_and_push(addr)  # hello-world and busybox, built offline
-        yield addr
-    finally:
-        server.close()
-        shutil.rmtree(root, ignore_errors=True)
+    from labkit.images import build_and_push
+    with labkit_registry("lkreg-") as server:
+        build_and_push(server.address)  # hello-world and busybox, built offline
+        yield server.address
 
 
 @pytest.fixture(scope="session")
