@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import importlib.util
 import json
 import os
@@ -14,19 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.lab.daemons import process_alive
-
-
-def _registry_answers(addr: str) -> bool:
-    host, _, port = addr.rpartition(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=2)
-    try:
-        conn.request("GET", "/v2/")
-        return conn.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        conn.close()
+from labkit.lab.daemons import probe_registry, process_alive
 
 
 def _status_rows(lab) -> dict[str, list[str]]:
@@ -60,7 +47,7 @@ def test_registry_up_is_idempotent_and_down_stops_it(private_lab):
     assert r.returncode == 0, r.stderr
     assert "labkit-registry: started, pid" in r.stdout
     pid = int((private_lab.run_dir / "labkit-registry.pid").read_text())
-    assert process_alive(pid) and _registry_answers(private_lab.registry)
+    assert process_alive(pid) and probe_registry(private_lab.registry, timeout=2)
     assert (private_lab.log_dir / "labkit-registry.log").exists()
     # the process is its own session leader: it outlives the terminal that started it
     assert os.getsid(pid) == pid
@@ -74,7 +61,7 @@ def test_registry_up_is_idempotent_and_down_stops_it(private_lab):
     down = private_lab.labkit("lab", "down")
     assert down.returncode == 0, down.stderr
     assert "labkit-registry: stopped" in down.stdout
-    assert not process_alive(pid) and not _registry_answers(private_lab.registry)
+    assert not process_alive(pid) and not probe_registry(private_lab.registry, timeout=2)
     assert not (private_lab.run_dir / "labkit-registry.pid").exists()
 
 
