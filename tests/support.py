@@ -4,8 +4,8 @@
   tests take the same approach: a base config, one field changed, a small probe inside the
   container reporting what it sees);
 - `labkit …` run as a user runs it (a separate process);
-- short temporary directories, free TCP ports and one raw HTTP request, for the fixtures that
-  start servers;
+- short temporary directories, free TCP ports, waiting for and stopping a daemon a test
+  started, and one raw HTTP request, for the fixtures that start servers;
 - the `registry` and `lab_images` fixtures: a private in-process labkit-registry and the lab's
   image builder (a test directory's conftest.py imports them by name to use them).
 """
@@ -16,6 +16,7 @@ import http.client
 import json
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from email.message import Message
 from pathlib import Path
@@ -144,6 +145,34 @@ def free_port(avoid: tuple[int, ...] = ()) -> int:
             except OSError:
                 continue
     raise RuntimeError("no free port in 15000-16000")
+
+
+def wait_for_daemon(ready: Callable[[], bool], what: str, proc: subprocess.Popen, log: Path,
+                    timeout: float = 30.0) -> None:
+    """Poll `ready` (its socket exists, it answers a ping) until it is true for the daemon a
+    test started as `proc`, writing to `log`; fail at once, with the end of the log, if the
+    daemon exits first, and after `timeout` seconds if it never becomes ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        if ready():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not come up in {timeout}s: {log.read_text()[-2000:]}")
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = 20.0) -> None:
+    """Stop a process the test started (through its Popen, so by its PID): SIGTERM, as
+    systemd would, then SIGKILL if it has not exited after `timeout` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def http_request(server: str, method: str, path: str, body: bytes = b"",

@@ -20,13 +20,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from labkit.client import APIError, Client, DaemonNotRunning
-from support import labkit_registry
+from support import labkit_registry, stop_process, wait_for_daemon
 
 CONTAINERD_CONFIG = """\
 version = 2
@@ -39,28 +38,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [ttrpc]
   address = "{d}/containerd.sock.ttrpc"
 """
-
-
-def _wait_for(check, what: str, proc: subprocess.Popen, log: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        if check():
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not come up in {timeout}s: {log.read_text()[-2000:]}")
-
-
-def _stop(proc: subprocess.Popen | None, timeout: float = 20.0) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _our_shims(containerd_sock: str) -> list[int]:
@@ -120,7 +97,7 @@ def real_dockerd(lab_registry):
             ctd = subprocess.Popen(["containerd", "--config", str(d / "containerd.toml")],
                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
-        _wait_for(lambda: os.path.exists(ctd_sock), "containerd", ctd, ctd_log)
+        wait_for_daemon(lambda: os.path.exists(ctd_sock), "containerd", ctd, ctd_log)
         host = f"unix://{d}/docker.sock"
         # Our own daemon.json: never read the host's /etc/docker/daemon.json, and keep the
         # engine's identity key (20.10 writes /etc/docker/key.json by default) in the temp dir.
@@ -146,7 +123,7 @@ def real_dockerd(lab_registry):
             except (DaemonNotRunning, APIError):
                 return False
 
-        _wait_for(answers, "dockerd", dockerd, d_log)
+        wait_for_daemon(answers, "dockerd", dockerd, d_log)
         yield host
     finally:
         if dockerd is not None and dockerd.poll() is None:
@@ -157,8 +134,8 @@ def real_dockerd(lab_registry):
                     c.remove_container(item["Id"], force=True)
             except (APIError, DaemonNotRunning):
                 pass
-        _stop(dockerd)
-        _stop(ctd)
+        stop_process(dockerd)
+        stop_process(ctd)
         for pid in _our_shims(ctd_sock):
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -6,8 +6,6 @@ checked against the real thing and labkit-registry is checked to behave like it.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from support import free_port, labkit_registry, short_tmpdir, wait_for_v2
+from support import free_port, labkit_registry, short_tmpdir, stop_process, wait_for_v2
 
 DOCKER_REGISTRY = Path("/usr/bin/docker-registry")
 
@@ -41,13 +39,7 @@ def docker_registry() -> Iterator[str]:
             wait_for_v2(url, proc)
             yield url
         finally:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            stop_process(proc, timeout=10)
 
 
 @pytest.fixture(scope="module", params=["labkit-registry", "docker-registry"])

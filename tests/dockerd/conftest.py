@@ -28,31 +28,10 @@ from pathlib import Path
 import pytest
 
 from labkit.lab.reset import mounts_under
-from support import free_port
+from support import free_port, stop_process, wait_for_daemon
 
 VENV_BIN = Path(sys.executable).parent
 DOCKER = "/usr/local/bin/docker"
-
-
-def _wait_for_socket(path: Path, proc: subprocess.Popen, log: Path, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            return
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{log.read_text()}")
-        time.sleep(0.05)
-    raise RuntimeError(f"{proc.args[0]} did not create {path} within {timeout}s:\n{log.read_text()}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def cgroups_under(parent: str) -> list[str]:
@@ -116,7 +95,7 @@ class Stack:
     def restart_dockerd(self) -> None:
         """Stop labkit-dockerd (SIGTERM) and start it again on the same root and socket."""
         old = self.procs.pop()
-        _stop(old)
+        stop_process(old, timeout=10)
         self._spawn("dockerd", list(old.args), self.socket)
 
     def _spawn(self, name: str, argv: list[str], sock: Path) -> None:
@@ -125,7 +104,7 @@ class Stack:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=self.env,
                                     start_new_session=True)
         self.procs.append(proc)
-        _wait_for_socket(sock, proc, log)
+        wait_for_daemon(sock.exists, proc.args[0], proc, log, timeout=20)
 
     def stop(self) -> None:
         if self.socket.exists() and os.path.exists(DOCKER):
@@ -135,7 +114,7 @@ class Stack:
                 subprocess.run([DOCKER, "rm", "-f", *ids], env=docker_env_for(self),
                                capture_output=True, timeout=60)
         for proc in reversed(self.procs):
-            _stop(proc)
+            stop_process(proc, timeout=10)
         if self.registry is not None:
             self.registry.close()
         # Safety nets, so that a failing test leaves the host clean: shims started for this
