@@ -36,7 +36,8 @@ from labkit.runc.create import _kill_quietly, _write_pid_file
 from labkit.runc.init import JOIN_ORDER, SyncChannel, _send_error, become_root, become_user, \
     find_program, reset_signals
 from labkit.runc.log import ContainerError
-from labkit.runc.run import ConsoleListener, attach_terminal, wait_forwarding_signals
+from labkit.runc.run import ConsoleListener, attach_terminal, wait_forwarding_signals, \
+    window_size
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -91,11 +92,17 @@ def run(args: argparse.Namespace) -> int:
     if process.get("terminal") and not args.console_socket and args.detach:
         raise ContainerError("cannot allocate tty if runc will detach without setting "
                              "console socket")
+    own_terminal = bool(process.get("terminal")) and not args.console_socket
+    if own_terminal and not process.get("consoleSize"):
+        # our terminal's size, set on the pty BEFORE the program runs (console.setup)
+        size = window_size()
+        if size:
+            process["consoleSize"] = size
     if not args.detach:
         prctl.set_child_subreaper(True)
     profile = (c.config.get("linux") or {}).get("seccomp") if seccomp.available() else None
     master = None
-    with ConsoleListener(bool(process.get("terminal")) and not args.console_socket) as console:
+    with ConsoleListener(own_terminal) as console:
         pid = spawn(c, process, console.path or args.console_socket, profile)
         if console.path:
             master = console.receive()

@@ -21,6 +21,7 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import sys
 import tempfile
 import termios
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
                    preserve_fds=args.preserve_fds)
         if console.path:
             master = console.receive()
+            copy_window_size(master)    # before start: the program's first look is right
     try:
         start(args.root, args.id)
     except ContainerError as e:
@@ -137,18 +139,32 @@ class ConsoleListener:
             self._sock = None
 
 
+def window_size() -> dict | None:
+    """Our terminal's size as an OCI process.consoleSize, or None if stdin is no terminal
+    (or one that does not know its size)."""
+    stdin = sys.stdin.fileno()
+    if not os.isatty(stdin):
+        return None
+    rows, cols, _x, _y = struct.unpack("HHHH", fcntl.ioctl(stdin, termios.TIOCGWINSZ, b"\0" * 8))
+    return {"height": rows, "width": cols} if rows and cols else None
+
+
+def copy_window_size(master: int) -> None:
+    """Give the container's terminal our window size (TIOCSWINSZ; man 2 ioctl_tty)."""
+    size = window_size()
+    if size:
+        fcntl.ioctl(master, termios.TIOCSWINSZ,
+                    struct.pack("HHHH", size["height"], size["width"], 0, 0))
+
+
 def attach_terminal(pid: int, master: int) -> int:
     """Copy our stdin to the pty master and the master to our stdout until `pid` (our
     child) exits; return its exit status."""
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     saved = termios.tcgetattr(stdin) if os.isatty(stdin) else None
 
-    def resize(_signum=None, _frame=None):
-        if saved is not None:    # the container's terminal gets our window size
-            fcntl.ioctl(master, termios.TIOCSWINSZ,
-                        fcntl.ioctl(stdin, termios.TIOCGWINSZ, b"\0" * 8))
-    resize()
-    signal.signal(signal.SIGWINCH, resize)
+    # the container's terminal follows our window's size (the first one it got earlier)
+    signal.signal(signal.SIGWINCH, lambda _signum, _frame: copy_window_size(master))
     if saved is not None:
         tty.setraw(stdin)       # keys (^C included) go to the container's terminal as bytes
     status = None
@@ -176,6 +192,7 @@ def attach_terminal(pid: int, master: int) -> int:
                 if status is not None and master not in ready:
                     break
     finally:
+        signal.signal(signal.SIGWINCH, signal.SIG_DFL)     # the master is about to close
         if saved is not None:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
         os.close(master)
