@@ -9,9 +9,9 @@ Host-side work, in order:
   2. <root>/<id>/ (mkdir is the lock: a second create with the same id fails) and exec.fifo;
   3. the cgroup directories with their limits (linux.cgroupsPath, linux.resources);
   4. connect to --console-socket (a host path, unreachable from init after pivot_root);
-  5. fork the bootstrap child, then follow the sync channel until init is ready;
-  6. write state.json and --pid-file (init's pid as the HOST sees it). Then exit: the caller
-     (the shim, a subreaper) inherits init.
+  5. fork the bootstrap child, then follow the sync channel until init is ready; init's pid
+     (as the HOST sees it) goes into state.json the moment the bootstrap child reports it;
+  6. write --pid-file. Then exit: the caller (the shim, a subreaper) inherits init.
 
 On any failure everything is undone (init killed, cgroup and state removed) and the error
 is reported as runc does: "runc create failed: unable to start container process: …".

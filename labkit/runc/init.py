@@ -19,8 +19,8 @@ it takes two forks to get a pid 1:
     ------- {"type": "mapped"} ----->
                                       fork ----------------------> (in the new namespaces)
     <------ {"type": "pid", pid} ---- exit(0)
-    waitpid(C1)                                                    make mounts private,
-                                                                   hostname, rootfs mounts,
+    state.json gets init's pid                                     make mounts private,
+    (delete can find it from now on)                               hostname, rootfs mounts,
                                                                    /dev
     <------------------------------- {"type": "hooks"} ----------- (only if there are hooks)
     run prestart + createRuntime
@@ -33,10 +33,10 @@ it takes two forks to get a pid 1:
     <------------------------------- {"type": "warning", msg} ---- (any number, any time)
     <------------------------------- {"type": "error", msg} ------ (then exit 1) or:
     <------------------------------- {"type": "ready"} ----------- close the channel
-    write state.json and --pid-file                                open exec.fifo O_WRONLY:
+    write --pid-file, waitpid(C1)                                  open exec.fifo O_WRONLY:
     exit 0  (C2 is re-parented to                                  BLOCKS until a reader
-    the nearest subreaper: the shim)                               ...
-                                                                   ...
+    the nearest subreaper: the shim)                               (or exit 1 once the state
+                                                                   directory is gone)
     labkit-runc start: open exec.fifo for reading, read 1 byte --> write "0" and go on:
     unlink exec.fifo                                               startContainer hooks
                                                                    execve(args)
