@@ -26,10 +26,13 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from email.message import Message
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from labkit.registry.server import RegistryServer
 
 REPO = Path(__file__).resolve().parents[1]
 BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static: one static binary, no libraries
@@ -176,7 +179,7 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 20.0) -> None:
 
 
 def http_request(server: str, method: str, path: str, body: bytes = b"",
-                 headers: dict | None = None) -> tuple[int, Message, bytes]:
+                 headers: dict | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
     """One HTTP request on a fresh connection: (status, headers, body). `server` is
     "host:port" or a base URL ("http://host:port"). For the tests that must send what a
     client library would refuse or tidy up (a wrong digest, a bad Range)."""
@@ -207,7 +210,7 @@ def wait_for_v2(url: str, proc: subprocess.Popen | None = None, timeout: float =
 
 
 @contextmanager
-def labkit_registry(prefix: str = "labkit-reg-") -> Iterator:
+def labkit_registry(prefix: str = "labkit-reg-") -> Iterator[RegistryServer]:
     """A private labkit-registry in this process (a RegistryServer: .url, .address): an
     ephemeral port on 127.0.0.1 and a temporary root, both gone at the end."""
     from labkit.registry import serve
