@@ -200,8 +200,9 @@ class LocalContentStore:
     def write_bytes(self, data: bytes, digest: str | None = None) -> ContentInfo:
         """Store a small blob held in memory (a manifest, a config), verified like any other."""
         digest = digest or "sha256:" + hashlib.sha256(data).hexdigest()
-        if self.exists(digest):
-            return self.info(digest)
-        with self.writer(digest, len(data)) as w:
-            w.write(data)
-            return w.commit()
+        try:
+            with self.writer(digest, len(data)) as w:
+                w.write(data)
+                return w.commit()
+        except AlreadyExists:
+            return self.info(digest)   # stored already (perhaps just now, by a concurrent pull)
