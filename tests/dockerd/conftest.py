@@ -31,7 +31,9 @@ from labkit.lab.reset import mounts_under
 from support import free_port, stop_process, wait_for_daemon
 
 VENV_BIN = Path(sys.executable).parent
-DOCKER = "/usr/local/bin/docker"
+# The docker CLI a user of this host runs: the first on PATH, as vagrant/setup.sh reports it
+# (Debian's docker.io installs /usr/bin/docker; a newer one in /usr/local/bin wins).
+DOCKER = shutil.which("docker") or "/usr/bin/docker"
 
 
 def cgroups_under(parent: str) -> list[str]:

@@ -15,10 +15,9 @@ import pytest
 from labkit.dockerd import stdcopy
 from labkit.dockerd.router import Request, Response, Router, split_version
 from labkit.dockerd.server import EngineAPIServer
+from dockerd.conftest import DOCKER
 from dockerd.fake_backend import FakeBackend
 from dockerd.httpunix import call
-
-DOCKER = "/usr/local/bin/docker"
 
 
 @pytest.fixture
