@@ -25,6 +25,29 @@ if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
 
+# The real containerd tools some tests drive (containerd, ctr, containerd-shim-runc-v2) make
+# directories under /run/containerd whatever their configuration says: runc's root per
+# namespace, shim sockets, ctr's fifos. On a fresh host none of them exists before the suite.
+REAL_CONTAINERD_RUN = "/run/containerd"
+
+
+def _directories_under(top: str) -> set[str]:
+    return {d for d, _subdirs, _files in os.walk(top)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _real_containerd_leftovers():
+    """After the suite, remove the directories under /run/containerd that appeared during it,
+    deepest first and only if empty: never what another engine on this host put there."""
+    before = _directories_under(REAL_CONTAINERD_RUN)
+    yield
+    for d in sorted(_directories_under(REAL_CONTAINERD_RUN) - before, reverse=True):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
+
+
 def pytest_collection_modifyitems(config, items):
     if os.geteuid() == 0:
         return

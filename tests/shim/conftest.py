@@ -247,25 +247,6 @@ def _probe(shim_binary: str, runtime: str) -> str | None:
     return reason
 
 
-# Directories the real containerd tools create under /run/containerd (runc's root for
-# containerd's shim, its sockets, ctr's fifos), deepest first.
-_REAL_DIRS = [f"/run/containerd/runc/{NAMESPACE}", "/run/containerd/runc/default",
-              "/run/containerd/runc", "/run/containerd/s", "/run/containerd/fifo", "/run/containerd"]
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _real_containerd_dirs():
-    """Remove the directories the real shim and ctr created during the suite, if empty."""
-    existed = {d for d in _REAL_DIRS if os.path.exists(d)}
-    yield
-    for d in _REAL_DIRS:
-        if d not in existed:
-            try:
-                os.rmdir(d)
-            except OSError:
-                pass
-
-
 @pytest.fixture(params=PAIRS, ids=[f"{s}+{r}" for s, r in PAIRS])
 def shim(request) -> ShimUnderTest:
     if os.geteuid() != 0:
