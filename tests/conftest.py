@@ -25,10 +25,14 @@ if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
 
-# The real containerd tools some tests drive (containerd, ctr, containerd-shim-runc-v2) make
-# directories under /run/containerd whatever their configuration says: runc's root per
-# namespace, shim sockets, ctr's fifos. On a fresh host none of them exists before the suite.
-REAL_CONTAINERD_RUN = "/run/containerd"
+# Directories some tests cannot help creating at their fixed, default places: the real
+# containerd tools (containerd, ctr, containerd-shim-runc-v2) make runc roots, shim sockets and
+# fifos under /run/containerd whatever their configuration says, and labkit-shim keeps its
+# sockets under labkit.paths.SHIM_SOCKETS (/run/labkit/s) so that their paths stay short.
+# On a fresh host none of them exists before the suite.
+from labkit import paths  # noqa: E402
+
+SHARED_RUN_DIRS = ("/run/containerd", str(paths.RUN))
 
 
 def _directories_under(top: str) -> set[str]:
@@ -36,12 +40,13 @@ def _directories_under(top: str) -> set[str]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _real_containerd_leftovers():
-    """After the suite, remove the directories under /run/containerd that appeared during it,
-    deepest first and only if empty: never what another engine on this host put there."""
-    before = _directories_under(REAL_CONTAINERD_RUN)
+def _run_dir_leftovers():
+    """After the suite, remove the directories under SHARED_RUN_DIRS that appeared during it,
+    deepest first and only if empty: never what a lab in use or another engine put there."""
+    before = set().union(*(_directories_under(top) for top in SHARED_RUN_DIRS))
     yield
-    for d in sorted(_directories_under(REAL_CONTAINERD_RUN) - before, reverse=True):
+    after = set().union(*(_directories_under(top) for top in SHARED_RUN_DIRS))
+    for d in sorted(after - before, reverse=True):
         try:
             os.rmdir(d)
         except OSError:
