@@ -17,6 +17,7 @@ real protocol to its neighbours; see ARCHITECTURE.md in the course's shared fold
     labkit.images           builds the lab's own images (hello-world, busybox) offline
     labkit.lab              lab control: up, down, status, reset
     labkit.paths            where each layer keeps its state by default
+    labkit.securejoin       resolve a path inside a root without escaping it (runtime and containerd)
     labkit.units            human-readable sizes and durations (Docker's go-units), for CLI and daemon
     labkit.course           the course: implementations config, student workspaces, grading,
                             diagrams and slides

@@ -40,6 +40,7 @@ own extract() knows neither whiteouts nor root-scoped symlink resolution.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import io
@@ -53,12 +54,12 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from labkit.containerd.errors import Internal, InvalidArgument
+from labkit.securejoin import secure_join
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
 
-_MAX_SYMLINKS = 40  # like the kernel's own limit on links followed in one lookup
 
 
 class InvalidLayer(InvalidArgument):
@@ -183,37 +184,14 @@ def clean_path(name: str) -> str:
 
 
 def resolve_in_root(root: str, rel: str) -> str:
-    """Resolve `rel` under `root`, following symlinks as if `root` were `/` (securejoin).
-
-    Absolute link targets restart at `root`; `..` stops at `root`. Missing components are
-    kept as they are (the caller creates them).
-    """
-    todo = [p for p in rel.split("/") if p not in ("", ".")]
-    done: list[str] = []
-    links = 0
-    while todo:
-        part = todo.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        candidate = os.path.join(root, *done, part)
-        try:
-            st = os.lstat(candidate)
-        except FileNotFoundError:
-            done.append(part)
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > _MAX_SYMLINKS:
-                raise InvalidLayer(f"too many symlinks resolving {rel!r} in the layer")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                done = []
-            todo = [p for p in target.split("/") if p not in ("", ".")] + todo
-        else:
-            done.append(part)
-    return os.path.join(root, *done)
+    """Resolve `rel` under `root`, following symlinks as if `root` were `/` (labkit.securejoin):
+    a layer's links can point anywhere, its files must land inside the snapshot."""
+    try:
+        return secure_join(root, rel)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise InvalidLayer(f"too many symlinks resolving {rel!r} in the layer") from None
+        raise
 
 
 def _remove(path: str) -> None:

@@ -21,6 +21,7 @@ import stat
 from dataclasses import dataclass
 
 from labkit import syscalls as sc
+from labkit.securejoin import secure_join  # noqa: F401  (mounts.secure_join, as before)
 from labkit.syscalls import (MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC,
                              MS_REMOUNT)
 
@@ -77,38 +78,6 @@ def parse_options(options: list[str]) -> MountOptions:
     # END SOLUTION
     return result
 
-
-def secure_join(root: str, unsafe: str) -> str:
-    """`unsafe` (a path inside the container) as a host path under `root`, following symlinks
-    as the container would see them: never escaping `root`, whatever `..` or links say."""
-    parts = [p for p in unsafe.split("/") if p]
-    resolved: list[str] = []
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = os.path.join(root, *resolved, part)
-        try:
-            st = os.lstat(candidate)
-        except FileNotFoundError:
-            resolved.append(part)       # does not exist (yet): take it literally
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > 255:
-                raise OSError(40, f"resolve {unsafe}: ELOOP")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []            # absolute: from the container's root
-            parts = [p for p in target.split("/") if p] + parts
-            continue
-        resolved.append(part)
-    return os.path.join(root, *resolved)
 
 
 def make_mountpoint(target: str, like_file: bool) -> None:
