@@ -31,17 +31,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from labkit.runc.spec import default_spec
+
 if TYPE_CHECKING:
     from labkit.registry.server import RegistryServer
 
 REPO = Path(__file__).resolve().parents[1]
 BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static: one static binary, no libraries
 
-DOCKER_DEFAULT_CAPS = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-]
 
 
 def busybox_applets() -> list[str]:
@@ -65,40 +62,16 @@ def make_busybox_rootfs(rootfs: Path) -> Path:
 
 def base_spec(args: list[str], rootfs: str = "rootfs", *, hostname: str = "labkit",
               terminal: bool = False) -> dict:
-    """A config.json like `runc spec` writes (rootless parts removed), running `args`."""
-    return {
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": terminal,
-            "user": {"uid": 0, "gid": 0},
-            "args": args,
-            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
-            "cwd": "/",
-            "capabilities": {k: list(DOCKER_DEFAULT_CAPS) for k in
-                             ("bounding", "effective", "permitted")},
-            "noNewPrivileges": True,
-        },
-        "root": {"path": rootfs, "readonly": False},
-        "hostname": hostname,
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-             "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-             "options": ["nosuid", "noexec", "nodev", "ro"]},
-        ],
-        "linux": {
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
-            "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
-        },
-    }
+    """The config.json `labkit-runc spec` writes (labkit.runc.spec, as `runc spec`), running
+    `args`, with a writable root, no rlimits and a short masked-path list: the base config the
+    contract suites change one field of."""
+    spec = default_spec()
+    spec["process"].update(terminal=terminal, args=args)
+    del spec["process"]["rlimits"]
+    spec["root"] = {"path": rootfs, "readonly": False}
+    spec["hostname"] = hostname
+    spec["linux"]["maskedPaths"] = ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"]
+    return spec
 
 
 def make_bundle(bundle: Path, args: list[str], **spec_kw) -> Path:
