@@ -50,6 +50,7 @@ from typing import Callable
 from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
+from labkit.runc.kill import pid_namespace_members  # the fallback when the runtime has no `ps`
 from labkit.shim import events_pb2, task_pb2
 from labkit.shim.events import Publisher
 from labkit.shim.reaper import Reaper
@@ -86,25 +87,6 @@ def _runtime_error(verb: str, error: OCIRuntimeError) -> ShimError:
     if any(hint in message for hint in _NOT_FOUND_HINTS):
         return ShimError(Code.NOT_FOUND, message)
     return ShimError(Code.UNKNOWN, f"OCI runtime {verb} failed: {message}")
-
-
-def _pid_namespace_members(init_pid: int) -> list[int]:
-    """Host pids of the processes in the same pid namespace as `init_pid` (man 7 pid_namespaces)."""
-    try:
-        target = os.readlink(f"/proc/{init_pid}/ns/pid")
-    except OSError:
-        return []
-    if target == os.readlink("/proc/self/ns/pid"):
-        return [init_pid]   # the host's own pid namespace: no way to tell the container's processes
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.readlink(f"/proc/{entry}/ns/pid") == target:
-                    members.append(int(entry))
-            except OSError:
-                continue    # exited while we looked
-    return sorted(members)
 
 
 @dataclass
@@ -405,7 +387,7 @@ class TaskService:
                     raise _runtime_error("ps", e) from None
                 # A runtime without `ps` (it is optional): find the processes ourselves.
                 log.warning("runtime ps failed (%s); listing the init's pid namespace instead", e)
-                pids = _pid_namespace_members(task.init.pid)
+                pids = sorted(pid_namespace_members(task.init.pid))
         return task_pb2.PidsResponse(processes=[task_pb2.ProcessInfo(pid=p) for p in pids])
 
     def ResizePty(self, req: task_pb2.ResizePtyRequest) -> empty_pb2.Empty:
