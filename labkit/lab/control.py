@@ -19,8 +19,8 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from labkit import paths
-from labkit.lab.daemons import Daemon, DaemonStatus, lab_daemons, process_alive, read_pid
+from labkit import paths, procfs
+from labkit.lab.daemons import Daemon, DaemonStatus, lab_daemons, read_pid
 
 START_TIMEOUT = 30.0   # seconds for a daemon to answer after it was started
 STOP_TIMEOUT = 10.0    # seconds between SIGTERM and SIGKILL
@@ -91,11 +91,11 @@ def stop(daemon: Daemon, timeout: float = STOP_TIMEOUT) -> bool:
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while process_alive(pid) and time.monotonic() < deadline:
+    while procfs.alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if process_alive(pid):
+    if procfs.alive(pid):
         os.kill(pid, signal.SIGKILL)
-        while process_alive(pid):
+        while procfs.alive(pid):
             time.sleep(0.05)
     daemon.pid_file.unlink(missing_ok=True)
     return True

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labkit import paths
+from labkit import paths, procfs
 
 
 @dataclass(frozen=True)
@@ -175,24 +175,6 @@ def lab_daemons(strict: bool = True) -> list[Daemon]:
     ]
 
 
-def process_alive(pid: int) -> bool:
-    """True if `pid` runs and is not a zombie (a zombie has exited; only its entry is left)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rpartition(")")[2].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def process_cmdline(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-    except OSError:
-        return []
-
-
 def read_pid(daemon: Daemon) -> int | None:
     """The PID in the daemon's pid file, if that process is alive and is this daemon.
     (PIDs are reused: a stale pid file must not make us signal an unrelated process.)"""
@@ -200,10 +182,10 @@ def read_pid(daemon: Daemon) -> int | None:
         pid = int(daemon.pid_file.read_text().strip())
     except (OSError, ValueError):
         return None
-    if pid <= 0 or not process_alive(pid):
+    if pid <= 0 or not procfs.alive(pid):
         return None
     name = daemon.process or daemon.name
     if not any(os.path.basename(a) == name or a.endswith(name)
-               for a in process_cmdline(pid)[:3]):
+               for a in procfs.cmdline(pid)[:3]):
         return None
     return pid

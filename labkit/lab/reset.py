@@ -24,18 +24,8 @@ import signal
 import time
 from pathlib import Path
 
-from labkit import paths
+from labkit import paths, procfs
 from labkit.lab.control import Report, down
-from labkit.lab.daemons import process_alive
-
-
-def _start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rpartition(")")[2].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _state_files(run_dir: Path):
@@ -60,7 +50,7 @@ def recorded_pids(run_dir: Path) -> set[int]:
                 continue
             if f.suffix == ".pid":
                 pid = int(f.read_text().strip() or 0)
-                if pid > 1 and process_alive(pid):
+                if pid > 1 and procfs.alive(pid):
                     pids.add(pid)
             elif f.name == "state.json":
                 state = json.loads(f.read_text())
@@ -68,8 +58,8 @@ def recorded_pids(run_dir: Path) -> set[int]:
                 started = state.get("init_process_start")
                 # runc records the start time so that a reused PID is not mistaken for the
                 # container's init; honour it where present.
-                if pid > 1 and process_alive(pid) and (started is None or
-                                                        _start_time(pid) == int(started)):
+                stat = procfs.stat(pid) if pid > 1 and procfs.alive(pid) else None
+                if stat is not None and (started is None or stat.start_time == int(started)):
                     pids.add(pid)
         except (OSError, ValueError, TypeError, AttributeError):
             continue  # half-written or foreign file: not a PID we can trust
@@ -102,36 +92,18 @@ def kill_pids(pids: set[int], timeout: float = 5.0) -> None:
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + timeout
-    while any(process_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(procfs.alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-
-
-def _unescape(field: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as octal escapes (\\040 …)."""
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
 
 
 def mounts_under(roots: list[Path], mountinfo: str | None = None) -> list[str]:
     """Mount points inside any of `roots`, in the order to unmount them: deepest path first,
     and of two mounts on the same path the later (upper) one first."""
-    if mountinfo is None:
-        with open("/proc/self/mountinfo") as f:
-            mountinfo = f.read()
+    mounts = procfs.mountinfo() if mountinfo is None else procfs.parse_mountinfo(mountinfo)
     prefixes = [str(r.resolve()) if r.exists() else str(r) for r in roots]
     found = []
-    for order, line in enumerate(mountinfo.splitlines()):
-        fields = line.split()
-        if len(fields) < 5:
-            continue
-        target = _unescape(fields[4])
+    for order, m in enumerate(mounts):
+        target = m.mount_point
         if any(target == p or target.startswith(p.rstrip("/") + "/") for p in prefixes):
             found.append((target.count("/"), order, target))
     found.sort(reverse=True)
@@ -175,11 +147,9 @@ def remove_cgroups(parent: str = paths.CGROUP_PARENT, report: Report = print,
     tops = set(cgroups.paths_for(parent, "").values())
     # On a hybrid host, runc also makes the container's cgroup in the cgroup2 mount
     # (/sys/fs/cgroup/unified), which labkit-runc's v1 view does not list.
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            before, after = line.split(" - ", 1)
-            if after.split()[0] == "cgroup2":
-                tops.add(os.path.normpath(before.split()[4] + "/" + parent))
+    for m in procfs.mountinfo():
+        if m.fstype == "cgroup2":
+            tops.add(os.path.normpath(m.mount_point + "/" + parent))
     removed = 0
     for top in tops:
         if not os.path.isdir(top):

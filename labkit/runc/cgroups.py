@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import time
 
+from labkit import procfs
 from labkit.runc.log import ContainerError
 
 V2_ROOT = "/sys/fs/cgroup"
@@ -35,18 +36,15 @@ def v1_hierarchies() -> dict[str, str]:
     """Mounted v1 hierarchies: {name: mount point}, e.g. {"memory": "/sys/fs/cgroup/memory",
     "name=systemd": "/sys/fs/cgroup/systemd"}, from /proc/self/mountinfo (man 5 proc)."""
     found = {}
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            before, after = line.split(" - ", 1)
-            fstype, _source, super_opts = after.split()[:3]
-            if fstype != "cgroup":
-                continue
-            mountpoint = before.split()[4]
-            names = [o for o in super_opts.split(",") if o not in ("rw", "ro")
-                     and not o.startswith(("release_agent=", "clone_children"))
-                     and o not in ("noprefix", "xattr", "cpuset_v2_mode")]
-            if names:
-                found[",".join(names)] = mountpoint
+    for m in procfs.mountinfo():
+        if m.fstype != "cgroup":
+            continue
+        # a v1 hierarchy's super options name its controllers, among a few general options
+        names = [o for o in m.super_options if o not in ("rw", "ro")
+                 and not o.startswith(("release_agent=", "clone_children"))
+                 and o not in ("noprefix", "xattr", "cpuset_v2_mode")]
+        if names:
+            found[",".join(names)] = m.mount_point
     return found
 
 

@@ -25,6 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from labkit import procfs
 from labkit.runc import cgroups
 from labkit.runc.log import ContainerError
 
@@ -39,19 +40,6 @@ _VALID_ID = re.compile(r"^[\w+.-]+$")
 def check_id(container_id: str) -> None:
     if not _VALID_ID.match(container_id) or container_id in (".", ".."):
         raise ContainerError(f"invalid id format: {container_id}")
-
-
-def process_start_time(pid: int) -> tuple[int, str] | None:
-    """(start time, state letter) of `pid` from /proc/<pid>/stat, or None if there is none."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # The command name (field 2) is in parentheses and may itself contain spaces or ")":
-    # split after the LAST ")". What follows starts at field 3 (the state letter).
-    rest = stat[stat.rindex(")") + 2:].split()
-    return int(rest[19]), rest[0]
 
 
 def now_rfc3339() -> str:
@@ -113,10 +101,10 @@ class Container:
         """Is our init still the process at self.pid (not dead, not a zombie, not reused)?"""
         if self.pid <= 0:
             return False
-        info = process_start_time(self.pid)
-        if info is None:
+        stat = procfs.stat(self.pid)            # /proc/<pid>/stat, read by labkit.procfs
+        if stat is None:
             return False
-        start_time, state = info
+        start_time, state = stat.start_time, stat.state
         # BEGIN SOLUTION hint="man 5 proc, /proc/pid/stat: field 3 (state) and field 22 (starttime)"
         # TODO: alive = not a zombie (Z) nor dead (X, x), and the same start time as recorded
         return state not in ("Z", "X", "x") and start_time == self.start_time

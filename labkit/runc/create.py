@@ -24,9 +24,9 @@ import os
 import signal
 import socket
 
+from labkit import procfs
 from labkit.runc import cgroups, config, log
-from labkit.runc.container import OCI_VERSION, Container, check_id, now_rfc3339, \
-    process_start_time
+from labkit.runc.container import OCI_VERSION, Container, check_id, now_rfc3339
 from labkit.runc.delete import kill_and_wait
 from labkit.runc.init import InitArgs, SyncChannel, bootstrap, run_hooks, write_id_maps
 from labkit.runc.log import ContainerError
@@ -149,8 +149,8 @@ def _spawn(c: Container, spec: dict, bundle: str, rootfs: str, console_socket: s
             kind = msg.get("type")
             if kind == "pid":
                 init_pid = msg["pid"]
-                info = process_start_time(init_pid)
-                c.pid, c.start_time = init_pid, info[0] if info else 0
+                stat = procfs.stat(init_pid)
+                c.pid, c.start_time = init_pid, stat.start_time if stat else 0
                 c.save()
             elif kind == "warning":
                 log.warning(msg["msg"])

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import sys
 
-from labkit import syscalls as sc
+from labkit import procfs, syscalls as sc
 
 UNIFIED = "/sys/fs/cgroup/unified"
 
@@ -29,9 +29,7 @@ def is_hybrid() -> bool:
     if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
         return False                                  # pure v2
     try:
-        with open("/proc/self/mountinfo") as f:
-            return any(line.split(" - ", 1)[1].startswith("cgroup2 ")
-                       and line.split()[4] == UNIFIED for line in f)
+        return any(m.fstype == "cgroup2" and m.mount_point == UNIFIED for m in procfs.mountinfo())
     except OSError:
         return False
 

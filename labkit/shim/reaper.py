@@ -34,6 +34,8 @@ import threading
 from datetime import datetime, timezone
 from typing import Callable, Iterator
 
+from labkit import procfs
+
 log = logging.getLogger(__name__)
 
 # Called with (pid, exit status, time of exit) once per watched process.
@@ -88,7 +90,7 @@ class Reaper:
                 if pid in self._not_ours:
                     # Not our child (a runtime that did not leave its init to us): we cannot
                     # wait for it, only notice that it is gone. Its status is unknowable: 255.
-                    if not _alive(pid):
+                    if not procfs.alive(pid):
                         exits.append((pid, 255 << 8))
                     continue
                 try:
@@ -122,11 +124,3 @@ class Reaper:
         for pid, status in exits:
             self._on_exit(pid, exit_status(status), now)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            # the state letter follows the parenthesized command name
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False

@@ -50,7 +50,7 @@ from typing import Callable
 from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
-from labkit.runc.kill import pid_namespace_members  # the fallback when the runtime has no `ps`
+from labkit.procfs import pid_namespace_members  # the fallback when the runtime has no `ps`
 from labkit.shim import events_pb2, task_pb2
 from labkit.shim.events import Publisher
 from labkit.shim.reaper import Reaper

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit import syscalls
+from labkit import procfs, syscalls
 from labkit.course.grading import checkpoint
 
 pytestmark = pytest.mark.root
@@ -36,8 +36,7 @@ def numeric(directory: str) -> list[str]:
 
 def mount_points() -> set[str]:
     """The mount points of the caller's mount namespace (field 5 of mountinfo, man 5 proc)."""
-    with open("/proc/self/mountinfo") as f:
-        return {line.split()[4] for line in f}
+    return {m.mount_point for m in procfs.mountinfo()}
 
 
 @pytest.fixture
@@ -144,8 +143,8 @@ def test_make_mounts_private(ns, in_child, shared_mount):
 
     def inside():
         ns.make_mounts_private()
-        with open("/proc/self/mountinfo") as f:
-            still_shared = [line.split()[4] for line in f if " shared:" in line]
+        still_shared = [m.mount_point for m in procfs.mountinfo()
+                        if any(tag.startswith("shared:") for tag in m.optional)]
         syscalls.mount("tmpfs", inner, "tmpfs", 0, "size=1m")
         return still_shared, os.path.ismount(inner)
 

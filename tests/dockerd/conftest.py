@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from labkit import procfs
 from labkit.lab.reset import mounts_under
 from support import free_port, stop_process, wait_for_daemon
 
@@ -38,16 +39,8 @@ DOCKER = shutil.which("docker") or "/usr/bin/docker"
 
 def cgroups_under(parent: str) -> list[str]:
     """The directories of cgroup `parent` in every mounted v1 hierarchy (and v2)."""
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            fstype = line.split(" - ", 1)[1].split()[0]
-            if fstype in ("cgroup", "cgroup2"):
-                directory = fields[4] + parent
-                if os.path.isdir(directory):
-                    found.append(directory)
-    return found
+    return [m.mount_point + parent for m in procfs.mountinfo()
+            if m.fstype in ("cgroup", "cgroup2") and os.path.isdir(m.mount_point + parent)]
 
 
 def processes_mentioning(text: str, exclude: set[int]) -> list[int]:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from labkit import procfs
 from labkit.lab import jupyter
-from labkit.lab.daemons import process_alive
 
 UP_JUPYTER = ("from labkit.lab import control\n"
               "problems = control.up(names=['labkit-jupyter'])\n"
@@ -54,7 +54,7 @@ def jupyter_up(private_lab):
         yield private_lab, pid, token
     finally:
         private_lab.labkit("lab", "down")
-        if process_alive(pid):   # down did not manage: never leave it behind
+        if procfs.alive(pid):   # down did not manage: never leave it behind
             os.kill(pid, 9)
 
 
@@ -70,7 +70,7 @@ def test_up_token_status_down(jupyter_up):
     log = (lab.log_dir / "labkit-jupyter.log").read_text()
     assert "--allow-root" in log and "--no-browser" in log
     assert token not in log, "the token must not appear in the log (nor on the command line)"
-    assert token not in " ".join(Path(f"/proc/{pid}/cmdline").read_text().split("\0"))
+    assert token not in " ".join(procfs.cmdline(pid))
     assert f"--ServerApp.root_dir={Path(jupyter.REPO)}" in log
 
     # the token opens it; no token or a wrong one does not
@@ -92,7 +92,7 @@ def test_up_token_status_down(jupyter_up):
 
     down = lab.labkit("lab", "down")
     assert down.returncode == 0 and "labkit-jupyter: stopped" in down.stdout, down.stdout
-    assert not process_alive(pid)
+    assert not procfs.alive(pid)
     assert not (lab.run_dir / "labkit-jupyter.pid").exists()
     with pytest.raises(OSError):
         _get(port, f"/api/status?token={token}")
@@ -121,14 +121,12 @@ def test_kernels_stop_with_it(jupyter_up):
                and _parent(int(p)) == pid]
     assert kernels, "the kernel is a child of JupyterLab"
     assert lab.labkit("lab", "down").returncode == 0
-    assert not any(process_alive(k) for k in kernels), "down must not leave kernels behind"
+    assert not any(procfs.alive(k) for k in kernels), "down must not leave kernels behind"
 
 
 def _parent(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
+    stat = procfs.stat(pid)
+    return stat.ppid if stat else None
 
 
 def test_a_port_in_use_is_reported_and_the_rest_starts(private_lab):

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit.lab.daemons import probe_registry, process_alive
+from labkit import procfs
+from labkit.lab.daemons import probe_registry
 
 
 def _status_rows(lab) -> dict[str, list[str]]:
@@ -47,7 +48,7 @@ def test_registry_up_is_idempotent_and_down_stops_it(private_lab):
     assert r.returncode == 0, r.stderr
     assert "labkit-registry: started, pid" in r.stdout
     pid = int((private_lab.run_dir / "labkit-registry.pid").read_text())
-    assert process_alive(pid) and probe_registry(private_lab.registry, timeout=2)
+    assert procfs.alive(pid) and probe_registry(private_lab.registry, timeout=2)
     assert (private_lab.log_dir / "labkit-registry.log").exists()
     # the process is its own session leader: it outlives the terminal that started it
     assert os.getsid(pid) == pid
@@ -61,7 +62,7 @@ def test_registry_up_is_idempotent_and_down_stops_it(private_lab):
     down = private_lab.labkit("lab", "down")
     assert down.returncode == 0, down.stderr
     assert "labkit-registry: stopped" in down.stdout
-    assert not process_alive(pid) and not probe_registry(private_lab.registry, timeout=2)
+    assert not procfs.alive(pid) and not probe_registry(private_lab.registry, timeout=2)
     assert not (private_lab.run_dir / "labkit-registry.pid").exists()
 
 
@@ -153,17 +154,17 @@ def test_whole_lab_runs_hello_world(private_lab):
     cid = r.stdout.strip()
     from labkit.client import Client
     container_pid = Client(private_lab.docker_host).inspect_container(cid)["State"]["Pid"]
-    assert container_pid > 0 and process_alive(container_pid)
+    assert container_pid > 0 and procfs.alive(container_pid)
 
     down = private_lab.labkit("lab", "down")
     assert down.returncode == 0
     time.sleep(0.2)
     assert all(r[3] == "no" for r in _status_rows(private_lab).values())
-    assert process_alive(container_pid), "down must leave containers to their shims"
+    assert procfs.alive(container_pid), "down must leave containers to their shims"
 
     reset = private_lab.labkit("lab", "reset")
     assert reset.returncode == 0, reset.stderr
-    assert not process_alive(container_pid)
+    assert not procfs.alive(container_pid)
     assert not private_lab.run_dir.exists() and not private_lab.lib_dir.exists()
     from labkit import paths
     from labkit.runc import cgroups

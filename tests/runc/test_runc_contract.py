@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from labkit import procfs
 from labkit.runc.binary import OCIRuntimeError
 from labkit.runc.run import ConsoleListener
 
@@ -165,19 +166,14 @@ def test_kill_stopped_container_fails(rt):
 def test_delete_created_container(rt):
     cid, _out, pid = created(rt, ["sleep", "30"])
     rt.api.delete(cid)                             # never started: delete kills it (runc)
-    wait_for(lambda: not Path(f"/proc/{pid}/cmdline").exists()
-             or Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z"))
+    wait_for(lambda: not procfs.alive(pid))
     with pytest.raises(OCIRuntimeError):
         rt.api.state(cid)
 
 
 def is_gone(pid: int) -> bool:
     """No such process, or a zombie (dead; its parent has yet to reap it)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return stat[stat.rindex(")") + 2] in "ZX"
+    return not procfs.alive(pid)
 
 
 @pytest.mark.parametrize("force", [False, True], ids=["delete", "delete-force"])

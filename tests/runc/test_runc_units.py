@@ -12,10 +12,10 @@ import sys
 
 import pytest
 
-from labkit import syscalls
+from labkit import procfs, syscalls
 from labkit.runc import cgroups, config, log, mounts
 from labkit.runc.binary import runtime_argv
-from labkit.runc.container import Container, process_start_time
+from labkit.runc.container import Container
 from labkit.runc.init import enter_root
 from labkit.runc.kill import parse_signal
 from labkit.runc.log import ContainerError
@@ -166,7 +166,7 @@ def test_config_mistakes_are_clear(change, message):
 def test_status_is_derived_from_the_kernel(tmp_path):
     child = subprocess.Popen(["sleep", "30"])
     try:
-        start_time = process_start_time(child.pid)[0]
+        start_time = procfs.stat(child.pid).start_time
         c = Container(id="c", state_dir=str(tmp_path), bundle="/b", rootfs="/b/rootfs",
                       pid=child.pid, start_time=start_time)
         os.mkfifo(c.fifo_path)

@@ -51,13 +51,8 @@ PAIRS = [("labkit-shim", "runc"), ("labkit-shim", "crun"), ("labkit-shim", "labk
          (REAL_SHIM, "runc")]
 
 
-def alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
+# alive(pid): True while `pid` exists and is not a zombie -- the engine's own check.
+from labkit.procfs import alive  # noqa: E402
 
 
 def wait_until(predicate, timeout: float = 5.0, interval: float = 0.05) -> bool:

@@ -1,0 +1,195 @@
+"""/proc, read once: the one home for /proc parsing, below every layer.
+
+Any layer (the runtime, the shim, containerd, dockerd, the lab, the course) may import it; it
+imports only the standard library. Everything here reads what the KERNEL says about processes
+and mounts (man 5 proc), never what labkit believes.
+
+    stat(pid)          /proc/<pid>/stat: state letter, parent, start time
+    alive(pid)         runs and is not a zombie
+    status(pid)        /proc/<pid>/status as {"Name": "sleep", "NSpid": "30925 1", …}
+    cmdline(pid)       /proc/<pid>/cmdline as an argv list
+    ns_inode(pid, f)   the inode of /proc/<pid>/ns/<f>: the namespace's identity
+    pid_namespace_members(init_pid)
+                       every process in the pid namespace of a container's init
+    mountinfo(pid)     /proc/<pid>/mountinfo as a list of Mount
+
+Two traps these functions take care of, so that no caller has to:
+
+* The command name in /proc/<pid>/stat (field 2) is in parentheses and may itself contain
+  spaces and ")" -- a program may call itself "a) b". The only safe split is after the LAST
+  ")"; what follows starts at field 3.
+* mountinfo writes space, tab, newline and backslash in paths as octal escapes ("\\040"): a
+  mount point "/tmp/a b" reads "/tmp/a\\040b". Compare paths only after unescaping them.
+
+A process may exit between two reads: a function about one process returns None (or False,
+or an empty list) when the process has gone, rather than raising.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+Pid = int | str          # a process id, or "self"
+
+# Process states (field 3, man 5 proc) that mean "exited": Z zombie (not yet reaped by its
+# parent), X dead, x dead (Linux 2.6.33 to 3.13).
+EXITED_STATES = frozenset("ZXx")
+
+
+@dataclass(frozen=True)
+class Stat:
+    """The fields of /proc/<pid>/stat labkit uses (numbered as in man 5 proc)."""
+
+    pid: int            # (1)
+    comm: str           # (2) the command name, without its parentheses
+    state: str          # (3) R running, S sleeping, D disk sleep, T stopped, Z zombie, …
+    ppid: int           # (4) the parent's pid
+    start_time: int     # (22) when the process started, in clock ticks since boot: a pid that
+                        #      is reused gets a new start time, so (pid, start_time) is unique
+
+
+def parse_stat(text: str) -> Stat:
+    """One /proc/<pid>/stat line as a Stat (ValueError if it is not one)."""
+    open_paren, close_paren = text.find("("), text.rfind(")")
+    rest = text[close_paren + 1:].split()       # field 3 onwards
+    if open_paren < 0 or close_paren < open_paren or len(rest) < 20:
+        raise ValueError(f"not a /proc/<pid>/stat line: {text[:80]!r}")
+    return Stat(pid=int(text[:open_paren]), comm=text[open_paren + 1:close_paren],
+                state=rest[0], ppid=int(rest[1]), start_time=int(rest[19]))
+
+
+def stat(pid: Pid) -> Stat | None:
+    """/proc/<pid>/stat, or None if there is no such process (any more)."""
+    text = _read(f"/proc/{pid}/stat")
+    return parse_stat(text) if text is not None else None
+
+
+def alive(pid: Pid) -> bool:
+    """True if `pid` runs and is not a zombie (a zombie has exited; only its entry is left
+    until its parent reaps it, so signalling or waiting for it is pointless)."""
+    st = stat(pid)
+    return st is not None and st.state not in EXITED_STATES
+
+
+def status(pid: Pid) -> dict[str, str] | None:
+    """/proc/<pid>/status as {"Name": "sleep", "State": "S (sleeping)", "PPid": "1",
+    "Uid": "0\\t0\\t0\\t0", "NSpid": "30925\\t1", …} (values stripped), or None if gone."""
+    text = _read(f"/proc/{pid}/status")
+    if text is None:
+        return None
+    fields = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key] = value.strip()
+    return fields
+
+
+def cmdline(pid: Pid) -> list[str]:
+    """/proc/<pid>/cmdline as an argv list; [] if gone (or a kernel thread, which has none)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
+def ns_inode(pid: Pid, file: str) -> int | None:
+    """The inode number of /proc/<pid>/ns/<file> ("net", "mnt", …), or None if there is none.
+
+    The link reads "net:[4026531833]"; the number is the namespace's identity: two processes
+    are in the same namespace exactly when the numbers are equal (man 7 namespaces)."""
+    try:
+        link = os.readlink(f"/proc/{pid}/ns/{file}")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return int(link.partition("[")[2].rstrip("]"))
+
+
+def pid_namespace_members(init_pid: int) -> list[int]:
+    """Host pids of the processes in `init_pid`'s pid namespace (man 7 pid_namespaces):
+    the ones whose /proc/<pid>/ns/pid is the same namespace."""
+    try:
+        init_ns = os.readlink(f"/proc/{init_pid}/ns/pid")
+    except OSError:
+        return []
+    if init_ns == os.readlink("/proc/self/ns/pid"):
+        return [init_pid]              # the host's pid namespace: only init is ours for sure
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/ns/pid") == init_ns:
+                    found.append(int(entry))
+            except OSError:
+                continue               # exited while we looked
+    return found
+
+
+# --- mountinfo -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Mount:
+    """One line of /proc/<pid>/mountinfo (man 5 proc), paths unescaped:
+
+        36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
+        (1)(2) (3)  (4)   (5)      (6)      (7)    (8) (9)   (10)         (11)
+    """
+
+    mount_id: int               # (1)
+    parent_id: int              # (2)
+    root: str                   # (4) the directory of the filesystem that is mounted here
+    mount_point: str            # (5) where, relative to the process's root
+    options: tuple[str, ...]    # (6) per-mount options: rw, nosuid, relatime …
+    optional: tuple[str, ...]   # (7) propagation: shared:N, master:N, propagate_from:N, unbindable
+    fstype: str                 # (9) ext4, overlay, cgroup, cgroup2, proc …
+    source: str                 # (10) the device, or a label for pseudo filesystems
+    super_options: tuple[str, ...]  # (11) the filesystem's own: a cgroup v1 mount's controllers
+
+
+_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def unescape(field: str) -> str:
+    """Undo mountinfo's octal escapes: "/tmp/a\\040b" -> "/tmp/a b"."""
+    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_mountinfo(text: str) -> list[Mount]:
+    """The lines of a mountinfo text as Mounts, in the kernel's order (a mount comes after
+    the mount it sits on). Raises ValueError on a line that is not mountinfo."""
+    mounts = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        before, sep, after = line.partition(" - ")
+        fields, tail = before.split(), after.split()
+        if not sep or len(fields) < 6 or len(tail) < 2:
+            raise ValueError(f"not a mountinfo line: {line!r}")
+        mounts.append(Mount(
+            mount_id=int(fields[0]), parent_id=int(fields[1]), root=unescape(fields[3]),
+            mount_point=unescape(fields[4]), options=tuple(fields[5].split(",")),
+            optional=tuple(fields[6:]), fstype=tail[0], source=unescape(tail[1]),
+            super_options=tuple(tail[2].split(",")) if len(tail) > 2 else ()))
+    return mounts
+
+
+def mountinfo(pid: Pid = "self") -> list[Mount]:
+    """The mounts of `pid`'s mount namespace (the caller's by default), in the kernel's order."""
+    with open(f"/proc/{pid}/mountinfo") as f:
+        return parse_mountinfo(f.read())
+
+
+def _read(path: str) -> str | None:
+    """A /proc file's text, or None if the process it describes has gone."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+__all__ = ["EXITED_STATES", "Stat", "parse_stat", "stat", "alive", "status", "cmdline", "ns_inode",
+           "pid_namespace_members", "Mount", "unescape", "parse_mountinfo", "mountinfo"]
