@@ -84,15 +84,36 @@ import socket
 import sys
 import tempfile
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from labkit import syscalls
 
+
+class Kind(NamedTuple):
+    """One kind of namespace: the flag that creates it and the name of its file in /proc/<pid>/ns/."""
+
+    flag: int       # the CLONE_NEW* flag of clone(2), unshare(2) and setns(2)
+    file: str       # /proc/<pid>/ns/<file>: "mnt" for mount, "net" for network
+
+
+# Every kind of namespace a container gets, by the names the OCI runtime spec gives them
+# (config.json's linux.namespaces[].type), in the order `lsns` lists them. This table is the
+# one labkit has: labkit-runc creates and joins namespaces with it, the course's diagrams
+# read /proc/<pid>/ns/<file> with it. Chapter 01 uses the five KINDS below.
+NAMESPACES: dict[str, Kind] = {
+    "mount": Kind(syscalls.CLONE_NEWNS, "mnt"),
+    "uts": Kind(syscalls.CLONE_NEWUTS, "uts"),
+    "ipc": Kind(syscalls.CLONE_NEWIPC, "ipc"),
+    "pid": Kind(syscalls.CLONE_NEWPID, "pid"),
+    "network": Kind(syscalls.CLONE_NEWNET, "net"),
+    "user": Kind(syscalls.CLONE_NEWUSER, "user"),
+    "cgroup": Kind(syscalls.CLONE_NEWCGROUP, "cgroup"),
+}
+
 # The namespace kinds of this chapter, in the order run_isolated documents them, and the name
-# of each one's file in /proc/<pid>/ns/ (see namespace_id()).
+# of each kind's file in /proc/<pid>/ns/ (see namespace_id()).
 KINDS: tuple[str, ...] = ("uts", "pid", "mount", "network", "ipc")
-NS_FILES: dict[str, str] = {"uts": "uts", "pid": "pid", "mount": "mnt", "network": "net",
-                            "ipc": "ipc"}
+NS_FILES: dict[str, str] = {kind: ns.file for kind, ns in NAMESPACES.items()}
 
 # Exit status of a child whose namespaces could not be set up (docker run uses 125 when the
 # container could not be created: the program itself never ran).
@@ -110,19 +131,16 @@ def namespace_flags(kinds: list[str]) -> int:
 
     Raises ValueError naming the first kind that is not one of KINDS.
     """
-    # BEGIN SOLUTION hint="man 2 unshare (the CLONE_NEW* flags); labkit.syscalls has the constants"
-    # TODO: OR together one syscalls.CLONE_NEW* flag per kind; an unknown kind is a ValueError
-    flags = {"uts": syscalls.CLONE_NEWUTS, "pid": syscalls.CLONE_NEWPID,
-             "mount": syscalls.CLONE_NEWNS, "network": syscalls.CLONE_NEWNET,
-             "ipc": syscalls.CLONE_NEWIPC}
+    # BEGIN SOLUTION hint="man 2 unshare (the CLONE_NEW* flags); NAMESPACES[kind].flag is each kind's flag"
+    # TODO: OR together the CLONE_NEW* flag of each kind; a kind not in KINDS is a ValueError
     # A string would otherwise be read letter by letter: "uts" as "u", "t", "s".
     if isinstance(kinds, str) or not isinstance(kinds, (list, tuple, set, frozenset)):
         raise ValueError(f"namespace kinds must be a list such as ['uts', 'pid'], got {kinds!r}")
     result = 0
     for kind in kinds:
-        if not isinstance(kind, str) or kind not in flags:
+        if not isinstance(kind, str) or kind not in KINDS:
             raise ValueError(f"unknown namespace kind {kind!r} (expected one of {', '.join(KINDS)})")
-        result |= flags[kind]
+        result |= NAMESPACES[kind].flag
     return result
     # END SOLUTION
 
@@ -364,6 +382,7 @@ def isolated_output(fn: Callable[[], Any], kinds: list[str], **options: Any) -> 
     return payload
 
 
-__all__ = ["KINDS", "NS_FILES", "SETUP_FAILED", "IsolatedError", "namespace_flags", "namespace_id",
-           "set_hostname", "make_mounts_private", "mount_proc", "network_interfaces", "exit_status",
-           "enter_namespaces", "run_isolated", "isolated_output"]
+__all__ = ["Kind", "NAMESPACES", "KINDS", "NS_FILES", "SETUP_FAILED", "IsolatedError",
+           "namespace_flags", "namespace_id", "set_hostname", "make_mounts_private", "mount_proc",
+           "network_interfaces", "exit_status", "enter_namespaces", "run_isolated",
+           "isolated_output"]

@@ -31,10 +31,12 @@ from dataclasses import dataclass, field
 
 import graphviz
 
-from labkit import paths
+from labkit import paths, procfs
+from labkit.namespaces import NAMESPACES
 
-# The kinds a container runtime changes, in the order `lsns` lists them (namespaces(7)).
-NAMESPACE_KINDS = ("mnt", "uts", "ipc", "pid", "net", "user", "cgroup")
+# The kinds a container runtime changes, by their /proc/<pid>/ns file names ("mnt", "net" …),
+# in the order of chapter 01's table (the order `lsns` lists them).
+NAMESPACE_KINDS = tuple(kind.file for kind in NAMESPACES.values())
 
 _FONT = "Helvetica"
 _HEX_ID = re.compile(r"\b([0-9a-f]{12})[0-9a-f]{52}\b")     # a 64-hex container/image id
@@ -84,34 +86,20 @@ class Process:
 
 def read_process(pid: int) -> Process | None:
     """The process `pid` as /proc shows it, or None if it has gone (it may exit any time)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            # the command in (parentheses) may contain spaces and ')': split after the last ')'
-            ppid = int(f.read().rpartition(")")[2].split()[1])
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-    except (OSError, ValueError, IndexError):
+    stat = procfs.stat(pid)
+    if stat is None:
         return None
+    argv = procfs.cmdline(pid)
     namespaces = {}
     for kind in NAMESPACE_KINDS:
-        try:
-            link = os.readlink(f"/proc/{pid}/ns/{kind}")      # "net:[4026531833]"
-            namespaces[kind] = int(link.partition("[")[2].rstrip("]"))
-        except (OSError, ValueError):
-            pass
+        inode = procfs.ns_inode(pid, kind)          # "net:[4026531833]" -> 4026531833
+        if inode is not None:
+            namespaces[kind] = inode
     # "NSpid: 30925 1": the same process as each PID namespace it is in sees it, outermost
     # first. A container's init is 1 in its own.
-    inner_pid = None
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("NSpid:"):
-                    ids = line.split()[1:]
-                    if len(ids) > 1:
-                        inner_pid = int(ids[-1])
-    except (OSError, ValueError):
-        pass
-    return Process(pid, ppid, argv, namespaces, inner_pid)
+    ids = ((procfs.status(pid) or {}).get("NSpid") or "").split()
+    inner_pid = int(ids[-1]) if len(ids) > 1 else None
+    return Process(pid, stat.ppid, argv, namespaces, inner_pid)
 
 
 def all_processes() -> dict[int, Process]:

@@ -12,21 +12,10 @@ import json
 import os
 from typing import Any
 
-from labkit import syscalls
+from labkit.namespaces import NAMESPACES  # linux.namespaces[].type -> (CLONE_NEW* flag, ns file)
 from labkit.runc.log import ContainerError
 
 Spec = dict[str, Any]
-
-# linux.namespaces[].type -> the CLONE_NEW* flag that creates it, and its /proc/<pid>/ns name
-NAMESPACES: dict[str, tuple[int, str]] = {
-    "pid": (syscalls.CLONE_NEWPID, "pid"),
-    "network": (syscalls.CLONE_NEWNET, "net"),
-    "mount": (syscalls.CLONE_NEWNS, "mnt"),
-    "ipc": (syscalls.CLONE_NEWIPC, "ipc"),
-    "uts": (syscalls.CLONE_NEWUTS, "uts"),
-    "user": (syscalls.CLONE_NEWUSER, "user"),
-    "cgroup": (syscalls.CLONE_NEWCGROUP, "cgroup"),
-}
 
 
 def load(bundle: str) -> Spec:

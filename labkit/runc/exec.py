@@ -30,6 +30,7 @@ import socket
 import prctl
 
 from labkit import syscalls as sc
+from labkit.namespaces import NAMESPACES
 from labkit.runc import cgroups, config, console, log, process as proc, seccomp
 from labkit.runc.container import Container
 from labkit.runc.create import _kill_quietly, _write_pid_file
@@ -124,7 +125,7 @@ def spawn(c: Container, process: dict, console_socket: str | None,
             raise ContainerError("exec: process.terminal needs --console-socket")
         console_sock = console.connect(console_socket)
     # the namespaces the container has (new or joined): reach them through init
-    ns_fds = [(kind, os.open(f"/proc/{c.pid}/ns/{config.NAMESPACES[kind][1]}", os.O_RDONLY))
+    ns_fds = [(kind, os.open(f"/proc/{c.pid}/ns/{NAMESPACES[kind].file}", os.O_RDONLY))
               for kind in config.namespaces(c.config)]
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     child = os.fork()
@@ -174,7 +175,7 @@ def _bootstrap(c: Container, process: dict, ns_fds: list[tuple[str, int]],
     try:
         cgroups.join(c.cgroup_paths, os.getpid())
         for kind, fd in sorted(ns_fds, key=lambda item: JOIN_ORDER.get(item[0], 1)):
-            sc.setns(fd, config.NAMESPACES[kind][0])
+            sc.setns(fd, NAMESPACES[kind].flag)
             os.close(fd)
             if kind == "user":
                 become_root()

@@ -26,8 +26,8 @@ REFERENCE = Path(labkit.namespaces.__file__).read_text()
 # test -> (the mistake, text of the reference, what it becomes)
 MUTATIONS: dict[str, tuple[str, str, str]] = {
     "test_namespace_flags": (
-        "uts mapped to the IPC flag",
-        '"uts": syscalls.CLONE_NEWUTS', '"uts": syscalls.CLONE_NEWIPC'),
+        "= for |=: only the last kind's flag is kept",
+        "        result |= NAMESPACES[kind].flag", "        result = NAMESPACES[kind].flag"),
     "test_namespace_id": (
         "reads the caller's link instead of pid's",
         'os.readlink(f"/proc/{pid}/ns/{name}")', 'os.readlink(f"/proc/self/ns/{name}")'),
@@ -49,7 +49,7 @@ MUTATIONS: dict[str, tuple[str, str, str]] = {
         'sorted(name for _, name in socket.if_nameindex() if name != "lo")'),
     "test_bad_input": (
         "unknown kinds not checked (a KeyError leaks out)",
-        "        if not isinstance(kind, str) or kind not in flags:\n", "        if False:\n"),
+        "        if not isinstance(kind, str) or kind not in KINDS:\n", "        if False:\n"),
     "test_isolated_uts": (
         "the hostname is never set in the child",
         "    if hostname is not None:\n        set_hostname(hostname)",
@@ -62,11 +62,12 @@ MUTATIONS: dict[str, tuple[str, str, str]] = {
         "    if flags & syscalls.CLONE_NEWNS:\n        make_mounts_private()",
         "    if False:\n        make_mounts_private()"),
     "test_isolated_network": (
-        "network mapped to the mount flag",
-        '"network": syscalls.CLONE_NEWNET', '"network": syscalls.CLONE_NEWNS'),
+        "the table edited: network mapped to the mount flag",
+        '"network": Kind(syscalls.CLONE_NEWNET', '"network": Kind(syscalls.CLONE_NEWNS'),
     "test_isolated_only_requested": (
-        "ipc also creates a uts namespace",
-        '"ipc": syscalls.CLONE_NEWIPC}', '"ipc": syscalls.CLONE_NEWIPC | syscalls.CLONE_NEWUTS}'),
+        "every kind of the chapter made, not just the ones asked for",
+        "    for kind in kinds:\n        if not isinstance(kind, str)",
+        "    for kind in KINDS:\n        if not isinstance(kind, str)"),
     "test_exit_status_propagates": (
         "the middle process of a pid namespace always exits 0",
         "os._exit(exit_status(status))", "os._exit(0)"),
