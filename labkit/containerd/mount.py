@@ -24,19 +24,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from labkit import syscalls
+from labkit import mountopts, procfs, syscalls
 from labkit.containerd.errors import InvalidArgument
 
 # The kernel copies mount(2)'s `data` into one page; a longer option string is cut off
 # (and overlay then fails with a confusing error). This is why the snapshotter keeps paths short.
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-
-# Options that map to mount flags rather than to the filesystem's own option string.
-_FLAGS = {
-    "ro": syscalls.MS_RDONLY, "nosuid": syscalls.MS_NOSUID, "nodev": syscalls.MS_NODEV,
-    "noexec": syscalls.MS_NOEXEC, "noatime": syscalls.MS_NOATIME, "relatime": syscalls.MS_RELATIME,
-    "bind": syscalls.MS_BIND, "rbind": syscalls.MS_BIND | syscalls.MS_REC,
-}
 
 
 @dataclass
@@ -49,14 +42,8 @@ class Mount:
 
 def mount(m: Mount, target: str) -> None:
     """Perform one mount description on `target` (a directory that exists)."""
-    flags, data = 0, []
-    for opt in m.options:
-        if opt in _FLAGS:
-            flags |= _FLAGS[opt]
-        elif opt in ("rw", "defaults"):
-            pass
-        else:
-            data.append(opt)
+    opts = mountopts.parse(m.options)           # flags, propagation, data: see labkit.mountopts
+    flags = opts.flags
     where = os.path.join(target, m.target.lstrip("/")) if m.target else target
     if m.type == "bind" or flags & syscalls.MS_BIND:
         flags |= syscalls.MS_BIND
@@ -65,12 +52,13 @@ def mount(m: Mount, target: str) -> None:
             # A bind mount takes ro/nosuid/… only on a remount of itself.
             syscalls.mount(None, where, None,
                            (flags & ~syscalls.MS_REC) | syscalls.MS_REMOUNT)
-        return
-    joined = ",".join(data)
-    if len(joined) >= PAGE_SIZE:
-        raise InvalidArgument(f"mount {where}: options are {len(joined)} bytes, more than a "
-                              f"page ({PAGE_SIZE}); use shorter snapshot paths")
-    syscalls.mount(m.source, where, m.type, flags, joined or None)
+    else:
+        if len(opts.data) >= PAGE_SIZE:
+            raise InvalidArgument(f"mount {where}: options are {len(opts.data)} bytes, more "
+                                  f"than a page ({PAGE_SIZE}); use shorter snapshot paths")
+        syscalls.mount(m.source, where, m.type, flags, opts.data or None)
+    for propagation in opts.propagation:           # a call of its own, after the mount
+        syscalls.mount(None, where, None, propagation)
 
 
 def mount_all(mounts: list[Mount], target: str) -> None:
@@ -100,10 +88,4 @@ def unmount_all(target: str) -> None:
 def is_mountpoint(path: str) -> bool:
     """True if something is mounted exactly at `path` (read from /proc/self/mountinfo)."""
     real = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            # field 5 is the mount point, with space, tab, newline and backslash octal-escaped
-            point = line.split()[4].encode().decode("unicode_escape")
-            if point == real:
-                return True
-    return False
+    return any(m.mount_point == real for m in procfs.mountinfo())

@@ -13,9 +13,9 @@ import sys
 
 import prctl
 
+from labkit.mountopts import FLAGS, PROPAGATION
+from labkit.namespaces import NAMESPACES
 from labkit.runc import seccomp
-from labkit.runc.config import NAMESPACES
-from labkit.runc.mounts import FLAGS, PROPAGATION
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -60,9 +60,10 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import NoReturn
 
-from labkit import syscalls as sc
+from labkit import mountopts, syscalls as sc
+from labkit.namespaces import NAMESPACES
 from labkit.runc import cgroups, console, mounts, process as proc, seccomp
-from labkit.runc.config import NAMESPACES, Spec
+from labkit.runc.config import Spec
 from labkit.runc.log import ContainerError
 
 
@@ -263,8 +264,8 @@ def container_init(a: InitArgs) -> NoReturn:
 
     # 1. Make every mount in our (new) mount namespace private before touching anything:
     #    otherwise mounts below would propagate back to the host's shared mounts.
-    propagation = mounts.PROPAGATION.get(linux.get("rootfsPropagation") or "rprivate",
-                                         sc.MS_PRIVATE | sc.MS_REC)
+    propagation = mountopts.PROPAGATION.get(linux.get("rootfsPropagation") or "rprivate",
+                                            sc.MS_PRIVATE | sc.MS_REC)
     sc.mount(None, "/", None, propagation)
 
     # 2. The hostname: only affects our new UTS namespace (config.py refused it otherwise).

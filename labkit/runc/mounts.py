@@ -18,66 +18,24 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 
-from labkit import syscalls as sc
+from labkit import mountopts, syscalls as sc
+# the option tables, named in the exercise below (one table for every layer: labkit.mountopts)
+from labkit.mountopts import FLAGS, IGNORED, PROPAGATION, MountOptions  # noqa: F401
 from labkit.securejoin import secure_join  # noqa: F401  (mounts.secure_join, as before)
 from labkit.syscalls import (MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC,
                              MS_REMOUNT)
 
-# option -> (flag, set it?)   man 8 mount, "FILESYSTEM-INDEPENDENT MOUNT OPTIONS"
-FLAGS: dict[str, tuple[int, bool]] = {
-    "ro": (MS_RDONLY, True), "rw": (MS_RDONLY, False),
-    "nosuid": (MS_NOSUID, True), "suid": (MS_NOSUID, False),
-    "nodev": (MS_NODEV, True), "dev": (MS_NODEV, False),
-    "noexec": (MS_NOEXEC, True), "exec": (MS_NOEXEC, False),
-    "sync": (sc.MS_SYNCHRONOUS, True), "async": (sc.MS_SYNCHRONOUS, False),
-    "dirsync": (sc.MS_DIRSYNC, True),
-    "remount": (MS_REMOUNT, True),
-    "mand": (sc.MS_MANDLOCK, True), "nomand": (sc.MS_MANDLOCK, False),
-    "atime": (sc.MS_NOATIME, False), "noatime": (sc.MS_NOATIME, True),
-    "diratime": (sc.MS_NODIRATIME, False), "nodiratime": (sc.MS_NODIRATIME, True),
-    "relatime": (sc.MS_RELATIME, True), "norelatime": (sc.MS_RELATIME, False),
-    "strictatime": (sc.MS_STRICTATIME, True), "nostrictatime": (sc.MS_STRICTATIME, False),
-    "bind": (MS_BIND, True), "rbind": (MS_BIND | MS_REC, True),
-}
-PROPAGATION: dict[str, int] = {
-    "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE | MS_REC,
-    "shared": sc.MS_SHARED, "rshared": sc.MS_SHARED | MS_REC,
-    "slave": sc.MS_SLAVE, "rslave": sc.MS_SLAVE | MS_REC,
-    "unbindable": sc.MS_UNBINDABLE, "runbindable": sc.MS_UNBINDABLE | MS_REC,
-}
-# options that are instructions to runc itself, not to the kernel
-IGNORED = {"tmpcopyup", "idmap", "ridmap", "nosymfollow"}
-
-
-@dataclass
-class MountOptions:
-    flags: int = 0
-    propagation: list[int] | None = None
-    data: str = ""
-
 
 def parse_options(options: list[str]) -> MountOptions:
-    result = MountOptions(propagation=[])
+    """Sort a mount's options into flags, propagation and data (labkit.mountopts says what
+    each option means): ["ro", "nosuid", "rw", "mode=755", "rslave"] -> flags MS_NOSUID,
+    propagation [MS_SLAVE|MS_REC], data "mode=755"."""
     # BEGIN SOLUTION hint="man 8 mount, FILESYSTEM-INDEPENDENT MOUNT OPTIONS"
     # TODO: sort each option into flags (FLAGS: set or clear), propagation (PROPAGATION) or data
     # HINT: later options win ("ro" then "rw" is rw); IGNORED and "x-*" options are dropped
-    data = []
-    for opt in options:
-        if opt in FLAGS:
-            flag, on = FLAGS[opt]
-            result.flags = result.flags | flag if on else result.flags & ~flag
-        elif opt in PROPAGATION:
-            result.propagation.append(PROPAGATION[opt])
-        elif opt in IGNORED or opt.startswith("x-"):
-            continue
-        else:
-            data.append(opt)
-    result.data = ",".join(data)
+    return mountopts.parse(options)
     # END SOLUTION
-    return result
-
 
 
 def make_mountpoint(target: str, like_file: bool) -> None:

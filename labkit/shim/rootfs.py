@@ -7,7 +7,8 @@ runtime, then unmounts it on Delete. (dockerd's graphdriver passes no mounts and
 config.json's root.path at its own overlay instead.)
 
 An option is either a mount flag (ro, nosuid, bind …, see man 8 mount) or data passed to the
-filesystem (lowerdir=…); `mount -o` hides this split, mount(2) does not.
+filesystem (lowerdir=…); `mount -o` hides this split, mount(2) does not (labkit.mountopts
+has the one table of what each option means).
 """
 
 from __future__ import annotations
@@ -16,19 +17,7 @@ import os
 from pathlib import Path
 from typing import Protocol, Sequence
 
-from labkit import syscalls
-
-# option -> (flag to set, True) or (flag to clear, False)
-_FLAGS: dict[str, tuple[int, bool]] = {
-    "ro": (syscalls.MS_RDONLY, True), "rw": (syscalls.MS_RDONLY, False),
-    "nosuid": (syscalls.MS_NOSUID, True), "suid": (syscalls.MS_NOSUID, False),
-    "nodev": (syscalls.MS_NODEV, True), "dev": (syscalls.MS_NODEV, False),
-    "noexec": (syscalls.MS_NOEXEC, True), "exec": (syscalls.MS_NOEXEC, False),
-    "bind": (syscalls.MS_BIND, True), "rbind": (syscalls.MS_BIND | syscalls.MS_REC, True),
-    "noatime": (syscalls.MS_NOATIME, True), "relatime": (syscalls.MS_RELATIME, True),
-    "strictatime": (syscalls.MS_STRICTATIME, True), "sync": (syscalls.MS_SYNCHRONOUS, True),
-    "remount": (syscalls.MS_REMOUNT, True), "defaults": (0, True),
-}
+from labkit import mountopts, syscalls
 
 
 class MountSpec(Protocol):
@@ -38,28 +27,21 @@ class MountSpec(Protocol):
     options: Sequence[str]
 
 
-def split_options(options: Sequence[str]) -> tuple[int, str]:
-    """['ro', 'lowerdir=/a'] -> (MS_RDONLY, 'lowerdir=/a')."""
-    flags, data = 0, []
-    for option in options:
-        if option in _FLAGS:
-            flag, set_it = _FLAGS[option]
-            flags = flags | flag if set_it else flags & ~flag
-        else:
-            data.append(option)
-    return flags, ",".join(data)
-
-
 def mount_rootfs(mounts: Sequence[MountSpec], target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
     for m in mounts:
-        flags, data = split_options(list(m.options))
+        opts = mountopts.parse(m.options)
+        flags = opts.flags
         fstype = None if m.type == "bind" else m.type
-        syscalls.mount(m.source, str(target), fstype, flags & ~syscalls.MS_RDONLY if flags & syscalls.MS_BIND else flags,
-                       data or None)
+        syscalls.mount(m.source, str(target), fstype,
+                       flags & ~syscalls.MS_RDONLY if flags & syscalls.MS_BIND else flags,
+                       opts.data or None)
         if flags & syscalls.MS_BIND and flags & syscalls.MS_RDONLY:
             # A bind mount ignores MS_RDONLY; read-only takes a second, remounting call.
-            syscalls.mount(None, str(target), None, syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY)
+            syscalls.mount(None, str(target), None,
+                           syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY)
+        for propagation in opts.propagation:        # a call of its own (labkit.mountopts)
+            syscalls.mount(None, str(target), None, propagation)
 
 
 def unmount_rootfs(target: Path) -> None:
