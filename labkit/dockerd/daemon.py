@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import labkit.signals  # names <-> numbers, as Docker reads them (`signals` is the stdlib's)
 from labkit import __version__, paths
 from labkit.containerd import api_pb2 as pb
 from labkit.distribution.layers import chain_ids
@@ -1039,19 +1040,11 @@ class _AttachWithLogs:
 # ================================================================ helpers
 
 def parse_signal(value: str | int) -> int:
-    """"SIGTERM", "TERM", "15" -> 15; anything else is a 400."""
-    text = str(value).strip().upper()
-    if text.isdigit():
-        number = int(text)
-        if 0 < number < 65:
-            return number
-    else:
-        name = text if text.startswith("SIG") else "SIG" + text
-        try:
-            return int(signals.Signals[name])
-        except KeyError:
-            pass
-    raise InvalidParameter(f"Invalid signal: {value}")
+    """"SIGTERM", "TERM", "15" -> 15 (read by labkit.signals); anything else is a 400."""
+    try:
+        return labkit.signals.parse_signal(value)
+    except ValueError:
+        raise InvalidParameter(f"Invalid signal: {value}") from None
 
 
 def _warnings(host_config: dict) -> list[str]:

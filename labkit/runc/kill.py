@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 
+from labkit import signals
+from labkit.procfs import pid_namespace_members
 from labkit.runc import cgroups
 from labkit.runc.container import Container
 from labkit.runc.log import ContainerError
@@ -28,18 +29,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_signal(text: str) -> int:
-    if text.isdigit():
-        number = int(text)
-        if 0 < number < signal.NSIG:
-            return number
-    else:
-        name = text.upper()
-        name = name if name.startswith("SIG") else "SIG" + name
-        number = getattr(signal.Signals, name, None) if name in signal.Signals.__members__ \
-            else None
-        if number is not None:
-            return int(number)
-    raise ContainerError(f"unknown signal {text!r}")
+    """"9", "KILL", "SIGKILL" -> 9 (labkit.signals reads them as runc does)."""
+    try:
+        return signals.parse_signal(text)
+    except ValueError:
+        raise ContainerError(f"unknown signal {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,26 +49,6 @@ def container_pids(c: Container) -> list[int]:
         if found:
             return found
     return pid_namespace_members(c.pid)
-
-
-def pid_namespace_members(init_pid: int) -> list[int]:
-    """Host pids of the processes in `init_pid`'s pid namespace (man 7 pid_namespaces):
-    the ones whose /proc/<pid>/ns/pid is the same namespace."""
-    try:
-        init_ns = os.readlink(f"/proc/{init_pid}/ns/pid")
-    except OSError:
-        return []
-    if init_ns == os.readlink("/proc/self/ns/pid"):
-        return [init_pid]              # the host's pid namespace: only init is ours for sure
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.readlink(f"/proc/{entry}/ns/pid") == init_ns:
-                    found.append(int(entry))
-            except OSError:
-                continue               # exited while we looked
-    return found
 
 
 def kill(c: Container, signum: int, all_processes: bool = False) -> None:
