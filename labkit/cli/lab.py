@@ -118,6 +118,10 @@ def command(client, args: argparse.Namespace) -> int:
                 print(f"labkit lab up: JupyterLab did not start (the engine runs without it): "
                       f"{problem}", file=sys.stderr)
             from labkit.lab import jupyter
+            if not problems and not jupyter.disabled():
+                warning = jupyter.exposure_warning(jupyter.settings())
+                if warning:
+                    print(f"labkit lab up: warning: {warning}", file=sys.stderr)
             link = None if problems else jupyter.url()
             if link:
                 print(f"jupyter: {link}")
