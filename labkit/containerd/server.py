@@ -63,8 +63,12 @@ class Daemon:
     def __init__(self, root: Path, state: Path, address: str,
                  shim_binary: str = "labkit-shim") -> None:
         self.root, self.state = Path(root), Path(state)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.state.mkdir(parents=True, exist_ok=True)
+        # Both private to root: the state directory holds the mount points where layers are
+        # unpacked and the bundles whose rootfs is mounted, both showing an image's device
+        # nodes, which no other user of the host may reach (the snapshots are 0700 too).
+        for d in (self.root, self.state):
+            d.mkdir(parents=True, exist_ok=True)
+            d.chmod(0o700)
         self.content = LocalContentStore(self.root)
         self.meta = MetadataStore(self.root / "meta.db")
         self.exchange = Exchange()
