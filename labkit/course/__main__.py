@@ -40,6 +40,8 @@ def parser(prog: str = "python -m labkit.course") -> argparse.ArgumentParser:
     g.add_argument("--timeout", type=float, default=120.0,
                    help="seconds one checkpoint may run (default %(default)s; 0: no limit)")
     g.add_argument("--quiet", action="store_true", help="print only the score table")
+    g.add_argument("-v", "--verbose", action="store_true",
+                   help="also show pytest's traceback of each failure")
     sub.add_parser("status", help="which implementation runs each layer")
     return p
 
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m labkit.course") -
         if args.command == "grade":
             result = grade(args.chapters or None, args.workspace, tests_dir=args.tests,
                            out_dir=args.out, layers=args.layers, quiet=args.quiet,
-                           timeout=args.timeout)
+                           timeout=args.timeout, verbose=args.verbose)
             return 0 if result.full_marks else 1
         impls = implementations.load()
         where = impls.config_path or f"{implementations.config_path()} (absent: defaults)"

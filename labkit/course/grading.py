@@ -272,7 +272,7 @@ def syntax_errors(workspace: Path) -> list[str]:
 def grade(chapters: list[str] | None = None, workspace: Path | None = None, *,
           tests_dir: Path | None = None, out_dir: Path | None = None,
           layers: list[str] | None = None, quiet: bool = False, timeout: float = 120.0,
-          pytest_args: Iterable[str] = ()) -> GradeReport:
+          verbose: bool = False, pytest_args: Iterable[str] = ()) -> GradeReport:
     """Run the checkpoints of `chapters` (None: all) and print the score table.
 
     workspace: grade this workspace -- every layer (or only `layers`) is taken from it; without
@@ -280,6 +280,7 @@ def grade(chapters: list[str] | None = None, workspace: Path | None = None, *,
     tests_dir: where the checkpoints are (default tests/checkpoints of the labkit source tree).
     out_dir:   where grade.json and grade-junit.xml go (default ./labkit-grade).
     quiet:     keep pytest's own output out of the terminal (it is then in `report.output`).
+    verbose:   also pytest's tracebacks (by default each failure is one line and its hint).
     timeout:   seconds one checkpoint may run before it fails (0: no limit).
     Raises GradeError when the run cannot be made (bad chapter name, missing directory, a
     configuration naming a missing workspace or module).
@@ -324,7 +325,10 @@ def grade(chapters: list[str] | None = None, workspace: Path | None = None, *,
                "-o", "junit_suite_name=labkit-grade",
                # a checkpoint file that does not import is that chapter's error, not the end of grading
                "--continue-on-collection-errors",
-               "-p", "no:cacheprovider", "-q", "--tb=short", *pytest_args]
+               "-p", "no:cacheprovider", "-q",
+               # each failure once: its line and hint in the plugin's summary; tracebacks and
+               # pytest's own summary only when asked for
+               *(["--tb=short", "-rfE"] if verbose else ["--tb=no", "-rN"]), *pytest_args]
     proc = subprocess.run(command, env=env, text=True,
                           stdout=subprocess.PIPE if quiet else None,
                           stderr=subprocess.STDOUT if quiet else None)

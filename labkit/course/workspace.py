@@ -123,7 +123,11 @@ class WorkspaceReport:
             lines.append(f"your edited files were saved under {self.backup}")
         lines += [f"kept {rel}: the reference no longer has it, and you edited it" for rel in self.kept]
         lines += [f"warning: {w}" for w in self.warnings]
-        lines.append(f"use it for a layer with e.g. LABKIT_IMPL_SYSCALLS=workspace:{self.dest}")
+        from labkit.course import syllabus
+        for c in syllabus.chapters():
+            if c.written and c.layer:
+                lines.append(f"chapter {c.number} ({c.title}): run your code for its layer with "
+                             f"LABKIT_IMPL_{c.layer.upper()}=workspace:{self.dest}")
         return "\n".join(lines)
 
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
+import json
 import os
 import tomllib
 import secrets
@@ -228,9 +229,28 @@ def argv(s: Settings) -> list[str]:
     ]
 
 
+# JupyterLab's settings the lab starts with (user settings: a student's own changes stay).
+# Without them a "Would you like to get notified about official Jupyter news?" prompt covers
+# the first notebook a student opens, for a feed the offline lab cannot reach anyway.
+INITIAL_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
+        {"fetchNews": "false", "checkForUpdates": False},
+}
+
+
+def write_initial_settings() -> None:
+    settings_dir = paths.LIB / "jupyter" / "settings"
+    for name, values in INITIAL_SETTINGS.items():
+        path = settings_dir / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(values, indent=2) + "\n")
+
+
 def environment() -> dict[str, str]:
     """What JupyterLab's environment gets in addition to ours, when it is started."""
     ensure_token()
+    write_initial_settings()
     runtime = state_dir() / "runtime"
     runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
     return {"JUPYTER_TOKEN_FILE": str(token_file()), "JUPYTER_RUNTIME_DIR": str(runtime)}

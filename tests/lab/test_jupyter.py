@@ -78,6 +78,16 @@ def test_up_token_status_down(jupyter_up):
     assert _get(port, "/api/status") in (401, 403)
     assert _get(port, "/api/status?token=" + "0" * 48) in (401, 403)
     assert _get(port, "/api/contents/notebooks") in (401, 403)
+
+    # no "get notified about Jupyter news?" prompt over the first notebook
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/lab/api/settings/@jupyterlab/apputils-extension:notification?token="
+                     + token)
+        notification = __import__("json").loads(conn.getresponse().read())["settings"]
+    finally:
+        conn.close()
+    assert notification["fetchNews"] == "false" and notification["checkForUpdates"] is False
     # the repository is its root: the chapters are there
     listing = _get(port, f"/api/contents/notebooks?token={token}")
     assert listing == 200
