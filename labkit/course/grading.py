@@ -272,7 +272,8 @@ def syntax_errors(workspace: Path) -> list[str]:
 def grade(chapters: list[str] | None = None, workspace: Path | None = None, *,
           tests_dir: Path | None = None, out_dir: Path | None = None,
           layers: list[str] | None = None, quiet: bool = False, timeout: float = 120.0,
-          verbose: bool = False, pytest_args: Iterable[str] = ()) -> GradeReport:
+          verbose: bool = False, table: bool = True, pytest_args: Iterable[str] = ()
+          ) -> GradeReport:
     """Run the checkpoints of `chapters` (None: all) and print the score table.
 
     workspace: grade this workspace -- every layer (or only `layers`) is taken from it; without
@@ -348,6 +349,7 @@ def grade(chapters: list[str] | None = None, workspace: Path | None = None, *,
     report.implementations = report.implementations or {
         name: kind for name, kind, _ in configured.table()}
     json_path.write_text(json.dumps(report.to_json(), indent=2) + "\n")
-    print(format_table(report))
-    print(f"reports: {json_path}  {junit_path}")
+    if table:
+        print(format_table(report))
+        print(f"reports: {json_path}  {junit_path}")
     return report
