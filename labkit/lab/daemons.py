@@ -93,7 +93,7 @@ def probe_containerd(sock: Path, timeout: float = 1.0) -> bool:
     import grpc  # imported here: the CLI should not pay grpc's import time for `labkit ps`
     from google.protobuf import empty_pb2
 
-    from labkit.containerd import api_pb2_grpc
+    from labkit.wire.containerd import api_pb2_grpc
 
     with grpc.insecure_channel(f"unix://{sock}") as channel:
         try:

@@ -29,8 +29,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from support import base_spec, make_bundle  # noqa: E402,F401
 
-from labkit.shim.client import ShimClient, ShimError  # noqa: E402
-from labkit.shim.launch import start_shim  # noqa: E402
+from labkit.wire.shim.client import ShimClient, ShimError  # noqa: E402
+from labkit.wire.shim.launch import start_shim  # noqa: E402
 from labkit.shim.main import socket_path  # noqa: E402
 from labkit.shim.runtime import OCIRuntimeError, Runtime, RuntimeOptions, open_runtime  # noqa: E402,F401
 
