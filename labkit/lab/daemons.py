@@ -57,13 +57,13 @@ class DaemonStatus:
 
 
 def implementation(layer: str, strict: bool = True) -> tuple[str, str]:
-    """(choice, program) for a process layer, as configured in labkit.course.implementations:
+    """(choice, program) for a process layer, as configured in labkit.lab.implementations:
     ("reference", "/opt/labkit/venv/bin/labkit-dockerd"), ("workspace:/root/ws", …), …
 
     A configuration error (ImplementationError, naming the layer and the path) is raised when
     `strict`; otherwise the layer is shown as "invalid configuration" running the reference's
     command name, so that `status` can still say what runs."""
-    from labkit.course import implementations
+    from labkit.lab import implementations
 
     try:
         impls = implementations.load()
