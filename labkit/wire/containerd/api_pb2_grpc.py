@@ -1245,7 +1245,7 @@ class TasksServicer:
     """
 
     def Create(self, request, context):
-        """Create writes the bundle, mounts the rootfs, starts the shim and has it run `runtime create`.
+        """Create writes the bundle, starts the shim and has it mount the rootfs and run `runtime create`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
