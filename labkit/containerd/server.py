@@ -28,8 +28,8 @@ import grpc
 from google.protobuf import empty_pb2, timestamp_pb2
 
 from labkit import __version__
-from labkit.containerd import api_pb2 as pb
-from labkit.containerd import api_pb2_grpc as rpc
+from labkit.wire.containerd import api_pb2 as pb
+from labkit.wire.containerd import api_pb2_grpc as rpc
 from labkit.containerd.content import LocalContentStore
 from labkit.containerd.errors import ContainerdError, FailedPrecondition, InvalidArgument
 from labkit.containerd.events import Exchange
@@ -383,10 +383,14 @@ class ContainersService(rpc.ContainersServicer):
         c = request.container
         check_identifier(c.id, "container id")
         if c.spec:
+            # Parsed here, once, to refuse a bad spec early; Tasks.Create writes the bytes as
+            # they are to config.json.
             try:
-                json.loads(c.spec)
+                spec = json.loads(c.spec)
             except ValueError as e:
                 raise InvalidArgument(f"container {c.id}: spec is not valid JSON: {e}") from None
+            if not isinstance(spec, dict):
+                raise InvalidArgument(f"container {c.id}: spec must be a JSON object")
         if c.runtime.options:
             try:
                 json.loads(c.runtime.options)

@@ -15,9 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from labkit.course import implementations
+from labkit.lab import implementations
 from labkit.course.grading import GradeError, grade
-from labkit.course.implementations import ImplementationError
+from labkit.lab.implementations import ImplementationError
 from labkit.course.workspace import REFERENCE_PACKAGE, WorkspaceError, generate_workspace
 
 

@@ -16,7 +16,7 @@ file. A prerequisite that is not part of the run (another chapter was not select
 block. The course's checkpoints live in tests/checkpoints/ (files named test_cpNN_*.py, so that
 a file that fails to import is still charged to its chapter).
 
-A checkpoint gets the code it grades from labkit.course.implementations -- inside the test or a
+A checkpoint gets the code it grades from labkit.lab.implementations -- inside the test or a
 fixture, never at import time:
 
     def test_sethostname(tmp_path):
@@ -58,8 +58,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
-from labkit.course import implementations
-from labkit.course.implementations import STUDENT_PACKAGE, ImplementationError
+from labkit.lab import implementations
+from labkit.lab.implementations import STUDENT_PACKAGE, ImplementationError
 
 CHAPTER = re.compile(r"cp\d\d")
 # A test file tells its chapter in its name (tests/checkpoints/test_cp01_namespaces.py).
@@ -277,7 +277,7 @@ def grade(chapters: list[str] | None = None, workspace: Path | None = None, *,
     """Run the checkpoints of `chapters` (None: all) and print the score table.
 
     workspace: grade this workspace -- every layer (or only `layers`) is taken from it; without
-        it, the configured implementations (labkit.course.implementations) are graded.
+        it, the configured implementations (labkit.lab.implementations) are graded.
     tests_dir: where the checkpoints are (default tests/checkpoints of the labkit source tree).
     out_dir:   where grade.json and grade-junit.xml go (default ./labkit-grade).
     quiet:     keep pytest's own output out of the terminal (it is then in `report.output`).

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.course import implementations
+from labkit.lab import implementations
 from labkit.course.grading import CHAPTER, CHAPTER_IN_PATH, TestResult, build_report, format_table
 
 

@@ -38,7 +38,7 @@ fresh workspace fails every checkpoint with NotImplementedError, never with an I
 Layout of a workspace DIR
     DIR/labkit_student/          a mirror of `labkit/` (without labkit/course, the grading machinery)
     DIR/bin/labkit-runc, …       wrapper scripts running the workspace's programs, for the process
-                                 layers whose reference exists (see labkit.course.implementations)
+                                 layers whose reference exists (see labkit.lab.implementations)
     DIR/.labkit-workspace.json   the manifest: a sha256 for every generated file
     DIR/.backup/<time>/          the student's edited files, saved before `--force` replaced them
 
@@ -72,7 +72,7 @@ import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labkit.course.implementations import LAYERS, STUDENT_PACKAGE
+from labkit.lab.implementations import LAYERS, STUDENT_PACKAGE
 
 REFERENCE_PACKAGE = Path(__file__).resolve().parent.parent   # the `labkit` package directory
 MANIFEST = ".labkit-workspace.json"

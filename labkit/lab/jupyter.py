@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labkit import paths
-from labkit.course.implementations import console_script
+from labkit.lab.implementations import console_script
 
 NAME = "labkit-jupyter"          # pid file and log file names, as for the other daemons
 DEFAULT_IP = "127.0.0.1"

@@ -16,6 +16,7 @@ import argparse
 import os
 import signal
 
+from labkit.procfs import pid_namespace_members
 from labkit.runc import cgroups
 from labkit.runc.container import Container
 from labkit.runc.log import ContainerError
@@ -55,26 +56,6 @@ def container_pids(c: Container) -> list[int]:
         if found:
             return found
     return pid_namespace_members(c.pid)
-
-
-def pid_namespace_members(init_pid: int) -> list[int]:
-    """Host pids of the processes in `init_pid`'s pid namespace (man 7 pid_namespaces):
-    the ones whose /proc/<pid>/ns/pid is the same namespace."""
-    try:
-        init_ns = os.readlink(f"/proc/{init_pid}/ns/pid")
-    except OSError:
-        return []
-    if init_ns == os.readlink("/proc/self/ns/pid"):
-        return [init_pid]              # the host's pid namespace: only init is ours for sure
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.readlink(f"/proc/{entry}/ns/pid") == init_ns:
-                    found.append(int(entry))
-            except OSError:
-                continue               # exited while we looked
-    return found
 
 
 def kill(c: Container, signum: int, all_processes: bool = False) -> None:

@@ -87,7 +87,7 @@ def test_lab_workspace_then_status_shows_it(home):
     start = next(i for i, line in enumerate(lines) if line.startswith("implementations ("))
     assert lines[start + 1].split() == ["LAYER", "IMPLEMENTATION", "CHOSEN", "IN"]
     rows = {line.split()[0]: line.split()[1:] for line in lines[start + 2:] if line.strip()}
-    from labkit.course.implementations import LAYERS
+    from labkit.lab.implementations import LAYERS
     assert set(rows) == set(LAYERS)      # process layers and in-process building blocks
     assert rows["namespaces"] == [f"workspace:{ws}", "LABKIT_IMPL_NAMESPACES"]
     assert rows["runtime"] == ["binary:runc", "LABKIT_IMPL_RUNTIME"]

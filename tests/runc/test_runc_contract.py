@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.runc.binary import OCIRuntimeError
+from labkit.wire.runtime import OCIRuntimeError
 from labkit.runc.run import ConsoleListener
 
 pytestmark = pytest.mark.root
