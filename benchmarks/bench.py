@@ -83,9 +83,9 @@ def bench_engine(name: str, host: str, image: str, n: int, docker: str) -> Resul
 
 def runtime_argv(name: str) -> list[str]:
     """How to invoke a runtime binary on this host (crun needs help on a cgroup v1 hybrid host:
-    labkit.runc.binary knows how); fall back to the plain program."""
+    labkit.wire.runtime knows how); fall back to the plain program."""
     try:
-        from labkit.runc.binary import runtime_argv as argv_for
+        from labkit.wire.runtime import runtime_argv as argv_for
         return list(argv_for(name))
     except ImportError:
         pass

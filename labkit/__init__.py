@@ -15,11 +15,13 @@ real protocol to its neighbours; see ARCHITECTURE.md in the course's shared fold
     labkit.registry         `labkit-registry` — the OCI distribution API over a directory
     labkit.distribution     the registry client: references, manifests, blobs, pull and push
     labkit.images           builds the lab's own images (hello-world, busybox) offline
-    labkit.lab              lab control: up, down, status, reset
+    labkit.wire             the protocols between layers, owned by none: containerd's gRPC API,
+                            the shim protocol over ttrpc, runc's command line (go-runc's role)
+    labkit.lab              lab control: up, down, status, reset; which implementation runs each layer
     labkit.paths            where each layer keeps its state by default
     labkit.securejoin       resolve a path inside a root without escaping it (runtime and containerd)
     labkit.units            human-readable sizes and durations (Docker's go-units), for CLI and daemon
-    labkit.course           the course: implementations config, student workspaces, grading,
+    labkit.course           the course: student workspaces, grading,
                             diagrams and slides
 """
 

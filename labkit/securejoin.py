@@ -11,6 +11,14 @@ The walk, one component at a time:
 - a symlink is read and its target spliced in front of what is left (an absolute target
   restarts at `root`), counting links to stop on loops (ELOOP, as the kernel does);
 - a component that does not exist (yet) is taken literally: the caller may create it.
+
+`secure_join` returns a *path*: between the walk and the caller's use of it, something else
+could swap a component for a symlink. That is fine for the runtime, which places mounts in a
+rootfs it alone is setting up. For a hostile tar, where one entry can plant the link that the
+next entry walks through, `open_in_root` gives a *file descriptor* instead: the kernel
+resolves every component inside the root (openat2 with RESOLVE_IN_ROOT, Linux 5.6+), and the
+caller then works relative to that fd (mkdirat, openat, unlinkat, …), naming only one last
+component that it never follows.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
+
+from labkit import syscalls
 
 MAX_SYMLINKS = 40   # the kernel's own limit on links followed in one lookup (MAXSYMLINKS)
 
@@ -50,3 +60,11 @@ def secure_join(root: str, unsafe: str, max_links: int = MAX_SYMLINKS) -> str:
             continue
         resolved.append(part)
     return os.path.join(root, *resolved)
+
+
+def open_in_root(root_fd: int, unsafe: str, flags: int = os.O_RDONLY | os.O_DIRECTORY) -> int:
+    """Open `unsafe` relative to the directory `root_fd` as if `root_fd` were `/` (symlinks and
+    `..` never lead out of it; magic /proc links refused). Returns a new O_CLOEXEC fd."""
+    path = "/".join(p for p in unsafe.split("/") if p not in ("", ".")) or "."
+    return syscalls.openat2(root_fd, path, flags,
+                            syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS)

@@ -2,7 +2,8 @@
 
 Python's `os` module already wraps most of what a container runtime needs (fork, execve,
 setgid/setuid/setgroups, mknod, chroot, sethostname via `socket`, pipes and fifos). Five calls
-are missing, and they are the heart of containers:
+are missing, and they are the heart of containers (a sixth, openat2, keeps a layer inside
+its snapshot):
 
     unshare(flags)              give the calling process new namespaces     man 2 unshare
     setns(fd, nstype)           join an existing namespace (an nsfs fd)      man 2 setns
@@ -10,9 +11,10 @@ are missing, and they are the heart of containers:
     umount2(target, flags)      detach a filesystem (MNT_DETACH: lazily)     man 2 umount2
     pivot_root(new, old)        swap the root mount of this mount namespace  man 2 pivot_root
     prctl(option, ...)          process controls python-prctl lacks         man 2 prctl
+    openat2(dirfd, path, ...)   open, resolving every component in a root   man 2 openat2
 
 They are reached through ctypes: libc's wrappers where glibc has one, the raw system call
-number for pivot_root (glibc has no wrapper for it).
+number for pivot_root and openat2 (glibc 2.36 has no wrapper for either).
 
 Errors: every call raises OSError(errno, "<call> <argument>: <ERRNO NAME>"), for instance
 `OSError(1, "mount /proc: EPERM")`, so the message says which call on which path failed.
@@ -75,6 +77,13 @@ MS_RELATIME = 1 << 21
 MS_STRICTATIME = 1 << 24
 MS_LAZYTIME = 1 << 25
 
+# --- openat2 resolve flags (linux/openat2.h) --------------------------------------------------
+RESOLVE_NO_XDEV = 0x01        # no crossing of mount points
+RESOLVE_NO_MAGICLINKS = 0x02  # no /proc/<pid>/fd/N-style "magic" links
+RESOLVE_NO_SYMLINKS = 0x04    # no symlinks at all
+RESOLVE_BENEATH = 0x08        # fail (EXDEV) on anything that would leave dirfd
+RESOLVE_IN_ROOT = 0x10        # treat dirfd as "/": absolute links and ".." stay inside it
+
 # --- umount2 flags ----------------------------------------------------------------------------
 MNT_FORCE = 1
 MNT_DETACH = 2
@@ -84,6 +93,16 @@ UMOUNT_NOFOLLOW = 8
 # pivot_root has no glibc wrapper: call it by number (asm/unistd_64.h and friends)
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "armv7l": 218, "armv6l": 218,
                    "i686": 217, "i386": 217, "ppc64le": 203, "s390x": 217, "riscv64": 41}
+
+# openat2 is 437 on every architecture (it came after the syscall tables were unified)
+_SYS_OPENAT2 = 437
+
+
+class _OpenHow(ctypes.Structure):
+    # struct open_how (linux/openat2.h): three u64, extensible by size
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
@@ -124,6 +143,7 @@ class Kernel(Protocol):
     def pivot_root(self, new_root: str, put_old: str) -> None: ...
     def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0,
               arg5: int = 0) -> int: ...
+    def openat2(self, dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int: ...
 
 
 class LinuxKernel:
@@ -164,6 +184,14 @@ class LinuxKernel:
         if result < 0:
             raise _fail("prctl", f"option {option}")
         return result
+
+    def openat2(self, dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+        how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+        fd = _libc.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dirfd), _b(path),
+                           ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+        if fd < 0:
+            raise _fail("openat2", os.fsdecode(path))
+        return fd
 
 
 #: The implementation the module-level functions call. Swap it with `use()`.
@@ -208,6 +236,14 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     return kernel.prctl(option, arg2, arg3, arg4, arg5)
 
 
-__all__ = [n for n in list(globals()) if n.startswith(("CLONE_", "MS_", "MNT_", "UMOUNT_"))] + [
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat(2) with `resolve` rules for every component (RESOLVE_IN_ROOT: as if dirfd were
+    the root directory). Returns the new fd (always O_CLOEXEC). ENOSYS before Linux 5.6.
+    man 2 openat2"""
+    return kernel.openat2(dirfd, path, flags, resolve, mode)
+
+
+__all__ = [n for n in list(globals())
+           if n.startswith(("CLONE_", "MS_", "MNT_", "UMOUNT_", "RESOLVE_"))] + [
     "Kernel", "LinuxKernel", "kernel", "use", "unshare", "setns", "mount", "umount2", "pivot_root",
-    "prctl"]
+    "prctl", "openat2"]

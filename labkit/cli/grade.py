@@ -36,5 +36,17 @@ def course(verb: str, arguments: list[str], prog: str = "labkit") -> int:
         return e.code if isinstance(e.code, int) else 2
 
 
+def add_check_parser(sub) -> None:
+    p = sub.add_parser("check", add_help=False,
+                       help="check your code for one chapter or exercise "
+                            "(check cp01 [NAME]; --help for all)")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=check_command, no_client=True, passes_through=True, words=["check"])
+
+
 def command(client, args: argparse.Namespace) -> int:
     return course("grade", args.rest)
+
+
+def check_command(client, args: argparse.Namespace) -> int:
+    return course("check", args.rest)

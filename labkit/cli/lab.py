@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
 def print_jupyter(answering: bool) -> None:
     """JupyterLab's URL (with the token) and where the configured workspaces are in it."""
     from labkit import paths
-    from labkit.course import implementations
+    from labkit.lab import implementations
     from labkit.lab import jupyter
 
     off = jupyter.disabled()
@@ -73,7 +73,7 @@ def print_jupyter(answering: bool) -> None:
 def print_implementations() -> int:
     """The configured implementation of every layer; 2 (after the message) if the
     configuration is wrong."""
-    from labkit.course import implementations
+    from labkit.lab import implementations
 
     try:
         impls = implementations.load()
@@ -107,7 +107,7 @@ def print_status() -> int:
 
 def command(client, args: argparse.Namespace) -> int:
     from labkit import lab
-    from labkit.course.implementations import ImplementationError
+    from labkit.lab.implementations import ImplementationError
 
     if args.verb in ("workspace", "grade"):
         return course(args.verb, args.rest, prog="labkit lab")
@@ -118,6 +118,10 @@ def command(client, args: argparse.Namespace) -> int:
                 print(f"labkit lab up: JupyterLab did not start (the engine runs without it): "
                       f"{problem}", file=sys.stderr)
             from labkit.lab import jupyter
+            if not problems and not jupyter.disabled():
+                warning = jupyter.exposure_warning(jupyter.settings())
+                if warning:
+                    print(f"labkit lab up: warning: {warning}", file=sys.stderr)
             link = None if problems else jupyter.url()
             if link:
                 print(f"jupyter: {link}")

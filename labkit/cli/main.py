@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for module in COMMANDS:
         module.add_parser(sub)
+    grade.add_check_parser(sub)
     return parser
 
 

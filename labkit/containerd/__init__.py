@@ -4,7 +4,7 @@ containerd sits between dockerd (which knows users, names, networks and volumes)
 shims (one per running container). It owns what a *host* needs to run containers: the blobs
 images are made of, the layered filesystems unpacked from them, the records of which container
 uses which image and spec, and the tasks (running processes) behind them. dockerd asks for all
-of it over gRPC (api.proto), in a namespace of its own ("moby").
+of it over gRPC (labkit/wire/containerd/api.proto), in a namespace of its own ("moby").
 
 Modules, from the one nearest the user to the one nearest the kernel:
 
@@ -22,5 +22,13 @@ Modules, from the one nearest the user to the one nearest the kernel:
     mount.py       mount descriptions, performed through labkit.syscalls
     errors.py      the errors every module raises, one per gRPC status code
 
-    api.proto      the wire API (services named as containerd's); api_pb2*.py are generated
+The protocols live in labkit.wire, owned by neither side: the gRPC API dockerd calls
+(labkit.wire.containerd: api.proto, services named as containerd's; api_pb2*.py are
+generated), and the shim protocol containerd drives its shims with (labkit.wire.shim: the
+`start`/`delete` handshake, ShimClient, the task and event messages, over labkit.wire.ttrpc).
+
+What labkit-containerd may import: its own modules, labkit.wire, labkit.distribution and the
+low-level helpers below every layer (labkit.paths, labkit.syscalls, labkit.securejoin …).
+Never labkit.runc (the runtime is the shim's business), the shim's implementation
+(labkit.shim), dockerd, the CLI, the lab or the course. tests/test_import_rules.py checks this.
 """

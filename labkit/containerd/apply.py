@@ -22,13 +22,27 @@ Two ways to honour whiteouts, chosen by `whiteouts=`:
                trusted.overlay.opaque=y for an opaque directory. (Doing that *through* an
                overlay mount is refused by the kernel: mknod 0/0 gets EPERM.)
 
-Safety: a layer comes from the network, so it is hostile until proven otherwise.
+Safety: a layer comes from the network, so it is hostile until proven otherwise. Docker
+unpacks in a chroot for this reason; labkit gets the same confinement from the kernel:
     * an entry whose path climbs out of the root (`../../etc/passwd`) is rejected;
-    * symlinks met on the way to an entry are resolved *inside* the root (an absolute link
-      /lib -> /usr/lib means <root>/usr/lib, never the host's /usr/lib), so a layer cannot
-      plant a link in one entry and write through it in the next;
-    * the last component is never followed: we replace it, we do not write through it;
-    * hardlink targets are root-relative and resolved the same way.
+    * every path is resolved *by the kernel, inside the root* (openat2 with RESOLVE_IN_ROOT,
+      labkit.securejoin.open_in_root): an absolute link /lib -> /usr/lib means
+      <root>/usr/lib, never the host's /usr/lib, so a layer cannot plant a link in one entry
+      and write through it in the next. This holds for every operation: creating, writing,
+      linking, whiteouts, opaque directories and the directory times set at the end (looked
+      up again then: a later entry may have turned a parent into a symlink);
+    * the work is done relative to that directory fd (mkdirat, openat, unlinkat, linkat,
+      fchownat, utimensat …), naming one last component, which is never followed: we replace
+      it, we do not write through it;
+    * hardlink targets are root-relative and resolved the same way;
+    * whiteouts must name something: `.wh.`, `.wh..` and `.wh...` (hiding "", "." or "..")
+      are refused.
+
+Device nodes (`c 1:1`, `b 8:0` …) are created as the layer says, as Docker does: an image may
+carry its own /dev entries, and inside the container the runtime's device cgroup decides who
+may open them. On the host they must not be reachable by other users, so the snapshotter keeps
+its snapshots under a directory of mode 0700, as containerd's does (OverlaySnapshotter), and
+the layer is unpacked on a mount point under containerd's 0700 tmpmounts directory.
 
 Integrity: the *decompressed* stream is hashed while it is unpacked; its sha256 is the
 layer's diff id, which must equal the config's rootfs.diff_ids[n]. (The compressed blob's
@@ -54,7 +68,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from labkit.containerd.errors import Internal, InvalidArgument
-from labkit.securejoin import secure_join
+from labkit.securejoin import MAX_SYMLINKS, open_in_root
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -183,57 +197,123 @@ def clean_path(name: str) -> str:
     return "/".join(parts)
 
 
-def resolve_in_root(root: str, rel: str) -> str:
-    """Resolve `rel` under `root`, following symlinks as if `root` were `/` (labkit.securejoin):
-    a layer's links can point anywhere, its files must land inside the snapshot."""
+def _lstat_at(dir_fd: int, name: str) -> os.stat_result | None:
     try:
-        return secure_join(root, rel)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise InvalidLayer(f"too many symlinks resolving {rel!r} in the layer") from None
-        raise
-
-
-def _remove(path: str) -> None:
-    """rm -rf, without following a symlink at `path`."""
-    try:
-        st = os.lstat(path)
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
+        return None
+
+
+def _remove_at(dir_fd: int, name: str) -> None:
+    """rm -rf `name` in the directory `dir_fd`, never following a symlink (rmtree's fd walk)."""
+    st = _lstat_at(dir_fd, name)
+    if st is None:
         return
     if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(path)
+        shutil.rmtree(name, dir_fd=dir_fd)
     else:
-        os.unlink(path)
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def _at(dir_fd: int, name: str) -> str:
+    """A path for the calls that take no dir_fd (setxattr): the fd's magic link, then `name`."""
+    return f"/proc/self/fd/{dir_fd}/{name}"
 
 
 # ---------------------------------------------------------------- extraction
 
 
 class _Extractor:
+    """Unpacks entries one by one. Every call works relative to a directory fd that the kernel
+    resolved inside the root (labkit.securejoin.open_in_root), and names only the entry's last
+    component, which is never followed: no path string is ever resolved against the host."""
+
     def __init__(self, root: str, tar: tarfile.TarFile, whiteouts: str) -> None:
-        self.root, self.tar, self.mode = root, tar, whiteouts
+        self.tar, self.mode = tar, whiteouts
+        self.root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.written: set[str] = set()           # root-relative paths this layer created
         self.dir_times: list[tuple[str, float]] = []
 
     def run(self) -> None:
-        for member in self.tar:
-            self.entry(member)
-        # Directory mtimes last: creating their children changed them.
-        for path, mtime in reversed(self.dir_times):
-            os.utime(path, (mtime, mtime), follow_symlinks=False)
+        try:
+            for member in self.tar:
+                self.entry(member)
+            self.set_dir_times()
+        finally:
+            os.close(self.root_fd)
+
+    def set_dir_times(self) -> None:
+        """Directory mtimes last (creating their children changed them), each looked up again
+        inside the root: a later entry may have replaced a parent with a symlink."""
+        for rel, mtime in reversed(self.dir_times):
+            parent_rel, _, base = rel.rpartition("/")
+            try:
+                parent = self.open_dir(parent_rel, rel, create=False)
+            except FileNotFoundError:
+                continue  # replaced by a later entry: its times are that entry's
+            try:
+                st = _lstat_at(parent, base)
+                if st is not None and stat.S_ISDIR(st.st_mode):
+                    os.utime(base, (mtime, mtime), dir_fd=parent, follow_symlinks=False)
+            finally:
+                os.close(parent)
+
+    def open_dir(self, rel: str, name: str, *, create: bool) -> int:
+        """An fd for directory `rel` (of entry `name`), resolved inside the root. With `create`,
+        missing directories are made (0755, as Docker makes a layer's missing parents), also
+        where a dangling symlink points (its target, inside the root, is made)."""
+        links = 0
+        while True:
+            try:
+                return open_in_root(self.root_fd, rel)
+            except FileNotFoundError:
+                if not create or not rel:
+                    raise
+            except NotADirectoryError:
+                raise InvalidLayer(f"layer entry {name!r}: {rel!r} is not a directory") from None
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    raise InvalidLayer(f"layer entry {name!r}: too many symlinks in {rel!r}") from None
+                raise
+            # The first missing component: make it, or restart the walk at the target of the
+            # dangling symlink that stands there.
+            parts = rel.split("/")
+            i = next(i for i in range(len(parts)) if not self.exists("/".join(parts[: i + 1])))
+            parent = open_in_root(self.root_fd, "/".join(parts[:i]))
+            try:
+                st = _lstat_at(parent, parts[i])
+                if st is None:
+                    os.mkdir(parts[i], 0o755, dir_fd=parent)
+                    continue
+                links += 1
+                if not stat.S_ISLNK(st.st_mode) or links > MAX_SYMLINKS:
+                    raise InvalidLayer(f"layer entry {name!r}: cannot make directory {rel!r}")
+                target = os.readlink(parts[i], dir_fd=parent)
+            finally:
+                os.close(parent)
+            here = [] if target.startswith("/") else parts[:i]
+            rel = "/".join(p for p in here + target.split("/") + parts[i + 1:] if p)
+
+    def exists(self, rel: str) -> bool:
+        try:
+            os.close(open_in_root(self.root_fd, rel, os.O_PATH))
+            return True
+        except FileNotFoundError:
+            return False
 
     def entry(self, m: tarfile.TarInfo) -> None:
         rel = clean_path(m.name)
         if not rel:
             return  # "./": the root itself is the snapshot's, not the layer's
         parent_rel, _, base = rel.rpartition("/")
-        parent = resolve_in_root(self.root, parent_rel)
         if base.startswith(WHITEOUT_PREFIX):
-            self.whiteout(parent_rel, parent, base)
+            self.whiteout(m.name, parent_rel, base)
             return
-        os.makedirs(parent, exist_ok=True)
-        path = os.path.join(parent, base)
-        self.make(m, path)
+        parent = self.open_dir(parent_rel, m.name, create=True)
+        try:
+            self.make(m, parent, base)
+        finally:
+            os.close(parent)
         self.mark_written(rel)
 
     def mark_written(self, rel: str) -> None:
@@ -241,83 +321,121 @@ class _Extractor:
             self.written.add(rel)
             rel = rel.rpartition("/")[0]
 
-    def whiteout(self, parent_rel: str, parent: str, base: str) -> None:
-        # BEGIN SOLUTION hint="image-spec layer.md, 'Whiteouts'; INTERFACES §3.3"
-        # TODO: honour `.wh.<name>` and the opaque marker `.wh..wh..opq` in directory `parent`
-        # HINT: self.mode is "remove" (delete what lower layers had) or "overlay" (mknod 0/0,
-        # HINT: xattr trusted.overlay.opaque=y); never hide what self.written says this layer wrote
+    def whiteout(self, entry_name: str, parent_rel: str, base: str) -> None:
+        """`base` is `.wh.<name>` or the opaque marker, in directory `parent_rel`."""
         if base == OPAQUE_MARKER:
-            os.makedirs(parent, exist_ok=True)
-            if self.mode == "overlay":
-                os.setxattr(parent, OPAQUE_XATTR, b"y", follow_symlinks=False)
-                return
-            for child in os.listdir(parent):
-                if _join(parent_rel, child) not in self.written:
-                    _remove(os.path.join(parent, child))
+            self.opaque(entry_name, parent_rel)
             return
         if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
             return  # reserved .wh..wh.* names other than the opaque marker
         name = base[len(WHITEOUT_PREFIX):]
+        if name in ("", ".", ".."):
+            # `.wh...` would hide the parent's parent, `.wh..` the directory itself
+            raise InvalidLayer(f"layer entry {entry_name!r} is not a valid whiteout: "
+                               f"it hides {name!r}")
         if _join(parent_rel, name) in self.written:
             return  # a whiteout never hides an entry of its own layer
-        target = os.path.join(parent, name)
+        try:
+            parent = self.open_dir(parent_rel, entry_name, create=self.mode == "overlay")
+        except FileNotFoundError:
+            return  # nothing there to hide
+        try:
+            self.hide(parent, name)
+        finally:
+            os.close(parent)
+
+    def hide(self, parent: int, name: str) -> None:
+        # BEGIN SOLUTION hint="image-spec layer.md, 'Whiteouts'; INTERFACES §3.3"
+        # TODO: hide `name`, in the directory open as fd `parent`, from the layers below
+        # HINT: self.mode "remove": delete it (_remove_at); "overlay": replace it with the
+        # HINT: overlayfs whiteout, a character device 0/0 (os.mknod(name, …, dir_fd=parent))
+        _remove_at(parent, name)
         if self.mode == "overlay":
-            os.makedirs(parent, exist_ok=True)
-            _remove(target)
-            os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0))
-        else:
-            _remove(target)
+            os.mknod(name, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=parent)
         # END SOLUTION
 
-    def make(self, m: tarfile.TarInfo, path: str) -> None:
+    def opaque(self, entry_name: str, parent_rel: str) -> None:
+        parent = self.open_dir(parent_rel, entry_name, create=True)
         try:
-            existing = os.lstat(path)
-        except FileNotFoundError:
-            existing = None
+            # BEGIN SOLUTION hint="image-spec layer.md, 'Opaque Whiteout'; man 7 xattr"
+            # TODO: make the directory open as fd `parent` opaque: lower layers' entries vanish
+            # HINT: self.mode "overlay": xattr trusted.overlay.opaque=y on it (OPAQUE_XATTR);
+            # HINT: "remove": delete every child not in self.written (never this layer's own)
+            if self.mode == "overlay":
+                os.setxattr(parent, OPAQUE_XATTR, b"y")
+                return
+            for child in os.listdir(parent):
+                if _join(parent_rel, child) not in self.written:
+                    _remove_at(parent, child)
+            # END SOLUTION
+        finally:
+            os.close(parent)
+
+    def make(self, m: tarfile.TarInfo, parent: int, base: str) -> None:
+        existing = _lstat_at(parent, base)
         if existing is not None and not (m.isdir() and stat.S_ISDIR(existing.st_mode)):
-            _remove(path)  # a dir entry merges into an existing dir; anything else replaces
+            _remove_at(parent, base)  # a dir entry merges into an existing dir; anything else replaces
 
         if m.isdir():
             if existing is None or not stat.S_ISDIR(existing.st_mode):
-                os.mkdir(path, 0o700)
+                os.mkdir(base, 0o700, dir_fd=parent)
         elif m.isreg():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600, dir_fd=parent)
             with os.fdopen(fd, "wb") as out:
                 src = self.tar.extractfile(m)
                 if src is not None:
                     shutil.copyfileobj(src, out, 1 << 20)
         elif m.issym():
-            os.symlink(m.linkname, path)
+            os.symlink(m.linkname, base, dir_fd=parent)
         elif m.islnk():
-            target_rel = clean_path(m.linkname)
-            t_parent, _, t_base = target_rel.rpartition("/")
-            target = os.path.join(resolve_in_root(self.root, t_parent), t_base)
-            if not target_rel or not os.path.lexists(target):
-                raise InvalidLayer(f"hardlink {m.name!r} -> {m.linkname!r}: target is missing")
-            os.link(target, path, follow_symlinks=False)
+            self.hardlink(m, parent, base)
             return  # a hardlink shares its target's inode and metadata
         elif m.ischr() or m.isblk():
+            # Created 0000 and given the tar's mode below; the snapshotter's directory is 0700,
+            # so no other user of the host can reach the node (see OverlaySnapshotter).
             kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
-            os.mknod(path, kind | (m.mode & 0o7777), os.makedev(m.devmajor, m.devminor))
+            os.mknod(base, kind, os.makedev(m.devmajor, m.devminor), dir_fd=parent)
         elif m.isfifo():
-            os.mkfifo(path, m.mode & 0o7777)
+            os.mkfifo(base, 0o600, dir_fd=parent)
         else:
             raise InvalidLayer(f"layer entry {m.name!r} has unsupported type {m.type!r}")
-        self.metadata(m, path)
+        self.metadata(m, parent, base)
 
-    def metadata(self, m: tarfile.TarInfo, path: str) -> None:
+    def hardlink(self, m: tarfile.TarInfo, parent: int, base: str) -> None:
+        """A hardlink's target is root-relative; it is looked up inside the root too, and
+        linked without following it (a link to a symlink links the symlink)."""
+        target_rel = clean_path(m.linkname)
+        t_parent_rel, _, t_base = target_rel.rpartition("/")
+        missing = InvalidLayer(f"hardlink {m.name!r} -> {m.linkname!r}: target is missing")
+        if not target_rel:
+            raise missing
+        try:
+            t_parent = open_in_root(self.root_fd, t_parent_rel)
+        except (FileNotFoundError, NotADirectoryError):
+            raise missing from None
+        try:
+            if _lstat_at(t_parent, t_base) is None:
+                raise missing
+            os.link(t_base, base, src_dir_fd=t_parent, dst_dir_fd=parent, follow_symlinks=False)
+        finally:
+            os.close(t_parent)
+
+    def metadata(self, m: tarfile.TarInfo, parent: int, base: str) -> None:
         # Owner first: chown clears the setuid/setgid bits, so the mode must come after it.
-        os.chown(path, m.uid, m.gid, follow_symlinks=False)
+        os.chown(base, m.uid, m.gid, dir_fd=parent, follow_symlinks=False)
         for key, value in m.pax_headers.items():
             if key.startswith("SCHILY.xattr."):
                 raw = value.encode("utf-8", "surrogateescape")
-                os.setxattr(path, key[len("SCHILY.xattr."):], raw, follow_symlinks=False)
+                os.setxattr(_at(parent, base), key[len("SCHILY.xattr."):], raw,
+                            follow_symlinks=False)
         if not m.issym():
-            os.chmod(path, m.mode & 0o7777)
+            # `base` is what make() just created, never a symlink, so chmod cannot leave it
+            os.chmod(base, m.mode & 0o7777, dir_fd=parent)
         if m.isdir():
-            self.dir_times.append((path, m.mtime))
+            self.dir_times.append((clean_path(m.name), m.mtime))
         else:
-            os.utime(path, (m.mtime, m.mtime), follow_symlinks=False)
+            os.utime(base, (m.mtime, m.mtime), dir_fd=parent, follow_symlinks=False)
 
 
 def _join(parent_rel: str, name: str) -> str:

@@ -1,7 +1,7 @@
 """A typed client for labkit-containerd: one gRPC channel, every service, one namespace.
 
     from google.protobuf.empty_pb2 import Empty
-    from labkit.containerd.client import Client, pb      # pb = labkit.containerd.api_pb2
+    from labkit.containerd.client import Client, pb      # pb = labkit.wire.containerd.api_pb2
 
     with Client("/run/labkit/containerd/containerd.sock", "moby") as c:
         print(c.version.Version(Empty()).version)
@@ -24,8 +24,8 @@ from pathlib import Path
 import grpc
 
 from labkit import paths
-from labkit.containerd import api_pb2 as pb
-from labkit.containerd import api_pb2_grpc as rpc
+from labkit.wire.containerd import api_pb2 as pb
+from labkit.wire.containerd import api_pb2_grpc as rpc
 
 NAMESPACE_KEY = "containerd-namespace"
 

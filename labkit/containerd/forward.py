@@ -25,10 +25,11 @@ from google.protobuf import empty_pb2
 from google.protobuf.json_format import MessageToDict
 
 from labkit.containerd.events import Exchange
+from labkit.wire.shim import events_pb2
+from labkit.wire.shim.protocol import EVENTS_SERVICE as SERVICE
+from labkit.wire.ttrpc import Server
 
 log = logging.getLogger("labkit.containerd.forward")
-
-SERVICE = "containerd.services.events.ttrpc.v1.Events"
 # Published by labkit-containerd itself; a shim's copy would be a duplicate.
 OWN_TOPICS = frozenset({"/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete",
                         "/tasks/exec-added", "/tasks/exec-started"})
@@ -38,9 +39,6 @@ class ForwardServer:
     """Listens on `path` and publishes what shims forward into `exchange`."""
 
     def __init__(self, path: str, exchange: Exchange) -> None:
-        from labkit.shim import events_pb2  # the containerd event messages (shim layer)
-        from labkit.shim.ttrpc import Server
-
         self.path, self.exchange, self._pb = path, exchange, events_pb2
         if os.path.exists(path):
             os.unlink(path)  # left by a daemon that did not shut down cleanly

@@ -274,6 +274,7 @@ class Puller:
         committed = False
         try:
             self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            self.tmp_dir.chmod(0o700)   # the layer's device nodes appear on the mount below
             target = tempfile.mkdtemp(prefix="x", dir=self.tmp_dir)
             try:
                 mountlib.mount_all(mounts, target)

@@ -28,8 +28,8 @@ import grpc
 from google.protobuf import empty_pb2, timestamp_pb2
 
 from labkit import __version__
-from labkit.containerd import api_pb2 as pb
-from labkit.containerd import api_pb2_grpc as rpc
+from labkit.wire.containerd import api_pb2 as pb
+from labkit.wire.containerd import api_pb2_grpc as rpc
 from labkit.containerd.content import LocalContentStore
 from labkit.containerd.errors import ContainerdError, FailedPrecondition, InvalidArgument
 from labkit.containerd.events import Exchange
@@ -63,8 +63,12 @@ class Daemon:
     def __init__(self, root: Path, state: Path, address: str,
                  shim_binary: str = "labkit-shim") -> None:
         self.root, self.state = Path(root), Path(state)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.state.mkdir(parents=True, exist_ok=True)
+        # Both private to root: the state directory holds the mount points where layers are
+        # unpacked and the bundles whose rootfs is mounted, both showing an image's device
+        # nodes, which no other user of the host may reach (the snapshots are 0700 too).
+        for d in (self.root, self.state):
+            d.mkdir(parents=True, exist_ok=True)
+            d.chmod(0o700)
         self.content = LocalContentStore(self.root)
         self.meta = MetadataStore(self.root / "meta.db")
         self.exchange = Exchange()
@@ -379,10 +383,14 @@ class ContainersService(rpc.ContainersServicer):
         c = request.container
         check_identifier(c.id, "container id")
         if c.spec:
+            # Parsed here, once, to refuse a bad spec early; Tasks.Create writes the bytes as
+            # they are to config.json.
             try:
-                json.loads(c.spec)
+                spec = json.loads(c.spec)
             except ValueError as e:
                 raise InvalidArgument(f"container {c.id}: spec is not valid JSON: {e}") from None
+            if not isinstance(spec, dict):
+                raise InvalidArgument(f"container {c.id}: spec must be a JSON object")
         if c.runtime.options:
             try:
                 json.loads(c.runtime.options)

@@ -87,7 +87,9 @@ class OverlaySnapshotter:
 
     def __init__(self, root: Path, meta: MetadataStore, namespace: str) -> None:
         self.dir = Path(root) / "snapshots"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        # 0700, as containerd's: a layer's device nodes (crw-rw-rw- 1:1 …) live in there
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.dir.chmod(0o700)
         self._meta, self._ns = meta, namespace
 
     # -------------------------------------------------------------- the snapshot verbs

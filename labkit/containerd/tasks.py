@@ -4,19 +4,23 @@ A *container* is metadata (Containers service); a *task* is what runs. Creating 
 where containerd touches the host. Worked lifecycle, for container "web" in namespace "moby":
 
     Create  1. bundle  <state>/io.containerd.runtime.v2.task/moby/web/
-                         config.json       the container's OCI spec
-                         options.json      {"binary_name": "labkit-runc", "root": …} for the shim
-                         rootfs/           the request's rootfs mounts are mounted here
+                         config.json       the container's OCI spec, as the client stored it
+                         rootfs/           where the shim mounts the rootfs mounts
                          shim-binary-path  so a restarted containerd knows whom to ask
             2. start the shim:  labkit-shim … -id web start   -> prints its socket address
                (the shim writes <bundle>/address)
-            3. shim.Create  -> the shim runs `<runtime> create`; the task is "created", with a pid
+            3. shim.Create(rootfs, options)  -> the shim mounts the rootfs (the request's
+               mounts, or else the container's snapshot's), records the runtime options
+               ({"binary_name": …, "root": …}, the container's, unchanged) in options.json,
+               and runs `<runtime> create`; the task is "created", with a pid.
+               The same happens under a real containerd: one layer, the shim, mounts.
             4. a watcher thread calls shim.Wait and, when it returns, publishes /tasks/exit
     Start   shim.Start -> `<runtime> start`: the process execs; "running"
     Wait    block until the watcher saw the exit (any number of callers at once)
     Kill    shim.Kill -> `<runtime> kill`
     Delete  refused while running (FAILED_PRECONDITION); else shim.Delete (`<runtime> delete`),
-            shim.Shutdown (the shim exits), unmount rootfs/, remove the bundle, /tasks/delete.
+            shim.Shutdown (the shim exits, having unmounted rootfs/), remove the bundle,
+            /tasks/delete.
 
     Exec    (`docker exec`) shim.Exec registers one more process, an OCI `process` object;
             Start/Get/Kill/Wait take its exec_id; DeleteProcess removes it once it exited.
@@ -44,7 +48,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-from labkit import paths
 from labkit.containerd import mount as mountlib
 from labkit.containerd.errors import (AlreadyExists, ContainerdError, FailedPrecondition,
                                       InvalidArgument, NotFound, Unavailable, error_for_code)
@@ -52,6 +55,10 @@ from labkit.containerd.events import Exchange
 from labkit.containerd.metadata import MetadataStore
 from labkit.containerd.mount import Mount
 from labkit.containerd.snapshots import Snapshotter
+from labkit.wire.shim.client import RuntimeOptions, ShimClient
+from labkit.wire.shim.launch import delete_shim, start_shim
+from labkit.wire.shim.protocol import ShimError
+from labkit.wire.ttrpc import Code
 
 log = logging.getLogger("labkit.containerd.tasks")
 shim_log = logging.getLogger("labkit.containerd.shim")
@@ -159,13 +166,6 @@ class Task:
             raise NotFound(f"process {exec_id} of task {self.id}: not found") from None
 
 
-def _shim():
-    """The shim layer's Python API (imported late: a student's L3 may run before L2 exists)."""
-    from labkit.shim.client import ShimClient, ShimError
-    from labkit.shim.launch import delete_shim, start_shim
-    return ShimClient, ShimError, start_shim, delete_shim
-
-
 def _ts(when: datetime | None) -> float | None:
     return when.timestamp() if when is not None else None
 
@@ -193,6 +193,7 @@ class TaskManager:
             # No mounts given: use the container's own snapshot, as containerd's Go client
             # does in NewTask. (A caller with an absolute root.path in the spec sets no key.)
             rootfs = self.snapshotter(ns, container.snapshotter).mounts(container.snapshot_key)
+        options = _runtime_options(container.runtime_options)
         bundle = self.dir / ns / container_id
         with self._lock:
             if (ns, container_id) in self._tasks:
@@ -202,28 +203,25 @@ class TaskManager:
             except FileExistsError:
                 raise AlreadyExists(f"task {container_id}: bundle {bundle} already exists") \
                     from None
-        ShimClient, ShimError, start_shim, delete_shim = _shim()
         shim_binary = self.shim_for(container.runtime_name)
-        mounted = False
         address = ""
         shimlog: ShimLog | None = None
         try:
-            self._write_bundle(bundle, ns, container.spec, container.runtime_options,
-                               shim_binary)
+            self._write_bundle(bundle, container.spec, shim_binary)
             shimlog = ShimLog(bundle, f"{ns}/{container_id}")
-            if rootfs:
-                mountlib.mount_all(rootfs, str(bundle / "rootfs"))
-                mounted = True
             try:
                 address = start_shim(shim_binary, id=container_id, namespace=ns,
                                      bundle=bundle, containerd_address=self.containerd_address)
+                # The shim mounts the rootfs on <bundle>/rootfs and runs the runtime the
+                # options name: both travel in Task.Create, as with a real containerd.
                 with ShimClient(address) as shim:
                     pid = shim.create(container_id, bundle, stdin=stdin, stdout=stdout,
-                                      stderr=stderr, terminal=terminal)
+                                      stderr=stderr, terminal=terminal, rootfs=rootfs,
+                                      options=options)
             except ShimError as e:
                 raise _translate(e) from None
         except BaseException:
-            self._discard(ns, container_id, bundle, address, mounted, shim_binary)
+            self._discard(ns, container_id, bundle, address, shim_binary)
             if shimlog is not None:
                 shimlog.close()
             raise
@@ -364,7 +362,6 @@ class TaskManager:
             return self._delete(ns, container_id, task)
 
     def _delete(self, ns: str, container_id: str, task: Task) -> tuple[int, int, float | None]:
-        ShimClient, ShimError, _, _ = _shim()
         try:
             st = self._call(task, lambda s: s.state(container_id))
         except Unavailable as e:
@@ -406,7 +403,6 @@ class TaskManager:
         """Reconnect to the shims that survived our restart; clean up after dead ones."""
         if not self.dir.is_dir():
             return
-        ShimClient, ShimError, _, _ = _shim()
         for ns_dir in sorted(p for p in self.dir.iterdir() if p.is_dir()):
             for bundle in sorted(p for p in ns_dir.iterdir() if p.is_dir()):
                 ns, id = ns_dir.name, bundle.name
@@ -417,7 +413,7 @@ class TaskManager:
                 address = _read(bundle / "address")
                 try:
                     if not address:
-                        raise ShimError(_code("UNAVAILABLE"), "no address file")
+                        raise ShimError(Code.UNAVAILABLE, "no address file")
                     with ShimClient(address, timeout=2) as shim:
                         shim.connect()
                         st = shim.state(id)
@@ -439,7 +435,6 @@ class TaskManager:
                       publish_exit: bool) -> None:
         """After a dead shim: `<shim> delete` (runtime delete --force, unmount), drop the
         bundle, and tell subscribers the task exited and is gone."""
-        _, ShimError, _, delete_shim = _shim()
         try:
             delete_shim(shim_binary, id=id, namespace=ns, bundle=bundle,
                         containerd_address=self.containerd_address)
@@ -466,35 +461,19 @@ class TaskManager:
             return f"containerd-shim-{m[1]}-{m[2]}"
         return runtime_name
 
-    def _write_bundle(self, bundle: Path, ns: str, spec: bytes, options: bytes,
-                      shim_binary: str) -> None:
-        try:
-            config = json.loads(spec or b"null")
-        except ValueError as e:
-            raise InvalidArgument(f"container spec is not valid JSON: {e}") from None
-        if not isinstance(config, dict):
+    def _write_bundle(self, bundle: Path, spec: bytes, shim_binary: str) -> None:
+        """config.json is the container's spec exactly as the client stored it (checked once,
+        by Containers.Create); the runtime options go to the shim in Task.Create instead."""
+        if not spec:
             raise InvalidArgument("container has no OCI spec (spec must be a JSON object)")
-        try:
-            opts = json.loads(options) if options else {}
-        except ValueError as e:
-            raise InvalidArgument(f"runtime options are not valid JSON: {e}") from None
-        if not isinstance(opts, dict):
-            raise InvalidArgument("runtime options must be a JSON object")
-        # The shim appends the namespace to "root", as containerd's runc shim does, so the
-        # runtime's state ends up in RUNTIME_ROOT/<ns>/<id>.
-        opts.setdefault("binary_name", "labkit-runc")
-        opts.setdefault("root", str(paths.RUNTIME_ROOT))
-        (bundle / "config.json").write_text(json.dumps(config, indent=2))
-        (bundle / "options.json").write_text(json.dumps(opts))
+        (bundle / "config.json").write_bytes(spec)
         (bundle / "rootfs").mkdir(exist_ok=True)
         (bundle / "shim-binary-path").write_text(shutil.which(shim_binary) or shim_binary)
 
-    def _discard(self, ns: str, id: str, bundle: Path, address: str, mounted: bool,
-                 shim_binary: str) -> None:
+    def _discard(self, ns: str, id: str, bundle: Path, address: str, shim_binary: str) -> None:
         """Undo a half-made task (create failed somewhere), as containerd does: ask the shim
         to delete and shut down, then run `<shim> delete` in case the runtime left a
         container behind (a shim whose Create failed half-way may not have cleaned up)."""
-        ShimClient, ShimError, _, delete_shim = _shim()
         if address:
             try:
                 with ShimClient(address, timeout=2) as shim:
@@ -510,8 +489,8 @@ class TaskManager:
                             containerd_address=self.containerd_address)
             except ShimError as e:
                 log.info("task %s/%s: shim delete after failed create: %s", ns, id, e.message)
-        if mounted or mountlib.is_mountpoint(str(bundle / "rootfs")):
-            mountlib.unmount_all(str(bundle / "rootfs"))
+        if mountlib.is_mountpoint(str(bundle / "rootfs")):
+            mountlib.unmount_all(str(bundle / "rootfs"))   # a shim that died mid-Create
         shutil.rmtree(bundle, ignore_errors=True)
 
     def _remove_bundle(self, bundle: Path) -> None:
@@ -533,7 +512,6 @@ class TaskManager:
 
     def _call(self, task: Task, fn):
         """One call on a fresh connection to the task's shim; shim errors keep their code."""
-        ShimClient, ShimError, _, _ = _shim()
         try:
             with ShimClient(task.address) as shim:
                 return fn(shim)
@@ -543,7 +521,6 @@ class TaskManager:
     def _watch(self, task: Task, proc: Proc) -> None:
         """A thread that waits for the process's exit and publishes /tasks/exit."""
         def run() -> None:
-            ShimClient, ShimError, _, _ = _shim()
             try:
                 with ShimClient(task.address) as shim:
                     status, when = shim.wait(task.id, exec_id=proc.exec_id)
@@ -567,16 +544,27 @@ def _read(path: Path) -> str:
         return ""
 
 
-def _translate(e) -> ContainerdError:
+def _runtime_options(options: bytes) -> RuntimeOptions | None:
+    """The container's runtime options (JSON, as its client stored them: `{"binary_name": …,
+    "root": …}`) for the shim, unchanged; None if there are none. Which runtime, and where its
+    binary is, is the client's decision (dockerd's): containerd adds no default of its own."""
+    if not options:
+        return None
+    try:
+        opts = json.loads(options)
+    except ValueError as e:
+        raise InvalidArgument(f"runtime options are not valid JSON: {e}") from None
+    if not isinstance(opts, dict):
+        raise InvalidArgument("runtime options must be a JSON object")
+    return RuntimeOptions(binary_name=str(opts.get("binary_name") or ""),
+                          root=str(opts.get("root") or ""))
+
+
+def _translate(e: ShimError) -> ContainerdError:
     """A ShimError as our own error, with the same status code and the message unchanged."""
-    from labkit.shim.ttrpc import Code
     try:
         name = Code(int(e.code)).name
     except (ValueError, TypeError):
         name = "UNKNOWN"
     return error_for_code(name, e.message)
 
-
-def _code(name: str):
-    from labkit.shim.ttrpc import Code
-    return Code[name]

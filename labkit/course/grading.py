@@ -16,7 +16,7 @@ file. A prerequisite that is not part of the run (another chapter was not select
 block. The course's checkpoints live in tests/checkpoints/ (files named test_cpNN_*.py, so that
 a file that fails to import is still charged to its chapter).
 
-A checkpoint gets the code it grades from labkit.course.implementations -- inside the test or a
+A checkpoint gets the code it grades from labkit.lab.implementations -- inside the test or a
 fixture, never at import time:
 
     def test_sethostname(tmp_path):
@@ -58,8 +58,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
-from labkit.course import implementations
-from labkit.course.implementations import STUDENT_PACKAGE, ImplementationError
+from labkit.lab import implementations
+from labkit.lab.implementations import STUDENT_PACKAGE, ImplementationError
 
 CHAPTER = re.compile(r"cp\d\d")
 # A test file tells its chapter in its name (tests/checkpoints/test_cp01_namespaces.py).
@@ -272,14 +272,16 @@ def syntax_errors(workspace: Path) -> list[str]:
 def grade(chapters: list[str] | None = None, workspace: Path | None = None, *,
           tests_dir: Path | None = None, out_dir: Path | None = None,
           layers: list[str] | None = None, quiet: bool = False, timeout: float = 120.0,
-          pytest_args: Iterable[str] = ()) -> GradeReport:
+          verbose: bool = False, table: bool = True, pytest_args: Iterable[str] = ()
+          ) -> GradeReport:
     """Run the checkpoints of `chapters` (None: all) and print the score table.
 
     workspace: grade this workspace -- every layer (or only `layers`) is taken from it; without
-        it, the configured implementations (labkit.course.implementations) are graded.
+        it, the configured implementations (labkit.lab.implementations) are graded.
     tests_dir: where the checkpoints are (default tests/checkpoints of the labkit source tree).
     out_dir:   where grade.json and grade-junit.xml go (default ./labkit-grade).
     quiet:     keep pytest's own output out of the terminal (it is then in `report.output`).
+    verbose:   also pytest's tracebacks (by default each failure is one line and its hint).
     timeout:   seconds one checkpoint may run before it fails (0: no limit).
     Raises GradeError when the run cannot be made (bad chapter name, missing directory, a
     configuration naming a missing workspace or module).
@@ -324,7 +326,10 @@ def grade(chapters: list[str] | None = None, workspace: Path | None = None, *,
                "-o", "junit_suite_name=labkit-grade",
                # a checkpoint file that does not import is that chapter's error, not the end of grading
                "--continue-on-collection-errors",
-               "-p", "no:cacheprovider", "-q", "--tb=short", *pytest_args]
+               "-p", "no:cacheprovider", "-q",
+               # each failure once: its line and hint in the plugin's summary; tracebacks and
+               # pytest's own summary only when asked for
+               *(["--tb=short", "-rfE"] if verbose else ["--tb=no", "-rN"]), *pytest_args]
     proc = subprocess.run(command, env=env, text=True,
                           stdout=subprocess.PIPE if quiet else None,
                           stderr=subprocess.STDOUT if quiet else None)
@@ -344,6 +349,7 @@ def grade(chapters: list[str] | None = None, workspace: Path | None = None, *,
     report.implementations = report.implementations or {
         name: kind for name, kind, _ in configured.table()}
     json_path.write_text(json.dumps(report.to_json(), indent=2) + "\n")
-    print(format_table(report))
-    print(f"reports: {json_path}  {junit_path}")
+    if table:
+        print(format_table(report))
+        print(f"reports: {json_path}  {junit_path}")
     return report

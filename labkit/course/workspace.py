@@ -38,7 +38,7 @@ fresh workspace fails every checkpoint with NotImplementedError, never with an I
 Layout of a workspace DIR
     DIR/labkit_student/          a mirror of `labkit/` (without labkit/course, the grading machinery)
     DIR/bin/labkit-runc, …       wrapper scripts running the workspace's programs, for the process
-                                 layers whose reference exists (see labkit.course.implementations)
+                                 layers whose reference exists (see labkit.lab.implementations)
     DIR/.labkit-workspace.json   the manifest: a sha256 for every generated file
     DIR/.backup/<time>/          the student's edited files, saved before `--force` replaced them
 
@@ -72,7 +72,7 @@ import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labkit.course.implementations import LAYERS, STUDENT_PACKAGE
+from labkit.lab.implementations import LAYERS, STUDENT_PACKAGE
 
 REFERENCE_PACKAGE = Path(__file__).resolve().parent.parent   # the `labkit` package directory
 MANIFEST = ".labkit-workspace.json"
@@ -123,7 +123,11 @@ class WorkspaceReport:
             lines.append(f"your edited files were saved under {self.backup}")
         lines += [f"kept {rel}: the reference no longer has it, and you edited it" for rel in self.kept]
         lines += [f"warning: {w}" for w in self.warnings]
-        lines.append(f"use it for a layer with e.g. LABKIT_IMPL_SYSCALLS=workspace:{self.dest}")
+        from labkit.course import syllabus
+        for c in syllabus.chapters():
+            if c.written and c.layer:
+                lines.append(f"chapter {c.number} ({c.title}): run your code for its layer with "
+                             f"LABKIT_IMPL_{c.layer.upper()}=workspace:{self.dest}")
         return "\n".join(lines)
 
 

@@ -23,4 +23,12 @@ Modules, from the one nearest the user to the one nearest containerd:
     stdio.py        fifos, the json-file log, and fan-out to attached clients
     names.py        "adjective_surname" container names
     remote.py       the gRPC connection to labkit-containerd (namespace "moby")
+
+What labkit-dockerd may import: its own modules, containerd's client side (labkit.containerd.client,
+.errors) and its wire package (labkit.wire.containerd), labkit.distribution, and the helpers
+below every layer. Never the shim, the runtime, containerd's server side (server, tasks,
+metadata, snapshots, content, apply, pull), the CLI, the lab or the course. Like moby, it
+decides which OCI runtime runs a container (--default-runtime, --add-runtime, HostConfig.Runtime),
+resolves it to a binary once, and sends it down in the container's runtime options.
+tests/test_import_rules.py checks the imports.
 """

@@ -14,7 +14,8 @@ who is attached. Everything else it asks containerd for, over gRPC (remote.py):
               Containers.Create(spec, runtime); save config.v2.json
       attach  subscribe to the container's output (stdio.Broadcaster) — before start
       wait    register interest in the next exit — before start
-      start   mkfifo init-stdout/err; Snapshots.Mounts; Tasks.Create(rootfs, fifos);
+      start   mkfifo init-stdout/err; Tasks.Create(fifos) (containerd finds the rootfs from
+              the container's snapshot key);
               copy the fifos to the log and the attached clients; Tasks.Start
       exit    a monitor thread per task: Tasks.Wait -> save ExitCode/FinishedAt ->
               Tasks.Delete (the shim drains the output and closes the fifos) -> output EOF
@@ -50,7 +51,7 @@ from typing import Iterator
 
 import labkit.signals  # names <-> numbers, as Docker reads them (`signals` is the stdlib's)
 from labkit import __version__, paths
-from labkit.containerd import api_pb2 as pb
+from labkit.wire.containerd import api_pb2 as pb
 from labkit.distribution.layers import chain_ids
 from labkit.dockerd import oci
 from labkit.dockerd.backend import CreateResult, Logs, WaitResult, Waiter
@@ -460,10 +461,10 @@ class Daemon:
                     bool(c.Config.get("OpenStdin")), live.broadcaster, end_clients_at_eof=False)
         io.create()
         try:
-            mounts = self.ctr.call(self.ctr.snapshots.Mounts, pb.MountsRequest(
-                snapshotter=SNAPSHOTTER, key=c.ID)).mounts
+            # No rootfs in the request: containerd takes the mounts of the container's
+            # snapshot (snapshot_key) itself, and the shim mounts them.
             self.ctr.call(self.ctr.tasks.Create, pb.CreateTaskRequest(
-                container_id=c.ID, rootfs=mounts, stdin=io.stdin_path, stdout=io.stdout_path,
+                container_id=c.ID, stdin=io.stdin_path, stdout=io.stdout_path,
                 stderr=io.stderr_path, terminal=c.tty), timeout=120)
         except RemoteError as e:
             io.abort()

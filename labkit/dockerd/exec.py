@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from labkit.containerd import api_pb2 as pb
+from labkit.wire.containerd import api_pb2 as pb
 from labkit.dockerd import oci
 from labkit.dockerd.container import Container
 from labkit.dockerd.errors import Conflict, InvalidParameter, NotFound, SystemError_

@@ -22,7 +22,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
-from labkit.containerd import api_pb2 as pb
+from labkit.wire.containerd import api_pb2 as pb
 from labkit.distribution.mediatypes import INDEX_TYPES
 from labkit.distribution.platforms import select_manifest
 from labkit.distribution.reference import Reference, parse_reference

@@ -1,7 +1,7 @@
 """dockerd's connection to labkit-containerd (moby's `libcontainerd/remote`).
 
 One gRPC channel to containerd's socket, one stub per service of
-labkit/containerd/api.proto, and the namespace ("moby") in the metadata of every call,
+labkit/wire/containerd/api.proto, and the namespace ("moby") in the metadata of every call,
 as dockerd does (all three come from labkit.containerd.client.Client). gRPC failures become `RemoteError` with the status code's name, and
 `to_daemon_error` turns them into the Engine API's errors: NOT_FOUND stays a 404 (which
 is what makes `docker run` pull a missing image), ALREADY_EXISTS and FAILED_PRECONDITION
@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import grpc
 from google.protobuf import empty_pb2
 
-from labkit.containerd import api_pb2 as pb
+from labkit.wire.containerd import api_pb2 as pb
 from labkit.containerd.client import Client
 from labkit.dockerd.errors import (Conflict, DaemonError, InvalidParameter, NotFound,
                                    SystemError_)

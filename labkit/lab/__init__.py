@@ -20,6 +20,14 @@ Modules:
     reset       return the host to clean: stop what is left (shims, containers) by the PIDs
                 in the lab's state files, unmount everything under the lab's directories
                 (deepest first), remove the directories
+    implementations  which implementation runs each layer (reference, a real binary, a
+                student's workspace): read here, where the daemons are started, and passed
+                down as their flags (--shim, --default-runtime)
+
+The lab sits above the engine: it may import any layer's client side (labkit.client,
+labkit.containerd.client, labkit.wire) and the helpers below every layer, but nothing of the
+engine imports the lab. The course sits above the lab (it may import labkit.lab; never the
+reverse). tests/test_import_rules.py checks this.
 
 Every path comes from labkit.paths, so LABKIT_RUN_DIR / LABKIT_LIB_DIR / LABKIT_LOG_DIR /
 LABKIT_REGISTRY_ADDR (with LABKIT_JUPYTER_IP / LABKIT_JUPYTER_PORT for JupyterLab) give a

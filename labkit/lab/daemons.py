@@ -57,13 +57,13 @@ class DaemonStatus:
 
 
 def implementation(layer: str, strict: bool = True) -> tuple[str, str]:
-    """(choice, program) for a process layer, as configured in labkit.course.implementations:
+    """(choice, program) for a process layer, as configured in labkit.lab.implementations:
     ("reference", "/opt/labkit/venv/bin/labkit-dockerd"), ("workspace:/root/ws", …), …
 
     A configuration error (ImplementationError, naming the layer and the path) is raised when
     `strict`; otherwise the layer is shown as "invalid configuration" running the reference's
     command name, so that `status` can still say what runs."""
-    from labkit.course import implementations
+    from labkit.lab import implementations
 
     try:
         impls = implementations.load()
@@ -93,7 +93,7 @@ def probe_containerd(sock: Path, timeout: float = 1.0) -> bool:
     import grpc  # imported here: the CLI should not pay grpc's import time for `labkit ps`
     from google.protobuf import empty_pb2
 
-    from labkit.containerd import api_pb2_grpc
+    from labkit.wire.containerd import api_pb2_grpc
 
     with grpc.insecure_channel(f"unix://{sock}") as channel:
         try:

@@ -15,9 +15,16 @@ A root kernel reachable over HTTP is a root shell for whoever can reach it, so:
                VM can read in /proc. It is reused while the file exists (a browser tab stays
                logged in across `down`/`up`); `labkit lab reset` removes it, and the next `up`
                makes a new one. `labkit lab status` prints the URL with the token.
-    address    0.0.0.0:8888 inside the VM (the VM's own network is private; Vagrant forwards
-               only to the host's 127.0.0.1). LABKIT_JUPYTER_IP and LABKIT_JUPYTER_PORT change
-               it: the tests run a private JupyterLab on 127.0.0.1 and a port in 15000-16000.
+    address    127.0.0.1:8888: only this machine reaches it. LABKIT_JUPYTER_IP and
+               LABKIT_JUPYTER_PORT move it, or `ip = "…"` / `port = …` in ETC/jupyter.toml
+               (the environment wins). Any address other than a loopback one makes `lab up`
+               warn that a root server is listening there. The Vagrant VM is the one place that
+               needs another: VirtualBox's port forward (host 127.0.0.1:8888 -> VM) enters the
+               VM on its NAT interface, so the Vagrantfile writes that address (10.0.2.15,
+               reachable from the host's NAT engine only, never from the network) into
+               /etc/labkit/jupyter.toml, with `browser_url = "http://127.0.0.1:8888"`: the
+               address the links `status` prints must name. The tests run a private JupyterLab on 127.0.0.1 and a
+               port in 15000-16000.
                A private lab (LABKIT_RUN_DIR moved) without LABKIT_JUPYTER_PORT runs none:
                port 8888 belongs to the lab on the default paths (see disabled()).
     offline    the lab has no internet: JupyterLab's news feed, its update check and its
@@ -40,7 +47,10 @@ opens in notebooks/. A student workspace configured in the implementations file 
 from __future__ import annotations
 
 import http.client
+import ipaddress
+import json
 import os
+import tomllib
 import secrets
 import sys
 import urllib.parse
@@ -48,10 +58,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labkit import paths
-from labkit.course.implementations import console_script
+from labkit.lab.implementations import console_script
 
 NAME = "labkit-jupyter"          # pid file and log file names, as for the other daemons
-DEFAULT_IP = "0.0.0.0"
+DEFAULT_IP = "127.0.0.1"
 DEFAULT_PORT = 8888
 IP_ENV = "LABKIT_JUPYTER_IP"
 PORT_ENV = "LABKIT_JUPYTER_PORT"
@@ -69,6 +79,7 @@ class JupyterError(ValueError):
 class Settings:
     ip: str          # where Jupyter listens
     port: int
+    browser_url: str = ""   # where a browser reaches it, if not there (the VM's forward)
 
     @property
     def probe_host(self) -> str:
@@ -80,6 +91,8 @@ class Settings:
         return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
 
     def base_url(self) -> str:
+        if self.browser_url:
+            return self.browser_url.rstrip("/")
         host = self.probe_host
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}"
@@ -99,18 +112,42 @@ def disabled(environ: dict[str, str] | None = None) -> str | None:
     return None
 
 
+def config_file() -> Path:
+    return paths.ETC / "jupyter.toml"
+
+
 def settings(environ: dict[str, str] | None = None) -> Settings:
-    """The address from LABKIT_JUPYTER_IP / LABKIT_JUPYTER_PORT, or 0.0.0.0:8888."""
+    """The address from LABKIT_JUPYTER_IP / LABKIT_JUPYTER_PORT, else ETC/jupyter.toml,
+    else 127.0.0.1:8888."""
     env = os.environ if environ is None else environ
-    ip = env.get(IP_ENV, DEFAULT_IP).strip() or DEFAULT_IP
-    text = env.get(PORT_ENV, str(DEFAULT_PORT)).strip()
+    try:
+        conf = tomllib.loads(config_file().read_text())
+    except FileNotFoundError:
+        conf = {}
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise JupyterError(f"{config_file()}: {e}") from None
+    ip = str(env.get(IP_ENV) or conf.get("ip") or DEFAULT_IP).strip() or DEFAULT_IP
+    text = str(env.get(PORT_ENV) or conf.get("port") or DEFAULT_PORT).strip()
     try:
         port = int(text)
     except ValueError:
         port = -1
     if not 1 <= port <= 65535:
         raise JupyterError(f"{PORT_ENV} must be a port number from 1 to 65535, got {text!r}")
-    return Settings(ip, port)
+    return Settings(ip, port, str(conf.get("browser_url", "")))
+
+
+def exposure_warning(s: Settings) -> str | None:
+    """What `lab up` says when JupyterLab listens beyond the loopback, or None."""
+    try:
+        if ipaddress.ip_address(s.ip).is_loopback:
+            return None
+    except ValueError:
+        if s.ip == "localhost":
+            return None
+    return (f"JupyterLab runs as root and listens on {s.address}: whoever reaches that address "
+            f"and has the token gets a root shell on this machine (set {IP_ENV}=127.0.0.1, or "
+            f"ip in {config_file()}, to keep it to this machine)")
 
 
 def state_dir() -> Path:
@@ -192,9 +229,28 @@ def argv(s: Settings) -> list[str]:
     ]
 
 
+# JupyterLab's settings the lab starts with (user settings: a student's own changes stay).
+# Without them a "Would you like to get notified about official Jupyter news?" prompt covers
+# the first notebook a student opens, for a feed the offline lab cannot reach anyway.
+INITIAL_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
+        {"fetchNews": "false", "checkForUpdates": False},
+}
+
+
+def write_initial_settings() -> None:
+    settings_dir = paths.LIB / "jupyter" / "settings"
+    for name, values in INITIAL_SETTINGS.items():
+        path = settings_dir / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(values, indent=2) + "\n")
+
+
 def environment() -> dict[str, str]:
     """What JupyterLab's environment gets in addition to ours, when it is started."""
     ensure_token()
+    write_initial_settings()
     runtime = state_dir() / "runtime"
     runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
     return {"JUPYTER_TOKEN_FILE": str(token_file()), "JUPYTER_RUNTIME_DIR": str(runtime)}

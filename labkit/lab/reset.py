@@ -69,8 +69,8 @@ def recorded_pids(run_dir: Path) -> set[int]:
 
 def shim_pids(run_dir: Path, timeout: float = 2.0) -> set[int]:
     """Ask every shim whose bundle is under `run_dir` for its PID and its task's PID."""
-    from labkit.shim.client import ShimClient
-    from labkit.shim.service import ShimError
+    from labkit.wire.shim.client import ShimClient
+    from labkit.wire.shim.protocol import ShimError
 
     pids: set[int] = set()
     for address_file in run_dir.glob("containerd/io.containerd.runtime.v2.task/*/*/address"):

@@ -22,8 +22,13 @@ Modules, from the command line down to the kernel:
     seccomp     the system-call filter (linux.seccomp, compiled by libseccomp)
     cgroups     cgroup v1/v2 directories and limits
     log         runc's log format (--log, --log-format json)
-    binary      drive ANY runc-compatible binary (labkit-runc, runc, crun) from Python
-    v1only      run crun on a cgroup-v1 hybrid host (a private mount namespace)
+    v1only      run crun on a cgroup-v1 hybrid host (a private mount namespace); a program,
+                started by its command line (`python -m labkit.runc.v1only crun …`)
 
 The kernel calls Python lacks come from labkit.syscalls.
+
+What labkit-runc may import: its own modules, labkit.namespaces (chapter 01), labkit.syscalls,
+labkit.securejoin and the shared low-level helpers below every layer (labkit.paths,
+labkit.procfs …); never another layer, the lab or the course. Its callers drive it only by its
+command line (labkit.wire.runtime, go-runc's role). tests/test_import_rules.py checks this.
 """

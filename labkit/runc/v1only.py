@@ -2,6 +2,9 @@
 
     python -m labkit.runc.v1only /usr/bin/crun [crun arguments...]
 
+The OCI runtime client (labkit.wire.runtime) starts crun this way, by command line: the shim
+never imports the runtime's code. On a host that is not hybrid it simply execs the program.
+
 Why: this host is cgroup "hybrid": v1 hierarchies under /sys/fs/cgroup/<controller>, plus
 a cgroup2 mount at /sys/fs/cgroup/unified that holds no controller (hugetlb at most).
 crun 1.8 sees the cgroup2 mount, decides the host is hybrid in a way it refuses, and fails.
@@ -11,7 +14,7 @@ runc copes. Rather than change the host, give crun a view without that mount:
   2. make it recursively SLAVE: mounts made on the host (a container's rootfs, say) still
      appear here, but nothing we do here propagates back — above all not step 3;
   3. lazily unmount /sys/fs/cgroup/unified (only in our copy);
-  4. execv the program, which inherits the namespace (and so do the containers it starts).
+  4. execvp the program, which inherits the namespace (and so do the containers it starts).
 """
 
 from __future__ import annotations
@@ -40,11 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("usage: python -m labkit.runc.v1only PROGRAM [ARGS...]\n")
         return 2
     try:
-        sc.unshare(sc.CLONE_NEWNS)
-        sc.mount(None, "/", None, sc.MS_SLAVE | sc.MS_REC)
         if is_hybrid():
+            sc.unshare(sc.CLONE_NEWNS)
+            sc.mount(None, "/", None, sc.MS_SLAVE | sc.MS_REC)
             sc.umount2(UNIFIED, sc.MNT_DETACH)
-        os.execv(argv[0], argv)
+        os.execvp(argv[0], argv)
     except OSError as e:
         sys.stderr.write(f"v1only: {e.strerror or e}\n")
         return 1

@@ -7,18 +7,23 @@ socket in the real shim v2 protocol: ttrpc frames carrying the protobuf messages
 `containerd.task.v2.Task`. A real containerd could drive labkit-shim, and labkit-containerd
 can drive containerd-shim-runc-v2.
 
+The protocol itself is not here but in labkit.wire, which containerd imports too: the
+`start`/`delete` handshake and ShimClient (labkit.wire.shim), the Task and event messages
+(task.proto, events.proto), and the ttrpc framing (labkit.wire.ttrpc).
+
 Modules, from the one nearest containerd to the one nearest the kernel:
 
-    launch.py     start_shim()/delete_shim(): the `labkit-shim … start|delete` handshake
-    client.py     ShimClient: the Task service called from Python
     main.py       the command line (start, delete) and the daemon's main loop
     service.py    TaskService: Create, Start, State, Wait, Kill, Delete … (protocol-free core)
-    events.py     /tasks/exit & co. sent back to containerd (events.proto; events_pb2.py)
-    ttrpc.py      the ttrpc protocol: framing without I/O, then a small server and client
-    task.proto    the Task service's messages (containerd's field numbers); task_pb2.py
-    ttrpc.proto   ttrpc's Request/Response envelope; ttrpc_pb2.py
+    events.py     /tasks/exit & co. sent back to containerd
     stdio.py      the container's stdio: pipes, fifos, copy threads
     rootfs.py     mounting Create's rootfs mounts on <bundle>/rootfs
-    runtime.py    running the OCI runtime (labkit-runc, runc, crun) with runc's command line
+    runtime.py    which OCI runtime (labkit-runc, runc, crun) to run, from Create's options
     reaper.py     the subreaper: waiting for the container's init and for orphans
+
+What labkit-shim may import: its own modules, labkit.wire (the shim protocol it serves, and the
+OCI runtime's command-line client, labkit.wire.runtime), and the low-level helpers below every
+layer (labkit.paths, labkit.procfs, labkit.syscalls …). Never labkit.runc's code (the runtime
+is a program it runs), containerd's implementation, dockerd, the lab or the course.
+tests/test_import_rules.py checks this.
 """

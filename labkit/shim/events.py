@@ -27,21 +27,11 @@ from datetime import datetime, timezone
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
-from labkit.shim import events_pb2
-from labkit.shim.ttrpc import Client
+from labkit.wire.shim import events_pb2
+from labkit.wire.shim.protocol import EVENTS_SERVICE, TOPICS, TTRPC_NAMESPACE_KEY
+from labkit.wire.ttrpc import Client
 
 log = logging.getLogger(__name__)
-
-EVENTS_SERVICE = "containerd.services.events.ttrpc.v1.Events"
-
-TOPICS = {
-    events_pb2.TaskCreate: "/tasks/create",
-    events_pb2.TaskStart: "/tasks/start",
-    events_pb2.TaskExit: "/tasks/exit",
-    events_pb2.TaskDelete: "/tasks/delete",
-    events_pb2.TaskExecAdded: "/tasks/exec-added",
-    events_pb2.TaskExecStarted: "/tasks/exec-started",
-}
 
 
 def envelope(event: Message, namespace: str, when: datetime | None = None) -> events_pb2.ForwardRequest:
@@ -78,7 +68,7 @@ class Publisher:
                     if self._client is None:
                         self._client = Client(self.address, connect_timeout=2)
                     self._client.call(EVENTS_SERVICE, "Forward", request.SerializeToString(), timeout=5,
-                                      metadata=[("containerd-namespace-ttrpc", self.namespace)])
+                                      metadata=[(TTRPC_NAMESPACE_KEY, self.namespace)])
                     break
                 except Exception as e:   # OSError, ConnectionError, RPCError: all mean "not now"
                     if self._client is not None:

@@ -46,12 +46,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from labkit import paths
-from labkit.shim import task_pb2
+from labkit.shim.events import Publisher
 from labkit.shim.rootfs import unmount_rootfs
 from labkit.shim.runtime import OCIRuntimeError, RuntimeOptions, open_runtime
-from labkit.shim.events import Publisher
 from labkit.shim.service import SHIM_VERSION, TaskService
-from labkit.shim.ttrpc import Server
+from labkit.wire.shim import task_pb2
+from labkit.wire.ttrpc import Server
 
 log = logging.getLogger("labkit.shim")
 

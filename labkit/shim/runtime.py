@@ -4,10 +4,9 @@ Every call has the form containerd's runc shim uses (INTERFACES.md §2.1)::
 
     <runtime> --root <root>/<namespace> --log <bundle>/log.json --log-format json <verb> …
 
-The command lines themselves are built and run by labkit.runc.binary (the runtime layer's
-driver for any runc-compatible binary, which also knows how crun must be started on this
-host's hybrid cgroups); this module adds what only the shim needs: where the options come
-from, and `ps`.
+The command lines themselves are built and run by labkit.wire.runtime (the client of runc's
+command line, go-runc's role, which also knows how crun must be started on this host's hybrid
+cgroups); this module adds what only the shim decides: which runtime, from which options.
 
 The runtime is a short-lived command: `create` sets the container up and exits, leaving the
 container's init paused before execve (and reparented to the shim, the subreaper); `start`
@@ -16,11 +15,15 @@ the runtime appends `{"level":"error","msg":…}` lines to the --log file and ex
 last error line is the message that travels up to the user, as
 "OCI runtime create failed: <msg>".
 
-Which runtime: the bundle's options.json, written in the shape containerd's runc shim uses,
-`{"binary_name": "runc", "root": "/run/docker/runtime-runc"}`. As in containerd, the namespace
-is appended to the root, so a real dockerd's containers live under
-/run/docker/runtime-runc/moby. Without a binary_name, the shim runs the runtime the course
-configuration names (labkit.course.implementations: labkit-runc unless configured otherwise).
+Which runtime: exactly what the options say. They come with Task.Create
+(containerd.runc.v1.Options{binary_name, root}: dockerd chose and resolved the runtime, and
+containerd passed it on unchanged), and the shim records them in the bundle's options.json, in
+the shape containerd's runc shim uses, `{"binary_name": "runc", "root": "/run/docker/runtime-runc"}`,
+so that `labkit-shim delete` finds the same runtime later. As in containerd, the namespace is
+appended to the root, so a real dockerd's containers live under /run/docker/runtime-runc/moby.
+
+One fallback, and only one: when no options name a binary at all (a bare `ctr run`, say), the
+shim runs DEFAULT_BINARY, labkit's own runtime — as containerd-shim-runc-v2 runs "runc".
 """
 
 from __future__ import annotations
@@ -33,25 +36,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labkit import paths
-from labkit.runc.binary import OCIRuntimeError
-from labkit.runc.binary import Runtime as BinaryRuntime
+from labkit.wire.runtime import OCIRuntimeError, Runtime
+from labkit.wire.shim import task_pb2
+from labkit.wire.shim.protocol import RUNC_OPTIONS_URL
 
+__all__ = ["DEFAULT_BINARY", "OCIRuntimeError", "Runtime", "RuntimeOptions", "open_runtime",
+           "resolve_binary"]
+
+# The runtime when no options name one (see the module docstring): the shim's only default.
 DEFAULT_BINARY = "labkit-runc"
-
-
-def configured_binary() -> str:
-    """The runtime the course configuration names for layer "runtime" (labkit-runc by default,
-    a student's workspace, or runc/crun; see labkit.course.implementations)."""
-    try:
-        from labkit.course.implementations import resolve_binary as configured
-    except ImportError:
-        return DEFAULT_BINARY
-    return str(configured("runtime"))
 
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    binary: str = ""               # a name looked up in PATH, or a path; "" = as configured
+    binary: str = ""               # a name looked up in PATH, or a path; "" = DEFAULT_BINARY
     root: Path = paths.RUNTIME_ROOT  # the namespace is appended to it
 
     @classmethod
@@ -69,6 +67,14 @@ class RuntimeOptions:
         return cls(binary=data.get("binary_name") or "",
                    root=Path(data.get("root") or paths.RUNTIME_ROOT))
 
+    @classmethod
+    def from_request(cls, options, bundle: Path) -> "RuntimeOptions":
+        """The options of a CreateTaskRequest (a protobuf Any) if it carries containerd's runc
+        options; otherwise what the bundle's options.json says (or nothing at all)."""
+        if not options.type_url.endswith(RUNC_OPTIONS_URL):
+            return cls.load(bundle)
+        runc = task_pb2.RuncOptions.FromString(options.value)
+        return cls(binary=runc.binary_name, root=Path(runc.root) if runc.root else paths.RUNTIME_ROOT)
 
     def save(self, bundle: Path) -> None:
         """Write <bundle>/options.json, as containerd's runc shim records the options it got."""
@@ -93,18 +99,7 @@ def resolve_binary(binary: str) -> str:
     return found
 
 
-class Runtime(BinaryRuntime):
-    """labkit.runc.binary.Runtime (the runtime layer's own driver), plus `ps` for Task.Pids."""
-
-    def ps(self, id: str) -> list[int]:
-        out = self._run("ps", "--format", "json", id)
-        try:
-            return [int(p) for p in json.loads(out or b"[]") or []]
-        except (ValueError, TypeError):
-            raise OCIRuntimeError(f"{self.binary} ps {id}: not a JSON list of pids: {out[:200]!r}") from None
-
-
 def open_runtime(options: RuntimeOptions, namespace: str, bundle: Path) -> Runtime:
     """The runtime for a task in `bundle`: --root <root>/<namespace>, --log <bundle>/log.json."""
-    return Runtime(resolve_binary(options.binary or configured_binary()), str(options.root / namespace),
+    return Runtime(resolve_binary(options.binary or DEFAULT_BINARY), str(options.root / namespace),
                    str(bundle / "log.json"))

@@ -51,13 +51,14 @@ from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
 from labkit.procfs import pid_namespace_members  # the fallback when the runtime has no `ps`
-from labkit.shim import events_pb2, task_pb2
 from labkit.shim.events import Publisher
 from labkit.shim.reaper import Reaper
 from labkit.shim.rootfs import mount_rootfs, unmount_rootfs
 from labkit.shim.runtime import OCIRuntimeError, Runtime, RuntimeOptions, open_runtime
 from labkit.shim.stdio import ContainerIO
-from labkit.shim.ttrpc import Code, RPCError
+from labkit.wire.shim import events_pb2, task_pb2
+from labkit.wire.shim.protocol import RUNC_OPTIONS_URL, SERVICE, ShimError
+from labkit.wire.ttrpc import Code
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,7 @@ def _package_version() -> str:
         return "unknown"
 
 
-SERVICE = "containerd.task.v2.Task"
 SHIM_VERSION = "labkit-shim " + _package_version()
-
-
-class ShimError(RPCError):
-    """An error the shim returns: a gRPC status code and a message (see ttrpc.Code)."""
 
 
 # Substrings by which containerd's shim recognizes a runtime error as "not found"
@@ -126,8 +122,6 @@ class Task:
 
 
 _EXEC_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")   # it becomes part of file names
-# How containerd wraps an exec's OCI process spec in ExecProcessRequest.spec (a JSON Any).
-PROCESS_SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 
 
 class TaskService:
@@ -191,13 +185,11 @@ class TaskService:
         if req.checkpoint:
             raise ShimError(Code.UNIMPLEMENTED, "create: restoring from a checkpoint is not supported")
         try:
-            options = RuntimeOptions.load(bundle)
-            if req.options.type_url.endswith("runc.v1.Options"):
-                # containerd's way of naming the runtime: it wins over options.json, and is saved
-                # there so that `labkit-shim delete` finds the same runtime later.
-                runc = task_pb2.RuncOptions.FromString(req.options.value)
-                options = RuntimeOptions(binary=runc.binary_name or options.binary,
-                                         root=Path(runc.root) if runc.root else options.root)
+            # The runtime the options name (runtime.py): containerd's runc options when the
+            # request has them, saved to options.json so that `labkit-shim delete` finds the
+            # same runtime later; else the bundle's options.json; else the one default.
+            options = RuntimeOptions.from_request(req.options, bundle)
+            if req.options.type_url.endswith(RUNC_OPTIONS_URL):
                 options.save(bundle)
             runtime = open_runtime(options, self.namespace, bundle)
         except (ValueError, OCIRuntimeError) as e:

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from labkit import syscalls
-from labkit.course.implementations import resolve_module
+from labkit.lab.implementations import resolve_module
 
 
 @pytest.fixture

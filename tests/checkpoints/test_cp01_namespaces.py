@@ -186,7 +186,7 @@ def test_network_interfaces(ns, in_child):
 @checkpoint("cp01", points=1, hint="bad input is a ValueError naming it: namespace_flags(['bogus']) "
             "and run_isolated(fn, ['bogus']) must say 'bogus'; a hostname without a new uts "
             "namespace would rename the host and must be refused",
-            depends=["test_namespace_flags"])
+            depends=["test_namespace_flags", "test_namespace_id"])
 def test_bad_input(ns):
     with pytest.raises(ValueError, match="bogus"):
         ns.namespace_flags(["uts", "bogus"])
@@ -273,7 +273,8 @@ def test_isolated_only_requested(ns):
 @checkpoint("cp01", points=1, hint="run_isolated returns the exit status of fn's process: fn's "
             "return value (7), also through the extra fork of a pid namespace -- the middle "
             "process exits with its child's status; an exception in fn is status 1",
-            depends=["test_namespace_flags", "test_exit_status"])
+            depends=["test_namespace_flags", "test_exit_status", "test_mount_proc",
+                     "test_make_mounts_private"])
 def test_exit_status_propagates(ns):
     assert ns.run_isolated(lambda: 7, ["pid"]) == 7
     assert ns.run_isolated(lambda: 3, ["uts"]) == 3

@@ -87,7 +87,7 @@ def test_lab_workspace_then_status_shows_it(home):
     start = next(i for i, line in enumerate(lines) if line.startswith("implementations ("))
     assert lines[start + 1].split() == ["LAYER", "IMPLEMENTATION", "CHOSEN", "IN"]
     rows = {line.split()[0]: line.split()[1:] for line in lines[start + 2:] if line.strip()}
-    from labkit.course.implementations import LAYERS
+    from labkit.lab.implementations import LAYERS
     assert set(rows) == set(LAYERS)      # process layers and in-process building blocks
     assert rows["namespaces"] == [f"workspace:{ws}", "LABKIT_IMPL_NAMESPACES"]
     assert rows["runtime"] == ["binary:runc", "LABKIT_IMPL_RUNTIME"]
@@ -128,3 +128,38 @@ def test_grade_a_fresh_workspace_options_first(home):
     report = json.loads((out / "grade.json").read_text())
     assert report["workspace"] == str(ws)
     assert report["chapters"]["cp01"]["points"] == 0 < report["chapters"]["cp01"]["max"]
+
+
+@pytest.mark.root
+def test_check_one_exercise_as_the_notebook_says(home):
+    """`labkit check cp01 NAME`: the configured code (here a blank workspace for chapter 01's
+    layer), only the checkpoints named like NAME, each failure once with its hint and the
+    function that is not done; no traceback. The reference passes; a wrong name is an error."""
+    ws = home / "ws"
+    assert labkit(home, "lab", "workspace", str(ws)).returncode == 0
+    r = labkit(home, "check", "cp01", "namespace_flags", LABKIT_IMPL_NAMESPACES=f"workspace:{ws}")
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "FAILED   test_namespace_flags (0/2)"
+    assert "exercise in namespace_flags() (labkit_student/namespaces.py)" in lines[1]
+    assert lines[2].startswith("    hint: namespace_flags:") and len(lines) == 3
+    assert "Traceback" not in r.stdout + r.stderr
+    blocked = labkit(home, "check", "cp01", "isolated_uts", LABKIT_IMPL_NAMESPACES=f"workspace:{ws}")
+    assert blocked.stdout.startswith("BLOCKED  test_isolated_uts (0/2): needs test_namespace_flags")
+    ok = labkit(home, "check", "cp01", "namespace_flags")
+    assert ok.returncode == 0 and ok.stdout == "PASSED   test_namespace_flags (2/2)\n", ok.stdout
+    bad = labkit(home, "check", "cp01", "no_such_exercise")
+    assert bad.returncode == 2 and "no checkpoint of cp01" in bad.stderr
+
+
+@pytest.mark.root
+def test_grade_prints_each_failure_once_without_tracebacks(home):
+    ws = home / "ws"
+    assert labkit(home, "lab", "workspace", str(ws)).returncode == 0
+    r = labkit(home, "grade", "cp01", "--workspace", str(ws), "--out", str(home / "reports"))
+    assert r.returncode == 1
+    assert "Traceback" not in r.stdout and "raise NotImplementedError" not in r.stdout
+    hint = "hint: namespace_flags: uts -> CLONE_NEWUTS"
+    assert r.stdout.count(hint) == 1 and r.stdout.count("test_namespace_flags (0/2)") == 1
+    verbose = labkit(home, "grade", "cp01", "-v", "--workspace", str(ws), "--out", str(home / "r2"))
+    assert "raise NotImplementedError" in verbose.stdout      # -v: pytest's tracebacks too

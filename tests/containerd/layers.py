@@ -10,12 +10,14 @@ import tarfile
 
 def entry(name: str, kind: str = "file", data: bytes = b"", *, mode: int | None = None,
           link: str = "", uid: int = 0, gid: int = 0, xattrs: dict[str, str] | None = None,
-          dev: tuple[int, int] = (0, 0)) -> tuple[tarfile.TarInfo, bytes]:
+          dev: tuple[int, int] = (0, 0), mtime: int = 1_700_000_000
+          ) -> tuple[tarfile.TarInfo, bytes]:
     t = tarfile.TarInfo(name)
     t.type = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE,
-              "hardlink": tarfile.LNKTYPE, "char": tarfile.CHRTYPE, "fifo": tarfile.FIFOTYPE}[kind]
+              "hardlink": tarfile.LNKTYPE, "char": tarfile.CHRTYPE, "block": tarfile.BLKTYPE,
+              "fifo": tarfile.FIFOTYPE}[kind]
     t.mode = mode if mode is not None else (0o755 if kind == "dir" else 0o644)
-    t.uid, t.gid, t.mtime = uid, gid, 1_700_000_000
+    t.uid, t.gid, t.mtime = uid, gid, mtime
     t.linkname = link
     t.devmajor, t.devminor = dev
     if kind == "file":

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from labkit.containerd.events import Exchange
 from labkit.containerd.forward import SERVICE, ForwardServer
-from labkit.shim import events_pb2
+from labkit.wire.shim import events_pb2
 from labkit.shim.events import Publisher, envelope
-from labkit.shim.ttrpc import Client
+from labkit.wire.ttrpc import Client
 
 
 def test_forwarded_events_are_published(short_tmp):

@@ -146,7 +146,7 @@ def test_version_and_namespace_required(daemon, client):
     assert client.version.Version(empty_pb2.Empty()).version
     raw = grpc.insecure_channel("unix://" + daemon.sock)
     try:
-        from labkit.containerd import api_pb2_grpc
+        from labkit.wire.containerd import api_pb2_grpc
         with pytest.raises(grpc.RpcError) as e:
             api_pb2_grpc.ImagesStub(raw).List(pb.ListImagesRequest())
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -406,7 +406,7 @@ def test_restart_reconnects_to_running_shim(daemon, image):
 
 
 def test_restart_cleans_up_after_a_dead_shim(daemon, image, base):
-    from labkit.shim.client import ShimClient
+    from labkit.wire.shim.client import ShimClient
 
     with Client(daemon.sock, NS) as c:
         c.wait_ready(10)
@@ -536,7 +536,7 @@ def test_task_under_the_real_containerd_shim(client, image, base):
         bundle = base / "state/io.containerd.runtime.v2.task" / NS / "real1"
         assert (bundle / "shim-binary-path").read_text().endswith("containerd-shim-runc-v2")
         socket_path = (bundle / "address").read_text().strip().removeprefix("unix://")
-        from labkit.shim.client import ShimClient
+        from labkit.wire.shim.client import ShimClient
         with ShimClient("unix://" + socket_path) as shim:
             shim_pid = shim.connect()["shim_pid"]
         client.tasks.Start(pb.StartRequest(container_id="real1"))
@@ -564,7 +564,7 @@ def test_task_under_the_real_containerd_shim(client, image, base):
 
 
 def test_shim_dying_under_a_running_daemon(client, image, base):
-    from labkit.shim.client import ShimClient
+    from labkit.wire.shim.client import ShimClient
 
     create_container(client, image, "lost1", ["sleep", "60"])
     try:

@@ -22,7 +22,7 @@ from labkit.course.workspace import generate_workspace
 CP01 = '''
 import pytest
 from labkit.course.grading import checkpoint
-from labkit.course.implementations import resolve_module
+from labkit.lab.implementations import resolve_module
 
 
 @checkpoint("cp01", points=2, hint="one plus one is two")
@@ -50,7 +50,7 @@ def test_not_a_checkpoint():
 
 CP02 = '''
 from labkit.course.grading import checkpoint
-from labkit.course.implementations import resolve_module
+from labkit.lab.implementations import resolve_module
 
 
 @checkpoint("cp02", points=4, hint="runc(8): exit status 0 on success")
@@ -62,7 +62,7 @@ def test_main_returns_zero():
 # a checkpoint file that imports the student's code when it is imported itself
 CP03 = '''
 import pytest
-from labkit.course.implementations import resolve_module
+from labkit.lab.implementations import resolve_module
 
 ns = resolve_module("content", "labkit.ns")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import labkit.paths
-from labkit.course import implementations
-from labkit.course.implementations import ImplementationError, LAYERS, load
+from labkit.lab import implementations
+from labkit.lab.implementations import ImplementationError, LAYERS, load
 from labkit.course.workspace import generate_workspace
 
 from .helpers import run_python
@@ -64,7 +64,7 @@ def test_relative_workspace_is_relative_to_the_file(tmp_path: Path, sample_pkg: 
 
 def test_workspace_module_is_imported_from_the_workspace(workspace: Path) -> None:
     result = run_python("""
-        from labkit.course.implementations import resolve_module
+        from labkit.lab.implementations import resolve_module
         import labkit.paths
         ns = resolve_module("content", "labkit.ns")
         print(ns.__name__, ns.__file__)
@@ -83,7 +83,7 @@ def test_syntax_error_in_workspace_names_file_and_line(workspace: Path) -> None:
     broken = workspace / "labkit_student" / "ns.py"
     broken.write_text("def f(:\n")
     result = run_python("""
-        from labkit.course.implementations import resolve_module
+        from labkit.lab.implementations import resolve_module
         try:
             resolve_module("content", "labkit.ns")
         except SyntaxError as e:

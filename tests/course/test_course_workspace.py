@@ -84,7 +84,7 @@ def test_process_layer_wrapper_runs_the_workspace(sample_pkg: Path, short_tmp: P
     # the solved main() is replaced, so the wrapper reaches the student's NotImplementedError
     result = run_python(f"""
         import subprocess
-        from labkit.course.implementations import resolve_binary
+        from labkit.lab.implementations import resolve_binary
         program = resolve_binary("runtime")
         assert str(program) == {str(wrapper)!r}, program
         out = subprocess.run([program, "state", "c1"], capture_output=True, text=True)
@@ -186,7 +186,7 @@ def test_imports_within_a_package_point_at_the_students_package() -> None:
               "import labkit.runc.state as state\n"
               "import labkit.runc.state\n"               # binds `labkit`: left alone
               "from labkit import syscalls\n"            # another layer: the reference
-              "from labkit.shim import task_pb2\n"
+              "from labkit.wire.shim import task_pb2\n"
               "NAME = 'labkit.runc.container'\n"         # not an import
               "def f():\n    from labkit.runc.init import run  # late import\n    return run\n")
     out = own_package_imports(source, "runc", "m.py").splitlines()
@@ -194,7 +194,7 @@ def test_imports_within_a_package_point_at_the_students_package() -> None:
     assert out[1:3] == ["from labkit_student.runc import (cgroups,", "    log)"]
     assert out[3] == "import labkit_student.runc.state as state"
     assert out[4:7] == ["import labkit.runc.state", "from labkit import syscalls",
-                        "from labkit.shim import task_pb2"]
+                        "from labkit.wire.shim import task_pb2"]
     assert out[7] == "NAME = 'labkit.runc.container'"
     assert out[9] == "    from labkit_student.runc.init import run  # late import"
 

@@ -1,5 +1,5 @@
 """JupyterLab as a lab daemon, on a private lab (see conftest.py): 127.0.0.1 and a port in
-15000-16000, never the lab's 0.0.0.0:8888. `labkit lab reset` (the fixture) stops it even when
+15000-16000, never the lab's 8888. `labkit lab reset` (the fixture) stops it even when
 a test fails; the tests below also check by PID that it is gone."""
 
 from __future__ import annotations
@@ -78,6 +78,16 @@ def test_up_token_status_down(jupyter_up):
     assert _get(port, "/api/status") in (401, 403)
     assert _get(port, "/api/status?token=" + "0" * 48) in (401, 403)
     assert _get(port, "/api/contents/notebooks") in (401, 403)
+
+    # no "get notified about Jupyter news?" prompt over the first notebook
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/lab/api/settings/@jupyterlab/apputils-extension:notification?token="
+                     + token)
+        notification = __import__("json").loads(conn.getresponse().read())["settings"]
+    finally:
+        conn.close()
+    assert notification["fetchNews"] == "false" and notification["checkForUpdates"] is False
     # the repository is its root: the chapters are there
     listing = _get(port, f"/api/contents/notebooks?token={token}")
     assert listing == 200
@@ -153,8 +163,9 @@ def test_bad_port_setting_is_one_clear_line(private_lab):
     assert "LABKIT_JUPYTER_PORT must be a port number" in r.stdout and "Traceback" not in r.stderr
 
 
-def test_settings_and_command_line():
-    assert jupyter.settings({}) == jupyter.Settings("0.0.0.0", 8888)
+def test_settings_and_command_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(jupyter, "config_file", lambda: tmp_path / "jupyter.toml")
+    assert jupyter.settings({}) == jupyter.Settings("127.0.0.1", 8888)  # loopback by default
     s = jupyter.settings({"LABKIT_JUPYTER_IP": "127.0.0.1", "LABKIT_JUPYTER_PORT": "15123"})
     assert s.address == "127.0.0.1:15123" and s.base_url() == "http://127.0.0.1:15123"
     assert jupyter.Settings("0.0.0.0", 8888).base_url() == "http://127.0.0.1:8888"
@@ -206,3 +217,49 @@ def test_engine_status_leaves_jupyter_out_unless_asked(private_lab):
     engine, everything = r.stdout.splitlines()
     assert engine == "['L3 containerd', 'L4 dockerd', 'registry']"
     assert everything == "['L3 containerd', 'L4 dockerd', 'jupyter', 'registry']"
+
+
+def test_config_file_and_exposure_warning(tmp_path, monkeypatch):
+    conf = tmp_path / "jupyter.toml"
+    monkeypatch.setattr(jupyter, "config_file", lambda: conf)
+    # what the VirtualBox VM gets: listen on the NAT address, links name the host's forward
+    conf.write_text('ip = "10.0.2.15"\nport = 8890\nbrowser_url = "http://127.0.0.1:8888/"\n')
+    s = jupyter.settings({})
+    assert (s.ip, s.port, s.probe_host) == ("10.0.2.15", 8890, "10.0.2.15")
+    assert s.base_url() == "http://127.0.0.1:8888"
+    # the environment wins over the file
+    assert jupyter.settings({"LABKIT_JUPYTER_IP": "::1"}).address == "[::1]:8890"
+    conf.write_text("ip = \n")
+    with pytest.raises(jupyter.JupyterError, match="jupyter.toml"):
+        jupyter.settings({})
+    for quiet in ("127.0.0.1", "127.1.2.3", "::1", "localhost"):
+        assert jupyter.exposure_warning(jupyter.Settings(quiet, 8888)) is None
+    for loud in ("0.0.0.0", "::", "10.0.2.15", "192.168.1.5"):
+        warning = jupyter.exposure_warning(jupyter.Settings(loud, 8888))
+        assert warning and "runs as root" in warning and loud in warning
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """The local addresses of the TCP sockets listening on `port` (/proc/net/tcp{,6})."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.rpartition(":")
+            if state == "0A" and int(hex_port, 16) == port:   # 0A: TCP_LISTEN
+                found.add(address)
+    return found
+
+
+@pytest.mark.slow
+def test_listens_on_loopback_only_by_default(private_lab):
+    """The default lab's JupyterLab (no LABKIT_JUPYTER_IP, no jupyter.toml) listens on
+    127.0.0.1 alone: a root server is never offered to the network by default."""
+    env = private_lab.env
+    env.pop("LABKIT_JUPYTER_IP", None)
+    r = private_lab.python(UP_JUPYTER, timeout=90)
+    try:
+        assert r.returncode == 0 and "PROBLEMS []" in r.stdout, r.stdout + r.stderr
+        assert _listening_addresses(private_lab.jupyter_port) == {"0100007F"}  # 127.0.0.1
+    finally:
+        private_lab.labkit("lab", "down")

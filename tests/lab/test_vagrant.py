@@ -36,3 +36,13 @@ def test_vagrantfile_has_what_the_course_needs():
     # JupyterLab comes with the plain set-up; what the student makes in the VM survives rsync
     assert 'inline: "/home/vagrant/labkit/vagrant/setup.sh"' in text
     assert '"workspace/"' in text and '"labkit-grade/"' in text
+
+
+def test_vagrant_jupyter_address_is_the_nat_one_only_under_virtualbox():
+    """JupyterLab runs as root: the VM's copy listens on loopback (libvirt forwards over ssh)
+    or, under VirtualBox, on the NAT address that only the host's NAT engine reaches — never
+    on 0.0.0.0."""
+    text = (VAGRANT_DIR / "Vagrantfile").read_text()
+    vbox = text[text.index('config.vm.provider "virtualbox"'):text.index('config.vm.provider "libvirt"')]
+    assert "/etc/labkit/jupyter.toml" in vbox and '10.0.2.15' in vbox
+    assert "0.0.0.0" not in text

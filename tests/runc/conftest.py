@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.runc.binary import OCIRuntimeError, Runtime
+from labkit.wire.runtime import OCIRuntimeError, Runtime
 from support import base_spec, make_busybox_rootfs
 
 RUNTIMES = ["labkit-runc", "runc", "crun"]

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from labkit import procfs
-from labkit.runc.binary import OCIRuntimeError
+from labkit.wire.runtime import OCIRuntimeError
 from labkit.runc.run import ConsoleListener
 
 pytestmark = pytest.mark.root
@@ -734,6 +734,4 @@ def test_user_namespace_maps_root_to_an_unprivileged_host_uid(rt):
     assert lines[0].split() == ["0", str(host_id), "65536"]
     assert lines[1:5] == ["0", "0", "null-ok", "rw"]
     # seen from the host, the container's root is the unprivileged uid it is mapped to
-    uids = next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines()
-                if l.startswith("Uid:"))
-    assert uids.split()[1] == str(host_id)
+    assert procfs.status(pid)["Uid"].split()[0] == str(host_id)

@@ -1,7 +1,7 @@
 """Fixtures for the shim's contract suite: a shim launched on a busybox bundle.
 
 The suite is parametrized over (shim, runtime) pairs: the configured shim (labkit-shim, or a
-student's, see labkit.course.implementations) over labkit-runc, runc and crun, and containerd's
+student's, see labkit.lab.implementations) over labkit-runc, runc and crun, and containerd's
 own containerd-shim-runc-v2 over runc, to check that the suite asks only what the real shim does.
 
 Every test gets its own directory under /tmp (short: the shim's socket name derives from it,
@@ -29,8 +29,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from support import base_spec, make_bundle  # noqa: E402,F401
 
-from labkit.shim.client import ShimClient, ShimError  # noqa: E402
-from labkit.shim.launch import start_shim  # noqa: E402
+from labkit.wire.shim.client import ShimClient, ShimError  # noqa: E402
+from labkit.wire.shim.launch import start_shim  # noqa: E402
 from labkit.shim.main import socket_path  # noqa: E402
 from labkit.shim.runtime import OCIRuntimeError, Runtime, RuntimeOptions, open_runtime  # noqa: E402,F401
 
@@ -40,7 +40,7 @@ REAL_SHIM = "containerd-shim-runc-v2"
 
 def configured_shim() -> str:
     try:
-        from labkit.course.implementations import resolve_binary
+        from labkit.lab.implementations import resolve_binary
         return str(resolve_binary("shim"))
     except (ImportError, ValueError):
         return "labkit-shim"

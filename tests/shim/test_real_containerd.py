@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.shim.client import ShimClient
+from labkit.wire.shim.client import ShimClient
 
 from .conftest import alive, make_bundle, wait_until
 

@@ -19,11 +19,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from labkit.shim.client import ShimClient, ShimError
-from labkit.shim.launch import delete_shim, start_shim
+from labkit.wire.shim.client import ShimClient, ShimError
+from labkit.wire.shim.launch import delete_shim, start_shim
 from labkit.shim.main import socket_path
-from labkit.shim.service import SERVICE
-from labkit.shim.ttrpc import Client, Code, RPCError
+from labkit.wire.shim.protocol import SERVICE
+from labkit.wire.ttrpc import Client, Code, RPCError
 
 from .conftest import NAMESPACE, alive, base_spec, wait_until
 
@@ -223,8 +223,8 @@ def test_shim_and_container_survive_the_launcher(shim):
     # A throwaway process plays containerd: it launches the shim, starts the task, and dies.
     script = (
         "import sys; from pathlib import Path\n"
-        "from labkit.shim.launch import start_shim\n"
-        "from labkit.shim.client import ShimClient\n"
+        "from labkit.wire.shim.launch import start_shim\n"
+        "from labkit.wire.shim.client import ShimClient\n"
         f"a = start_shim({shim.shim_binary!r}, id='orphan', namespace={NAMESPACE!r}, bundle=Path({str(bundle)!r}),"
         f" containerd_address={shim.containerd_address!r})\n"
         "c = ShimClient(a); c.create('orphan', Path(sys.argv[1])); c.start('orphan')\n"

@@ -15,8 +15,9 @@ import time
 
 import pytest
 
-from labkit.shim import task_pb2, ttrpc, ttrpc_pb2
-from labkit.shim.ttrpc import (MESSAGE_REQUEST, MESSAGE_RESPONSE, Code, Frame, FrameDecoder,
+from labkit.wire import ttrpc, ttrpc_pb2
+from labkit.wire.shim import task_pb2
+from labkit.wire.ttrpc import (MESSAGE_REQUEST, MESSAGE_RESPONSE, Code, Frame, FrameDecoder,
                                ProtocolError, RPCError)
 
 
@@ -159,7 +160,8 @@ def test_errors_and_unknown_methods_come_back_as_status(server):
 def test_event_envelope_is_what_containerd_expects():
     from datetime import datetime, timezone
 
-    from labkit.shim import events, events_pb2
+    from labkit.shim import events
+    from labkit.wire.shim import events_pb2
 
     exit_event = events_pb2.TaskExit(container_id="c1", id="c1", pid=42, exit_status=3)
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)

@@ -1,8 +1,10 @@
-"""Drive ANY runc-compatible runtime binary from Python: labkit-runc, runc, crun, a student's.
+"""shim ↔ OCI runtime: drive ANY runc-compatible runtime binary from Python (go-runc's role).
 
-This is how the shim (L2) and the tests talk to a runtime: one subprocess per command,
-exactly the command lines INTERFACES.md §2.1 lists, and errors taken from the --log file
-the way containerd's shim does it (the last "error" record written during the call).
+The contract between a shim and its runtime is runc's command line: labkit-runc, runc, crun
+and a student's runtime all accept it. This is how the shim (L2) and the tests speak it: one
+subprocess per command, exactly the command lines INTERFACES.md §2.1 lists, and errors taken
+from the --log file the way containerd's shim does it (the last "error" record written during
+the call). It knows runtimes only as programs to run, never as Python code.
 
     rt = Runtime("/usr/bin/runc", root="/run/labkit/runc/moby")
     pid = rt.create("c1", "/path/bundle", "/path/bundle/init.pid", stdio=(0, out_fd, err_fd))
@@ -17,12 +19,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from typing import IO, Any, Protocol
-
-from labkit.runc.v1only import is_hybrid
 
 Stdio = int | IO[Any] | None
 
@@ -47,13 +46,18 @@ class OCIRuntime(Protocol):
     def delete(self, id: str, force: bool = False) -> None: ...
 
 
+# crun refuses this lab's cgroup-v1 "hybrid" hosts; it runs through a small program that hides
+# the cgroup2 mount from it (on other hosts that program simply execs crun). It is run by its
+# command line, as any runtime is: `python -m labkit.runc.v1only CRUN ARGS…`.
+V1ONLY = [sys.executable, "-m", "labkit.runc.v1only"]
+
+
 def runtime_argv(binary: str) -> list[str]:
-    """How to invoke `binary`: itself, or, for crun on a cgroup-v1 hybrid host, through
-    labkit.runc.v1only (see there for why)."""
-    path = shutil.which(binary) or binary
-    if os.path.basename(path).startswith("crun") and is_hybrid():
-        return [sys.executable, "-m", "labkit.runc.v1only", path]
-    return [path]
+    """How to invoke `binary` (a path, or a name the system looks up in PATH): itself, or for
+    crun, through labkit.runc.v1only (see there for why)."""
+    if os.path.basename(binary).startswith("crun"):
+        return V1ONLY + [binary]
+    return [binary]
 
 
 class Runtime:
@@ -164,6 +168,14 @@ class Runtime:
         self._run(*args, id, stdio=stdio)
         with open(pid_file) as f:
             return int(f.read().strip())
+
+    def ps(self, id: str) -> list[int]:
+        """The pids of the container's processes (`ps --format json`; optional in runtimes)."""
+        out = self._run("ps", "--format", "json", id)
+        try:
+            return [int(p) for p in json.loads(out or b"[]") or []]
+        except (ValueError, TypeError):
+            raise OCIRuntimeError(f"{self.binary} ps {id}: not a JSON list of pids: {out[:200]!r}") from None
 
     def list(self) -> list[dict]:
         out = self._run("list", "--format", "json")

@@ -38,7 +38,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from labkit.shim import ttrpc_pb2
+from labkit.wire import ttrpc_pb2
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ import grpc
 import warnings
 
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
-from labkit.containerd import api_pb2 as labkit_dot_containerd_dot_api__pb2
+from labkit.wire.containerd import api_pb2 as labkit_dot_wire_dot_containerd_dot_api__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -19,7 +19,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in labkit/containerd/api_pb2_grpc.py depends on'
+        + ' but the generated code in labkit/wire/containerd/api_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -40,7 +40,7 @@ class VersionStub:
         self.Version = channel.unary_unary(
                 '/labkit.containerd.v1.Version/Version',
                 request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.VersionResponse.FromString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.VersionResponse.FromString,
                 _registered_method=True)
 
 
@@ -61,7 +61,7 @@ def add_VersionServicer_to_server(servicer, server):
             'Version': grpc.unary_unary_rpc_method_handler(
                     servicer.Version,
                     request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.VersionResponse.SerializeToString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.VersionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -92,7 +92,7 @@ class Version:
             target,
             '/labkit.containerd.v1.Version/Version',
             google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.VersionResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.VersionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -118,22 +118,22 @@ class ContentStub:
         """
         self.Info = channel.unary_unary(
                 '/labkit.containerd.v1.Content/Info',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.InfoRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.InfoResponse.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.InfoRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.InfoResponse.FromString,
                 _registered_method=True)
         self.List = channel.unary_unary(
                 '/labkit.containerd.v1.Content/List',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.ListContentRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.ListContentResponse.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListContentRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListContentResponse.FromString,
                 _registered_method=True)
         self.Read = channel.unary_stream(
                 '/labkit.containerd.v1.Content/Read',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.ReadContentRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.ReadContentResponse.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ReadContentRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ReadContentResponse.FromString,
                 _registered_method=True)
         self.Delete = channel.unary_unary(
                 '/labkit.containerd.v1.Content/Delete',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.DeleteContentRequest.SerializeToString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteContentRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
 
@@ -174,22 +174,22 @@ def add_ContentServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Info': grpc.unary_unary_rpc_method_handler(
                     servicer.Info,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.InfoRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.InfoResponse.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.InfoRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.InfoResponse.SerializeToString,
             ),
             'List': grpc.unary_unary_rpc_method_handler(
                     servicer.List,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.ListContentRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.ListContentResponse.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListContentRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListContentResponse.SerializeToString,
             ),
             'Read': grpc.unary_stream_rpc_method_handler(
                     servicer.Read,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.ReadContentRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.ReadContentResponse.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ReadContentRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ReadContentResponse.SerializeToString,
             ),
             'Delete': grpc.unary_unary_rpc_method_handler(
                     servicer.Delete,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.DeleteContentRequest.FromString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteContentRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
@@ -221,8 +221,8 @@ class Content:
             request,
             target,
             '/labkit.containerd.v1.Content/Info',
-            labkit_dot_containerd_dot_api__pb2.InfoRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.InfoResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.InfoRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.InfoResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -248,8 +248,8 @@ class Content:
             request,
             target,
             '/labkit.containerd.v1.Content/List',
-            labkit_dot_containerd_dot_api__pb2.ListContentRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.ListContentResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ListContentRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ListContentResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -275,8 +275,8 @@ class Content:
             request,
             target,
             '/labkit.containerd.v1.Content/Read',
-            labkit_dot_containerd_dot_api__pb2.ReadContentRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.ReadContentResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ReadContentRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ReadContentResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -302,7 +302,7 @@ class Content:
             request,
             target,
             '/labkit.containerd.v1.Content/Delete',
-            labkit_dot_containerd_dot_api__pb2.DeleteContentRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteContentRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -330,22 +330,22 @@ class ImagesStub:
         """
         self.Get = channel.unary_unary(
                 '/labkit.containerd.v1.Images/Get',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.GetImageRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.GetImageResponse.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.GetImageRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.GetImageResponse.FromString,
                 _registered_method=True)
         self.List = channel.unary_unary(
                 '/labkit.containerd.v1.Images/List',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.ListImagesRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.ListImagesResponse.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListImagesRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListImagesResponse.FromString,
                 _registered_method=True)
         self.Create = channel.unary_unary(
                 '/labkit.containerd.v1.Images/Create',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.CreateImageRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.CreateImageResponse.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CreateImageRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CreateImageResponse.FromString,
                 _registered_method=True)
         self.Delete = channel.unary_unary(
                 '/labkit.containerd.v1.Images/Delete',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.DeleteImageRequest.SerializeToString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteImageRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
 
@@ -386,22 +386,22 @@ def add_ImagesServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.GetImageRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.GetImageResponse.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.GetImageRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.GetImageResponse.SerializeToString,
             ),
             'List': grpc.unary_unary_rpc_method_handler(
                     servicer.List,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.ListImagesRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.ListImagesResponse.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListImagesRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListImagesResponse.SerializeToString,
             ),
             'Create': grpc.unary_unary_rpc_method_handler(
                     servicer.Create,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.CreateImageRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.CreateImageResponse.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CreateImageRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CreateImageResponse.SerializeToString,
             ),
             'Delete': grpc.unary_unary_rpc_method_handler(
                     servicer.Delete,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.DeleteImageRequest.FromString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteImageRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
@@ -434,8 +434,8 @@ class Images:
             request,
             target,
             '/labkit.containerd.v1.Images/Get',
-            labkit_dot_containerd_dot_api__pb2.GetImageRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.GetImageResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.GetImageRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.GetImageResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -461,8 +461,8 @@ class Images:
             request,
             target,
             '/labkit.containerd.v1.Images/List',
-            labkit_dot_containerd_dot_api__pb2.ListImagesRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.ListImagesResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ListImagesRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ListImagesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -488,8 +488,8 @@ class Images:
             request,
             target,
             '/labkit.containerd.v1.Images/Create',
-            labkit_dot_containerd_dot_api__pb2.CreateImageRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.CreateImageResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.CreateImageRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.CreateImageResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -515,7 +515,7 @@ class Images:
             request,
             target,
             '/labkit.containerd.v1.Images/Delete',
-            labkit_dot_containerd_dot_api__pb2.DeleteImageRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteImageRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -541,8 +541,8 @@ class TransferStub:
         """
         self.Pull = channel.unary_stream(
                 '/labkit.containerd.v1.Transfer/Pull',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.PullRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.PullProgress.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.PullRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.PullProgress.FromString,
                 _registered_method=True)
 
 
@@ -565,8 +565,8 @@ def add_TransferServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Pull': grpc.unary_stream_rpc_method_handler(
                     servicer.Pull,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.PullRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.PullProgress.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.PullRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.PullProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -596,8 +596,8 @@ class Transfer:
             request,
             target,
             '/labkit.containerd.v1.Transfer/Pull',
-            labkit_dot_containerd_dot_api__pb2.PullRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.PullProgress.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.PullRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.PullProgress.FromString,
             options,
             channel_credentials,
             insecure,
@@ -624,38 +624,38 @@ class SnapshotsStub:
         """
         self.Prepare = channel.unary_unary(
                 '/labkit.containerd.v1.Snapshots/Prepare',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.PrepareSnapshotRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.PrepareSnapshotResponse.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.PrepareSnapshotRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.PrepareSnapshotResponse.FromString,
                 _registered_method=True)
         self.View = channel.unary_unary(
                 '/labkit.containerd.v1.Snapshots/View',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.ViewSnapshotRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.ViewSnapshotResponse.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ViewSnapshotRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ViewSnapshotResponse.FromString,
                 _registered_method=True)
         self.Mounts = channel.unary_unary(
                 '/labkit.containerd.v1.Snapshots/Mounts',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.MountsRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.MountsResponse.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.MountsRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.MountsResponse.FromString,
                 _registered_method=True)
         self.Commit = channel.unary_unary(
                 '/labkit.containerd.v1.Snapshots/Commit',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.CommitSnapshotRequest.SerializeToString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CommitSnapshotRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
         self.Remove = channel.unary_unary(
                 '/labkit.containerd.v1.Snapshots/Remove',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.RemoveSnapshotRequest.SerializeToString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.RemoveSnapshotRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
         self.Stat = channel.unary_unary(
                 '/labkit.containerd.v1.Snapshots/Stat',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.StatSnapshotRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.StatSnapshotResponse.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.StatSnapshotRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.StatSnapshotResponse.FromString,
                 _registered_method=True)
         self.List = channel.unary_unary(
                 '/labkit.containerd.v1.Snapshots/List',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.ListSnapshotsRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.ListSnapshotsResponse.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListSnapshotsRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListSnapshotsResponse.FromString,
                 _registered_method=True)
 
 
@@ -713,38 +713,38 @@ def add_SnapshotsServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Prepare': grpc.unary_unary_rpc_method_handler(
                     servicer.Prepare,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.PrepareSnapshotRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.PrepareSnapshotResponse.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.PrepareSnapshotRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.PrepareSnapshotResponse.SerializeToString,
             ),
             'View': grpc.unary_unary_rpc_method_handler(
                     servicer.View,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.ViewSnapshotRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.ViewSnapshotResponse.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ViewSnapshotRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ViewSnapshotResponse.SerializeToString,
             ),
             'Mounts': grpc.unary_unary_rpc_method_handler(
                     servicer.Mounts,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.MountsRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.MountsResponse.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.MountsRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.MountsResponse.SerializeToString,
             ),
             'Commit': grpc.unary_unary_rpc_method_handler(
                     servicer.Commit,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.CommitSnapshotRequest.FromString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CommitSnapshotRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'Remove': grpc.unary_unary_rpc_method_handler(
                     servicer.Remove,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.RemoveSnapshotRequest.FromString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.RemoveSnapshotRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'Stat': grpc.unary_unary_rpc_method_handler(
                     servicer.Stat,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.StatSnapshotRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.StatSnapshotResponse.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.StatSnapshotRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.StatSnapshotResponse.SerializeToString,
             ),
             'List': grpc.unary_unary_rpc_method_handler(
                     servicer.List,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.ListSnapshotsRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.ListSnapshotsResponse.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListSnapshotsRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListSnapshotsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -776,8 +776,8 @@ class Snapshots:
             request,
             target,
             '/labkit.containerd.v1.Snapshots/Prepare',
-            labkit_dot_containerd_dot_api__pb2.PrepareSnapshotRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.PrepareSnapshotResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.PrepareSnapshotRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.PrepareSnapshotResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -803,8 +803,8 @@ class Snapshots:
             request,
             target,
             '/labkit.containerd.v1.Snapshots/View',
-            labkit_dot_containerd_dot_api__pb2.ViewSnapshotRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.ViewSnapshotResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ViewSnapshotRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ViewSnapshotResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -830,8 +830,8 @@ class Snapshots:
             request,
             target,
             '/labkit.containerd.v1.Snapshots/Mounts',
-            labkit_dot_containerd_dot_api__pb2.MountsRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.MountsResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.MountsRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.MountsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -857,7 +857,7 @@ class Snapshots:
             request,
             target,
             '/labkit.containerd.v1.Snapshots/Commit',
-            labkit_dot_containerd_dot_api__pb2.CommitSnapshotRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.CommitSnapshotRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -884,7 +884,7 @@ class Snapshots:
             request,
             target,
             '/labkit.containerd.v1.Snapshots/Remove',
-            labkit_dot_containerd_dot_api__pb2.RemoveSnapshotRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.RemoveSnapshotRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -911,8 +911,8 @@ class Snapshots:
             request,
             target,
             '/labkit.containerd.v1.Snapshots/Stat',
-            labkit_dot_containerd_dot_api__pb2.StatSnapshotRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.StatSnapshotResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.StatSnapshotRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.StatSnapshotResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -938,8 +938,8 @@ class Snapshots:
             request,
             target,
             '/labkit.containerd.v1.Snapshots/List',
-            labkit_dot_containerd_dot_api__pb2.ListSnapshotsRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.ListSnapshotsResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ListSnapshotsRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ListSnapshotsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -966,22 +966,22 @@ class ContainersStub:
         """
         self.Get = channel.unary_unary(
                 '/labkit.containerd.v1.Containers/Get',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.GetContainerRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.GetContainerResponse.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.GetContainerRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.GetContainerResponse.FromString,
                 _registered_method=True)
         self.List = channel.unary_unary(
                 '/labkit.containerd.v1.Containers/List',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.ListContainersRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.ListContainersResponse.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListContainersRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListContainersResponse.FromString,
                 _registered_method=True)
         self.Create = channel.unary_unary(
                 '/labkit.containerd.v1.Containers/Create',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.CreateContainerRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.CreateContainerResponse.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CreateContainerRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CreateContainerResponse.FromString,
                 _registered_method=True)
         self.Delete = channel.unary_unary(
                 '/labkit.containerd.v1.Containers/Delete',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.DeleteContainerRequest.SerializeToString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteContainerRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
 
@@ -1022,22 +1022,22 @@ def add_ContainersServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.GetContainerRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.GetContainerResponse.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.GetContainerRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.GetContainerResponse.SerializeToString,
             ),
             'List': grpc.unary_unary_rpc_method_handler(
                     servicer.List,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.ListContainersRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.ListContainersResponse.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListContainersRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListContainersResponse.SerializeToString,
             ),
             'Create': grpc.unary_unary_rpc_method_handler(
                     servicer.Create,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.CreateContainerRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.CreateContainerResponse.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CreateContainerRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CreateContainerResponse.SerializeToString,
             ),
             'Delete': grpc.unary_unary_rpc_method_handler(
                     servicer.Delete,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.DeleteContainerRequest.FromString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteContainerRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
@@ -1070,8 +1070,8 @@ class Containers:
             request,
             target,
             '/labkit.containerd.v1.Containers/Get',
-            labkit_dot_containerd_dot_api__pb2.GetContainerRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.GetContainerResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.GetContainerRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.GetContainerResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1097,8 +1097,8 @@ class Containers:
             request,
             target,
             '/labkit.containerd.v1.Containers/List',
-            labkit_dot_containerd_dot_api__pb2.ListContainersRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.ListContainersResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ListContainersRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ListContainersResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1124,8 +1124,8 @@ class Containers:
             request,
             target,
             '/labkit.containerd.v1.Containers/Create',
-            labkit_dot_containerd_dot_api__pb2.CreateContainerRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.CreateContainerResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.CreateContainerRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.CreateContainerResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1151,7 +1151,7 @@ class Containers:
             request,
             target,
             '/labkit.containerd.v1.Containers/Delete',
-            labkit_dot_containerd_dot_api__pb2.DeleteContainerRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteContainerRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -1178,63 +1178,63 @@ class TasksStub:
         """
         self.Create = channel.unary_unary(
                 '/labkit.containerd.v1.Tasks/Create',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.CreateTaskRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.CreateTaskResponse.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CreateTaskRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CreateTaskResponse.FromString,
                 _registered_method=True)
         self.Start = channel.unary_unary(
                 '/labkit.containerd.v1.Tasks/Start',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.StartRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.StartResponse.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.StartRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.StartResponse.FromString,
                 _registered_method=True)
         self.Delete = channel.unary_unary(
                 '/labkit.containerd.v1.Tasks/Delete',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.DeleteTaskRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.DeleteResponse.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteTaskRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteResponse.FromString,
                 _registered_method=True)
         self.Get = channel.unary_unary(
                 '/labkit.containerd.v1.Tasks/Get',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.GetRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.GetResponse.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.GetRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.GetResponse.FromString,
                 _registered_method=True)
         self.List = channel.unary_unary(
                 '/labkit.containerd.v1.Tasks/List',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.ListTasksRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.ListTasksResponse.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListTasksRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListTasksResponse.FromString,
                 _registered_method=True)
         self.Kill = channel.unary_unary(
                 '/labkit.containerd.v1.Tasks/Kill',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.KillRequest.SerializeToString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.KillRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
         self.Wait = channel.unary_unary(
                 '/labkit.containerd.v1.Tasks/Wait',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.WaitRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.WaitResponse.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.WaitRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.WaitResponse.FromString,
                 _registered_method=True)
         self.Exec = channel.unary_unary(
                 '/labkit.containerd.v1.Tasks/Exec',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.ExecProcessRequest.SerializeToString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ExecProcessRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
         self.DeleteProcess = channel.unary_unary(
                 '/labkit.containerd.v1.Tasks/DeleteProcess',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.DeleteProcessRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.DeleteResponse.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteProcessRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteResponse.FromString,
                 _registered_method=True)
         self.ResizePty = channel.unary_unary(
                 '/labkit.containerd.v1.Tasks/ResizePty',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.ResizePtyRequest.SerializeToString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ResizePtyRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
         self.CloseIO = channel.unary_unary(
                 '/labkit.containerd.v1.Tasks/CloseIO',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.CloseIORequest.SerializeToString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CloseIORequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
         self.ListPids = channel.unary_unary(
                 '/labkit.containerd.v1.Tasks/ListPids',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.ListPidsRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.ListPidsResponse.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListPidsRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListPidsResponse.FromString,
                 _registered_method=True)
 
 
@@ -1245,7 +1245,7 @@ class TasksServicer:
     """
 
     def Create(self, request, context):
-        """Create writes the bundle, mounts the rootfs, starts the shim and has it run `runtime create`.
+        """Create writes the bundle, starts the shim and has it mount the rootfs and run `runtime create`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1326,63 +1326,63 @@ def add_TasksServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Create': grpc.unary_unary_rpc_method_handler(
                     servicer.Create,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.CreateTaskRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.CreateTaskResponse.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CreateTaskRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CreateTaskResponse.SerializeToString,
             ),
             'Start': grpc.unary_unary_rpc_method_handler(
                     servicer.Start,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.StartRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.StartResponse.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.StartRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.StartResponse.SerializeToString,
             ),
             'Delete': grpc.unary_unary_rpc_method_handler(
                     servicer.Delete,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.DeleteTaskRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.DeleteResponse.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteTaskRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteResponse.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.GetRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.GetResponse.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.GetRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.GetResponse.SerializeToString,
             ),
             'List': grpc.unary_unary_rpc_method_handler(
                     servicer.List,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.ListTasksRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.ListTasksResponse.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListTasksRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListTasksResponse.SerializeToString,
             ),
             'Kill': grpc.unary_unary_rpc_method_handler(
                     servicer.Kill,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.KillRequest.FromString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.KillRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'Wait': grpc.unary_unary_rpc_method_handler(
                     servicer.Wait,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.WaitRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.WaitResponse.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.WaitRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.WaitResponse.SerializeToString,
             ),
             'Exec': grpc.unary_unary_rpc_method_handler(
                     servicer.Exec,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.ExecProcessRequest.FromString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ExecProcessRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'DeleteProcess': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteProcess,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.DeleteProcessRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.DeleteResponse.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteProcessRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteResponse.SerializeToString,
             ),
             'ResizePty': grpc.unary_unary_rpc_method_handler(
                     servicer.ResizePty,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.ResizePtyRequest.FromString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ResizePtyRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'CloseIO': grpc.unary_unary_rpc_method_handler(
                     servicer.CloseIO,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.CloseIORequest.FromString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CloseIORequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'ListPids': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPids,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.ListPidsRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.ListPidsResponse.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListPidsRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListPidsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1413,8 +1413,8 @@ class Tasks:
             request,
             target,
             '/labkit.containerd.v1.Tasks/Create',
-            labkit_dot_containerd_dot_api__pb2.CreateTaskRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.CreateTaskResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.CreateTaskRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.CreateTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1440,8 +1440,8 @@ class Tasks:
             request,
             target,
             '/labkit.containerd.v1.Tasks/Start',
-            labkit_dot_containerd_dot_api__pb2.StartRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.StartResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.StartRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.StartResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1467,8 +1467,8 @@ class Tasks:
             request,
             target,
             '/labkit.containerd.v1.Tasks/Delete',
-            labkit_dot_containerd_dot_api__pb2.DeleteTaskRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.DeleteResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteTaskRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1494,8 +1494,8 @@ class Tasks:
             request,
             target,
             '/labkit.containerd.v1.Tasks/Get',
-            labkit_dot_containerd_dot_api__pb2.GetRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.GetResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.GetRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.GetResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1521,8 +1521,8 @@ class Tasks:
             request,
             target,
             '/labkit.containerd.v1.Tasks/List',
-            labkit_dot_containerd_dot_api__pb2.ListTasksRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.ListTasksResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ListTasksRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ListTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1548,7 +1548,7 @@ class Tasks:
             request,
             target,
             '/labkit.containerd.v1.Tasks/Kill',
-            labkit_dot_containerd_dot_api__pb2.KillRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.KillRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -1575,8 +1575,8 @@ class Tasks:
             request,
             target,
             '/labkit.containerd.v1.Tasks/Wait',
-            labkit_dot_containerd_dot_api__pb2.WaitRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.WaitResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.WaitRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.WaitResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1602,7 +1602,7 @@ class Tasks:
             request,
             target,
             '/labkit.containerd.v1.Tasks/Exec',
-            labkit_dot_containerd_dot_api__pb2.ExecProcessRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ExecProcessRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -1629,8 +1629,8 @@ class Tasks:
             request,
             target,
             '/labkit.containerd.v1.Tasks/DeleteProcess',
-            labkit_dot_containerd_dot_api__pb2.DeleteProcessRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.DeleteResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteProcessRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1656,7 +1656,7 @@ class Tasks:
             request,
             target,
             '/labkit.containerd.v1.Tasks/ResizePty',
-            labkit_dot_containerd_dot_api__pb2.ResizePtyRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ResizePtyRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -1683,7 +1683,7 @@ class Tasks:
             request,
             target,
             '/labkit.containerd.v1.Tasks/CloseIO',
-            labkit_dot_containerd_dot_api__pb2.CloseIORequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.CloseIORequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -1710,8 +1710,8 @@ class Tasks:
             request,
             target,
             '/labkit.containerd.v1.Tasks/ListPids',
-            labkit_dot_containerd_dot_api__pb2.ListPidsRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.ListPidsResponse.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ListPidsRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ListPidsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1736,8 +1736,8 @@ class EventsStub:
         """
         self.Subscribe = channel.unary_stream(
                 '/labkit.containerd.v1.Events/Subscribe',
-                request_serializer=labkit_dot_containerd_dot_api__pb2.SubscribeRequest.SerializeToString,
-                response_deserializer=labkit_dot_containerd_dot_api__pb2.Envelope.FromString,
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.SubscribeRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.Envelope.FromString,
                 _registered_method=True)
 
 
@@ -1760,8 +1760,8 @@ def add_EventsServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Subscribe': grpc.unary_stream_rpc_method_handler(
                     servicer.Subscribe,
-                    request_deserializer=labkit_dot_containerd_dot_api__pb2.SubscribeRequest.FromString,
-                    response_serializer=labkit_dot_containerd_dot_api__pb2.Envelope.SerializeToString,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.SubscribeRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.Envelope.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1791,8 +1791,8 @@ class Events:
             request,
             target,
             '/labkit.containerd.v1.Events/Subscribe',
-            labkit_dot_containerd_dot_api__pb2.SubscribeRequest.SerializeToString,
-            labkit_dot_containerd_dot_api__pb2.Envelope.FromString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.SubscribeRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.Envelope.FromString,
             options,
             channel_credentials,
             insecure,

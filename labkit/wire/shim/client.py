@@ -1,7 +1,7 @@
 """ShimClient: the Task service of one shim, called from Python (labkit-containerd uses it).
 
-    from labkit.shim.launch import start_shim
-    from labkit.shim.client import ShimClient
+    from labkit.wire.shim.launch import start_shim
+    from labkit.wire.shim.client import ShimClient
 
     address = start_shim(id="c1", namespace="default", bundle=bundle,
                          containerd_address="/run/labkit/containerd/containerd.sock")
@@ -26,20 +26,37 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Sequence
 
 from google.protobuf import any_pb2, empty_pb2
 from google.protobuf.message import Message
 
-from labkit.shim import task_pb2
-from labkit.shim.service import PROCESS_SPEC_URL, SERVICE, ShimError
-from labkit.shim.ttrpc import Client, Code, RPCError
+from labkit.wire.shim import task_pb2
+from labkit.wire.shim.protocol import PROCESS_SPEC_URL, RUNC_OPTIONS_URL, SERVICE, ShimError
+from labkit.wire.ttrpc import Client, Code, RPCError
 
-__all__ = ["ShimClient", "ShimError", "TaskState", "TaskAPI"]
+__all__ = ["ShimClient", "ShimError", "TaskState", "TaskAPI", "RuntimeOptions"]
 
 _STATUS_NAMES = {task_pb2.CREATED: "created", task_pb2.RUNNING: "running",
                  task_pb2.STOPPED: "stopped", task_pb2.PAUSED: "paused",
                  task_pb2.PAUSING: "pausing", task_pb2.UNKNOWN: "unknown"}
+
+
+class MountLike(Protocol):
+    """containerd.types.Mount, or anything with the same fields (a snapshotter's mounts)."""
+    type: str
+    source: str
+    options: Sequence[str]
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """The runtime options Task.Create carries: which OCI runtime the shim runs, and its --root.
+
+    "" means "not said": the shim then uses its default (for root, the namespace is appended by
+    the shim, as containerd's runc shim does)."""
+    binary_name: str = ""
+    root: str = ""
 
 
 @dataclass
@@ -70,7 +87,8 @@ class TaskAPI(Protocol):
     """
 
     def create(self, id: str, bundle: Path | str, stdin: str = "", stdout: str = "",
-               stderr: str = "", terminal: bool = False) -> int: ...
+               stderr: str = "", terminal: bool = False, *, rootfs: Sequence[MountLike] = (),
+               options: RuntimeOptions | None = None) -> int: ...
     def start(self, id: str, *, exec_id: str = "") -> int: ...
     def state(self, id: str, *, exec_id: str = "") -> TaskState: ...
     def wait(self, id: str, timeout: float | None = None, *, exec_id: str = "") -> tuple[int, datetime]: ...
@@ -116,11 +134,20 @@ class ShimClient:
     # ------------------------------------------------------------- the Task methods
 
     def create(self, id: str, bundle: Path | str, stdin: str = "", stdout: str = "",
-               stderr: str = "", terminal: bool = False) -> int:
-        r = self._call("Create", task_pb2.CreateTaskRequest(
+               stderr: str = "", terminal: bool = False, *, rootfs: Sequence[MountLike] = (),
+               options: RuntimeOptions | None = None) -> int:
+        """Create the task; the shim mounts `rootfs` on <bundle>/rootfs and runs the runtime
+        `options` name (sent as containerd.runc.v1.Options, as containerd sends them)."""
+        request = task_pb2.CreateTaskRequest(
             id=id, bundle=str(bundle), stdin=stdin, stdout=stdout, stderr=stderr,
-            terminal=terminal), task_pb2.CreateTaskResponse)
-        return r.pid
+            terminal=terminal,
+            rootfs=[task_pb2.Mount(type=m.type, source=m.source, target=getattr(m, "target", ""),
+                                   options=list(m.options)) for m in rootfs])
+        if options is not None:
+            runc = task_pb2.RuncOptions(binary_name=options.binary_name, root=options.root)
+            request.options.CopyFrom(any_pb2.Any(type_url=RUNC_OPTIONS_URL,
+                                                 value=runc.SerializeToString()))
+        return self._call("Create", request, task_pb2.CreateTaskResponse).pid
 
     def exec(self, id: str, exec_id: str, spec: dict, stdin: str = "", stdout: str = "",
              stderr: str = "", terminal: bool = False) -> None:

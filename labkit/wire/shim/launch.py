@@ -16,8 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from labkit.shim.service import ShimError
-from labkit.shim.ttrpc import Code
+from labkit.wire.shim.protocol import ShimError
+from labkit.wire.ttrpc import Code
 
 __all__ = ["start_shim", "delete_shim", "ShimError"]
 

@@ -4,9 +4,11 @@ Theory of operation
 -------------------
 Every layer of labkit sits behind a real boundary (a command line, a socket protocol, or a
 Python interface), so any layer can be swapped without the others noticing. This module is
-the one place that says *which* implementation is used for each layer. It is read by the lab
-(`labkit lab status` shows the choice), by the daemons when they start a neighbour (the shim
-runs the configured runtime), and by the checkpoints (they grade the configured code).
+the one place that says *which* implementation is used for each layer. It belongs to the lab:
+the lab reads it where it starts the daemons and hands the choice down as their command-line
+flags (containerd's --shim, dockerd's --default-runtime, which dockerd then sends in the task
+options, as real dockerd does), and `labkit lab status` shows it. The course reads it too
+(the checkpoints grade the configured code). No engine process ever imports it.
 
 Glossary
     layer           a named part of the engine. Process layers run as their own program

@@ -1,0 +1,38 @@
+"""Names and constants of the shim v2 protocol, which both containerd and a shim must agree on.
+
+A shim serves SERVICE on its socket; containerd serves EVENTS_SERVICE on <its socket>.ttrpc,
+where shims forward their events, each under its topic (TOPICS). Errors are gRPC status codes
+(labkit.wire.ttrpc.Code) with a message: ShimError, on both sides of the wire.
+"""
+
+from __future__ import annotations
+
+from labkit.wire.shim import events_pb2
+from labkit.wire.ttrpc import RPCError
+
+# The ttrpc service every shim v2 serves (containerd's api/runtime/task/v2/shim.proto).
+SERVICE = "containerd.task.v2.Task"
+# The ttrpc service containerd serves for its shims' events, and the metadata key that names
+# the namespace on a ttrpc call (gRPC calls use "containerd-namespace").
+EVENTS_SERVICE = "containerd.services.events.ttrpc.v1.Events"
+TTRPC_NAMESPACE_KEY = "containerd-namespace-ttrpc"
+
+# How containerd wraps an exec's OCI process spec in ExecProcessRequest.spec (a JSON Any).
+PROCESS_SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
+# How containerd wraps the runtime options in CreateTaskRequest.options (task_pb2.RuncOptions:
+# binary_name, root …): the runc shim's options message.
+RUNC_OPTIONS_URL = "containerd.runc.v1.Options"
+
+# The topic each task event is published under.
+TOPICS = {
+    events_pb2.TaskCreate: "/tasks/create",
+    events_pb2.TaskStart: "/tasks/start",
+    events_pb2.TaskExit: "/tasks/exit",
+    events_pb2.TaskDelete: "/tasks/delete",
+    events_pb2.TaskExecAdded: "/tasks/exec-added",
+    events_pb2.TaskExecStarted: "/tasks/exec-started",
+}
+
+
+class ShimError(RPCError):
+    """An error a shim returns: a gRPC status code and a message (see labkit.wire.ttrpc.Code)."""
