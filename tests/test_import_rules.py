@@ -172,6 +172,20 @@ def test_wire_and_lab_stay_below_what_uses_them(package: str) -> None:
     assert not found, report(package, found)
 
 
+# The shared low-level helpers sit below every layer: the standard library and the kernel calls.
+HELPERS = ["labkit.procfs", "labkit.mountopts", "labkit.signals"]
+HELPERS_MAY_IMPORT = {"labkit", "labkit.syscalls"}
+
+
+@pytest.mark.parametrize("helper", HELPERS)
+def test_shared_helpers_import_no_layer(helper: str) -> None:
+    reached = closure([helper])
+    found = [(m, chain(reached, m)) for m in sorted(reached)
+             if m not in HELPERS_MAY_IMPORT and m != helper]
+    assert not found, f"{helper} may import only the standard library and labkit.syscalls:\n" + \
+        "\n".join(f"  {module}:\n      {how}" for module, how in found)
+
+
 # ------------------------------------------------------------------ the checker itself
 
 def test_the_walk_follows_function_level_and_from_imports() -> None:
