@@ -9,7 +9,9 @@ real protocol to its neighbours; see ARCHITECTURE.md in the course's shared fold
     labkit.containerd   L3  `labkit-containerd` — content, snapshots, images, containers, tasks (gRPC)
     labkit.shim         L2  `labkit-shim` — one per container, holds stdio, records the exit
     labkit.runc         L1  `labkit-runc` — a runc-compatible OCI runtime
-    labkit.namespaces       chapter 01's building block: isolation from raw syscalls
+    labkit.namespaces       chapter 01's building block: isolation from raw syscalls; its
+                            NAMESPACES table (kind -> CLONE_NEW* flag, /proc/<pid>/ns file)
+                            is the runtime's too
     labkit.syscalls     L0  the one module through which kernel calls Python lacks are made
 
     labkit.registry         `labkit-registry` — the OCI distribution API over a directory
@@ -20,6 +22,9 @@ real protocol to its neighbours; see ARCHITECTURE.md in the course's shared fold
     labkit.lab              lab control: up, down, status, reset; which implementation runs each layer
     labkit.paths            where each layer keeps its state by default
     labkit.securejoin       resolve a path inside a root without escaping it (runtime and containerd)
+    labkit.procfs           /proc read once: process stat, status, cmdline, ns inodes, mountinfo
+    labkit.mountopts        what each mount option means to mount(2): flags, propagation, data
+    labkit.signals          signal names and numbers, read as Docker and runc read them
     labkit.units            human-readable sizes and durations (Docker's go-units), for CLI and daemon
     labkit.course           the course: student workspaces, grading,
                             diagrams and slides
