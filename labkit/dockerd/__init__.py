@@ -11,7 +11,7 @@ Modules, from the one nearest the user to the one nearest containerd:
     router.py       the route table (method + path -> handler) and the thin handlers
     backend.py      the Backend Protocol the router calls (a fake one drives the unit tests)
     errors.py       error kinds, one per HTTP status (404 drives pull-on-create)
-    stdcopy.py      multiplexed stdout/stderr frames and json-file log lines (no I/O)
+    jsonlog.py      the json-file log: one JSON line per output line, timestamps (no I/O)
     jsonmessage.py  pull progress as Docker's JSON message stream (no I/O)
     daemon.py       the real Backend: create, start, exit monitoring, wait, attach, logs
     exec.py         `docker exec`: one more process in a running container

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol
 
-from labkit.dockerd.stdcopy import LogEntry
+from labkit.dockerd.jsonlog import LogEntry
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,8 @@ from labkit.dockerd.images import ImageRecord, ImageService
 from labkit.dockerd.names import generate_name
 from labkit.dockerd.remote import SNAPSHOTTER, Containerd, RemoteError, to_daemon_error
 from labkit.dockerd.router import API_VERSION, MIN_API_VERSION
-from labkit.dockerd.stdcopy import STDERR, STDOUT, ZERO_TIME, LogEntry, read_log, rfc3339nano
+from labkit.dockerd.jsonlog import ZERO_TIME, LogEntry, read_log, rfc3339nano
+from labkit.stdcopy import STDERR, STDOUT
 from labkit.dockerd.stdio import Attachment, Broadcaster, TaskIO
 from labkit.dockerd.volumes import VolumeStore
 

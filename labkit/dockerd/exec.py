@@ -28,7 +28,7 @@ from labkit.dockerd import oci
 from labkit.dockerd.container import Container
 from labkit.dockerd.errors import Conflict, InvalidParameter, NotFound, SystemError_
 from labkit.dockerd.remote import Containerd, RemoteError
-from labkit.dockerd.stdcopy import STDOUT
+from labkit.stdcopy import STDOUT
 from labkit.dockerd.stdio import Attachment, Broadcaster, TaskIO
 
 log = logging.getLogger("labkit.dockerd")

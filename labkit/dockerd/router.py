@@ -34,7 +34,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Mapping, Protocol
 
-from labkit.dockerd import jsonmessage, stdcopy
+from labkit import stdcopy
+from labkit.dockerd import jsonlog, jsonmessage
 from labkit.dockerd.backend import AttachStream, Backend
 from labkit.dockerd.errors import DaemonError, InvalidParameter
 
@@ -371,7 +372,7 @@ class Router:
             # after the 101; that EOF must not end the output direction.
             try:
                 for stream, data in attach.output():
-                    conn.write(data if attach.tty else stdcopy.frame(stream, data))
+                    conn.write(data if attach.tty else stdcopy.encode_frame(stream, data))
             except OSError:
                 pass  # the client went away
             finally:
@@ -400,7 +401,7 @@ class Router:
 
         def body() -> Iterator[bytes]:
             for entry in logs.entries:
-                yield from stdcopy.iter_frames([entry], logs.tty, timestamps)
+                yield from jsonlog.iter_frames([entry], logs.tty, timestamps)
 
         return StreamResponse(200, stdcopy.RAW if logs.tty else stdcopy.MULTIPLEXED, body())
 

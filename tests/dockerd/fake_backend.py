@@ -14,7 +14,8 @@ from typing import Iterator
 
 from labkit.dockerd.backend import CreateResult, Logs, WaitResult
 from labkit.dockerd.errors import Conflict, InvalidParameter, NotFound, NotModified
-from labkit.dockerd.stdcopy import STDOUT, LogEntry, rfc3339nano
+from labkit.dockerd.jsonlog import LogEntry, rfc3339nano
+from labkit.stdcopy import STDOUT
 
 
 class FakeAttach:

@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from labkit.dockerd import stdcopy
+from labkit import stdcopy
 from labkit.dockerd.router import Request, Response, Router, split_version
 from labkit.dockerd.server import EngineAPIServer
 from dockerd.conftest import DOCKER
@@ -76,7 +76,7 @@ def test_dispatch_without_io_finds_routes_and_404s():
 
 
 def test_frames_roundtrip():
-    data = stdcopy.frame(1, b"out") + stdcopy.frame(2, b"err") + stdcopy.frame(1, b"!")
+    data = stdcopy.encode_frame(1, b"out") + stdcopy.encode_frame(2, b"err") + stdcopy.encode_frame(1, b"!")
     assert data[:8] == b"\x01\x00\x00\x00\x00\x00\x00\x03"
     assert stdcopy.demultiplex(data) == {1: b"out!", 2: b"err"}
     with pytest.raises(ValueError):

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from labkit.dockerd import jsonmessage, oci, stdcopy
+from labkit.dockerd import jsonlog, jsonmessage, oci
 from labkit.dockerd.container import Container, State, parse_time
 from labkit.dockerd.daemon import parse_signal
 from labkit.dockerd.errors import InvalidParameter
 from labkit.dockerd.names import generate_name
+from labkit.stdcopy import STDERR
 from labkit.units import human_duration
 
 # The config.json a real dockerd 20.10 handed runc (captured for the course; see tests/fixtures/README.md)
@@ -110,16 +111,16 @@ def test_signals():
 
 
 def test_log_lines_split_and_roundtrip(tmp_path):
-    lines, rest = stdcopy.split_lines(b"par", b"tial\nnext\nhalf")
+    lines, rest = jsonlog.split_lines(b"par", b"tial\nnext\nhalf")
     assert lines == [b"partial\n", b"next\n"] and rest == b"half"
-    entry = stdcopy.LogEntry(stdcopy.STDERR, b"oops\n", "2026-11-23T00:38:04.5Z")
-    line = stdcopy.encode_log_line(entry)
+    entry = jsonlog.LogEntry(STDERR, b"oops\n", "2026-11-23T00:38:04.5Z")
+    line = jsonlog.encode_log_line(entry)
     assert json.loads(line) == {"log": "oops\n", "stream": "stderr", "time": "2026-11-23T00:38:04.5Z"}
     log = tmp_path / "x-json.log"
     log.write_bytes(line + line[:10])  # a second line still being written
-    entries, offset = stdcopy.read_log(str(log))
+    entries, offset = jsonlog.read_log(str(log))
     assert entries == [entry] and offset == len(line)
-    assert stdcopy.rfc3339nano(1_500_000_000 * 10**9 + 120_000_000) == "2017-07-14T02:40:00.12Z"
+    assert jsonlog.rfc3339nano(1_500_000_000 * 10**9 + 120_000_000) == "2017-07-14T02:40:00.12Z"
 
 
 def test_container_views_and_persistence(tmp_path):
