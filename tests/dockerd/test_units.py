@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from labkit.dockerd import jsonlog, jsonmessage, oci
+from labkit.dockerd import etcfiles, imageconfig, jsonlog, jsonmessage, oci
 from labkit.dockerd.container import Container, State, parse_time
-from labkit.dockerd.daemon import parse_signal
 from labkit.dockerd.errors import InvalidParameter
 from labkit.dockerd.names import generate_name
+from labkit.dockerd.validate import parse_signal
 from labkit.stdcopy import STDERR
 from labkit.units import human_duration
 
@@ -55,13 +55,13 @@ def test_spec_user_and_tty():
 
 
 def test_merge_env_overrides_by_name():
-    assert oci.merge_env(["PATH=/bin", "A=1"], ["A=2", "B=3"]) == ["PATH=/bin", "A=2", "B=3"]
+    assert imageconfig.merge_env(["PATH=/bin", "A=1"], ["A=2", "B=3"]) == ["PATH=/bin", "A=2", "B=3"]
 
 
 def test_resolv_conf_drops_loopback_nameservers():
-    out = oci.resolv_conf("nameserver 127.0.0.53\nsearch lab\n")
+    out = etcfiles.resolv_conf("nameserver 127.0.0.53\nsearch lab\n")
     assert "127.0.0.53" not in out and "nameserver 8.8.8.8" in out and "search lab" in out
-    assert oci.resolv_conf("nameserver 10.0.0.1\n") == "nameserver 10.0.0.1\n"
+    assert etcfiles.resolv_conf("nameserver 10.0.0.1\n") == "nameserver 10.0.0.1\n"
 
 
 def test_pull_reporter_follows_dockers_order():
@@ -198,10 +198,10 @@ def test_capabilities_add_and_drop():
 
 
 def test_dns_and_extra_hosts():
-    conf = oci.resolv_conf("nameserver 10.0.0.1\nsearch old\n", dns=["1.1.1.1"], search=["lab"])
+    conf = etcfiles.resolv_conf("nameserver 10.0.0.1\nsearch old\n", dns=["1.1.1.1"], search=["lab"])
     assert conf == "nameserver 1.1.1.1\nsearch lab\n"
-    hosts = oci.hosts_file("abc", ["reg:10.0.0.5", "v6:fe80::1"])
+    hosts = etcfiles.hosts_file("abc", ["reg:10.0.0.5", "v6:fe80::1"])
     assert "10.0.0.5\treg\n" in hosts and "fe80::1\tv6\n" in hosts
     assert hosts.endswith("127.0.1.1\tabc\n")
     with pytest.raises(ValueError):
-        oci.hosts_file("abc", ["nocolon"])
+        etcfiles.hosts_file("abc", ["nocolon"])
