@@ -11,7 +11,7 @@ from pathlib import Path
 
 from labkit.dockerd.core import BUILTIN_RUNTIMES, VERSION, DaemonCore
 from labkit.dockerd.errors import DaemonError
-from labkit.dockerd.router import API_VERSION, MIN_API_VERSION
+from labkit.dockerd.httputils import API_VERSION, MIN_API_VERSION
 from labkit.dockerd.jsonlog import rfc3339nano
 from labkit.dockerd.remote import SNAPSHOTTER, RemoteError
 

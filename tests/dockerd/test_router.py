@@ -13,7 +13,8 @@ import threading
 import pytest
 
 from labkit import stdcopy
-from labkit.dockerd.router import Request, Response, Router, split_version
+from labkit.dockerd.httputils import Request, Response, split_version
+from labkit.dockerd.router import Router
 from labkit.dockerd.server import EngineAPIServer
 from dockerd.conftest import DOCKER
 from dockerd.fake_backend import FakeBackend
