@@ -96,7 +96,7 @@ class Create(DaemonCore):
         img = image.config.get("config") or {}
         merged = imageconfig.merge(config, img, entrypoint, cmd,
                                    hostname=config.get("Hostname") or cid[:12])
-        host_config = with_defaults(host_config, runtime)
+        host_config = _with_defaults(host_config, runtime)
         network = self._network(host_config["NetworkMode"])
         if network == "host" and not config.get("Hostname"):
             # the host's network, the host's name (as Docker does)
@@ -158,13 +158,12 @@ class Create(DaemonCore):
         log.info("created container %s (%s) from %s", cid[:12], name, image.name)
 
 
-def with_defaults(host_config: dict, runtime: str) -> dict:
+def _with_defaults(host_config: dict, runtime: str) -> dict:
     """A copy of the request's HostConfig with Docker's defaults filled in: what a client
     reads back in `docker inspect` (docker-py looks at LogConfig.Type, for one)."""
     host_config = dict(host_config)
     host_config["Runtime"] = runtime
     host_config["NetworkMode"] = host_config.get("NetworkMode") or "default"
-    # what a client may read back (docker-py looks at LogConfig.Type): Docker's defaults
     log_config = host_config.get("LogConfig") or {}
     if log_config.get("Type") not in (None, "", "json-file"):
         raise InvalidParameter(f"logging driver {log_config['Type']!r} is not supported: "

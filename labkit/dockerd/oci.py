@@ -4,15 +4,15 @@ This mirrors what a real dockerd generates (shared/reference/dockerd-generated-c
 moby starts from a default spec (oci/defaults.go) and applies the container's settings
 one by one (daemon/oci_linux.go). The parts, and why each is there:
 
-- process: args = Entrypoint + Cmd; env = image Env overridden by the request's, plus
-  HOSTNAME; cwd = WorkingDir; user; the 14 default capabilities (everything else, such as
-  CAP_SYS_ADMIN, is dropped, which is what keeps a root process in a container contained),
-  changed by --cap-add/--cap-drop.
+- process: args = Entrypoint + Cmd; env = image Env overridden by the request's
+  (imageconfig.py), plus HOSTNAME; cwd = WorkingDir; user; the 14 default capabilities
+  (everything else, such as CAP_SYS_ADMIN, is dropped, which is what keeps a root process
+  in a container contained), changed by --cap-add/--cap-drop.
 - root: the rootfs path relative to the bundle: containerd mounts the snapshot there.
 - hostname: the short id, in the container's own UTS namespace.
 - mounts: the kernel filesystems every Linux program expects (/proc, /dev, /dev/pts,
   /sys read-only, cgroups read-only, mqueue, shm), then bind mounts of the three files
-  dockerd writes per container: /etc/resolv.conf, /etc/hostname, /etc/hosts.
+  dockerd writes per container (etcfiles.py): /etc/resolv.conf, /etc/hostname, /etc/hosts.
 - linux.namespaces: mount, network, uts, pid, ipc — new ones; none has a path, so the
   runtime creates them. (No user namespace: root in the container is root on the host,
   limited by capabilities, masked paths and read-only paths.)
