@@ -22,7 +22,7 @@ Modules, from the one nearest the user to the one nearest containerd:
       etcfiles.py     /etc/hostname, /etc/hosts, /etc/resolv.conf for each container
       attach.py       `docker attach`, `docker logs`, resize
       wait.py         `docker wait` (registered before start, so no exit is missed)
-      start.py        `docker start`, `stop`, `kill`: the task, its fifos, signals
+      start.py        `docker start`, `stop`, `kill`, `restart`: the task, its fifos
       monitor.py      a task's exit: record it, drain the output, wake the waiters
       exec.py         `docker exec`: one more process in a running container
       remove.py       `docker rm`, container prune

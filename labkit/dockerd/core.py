@@ -3,7 +3,7 @@
 labkit-dockerd's backend (`labkit.dockerd.daemon.Daemon`) is built moby-style, from small
 rooms, one module each, all working on the same state:
 
-    create.py   `docker create`            start.py    start, stop, kill (restart: router)
+    create.py   `docker create`            start.py    start, stop, kill, restart
     monitor.py  the exit of a task         wait.py     `docker wait` (and run's wait)
     attach.py   attach, logs, resize       remove.py   `docker rm`, container prune
     restore.py  live restore (restart)     views.py    inspect, ps, top

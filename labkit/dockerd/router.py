@@ -185,13 +185,7 @@ class Router:
         return Response(204)
 
     def container_restart(self, req: Request) -> Response:
-        name = req.params["name"]
-        try:
-            self.backend.container_stop(name, req.int("t"), req.query.get("signal"))
-        except DaemonError as e:
-            if e.status != 304:  # restarting a stopped container just starts it
-                raise
-        self.backend.container_start(name)
+        self.backend.container_restart(req.params["name"], req.int("t"), req.query.get("signal"))
         return Response(204)
 
     def container_kill(self, req: Request) -> Response:

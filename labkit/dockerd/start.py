@@ -1,4 +1,5 @@
-"""`docker start`, `stop` and `kill` (moby's daemon/start.go, stop.go, kill.go).
+"""`docker start`, `stop`, `kill` and `restart` (moby's daemon/start.go, stop.go, kill.go,
+restart.go).
 
     start   mkfifo init-stdin/out/err; Snapshots.Mounts; Tasks.Create(rootfs, fifos) — the
             shim runs the runtime's `create`; copy the fifos to the log and the attached
@@ -8,8 +9,7 @@
     stop    the stop signal (StopSignal, SIGTERM by default), then SIGKILL after the
             timeout (StopTimeout, 10 s by default); returns once the exit is recorded
     kill    one signal (SIGKILL by default), no waiting
-
-`docker restart` is the router's: stop (a stopped container is fine), then start.
+    restart stop (a stopped container is fine), then start
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ log = logging.getLogger("labkit.dockerd")
 
 
 class StartStop(DaemonCore):
-    """The Daemon's start, stop and kill (mixed into labkit.dockerd.daemon.Daemon)."""
+    """The Daemon's start, stop, kill and restart (mixed into labkit.dockerd.daemon.Daemon)."""
 
     def container_start(self, ref: str) -> None:
         with self._lock:
@@ -162,3 +162,11 @@ class StartStop(DaemonCore):
             raise Conflict(f"Container {c.ID} is not running")
         self._signal(c, sig)
         self._event(c, "kill", signal=str(sig))
+
+    def container_restart(self, ref: str, timeout: int | None, signal: str | None) -> None:
+        try:
+            self.container_stop(ref, timeout, signal)
+        except DaemonError as e:
+            if e.status != 304:  # restarting a stopped container just starts it
+                raise
+        self.container_start(ref)

@@ -125,6 +125,11 @@ class FakeBackend:
         if self._get(ref).status != "running":
             raise NotModified("not running")
 
+    def container_restart(self, ref, timeout, signal):
+        self.calls.append("restart")
+        self._get(ref).status = "exited"  # the fake's stop: there is no process to signal
+        self.container_start(ref)
+
     def container_kill(self, ref, signal):
         c = self._get(ref)
         if c.status != "running":

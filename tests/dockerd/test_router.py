@@ -210,6 +210,16 @@ def test_start_running_is_304_and_errors_are_400(api):
     assert status == 400 and "executable file not found" in json.loads(body)["message"]
 
 
+def test_restart_calls_the_backends_restart(api):
+    sock, backend = api
+    _, _, body = call(sock, "POST", "/containers/create",
+                      json.dumps({"Image": "busybox", "Cmd": ["echo", "x"]}).encode())
+    cid = json.loads(body)["Id"]
+    assert call(sock, "POST", f"/containers/{cid}/restart?t=1")[0] == 204
+    assert backend.calls[-2:] == ["restart", "start"]
+    assert call(sock, "POST", "/containers/nosuch/restart")[0] == 404
+
+
 def test_wait_bad_condition_and_missing_container(api):
     sock, _ = api
     status, _, body = call(sock, "POST", "/containers/nope/wait")
