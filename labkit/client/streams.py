@@ -1,14 +1,11 @@
 """The two stream formats of the Engine API, as protocol logic without I/O (bytes in, events out).
 
-1. The multiplexed stream (attach and logs of a container without a TTY). stdout and stderr
-   share one socket, so each chunk carries an 8-byte header:
-
-       +--------+--------+--------+--------+--------+--------+--------+--------+
-       | stream |   0    |   0    |   0    |      payload length (uint32 BE)   |
-       +--------+--------+--------+--------+--------+--------+--------+--------+
-       stream: 0 stdin, 1 stdout, 2 stderr, 3 system error (the daemon's own message)
-
-   With a TTY there is no header at all: the bytes are the terminal's, raw.
+1. The multiplexed stream (attach and logs of a container without a TTY): stdout and stderr
+   share one socket, each chunk behind an 8-byte header. Its codec is wire knowledge that
+   labkit-dockerd needs too, so it lives in one neutral module both import, labkit.stdcopy
+   (moby's pkg/stdcopy); this module re-exports it (Frame, FrameDecoder, encode_frame and the
+   stream numbers) so that a client needs only labkit.client. With a TTY there is no header
+   at all: the bytes are the terminal's, raw.
 
 2. The JSON message stream (pull, push, build): JSON objects one after another, separated by
    "\\r\\n", e.g. {"status":"Pulling fs layer","progressDetail":{},"id":"04a6c31e335f"}. An error
@@ -21,47 +18,13 @@ socket reads — and return whatever complete events the bytes so far contain.
 from __future__ import annotations
 
 import json
-import struct
-from dataclasses import dataclass
 
-STDIN, STDOUT, STDERR, SYSTEMERR = 0, 1, 2, 3
-_HEADER = struct.Struct(">BxxxI")  # stream byte, 3 padding bytes, big-endian length
+# The multiplexed stream's codec, shared with labkit-dockerd (see labkit.stdcopy): re-exported.
+from labkit.stdcopy import (STDERR, STDIN, STDOUT, SYSTEMERR, Frame, FrameDecoder,  # noqa: F401
+                            encode_frame)
 
-
-@dataclass(frozen=True)
-class Frame:
-    stream: int   # STDOUT, STDERR or SYSTEMERR
-    data: bytes
-
-
-def encode_frame(stream: int, data: bytes) -> bytes:
-    """The inverse of FrameDecoder (for tests and for servers)."""
-    return _HEADER.pack(stream, len(data)) + data
-
-
-class FrameDecoder:
-    """Split a multiplexed stream into Frames."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-
-    def feed(self, data: bytes) -> list[Frame]:
-        self._buf += data
-        frames = []
-        while len(self._buf) >= _HEADER.size:
-            stream, length = _HEADER.unpack_from(self._buf)
-            if stream not in (STDIN, STDOUT, STDERR, SYSTEMERR):
-                raise ValueError(f"bad multiplexed stream: unknown stream id {stream} "
-                                 "(is the container using a TTY? then the stream is raw)")
-            if len(self._buf) < _HEADER.size + length:
-                break  # the rest of this frame is still on its way
-            frames.append(Frame(stream, bytes(self._buf[_HEADER.size:_HEADER.size + length])))
-            del self._buf[:_HEADER.size + length]
-        return frames
-
-    def pending(self) -> int:
-        """Bytes held back waiting for the rest of a frame (non-zero at EOF = truncated stream)."""
-        return len(self._buf)
+__all__ = ["STDIN", "STDOUT", "STDERR", "SYSTEMERR", "Frame", "FrameDecoder", "encode_frame",
+           "JSONStreamDecoder"]
 
 
 class JSONStreamDecoder:

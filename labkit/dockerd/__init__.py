@@ -8,18 +8,33 @@ Modules, from the one nearest the user to the one nearest containerd:
 
     main.py         `labkit-dockerd` command line: options, signals, start and stop
     server.py       HTTP/1.1 over a unix socket: keep-alive, chunked streams, hijacking (attach)
+    httputils.py    the API's HTTP vocabulary: Request, the three responses, versions, filters
     router.py       the route table (method + path -> handler) and the thin handlers
     backend.py      the Backend Protocol the router calls (a fake one drives the unit tests)
     errors.py       error kinds, one per HTTP status (404 drives pull-on-create)
-    stdcopy.py      multiplexed stdout/stderr frames and json-file log lines (no I/O)
     jsonmessage.py  pull progress as Docker's JSON message stream (no I/O)
-    daemon.py       the real Backend: create, start, exit monitoring, wait, attach, logs
-    exec.py         `docker exec`: one more process in a running container
+    daemon.py       the real Backend: `Daemon`, the rooms below mixed together
+    core.py         what the rooms share: configuration, the container table, one lock
+      create.py       `docker create`: record, /etc files, spec, snapshot, containerd container
+      imageconfig.py  the image's Cmd, Entrypoint, Env, WorkingDir, User merged with the request
+      validate.py     the create request's types, signal names: 400s that name the field
+      network.py      NetworkMode (bridge/none: loopback only; host; container:<name>)
+      etcfiles.py     /etc/hostname, /etc/hosts, /etc/resolv.conf for each container
+      attach.py       `docker attach`, `docker logs`, resize
+      wait.py         `docker wait` (registered before start, so no exit is missed)
+      start.py        `docker start`, `stop`, `kill`, `restart`: the task, its fifos
+      monitor.py      a task's exit: record it, drain the output, wake the waiters
+      exec.py         `docker exec`: one more process in a running container
+      remove.py       `docker rm`, container prune
+      restore.py      live restore: take running containers back after a restart
+      views.py        `docker inspect`, `ps`, `top`
+      info.py         `docker version`, `docker info`
     images.py       images as Docker shows them (IDs, tags, digests), pull, rmi
     events.py       `docker events`: the daemon's log of what happened
     volumes.py      named volumes: directories dockerd manages, bind-mounted into containers
     container.py    the container record: state, persistence, inspect/ps views
     oci.py          the OCI runtime spec handed down, in the shape a real dockerd writes
+    jsonlog.py      the json-file log: one JSON line per output line, timestamps (no I/O)
     stdio.py        fifos, the json-file log, and fan-out to attached clients
     names.py        "adjective_surname" container names
     remote.py       the gRPC connection to labkit-containerd (namespace "moby")
@@ -31,4 +46,7 @@ metadata, snapshots, content, apply, pull), the CLI, the lab or the course. Like
 decides which OCI runtime runs a container (--default-runtime, --add-runtime, HostConfig.Runtime),
 resolves it to a binary once, and sends it down in the container's runtime options.
 tests/test_import_rules.py checks the imports.
+
+The multiplexed stream of attach and logs (stdout and stderr framed on one connection) is
+wire knowledge the Engine API client needs too: it lives outside both, in labkit.stdcopy.
 """

@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from labkit.dockerd.stdcopy import ZERO_TIME
+from labkit.dockerd.jsonlog import ZERO_TIME
 from labkit.units import human_duration
 
 

@@ -25,10 +25,11 @@ from typing import Callable, Iterator
 
 from labkit.wire.containerd import api_pb2 as pb
 from labkit.dockerd import oci
+from labkit.dockerd.imageconfig import merge_env
 from labkit.dockerd.container import Container
 from labkit.dockerd.errors import Conflict, InvalidParameter, NotFound, SystemError_
 from labkit.dockerd.remote import Containerd, RemoteError
-from labkit.dockerd.stdcopy import STDOUT
+from labkit.stdcopy import STDOUT
 from labkit.dockerd.stdio import Attachment, Broadcaster, TaskIO
 
 log = logging.getLogger("labkit.dockerd")
@@ -100,7 +101,7 @@ class ExecService:
         console = config.get("ConsoleSize") or [0, 0]
         try:
             process = oci.process_spec(
-                args=list(cmd), env=oci.merge_env(base, env),
+                args=list(cmd), env=merge_env(base, env),
                 cwd=config.get("WorkingDir") or c.Config.get("WorkingDir") or "/",
                 user=config.get("User") or c.Config.get("User") or "", tty=tty,
                 console_size=(int(console[0]), int(console[1])) if len(console) == 2 else None)

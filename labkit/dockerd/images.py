@@ -31,7 +31,7 @@ from labkit.dockerd.errors import (Conflict, DaemonError, InvalidParameter, NotF
                                    SystemError_)
 from labkit.dockerd.jsonmessage import PullReporter
 from labkit.dockerd.remote import SNAPSHOTTER, Containerd, RemoteError, to_daemon_error
-from labkit.dockerd.stdcopy import ZERO_TIME
+from labkit.dockerd.jsonlog import ZERO_TIME
 
 log = logging.getLogger("labkit.dockerd")
 

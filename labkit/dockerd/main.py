@@ -22,7 +22,8 @@ import threading
 from pathlib import Path
 
 from labkit import paths
-from labkit.dockerd.daemon import DEFAULT_MIRROR, VERSION, Daemon, DaemonConfig
+from labkit.dockerd.core import DEFAULT_MIRROR, VERSION, DaemonConfig
+from labkit.dockerd.daemon import Daemon
 from labkit.dockerd.router import Router
 from labkit.dockerd.server import EngineAPIServer, EngineAPITCPServer
 

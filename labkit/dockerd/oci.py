@@ -4,15 +4,15 @@ This mirrors what a real dockerd generates (shared/reference/dockerd-generated-c
 moby starts from a default spec (oci/defaults.go) and applies the container's settings
 one by one (daemon/oci_linux.go). The parts, and why each is there:
 
-- process: args = Entrypoint + Cmd; env = image Env overridden by the request's, plus
-  HOSTNAME; cwd = WorkingDir; user; the 14 default capabilities (everything else, such as
-  CAP_SYS_ADMIN, is dropped, which is what keeps a root process in a container contained),
-  changed by --cap-add/--cap-drop.
+- process: args = Entrypoint + Cmd; env = image Env overridden by the request's
+  (imageconfig.py), plus HOSTNAME; cwd = WorkingDir; user; the 14 default capabilities
+  (everything else, such as CAP_SYS_ADMIN, is dropped, which is what keeps a root process
+  in a container contained), changed by --cap-add/--cap-drop.
 - root: the rootfs path relative to the bundle: containerd mounts the snapshot there.
 - hostname: the short id, in the container's own UTS namespace.
 - mounts: the kernel filesystems every Linux program expects (/proc, /dev, /dev/pts,
   /sys read-only, cgroups read-only, mqueue, shm), then bind mounts of the three files
-  dockerd writes per container: /etc/resolv.conf, /etc/hostname, /etc/hosts.
+  dockerd writes per container (etcfiles.py): /etc/resolv.conf, /etc/hostname, /etc/hosts.
 - linux.namespaces: mount, network, uts, pid, ipc — new ones; none has a path, so the
   runtime creates them. (No user namespace: root in the container is root on the host,
   limited by capabilities, masked paths and read-only paths.)
@@ -129,18 +129,6 @@ def resources(host_config: dict) -> dict:
     return out
 
 
-def merge_env(image_env: list[str], request_env: list[str]) -> list[str]:
-    """Image variables first, each overridden by a request variable of the same name."""
-    order: list[str] = []
-    values: dict[str, str] = {}
-    for item in list(image_env) + list(request_env):
-        key = item.split("=", 1)[0]
-        if key not in values:
-            order.append(key)
-        values[key] = item
-    return [values[k] for k in order]
-
-
 def parse_user(user: str) -> tuple[int, int]:
     """"", "root", "0", "1000", "1000:1000" -> (uid, gid).
 
@@ -214,26 +202,7 @@ def volume_mounts(binds: list[str] | None, mounts: list[dict] | None,
     bind mount of a directory dockerd manages. Each mount gets a "volume" key (the name)
     when it is one, for `docker inspect` and `docker volume rm`.
     """
-    out: list[dict] = []
-    for bind in binds or []:
-        if not isinstance(bind, str):
-            raise ValueError(f"invalid bind {bind!r}: expected \"/host/path:/container/path[:ro]\"")
-        parts = bind.split(":")
-        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-            raise ValueError(f"invalid volume specification: '{bind}'")
-        source, destination = parts[0], parts[1]
-        modes = parts[2].split(",") if len(parts) == 3 else []
-        volume = None
-        if not source.startswith("/"):
-            if volume_path is None:
-                raise ValueError(f"invalid volume specification: '{bind}': named volumes are "
-                                 "not available here, give an absolute host path")
-            volume, source = source, volume_path(source)
-        unknown = set(modes) - {"ro", "rw", "z", "Z", "rprivate", "private", "rshared",
-                                "shared", "rslave", "slave", "nocopy"}
-        if unknown:
-            raise ValueError(f"invalid mode: {','.join(sorted(unknown))} in '{bind}'")
-        out.append(_bind(source, destination, "ro" in modes, create=True, volume=volume))
+    out: list[dict] = [_from_bind_string(bind, volume_path) for bind in binds or []]
     for m in mounts or []:
         if not isinstance(m, dict):
             raise ValueError("invalid HostConfig.Mounts entry: expected an object")
@@ -248,18 +217,7 @@ def volume_mounts(binds: list[str] | None, mounts: list[dict] | None,
             out.append(_bind(volume_path(name), target or "", bool(m.get("ReadOnly")),
                              create=False, volume=name))
         elif kind == "tmpfs":
-            _check_destination(target or "")
-            options = ["nosuid", "nodev", "noexec"]
-            tmpfs = m.get("TmpfsOptions") or {}
-            for key, option, fmt in (("SizeBytes", "size", "d"), ("Mode", "mode", "o")):
-                value = tmpfs.get(key)
-                if value in (None, 0):
-                    continue
-                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                    raise ValueError(f"invalid TmpfsOptions.{key}: expected a positive integer")
-                options.append(f"{option}={value:{fmt}}")
-            out.append({"destination": target, "type": "tmpfs", "source": "tmpfs",
-                        "options": options})
+            out.append(_tmpfs(target or "", m.get("TmpfsOptions") or {}))
         else:
             raise ValueError(f"mount type {kind!r} is not supported by labkit-dockerd "
                              "(bind, volume and tmpfs are)")
@@ -268,6 +226,42 @@ def volume_mounts(binds: list[str] | None, mounts: list[dict] | None,
         if destinations.count(d) > 1:
             raise ValueError(f"Duplicate mount point: {d}")
     return out
+
+
+def _from_bind_string(bind: str, volume_path: Callable[[str], str] | None) -> dict:
+    """One `-v` (HostConfig.Binds entry): "/host:/ctr[:modes]" or "name:/ctr[:modes]"."""
+    if not isinstance(bind, str):
+        raise ValueError(f"invalid bind {bind!r}: expected \"/host/path:/container/path[:ro]\"")
+    parts = bind.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise ValueError(f"invalid volume specification: '{bind}'")
+    source, destination = parts[0], parts[1]
+    modes = parts[2].split(",") if len(parts) == 3 else []
+    volume = None
+    if not source.startswith("/"):
+        if volume_path is None:
+            raise ValueError(f"invalid volume specification: '{bind}': named volumes are "
+                             "not available here, give an absolute host path")
+        volume, source = source, volume_path(source)
+    unknown = set(modes) - {"ro", "rw", "z", "Z", "rprivate", "private", "rshared",
+                            "shared", "rslave", "slave", "nocopy"}
+    if unknown:
+        raise ValueError(f"invalid mode: {','.join(sorted(unknown))} in '{bind}'")
+    return _bind(source, destination, "ro" in modes, create=True, volume=volume)
+
+
+def _tmpfs(target: str, tmpfs: dict) -> dict:
+    """One `--mount type=tmpfs`: a fresh tmpfs, its size and mode from TmpfsOptions."""
+    _check_destination(target)
+    options = ["nosuid", "nodev", "noexec"]
+    for key, option, fmt in (("SizeBytes", "size", "d"), ("Mode", "mode", "o")):
+        value = tmpfs.get(key)
+        if value in (None, 0):
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"invalid TmpfsOptions.{key}: expected a positive integer")
+        options.append(f"{option}={value:{fmt}}")
+    return {"destination": target, "type": "tmpfs", "source": "tmpfs", "options": options}
 
 
 def _check_destination(destination: str) -> None:
@@ -355,51 +349,3 @@ def mount_points(mounts: list[dict]) -> list[dict]:
             point.update(Name=m["volume"], Driver="local")
         out.append(point)
     return out
-
-
-def hosts_file(hostname: str, extra_hosts: list[str] | None = None) -> str:
-    """/etc/hosts as Docker writes it for a container without networks (only loopback),
-    plus --add-host entries ("name:ip")."""
-    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
-             "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
-             "ff02::2\tip6-allrouters"]
-    for entry in extra_hosts or []:
-        name, sep, ip = entry.partition(":") if isinstance(entry, str) else ("", "", "")
-        if not sep or not name or not ip:
-            raise ValueError(f"invalid extra host {entry!r}: expected \"name:ip\"")
-        if ip == "host-gateway":
-            raise ValueError("--add-host ...:host-gateway needs a bridge network, which "
-                             "labkit-dockerd does not have")
-        lines.append(f"{ip}\t{name}")
-    lines.append(f"127.0.1.1\t{hostname}")
-    return "\n".join(lines) + "\n"
-
-
-def resolv_conf(host_resolv_conf: str, dns: list[str] | None = None,
-                search: list[str] | None = None, options: list[str] | None = None) -> str:
-    """The host's resolv.conf without loopback nameservers (they mean nothing inside the
-    container's own network namespace); Google's public DNS if none is left, as Docker does.
-    --dns, --dns-search and --dns-option replace the host's lines of that kind."""
-    if dns or search or options:
-        kept = [line for line in host_resolv_conf.splitlines()
-                if not (dns and line.startswith("nameserver"))
-                and not (search and line.startswith(("search", "domain")))
-                and not (options and line.startswith("options"))]
-        kept += [f"nameserver {n}" for n in dns or []]
-        if search:
-            kept.append("search " + " ".join(search))
-        if options:
-            kept.append("options " + " ".join(options))
-        host_resolv_conf = "\n".join(kept)
-    lines = []
-    nameservers = 0
-    for line in host_resolv_conf.splitlines():
-        fields = line.split()
-        if fields[:1] == ["nameserver"] and len(fields) > 1:
-            if fields[1].startswith("127.") or fields[1] == "::1":
-                continue
-            nameservers += 1
-        lines.append(line)
-    if nameservers == 0:
-        lines += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
-    return "\n".join(lines) + "\n"

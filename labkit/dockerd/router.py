@@ -9,15 +9,8 @@ and checks the version, then walks ROUTES — (method, regular expression, handl
 and calls the first handler whose pattern matches the rest of the path.
 
 A handler only decodes (query values, JSON body), calls ONE backend method, and encodes
-the result. It returns one of three kinds of response, because the Engine API has three
-shapes of answer:
-
-    Response          an ordinary answer with a body (JSON mostly) or none (204/304)
-    StreamResponse    200 whose headers go out AT ONCE and whose body follows in chunks
-                      as events happen: pull progress, logs --follow, and wait (the CLI
-                      sends /start only after it has the headers of its /wait)
-    HijackResponse    "101 UPGRADED", after which the connection is a raw byte pipe owned
-                      by a session function: attach (container stdio both ways)
+the result as one of the three kinds of response of httputils.py (an ordinary Response, a
+StreamResponse whose headers go out at once, or a HijackResponse: attach).
 
 Errors: a backend raises a `DaemonError`; dispatch turns it into `{"message": ...}` with
 the error's status and `Content-Type: application/json` (exactly that: the CLI parses the
@@ -31,144 +24,18 @@ import json
 import logging
 import re
 import threading
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Mapping, Protocol
+from typing import Callable, Iterator
 
-from labkit.dockerd import jsonmessage, stdcopy
+from labkit import stdcopy
+from labkit.dockerd import jsonlog, jsonmessage
 from labkit.dockerd.backend import AttachStream, Backend
 from labkit.dockerd.errors import DaemonError, InvalidParameter
+from labkit.dockerd.httputils import (API_VERSION, JSON, AnyResponse, HijackResponse,
+                                      RawConnection, Request, Response, StreamResponse,
+                                      error_response, json_response, parse_filters,
+                                      split_version)
 
 log = logging.getLogger("labkit.dockerd")
-
-API_VERSION = "1.45"      # what /_ping and /version advertise (the CLI then uses min(its, ours))
-MIN_API_VERSION = "1.24"  # the oldest version prefix accepted in a path
-MAX_API_VERSION = "1.50"  # the newest accepted (the CLI 28.2.2 speaks 1.50 when pinned)
-
-JSON = "application/json"
-
-
-# ---------------------------------------------------------------- requests and responses
-
-@dataclass
-class Request:
-    method: str
-    path: str                      # without the version prefix and the query
-    query: dict[str, str]          # last value of each key
-    headers: Mapping[str, str]
-    body: bytes = b""
-    api_version: str | None = None
-    params: dict[str, str] = field(default_factory=dict)  # named groups of the route pattern
-
-    def json(self) -> object:
-        if not self.body.strip():
-            return None
-        try:
-            return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise InvalidParameter(f"invalid JSON in request body: {e}") from None
-
-    def bool(self, key: str, default: bool = False) -> bool:
-        """moby's BoolValue: anything but "", "0", "no", "false", "none" is true."""
-        if key not in self.query:
-            return default
-        return self.query[key].strip().lower() not in ("", "0", "no", "false", "none")
-
-    def int(self, key: str, default: int | None = None) -> int | None:
-        value = self.query.get(key, "")
-        if value == "":
-            return default
-        try:
-            return int(value)
-        except ValueError:
-            raise InvalidParameter(f"invalid value for {key}: {value!r} is not an integer") from None
-
-
-@dataclass
-class Response:
-    status: int
-    body: bytes = b""
-    content_type: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class StreamResponse:
-    status: int
-    content_type: str
-    chunks: Iterable[bytes]
-
-
-class RawConnection(Protocol):
-    """The socket of a hijacked connection."""
-
-    def read(self, n: int = 65536) -> bytes:
-        """Up to n bytes; b"" once the client half-closed or went away."""
-        ...
-
-    def write(self, data: bytes) -> None: ...
-
-
-@dataclass
-class HijackResponse:
-    content_type: str
-    session: Callable[[RawConnection], None]
-    upgrade: bool = True  # 101 UPGRADED when the client asked for it, else 200 then raw
-
-
-AnyResponse = Response | StreamResponse | HijackResponse
-
-
-def json_response(obj: object, status: int = 200) -> Response:
-    return Response(status, json.dumps(obj).encode() + b"\n", JSON)
-
-
-def error_response(status: int, message: str) -> Response:
-    return json_response({"message": message}, status)
-
-
-# ---------------------------------------------------------------- version prefix
-
-_VERSIONED = re.compile(r"^/v(?P<version>[0-9]+\.[0-9]+)(?P<rest>/.*)$")
-
-
-def _version_tuple(v: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in v.split("."))
-
-
-def split_version(path: str) -> tuple[str | None, str]:
-    """("1.45", "/containers/json") from "/v1.45/containers/json"; (None, path) if unversioned."""
-    m = _VERSIONED.match(path)
-    if not m:
-        return None, path
-    version = m.group("version")
-    if _version_tuple(version) < _version_tuple(MIN_API_VERSION):
-        raise InvalidParameter(f"client version {version} is too old. Minimum supported API "
-                               f"version is {MIN_API_VERSION}, please upgrade your client to a newer version")
-    if _version_tuple(version) > _version_tuple(MAX_API_VERSION):
-        raise InvalidParameter(f"client version {version} is too new. Maximum supported API "
-                               f"version is {MAX_API_VERSION}")
-    return version, m.group("rest")
-
-
-def parse_filters(raw: str) -> dict[str, list[str]]:
-    """The `filters` query value: {"status":["exited"]} or the legacy {"status":{"exited":true}}."""
-    if not raw:
-        return {}
-    try:
-        decoded = json.loads(raw)
-    except ValueError as e:
-        raise InvalidParameter(f"invalid filters: {e}") from None
-    if not isinstance(decoded, dict):
-        raise InvalidParameter("invalid filters: expected a JSON object")
-    out: dict[str, list[str]] = {}
-    for key, value in decoded.items():
-        if isinstance(value, dict):
-            out[key] = [k for k, on in value.items() if on]
-        elif isinstance(value, list):
-            out[key] = [str(v) for v in value]
-        else:
-            raise InvalidParameter(f"invalid filter {key!r}: expected a list or an object")
-    return out
 
 
 # ---------------------------------------------------------------- the router
@@ -318,13 +185,7 @@ class Router:
         return Response(204)
 
     def container_restart(self, req: Request) -> Response:
-        name = req.params["name"]
-        try:
-            self.backend.container_stop(name, req.int("t"), req.query.get("signal"))
-        except DaemonError as e:
-            if e.status != 304:  # restarting a stopped container just starts it
-                raise
-        self.backend.container_start(name)
+        self.backend.container_restart(req.params["name"], req.int("t"), req.query.get("signal"))
         return Response(204)
 
     def container_kill(self, req: Request) -> Response:
@@ -371,7 +232,7 @@ class Router:
             # after the 101; that EOF must not end the output direction.
             try:
                 for stream, data in attach.output():
-                    conn.write(data if attach.tty else stdcopy.frame(stream, data))
+                    conn.write(data if attach.tty else stdcopy.encode_frame(stream, data))
             except OSError:
                 pass  # the client went away
             finally:
@@ -400,7 +261,7 @@ class Router:
 
         def body() -> Iterator[bytes]:
             for entry in logs.entries:
-                yield from stdcopy.iter_frames([entry], logs.tty, timestamps)
+                yield from jsonlog.iter_frames([entry], logs.tty, timestamps)
 
         return StreamResponse(200, stdcopy.RAW if logs.tty else stdcopy.MULTIPLEXED, body())
 

@@ -29,8 +29,9 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from labkit.dockerd.router import (HijackResponse, Request, Response, Router, StreamResponse,
-                                   error_response)
+from labkit.dockerd.httputils import (HijackResponse, Request, Response, StreamResponse,
+                                      error_response)
+from labkit.dockerd.router import Router
 
 log = logging.getLogger("labkit.dockerd")
 

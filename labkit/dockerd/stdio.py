@@ -31,8 +31,8 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
-from labkit.dockerd.stdcopy import (STDERR, STDOUT, LogEntry, encode_log_line, rfc3339nano,
-                                    split_lines)
+from labkit.dockerd.jsonlog import LogEntry, encode_log_line, rfc3339nano, split_lines
+from labkit.stdcopy import STDERR, STDOUT
 
 log = logging.getLogger("labkit.dockerd")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from labkit.dockerd.errors import Conflict, InvalidParameter, NotFound
-from labkit.dockerd.stdcopy import rfc3339nano
+from labkit.dockerd.jsonlog import rfc3339nano
 
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 

@@ -14,7 +14,8 @@ from typing import Iterator
 
 from labkit.dockerd.backend import CreateResult, Logs, WaitResult
 from labkit.dockerd.errors import Conflict, InvalidParameter, NotFound, NotModified
-from labkit.dockerd.stdcopy import STDOUT, LogEntry, rfc3339nano
+from labkit.dockerd.jsonlog import LogEntry, rfc3339nano
+from labkit.stdcopy import STDOUT
 
 
 class FakeAttach:
@@ -123,6 +124,11 @@ class FakeBackend:
     def container_stop(self, ref, timeout, signal):
         if self._get(ref).status != "running":
             raise NotModified("not running")
+
+    def container_restart(self, ref, timeout, signal):
+        self.calls.append("restart")
+        self._get(ref).status = "exited"  # the fake's stop: there is no process to signal
+        self.container_start(ref)
 
     def container_kill(self, ref, signal):
         c = self._get(ref)

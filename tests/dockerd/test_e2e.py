@@ -153,6 +153,33 @@ def test_detach_logs_stop_rm(docker_env):
     assert docker(docker_env, "rm", "e2e-bg").returncode == 0
 
 
+def test_restart(docker_env):
+    """restart = stop (a stopped container is fine too), then start: the same container again."""
+    script = 'echo run; trap "exit 3" TERM; while true; do sleep 0.1; done'
+    r = docker(docker_env, "run", "-d", "--name", "e2e-restart", "busybox", "sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+
+    def runs(count: int) -> None:
+        deadline = time.monotonic() + 10
+        while docker(docker_env, "logs", "e2e-restart").stdout.count("run\n") < count:
+            assert time.monotonic() < deadline, f"the container did not run {count} times"
+            time.sleep(0.1)
+
+    try:
+        runs(1)
+        first = json.loads(docker(docker_env, "inspect", "e2e-restart").stdout)[0]["State"]
+        assert docker(docker_env, "restart", "-t", "5", "e2e-restart").returncode == 0
+        runs(2)
+        again = json.loads(docker(docker_env, "inspect", "e2e-restart").stdout)[0]["State"]
+        assert again["Running"] and again["Pid"] != first["Pid"]
+        assert again["StartedAt"] > first["StartedAt"]
+        assert docker(docker_env, "stop", "e2e-restart").returncode == 0
+        assert docker(docker_env, "restart", "e2e-restart").returncode == 0  # from stopped
+        runs(3)
+    finally:
+        docker(docker_env, "rm", "-f", "e2e-restart")
+
+
 def test_exec(docker_env):
     r = docker(docker_env, "run", "-d", "--name", "e2e-exec", "busybox", "sleep", "60")
     assert r.returncode == 0, r.stderr

@@ -12,8 +12,9 @@ import threading
 
 import pytest
 
-from labkit.dockerd import stdcopy
-from labkit.dockerd.router import Request, Response, Router, split_version
+from labkit import stdcopy
+from labkit.dockerd.httputils import Request, Response, split_version
+from labkit.dockerd.router import Router
 from labkit.dockerd.server import EngineAPIServer
 from dockerd.conftest import DOCKER
 from dockerd.fake_backend import FakeBackend
@@ -76,7 +77,7 @@ def test_dispatch_without_io_finds_routes_and_404s():
 
 
 def test_frames_roundtrip():
-    data = stdcopy.frame(1, b"out") + stdcopy.frame(2, b"err") + stdcopy.frame(1, b"!")
+    data = stdcopy.encode_frame(1, b"out") + stdcopy.encode_frame(2, b"err") + stdcopy.encode_frame(1, b"!")
     assert data[:8] == b"\x01\x00\x00\x00\x00\x00\x00\x03"
     assert stdcopy.demultiplex(data) == {1: b"out!", 2: b"err"}
     with pytest.raises(ValueError):
@@ -207,6 +208,16 @@ def test_start_running_is_304_and_errors_are_400(api):
     cid = json.loads(body)["Id"]
     status, _, body = call(sock, "POST", f"/containers/{cid}/start")
     assert status == 400 and "executable file not found" in json.loads(body)["message"]
+
+
+def test_restart_calls_the_backends_restart(api):
+    sock, backend = api
+    _, _, body = call(sock, "POST", "/containers/create",
+                      json.dumps({"Image": "busybox", "Cmd": ["echo", "x"]}).encode())
+    cid = json.loads(body)["Id"]
+    assert call(sock, "POST", f"/containers/{cid}/restart?t=1")[0] == 204
+    assert backend.calls[-2:] == ["restart", "start"]
+    assert call(sock, "POST", "/containers/nosuch/restart")[0] == 404
 
 
 def test_wait_bad_condition_and_missing_container(api):

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from labkit.dockerd.stdcopy import STDERR, STDOUT
+from labkit.stdcopy import STDERR, STDOUT
 from labkit.dockerd.stdio import Broadcaster, TaskIO
 from support import short_tmpdir
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from labkit.dockerd import jsonmessage, oci, stdcopy
+from labkit.dockerd import etcfiles, imageconfig, jsonlog, jsonmessage, oci
 from labkit.dockerd.container import Container, State, parse_time
-from labkit.dockerd.daemon import parse_signal
 from labkit.dockerd.errors import InvalidParameter
 from labkit.dockerd.names import generate_name
+from labkit.dockerd.validate import parse_signal
+from labkit.stdcopy import STDERR
 from labkit.units import human_duration
 
 # The config.json a real dockerd 20.10 handed runc (captured for the course; see tests/fixtures/README.md)
@@ -54,13 +55,13 @@ def test_spec_user_and_tty():
 
 
 def test_merge_env_overrides_by_name():
-    assert oci.merge_env(["PATH=/bin", "A=1"], ["A=2", "B=3"]) == ["PATH=/bin", "A=2", "B=3"]
+    assert imageconfig.merge_env(["PATH=/bin", "A=1"], ["A=2", "B=3"]) == ["PATH=/bin", "A=2", "B=3"]
 
 
 def test_resolv_conf_drops_loopback_nameservers():
-    out = oci.resolv_conf("nameserver 127.0.0.53\nsearch lab\n")
+    out = etcfiles.resolv_conf("nameserver 127.0.0.53\nsearch lab\n")
     assert "127.0.0.53" not in out and "nameserver 8.8.8.8" in out and "search lab" in out
-    assert oci.resolv_conf("nameserver 10.0.0.1\n") == "nameserver 10.0.0.1\n"
+    assert etcfiles.resolv_conf("nameserver 10.0.0.1\n") == "nameserver 10.0.0.1\n"
 
 
 def test_pull_reporter_follows_dockers_order():
@@ -110,16 +111,16 @@ def test_signals():
 
 
 def test_log_lines_split_and_roundtrip(tmp_path):
-    lines, rest = stdcopy.split_lines(b"par", b"tial\nnext\nhalf")
+    lines, rest = jsonlog.split_lines(b"par", b"tial\nnext\nhalf")
     assert lines == [b"partial\n", b"next\n"] and rest == b"half"
-    entry = stdcopy.LogEntry(stdcopy.STDERR, b"oops\n", "2026-11-23T00:38:04.5Z")
-    line = stdcopy.encode_log_line(entry)
+    entry = jsonlog.LogEntry(STDERR, b"oops\n", "2026-11-23T00:38:04.5Z")
+    line = jsonlog.encode_log_line(entry)
     assert json.loads(line) == {"log": "oops\n", "stream": "stderr", "time": "2026-11-23T00:38:04.5Z"}
     log = tmp_path / "x-json.log"
     log.write_bytes(line + line[:10])  # a second line still being written
-    entries, offset = stdcopy.read_log(str(log))
+    entries, offset = jsonlog.read_log(str(log))
     assert entries == [entry] and offset == len(line)
-    assert stdcopy.rfc3339nano(1_500_000_000 * 10**9 + 120_000_000) == "2017-07-14T02:40:00.12Z"
+    assert jsonlog.rfc3339nano(1_500_000_000 * 10**9 + 120_000_000) == "2017-07-14T02:40:00.12Z"
 
 
 def test_container_views_and_persistence(tmp_path):
@@ -197,10 +198,10 @@ def test_capabilities_add_and_drop():
 
 
 def test_dns_and_extra_hosts():
-    conf = oci.resolv_conf("nameserver 10.0.0.1\nsearch old\n", dns=["1.1.1.1"], search=["lab"])
+    conf = etcfiles.resolv_conf("nameserver 10.0.0.1\nsearch old\n", dns=["1.1.1.1"], search=["lab"])
     assert conf == "nameserver 1.1.1.1\nsearch lab\n"
-    hosts = oci.hosts_file("abc", ["reg:10.0.0.5", "v6:fe80::1"])
+    hosts = etcfiles.hosts_file("abc", ["reg:10.0.0.5", "v6:fe80::1"])
     assert "10.0.0.5\treg\n" in hosts and "fe80::1\tv6\n" in hosts
     assert hosts.endswith("127.0.1.1\tabc\n")
     with pytest.raises(ValueError):
-        oci.hosts_file("abc", ["nocolon"])
+        etcfiles.hosts_file("abc", ["nocolon"])

@@ -1,18 +1,9 @@
-"""Byte formats of container output: multiplexed frames and json-file log lines.
+"""The json-file log: container output as Docker stores and replays it (no I/O but read_log).
 
-Pure protocol logic, no I/O (bytes in, bytes or records out), in the style of h11.
-
-Multiplexed stream (moby `pkg/stdcopy`)
----------------------------------------
-When a container has no TTY its stdout and stderr travel over ONE connection (attach,
-logs), so each write is wrapped in a frame that says which stream it belongs to::
-
-    +--------+-------+-------+-------+---------------------------+----------------+
-    | stream |   0   |   0   |   0   | payload length (uint32 BE) | payload bytes  |
-    +--------+-------+-------+-------+---------------------------+----------------+
-
-stream: 0 stdin, 1 stdout, 2 stderr, 3 "system error" (the client reports it as an error).
-With a TTY there is only one stream and the bytes go unframed ("raw stream").
+The multiplexed stream that `attach` and `logs` send (8-byte frames, stdout and stderr on
+one connection) is wire knowledge shared with the client: it lives in labkit.stdcopy.
+This module is the daemon's side of output: how a line is stored, when it was written,
+and which frames a stored line becomes on `docker logs`.
 
 json-file log (the default logging driver)
 ------------------------------------------
@@ -27,61 +18,13 @@ Every line a container prints is stored as one JSON object per line in
 from __future__ import annotations
 
 import json
-import struct
 import time
 from dataclasses import dataclass
 from typing import Iterator
 
-STDIN, STDOUT, STDERR, SYSTEMERR = 0, 1, 2, 3
+from labkit.stdcopy import STDERR, STDOUT, encode_frame
+
 STREAM_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
-_HEADER = struct.Struct(">BxxxI")  # stream byte, 3 bytes padding, big-endian length
-HEADER_SIZE = _HEADER.size          # 8
-
-MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
-RAW = "application/vnd.docker.raw-stream"
-
-
-def frame(stream: int, payload: bytes) -> bytes:
-    """Wrap `payload` in one multiplexed-stream frame."""
-    if stream not in (STDIN, STDOUT, STDERR, SYSTEMERR):
-        raise ValueError(f"invalid stream number {stream}: must be 0, 1, 2 or 3")
-    return _HEADER.pack(stream, len(payload)) + payload
-
-
-class FrameDecoder:
-    """Incremental decoder: feed bytes as they arrive, get complete (stream, payload) frames."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-
-    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
-        self._buf += data
-        frames = []
-        while len(self._buf) >= HEADER_SIZE:
-            stream, size = _HEADER.unpack_from(self._buf)
-            if stream not in (STDIN, STDOUT, STDERR, SYSTEMERR):
-                raise ValueError(f"invalid frame header: stream byte {stream}")
-            if len(self._buf) < HEADER_SIZE + size:
-                break
-            frames.append((stream, bytes(self._buf[HEADER_SIZE:HEADER_SIZE + size])))
-            del self._buf[:HEADER_SIZE + size]
-        return frames
-
-    @property
-    def pending(self) -> int:
-        """Bytes of an incomplete frame still buffered (non-zero at EOF = truncated stream)."""
-        return len(self._buf)
-
-
-def demultiplex(data: bytes) -> dict[int, bytes]:
-    """Split a complete multiplexed byte string into the bytes of each stream."""
-    decoder = FrameDecoder()
-    out: dict[int, bytes] = {}
-    for stream, payload in decoder.feed(data):
-        out[stream] = out.get(stream, b"") + payload
-    if decoder.pending:
-        raise ValueError(f"truncated frame: {decoder.pending} bytes left over")
-    return out
 
 
 # ---------------------------------------------------------------- time stamps
@@ -162,4 +105,4 @@ def iter_frames(entries: list[LogEntry], tty: bool, timestamps: bool) -> Iterato
     """What `GET /containers/{id}/logs` sends for these entries: framed, or raw with a TTY."""
     for e in entries:
         payload = (e.time.encode() + b" " + e.data) if timestamps else e.data
-        yield payload if tty else frame(e.stream, payload)
+        yield payload if tty else encode_frame(e.stream, payload)

@@ -1,0 +1,132 @@
+"""`docker version` and `docker info`: what the daemon says about itself and the host
+(moby's daemon/info.go, info_unix.go)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import threading
+from pathlib import Path
+
+from labkit.dockerd.core import BUILTIN_RUNTIMES, VERSION, DaemonCore
+from labkit.dockerd.errors import DaemonError
+from labkit.dockerd.httputils import API_VERSION, MIN_API_VERSION
+from labkit.dockerd.jsonlog import rfc3339nano
+from labkit.dockerd.remote import SNAPSHOTTER, RemoteError
+
+log = logging.getLogger("labkit.dockerd")
+
+
+class System(DaemonCore):
+    """The Daemon's version and info (mixed into labkit.dockerd.daemon.Daemon)."""
+
+    def version(self) -> dict:
+        try:
+            containerd_version = self.ctr.version()
+        except RemoteError as e:
+            containerd_version = f"unreachable ({e.code})"
+        runtime = self.config.default_runtime
+        kernel = platform.release()
+        return {
+            "Platform": {"Name": "labkit"},
+            "Components": [
+                {"Name": "Engine", "Version": VERSION,
+                 "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+                             "Arch": _arch(), "Os": "linux", "KernelVersion": kernel,
+                             "GitCommit": "labkit", "GoVersion": _python()}},
+                {"Name": "labkit-containerd", "Version": containerd_version,
+                 "Details": {"Address": self.config.containerd}},
+                {"Name": runtime, "Version": VERSION if runtime == "labkit-runc" else "",
+                 "Details": {"Binary": self._safe_binary(runtime)}},
+            ],
+            "Version": VERSION,
+            "ApiVersion": API_VERSION,
+            "MinAPIVersion": MIN_API_VERSION,
+            "GitCommit": "labkit",
+            "GoVersion": _python(),
+            "Os": "linux",
+            "Arch": _arch(),
+            "KernelVersion": kernel,
+            "BuildTime": "",
+        }
+
+    def _safe_binary(self, name: str) -> str:
+        try:
+            return self._runtime_binary(name)
+        except DaemonError:
+            return name
+
+    def info(self) -> dict:
+        with self._lock:
+            states = [c.State.Status for c in self._containers.values()]
+        try:
+            images = len({r.config_digest for r in self.images.all()})
+        except DaemonError:
+            images = 0
+        runtimes = {n: {"path": self._safe_binary(n)}
+                    for n in {**BUILTIN_RUNTIMES, **self.config.runtimes}}
+        return {
+            "ID": "labkit", "Name": platform.node(),
+            "Containers": len(states),
+            "ContainersRunning": states.count("running"),
+            "ContainersPaused": 0,
+            "ContainersStopped": len(states) - states.count("running"),
+            "Images": images,
+            "Driver": SNAPSHOTTER, "DriverStatus": [],
+            "Plugins": {"Volume": [], "Network": ["none"], "Authorization": None,
+                        "Log": ["json-file"]},
+            "MemoryLimit": False, "SwapLimit": False, "CpuCfsPeriod": False, "CpuCfsQuota": False,
+            "IPv4Forwarding": False, "Debug": log.isEnabledFor(logging.DEBUG),
+            "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": threading.active_count(),
+            "SystemTime": rfc3339nano(), "LoggingDriver": "json-file",
+            "CgroupDriver": "cgroupfs", "CgroupVersion": _cgroup_version(),
+            "KernelVersion": platform.release(), "OperatingSystem": _os_name(),
+            "OSVersion": "", "OSType": "linux", "Architecture": platform.machine(),
+            "NCPU": os.cpu_count() or 1, "MemTotal": _mem_total(),
+            "IndexServerAddress": "https://index.docker.io/v1/",
+            "RegistryConfig": {"Mirrors": list(self.config.mirrors), "IndexConfigs": {},
+                               "InsecureRegistryCIDRs": ["127.0.0.0/8"]},
+            "DockerRootDir": str(self.config.root), "HttpProxy": "", "HttpsProxy": "",
+            "NoProxy": "", "Labels": [], "ExperimentalBuild": False,
+            "ServerVersion": VERSION, "Runtimes": runtimes,
+            "DefaultRuntime": self.config.default_runtime,
+            "Swarm": {"LocalNodeState": "inactive", "ControlAvailable": False, "NodeID": "",
+                      "NodeAddr": "", "RemoteManagers": None},
+            "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
+            "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
+            "SecurityOptions": [], "Warnings": [],
+        }
+
+
+def _arch() -> str:
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
+
+
+def _python() -> str:
+    return "python" + platform.python_version()
+
+
+def _os_name() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+def _mem_total() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _cgroup_version() -> str:
+    return "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1"

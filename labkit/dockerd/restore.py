@@ -1,0 +1,83 @@
+"""Live restore: labkit-dockerd starts again and takes its containers back (moby's
+daemon/daemon.go restore).
+
+Containers outlive their dockerd: the shim holds each one, its stdio fifos and its exit
+status. When labkit-dockerd starts it reloads every config.v2.json it saved and asks
+containerd about each container that was running: a task that still runs gets its fifos
+reopened and a new monitor (monitor.py); one that exited meanwhile is found by that
+monitor at once (Tasks.Wait answers for an exited task); one that is gone is marked
+exited with code 255.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from labkit.wire.containerd import api_pb2 as pb
+from labkit.dockerd.container import Container, State
+from labkit.dockerd.core import DaemonCore, Live
+from labkit.dockerd.jsonlog import rfc3339nano
+from labkit.dockerd.remote import RemoteError
+from labkit.dockerd.stdio import TaskIO
+
+log = logging.getLogger("labkit.dockerd")
+
+
+class Restore(DaemonCore):
+    """The Daemon's live restore (mixed into labkit.dockerd.daemon.Daemon)."""
+
+    def restore(self) -> None:
+        """Reload the containers saved under <root>/containers after a daemon restart.
+
+        Containers that were running are checked against containerd: a task that still
+        runs gets a new monitor (and its fifos reopened), one that is gone is marked exited.
+        """
+        for cfg in sorted((self.config.root / "containers").glob("*/config.v2.json")):
+            try:
+                c = Container.load(cfg.parent)
+            except (OSError, ValueError, TypeError) as e:
+                log.warning("skipping %s: %s", cfg.parent, e)
+                continue
+            live = Live()
+            with self._lock:
+                self._containers[c.ID] = c
+                self._live[c.ID] = live
+            if not c.State.Running:
+                # dockerd may have stopped between saving an exit and deleting the task
+                try:
+                    self._ignore_missing(self.ctr.tasks.Delete,
+                                         pb.DeleteTaskRequest(container_id=c.ID))
+                except RemoteError as e:
+                    log.debug("container %s: deleting a stale task: %s", c.ID[:12], e)
+                continue
+            try:
+                self.ctr.call(self.ctr.tasks.Get, pb.GetRequest(container_id=c.ID))
+            except RemoteError as e:
+                if e.code == "UNAVAILABLE":
+                    # containerd is not up (yet): the monitor below retries until it is
+                    log.warning("container %s: %s", c.ID[:12], e)
+                else:
+                    log.warning("container %s was running, but its task is gone (%s)",
+                                c.ID[:12], e)
+                    c.State = State(Status="exited", ExitCode=255, StartedAt=c.State.StartedAt,
+                                    FinishedAt=rfc3339nano(),
+                                    Error="the task was gone when labkit-dockerd restarted")
+                    c.save(self.config.root)
+                    continue
+            # Running, or exited while we were away: either way the monitor takes over (Wait
+            # answers at once for an exited task), after the fifos are reopened — the shim
+            # kept the output that came meanwhile in them.
+            io: TaskIO | None = TaskIO(self.config.exec_root / "containerd" / c.ID,
+                                       Path(c.LogPath), c.tty, False, live.broadcaster,
+                                       end_clients_at_eof=False)
+            try:
+                io.reopen()
+                io.start()
+            except OSError as e:
+                log.warning("container %s: cannot reopen its output: %s", c.ID[:12], e)
+                io = None
+            live.io = io
+            threading.Thread(target=self._monitor, args=(c, live, io), daemon=True,
+                             name=f"monitor-{c.ID[:12]}").start()

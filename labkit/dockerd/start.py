@@ -1,0 +1,172 @@
+"""`docker start`, `stop`, `kill` and `restart` (moby's daemon/start.go, stop.go, kill.go,
+restart.go).
+
+    start   mkfifo init-stdin/out/err; Tasks.Create(fifos) (containerd finds the rootfs from
+            the container's snapshot key) — the shim mounts it and runs the runtime's `create`; copy the fifos to the log and the attached
+            clients; Tasks.Start — the runtime's `start`; a monitor thread waits for the
+            exit (monitor.py). A failed start is recorded as Docker does (exit code 127,
+            126 or 128) and reported to the client.
+    stop    the stop signal (StopSignal, SIGTERM by default), then SIGKILL after the
+            timeout (StopTimeout, 10 s by default); returns once the exit is recorded
+    kill    one signal (SIGKILL by default), no waiting
+    restart stop (a stopped container is fine), then start
+"""
+
+from __future__ import annotations
+
+import logging
+import signal as signals
+import threading
+from pathlib import Path
+
+from labkit.wire.containerd import api_pb2 as pb
+from labkit.dockerd.container import Container, State
+from labkit.dockerd.core import DaemonCore, Live
+from labkit.dockerd.errors import (Conflict, DaemonError, InvalidParameter, NotModified,
+                                   SystemError_)
+from labkit.dockerd.jsonlog import rfc3339nano
+from labkit.dockerd.remote import RemoteError, to_daemon_error
+from labkit.dockerd.stdio import TaskIO
+from labkit.dockerd.validate import parse_signal
+
+log = logging.getLogger("labkit.dockerd")
+
+
+class StartStop(DaemonCore):
+    """The Daemon's start, stop, kill and restart (mixed into labkit.dockerd.daemon.Daemon)."""
+
+    def container_start(self, ref: str) -> None:
+        with self._lock:
+            c = self._get(ref)
+            live = self._live[c.ID]
+            if c.State.Running or live.starting:
+                raise NotModified("container already started")
+            if c.State.Status == "removing":
+                raise Conflict(f"container {c.ID} is marked for removal and cannot be started")
+            live.starting = True
+        try:
+            self._start(c, live)
+        finally:
+            with self._lock:
+                live.starting = False
+                self._changed.notify_all()
+
+    def _start(self, c: Container, live: Live) -> None:
+        io = TaskIO(self.config.exec_root / "containerd" / c.ID, Path(c.LogPath), c.tty,
+                    bool(c.Config.get("OpenStdin")), live.broadcaster, end_clients_at_eof=False)
+        io.create()
+        try:
+            # No rootfs in the request: containerd takes the mounts of the container's
+            # snapshot (snapshot_key) itself, and the shim mounts them.
+            self.ctr.call(self.ctr.tasks.Create, pb.CreateTaskRequest(
+                container_id=c.ID, stdin=io.stdin_path, stdout=io.stdout_path,
+                stderr=io.stderr_path, terminal=c.tty), timeout=120)
+        except RemoteError as e:
+            io.abort()
+            io.cleanup()
+            self._start_failed(c, live, e)
+        io.start()
+        try:
+            pid = self.ctr.call(self.ctr.tasks.Start, pb.StartRequest(container_id=c.ID),
+                                timeout=120).pid
+        except RemoteError as e:
+            try:
+                self.ctr.call(self.ctr.tasks.Delete, pb.DeleteTaskRequest(container_id=c.ID))
+            except RemoteError:
+                pass
+            io.abort()
+            io.done.wait(5)
+            io.cleanup()
+            self._start_failed(c, live, e)
+        with self._lock:
+            live.io = io
+            pending, live.stdin_pending = bytes(live.stdin_pending), bytearray()
+            close_stdin = live.stdin_closed
+            c.State = State(Status="running", Running=True, Pid=pid, StartedAt=rfc3339nano(),
+                            FinishedAt=c.State.FinishedAt)
+            c.save(self.config.root)
+            self._changed.notify_all()
+        if pending:
+            io.write_stdin(pending)
+        if close_stdin:
+            io.close_stdin()
+        threading.Thread(target=self._monitor, args=(c, live, io), daemon=True,
+                         name=f"monitor-{c.ID[:12]}").start()
+        self._event(c, "start")
+        log.info("started container %s, pid %d", c.ID[:12], pid)
+
+    def _start_failed(self, c: Container, live: Live, e: RemoteError) -> None:
+        """Record a failed start as Docker does, then raise the error for the client."""
+        message = e.message
+        lowered = message.lower()
+        if "executable file not found" in lowered or "no such file or directory" in lowered:
+            code = 127
+        elif "permission denied" in lowered:
+            code = 126
+        else:
+            code = 128
+        with self._lock:
+            c.State.Error = message
+            c.State.ExitCode = code
+            c.save(self.config.root)
+            live.exits += 1
+            self._changed.notify_all()
+        live.broadcaster.close_all()
+        if c.HostConfig.get("AutoRemove"):
+            try:
+                self._remove(c)
+            except DaemonError as err:
+                log.warning("auto-remove of %s after a failed start: %s", c.ID[:12], err)
+        if e.code == "UNAVAILABLE":
+            raise SystemError_(message)
+        raise InvalidParameter(message)
+
+    def _signal(self, c: Container, sig: int) -> None:
+        try:
+            self.ctr.call(self.ctr.tasks.Kill, pb.KillRequest(container_id=c.ID, signal=sig))
+        except RemoteError as e:
+            if e.code == "NOT_FOUND":  # it exited meanwhile
+                return
+            raise to_daemon_error(e) from None
+
+    def _wait_stopped(self, c: Container, timeout: float | None) -> bool:
+        """Wait until the exit is fully processed: recorded, and the output in the log."""
+        with self._changed:
+            live = self._live.get(c.ID)
+            return self._changed.wait_for(
+                lambda: not c.State.Running and (live is None or live.io is None),
+                timeout=timeout)
+
+    def container_stop(self, ref: str, timeout: int | None, signal: str | None) -> None:
+        c = self._get(ref)
+        if not c.State.Running:
+            raise NotModified("container already stopped")
+        sig = parse_signal(signal or c.Config.get("StopSignal") or "SIGTERM")
+        if timeout is None:
+            timeout = c.Config.get("StopTimeout") or 10
+        self._signal(c, sig)
+        self._event(c, "kill", signal=str(sig))
+        if self._wait_stopped(c, None if timeout < 0 else timeout):
+            self._event(c, "stop")
+            return
+        log.info("container %s did not stop after %ss: killing it", c.ID[:12], timeout)
+        self._signal(c, signals.SIGKILL)
+        if not self._wait_stopped(c, 10):
+            raise SystemError_(f"container {c.ID[:12]} did not exit after SIGKILL")
+        self._event(c, "stop")
+
+    def container_kill(self, ref: str, signal: str | None) -> None:
+        c = self._get(ref)
+        sig = parse_signal(signal or "SIGKILL")
+        if not c.State.Running:
+            raise Conflict(f"Container {c.ID} is not running")
+        self._signal(c, sig)
+        self._event(c, "kill", signal=str(sig))
+
+    def container_restart(self, ref: str, timeout: int | None, signal: str | None) -> None:
+        try:
+            self.container_stop(ref, timeout, signal)
+        except DaemonError as e:
+            if e.status != 304:  # restarting a stopped container just starts it
+                raise
+        self.container_start(ref)
