@@ -20,7 +20,15 @@ for limits and a different root filesystem, chapters 02 and 03). The kinds this 
     network    CLONE_NEWNET   interfaces, addresses, routes, ports       net
     ipc        CLONE_NEWIPC   System V IPC, POSIX message queues         ipc
 
-(user, cgroup and time namespaces exist too; chapter 01 leaves them alone.)
+(user and cgroup namespaces exist too: namespace_flags knows them, for labkit-runc, but the
+chapter's experiments leave them alone.)
+
+This module is not a side copy: labkit-runc, the OCI runtime under every `docker run` of the
+lab, creates and joins a container's namespaces with these very functions (labkit/runc/
+init.py: namespace_flags and join_namespace, then make_mounts_private and set_hostname inside;
+`labkit-runc run` reports the exit with exit_status). Select your workspace for this layer --
+`labkit lab use namespaces workspace` -- and every container the lab starts is made by your
+code; an exercise not done yet makes `docker run` fail with its name.
 
 Three system calls move processes between namespaces:
 
@@ -129,19 +137,34 @@ class IsolatedError(RuntimeError):
 def namespace_flags(kinds: list[str]) -> int:
     """The CLONE_NEW* flags for namespace kinds: ["uts", "pid"] -> CLONE_NEWUTS | CLONE_NEWPID.
 
-    Raises ValueError naming the first kind that is not one of KINDS.
+    `kinds` are the OCI names (the keys of NAMESPACES: this chapter's KINDS, and "user" and
+    "cgroup", which labkit-runc asks for too). Raises ValueError naming the first unknown kind.
     """
-    # BEGIN SOLUTION hint="man 2 unshare (the CLONE_NEW* flags); NAMESPACES[kind].flag is each kind's flag"
-    # TODO: OR together the CLONE_NEW* flag of each kind; a kind not in KINDS is a ValueError
+    # BEGIN SOLUTION chapter="01" hint="man 2 unshare (the CLONE_NEW* flags); NAMESPACES[kind].flag is each kind's flag"
+    # TODO: OR together the CLONE_NEW* flag of each kind; a kind not in NAMESPACES is a ValueError
     # A string would otherwise be read letter by letter: "uts" as "u", "t", "s".
     if isinstance(kinds, str) or not isinstance(kinds, (list, tuple, set, frozenset)):
         raise ValueError(f"namespace kinds must be a list such as ['uts', 'pid'], got {kinds!r}")
     result = 0
     for kind in kinds:
-        if not isinstance(kind, str) or kind not in KINDS:
-            raise ValueError(f"unknown namespace kind {kind!r} (expected one of {', '.join(KINDS)})")
+        if not isinstance(kind, str) or kind not in NAMESPACES:
+            raise ValueError(f"unknown namespace kind {kind!r} "
+                             f"(expected one of {', '.join(NAMESPACES)})")
         result |= NAMESPACES[kind].flag
     return result
+    # END SOLUTION
+
+
+def join_namespace(kind: str, fd: int) -> None:
+    """Move the caller into the existing namespace of `kind` open as `fd` (an open
+    /proc/<pid>/ns/<file>, or a bind mount of one): what `docker run --network container:web`,
+    `docker exec` and nsenter(1) do. The caller keeps the fd; closing it is theirs."""
+    if kind not in NAMESPACES:
+        raise ValueError(f"unknown namespace kind {kind!r} (expected one of {', '.join(NAMESPACES)})")
+    # BEGIN SOLUTION chapter="01" hint="man 2 setns (nstype: the CLONE_NEW* flag makes the kernel check the fd's kind)"
+    # HINT: labkit.syscalls has setns(fd, nstype); NAMESPACES[kind].flag is the nstype
+    # TODO: join the namespace
+    syscalls.setns(fd, NAMESPACES[kind].flag)
     # END SOLUTION
 
 
@@ -156,7 +179,7 @@ def namespace_id(kind: str, pid: int | str = "self") -> str:
         raise ValueError(f"unknown namespace kind {kind!r} (expected one of {', '.join(KINDS)})")
     if pid != "self" and not (isinstance(pid, (int, str)) and str(pid).isdigit()):
         raise ValueError(f"pid must be a process id or 'self', got {pid!r}")
-    # BEGIN SOLUTION hint="man 7 namespaces, section 'The /proc/[pid]/ns/ directory'"
+    # BEGIN SOLUTION chapter="01" hint="man 7 namespaces, section 'The /proc/[pid]/ns/ directory'"
     # HINT: each entry is a symbolic link whose target is the namespace's id: os.readlink
     # TODO: read the link /proc/<pid>/ns/<name>
     try:
@@ -173,7 +196,7 @@ def set_hostname(name: str) -> None:
     """Set the hostname of the caller's UTS namespace (the host's, unless it unshared one!)."""
     if not isinstance(name, str) or not name or len(name.encode()) > 64 or "\0" in name:
         raise ValueError(f"hostname must be 1 to 64 bytes without NUL, got {name!r}")
-    # BEGIN SOLUTION hint="man 2 sethostname"
+    # BEGIN SOLUTION chapter="01" hint="man 2 sethostname"
     # HINT: Python has this one already, in the socket module
     # TODO: set the hostname
     socket.sethostname(name)
@@ -182,7 +205,7 @@ def set_hostname(name: str) -> None:
 
 def make_mounts_private() -> None:
     """Stop mount events propagating between this mount namespace and the host's (every mount)."""
-    # BEGIN SOLUTION hint="man 7 mount_namespaces (shared subtrees); man 2 mount, 'Changing the propagation type'"
+    # BEGIN SOLUTION chapter="01" hint="man 7 mount_namespaces (shared subtrees); man 2 mount, 'Changing the propagation type'"
     # HINT: syscalls.mount(source, target, fstype, flags): no source and no type, only flags
     # TODO: change the propagation of "/" and everything below it to private
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
@@ -194,7 +217,7 @@ def mount_proc(target: str = "/proc") -> None:
 
     Only ever in a new, private mount namespace: on the host this would cover its /proc.
     """
-    # BEGIN SOLUTION hint="man 5 proc (mounting proc); man 2 mount"
+    # BEGIN SOLUTION chapter="01" hint="man 5 proc (mounting proc); man 2 mount"
     # HINT: the source of a pseudo filesystem is just a label; the type is "proc"
     # HINT: nosuid, nodev, noexec: nothing in /proc is a program or a device
     # TODO: mount a proc filesystem at target
@@ -205,7 +228,7 @@ def mount_proc(target: str = "/proc") -> None:
 
 def network_interfaces() -> list[str]:
     """The names of the network interfaces of the caller's network namespace, sorted."""
-    # BEGIN SOLUTION hint="man 3 if_nameindex (it asks the kernel over netlink, man 7 rtnetlink)"
+    # BEGIN SOLUTION chapter="01" hint="man 3 if_nameindex (it asks the kernel over netlink, man 7 rtnetlink)"
     # HINT: Python has it: socket.if_nameindex() gives (index, name) pairs
     # TODO: list the interfaces of this network namespace and return their names, sorted
     # (Not pyroute2's IPRoute here: its synchronous API runs an asyncio loop of its own, which
@@ -216,7 +239,7 @@ def network_interfaces() -> list[str]:
 
 def exit_status(wait_status: int) -> int:
     """A waitpid(2) status as a shell would report it: the exit code, or 128 + the signal."""
-    # BEGIN SOLUTION hint="man 2 waitpid (WIFEXITED, WEXITSTATUS, WIFSIGNALED, WTERMSIG)"
+    # BEGIN SOLUTION chapter="01" hint="man 2 waitpid (WIFEXITED, WEXITSTATUS, WIFSIGNALED, WTERMSIG)"
     # HINT: Python has the macros: os.WIFEXITED(status), os.WEXITSTATUS(status) …
     # TODO: decode the status
     if os.WIFSIGNALED(wait_status):
@@ -233,7 +256,7 @@ def enter_namespaces(flags: int, hostname: str | None = None) -> None:
     status; only that child returns. With both CLONE_NEWPID and CLONE_NEWNS, the child
     mounts a /proc of its own.
     """
-    # BEGIN SOLUTION hint="man 2 unshare; man 7 pid_namespaces (the first child is pid 1); man 7 mount_namespaces"
+    # BEGIN SOLUTION chapter="01" hint="man 2 unshare; man 7 pid_namespaces (the first child is pid 1); man 7 mount_namespaces"
     # TODO: enter the new namespaces and prepare them, in five steps (see the HINTs)
     # HINT: 1. unshare the namespaces in flags (syscalls.unshare)
     # HINT: 2. the hostname, if one was given: the UTS namespace is ours now (set_hostname)

@@ -1,4 +1,4 @@
-"""`labkit lab up|down|status|reset|images|workspace|grade` — a thin front end to labkit.lab.
+"""`labkit lab up|down|status|reset|images|use|workspace|grade` — a thin front end to labkit.lab.
 
 `status` answers the two questions a student asks first: what is running (each daemon, its
 PID, whether it answers, where; JupyterLab's URL with its token) and which implementation
@@ -17,7 +17,7 @@ from labkit.cli.output import table
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("lab", help="control the lab: up, down, status, reset, images, workspace")
+    p = sub.add_parser("lab", help="control the lab: up, down, status, reset, images, use, workspace")
     verbs = p.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
     verbs.add_parser("up", help="start registry, containerd, dockerd and JupyterLab (idempotent)")
@@ -29,6 +29,12 @@ def add_parser(sub) -> None:
                                    "the lab's run, data and log directories")
     verbs.add_parser("images", help="build hello-world and busybox and push them into the "
                                     "lab registry")
+    use = verbs.add_parser("use", help="choose what runs a layer: use LAYER reference|"
+                                       "binary:NAME|workspace[:DIR] (restarts what must restart)")
+    use.add_argument("layer", help="cli, dockerd, containerd, shim, runtime, registry, client, "
+                                   "distribution, content, snapshotter, namespaces, syscalls")
+    use.add_argument("implementation", help="reference, binary:NAME (runc, crun …) or "
+                                            "workspace[:DIR]")
     # The course's own commands (labkit.course), under the lab's name as the course text uses
     # it. `labkit lab grade` is the same as `labkit grade`.
     for verb, text in (("workspace", "generate a student workspace: workspace DIR [--force]"),
@@ -84,6 +90,11 @@ def print_implementations() -> int:
     print(f"implementations (configuration: {where}; override: LABKIT_IMPL_<LAYER>):")
     rows = [[layer, choice, source] for layer, choice, source in impls.table()]
     print(table(rows, ["LAYER", "IMPLEMENTATION", "CHOSEN IN"]), end="")
+    from labkit.lab.control import runs_where
+    for layer, info in implementations.LAYERS.items():
+        if info.in_process and impls.choice(layer).kind == "workspace":
+            for line in runs_where(layer):
+                print(line)
     return 0
 
 
@@ -133,6 +144,8 @@ def command(client, args: argparse.Namespace) -> int:
             lab.reset()
         elif args.verb == "images":
             lab.push_images()
+        elif args.verb == "use":
+            lab.use(args.layer, args.implementation)
     except ImplementationError as e:     # names the layer and the path
         print(f"labkit lab {args.verb}: {e}", file=sys.stderr)
         return 2

@@ -110,7 +110,7 @@ class _LocalWriter:
 
     def commit(self) -> ContentInfo:
         self._file.close()
-        # BEGIN SOLUTION hint="compare self._written with self._size and the sha256 with self._digest"
+        # BEGIN SOLUTION chapter="07" hint="compare self._written with self._size and the sha256 with self._digest"
         # TODO: verify the ingest (size, then digest), then publish it with one rename
         # HINT: os.rename is atomic within a filesystem: readers see all of the blob or none
         if self._size >= 0 and self._written != self._size:

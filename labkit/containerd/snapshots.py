@@ -103,7 +103,7 @@ class OverlaySnapshotter:
         return self._create(VIEW, key, parent, labels)
 
     def mounts(self, key: str) -> list[Mount]:
-        # BEGIN SOLUTION hint="overlay wants lowerdir=<top>:…:<bottom>,upperdir=…,workdir=…"
+        # BEGIN SOLUTION chapter="07" hint="overlay wants lowerdir=<top>:…:<bottom>,upperdir=…,workdir=…"
         # TODO: describe the mounts that show snapshot `key` (bind or overlay, rw or ro)
         # HINT: self._chain(parent) lists the ancestors top first; self._fs(rec), self._work(rec)
         # HINT: no parents: a bind of fs/; a view of one layer: a read-only bind (man 8 mount)

@@ -239,13 +239,16 @@ def format_table(report: GradeReport) -> str:
 
 def skeleton_problems(report: GradeReport) -> list[str]:
     """What is wrong with grading a *fresh* workspace: every checkpoint must fail with
-    NotImplementedError (or be BLOCKED behind one that did) -- a checkpoint that passes on the
-    skeleton cannot tell a student's work from none, and an ImportError means a broken skeleton."""
+    NotImplementedError, or with a message that carries one's text (a chapter's proof: `docker
+    run` fails with "exercise in f() (file): not done yet"), or be BLOCKED behind one that did
+    -- a checkpoint that passes on the skeleton cannot tell a student's work from none, and an
+    ImportError means a broken skeleton."""
     problems = [f"chapter {c.chapter}: {c.error}" for c in report.chapters.values() if c.error]
     for chapter in report.chapters.values():
         for t in chapter.tests:
-            if t.outcome == "blocked" or (t.outcome == "failed"
-                                          and "NotImplementedError" in (t.message or "")):
+            message = t.message or ""
+            if t.outcome == "blocked" or (t.outcome == "failed" and (
+                    "NotImplementedError" in message or "): not done yet" in message)):
                 continue
             problems.append(f"{t.nodeid}: {t.outcome} on a fresh workspace"
                             + (f" ({t.message})" if t.message else "")

@@ -99,6 +99,7 @@ class Exercise:
     line: int                  # line of its TODO in the generated file
     function: str | None       # the enclosing function (or the stubbed definition), if any
     hints: list[str] = field(default_factory=list)
+    chapter: str | None = None  # the syllabus chapter it belongs to (`chapter="01"` on BEGIN)
 
 
 @dataclass
@@ -141,6 +142,7 @@ class _Region:
     hints: list[str]
     todo: str | None
     body_start: int             # first line of the solution proper (after kept comments)
+    chapter: str | None = None
 
 
 def _find_regions(source: str, filename: str) -> list[_Region]:
@@ -182,9 +184,9 @@ def _parse_attrs(text: str, filename: str, row: int) -> dict[str, str]:
     rest = text.strip()
     while rest:
         m = _ATTR.match(rest)
-        if not m or m.group("key") not in ("hint", "todo"):
+        if not m or m.group("key") not in ("hint", "todo", "chapter"):
             raise WorkspaceError(f'{filename}:{row}: cannot read {rest!r} after BEGIN SOLUTION '
-                                 '(expected hint="…" or todo="…")')
+                                 '(expected chapter="NN", hint="…" or todo="…")')
         attrs[m.group("key")] = m.group("value").replace('\\"', '"')
         rest = rest[m.end():].strip()
     return attrs
@@ -210,7 +212,7 @@ def _region(lines: list[str], begin: int, end: int, attrs: dict[str, str]) -> _R
         else:
             todo = m.group("text").strip() if todo is None else f"{todo} {m.group('text').strip()}"
         row += 1
-    return _Region(begin, end, indent, hints, todo, row)
+    return _Region(begin, end, indent, hints, todo, row, attrs.get("chapter"))
 
 
 def _enclosing(tree: ast.AST, line: int) -> list[ast.AST]:
@@ -270,7 +272,8 @@ def strip_solutions(source: str, filename: str, relpath: str | None = None) -> t
         if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)):
             qualname = ".".join(n.name for n in chain) + "()"   # type: ignore[attr-defined]
             todo = region.todo or f"write this part of {qualname}"
-            exercises.append(Exercise(relpath, len(out) + 1, qualname, list(region.hints)))
+            exercises.append(Exercise(relpath, len(out) + 1, qualname, list(region.hints),
+                                      region.chapter))
             out.extend(_comment_lines(region.indent, todo, region.hints))
             out.append(_raise_line(region.indent, qualname, relpath))
         else:
@@ -308,7 +311,8 @@ def _stub_region(lines: list[str], region: _Region, prefix: str, filename: str, 
     out: list[str] = []
     if not single:
         out.extend(_comment_lines(region.indent, todo, region.hints))
-        exercises.append(Exercise(relpath, out_len + 1, prefix or None, list(region.hints)))
+        exercises.append(Exercise(relpath, out_len + 1, prefix or None, list(region.hints),
+                                  region.chapter))
     start = len(out)
     for stmt in module.body:
         stub = _stub_statement(code, stmt, prefix, relpath,
@@ -317,7 +321,7 @@ def _stub_region(lines: list[str], region: _Region, prefix: str, filename: str, 
             fn = f"{prefix + '.' if prefix else ''}{stmt.name}()"   # type: ignore[attr-defined]
             todo_line = next(i for i, s in enumerate(stub) if s.lstrip().startswith("# TODO"))
             exercises.append(Exercise(relpath, out_len + len(out) + todo_line + 1, fn,
-                                      list(region.hints)))
+                                      list(region.hints), region.chapter))
         out.extend(region.indent + s if s else s for s in stub)
     if len(out) == start:      # nothing left: keep the block syntactically whole
         out.append(f"{region.indent}pass")

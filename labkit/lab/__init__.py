@@ -34,9 +34,9 @@ LABKIT_REGISTRY_ADDR (with LABKIT_JUPYTER_IP / LABKIT_JUPYTER_PORT for JupyterLa
 complete private lab (the tests use that) beside the one in use.
 """
 
-from labkit.lab.control import LabError, down, push_images, status, up
+from labkit.lab.control import LabError, down, push_images, status, up, use
 from labkit.lab.daemons import Daemon, DaemonStatus, lab_daemons
 from labkit.lab.reset import reset
 
-__all__ = ["Daemon", "DaemonStatus", "LabError", "down", "lab_daemons", "push_images",
+__all__ = ["Daemon", "DaemonStatus", "LabError", "down", "lab_daemons", "push_images", "use",
            "reset", "status", "up"]

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from labkit import paths, procfs
-from labkit.lab.daemons import Daemon, DaemonStatus, lab_daemons, read_pid
+from labkit.lab.daemons import Daemon, DaemonStatus, lab_daemons, read_pid, write_wrappers
 
 START_TIMEOUT = 30.0   # seconds for a daemon to answer after it was started
 STOP_TIMEOUT = 10.0    # seconds between SIGTERM and SIGKILL
@@ -110,6 +110,7 @@ def up(report: Report = print, names: list[str] | None = None) -> list[str]:
     A required daemon that does not come up raises LabError. An optional one (JupyterLab)
     that does not is returned in the list of problems, and the others are started anyway."""
     problems = []
+    write_wrappers()            # the programs handed down, where they take a workspace's layers
     for daemon in lab_daemons():
         if names is not None and daemon.name not in names:
             continue
@@ -147,6 +148,53 @@ def down(report: Report = print, names: list[str] | None = None) -> None:
                    "(no pid file): left alone")
         else:
             report(f"{daemon.name}: not running")
+
+
+def use(layer: str, text: str, report: Report = print) -> None:
+    """`labkit lab use LAYER IMPL`: choose what runs `layer` (implementations.use writes the
+    configuration file), then restart exactly the running daemons whose command line that
+    changes. Containers keep running in their shims; the next container uses the new choice.
+    What runs the runtime and the shim is read per container (RUN/bin wrappers, rewritten
+    here), so choosing them restarts nothing unless the wrapper appears or goes away."""
+    from labkit.lab import implementations
+    before = {d.name: d for d in lab_daemons(strict=False)}
+    running = {name for name, d in before.items() if d.required and read_pid(d)}
+    choice = implementations.use(layer, text)
+    report(f"{layer}: {choice.describe()} (in {choice.source})")
+    shadow = implementations.LAYER_ENV_PREFIX + layer.upper()
+    if os.environ.get(shadow):
+        report(f"warning: {shadow}={os.environ[shadow]} is set in this shell and wins over the "
+               "file for the commands run from it")
+    write_wrappers()
+    after = {d.name: d for d in lab_daemons()}
+    changed = [name for name in after if name in running
+               and after[name].argv != before[name].argv]
+    for name in reversed(changed):                 # dockerd before containerd
+        stop(before[name])
+    for name in changed:                           # containerd before dockerd
+        start(after[name])
+        report(f"{name}: restarted, pid {read_pid(after[name])}")
+    if not running:
+        report("the lab is not running: `labkit lab up` starts it with this choice")
+    elif not changed:
+        report("nothing to restart: the next container uses it")
+    for line in runs_where(layer):
+        report(line)
+
+
+def runs_where(layer: str) -> list[str]:
+    """What now runs the given layer's code, in words, for `use` and `status`."""
+    from labkit.lab import implementations
+    from labkit.lab.daemons import USES, overrides
+    impls = implementations.load()
+    info = implementations.LAYERS[layer]
+    if not info.in_process:
+        return [f"{layer} runs {impls.choice(layer).describe()} (the next container uses it)"]
+    programs = [implementations.LAYERS[p].command for p, used in USES.items() if layer in used]
+    where = ", ".join(p for p in programs if p) or "the notebooks and checkpoints only"
+    taken = [p for p, used in USES.items() if layer in overrides(p, impls)]
+    how = "from the workspace" if taken else "labkit's reference"
+    return [f"{layer} ({info.reference}) runs in {where}: {how}"]
 
 
 def status(optional: bool = False) -> list[DaemonStatus]:

@@ -134,6 +134,100 @@ def jupyter_daemon() -> Daemon:
     )
 
 
+# The in-process layers each program imports. When one of them is taken from a workspace
+# (`labkit lab use namespaces workspace`), the program runs through labkit.lab.launch, which
+# answers those imports from the workspace; every other module stays the reference.
+USES: dict[str, tuple[str, ...]] = {
+    "registry": ("distribution",),
+    "containerd": ("content", "snapshotter", "distribution", "syscalls"),
+    "dockerd": ("distribution",),
+    "shim": ("syscalls",),
+    "runtime": ("namespaces", "syscalls"),
+}
+WRAPPERS = "bin"      # RUN/bin/labkit-runc, RUN/bin/labkit-shim: the programs handed down
+
+
+def overrides(layer: str, impls=None) -> dict[str, Path]:
+    """The in-process layers `layer`'s program takes from a workspace: {"namespaces": ws}."""
+    from labkit.lab import implementations
+    impls = impls or implementations.load()
+    found = {}
+    for used in USES.get(layer, ()):
+        choice = impls.choice(used)
+        if choice.kind == "workspace" and choice.value:
+            found[used] = Path(choice.value)
+    return found
+
+
+def _launched(layer: str, impls) -> tuple[str, list[str]] | None:
+    """(entry, extra PYTHONPATH) when `layer` must run through labkit.lab.launch, else None:
+    a reference or workspace program some of whose in-process layers come from a workspace."""
+    from labkit.lab import implementations
+    choice = impls.choice(layer)
+    if choice.kind == "binary" or not overrides(layer, impls):
+        return None
+    info = implementations.LAYERS[layer]
+    if choice.kind == "reference":
+        return info.entry, []
+    return implementations.STUDENT_PACKAGE + info.entry[len("labkit"):], [choice.value]
+
+
+def handed_down(layer: str, strict: bool = True) -> str:
+    """The program given to the layer above for the shim (containerd's --shim) or the runtime
+    (dockerd's --default-runtime): the configured one, or RUN/bin/<command> when it must run
+    through labkit.lab.launch (written by write_wrappers)."""
+    from labkit.lab import implementations
+    _, program = implementation(layer, strict)
+    try:
+        launched = _launched(layer, implementations.load())
+    except implementations.ImplementationError:
+        if strict:
+            raise
+        return program
+    if launched is None:
+        return program
+    return str(paths.RUN / WRAPPERS / implementations.LAYERS[layer].command)
+
+
+def write_wrappers() -> list[Path]:
+    """Write RUN/bin/<command> for the shim and the runtime where they run through the
+    launcher (see handed_down); `labkit lab up` and `labkit lab use` call it."""
+    from labkit.lab import implementations, launch
+    impls = implementations.load()
+    written = []
+    for layer in ("shim", "runtime"):
+        launched = _launched(layer, impls)
+        if launched is None:
+            continue
+        entry, pythonpath = launched
+        command = implementations.LAYERS[layer].command
+        written.append(launch.write_wrapper(paths.RUN / WRAPPERS / command, command, entry,
+                                            overrides(layer, impls),
+                                            Path(pythonpath[0]) if pythonpath else None))
+    return written
+
+
+def _daemon_argv(name: str, layer: str, program: str, args: list[str], strict: bool) -> list[str]:
+    """A daemon's command line: its program, or the launcher when it takes in-process layers
+    from a workspace (`--as=NAME` keeps its name in /proc/<pid>/cmdline, for read_pid)."""
+    import sys
+
+    from labkit.lab import implementations
+    try:
+        impls = implementations.load()
+        launched = _launched(layer, impls)
+    except implementations.ImplementationError:
+        if strict:
+            raise
+        launched = None
+    if launched is None:
+        return [program, *args]
+    entry, _ = launched
+    layers = [f"--layer={k}={v}" for k, v in sorted(overrides(layer, impls).items())]
+    return [sys.executable, "-m", "labkit.lab.launch", f"--as={name}", *layers, "--",
+            entry, name, *args]
+
+
 def lab_daemons(strict: bool = True) -> list[Daemon]:
     """The lab's daemons in start order (each needs the ones before it; JupyterLab last).
     `strict`: see implementation()."""
@@ -144,30 +238,37 @@ def lab_daemons(strict: bool = True) -> list[Daemon]:
     # The layers below containerd are not daemons: containerd starts a shim per container and
     # the shim runs the runtime. Their configured programs reach them as command-line choices:
     # containerd's --shim, and dockerd's --default-runtime (sent to the shim as binary_name).
-    _, shim = implementation("shim", strict)
-    _, runtime = implementation("runtime", strict)
+    # Where an in-process layer they import comes from a workspace, these are RUN/bin wrappers
+    # running them through labkit.lab.launch (handed_down).
+    shim = handed_down("shim", strict)
+    runtime = handed_down("runtime", strict)
     return [
         Daemon(
             name="labkit-registry", layer="registry", implementation=registry_impl,
-            argv=[registry, "--root", str(paths.REGISTRY_ROOT),
-                  "--listen", paths.REGISTRY_ADDR],
+            argv=_daemon_argv("labkit-registry", "registry", registry,
+                              ["--root", str(paths.REGISTRY_ROOT),
+                               "--listen", paths.REGISTRY_ADDR], strict),
             address=paths.REGISTRY_ADDR,
             probe=lambda: probe_registry(paths.REGISTRY_ADDR),
         ),
         Daemon(
             name="labkit-containerd", layer="L3 containerd", implementation=containerd_impl,
-            argv=[containerd, "--address", str(paths.CONTAINERD_SOCK),
-                  "--root", str(paths.CONTAINERD_ROOT), "--state", str(paths.CONTAINERD_STATE),
-                  "--shim", shim],
+            argv=_daemon_argv("labkit-containerd", "containerd", containerd,
+                              ["--address", str(paths.CONTAINERD_SOCK),
+                               "--root", str(paths.CONTAINERD_ROOT),
+                               "--state", str(paths.CONTAINERD_STATE), "--shim", shim], strict),
             address=str(paths.CONTAINERD_SOCK),
             probe=lambda: probe_containerd(paths.CONTAINERD_SOCK),
         ),
         Daemon(
             name="labkit-dockerd", layer="L4 dockerd", implementation=dockerd_impl,
-            argv=[dockerd, "-H", f"unix://{paths.DOCKER_SOCK}",
-                  "--containerd", str(paths.CONTAINERD_SOCK),
-                  "--root", str(paths.DOCKERD_ROOT), "--exec-root", str(paths.DOCKERD_EXEC_ROOT),
-                  "--registry-mirror", registry_url, "--default-runtime", runtime],
+            argv=_daemon_argv("labkit-dockerd", "dockerd", dockerd,
+                              ["-H", f"unix://{paths.DOCKER_SOCK}",
+                               "--containerd", str(paths.CONTAINERD_SOCK),
+                               "--root", str(paths.DOCKERD_ROOT),
+                               "--exec-root", str(paths.DOCKERD_EXEC_ROOT),
+                               "--registry-mirror", registry_url, "--default-runtime", runtime],
+                              strict),
             address=str(paths.DOCKER_SOCK),
             probe=lambda: probe_dockerd(paths.DOCKER_SOCK),
         ),
@@ -185,7 +286,8 @@ def read_pid(daemon: Daemon) -> int | None:
     if pid <= 0 or not procfs.alive(pid):
         return None
     name = daemon.process or daemon.name
+    # [:4]: python -m labkit.lab.launch --as=NAME, for a daemon run through the launcher
     if not any(os.path.basename(a) == name or a.endswith(name)
-               for a in procfs.cmdline(pid)[:3]):
+               for a in procfs.cmdline(pid)[:4]):
         return None
     return pid

@@ -327,6 +327,56 @@ def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Imp
     return impls
 
 
+def use(layer: str, text: str, path: Path | None = None) -> Choice:
+    """Set `layer` to `text` ("reference", "binary:crun", "workspace[:DIR]") in the configuration
+    file, creating it if needed, and return the choice as the file now makes it.
+
+    The file is edited, not rewritten: the layer's line in [layers] is replaced (or added), so
+    a teacher's comments and the other layers stay as they were. The result is read back and
+    checked before it replaces the old file, so a bad value never leaves a broken file.
+    """
+    path = path or config_path()
+    old = path.read_text() if path.is_file() else ""
+    default = None
+    if old:
+        data = tomllib.loads(old)
+        if isinstance(data.get("workspace"), str):
+            default = Path(os.path.normpath(path.parent / Path(data["workspace"]).expanduser()))
+    choice = parse_choice(layer, text, str(path), Path.cwd(), default)
+    value = choice.describe()
+    if choice.kind == "workspace" and default is not None and Path(choice.value) == default:
+        value = "workspace"             # keep the file's own default, as the teacher wrote it
+    lines = old.splitlines()
+    entry = f'{layer} = "{value}"'
+    section = next((i for i, line in enumerate(lines) if line.strip() == "[layers]"), None)
+    if section is None:
+        lines += ([""] if lines and lines[-1].strip() else []) + ["[layers]", entry]
+    else:
+        end = next((i for i in range(section + 1, len(lines))
+                    if lines[i].lstrip().startswith("[")), len(lines))
+        mine = [i for i in range(section + 1, end)
+                if lines[i].split("=")[0].strip().strip('"') == layer]
+        if mine:
+            lines[mine[0]] = entry
+        else:
+            last = max([i for i in range(section + 1, end) if lines[i].strip()] or [section])
+            lines.insert(last + 1, entry)
+    new = "\n".join(lines) + "\n"
+    if not old:
+        new = ("# Which implementation runs each layer (labkit.lab.implementations).\n"
+               "# `labkit lab use LAYER reference|binary:NAME|workspace[:DIR]` edits it.\n") + new
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_text(new)
+    try:
+        load(tmp, environ={})
+    except ImplementationError:
+        tmp.unlink()
+        raise
+    os.replace(tmp, path)
+    return load(path, environ={}).choice(layer)
+
+
 def resolve_module(layer: str, module: str) -> ModuleType:
     """`load().resolve_module(layer, module)`: the module implementing `layer` as configured now."""
     return load().resolve_module(layer, module)

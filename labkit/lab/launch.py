@@ -103,12 +103,14 @@ def write_wrapper(path: Path, command: str, entry: str, overrides: dict[str, Pat
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "--" not in argv:
-        print("usage: python -m labkit.lab.launch [--layer=LAYER=WORKSPACE …] -- "
+        print("usage: python -m labkit.lab.launch [--as=NAME] [--layer=LAYER=WORKSPACE …] -- "
               "MODULE:FUNCTION ARGV0 [ARG …]", file=sys.stderr)
         return 2
     split = argv.index("--")
     overrides = {}
     for option in argv[:split]:
+        if option.startswith("--as="):
+            continue            # the program's name, for /proc/<pid>/cmdline (lab.daemons.read_pid)
         layer, _, workspace = option.removeprefix("--layer=").partition("=")
         overrides[layer] = Path(workspace)
     entry, *rest = argv[split + 1:]

@@ -199,7 +199,7 @@ def _device_rule(rule: dict) -> str:
 
 
 def join(paths: dict[str, str], pid: int) -> None:
-    # BEGIN SOLUTION hint="man 7 cgroups, 'Creating cgroups and moving processes'"
+    # BEGIN SOLUTION chapter="02" hint="man 7 cgroups, 'Creating cgroups and moving processes'"
     # TODO: move process `pid` into the container's cgroup in every hierarchy
     # HINT: one write of the pid to <directory>/cgroup.procs each; _write() reports errors well
     for directory in paths.values():

@@ -105,13 +105,13 @@ class Container:
         if stat is None:
             return False
         start_time, state = stat.start_time, stat.state
-        # BEGIN SOLUTION hint="man 5 proc, /proc/pid/stat: field 3 (state) and field 22 (starttime)"
+        # BEGIN SOLUTION chapter="04" hint="man 5 proc, /proc/pid/stat: field 3 (state) and field 22 (starttime)"
         # TODO: alive = not a zombie (Z) nor dead (X, x), and the same start time as recorded
         return state not in ("Z", "X", "x") and start_time == self.start_time
         # END SOLUTION
 
     def status(self) -> str:
-        # BEGIN SOLUTION hint="INTERFACES.md §2.3, 'Status derivation'"
+        # BEGIN SOLUTION chapter="04" hint="INTERFACES.md §2.3, 'Status derivation'"
         # TODO: derive "stopped", "created" or "running" from the kernel and exec.fifo
         # HINT: self.init_alive() checks dead/zombie/reused; self.fifo_path exists until `start`
         if not self.init_alive():

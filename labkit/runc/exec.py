@@ -29,7 +29,7 @@ import socket
 
 import prctl
 
-from labkit import syscalls as sc
+from labkit import namespaces, syscalls as sc   # namespaces: chapter 01's code
 from labkit.namespaces import NAMESPACES
 from labkit.runc import cgroups, config, console, log, process as proc, seccomp
 from labkit.runc.container import Container
@@ -175,7 +175,7 @@ def _bootstrap(c: Container, process: dict, ns_fds: list[tuple[str, int]],
     try:
         cgroups.join(c.cgroup_paths, os.getpid())
         for kind, fd in sorted(ns_fds, key=lambda item: JOIN_ORDER.get(item[0], 1)):
-            sc.setns(fd, NAMESPACES[kind].flag)
+            namespaces.join_namespace(kind, fd)              # chapter 01: setns(2)
             os.close(fd)
             if kind == "user":
                 become_root()

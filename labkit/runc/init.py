@@ -60,8 +60,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import NoReturn
 
-from labkit import mountopts, syscalls as sc
-from labkit.namespaces import NAMESPACES
+from labkit import mountopts, namespaces, syscalls as sc   # namespaces: chapter 01's code
 from labkit.runc import cgroups, console, mounts, process as proc, seccomp
 from labkit.runc.config import Spec
 from labkit.runc.log import ContainerError
@@ -198,7 +197,7 @@ def bootstrap(a: InitArgs) -> NoReturn:
         # The user namespace first (it grants the rights to join the others), mount last.
         to_join.sort(key=lambda item: JOIN_ORDER.get(item[0], 1))
         for kind, fd in to_join:
-            sc.setns(fd, NAMESPACES[kind][0])
+            namespaces.join_namespace(kind, fd)              # chapter 01: setns(2)
             os.close(fd)
             if kind == "user":
                 become_root()
@@ -212,17 +211,12 @@ def bootstrap(a: InitArgs) -> NoReturn:
                 os._exit(1)                              # R reported what went wrong
             become_root()
 
-        # BEGIN SOLUTION hint="man 2 unshare; NAMESPACES maps a type to (CLONE_NEW* flag, ns name)"
-        # TODO: create every other listed namespace that has no path, with ONE unshare call
-        # HINT: OR the flags together (skip "user": done above); CLONE_NEWPID takes effect
-        # HINT: only for the fork below
-        new = 0
-        for kind, path in listed:
-            if not path and kind != "user":
-                new |= NAMESPACES[kind][0]
+        # Every other listed namespace without a path is new: ONE unshare with the flags
+        # chapter 01's namespace_flags gives. CLONE_NEWPID takes effect only for the fork below.
+        new = namespaces.namespace_flags([kind for kind, path in listed
+                                          if not path and kind != "user"])
         if new:
             sc.unshare(new)
-        # END SOLUTION
 
         pid = os.fork()
         if pid == 0:
@@ -263,14 +257,18 @@ def container_init(a: InitArgs) -> NoReturn:
     reset_signals()
 
     # 1. Make every mount in our (new) mount namespace private before touching anything:
-    #    otherwise mounts below would propagate back to the host's shared mounts.
-    propagation = mountopts.PROPAGATION.get(linux.get("rootfsPropagation") or "rprivate",
-                                            sc.MS_PRIVATE | sc.MS_REC)
-    sc.mount(None, "/", None, propagation)
+    #    otherwise mounts below would propagate back to the host's shared mounts. The
+    #    default, rprivate, is chapter 01's make_mounts_private; a config may ask for another.
+    propagation = linux.get("rootfsPropagation") or "rprivate"
+    if propagation == "rprivate":
+        namespaces.make_mounts_private()
+    else:
+        sc.mount(None, "/", None, mountopts.PROPAGATION.get(propagation, sc.MS_PRIVATE | sc.MS_REC))
 
-    # 2. The hostname: only affects our new UTS namespace (config.py refused it otherwise).
+    # 2. The hostname: only affects our new UTS namespace (config.py refused it otherwise);
+    #    chapter 01's set_hostname.
     if spec.get("hostname"):
-        socket.sethostname(spec["hostname"])
+        namespaces.set_hostname(spec["hostname"])
 
     # 3. pivot_root needs the new root to be a mount point: bind the rootfs onto itself.
     sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
@@ -446,7 +444,7 @@ def enter_root(rootfs: str, no_pivot: bool) -> None:
         os.chroot(".")
         os.chdir("/")
         return
-    # BEGIN SOLUTION hint="man 2 pivot_root, NOTES: new_root and put_old may be the same directory"
+    # BEGIN SOLUTION chapter="03" hint="man 2 pivot_root, NOTES: new_root and put_old may be the same directory"
     # TODO: make rootfs the root mount and detach the old root entirely
     # HINT: fds of "/" and rootfs; fchdir(new); pivot_root(".", "."); fchdir(old);
     # HINT: make "." rslave (MS_SLAVE|MS_REC), umount2(".", MNT_DETACH), chdir("/")

@@ -31,7 +31,7 @@ def parse_options(options: list[str]) -> MountOptions:
     """Sort a mount's options into flags, propagation and data (labkit.mountopts says what
     each option means): ["ro", "nosuid", "rw", "mode=755", "rslave"] -> flags MS_NOSUID,
     propagation [MS_SLAVE|MS_REC], data "mode=755"."""
-    # BEGIN SOLUTION hint="man 8 mount, FILESYSTEM-INDEPENDENT MOUNT OPTIONS"
+    # BEGIN SOLUTION chapter="03" hint="man 8 mount, FILESYSTEM-INDEPENDENT MOUNT OPTIONS"
     # TODO: sort each option into flags (FLAGS: set or clear), propagation (PROPAGATION) or data
     # HINT: later options win ("ro" then "rw" is rw); IGNORED and "x-*" options are dropped
     return mountopts.parse(options)
@@ -159,7 +159,7 @@ def populate_dev(rootfs: str, extra_devices: list[dict]) -> None:
     runc bind-mounts the host's nodes instead)."""
     dev = secure_join(rootfs, "/dev")
     os.makedirs(dev, exist_ok=True)
-    # BEGIN SOLUTION hint="man 2 mknod; man 4 null"
+    # BEGIN SOLUTION chapter="03" hint="man 2 mknod; man 4 null"
     # TODO: create the DEFAULT_DEVICES (character devices, mode 0666) in `dev`
     # HINT: make_device(path, "c", major, minor) does the mknod, chmod and chown
     for name, major, minor in DEFAULT_DEVICES:
@@ -180,7 +180,7 @@ def populate_dev(rootfs: str, extra_devices: list[dict]) -> None:
 # --- after pivot_root: paths are the container's own -----------------------------------------
 def readonly_path(path: str) -> None:
     """linux.readonlyPaths: bind the path onto itself, then remount that bind read-only."""
-    # BEGIN SOLUTION hint="man 8 mount, 'bind mount operation' (the ro remount)"
+    # BEGIN SOLUTION chapter="03" hint="man 8 mount, 'bind mount operation' (the ro remount)"
     # TODO: bind `path` onto itself, then remount that bind read-only
     # HINT: a missing path (FileNotFoundError) is skipped; keep current_flags(path) on the remount
     try:
@@ -193,7 +193,7 @@ def readonly_path(path: str) -> None:
 
 def mask_path(path: str) -> None:
     """linux.maskedPaths: hide a file under /dev/null, a directory under an empty ro tmpfs."""
-    # BEGIN SOLUTION hint="runtime-spec config-linux.md, 'Masked Paths'"
+    # BEGIN SOLUTION chapter="03" hint="runtime-spec config-linux.md, 'Masked Paths'"
     # TODO: hide `path`: a read-only tmpfs over a directory, a bind of /dev/null over a file
     # HINT: a path that does not exist needs no hiding
     if not os.path.lexists(path):

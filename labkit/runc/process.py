@@ -73,7 +73,7 @@ def find_executable(name: str, env: dict[str, str]) -> str:
         if not _is_executable(name):
             raise ContainerError(f'exec: "{name}": permission denied')
         return name
-    # BEGIN SOLUTION hint="man 3 execvp: search each directory of PATH in order"
+    # BEGIN SOLUTION chapter="04" hint="man 3 execvp: search each directory of PATH in order"
     # TODO: return the first PATH directory's `name` that is an executable regular file
     # HINT: _is_executable(path); an empty PATH entry means the current directory
     for directory in env.get("PATH", "").split(":"):

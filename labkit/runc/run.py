@@ -29,6 +29,7 @@ import tty
 
 import prctl
 
+from labkit.namespaces import exit_status   # chapter 01: a wait status as a shell shows it
 from labkit.runc import config, create as create_verb
 from labkit.runc.create import create
 from labkit.runc.delete import delete
@@ -77,12 +78,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.keep:
         delete(c, force=True)
     return status
-
-
-def exit_status(wait_status: int) -> int:
-    """A wait status as a shell reports it: the exit code, or 128+N for signal N."""
-    code = os.waitstatus_to_exitcode(wait_status)
-    return code if code >= 0 else 128 - code
 
 
 def wait_forwarding_signals(pid: int) -> int:

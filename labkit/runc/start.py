@@ -41,7 +41,7 @@ def start(root: str, container_id: str) -> Container:
     except FileNotFoundError:
         raise ContainerError("cannot start an already running container") from None
     try:
-        # BEGIN SOLUTION hint="man 7 fifo; man 2 poll: wait for POLLIN, but give up if init died"
+        # BEGIN SOLUTION chapter="04" hint="man 7 fifo; man 2 poll: wait for POLLIN, but give up if init died"
         # TODO: read the one byte init writes once our open() lets its open() complete
         # HINT: loop: poll 100 ms; os.read(fifo, 1); stop when data came or c.init_alive() is False
         poller = select.poll()

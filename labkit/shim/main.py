@@ -60,7 +60,7 @@ LISTEN_FD = 3   # where the daemon finds its listening socket, as containerd's s
 
 def socket_address(containerd_address: str, namespace: str, id: str) -> str:
     """unix:///run/labkit/s/<sha256hex(address/ns/id)>: short enough for sun_path (108 bytes)."""
-    # BEGIN SOLUTION hint="hashlib.sha256(...).hexdigest(); the directory is paths.SHIM_SOCKETS"
+    # BEGIN SOLUTION chapter="05" hint="hashlib.sha256(...).hexdigest(); the directory is paths.SHIM_SOCKETS"
     # TODO: the sha256 of "<containerd address>/<namespace>/<id>", as a unix:// address
     digest = hashlib.sha256(f"{containerd_address}/{namespace}/{id}".encode()).hexdigest()
     return f"unix://{paths.SHIM_SOCKETS / digest}"
@@ -201,7 +201,7 @@ def run_daemon(args: argparse.Namespace) -> int:
               "run `labkit-shim … start` instead", file=sys.stderr)
         return 1
     # Adopt the orphans among our descendants: the container's init above all (reaper.py).
-    # BEGIN SOLUTION hint="man 2 prctl: PR_SET_CHILD_SUBREAPER; python-prctl has a function for it"
+    # BEGIN SOLUTION chapter="05" hint="man 2 prctl: PR_SET_CHILD_SUBREAPER; python-prctl has a function for it"
     # TODO: become a child subreaper, so that the container's init becomes our child
     prctl.set_child_subreaper(1)
     # END SOLUTION

@@ -44,7 +44,7 @@ ExitCallback = Callable[[int, int, datetime], None]
 
 def exit_status(wait_status: int) -> int:
     """A wait(2) status -> the number a shell would show: the code, or 128 + the signal."""
-    # BEGIN SOLUTION hint="os.waitstatus_to_exitcode gives -N for a process killed by signal N"
+    # BEGIN SOLUTION chapter="05" hint="os.waitstatus_to_exitcode gives -N for a process killed by signal N"
     # TODO: 3 for exit(3); 137 (128 + 9) for a process killed by SIGKILL
     code = os.waitstatus_to_exitcode(wait_status)
     return 128 - code if code < 0 else code
@@ -102,7 +102,7 @@ class Reaper:
                 if done:
                     exits.append((pid, status))
             # 2. Any other child, unless a runtime command is running (see the module docstring).
-            # BEGIN SOLUTION hint="man 2 waitpid: pid -1 = any child; WNOHANG returns (0, 0) when none has exited"
+            # BEGIN SOLUTION chapter="05" hint="man 2 waitpid: pid -1 = any child; WNOHANG returns (0, 0) when none has exited"
             # TODO: reap every exited child; record the watched ones in `exits`, log the orphans
             # HINT: no children at all raises ChildProcessError (ECHILD)
             while self._commands == 0:

@@ -339,7 +339,7 @@ class TaskService:
 
     def Wait(self, req: task_pb2.WaitRequest) -> task_pb2.WaitResponse:
         process = self._ready(self._get(req.id), req.exec_id)
-        # BEGIN SOLUTION hint="the reaper sets process.exited (a threading.Event) in _record_exit"
+        # BEGIN SOLUTION chapter="05" hint="the reaper sets process.exited (a threading.Event) in _record_exit"
         # TODO: block until the process has exited, then answer its status and time of exit
         process.exited.wait()
         resp = task_pb2.WaitResponse(exit_status=process.exit_status)

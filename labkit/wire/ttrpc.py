@@ -105,7 +105,7 @@ class Frame:
 
 
 def encode_frame(frame: Frame) -> bytes:
-    # BEGIN SOLUTION hint="struct.Struct('>IIBB') is the header: length, stream id, type, flags"
+    # BEGIN SOLUTION chapter="05" hint="struct.Struct('>IIBB') is the header: length, stream id, type, flags"
     # TODO: the 10-byte header followed by the data; refuse data over MAX_DATA (ProtocolError)
     if len(frame.data) > MAX_DATA:
         raise ProtocolError(f"message of {len(frame.data)} bytes exceeds ttrpc's limit of {MAX_DATA}")
@@ -127,7 +127,7 @@ class FrameDecoder:
         self._buffer = bytearray()
 
     def feed(self, data: bytes) -> list[Frame]:
-        # BEGIN SOLUTION hint="a frame is complete once HEADER_SIZE + length bytes are buffered"
+        # BEGIN SOLUTION chapter="05" hint="a frame is complete once HEADER_SIZE + length bytes are buffered"
         # TODO: append to the buffer, then cut off and return every complete frame, in order
         # HINT: check the announced length against MAX_DATA as soon as the header is there
         self._buffer += data

@@ -144,3 +144,31 @@ def test_module_level_helpers_read_the_environment(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(labkit.paths, "ETC", tmp_path)
     monkeypatch.setenv("LABKIT_IMPL_RUNTIME", "binary:crun")
     assert implementations.resolve_binary("runtime") == Path(shutil.which("crun") or "crun")
+
+
+def test_use_edits_the_file_keeping_comments_and_refuses_bad_values(tmp_path):
+    """`labkit lab use` (implementations.use): the layer's line is replaced or added, the
+    teacher's comments and other layers stay; a bad value changes nothing."""
+    from labkit.lab import implementations as impl
+    path = tmp_path / "implementations.toml"
+    ws = tmp_path / "ws"
+    (ws / "labkit_student").mkdir(parents=True)
+    (ws / "labkit_student" / "__init__.py").write_text("")
+    path.write_text(f'# the class default\nworkspace = "{ws}"\n\n[layers]\n# mind crun\n'
+                    'runtime = "binary:runc"\n')
+    choice = impl.use("namespaces", "workspace", path)
+    assert (choice.kind, choice.value) == ("workspace", str(ws))
+    assert impl.use("runtime", "reference", path).kind == "reference"
+    text = path.read_text()
+    assert text == (f'# the class default\nworkspace = "{ws}"\n\n[layers]\n# mind crun\n'
+                    'runtime = "reference"\nnamespaces = "workspace"\n')
+    for layer, bad, message in (("namespaces", "binary:runc", "in-process"),
+                                ("runtime", "binary:no-such-runtime", "not on PATH"),
+                                ("nosuch", "reference", "unknown layer"),
+                                ("shim", "workspace:/nonexistent", "does not exist")):
+        with pytest.raises(impl.ImplementationError, match=message):
+            impl.use(layer, bad, path)
+        assert path.read_text() == text
+    fresh = tmp_path / "new" / "implementations.toml"
+    impl.use("namespaces", f"workspace:{ws}", fresh)
+    assert impl.load(fresh, environ={}).choice("namespaces").value == str(ws)

@@ -1,6 +1,10 @@
 """Proof that checkpoint cp01 grades: full marks on the reference, nothing on a fresh workspace,
 and every checkpoint caught out by at least one seeded bug.
 
+The chapter's last checkpoint runs the real docker CLI through a private lab whose namespaces
+layer is the graded code: on a fresh workspace `docker run` must fail with the name of the
+function that is not done yet, on the reference it must work.
+
 A checkpoint that cannot fail is a bug. So for each cp01 test there is a mutation below -- the
 reference source of labkit/namespaces.py with one realistic mistake in it -- that is put into a
 workspace as the student's module and graded with only that test selected (a prerequisite
@@ -49,7 +53,13 @@ MUTATIONS: dict[str, tuple[str, str, str]] = {
         'sorted(name for _, name in socket.if_nameindex() if name != "lo")'),
     "test_bad_input": (
         "unknown kinds not checked (a KeyError leaks out)",
-        "        if not isinstance(kind, str) or kind not in KINDS:\n", "        if False:\n"),
+        "        if not isinstance(kind, str) or kind not in NAMESPACES:\n", "        if False:\n"),
+    "test_join_namespace": (
+        "setns told no kind (nstype 0): any namespace fd is joined as anything",
+        "syscalls.setns(fd, NAMESPACES[kind].flag)", "syscalls.setns(fd, 0)"),
+    "test_docker_run_through_your_namespaces": (
+        "the hostname set backwards: the container's hostname is wrong under docker run",
+        "    socket.sethostname(name)\n", "    socket.sethostname(name[::-1])\n"),
     "test_isolated_uts": (
         "the hostname is never set in the child",
         "    if hostname is not None:\n        set_hostname(hostname)",
@@ -107,6 +117,13 @@ def test_fresh_workspace_fails_every_checkpoint(workspace, tmp_path):
     assert skeleton_problems(report) == []
     assert chapter.points == 0 and len(chapter.tests) == len(MUTATIONS)
     assert any(t.outcome == "failed" for t in chapter.tests)
+    # the proof: docker run through the blank workspace fails, naming the function, briefly
+    proof = next(t for t in chapter.tests if t.name == "test_docker_run_through_your_namespaces")
+    assert proof.outcome == "failed"
+    assert "OCI runtime create failed" in proof.message, proof.message
+    assert "exercise in namespace_flags() (labkit_student/namespaces.py): not done yet" \
+        in proof.message, proof.message
+    assert "Traceback" not in proof.message
 
 
 @pytest.mark.parametrize("test_name", sorted(MUTATIONS))

@@ -110,3 +110,19 @@ def test_checkpoint_points_are_the_syllabus_points():
             assert sum(_checkpoint_points(f) for f in files) == c.points, c.checkpoint
         elif not c.written:
             assert not files and c.points == 0
+
+
+def test_every_exercise_names_its_chapter_and_is_in_the_syllabus(tmp_path):
+    """Each `# BEGIN SOLUTION` region says chapter="NN"; a written chapter's exercises are
+    exactly the engine functions the syllabus lists for it."""
+    from labkit.course.workspace import plan_workspace
+    _, exercises, _ = plan_workspace(tmp_path / "ws")
+    by_number = {c.number: c for c in syllabus.chapters()}
+    found: dict[str, set[str]] = {}
+    for e in exercises:
+        assert e.chapter in by_number, f"{e.file}:{e.line} {e.function}: chapter {e.chapter!r}"
+        module = e.file.removesuffix(".py").replace("/", ".").replace("labkit_student", "labkit", 1)
+        found.setdefault(e.chapter, set()).add(f"{module}:{(e.function or '').removesuffix('()')}")
+    for c in syllabus.chapters():
+        if c.written and c.layer:
+            assert found.get(c.number) == set(c.functions), c.number

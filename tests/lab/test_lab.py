@@ -209,3 +209,47 @@ def test_the_configured_runtime_runs_the_containers(private_lab, runtime):
     assert r.returncode == 0, r.stderr
     r = private_lab.labkit("run", "--rm", "busybox", "echo", f"hi from {runtime}")
     assert r.returncode == 0 and f"hi from {runtime}" in r.stdout, r.stdout + r.stderr
+
+
+def test_lab_use_puts_the_workspace_under_docker_run(private_lab, tmp_path):
+    """`labkit lab use namespaces workspace:DIR`: one command writes the configuration, restarts
+    only labkit-dockerd (its --default-runtime becomes RUN/bin/labkit-runc, which runs
+    labkit-runc with chapter 01's module from the workspace) and says what runs where. A blank
+    workspace then makes `docker run` fail naming the function; back to the reference, it runs.
+    A bad choice is one line and leaves the file as it was."""
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("no docker CLI on PATH (vagrant/setup.sh installs docker.io)")
+    ws = tmp_path / "ws"
+    assert private_lab.labkit("lab", "workspace", str(ws)).returncode == 0
+    assert private_lab.labkit("lab", "images").returncode == 0
+    assert private_lab.labkit("lab", "up").returncode == 0
+    pids = {d: (private_lab.run_dir / f"labkit-{d}.pid").read_text() for d in ("containerd", "dockerd")}
+
+    use = private_lab.labkit("lab", "use", "namespaces", f"workspace:{ws}")
+    assert use.returncode == 0, use.stdout + use.stderr
+    assert f"namespaces: workspace:{ws}" in use.stdout
+    assert "labkit-dockerd: restarted" in use.stdout and "containerd: restarted" not in use.stdout
+    assert "runs in labkit-runc: from the workspace" in use.stdout
+    assert (private_lab.run_dir / "labkit-containerd.pid").read_text() == pids["containerd"]
+    wrapper = (private_lab.run_dir / "bin" / "labkit-runc").read_text()
+    assert "labkit.lab.launch" in wrapper and f"--layer=namespaces={ws}" in wrapper
+    config = (private_lab.etc_dir / "implementations.toml").read_text()
+    assert f'namespaces = "workspace:{ws}"' in config
+
+    env = dict(private_lab.env, DOCKER_HOST=private_lab.docker_host)
+    r = subprocess.run([docker, "run", "--rm", "busybox", "true"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 125
+    assert "exercise in namespace_flags() (labkit_student/namespaces.py): not done yet" in r.stderr
+    assert "Traceback" not in r.stderr
+
+    bad = private_lab.labkit("lab", "use", "namespaces", "binary:runc")
+    assert bad.returncode == 2 and "in-process layer cannot be a binary" in bad.stderr
+    assert (private_lab.etc_dir / "implementations.toml").read_text() == config
+
+    back = private_lab.labkit("lab", "use", "namespaces", "reference")
+    assert back.returncode == 0 and "labkit-dockerd: restarted" in back.stdout
+    r = subprocess.run([docker, "run", "--rm", "busybox", "echo", "back"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout == "back\n", r.stderr
