@@ -64,11 +64,28 @@ class Process:
     inner_pid: int | None = None     # its PID inside its own PID namespace, if that differs
 
     @property
+    def launched(self) -> tuple[str, dict[str, str], list[str]] | None:
+        """(name, {layer: workspace}, args) for a program the lab runs through
+        labkit.lab.launch (some of its in-process layers from a workspace), else None."""
+        a = self.argv
+        if len(a) < 3 or a[1:3] != ["-m", "labkit.lab.launch"] or "--" not in a:
+            return None
+        split = a.index("--")
+        options = a[3:split]
+        name = next((o[len("--as="):] for o in options if o.startswith("--as=")), "")
+        layers = dict(o[len("--layer="):].split("=", 1) for o in options
+                      if o.startswith("--layer=") and "=" in o[len("--layer="):])
+        rest = a[split + 1:]                     # ENTRY ARGV0 ARGS…
+        return name or (rest[1] if len(rest) > 1 else "?"), layers, rest[2:]
+
+    @property
     def name(self) -> str:
         """The program a person would name: the script, not the interpreter running it
         ("labkit-dockerd", not "python"; "labkit.shim.main" for `python -m labkit.shim.main`)."""
         if not self.argv:
             return "?"
+        if self.launched:
+            return self.launched[0]
         prog = os.path.basename(self.argv[0])
         if prog.startswith("python") and len(self.argv) > 1:
             if self.argv[1] == "-m" and len(self.argv) > 2:
@@ -79,6 +96,8 @@ class Process:
     @property
     def args(self) -> list[str]:
         """The arguments after the program `name`."""
+        if self.launched:
+            return self.launched[2]
         if self.argv and os.path.basename(self.argv[0]).startswith("python") and len(self.argv) > 1:
             return self.argv[3:] if self.argv[1] == "-m" else self.argv[2:]
         return self.argv[1:]
@@ -145,6 +164,26 @@ def _short(text: str, limit: int = 48) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def _workspace_layers(p: Process) -> dict[str, str]:
+    """The layers a process takes from a student's workspace: its own (labkit.lab.launch),
+    and for dockerd those of the runtime it hands down (a RUN/bin wrapper running the
+    launcher): "namespaces from /…/workspace" marks the dockerd whose containers your
+    chapter-01 code creates."""
+    layers = dict(p.launched[1]) if p.launched else {}
+    if "dockerd" in p.name and "--default-runtime" in p.argv:
+        i = p.argv.index("--default-runtime")
+        runtime = p.argv[i + 1] if i + 1 < len(p.argv) else ""
+        try:
+            script = open(runtime).read(4096) if runtime.startswith("/") else ""
+        except OSError:
+            script = ""
+        for word in script.split():
+            if word.startswith("--layer=") and "=" in word[len("--layer="):]:
+                layer, workspace = word[len("--layer="):].split("=", 1)
+                layers[f"runtime's {layer}"] = workspace
+    return layers
+
+
 def _process_label(p: Process, host: Mapping[str, int]) -> str:
     """An HTML-like graphviz label: name, pid, arguments, then the namespace inodes, with the
     ones that differ from the host's in red."""
@@ -154,6 +193,9 @@ def _process_label(p: Process, host: Mapping[str, int]) -> str:
     if args:
         rows.append(f'<tr><td colspan="2"><font point-size="9">{html.escape(_short(args))}'
                     '</font></td></tr>')
+    for layer, workspace in _workspace_layers(p).items():
+        rows.append(f'<tr><td colspan="2"><font color="#1e8449"><b>{html.escape(layer)}</b> from '
+                    f'{html.escape(_short(workspace, 32))}</font></td></tr>')
     for kind in NAMESPACE_KINDS:
         if kind not in p.namespaces:
             continue

@@ -260,3 +260,24 @@ def test_image_diagram_digests_and_sizes():
         diagrams.image_diagram(None, index)
     with pytest.raises(ValueError, match="the manifest is not JSON"):
         diagrams.image_diagram(None, b"{nope")
+
+
+def test_process_tree_names_launched_programs_and_the_workspace_layers(tmp_path):
+    """A daemon run through labkit.lab.launch is shown by its own name and arguments, with
+    the layers it takes from a workspace; a dockerd whose runtime is a launcher wrapper shows
+    that its containers are made with the workspace's namespaces (chapter 01's proof)."""
+    from labkit.lab import launch
+    wrapper = launch.write_wrapper(tmp_path / "labkit-runc", "labkit-runc",
+                                   "labkit.runc.main:main", {"namespaces": tmp_path / "ws"})
+    dockerd = diagrams.Process(10, 1, ["/venv/bin/python", "-m", "labkit.lab.launch",
+                                       "--as=labkit-dockerd", "--layer=distribution=/w", "--",
+                                       "labkit.dockerd.main:main", "labkit-dockerd", "-H", "x",
+                                       "--default-runtime", str(wrapper)])
+    assert dockerd.name == "labkit-dockerd"
+    assert dockerd.args == ["-H", "x", "--default-runtime", str(wrapper)]
+    assert diagrams._workspace_layers(dockerd) == {
+        "distribution": "/w", "runtime's namespaces": str(tmp_path / "ws")}
+    label = diagrams._process_label(dockerd, {})
+    assert "runtime&#x27;s namespaces</b> from" in label or "runtime's namespaces</b> from" in label
+    plain = diagrams.Process(11, 1, ["/venv/bin/labkit-containerd", "--address", "a"])
+    assert plain.launched is None and diagrams._workspace_layers(plain) == {}
