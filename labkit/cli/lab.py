@@ -91,10 +91,13 @@ def print_implementations() -> int:
     rows = [[layer, choice, source] for layer, choice, source in impls.table()]
     print(table(rows, ["LAYER", "IMPLEMENTATION", "CHOSEN IN"]), end="")
     from labkit.lab.control import runs_where
-    for layer, info in implementations.LAYERS.items():
-        if info.in_process and impls.choice(layer).kind == "workspace":
-            for line in runs_where(layer):
-                print(line)
+    taken = [layer for layer, info in implementations.LAYERS.items()
+             if info.in_process and impls.choice(layer).kind == "workspace"]
+    if taken:
+        print()
+    for layer in taken:
+        for line in runs_where(layer):
+            print(line)
     return 0
 
 

@@ -86,7 +86,11 @@ def test_lab_workspace_then_status_shows_it(home):
     lines = r.stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("implementations ("))
     assert lines[start + 1].split() == ["LAYER", "IMPLEMENTATION", "CHOSEN", "IN"]
-    rows = {line.split()[0]: line.split()[1:] for line in lines[start + 2:] if line.strip()}
+    table_lines = lines[start + 2:]
+    table_lines = table_lines[:table_lines.index("")] if "" in table_lines else table_lines
+    rows = {line.split()[0]: line.split()[1:] for line in table_lines}
+    # after the table, where the workspace's in-process layers run
+    assert "namespaces (labkit.namespaces) runs in labkit-runc: from the workspace" in lines
     from labkit.lab.implementations import LAYERS
     assert set(rows) == set(LAYERS)      # process layers and in-process building blocks
     assert rows["namespaces"] == [f"workspace:{ws}", "LABKIT_IMPL_NAMESPACES"]
