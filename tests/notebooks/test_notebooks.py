@@ -40,6 +40,11 @@ def test_notebook_is_stored_without_outputs(path):
     dirty = [i for i, c in enumerate(nb.cells)
              if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count"))]
     assert not dirty, f"{path.name}: clear the outputs of cells {dirty} before committing"
+    # nbformat 4.5: every cell has a unique id (without one, nbformat warns, and will refuse)
+    import json
+    cells = json.loads(path.read_text())["cells"]
+    ids = [c.get("id") for c in cells]
+    assert None not in ids and len(set(ids)) == len(ids), f"{path.name}: cells without a unique id"
 
 
 @pytest.mark.root
