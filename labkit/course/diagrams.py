@@ -409,7 +409,7 @@ def image_diagram(index: Mapping | bytes | None, manifest: Mapping | bytes,
         raise ValueError("the manifest must have 'config' and 'layers' (an image manifest, "
                          "not an index)")
 
-    g = _graph("image", rankdir="LR", nodesep="0.25")
+    g = _graph("image", rankdir="TB", nodesep="0.3", ranksep="0.35")
     g.attr("node", shape="plaintext")
 
     if index_doc is not None:
