@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -191,7 +192,8 @@ class Browser:
 
     def key(self, key: str) -> None:
         """Press and release a key, as a person would (the page's keydown handlers run)."""
-        self.send("Input.dispatchKeyEvent", session=True, type="keyDown", key=key, text=key)
+        text = {"text": key} if len(key) == 1 else {}      # "n" types; "ArrowRight" does not
+        self.send("Input.dispatchKeyEvent", session=True, type="keyDown", key=key, **text)
         self.send("Input.dispatchKeyEvent", session=True, type="keyUp", key=key)
 
     def screenshot(self, path: Path) -> None:
@@ -299,6 +301,41 @@ def test_every_slide_has_speaker_notes_hidden_from_the_audience(measured, deck):
 def test_presenter_url_opens_with_the_notes(built, browser):
     browser.open(built[0].as_uri() + "?presenter#2")
     assert browser.evaluate(_NOTES_SHOWN), "?presenter does not show the notes"
+
+
+def _until(check, what: str, timeout: float = 10.0):
+    """Poll `check()` until it returns something true (the windows talk asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"after {timeout} s: {what}")
+        time.sleep(0.05)
+    return value
+
+
+def test_the_presenter_window_and_the_deck_follow_each_other(built, browser):
+    deck_session = browser._session
+    browser.open(built[0].as_uri() + "#3")
+    browser.key("p")                     # opens the presenter view in a second window
+    target = _until(lambda: next((t for t in browser.send("Target.getTargets")["targetInfos"]
+                                  if "?presenter" in t["url"]), None),
+                    "p opened no window with ?presenter")
+    presenter = browser.send("Target.attachToTarget", targetId=target["targetId"],
+                             flatten=True)["sessionId"]
+    try:
+        browser.key("ArrowRight")        # in the deck: the presenter view follows
+        browser._session = presenter
+        _until(lambda: browser.evaluate("location.hash") == "#4",
+               "the presenter view did not follow the deck to slide 4")
+        assert browser.evaluate(_NOTES_SHOWN), "the presenter view shows no notes"
+        browser.key("ArrowRight")        # in the presenter view: the deck follows
+        browser._session = deck_session
+        _until(lambda: browser.evaluate("location.hash") == "#5",
+               "the deck did not follow the presenter view to slide 5")
+        assert not browser.evaluate(_NOTES_SHOWN), "the audience's window shows the notes"
+    finally:
+        browser._session = deck_session
+        browser.send("Target.closeTarget", targetId=target["targetId"])
 
 
 def main(argv: list[str]) -> None:
