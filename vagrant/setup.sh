@@ -23,9 +23,11 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV=/opt/labkit/venv
 STAMP="$VENV/.labkit-install-stamp"
 COMMANDS=(labkit labkit-runc labkit-shim labkit-containerd labkit-dockerd labkit-registry)
+# chromium: tests/slides shows each slide deck in it, headless, to measure the diagrams' labels
+# at a projector's 1280x720 (and instructors can screenshot slides with it)
 PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev libcap-dev runc crun docker.io
           containerd skopeo umoci docker-registry busybox-static graphviz iproute2 iptables
-          vagrant ca-certificates git)
+          vagrant ca-certificates git chromium)
 # the units the packages above would run; the lab must not share their default sockets
 UNITS=(docker.service docker.socket containerd.service docker-registry.service)
 

@@ -39,6 +39,11 @@ from labkit.namespaces import NAMESPACES
 NAMESPACE_KINDS = tuple(kind.file for kind in NAMESPACES.values())
 
 _FONT = "Helvetica"
+# Label sizes in points (graphviz's unit: 1 pt is 4/3 CSS px in the SVG). 12 pt is 16 px
+# unshrunk, so a diagram may be shrunk to 7/8 of its size to fit a slide and still be drawn
+# at 14 px, the least a projected label may have (tests/slides/test_readability.py).
+_NODE_PT = "13"
+_EDGE_PT = "12"
 _HEX_ID = re.compile(r"\b([0-9a-f]{12})[0-9a-f]{52}\b")     # a 64-hex container/image id
 _VERSION_PREFIX = re.compile(r"^/v\d+\.\d+(?=/)")
 
@@ -46,8 +51,8 @@ _VERSION_PREFIX = re.compile(r"^/v\d+\.\d+(?=/)")
 def _graph(name: str, **attrs: str) -> graphviz.Digraph:
     g = graphviz.Digraph(name)
     g.attr(fontname=_FONT, **attrs)
-    g.attr("node", fontname=_FONT, fontsize="11")
-    g.attr("edge", fontname=_FONT, fontsize="10")
+    g.attr("node", fontname=_FONT, fontsize=_NODE_PT)
+    g.attr("edge", fontname=_FONT, fontsize=_EDGE_PT)
     return g
 
 
@@ -273,7 +278,8 @@ def process_tree(root_pids: Iterable[int] | None = None) -> graphviz.Digraph:
 # ---------------------------------------------------------------------------- layers
 
 # (node id, title, implementations) from the user down to the kernel, and the protocol on
-# the boundary below each (ARCHITECTURE.md).
+# the boundary below each (ARCHITECTURE.md). One line each: the stack is tall, and a slide is
+# wide, so the diagram is drawn as wide and as flat as it can be.
 _LAYERS = [
     ("L5", "L5 client", "docker CLI · labkit · docker-py · curl"),
     ("L4", "L4 daemon", "labkit-dockerd · dockerd"),
@@ -283,11 +289,11 @@ _LAYERS = [
     ("L0", "L0 kernel", "Linux: namespaces, cgroups, overlayfs"),
 ]
 _BOUNDARIES = [
-    "Docker Engine API\nHTTP/1.1 on a unix socket",
+    "Docker Engine API: HTTP/1.1 on a unix socket",
     "gRPC (containerd's services)",
-    "shim v2: `shim start`,\nthen ttrpc on a unix socket",
-    "OCI runtime command line\n(create, start, kill, delete)\n+ the bundle's config.json",
-    "system calls: clone, unshare, setns,\nmount, pivot_root, execve",
+    "shim v2: `shim start`, then ttrpc on a unix socket",
+    "OCI runtime command line (create, start, kill, delete) + config.json",
+    "system calls: clone, unshare, setns, mount, pivot_root, execve",
 ]
 
 
@@ -298,14 +304,15 @@ def layers_diagram(highlight: str | None = None) -> graphviz.Digraph:
     known = [lid for lid, _, _ in _LAYERS] + ["registry"]
     if highlight is not None and highlight not in known:
         raise ValueError(f"unknown layer {highlight!r}: expected one of {', '.join(known)}")
-    g = _graph("layers", rankdir="TB", nodesep="0.6", ranksep="0.55")
-    g.attr("node", shape="box", style="rounded,filled", width="3.2")
-    for lid, title, impls in _LAYERS + [("registry", "registry", "labkit-registry · docker-registry\n· Docker Hub")]:
+    g = _graph("layers", rankdir="TB", nodesep="0.4", ranksep="0.3")
+    g.attr("node", shape="box", style="rounded,filled", margin="0.15,0.06")
+    for lid, title, impls in _LAYERS + [("registry", "registry",
+                                         "<br/>labkit-registry · docker-registry · Docker Hub")]:
         fill = "#f9e79f" if lid == highlight else "#eaf2f8"
-        g.node(lid, f"{title}\n{impls}", fillcolor=fill, color="#5d6d7e")
+        g.node(lid, f"<<b>{title}</b>   {impls}>", fillcolor=fill, color="#5d6d7e")
     for (upper, _, _), (lower, _, _), proto in zip(_LAYERS, _LAYERS[1:], _BOUNDARIES):
-        g.edge(upper, lower, label=proto)
-    with g.subgraph() as same:
+        g.edge(upper, lower, label=" " + proto)
+    with g.subgraph() as same:          # the registry beside containerd, its only client
         same.attr(rank="same")
         same.node("L3")
         same.node("registry")
@@ -432,7 +439,7 @@ def image_diagram(index: Mapping | bytes | None, manifest: Mapping | bytes,
         raise ValueError("the manifest must have 'config' and 'layers' (an image manifest, "
                          "not an index)")
 
-    g = _graph("image", rankdir="LR", nodesep="0.25")
+    g = _graph("image", rankdir="TB", nodesep="0.3", ranksep="0.35")
     g.attr("node", shape="plaintext")
 
     if index_doc is not None:

@@ -92,3 +92,19 @@ def test_bad_decks_get_clear_errors(tmp_path):
 def test_the_module_builds_from_the_command_line(tmp_path):
     assert slides.main(["--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{d.stem}.html" for d in DECKS]
+
+
+def test_notes_follow_a_line_of_three_question_marks():
+    body, notes = slides.split_notes("# t\n\n- a\n\n???\n\nSay *this*; run `that`.")
+    assert body == "# t\n\n- a" and notes == "Say *this*; run `that`."
+    assert slides.split_notes("# t\n```\n???\n```") == ("# t\n```\n???\n```", ""), \
+        "??? inside a code block is code"
+    assert slides.split_notes("# no notes") == ("# no notes", "")
+
+
+def test_notes_are_in_the_page_but_not_on_the_slide(tmp_path):
+    (tmp_path / "03-z.md").write_text("# z\n\nshown\n\n???\n\nthe *secret* plan\n---\n# two\n")
+    html = slides.build(tmp_path, tmp_path / "out")[0].read_text()
+    assert '<aside class="notes"><p>the <em>secret</em> plan</p></aside>' in html
+    assert html.index("shown") < html.index('<aside class="notes">') < html.index('id="slide-2"')
+    assert ".notes { display: none; }" in html
