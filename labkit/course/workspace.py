@@ -127,8 +127,8 @@ class WorkspaceReport:
         from labkit.course import syllabus
         for c in syllabus.chapters():
             if c.written and c.layer:
-                lines.append(f"chapter {c.number} ({c.title}): run your code for its layer with "
-                             f"LABKIT_IMPL_{c.layer.upper()}=workspace:{self.dest}")
+                lines.append(f"chapter {c.number} ({c.title}): put your code under docker run "
+                             f"with `labkit lab use {c.layer} workspace:{self.dest}`")
         return "\n".join(lines)
 
 
