@@ -49,7 +49,6 @@ ctypes; without it, seccomp is skipped with a warning.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno as _errno
 
 from labkit.runc.log import ContainerError
@@ -87,7 +86,8 @@ def _load_library():
     try:    # the soname first: find_library runs ldconfig, a subprocess on every start
         lib = ctypes.CDLL("libseccomp.so.2")
     except OSError:
-        name = ctypes.util.find_library("seccomp")
+        from ctypes.util import find_library    # imports subprocess & co: only here
+        name = find_library("seccomp")
         if not name:
             return None
         lib = ctypes.CDLL(name)
