@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
+import os
 
 from labkit.runc.log import ContainerError
 
@@ -102,6 +103,7 @@ def _load_library():
                                            ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
     lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
     lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    lib.seccomp_export_pfc.argtypes = [ctypes.c_void_p, ctypes.c_int]
     return lib
 
 
@@ -143,6 +145,34 @@ def _conditions(args: list[dict]) -> list[list[_ArgCmp]]:
 
 def load(profile: dict) -> None:
     """Compile `profile` (config.json's linux.seccomp) and install it on this process."""
+    ctx = _compile(profile)
+    try:
+        rc = _lib.seccomp_load(ctx)
+        if rc < 0:
+            raise ContainerError(f"seccomp: load: {_errno.errorcode.get(-rc, rc)}")
+    finally:
+        _lib.seccomp_release(ctx)
+
+
+def export_pfc(profile: dict) -> str:
+    """The filter libseccomp would load for `profile`, as its "pseudo filter code": readable
+    C-like text, one block per architecture (what the kernel will check, in order)."""
+    ctx = _compile(profile)
+    fd = os.memfd_create("seccomp-pfc")
+    try:
+        rc = _lib.seccomp_export_pfc(ctx, fd)
+        if rc < 0:
+            raise ContainerError(f"seccomp: export: {_errno.errorcode.get(-rc, rc)}")
+        os.lseek(fd, 0, os.SEEK_SET)
+        with os.fdopen(os.dup(fd), "r") as f:
+            return f.read()
+    finally:
+        os.close(fd)
+        _lib.seccomp_release(ctx)
+
+
+def _compile(profile: dict) -> int:
+    """A libseccomp filter context for `profile` (the caller releases it)."""
     if _lib is None:
         raise ContainerError("seccomp: libseccomp is not installed")
     default = _action(profile.get("defaultAction"), profile.get("defaultErrnoRet"))
@@ -178,8 +208,7 @@ def load(profile: dict) -> None:
                     if rc < 0:
                         raise ContainerError(f"seccomp: rule for {name}: "
                                              f"{_errno.errorcode.get(-rc, rc)}")
-        rc = _lib.seccomp_load(ctx)
-        if rc < 0:
-            raise ContainerError(f"seccomp: load: {_errno.errorcode.get(-rc, rc)}")
-    finally:
+    except BaseException:
         _lib.seccomp_release(ctx)
+        raise
+    return ctx
