@@ -95,8 +95,9 @@ def seccomp_for(options: SecurityOptions, bounding: list[str], privileged: bool 
         try:
             profile = json.loads(choice)
         except ValueError as e:
-            hint = (" (the docker CLI reads a profile file and sends its content; an API "
-                    "client must send the JSON itself)") if not choice.lstrip().startswith("{") else ""
+            hint = "" if choice.lstrip().startswith("{") else (
+                " (the docker CLI reads a profile file and sends its content; an API client "
+                "must send the JSON itself)")
             raise ValueError(f"invalid --security-opt seccomp: the profile is not JSON: {e}"
                              f"{hint}") from None
     return resolve(profile, bounding, machine, kernel)

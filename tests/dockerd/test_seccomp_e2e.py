@@ -126,7 +126,8 @@ def test_exec_gets_the_containers_filter(docker_env):
     assert r.returncode == 0, r.stderr
     try:
         r = docker(docker_env, "exec", "e2e-seccomp-exec", "sh", "-c",
-                   "grep '^Seccomp:' /proc/self/status; unshare -U true 2>/dev/null || echo refused")
+                   "grep '^Seccomp:' /proc/self/status; "
+                   "unshare -U true 2>/dev/null || echo refused")
         assert r.stdout.splitlines() == ["Seccomp:\t2", "refused"], r.stderr
     finally:
         docker(docker_env, "rm", "-f", "e2e-seccomp-exec")

@@ -276,7 +276,8 @@ def test_seccomp_errno_defaults_and_flags():
                               "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO"}]})
     assert "action ERRNO(38);" in pfc          # defaultErrnoRet
     assert "action ERRNO(1);" in pfc           # a rule's ERRNO without errnoRet: EPERM
-    with pytest.raises(ContainerError, match="flag 'SECCOMP_FILTER_FLAG_NOPE' is not supported"):
-        seccomp.export_pfc({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_NOPE"]})
+    with pytest.raises(ContainerError, match="flag 'SECCOMP_FILTER_FLAG_NOPE' is not"):
+        seccomp.export_pfc({"defaultAction": "SCMP_ACT_ALLOW",
+                            "flags": ["SECCOMP_FILTER_FLAG_NOPE"]})
     with pytest.raises(ContainerError, match="SCMP_ACT_NOTIFY needs a seccomp agent"):
         seccomp.export_pfc({"defaultAction": "SCMP_ACT_NOTIFY"})
