@@ -34,6 +34,8 @@ Modules, from the one nearest the user to the one nearest containerd:
     volumes.py      named volumes: directories dockerd manages, bind-mounted into containers
     container.py    the container record: state, persistence, inspect/ps views
     oci.py          the OCI runtime spec handed down, in the shape a real dockerd writes
+    security.py     --security-opt: seccomp profiles resolved per container, no-new-privileges
+    seccomp_default.py  Docker's default seccomp profile, as commented data
     jsonlog.py      the json-file log: one JSON line per output line, timestamps (no I/O)
     stdio.py        fifos, the json-file log, and fan-out to attached clients
     names.py        "adjective_surname" container names

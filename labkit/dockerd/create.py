@@ -27,7 +27,7 @@ from pathlib import Path
 
 from labkit.wire.containerd import api_pb2 as pb
 from labkit.distribution.layers import chain_ids
-from labkit.dockerd import etcfiles, imageconfig, oci
+from labkit.dockerd import etcfiles, imageconfig, oci, security
 from labkit.dockerd.backend import CreateResult
 from labkit.dockerd.container import Container
 from labkit.dockerd.core import BUILTIN_RUNTIMES, SHIM, DaemonCore, Live
@@ -183,6 +183,8 @@ def _spec(merged: dict, host_config: dict, args: list[str], files: dict[str, Pat
     if merged.get("Tty") and not any(e.startswith("TERM=") for e in spec_env):
         spec_env = spec_env + ["TERM=xterm"]
     console = host_config.get("ConsoleSize") or [0, 0]
+    caps = oci.capabilities(host_config.get("CapAdd"), host_config.get("CapDrop"))
+    options = security.parse(host_config.get("SecurityOpt"))
     return oci.container_spec(
         args=args, env=spec_env, cwd=merged["WorkingDir"] or "/", user=merged["User"],
         hostname=hostname, tty=bool(merged.get("Tty")),
@@ -190,8 +192,9 @@ def _spec(merged: dict, host_config: dict, args: list[str], files: dict[str, Pat
         read_only_rootfs=bool(host_config.get("ReadonlyRootfs")),
         console_size=(int(console[0]), int(console[1])) if len(console) == 2 else None,
         cgroups_path=cgroups_path,
-        limits=oci.resources(host_config), extra_mounts=volumes, network=network,
-        caps=oci.capabilities(host_config.get("CapAdd"), host_config.get("CapDrop")))
+        limits=oci.resources(host_config), extra_mounts=volumes, network=network, caps=caps,
+        seccomp=security.seccomp_for(options, caps, bool(host_config.get("Privileged"))),
+        no_new_privileges=options.no_new_privileges)
 
 
 def _cgroups_path(cid: str, host_config: dict, default_parent: str) -> str:

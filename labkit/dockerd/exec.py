@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from labkit.wire.containerd import api_pb2 as pb
-from labkit.dockerd import oci
+from labkit.dockerd import oci, security
 from labkit.dockerd.imageconfig import merge_env
 from labkit.dockerd.container import Container
 from labkit.dockerd.errors import Conflict, InvalidParameter, NotFound, SystemError_
@@ -104,7 +104,11 @@ class ExecService:
                 args=list(cmd), env=merge_env(base, env),
                 cwd=config.get("WorkingDir") or c.Config.get("WorkingDir") or "/",
                 user=config.get("User") or c.Config.get("User") or "", tty=tty,
-                console_size=(int(console[0]), int(console[1])) if len(console) == 2 else None)
+                console_size=(int(console[0]), int(console[1])) if len(console) == 2 else None,
+                # as Docker: an exec keeps the container's no_new_privs (its filter too:
+                # the runtime loads the container's linux.seccomp for every process)
+                no_new_privileges=security.parse(
+                    (c.HostConfig or {}).get("SecurityOpt")).no_new_privileges)
         except (ValueError, TypeError) as e:
             raise InvalidParameter(str(e)) from None
         ex = _Exec(secrets.token_hex(32), c, dict(config, Cmd=list(cmd)), process)

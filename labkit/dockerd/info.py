@@ -95,7 +95,7 @@ class System(DaemonCore):
                       "NodeAddr": "", "RemoteManagers": None},
             "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
             "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
-            "SecurityOptions": [], "Warnings": [],
+            "SecurityOptions": ["name=seccomp,profile=builtin"], "Warnings": [],
         }
 
 

@@ -28,7 +28,12 @@ one by one (daemon/oci_linux.go). The parts, and why each is there:
 - network: a namespace of its own (only loopback: labkit has no bridge yet), the host's
   (--network host: no namespace entry), or another container's (a namespace path).
 
-Left out for now: seccomp (Docker's default profile), rlimits, networking hooks.
+- linux.seccomp: the system-call filter, Docker's default profile resolved for this
+  container's capabilities (security.py, seccomp_default.py), a profile of the user's, or
+  none (--security-opt seccomp=unconfined). process.noNewPrivileges with
+  --security-opt no-new-privileges.
+
+Left out for now: rlimits, networking hooks.
 """
 
 from __future__ import annotations
@@ -173,7 +178,7 @@ def capabilities(cap_add: list[str] | None, cap_drop: list[str] | None) -> list[
 
 def process_spec(*, args: list[str], env: list[str], cwd: str, user: str, tty: bool,
                  console_size: tuple[int, int] | None = None,
-                 caps: list[str] | None = None) -> dict:
+                 caps: list[str] | None = None, no_new_privileges: bool = False) -> dict:
     """The spec's `process`: for a container's init, and alone for `docker exec`."""
     uid, gid = parse_user(user)
     caps = list(DEFAULT_CAPABILITIES) if caps is None else caps
@@ -186,6 +191,8 @@ def process_spec(*, args: list[str], env: list[str], cwd: str, user: str, tty: b
         "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted")},
         "oomScoreAdj": 0,
     }
+    if no_new_privileges:
+        process["noNewPrivileges"] = True
     if tty and console_size and all(console_size):
         process["consoleSize"] = {"height": console_size[0], "width": console_size[1]}
     return process
@@ -291,16 +298,19 @@ def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, host
                    tty: bool, etc_files: dict[str, str], read_only_rootfs: bool = False,
                    console_size: tuple[int, int] | None = None, cgroups_path: str = "",
                    limits: dict | None = None, extra_mounts: list[dict] | None = None,
-                   network: str = "private", caps: list[str] | None = None) -> dict:
+                   network: str = "private", caps: list[str] | None = None,
+                   seccomp: dict | None = None, no_new_privileges: bool = False) -> dict:
     """The config.json for one container.
 
     `etc_files` maps /etc/resolv.conf, /etc/hostname and /etc/hosts to the files dockerd
     wrote for this container on the host. `extra_mounts` come last (volumes). `network`:
     "private" (a new network namespace: only loopback), "host" (the host's: no namespace
     entry at all), or a path such as /proc/<pid>/ns/net (join another container's).
+    `seccomp` is linux.seccomp (security.seccomp_for), None for no filter.
     """
     process = process_spec(args=args, env=env, cwd=cwd, user=user, tty=tty,
-                           console_size=console_size, caps=caps)
+                           console_size=console_size, caps=caps,
+                           no_new_privileges=no_new_privileges)
     mounts = default_mounts()
     for destination in ("/etc/resolv.conf", "/etc/hostname", "/etc/hosts"):
         if destination in etc_files:
@@ -326,6 +336,8 @@ def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, host
         linux["resources"] = limits
     if cgroups_path:
         linux["cgroupsPath"] = cgroups_path
+    if seccomp is not None:
+        linux["seccomp"] = seccomp
     return {
         "ociVersion": "1.0.2-dev",
         "process": process,

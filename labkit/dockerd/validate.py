@@ -56,7 +56,8 @@ def check_config(config: dict, host_config: dict) -> None:
         if host_config.get(key) is not None and not isinstance(host_config[key], kind):
             raise InvalidParameter(f"invalid HostConfig.{key}: expected a JSON "
                                    f"{'object' if kind is dict else 'string'}")
-    for key in ("Binds", "Dns", "DnsSearch", "DnsOptions", "ExtraHosts", "CapAdd", "CapDrop"):
+    for key in ("Binds", "Dns", "DnsSearch", "DnsOptions", "ExtraHosts", "CapAdd", "CapDrop",
+                "SecurityOpt"):
         value = host_config.get(key)
         if value is not None and not (isinstance(value, list)
                                       and all(isinstance(v, str) for v in value)):

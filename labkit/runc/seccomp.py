@@ -15,7 +15,30 @@ compile the OCI description into BPF:
                              "op": "SCMP_CMP_EQ"}]}]}
                                                           seccomp_load() installs it
 
-docker's default profile is an ALLOW-list: default ERRNO (EPERM), then ~350 allowed calls.
+docker's default profile is an ALLOW-list: default ERRNO (EPERM), then ~360 allowed calls
+(labkit-dockerd builds it per container: labkit/dockerd/seccomp_default.py).
+
+Three details decide whether a filter behaves as runc's does:
+
+- Architectures. A 64-bit x86 kernel also runs 32-bit (x86) and x32 programs, whose system
+  calls have other numbers; the filter checks the architecture first, then the number.
+  A name is resolved on the native architecture, and libseccomp translates the rule for
+  the others: `chown32` or `socketcall` exist only on 32-bit x86, so natively they resolve
+  to a negative "pseudo" number that still means something for x86. Only -1
+  (__NR_SCMP_ERROR) means "no such call on any architecture libseccomp knows": runc skips
+  those names (profiles list calls newer than this libseccomp), and so do we.
+- errno values: SCMP_ACT_ERRNO fails the call with `errnoRet` (defaultErrnoRet for the
+  default action), EPERM when absent. Docker answers clone3 with ENOSYS, not EPERM: glibc
+  then falls back to clone(2), whose flags the filter can inspect (clone3 passes them in
+  memory, out of a filter's reach).
+- flags: SECCOMP_FILTER_FLAG_LOG (log what the filter refuses), _SPEC_ALLOW (leave the
+  speculative-store-bypass mitigation off), _WAIT_KILLABLE_RECV; _TSYNC is implied (init
+  is single-threaded when it loads). Any other flag is refused, by name.
+
+One difference from runc remains: runc prepends to libseccomp's program a stub that answers
+ENOSYS (not the default errno) for system-call numbers above the highest one the profile
+names, so that a libc probing a call newer than the profile falls back instead of failing
+with EPERM. labkit-runc loads libseccomp's program as it is.
 
 Loading a filter is privileged unless no_new_privs is set (otherwise a filter could fool a
 setuid program). So init loads it BEFORE dropping capabilities when noNewPrivileges is off,
@@ -26,8 +49,8 @@ ctypes; without it, seccomp is skipped with a warning.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno as _errno
+import os
 
 from labkit.runc.log import ContainerError
 
@@ -40,7 +63,18 @@ _ACTIONS = {
 }
 _COMPARE = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4,
             "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
+_NR_SCMP_ERROR = -1          # seccomp_syscall_resolve_name: unknown on every architecture
+# filter attributes (enum scmp_filter_attr)
 _FLTATR_CTL_NNP = 3          # libseccomp would set no_new_privs itself; we decide that
+_FLTATR_CTL_LOG = 6
+_FLTATR_CTL_SSB = 7
+_FLTATR_CTL_WAITKILL = 10
+_FLAGS = {                   # linux.seccomp.flags -> the attribute that asks for it
+    "SECCOMP_FILTER_FLAG_TSYNC": None,
+    "SECCOMP_FILTER_FLAG_LOG": _FLTATR_CTL_LOG,
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": _FLTATR_CTL_SSB,
+    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": _FLTATR_CTL_WAITKILL,
+}
 
 
 class _ArgCmp(ctypes.Structure):
@@ -50,10 +84,14 @@ class _ArgCmp(ctypes.Structure):
 
 
 def _load_library():
-    name = ctypes.util.find_library("seccomp")
-    if not name:
-        return None
-    lib = ctypes.CDLL(name)
+    try:    # the soname first: find_library runs ldconfig, a subprocess on every start
+        lib = ctypes.CDLL("libseccomp.so.2")
+    except OSError:
+        from ctypes.util import find_library    # imports subprocess & co: only here
+        name = find_library("seccomp")
+        if not name:
+            return None
+        lib = ctypes.CDLL(name)
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
@@ -65,6 +103,7 @@ def _load_library():
                                            ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
     lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
     lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    lib.seccomp_export_pfc.argtypes = [ctypes.c_void_p, ctypes.c_int]
     return lib
 
 
@@ -76,6 +115,9 @@ def available() -> bool:
 
 
 def _action(name: str | None, errno_ret: int | None) -> int:
+    if name == "SCMP_ACT_NOTIFY":
+        raise ContainerError("seccomp: SCMP_ACT_NOTIFY needs a seccomp agent (listenerPath), "
+                             "which labkit-runc does not support")
     if name not in _ACTIONS:
         raise ContainerError(f"seccomp: unknown action {name!r}")
     value = _ACTIONS[name]
@@ -103,6 +145,34 @@ def _conditions(args: list[dict]) -> list[list[_ArgCmp]]:
 
 def load(profile: dict) -> None:
     """Compile `profile` (config.json's linux.seccomp) and install it on this process."""
+    ctx = _compile(profile)
+    try:
+        rc = _lib.seccomp_load(ctx)
+        if rc < 0:
+            raise ContainerError(f"seccomp: load: {_errno.errorcode.get(-rc, rc)}")
+    finally:
+        _lib.seccomp_release(ctx)
+
+
+def export_pfc(profile: dict) -> str:
+    """The filter libseccomp would load for `profile`, as its "pseudo filter code": readable
+    C-like text, one block per architecture (what the kernel will check, in order)."""
+    ctx = _compile(profile)
+    fd = os.memfd_create("seccomp-pfc")
+    try:
+        rc = _lib.seccomp_export_pfc(ctx, fd)
+        if rc < 0:
+            raise ContainerError(f"seccomp: export: {_errno.errorcode.get(-rc, rc)}")
+        os.lseek(fd, 0, os.SEEK_SET)
+        with os.fdopen(os.dup(fd), "r") as f:
+            return f.read()
+    finally:
+        os.close(fd)
+        _lib.seccomp_release(ctx)
+
+
+def _compile(profile: dict) -> int:
+    """A libseccomp filter context for `profile` (the caller releases it)."""
     if _lib is None:
         raise ContainerError("seccomp: libseccomp is not installed")
     default = _action(profile.get("defaultAction"), profile.get("defaultErrnoRet"))
@@ -111,6 +181,11 @@ def load(profile: dict) -> None:
         raise ContainerError("seccomp: seccomp_init failed")
     try:
         _lib.seccomp_attr_set(ctx, _FLTATR_CTL_NNP, 0)
+        for flag in profile.get("flags") or []:
+            if flag not in _FLAGS:
+                raise ContainerError(f"seccomp: flag {flag!r} is not supported")
+            if _FLAGS[flag] is not None and _lib.seccomp_attr_set(ctx, _FLAGS[flag], 1) < 0:
+                raise ContainerError(f"seccomp: flag {flag}: not supported by this libseccomp")
         for arch in profile.get("architectures") or []:
             token = _lib.seccomp_arch_resolve_name(arch.removeprefix("SCMP_ARCH_").lower().encode())
             if token == 0:
@@ -125,16 +200,15 @@ def load(profile: dict) -> None:
                 continue                       # libseccomp refuses rules that change nothing
             for name in rule.get("names") or []:
                 number = _lib.seccomp_syscall_resolve_name(name.encode())
-                if number < 0:
-                    continue                   # unknown on this kernel/arch: runc skips it too
+                if number == _NR_SCMP_ERROR:
+                    continue                   # unknown to this libseccomp: runc skips it too
                 for cmps in _conditions(rule.get("args") or []):
                     array = (_ArgCmp * len(cmps))(*cmps) if cmps else None
                     rc = _lib.seccomp_rule_add_array(ctx, action, number, len(cmps), array)
                     if rc < 0:
                         raise ContainerError(f"seccomp: rule for {name}: "
                                              f"{_errno.errorcode.get(-rc, rc)}")
-        rc = _lib.seccomp_load(ctx)
-        if rc < 0:
-            raise ContainerError(f"seccomp: load: {_errno.errorcode.get(-rc, rc)}")
-    finally:
+    except BaseException:
         _lib.seccomp_release(ctx)
+        raise
+    return ctx

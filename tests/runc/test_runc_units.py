@@ -245,3 +245,39 @@ def test_usage_mistakes_are_logged_like_errors(tmp_path):
     assert out.returncode == 1
     record = json.loads(logfile.read_text().splitlines()[-1])
     assert record["level"] == "error" and "required" in record["msg"]
+
+
+# --- seccomp: what libseccomp is asked to build (no filter is loaded here) -----------------
+from labkit.runc import seccomp  # noqa: E402
+
+needs_libseccomp = pytest.mark.skipif(not seccomp.available(), reason="libseccomp not installed")
+
+
+@needs_libseccomp
+def test_seccomp_keeps_calls_of_a_secondary_architecture():
+    """chown32 exists only on 32-bit x86: natively a pseudo number, in the x86 block a rule.
+    A name no architecture knows is skipped, as runc skips it."""
+    if os.uname().machine != "x86_64":
+        pytest.skip("the x86 family's numbers")
+    pfc = seccomp.export_pfc({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+        "syscalls": [{"names": ["chown32", "mkdir", "no_such_call"],
+                      "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]})
+    x86 = pfc.split("# filter for arch x86 ")[1]
+    assert 'syscall "chown32" (212)' in x86 and 'syscall "mkdir" (39)' in x86
+    assert "ERRNO(13)" in x86 and "no_such_call" not in pfc
+
+
+@needs_libseccomp
+def test_seccomp_errno_defaults_and_flags():
+    pfc = seccomp.export_pfc({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38,
+                              "flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG"],
+                              "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO"}]})
+    assert "action ERRNO(38);" in pfc          # defaultErrnoRet
+    assert "action ERRNO(1);" in pfc           # a rule's ERRNO without errnoRet: EPERM
+    with pytest.raises(ContainerError, match="flag 'SECCOMP_FILTER_FLAG_NOPE' is not"):
+        seccomp.export_pfc({"defaultAction": "SCMP_ACT_ALLOW",
+                            "flags": ["SECCOMP_FILTER_FLAG_NOPE"]})
+    with pytest.raises(ContainerError, match="SCMP_ACT_NOTIFY needs a seccomp agent"):
+        seccomp.export_pfc({"defaultAction": "SCMP_ACT_NOTIFY"})
