@@ -171,7 +171,7 @@ def _short(text: str, limit: int = 48) -> str:
 
 def _workspace_layers(p: Process) -> dict[str, str]:
     """The layers a process takes from a student's workspace: its own (labkit.lab.launch),
-    and for dockerd those of the runtime it hands down (a RUN/bin wrapper running the
+    and for dockerd those of the runtime it hands down (a LIB/bin wrapper running the
     launcher): "namespaces from /…/workspace" marks the dockerd whose containers your
     chapter-01 code creates."""
     layers = dict(p.launched[1]) if p.launched else {}

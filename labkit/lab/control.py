@@ -154,7 +154,7 @@ def use(layer: str, text: str, report: Report = print) -> None:
     """`labkit lab use LAYER IMPL`: choose what runs `layer` (implementations.use writes the
     configuration file), then restart exactly the running daemons whose command line that
     changes. Containers keep running in their shims; the next container uses the new choice.
-    What runs the runtime and the shim is read per container (RUN/bin wrappers, rewritten
+    What runs the runtime and the shim is read per container (LIB/bin wrappers, rewritten
     here), so choosing them restarts nothing unless the wrapper appears or goes away."""
     from labkit.lab import implementations
     before = {d.name: d for d in lab_daemons(strict=False)}

@@ -144,7 +144,9 @@ USES: dict[str, tuple[str, ...]] = {
     "shim": ("syscalls",),
     "runtime": ("namespaces", "syscalls"),
 }
-WRAPPERS = "bin"      # RUN/bin/labkit-runc, RUN/bin/labkit-shim: the programs handed down
+# LIB/bin/labkit-runc, LIB/bin/labkit-shim: the programs handed down. Under LIB, not RUN: on a
+# systemd host (the VM) /run is mounted noexec, and a runtime there "is not an executable file".
+WRAPPERS = "bin"
 
 
 def overrides(layer: str, impls=None) -> dict[str, Path]:
@@ -174,7 +176,7 @@ def _launched(layer: str, impls) -> tuple[str, list[str]] | None:
 
 def handed_down(layer: str, strict: bool = True) -> str:
     """The program given to the layer above for the shim (containerd's --shim) or the runtime
-    (dockerd's --default-runtime): the configured one, or RUN/bin/<command> when it must run
+    (dockerd's --default-runtime): the configured one, or LIB/bin/<command> when it must run
     through labkit.lab.launch (written by write_wrappers)."""
     from labkit.lab import implementations
     _, program = implementation(layer, strict)
@@ -186,11 +188,11 @@ def handed_down(layer: str, strict: bool = True) -> str:
         return program
     if launched is None:
         return program
-    return str(paths.RUN / WRAPPERS / implementations.LAYERS[layer].command)
+    return str(paths.LIB / WRAPPERS / implementations.LAYERS[layer].command)
 
 
 def write_wrappers() -> list[Path]:
-    """Write RUN/bin/<command> for the shim and the runtime where they run through the
+    """Write LIB/bin/<command> for the shim and the runtime where they run through the
     launcher (see handed_down); `labkit lab up` and `labkit lab use` call it."""
     from labkit.lab import implementations, launch
     impls = implementations.load()
@@ -201,7 +203,7 @@ def write_wrappers() -> list[Path]:
             continue
         entry, pythonpath = launched
         command = implementations.LAYERS[layer].command
-        written.append(launch.write_wrapper(paths.RUN / WRAPPERS / command, command, entry,
+        written.append(launch.write_wrapper(paths.LIB / WRAPPERS / command, command, entry,
                                             overrides(layer, impls),
                                             Path(pythonpath[0]) if pythonpath else None))
     return written
@@ -238,7 +240,7 @@ def lab_daemons(strict: bool = True) -> list[Daemon]:
     # The layers below containerd are not daemons: containerd starts a shim per container and
     # the shim runs the runtime. Their configured programs reach them as command-line choices:
     # containerd's --shim, and dockerd's --default-runtime (sent to the shim as binary_name).
-    # Where an in-process layer they import comes from a workspace, these are RUN/bin wrappers
+    # Where an in-process layer they import comes from a workspace, these are LIB/bin wrappers
     # running them through labkit.lab.launch (handed_down).
     shim = handed_down("shim", strict)
     runtime = handed_down("runtime", strict)

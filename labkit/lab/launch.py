@@ -14,9 +14,9 @@ a package layer, every module below it) with the workspace's `labkit_student.nam
 then runs the entry point with the remaining arguments as its command line. Every other
 module stays labkit's reference.
 
-The lab writes one small shell script per program it hands down (RUN/bin/labkit-runc,
-RUN/bin/labkit-shim, …: see `write_wrapper`) and passes their paths where it would pass the
-programs' own: containerd's --shim, dockerd's --default-runtime, which dockerd sends down in
+The lab writes one small shell script per program it hands down (LIB/bin/labkit-runc,
+LIB/bin/labkit-shim, …: see `write_wrapper`; under LIB, because systemd mounts /run noexec)
+and passes their paths where it would pass the programs' own: containerd's --shim, dockerd's --default-runtime, which dockerd sends down in
 the task options as real dockerd does. So the choice travels by the real protocols, and
 `docker run` executes the student's function in the runtime that creates the container.
 

@@ -213,7 +213,7 @@ def test_the_configured_runtime_runs_the_containers(private_lab, runtime):
 
 def test_lab_use_puts_the_workspace_under_docker_run(private_lab, tmp_path):
     """`labkit lab use namespaces workspace:DIR`: one command writes the configuration, restarts
-    only labkit-dockerd (its --default-runtime becomes RUN/bin/labkit-runc, which runs
+    only labkit-dockerd (its --default-runtime becomes LIB/bin/labkit-runc, which runs
     labkit-runc with chapter 01's module from the workspace) and says what runs where. A blank
     workspace then makes `docker run` fail naming the function; back to the reference, it runs.
     A bad choice is one line and leaves the file as it was."""
@@ -232,7 +232,7 @@ def test_lab_use_puts_the_workspace_under_docker_run(private_lab, tmp_path):
     assert "labkit-dockerd: restarted" in use.stdout and "containerd: restarted" not in use.stdout
     assert "runs in labkit-runc: from the workspace" in use.stdout
     assert (private_lab.run_dir / "labkit-containerd.pid").read_text() == pids["containerd"]
-    wrapper = (private_lab.run_dir / "bin" / "labkit-runc").read_text()
+    wrapper = (private_lab.lib_dir / "bin" / "labkit-runc").read_text()
     assert "labkit.lab.launch" in wrapper and f"--layer=namespaces={ws}" in wrapper
     config = (private_lab.etc_dir / "implementations.toml").read_text()
     assert f'namespaces = "workspace:{ws}"' in config
