@@ -217,6 +217,11 @@ def volume_mounts(binds: list[str] | None, mounts: list[dict] | None,
     for d in destinations:
         if destinations.count(d) > 1:
             raise ValueError(f"Duplicate mount point: {d}")
+    # The runtime mounts in list order, and a mount hides whatever was mounted below its
+    # destination before it: /v must come before /v/link/sub. The docker CLI sends -v in no
+    # particular order (a Go map), so, as dockerd does, sort by the destination's depth
+    # (its number of path components); a stable sort keeps the given order among equals.
+    out.sort(key=lambda m: len(os.path.normpath(m["destination"]).strip("/").split("/")))
     return out
 
 
