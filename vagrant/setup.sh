@@ -25,7 +25,7 @@ STAMP="$VENV/.labkit-install-stamp"
 COMMANDS=(labkit labkit-runc labkit-shim labkit-containerd labkit-dockerd labkit-registry)
 PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev libcap-dev runc crun docker.io
           containerd skopeo umoci docker-registry busybox-static graphviz iproute2 iptables
-          vagrant ca-certificates git)
+          vagrant ca-certificates git podman buildah)
 # the units the packages above would run; the lab must not share their default sockets
 UNITS=(docker.service docker.socket containerd.service docker-registry.service)
 
