@@ -423,7 +423,8 @@ def wait_for_start(state_dir_fd: int) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
     os.write(fifo, b"0")
-    os.close(fifo)
+    # The fifo stays open (O_CLOEXEC): execve closes it, and `start`, reading on to EOF,
+    # learns that the program has really been exec'd (poststart hooks run only then).
 
 
 def reset_signals() -> None:

@@ -55,6 +55,8 @@ def start(root: str, container_id: str) -> Container:
             elif not c.init_alive():
                 break
         # END SOLUTION
+        if data == b"0":
+            _wait_for_exec(fifo, c)
     finally:
         os.close(fifo)
     if data != b"0":
@@ -68,3 +70,17 @@ def start(root: str, container_id: str) -> Container:
               dict(c.oci_state(), status="running", pid=c.pid),
               warn=lambda msg: warning(f"poststart: {msg}"))
     return c
+
+
+def _wait_for_exec(fifo: int, c: Container) -> None:
+    """Read on until EOF: init keeps its end of the fifo open (close-on-exec) until execve
+    replaces it with the program (or it dies), as runc's init does. So when `start`
+    returns, the program runs, and the poststart hooks come after it, as the spec says."""
+    poller = select.poll()
+    poller.register(fifo, select.POLLIN | select.POLLHUP)
+    while True:
+        if poller.poll(100):
+            if not os.read(fifo, 1):
+                return                                    # EOF: execve (or exit) happened
+        elif not c.init_alive():
+            return
