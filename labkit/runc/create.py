@@ -161,6 +161,8 @@ def _spawn(c: Container, spec: dict, bundle: str, rootfs: str, console_socket: s
                     # while init builds its mounts (network.py says why here)
                     try:
                         network.loopback_up(init_pid)
+                    except FileNotFoundError:
+                        pass      # init has died already: its own error follows on the channel
                     except (OSError, ValueError) as e:
                         raise ContainerError(f"unable to start container process: loopback "
                                              f"interface up: {e}") from None
