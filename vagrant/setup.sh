@@ -24,10 +24,11 @@ VENV=/opt/labkit/venv
 STAMP="$VENV/.labkit-install-stamp"
 COMMANDS=(labkit labkit-runc labkit-shim labkit-containerd labkit-dockerd labkit-registry)
 # chromium: tests/slides shows each slide deck in it, headless, to measure the diagrams' labels
-# at a projector's 1280x720 (and instructors can screenshot slides with it)
+# at a projector's 1280x720 (and instructors can screenshot slides with it); podman and buildah:
+# tests/runc runs them with --runtime labkit-runc, as with runc
 PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev libcap-dev runc crun docker.io
           containerd skopeo umoci docker-registry busybox-static graphviz iproute2 iptables
-          vagrant ca-certificates git chromium)
+          vagrant ca-certificates git chromium podman buildah)
 # the units the packages above would run; the lab must not share their default sockets
 UNITS=(docker.service docker.socket containerd.service docker-registry.service)
 

@@ -41,6 +41,8 @@ from __future__ import annotations
 import os
 from typing import Callable
 
+from labkit import capabilities
+
 DEFAULT_CAPABILITIES = [
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
     "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
@@ -48,17 +50,7 @@ DEFAULT_CAPABILITIES = [
 ]
 
 # Every capability Linux knows (capabilities(7)), for --cap-add ALL and name checks.
-ALL_CAPABILITIES = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
-    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-]
+ALL_CAPABILITIES = list(capabilities.NAMES)
 
 MASKED_PATHS = [
     "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -232,6 +224,11 @@ def volume_mounts(binds: list[str] | None, mounts: list[dict] | None,
     for d in destinations:
         if destinations.count(d) > 1:
             raise ValueError(f"Duplicate mount point: {d}")
+    # The runtime mounts in list order, and a mount hides whatever was mounted below its
+    # destination before it: /v must come before /v/link/sub. The docker CLI sends -v in no
+    # particular order (a Go map), so, as dockerd does, sort by the destination's depth
+    # (its number of path components); a stable sort keeps the given order among equals.
+    out.sort(key=lambda m: len(os.path.normpath(m["destination"]).strip("/").split("/")))
     return out
 
 

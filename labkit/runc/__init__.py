@@ -25,7 +25,29 @@ Modules, from the command line down to the kernel:
     v1only      run crun on a cgroup-v1 hybrid host (a private mount namespace); a program,
                 started by its command line (`python -m labkit.runc.v1only crun …`)
 
+    network     `lo` up in a new network namespace (pyroute2), as runc does
+
 The kernel calls Python lacks come from labkit.syscalls.
+
+DIFFERENCES from runc 1.1 (measured with the OCI runtime-tools validation suite and
+tests/runc; labkit-runc follows the runtime spec where runc 1.1 does not):
+  - prestart hooks get status "created" (runc: "creating"); poststart hooks run after
+    `start` with status "running" (runc 1.1 runs them at the end of create). A failing
+    poststart hook is a warning (runc fails `start` and kills the container); after a
+    failing poststop hook the next ones still run (runc stops at the first).
+  - linux.rootfsPropagation shared/rshared: the container's root really is shared after
+    pivot_root (runc leaves it private), but only within the container: it is set up as a
+    slave of the host first, so the host's new mounts reach the container and the
+    container's never reach the host. "unbindable" works (runc fails to bind the rootfs).
+  - a hostname with a uts namespace joined by path is refused when that namespace is the
+    runtime's own (it would rename the host); runc 1.1 only checks that one is listed.
+  - no mount namespace: like runc, the container shares the runtime's mount table and is
+    chroot'ed into its rootfs; unlike runc, delete detaches what it mounted there.
+  - an unknown capability name (CAP_TEST) is an error (runc warns and skips it); one Linux
+    has but this kernel does not know (above /proc/sys/kernel/cap_last_cap) is skipped with
+    a warning, as in runc.
+  - not supported: apparmorProfile, selinuxLabel (a warning each), linux.intelRdt,
+    checkpoint/restore.
 
 What labkit-runc may import: its own modules, labkit.namespaces (chapter 01), labkit.syscalls,
 labkit.securejoin and the shared low-level helpers below every layer (labkit.paths,

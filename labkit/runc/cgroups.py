@@ -92,8 +92,19 @@ def _write(directory: str, filename: str, value: str) -> None:
 
 def create(paths: dict[str, str], resources: dict) -> list[str]:
     """mkdir the cgroup directories (and missing parents), apply `linux.resources`.
-    Returns the directories created, deepest last, so `destroy` can remove exactly those."""
-    created = []
+    Returns the directories created, deepest last, so `destroy` can remove exactly those.
+    If anything fails (a limit the kernel refuses, say), the directories made so far are
+    removed before the error goes on: a failed create leaves no cgroup behind."""
+    created: list[str] = []
+    try:
+        _create(paths, resources, created)
+    except BaseException:
+        destroy(created)
+        raise
+    return created
+
+
+def _create(paths: dict[str, str], resources: dict, created: list[str]) -> None:
     for name, directory in paths.items():
         missing = []
         d = directory
@@ -112,7 +123,6 @@ def create(paths: dict[str, str], resources: dict) -> list[str]:
     if is_v2():
         _enable_v2_controllers(paths[""])
     apply(paths, resources or {})
-    return created
 
 
 def _enable_v2_controllers(directory: str) -> None:

@@ -12,6 +12,7 @@ import json
 import os
 from typing import Any
 
+from labkit.mountopts import PROPAGATION  # rootfsPropagation's values: "rprivate", "shared" …
 from labkit.namespaces import NAMESPACES  # linux.namespaces[].type -> (CLONE_NEW* flag, ns file)
 from labkit.runc.log import ContainerError
 
@@ -65,11 +66,17 @@ def validate(spec: Spec, where: str = "config.json") -> None:
                         for m in maps):
                     raise bad(f"a new user namespace needs linux.{key}: a list of "
                               "{containerID, hostID, size}")
-    if spec.get("hostname") and not new_namespace(spec, "uts"):
-        # runc's wording
+    if spec.get("hostname") and not private_namespace(spec, "uts"):
+        # runc's wording (and runc's check: a uts namespace listed, new or joined by path,
+        # as long as it is not the runtime's own: the hostname must not rename the host)
         raise bad("unable to set hostname without a private UTS namespace")
-    if "mount" not in namespaces(spec):
-        raise bad("a mount namespace is required (linux.namespaces has no \"mount\")")
+    linux = spec.get("linux") or {}
+    if linux.get("rootfsPropagation") and linux["rootfsPropagation"] not in PROPAGATION:
+        raise bad(f"linux.rootfsPropagation {linux['rootfsPropagation']!r} is not one of "
+                  + ", ".join(sorted(PROPAGATION)))
+    if (linux.get("maskedPaths") or linux.get("readonlyPaths")) and "mount" not in namespaces(spec):
+        # without a mount namespace, masking /proc/kcore would mask the HOST's (runc's wording)
+        raise bad("unable to restrict sys entries without a private MNT namespace")
 
 
 def check_process(process: dict, where: str = "process") -> None:
@@ -98,6 +105,23 @@ def new_namespace(spec: Spec, kind: str) -> bool:
     """Does the container get a NEW namespace of this kind (listed, without a path)?"""
     listed = namespaces(spec)
     return kind in listed and listed[kind] is None
+
+
+def private_namespace(spec: Spec, kind: str) -> bool:
+    """Is the container's namespace of this kind its own: listed, and either new or joined
+    by a path that is not the runtime's own namespace of that kind (same inode: the same
+    namespace, man 7 namespaces)?"""
+    listed = namespaces(spec)
+    if kind not in listed:
+        return False
+    path = listed[kind]
+    if path is None:
+        return True
+    try:
+        joined, own = os.stat(path), os.stat(f"/proc/self/ns/{NAMESPACES[kind].file}")
+    except OSError:
+        return True            # an unreadable path: bootstrap's open() reports it clearly
+    return (joined.st_dev, joined.st_ino) != (own.st_dev, own.st_ino)
 
 
 def rootfs_path(spec: Spec, bundle: str) -> str:

@@ -62,6 +62,9 @@ class Container:
     # cgroup directories (one per v1 hierarchy, or one v2 directory) and the ones we made
     cgroup_paths: dict[str, str] = field(default_factory=dict)
     cgroup_created: list[str] = field(default_factory=list)
+    # only without a mount namespace of its own: the ids of the mounts at `rootfs` before
+    # create (what init mounts on top, in the host's table, delete detaches)
+    host_rootfs_mounts: list[int] | None = None
 
     # --- persistence ------------------------------------------------------------------
     @staticmethod

@@ -25,9 +25,9 @@ import signal
 import socket
 
 from labkit import procfs
-from labkit.runc import cgroups, config, log
+from labkit.runc import cgroups, config, log, mounts, network
 from labkit.runc.container import OCI_VERSION, Container, check_id, now_rfc3339
-from labkit.runc.delete import kill_and_wait
+from labkit.runc.delete import kill_and_wait, release
 from labkit.runc.init import InitArgs, SyncChannel, bootstrap, run_hooks, write_id_maps
 from labkit.runc.log import ContainerError
 
@@ -85,6 +85,10 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
         if linux.get("cgroupsPath"):
             c.cgroup_paths = cgroups.paths_for(linux["cgroupsPath"], container_id)
             c.cgroup_created = cgroups.create(c.cgroup_paths, linux.get("resources") or {})
+        if "mount" not in config.namespaces(spec):
+            # init will mount in the HOST's table, on top of the rootfs: remember what was
+            # there before, so that delete detaches exactly what the container added
+            c.host_rootfs_mounts = mounts.mount_ids_at(rootfs)
         c.save()                     # from here on, `delete` can clean up after us
         _spawn(c, spec, bundle, rootfs, console_socket, no_pivot, preserve_fds)
         if pid_file:
@@ -92,7 +96,7 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
     except BaseException as e:
         if c.pid:
             kill_and_wait(c)         # init first: the state directory goes only once it is dead
-        cgroups.destroy(c.cgroup_created)
+        release(c)                   # cgroup directories, mounts on the host
         c.remove_state()
         if isinstance(e, ContainerError):
             raise ContainerError(prefix + str(e)) from None
@@ -138,6 +142,7 @@ def _spawn(c: Container, spec: dict, bundle: str, rootfs: str, console_socket: s
     sync = SyncChannel(parent_end)
     init_pid = 0
     hooks_wanted = ready = False
+    new_netns = config.new_namespace(spec, "network")
     try:
         # Done when init is ready AND C1 has told us its pid: the two come from different
         # processes, so either may arrive first.
@@ -152,6 +157,15 @@ def _spawn(c: Container, spec: dict, bundle: str, rootfs: str, console_socket: s
                 stat = procfs.stat(init_pid)
                 c.pid, c.start_time = init_pid, stat.start_time if stat else 0
                 c.save()
+                if new_netns:
+                    # while init builds its mounts (network.py says why here)
+                    try:
+                        network.loopback_up(init_pid)
+                    except FileNotFoundError:
+                        pass      # init has died already: its own error follows on the channel
+                    except (OSError, ValueError) as e:
+                        raise ContainerError(f"unable to start container process: loopback "
+                                             f"interface up: {e}") from None
             elif kind == "warning":
                 log.warning(msg["msg"])
             elif kind == "error":
@@ -168,10 +182,15 @@ def _spawn(c: Container, spec: dict, bundle: str, rootfs: str, console_socket: s
             # run hooks only once both are in.
             if hooks_wanted and init_pid:
                 hooks_wanted = False
-                state = dict(oci_state, pid=init_pid, status="creating")
+                # The status each hook sees: prestart, in the lifecycle of runtime-spec 1.0
+                # (where it runs once `start` is called), "created", as the runtime-tools
+                # validation expects; createRuntime, part of the create operation (1.1),
+                # "creating".
                 try:
-                    run_hooks(hooks.get("prestart"), state)
-                    run_hooks(hooks.get("createRuntime"), state)
+                    run_hooks(hooks.get("prestart"), dict(oci_state, pid=init_pid,
+                                                          status="created"))
+                    run_hooks(hooks.get("createRuntime"), dict(oci_state, pid=init_pid,
+                                                               status="creating"))
                 except ContainerError as e:
                     raise ContainerError(f"unable to start container process: error running "
                                          f"hook: {e}") from None

@@ -19,7 +19,7 @@ import os
 import signal
 import time
 
-from labkit.runc import cgroups
+from labkit.runc import cgroups, mounts
 from labkit.runc.container import Container
 from labkit.runc.init import run_hooks
 from labkit.runc.kill import container_pids
@@ -48,12 +48,20 @@ def delete(c: Container, force: bool = False) -> None:
         raise ContainerError(f"cannot delete container {c.id} that is not stopped: {status}")
     if status != "stopped" or not c.pid:
         kill_and_wait(c)
-    cgroups.destroy(c.cgroup_created)
-    try:
-        run_hooks((c.config.get("hooks") or {}).get("poststop"), c.oci_state())
-    except ContainerError as e:
-        warning(f"poststop: {e}")     # the container is gone anyway: report, do not fail
+    release(c)
+    # the container is gone anyway: a failing hook is reported, and the next ones still run
+    run_hooks((c.config.get("hooks") or {}).get("poststop"), c.oci_state(),
+              warn=lambda msg: warning(f"poststop: {msg}"))
     c.remove_state()
+
+
+def release(c: Container) -> None:
+    """What the container held on the host besides its processes: its cgroup directories
+    and, for a container without a mount namespace of its own, the mounts its init made in
+    the host's mount table (on top of the rootfs: init.py, step 3)."""
+    cgroups.destroy(c.cgroup_created)
+    if c.host_rootfs_mounts is not None:
+        mounts.detach_added(c.rootfs, c.host_rootfs_mounts)
 
 
 def kill_and_wait(c: Container, timeout: float = 5) -> None:

@@ -256,14 +256,26 @@ def container_init(a: InitArgs) -> NoReturn:
 
     reset_signals()
 
+    # Without a mount namespace of its own (none listed in the config: the spec says the
+    # container then shares the runtime's), everything below happens in the HOST's mount
+    # table: its propagation is left alone, the mounts appear on the host (the runtime
+    # detaches them at delete: create.py) and the root changes by chroot (step 7).
+    own_mounts = "mount" in {ns["type"] for ns in linux.get("namespaces") or []}
+
     # 1. Make every mount in our (new) mount namespace private before touching anything:
     #    otherwise mounts below would propagate back to the host's shared mounts. The
-    #    default, rprivate, is chapter 01's make_mounts_private; a config may ask for another.
+    #    default, rprivate, is chapter 01's make_mounts_private. A config asking for
+    #    (r)slave or (r)shared gets rslave: host mounts still reach us, ours never reach the
+    #    host. The root's own propagation (shared, unbindable …) is set after pivot_root
+    #    (step 7): pivot_root refuses a shared root, and a shared mount here would share
+    #    with the host.
     propagation = linux.get("rootfsPropagation") or "rprivate"
-    if propagation == "rprivate":
-        namespaces.make_mounts_private()
+    if not own_mounts:
+        pass
+    elif propagation in ("slave", "rslave", "shared", "rshared"):
+        sc.mount(None, "/", None, sc.MS_SLAVE | sc.MS_REC)
     else:
-        sc.mount(None, "/", None, mountopts.PROPAGATION.get(propagation, sc.MS_PRIVATE | sc.MS_REC))
+        namespaces.make_mounts_private()
 
     # 2. The hostname: only affects our new UTS namespace (config.py refused it otherwise);
     #    chapter 01's set_hostname.
@@ -292,8 +304,17 @@ def container_init(a: InitArgs) -> NoReturn:
     run_hooks((spec.get("hooks") or {}).get("createContainer"), state)
 
     # 7. Swap the root: afterwards the host's files are out of reach (only fds opened
-    #    before, like state_dir_fd and the console socket, still lead out).
-    enter_root(rootfs, a.no_pivot)
+    #    before, like state_dir_fd and the console socket, still lead out). Then the root's
+    #    own propagation (step 1), now that it is the container's root and no host mount.
+    if own_mounts:
+        enter_root(rootfs, a.no_pivot)
+        if propagation != "rprivate":
+            sc.mount(None, "/", None, mountopts.PROPAGATION[propagation])
+    else:
+        # the host's mount table: pivot_root or MS_MOVE would move the HOST's root
+        os.chdir(rootfs)
+        os.chroot(".")
+        os.chdir("/")
 
     # 8. The terminal, after pivot_root: the pty must come from the container's devpts.
     if process.get("terminal"):
@@ -402,7 +423,8 @@ def wait_for_start(state_dir_fd: int) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
     os.write(fifo, b"0")
-    os.close(fifo)
+    # The fifo stays open (O_CLOEXEC): execve closes it, and `start`, reading on to EOF,
+    # learns that the program has really been exec'd (poststart hooks run only then).
 
 
 def reset_signals() -> None:
@@ -464,24 +486,39 @@ def enter_root(rootfs: str, no_pivot: bool) -> None:
     # END SOLUTION
 
 
-def run_hooks(hooks: list[dict] | None, state: dict) -> None:
+def run_hooks(hooks: list[dict] | None, state: dict, warn=None) -> None:
     """Run OCI hooks: `path` with `args` and `env`, the container's state JSON on stdin.
-    A hook that fails (or outlives its `timeout`) fails the container."""
+
+    A hook that fails (or outlives its `timeout`) fails the container: the first failure
+    raises ContainerError and the hooks after it do not run. Except with `warn` (the spec's
+    rule for poststart and poststop): each failure is reported through warn(message), and
+    the remaining hooks and the lifecycle go on as if it had succeeded."""
     for hook in hooks or []:
-        argv = hook.get("args") or [hook["path"]]
+        if warn is None:
+            run_hook(hook, state)
+            continue
         try:
-            result = subprocess.run(argv, executable=hook["path"], env=_env_dict(hook.get("env")),
-                                    input=json.dumps(state).encode(), capture_output=True,
-                                    timeout=hook.get("timeout"))
-        except subprocess.TimeoutExpired:
-            raise ContainerError(f"hook {hook['path']}: timed out after {hook.get('timeout')}s") \
-                from None
-        except OSError as e:
-            raise ContainerError(f"hook {hook['path']}: {e.strerror.lower()}") from None
-        if result.returncode != 0:
-            stderr = result.stderr.decode(errors="replace").strip()
-            raise ContainerError(f"hook {hook['path']} exited with status {result.returncode}"
-                                 + (f": {stderr}" if stderr else ""))
+            run_hook(hook, state)
+        except ContainerError as e:
+            warn(str(e))
+
+
+def run_hook(hook: dict, state: dict) -> None:
+    """One hook; ContainerError says how it failed."""
+    argv = hook.get("args") or [hook["path"]]
+    try:
+        result = subprocess.run(argv, executable=hook["path"], env=_env_dict(hook.get("env")),
+                                input=json.dumps(state).encode(), capture_output=True,
+                                timeout=hook.get("timeout"))
+    except subprocess.TimeoutExpired:
+        raise ContainerError(f"hook {hook['path']}: timed out after {hook.get('timeout')}s") \
+            from None
+    except OSError as e:
+        raise ContainerError(f"hook {hook['path']}: {e.strerror.lower()}") from None
+    if result.returncode != 0:
+        stderr = result.stderr.decode(errors="replace").strip()
+        raise ContainerError(f"hook {hook['path']} exited with status {result.returncode}"
+                             + (f": {stderr}" if stderr else ""))
 
 
 def _env_dict(env: list[str] | None) -> dict[str, str]:

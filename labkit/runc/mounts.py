@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import stat
 
-from labkit import mountopts, syscalls as sc
+from labkit import mountopts, procfs, syscalls as sc
 # the option tables, named in the exercise below (one table for every layer: labkit.mountopts)
 from labkit.mountopts import FLAGS, IGNORED, PROPAGATION, MountOptions  # noqa: F401
 from labkit.securejoin import secure_join  # noqa: F401  (mounts.secure_join, as before)
@@ -203,3 +203,20 @@ def mask_path(path: str) -> None:
     else:
         sc.mount("/dev/null", path, None, MS_BIND)
     # END SOLUTION
+
+
+def mount_ids_at(path: str) -> list[int]:
+    """The ids of the mounts stacked at `path` in our mount table (/proc/self/mountinfo),
+    bottom first."""
+    path = os.path.realpath(path)                    # mountinfo shows paths resolved
+    return [m.mount_id for m in procfs.mountinfo() if m.mount_point == path]
+
+
+def detach_added(path: str, before: list[int]) -> None:
+    """Lazily unmount what was mounted at `path` (with everything below it) since
+    mount_ids_at(path) gave `before`: the topmost mount first, until only those are left."""
+    for _ in range(16):
+        added = [i for i in mount_ids_at(path) if i not in before]
+        if not added:
+            return
+        sc.umount2(path, sc.MNT_DETACH)      # the topmost mount at `path`, and its submounts

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import prctl
 
-from labkit import syscalls
+from labkit import capabilities, syscalls
 from labkit.runc.log import ContainerError
 
 Warn = Callable[[str], None]
@@ -128,11 +128,18 @@ def _rlim(value: int) -> int:
 
 
 def _cap_numbers(names: list[str] | None, warn: Warn) -> set[int]:
+    """Capability names as numbers. A name Linux does not have at all (a typo, "CAP_TEST")
+    is refused: the spec wants an error for a value that maps to no kernel interface. One
+    Linux has but this (older) kernel does not know is skipped with a warning, as runc does."""
     numbers = set()
+    last = capabilities.last_cap()
     for name in names or []:
-        number = getattr(prctl, name.upper(), None) if name.upper().startswith("CAP_") else None
-        if not isinstance(number, int) or number not in prctl.ALL_CAPS:
-            warn(f"capability {name!r} is not known to this kernel: skipped")
+        number = capabilities.number(name) if name.upper().startswith("CAP_") else None
+        if number is None:
+            raise ContainerError(f"unknown capability {name!r}")
+        if number > last:
+            warn(f"capability {name!r} is not known to this kernel (cap_last_cap is {last}): "
+                 "skipped")
             continue
         numbers.add(number)
     return numbers
@@ -144,9 +151,10 @@ def set_identity(process: dict, warn: Warn) -> None:
     uid, gid = user.get("uid", 0), user.get("gid", 0)
     caps = process.get("capabilities")
 
+    every_cap = range(capabilities.last_cap() + 1)
     if caps is not None:                                            # 1. bounding set
         keep = _cap_numbers(caps.get("bounding"), warn)
-        for cap in prctl.ALL_CAPS:
+        for cap in every_cap:
             if cap not in keep:
                 prctl.capbset_drop(cap)
     prctl.set_keepcaps(True)                                        # 2. keep caps over setuid
@@ -164,12 +172,19 @@ def set_identity(process: dict, warn: Warn) -> None:
         args = []
         for flag, on in sets.items():
             args.append((list(on), flag, True))
-            args.append(([c for c in prctl.ALL_CAPS if c not in on], flag, False))
+            args.append(([c for c in every_cap if c not in on], flag, False))
         try:
             prctl.set_caps(*args)
         except OSError as e:
             raise ContainerError(f"capset: {e.strerror.lower()}") from None
-        for cap in _cap_numbers(caps.get("ambient"), warn):
-            syscalls.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
+        # The kernel raises an ambient capability only if it is both permitted and
+        # inheritable. `runc spec` lists the ambient ones without listing them inheritable:
+        # like runc, warn about each one that cannot be raised and go on without it.
+        for cap in sorted(_cap_numbers(caps.get("ambient"), warn)):
+            try:
+                syscalls.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
+            except OSError as e:
+                warn(f"can't raise ambient capability {capabilities.NAMES[cap]}: "
+                     f"{os.strerror(e.errno).lower() if e.errno else e}")
     if process.get("noNewPrivileges"):                              # 5. no_new_privs
         prctl.set_no_new_privs(1)

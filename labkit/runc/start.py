@@ -17,7 +17,7 @@ import select
 
 from labkit.runc.container import Container
 from labkit.runc.init import run_hooks
-from labkit.runc.log import ContainerError
+from labkit.runc.log import ContainerError, warning
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,10 +55,32 @@ def start(root: str, container_id: str) -> Container:
             elif not c.init_alive():
                 break
         # END SOLUTION
+        if data == b"0":
+            _wait_for_exec(fifo, c)
     finally:
         os.close(fifo)
     if data != b"0":
         raise ContainerError("cannot start a container that has stopped")
     os.unlink(c.fifo_path)
-    run_hooks((c.config.get("hooks") or {}).get("poststart"), c.oci_state())
+    # The spec: a failing poststart hook is logged as a warning; the remaining hooks and the
+    # container's life go on as if it had succeeded (the program is running already).
+    # The state they get says "running" with init's pid even if a quick program has
+    # already exited: it describes the step they belong to (after the program started).
+    run_hooks((c.config.get("hooks") or {}).get("poststart"),
+              dict(c.oci_state(), status="running", pid=c.pid),
+              warn=lambda msg: warning(f"poststart: {msg}"))
     return c
+
+
+def _wait_for_exec(fifo: int, c: Container) -> None:
+    """Read on until EOF: init keeps its end of the fifo open (close-on-exec) until execve
+    replaces it with the program (or it dies), as runc's init does. So when `start`
+    returns, the program runs, and the poststart hooks come after it, as the spec says."""
+    poller = select.poll()
+    poller.register(fifo, select.POLLIN | select.POLLHUP)
+    while True:
+        if poller.poll(100):
+            if not os.read(fifo, 1):
+                return                                    # EOF: execve (or exit) happened
+        elif not c.init_alive():
+            return

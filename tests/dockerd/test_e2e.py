@@ -416,6 +416,35 @@ def test_attach_to_a_removed_container_ends(labkit_stack, docker_env):
         s.close()
 
 
+def test_nested_bind_mounts_in_destination_order(docker_env, tmp_path):
+    """`-v outer:/v -v inner:/v/link/sub`: the docker CLI sends the binds in no particular
+    order; dockerd sorts them by destination depth, so /v/link/sub is never hidden by /v."""
+    outer, inner = tmp_path / "outer", tmp_path / "inner"
+    (outer / "link" / "sub").mkdir(parents=True)
+    inner.mkdir()
+    (inner / "marker").write_text("inner\n")
+    for attempt in range(6):                  # the CLI's order varies from run to run
+        r = docker(docker_env, "run", "--rm", "-v", f"{outer}:/v", "-v", f"{inner}:/v/link/sub",
+                   "busybox", "cat", "/v/link/sub/marker")
+        assert (r.returncode, r.stdout) == (0, "inner\n"), (attempt, r.stderr)
+
+
+def test_failed_start_leaves_no_cgroup(stack, docker_env):
+    """A limit the kernel refuses (a CFS period below its 1 ms minimum: EINVAL) fails the
+    container's create in the runtime: after `docker rm` nothing of it is left in any
+    cgroup hierarchy."""
+    r = docker(docker_env, "run", "--name", "e2e-badpids", "--cpu-period", "500",
+               "busybox", "true")
+    try:
+        assert r.returncode != 0
+        inspect = docker(docker_env, "inspect", "--format", "{{.Id}}", "e2e-badpids")
+        cid = inspect.stdout.strip()
+    finally:
+        docker(docker_env, "rm", "-f", "e2e-badpids")
+    assert cid, (r.stderr, inspect.stderr)
+    assert [d for d in cgroups_under(f"{stack.cgroup_parent}/{cid}")] == []
+
+
 def test_no_leftover_mounts_or_processes(stack, docker_env):
     """After every container exited: no mount under the stack, no shim still running,
     no container cgroup left."""
