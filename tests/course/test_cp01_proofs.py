@@ -126,6 +126,18 @@ def test_fresh_workspace_fails_every_checkpoint(workspace, tmp_path):
     assert "Traceback" not in proof.message
 
 
+def test_the_chapters_solution_alone_gets_full_marks(workspace, tmp_path):
+    """A workspace where only chapter 01 is solved (every other exercise still blank): full
+    marks on cp01, its proof included -- the chapter depends on no other chapter's work."""
+    solved = tmp_path / "ws"
+    shutil.copytree(workspace, solved, symlinks=True)
+    (solved / "labkit_student" / "namespaces.py").write_text(REFERENCE)
+    report = grade(["cp01"], solved, out_dir=tmp_path / "grade", layers=["namespaces"], quiet=True)
+    chapter = report.chapters["cp01"]
+    assert [t.name for t in chapter.tests if t.outcome != "passed"] == [], report.output[-3000:]
+    assert chapter.points == chapter.max == 26
+
+
 @pytest.mark.parametrize("test_name", sorted(MUTATIONS))
 def test_seeded_bug_is_caught(test_name, workspace, tmp_path):
     mistake, old, new = MUTATIONS[test_name]
