@@ -5,8 +5,10 @@ Containers outlive their dockerd: the shim holds each one, its stdio fifos and i
 status. When labkit-dockerd starts it reloads every config.v2.json it saved and asks
 containerd about each container that was running: a task that still runs gets its fifos
 reopened and a new monitor (monitor.py); one that exited meanwhile is found by that
-monitor at once (Tasks.Wait answers for an exited task); one that is gone is marked
-exited with code 255.
+monitor at once (Tasks.Wait answers for an exited task), and the fifos give it the output
+the shim kept for us (it closes them only once we have read them: labkit.shim.stdio); one
+that is gone is marked exited with code 255. A container saved as exited may still have its
+task (dockerd was killed before deleting it): that task is deleted, once containerd answers.
 """
 
 from __future__ import annotations
@@ -45,12 +47,11 @@ class Restore(DaemonCore):
                 self._containers[c.ID] = c
                 self._live[c.ID] = live
             if not c.State.Running:
-                # dockerd may have stopped between saving an exit and deleting the task
-                try:
-                    self._ignore_missing(self.ctr.tasks.Delete,
-                                         pb.DeleteTaskRequest(container_id=c.ID))
-                except RemoteError as e:
-                    log.debug("container %s: deleting a stale task: %s", c.ID[:12], e)
+                # dockerd may have stopped between saving an exit and deleting the task (its
+                # output is in the log already: monitor.py). containerd may be away: retry.
+                if not self._delete_task(c, retry=False):
+                    threading.Thread(target=self._delete_task, args=(c,), daemon=True,
+                                     name=f"delete-{c.ID[:12]}").start()
                 continue
             try:
                 self.ctr.call(self.ctr.tasks.Get, pb.GetRequest(container_id=c.ID))
