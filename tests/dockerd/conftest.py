@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -101,11 +102,13 @@ class Stack:
                                 "--registry-mirror", self.registry.url,
                                 "--cgroup-parent", self.cgroup_parent, "--debug"], self.socket)
 
-    def restart_dockerd(self) -> None:
-        """Stop labkit-dockerd (SIGTERM) and start it again on the same root and socket."""
+    def restart_dockerd(self, while_away: Callable[[], None] = lambda: None) -> None:
+        """Stop labkit-dockerd (SIGTERM), call `while_away`, and start dockerd again on the
+        same root and socket."""
         old = self.daemons["dockerd"]
         stop_process(old, timeout=10)
         self.procs.remove(old)
+        while_away()
         self._spawn("dockerd", list(old.args), self.socket)
 
     def crash_and_restart(self, first: str = "containerd") -> None:
