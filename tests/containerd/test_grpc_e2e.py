@@ -406,6 +406,33 @@ def test_restart_reconnects_to_running_shim(daemon, image):
             remove_container(c, "keep1")
 
 
+def test_an_exit_while_containerd_is_away_is_reported_after_its_restart(daemon, image):
+    """kill -9 of containerd, the task exits meanwhile: the restarted containerd answers Wait
+    and Get with the exit status the shim kept (as containerd's Wait on a stopped task does)."""
+    with Client(daemon.sock, NS) as c:
+        c.wait_ready(10)
+        create_container(c, image, "away1", ["sleep", "60"])
+        c.tasks.Create(pb.CreateTaskRequest(container_id="away1"))
+        pid = c.tasks.Start(pb.StartRequest(container_id="away1")).pid
+    daemon.proc.kill()   # kill -9, by PID
+    daemon.proc.wait()
+    os.kill(pid, signal.SIGKILL)   # the container dies while nobody is watching but its shim
+    deadline = time.time() + 10
+    while os.path.exists(f"/proc/{pid}") and time.time() < deadline:
+        time.sleep(0.05)
+    daemon.start()
+    with Client(daemon.sock, NS) as c:
+        c.wait_ready(10)
+        try:
+            resp = c.tasks.Wait(pb.WaitRequest(container_id="away1"), timeout=20)
+            assert resp.exit_status == 137 and resp.exited_at.seconds > 0
+            p = c.tasks.Get(pb.GetRequest(container_id="away1")).process
+            assert (p.status, p.exit_status) == (pb.STOPPED, 137)
+            assert c.tasks.Delete(pb.DeleteTaskRequest(container_id="away1")).exit_status == 137
+        finally:
+            remove_container(c, "away1")
+
+
 def test_restart_cleans_up_after_a_dead_shim(daemon, image, base):
     from labkit.wire.shim.client import ShimClient
 
