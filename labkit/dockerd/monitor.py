@@ -37,6 +37,13 @@ RETRY = 0.5          # seconds between calls while containerd is away
 OUTPUT_GRACE = 2.0   # seconds an exited task's output may take to reach its end
 
 
+def finished_at(exited_at) -> str | None:
+    """A task's time of exit (a protobuf Timestamp) as State.FinishedAt; None if unset."""
+    if not exited_at.seconds:
+        return None
+    return rfc3339nano(exited_at.seconds * 10**9 + exited_at.nanos)
+
+
 class Monitor(DaemonCore):
     """The Daemon's exit monitoring (mixed into labkit.dockerd.daemon.Daemon)."""
 
@@ -47,9 +54,7 @@ class Monitor(DaemonCore):
             try:
                 resp = self.ctr.call(self.ctr.tasks.Wait, pb.WaitRequest(container_id=c.ID),
                                      timeout=None)
-                exit_code = resp.exit_status
-                if resp.exited_at.seconds:
-                    finished = rfc3339nano(resp.exited_at.seconds * 10**9 + resp.exited_at.nanos)
+                exit_code, finished = resp.exit_status, finished_at(resp.exited_at)
                 break
             except RemoteError as e:
                 if e.code == "UNAVAILABLE" and not self._closing.wait(RETRY):

@@ -401,6 +401,34 @@ def test_container_survives_a_dockerd_restart(stack, docker_env):
         docker(docker_env, "rm", "-f", "e2e-live", "e2e-gone")
 
 
+def test_a_start_cut_short_by_a_crash_is_taken_over(stack, docker_env):
+    """dockerd killed in the middle of `docker start`, after the task started but before it
+    saved "running": the next dockerd finds the task of a container saved as created, and
+    takes it over (its output and exit are recorded) instead of leaving it unaccounted for."""
+    script = "trap 'echo bye; exit 5' USR1; echo hello; while true; do sleep 0.05; done"
+    try:
+        r = docker(docker_env, "run", "-d", "--name", "e2e-cut", "busybox", "sh", "-c", script)
+        assert r.returncode == 0, r.stderr
+        cid = r.stdout.strip()
+        pid = int(docker(docker_env, "inspect", "-f", "{{.State.Pid}}", cid).stdout)
+        config = stack.tmp / "droot" / "containers" / cid / "config.v2.json"
+
+        def as_if_killed_during_start() -> None:
+            # what was on disk in that moment: the container as created, never started
+            record = json.loads(config.read_text())
+            record["State"] = {"Status": "created"}
+            config.write_text(json.dumps(record))
+
+        stack.restart_dockerd(while_away=as_if_killed_during_start)
+        ps = docker(docker_env, "ps", "--filter", "name=e2e-cut", "--format", "{{.Status}}")
+        assert ps.stdout.startswith("Up"), ps.stdout + ps.stderr
+        os.kill(pid, signal.SIGUSR1)
+        assert docker(docker_env, "wait", "e2e-cut").stdout.strip() == "5"
+        assert docker(docker_env, "logs", "e2e-cut").stdout == "hello\nbye\n"
+    finally:
+        docker(docker_env, "rm", "-f", "e2e-cut")
+
+
 def test_limits_reach_the_cgroup(docker_env):
     r = docker(docker_env, "run", "--rm", "-m", "32m", "--pids-limit", "50", "--cpus", "0.5",
                "busybox", "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes "
