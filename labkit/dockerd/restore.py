@@ -51,7 +51,8 @@ class Restore(DaemonCore):
                 self._live[c.ID] = live
             if not c.State.Running:
                 if not self._settle(c, live, retry=False):   # containerd is away: keep trying
-                    threading.Thread(target=self._settle, args=(c, live), daemon=True,
+                    live.settling = True   # `docker start` waits for this (start.py)
+                    threading.Thread(target=self._settle_later, args=(c, live), daemon=True,
                                      name=f"settle-{c.ID[:12]}").start()
                 continue
             try:
@@ -86,6 +87,14 @@ class Restore(DaemonCore):
         live.io = io
         threading.Thread(target=self._monitor, args=(c, live, io), daemon=True,
                          name=f"monitor-{c.ID[:12]}").start()
+
+    def _settle_later(self, c: Container, live: Live) -> None:
+        try:
+            self._settle(c, live)
+        finally:
+            with self._lock:
+                live.settling = False
+                self._changed.notify_all()
 
     def _settle(self, c: Container, live: Live, retry: bool = True) -> bool:
         """The task of a container saved as not running, if it has one. False if containerd

@@ -3,9 +3,11 @@ labkit-containerd and labkit-dockerd at any moment.
 
 20 short containers, started 4 at a time, go through 5 rounds of "kill -9 both daemons,
 start them again" (on the private stack of conftest.py; the daemons are ended by PID). The
-containers differ in when they write and when they exit, so that the kills land before a
-container starts writing, while it writes (more than a fifo holds, too), and after it exited;
-some exit while the daemons are down. Rounds alternate which daemon comes back first (dockerd
+kill lands while a round's containers are being started, or later; a container whose
+`docker run` it cut short is started again if it never started. The containers differ in
+when they write and when they exit, so that the kills land before a container starts
+writing, while it writes (more than a fifo holds, too), and after it exited; some exit while
+the daemons are down. Rounds alternate which daemon comes back first (dockerd
 first: its live restore finds containerd away). Then every container must have exited with its
 own code, and `docker logs` must give every byte it wrote, on the right stream, in order.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import os
 import random
 import subprocess
+import threading
 import time
 
 import pytest
@@ -54,16 +57,37 @@ def test_output_and_exit_codes_survive_kill_9_of_both_daemons(stack, docker_env)
     rng = random.Random(10)   # the same timings every run; they still land differently
     assert docker(docker_env, "pull", "busybox").returncode == 0
     names = [f"lost-{k}" for k in range(ROUNDS * PER_ROUND)]
-    ids: list[str] = []
+
+    def run(k: int) -> None:
+        docker(docker_env, "run", "-d", "--name", names[k], "busybox", "sh", "-c", plan(k)[0])
+
+    def run_once(k: int) -> None:
+        """Make sure container k runs once: a kill may have cut its `docker run` short."""
+        state = docker(docker_env, "inspect", "-f", "{{.State.Status}}", names[k])
+        if state.returncode != 0:        # never created: run it
+            r = docker(docker_env, "run", "-d", "--name", names[k], "busybox", "sh", "-c",
+                       plan(k)[0])
+        elif state.stdout.strip() == "created":   # created, never started: start it
+            r = docker(docker_env, "start", names[k])
+        else:
+            return
+        assert r.returncode == 0, (names[k], r.stderr)
+
+    starter: threading.Thread | None = None
     try:
         for round in range(ROUNDS):
-            for k in range(round * PER_ROUND, (round + 1) * PER_ROUND):
-                r = docker(docker_env, "run", "-d", "--name", names[k], "busybox", "sh", "-c",
-                           plan(k)[0])
-                assert r.returncode == 0, r.stderr
-                ids.append(r.stdout.strip())
-            time.sleep(rng.uniform(0.05, 0.6))   # the kill lands at some moment of their lives
+            batch = range(round * PER_ROUND, (round + 1) * PER_ROUND)
+            # The kill lands while the containers are being started, or at some moment of
+            # their lives after that.
+            starter = threading.Thread(target=lambda ks: [run(k) for k in ks], args=(batch,))
+            starter.start()
+            time.sleep(rng.uniform(0.1, 2.0))
             stack.crash_and_restart(first="dockerd" if round % 2 else "containerd")
+            starter.join(120)
+            for k in batch:
+                run_once(k)
+        ids = [docker(docker_env, "inspect", "-f", "{{.Id}}", name).stdout.strip()
+               for name in names]
 
         for k, name in enumerate(names):
             _, out, err, code = plan(k)
@@ -77,6 +101,8 @@ def test_output_and_exit_codes_survive_kill_9_of_both_daemons(stack, docker_env)
             assert state == ["exited", str(code)], name
         assert time.monotonic() - started < BUDGET
     finally:
+        if starter is not None:
+            starter.join(120)
         docker(docker_env, "rm", "-f", *names, timeout=120)
     # Every task was deleted: no shim of ours left, no rootfs still mounted.
     bundles = stack.tmp / "cstate" / "io.containerd.runtime.v2.task" / "moby"
