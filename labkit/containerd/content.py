@@ -26,6 +26,18 @@ Lifecycle of a blob, worked through:
 Leaving the `with` block without commit() (an exception, a dropped connection) removes the
 ingest, so a half-downloaded layer can never be mistaken for a whole one. Verification on the
 way *in* is what lets every other layer trust a blob by its name.
+
+Ingests left by a crash (kill -9 in the middle of a pull leaves <random>/data, as big as the
+download had got) are removed when labkit-containerd starts (`remove_ingests`, called by the
+daemon before it accepts any writer), and the next pull downloads the blob again. They are
+not resumed, and this is why: an ingest here belongs to the one writer that made it (an
+anonymous directory, hashed in memory as it is written), so nobody can ask for it again once
+its daemon is gone. containerd itself names an ingest after its writer's *ref*
+(ingest/<hash of the ref>/ with data, ref, startedat, updatedat) so that a Content.Write with
+the same ref resumes at the offset reached (`ctr content active` lists them), and it keeps
+them until they are aborted, or until its garbage collector finds them past the expiry a
+writer may give them. A store with resumable writes would keep the ingests that have a ref
+and remove, at start, only those past their expiry.
 """
 
 from __future__ import annotations
@@ -152,6 +164,18 @@ class LocalContentStore:
         self.ingest_dir = self.root / "ingest"
         self.blobs_dir.mkdir(parents=True, exist_ok=True)
         self.ingest_dir.mkdir(parents=True, exist_ok=True)
+
+    def remove_ingests(self) -> list[str]:
+        """Remove every ingest (for a daemon that starts: they are all left by a crash, see
+        the module docstring); the names of those removed. Never while writers are open."""
+        removed = []
+        for d in sorted(self.ingest_dir.iterdir()):
+            if d.is_dir() and not d.is_symlink():
+                shutil.rmtree(d, ignore_errors=True)
+            else:
+                d.unlink(missing_ok=True)
+            removed.append(d.name)
+        return removed
 
     def blob_path(self, digest: str) -> Path:
         return self.blobs_dir / check_digest(digest)

@@ -80,9 +80,13 @@ class Daemon:
     def cleanup(self) -> None:
         """Undo what a crash in the middle of a pull can leave behind (run at boot).
 
-        A layer is unpacked on a temporary mount (<state>/tmpmounts/x…) into an active
-        snapshot named "extract-…"; if the daemon died there, both are garbage now.
+        A blob is downloaded into an ingest (content/ingest/…/data), which nobody can
+        finish once its daemon is gone (content.py says why they are not resumed). A layer
+        is unpacked on a temporary mount (<state>/tmpmounts/x…) into an active snapshot
+        named "extract-…"; if the daemon died there, both are garbage now.
         """
+        for name in self.content.remove_ingests():
+            log.info("removed the ingest %s of an interrupted download", name)
         tmp = self.state / "tmpmounts"
         if tmp.is_dir():
             for d in tmp.iterdir():

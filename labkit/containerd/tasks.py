@@ -418,8 +418,17 @@ class TaskManager:
                         shim.connect()
                         st = shim.state(id)
                 except ShimError as e:
-                    log.info("task %s/%s: shim is gone (%s): cleaning up", ns, id, e.message)
-                    self._cleanup_dead(ns, id, bundle, shim_binary, publish_exit=True)
+                    deleted = e.code == Code.NOT_FOUND
+                    if deleted:
+                        # The shim lives but its task was deleted: we were killed between
+                        # the shim's Delete and its Shutdown. Finish the job.
+                        log.info("task %s/%s: deleted, its shim still up: shutting it down",
+                                 ns, id)
+                        self._shutdown_shim(address)
+                    else:
+                        log.info("task %s/%s: shim is gone (%s): cleaning up", ns, id,
+                                 e.message)
+                    self._cleanup_dead(ns, id, bundle, shim_binary, publish_exit=not deleted)
                     continue
                 task = Task(ns, id, bundle, address, shim_binary, init=Proc("", st.pid),
                             log=ShimLog(bundle, f"{ns}/{id}"))
@@ -446,6 +455,14 @@ class TaskManager:
         if publish_exit:
             self.exchange.publish(ns, "/tasks/exit", event)
         self.exchange.publish(ns, "/tasks/delete", event)
+
+    @staticmethod
+    def _shutdown_shim(address: str) -> None:
+        try:
+            with ShimClient(address, timeout=2) as shim:
+                shim.shutdown(now=True)
+        except ShimError as e:
+            log.warning("shutdown of the shim at %s: %s", address, e.message)
 
     def shim_for(self, runtime_name: str) -> str:
         """The shim binary for a container's runtime name.

@@ -63,6 +63,7 @@ class Live:
     broadcaster: Broadcaster = field(default_factory=Broadcaster)
     io: TaskIO | None = None
     starting: bool = False
+    settling: bool = False    # restore waits for containerd to say what became of its task
     exits: int = 0            # exits seen so far: a next-exit waiter waits for one more
     removed: bool = False
     stdin_pending: bytearray = field(default_factory=bytearray)

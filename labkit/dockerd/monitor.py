@@ -3,18 +3,25 @@
 One monitor thread per running task, started by `docker start` (start.py) or by a live
 restore (restore.py):
 
-    Tasks.Wait -> save ExitCode/FinishedAt -> Tasks.Delete (the shim drains the output
-    and closes the fifos) -> output EOF -> end the attach streams -> wake the waiters
-    -> AutoRemove removes it (remove.py)
+    Tasks.Wait -> output EOF (the shim closes the fifos once the container's streams ended
+    and we read everything) -> save ExitCode/FinishedAt -> Tasks.Delete -> end the attach
+    streams -> wake the waiters -> AutoRemove removes it (remove.py)
 
-The order matters: attached clients see the last output before the CLI's /wait returns,
-and the exit is on disk before the task is deleted.
+The order matters, and is what makes a kill -9 of dockerd (or containerd) harmless at any
+moment:
+- the output is in the log before the exit is saved: a container saved as exited has all of
+  its output in its log. Were dockerd killed before the save, its next start finds the task
+  still there, reopens the fifos (the shim kept what we had not read) and comes here again.
+- the exit is saved before the task is deleted: were dockerd killed in between, its next
+  start would otherwise find no task and could only guess the exit code.
+- containerd away (restarting) is waited for, by Wait and by Delete alike: a task left
+  undeleted would keep its shim, its mounts and its place in `docker ps`.
+Attached clients see the last output before the CLI's /wait returns.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 
 from labkit.wire.containerd import api_pb2 as pb
 from labkit.dockerd.container import Container, State
@@ -25,6 +32,16 @@ from labkit.dockerd.remote import RemoteError
 from labkit.dockerd.stdio import TaskIO
 
 log = logging.getLogger("labkit.dockerd")
+
+RETRY = 0.5          # seconds between calls while containerd is away
+OUTPUT_GRACE = 2.0   # seconds an exited task's output may take to reach its end
+
+
+def finished_at(exited_at) -> str | None:
+    """A task's time of exit (a protobuf Timestamp) as State.FinishedAt; None if unset."""
+    if not exited_at.seconds:
+        return None
+    return rfc3339nano(exited_at.seconds * 10**9 + exited_at.nanos)
 
 
 class Monitor(DaemonCore):
@@ -37,18 +54,21 @@ class Monitor(DaemonCore):
             try:
                 resp = self.ctr.call(self.ctr.tasks.Wait, pb.WaitRequest(container_id=c.ID),
                                      timeout=None)
-                exit_code = resp.exit_status
-                if resp.exited_at.seconds:
-                    finished = rfc3339nano(resp.exited_at.seconds * 10**9 + resp.exited_at.nanos)
+                exit_code, finished = resp.exit_status, finished_at(resp.exited_at)
                 break
             except RemoteError as e:
+                if e.code == "UNAVAILABLE" and not self._closing.wait(RETRY):
+                    continue   # containerd restarting: the task lives on in its shim; retry
                 if self._closing.is_set():
                     return  # dockerd is stopping, not the container: the next start takes over
-                if e.code == "UNAVAILABLE":  # containerd restarting: the task lives on; retry
-                    time.sleep(1)
-                    continue
                 log.warning("waiting for %s failed: %s", c.ID[:12], e)
                 break
+        # All of the output into the log before the exit is saved (see the module docstring).
+        # The shim closes the fifos once the container's streams ended and we read what they
+        # held; a process that keeps a stream open after the init exited (only possible
+        # without a pid namespace of its own) is ended by the Delete below.
+        if io is not None:
+            io.done.wait(OUTPUT_GRACE)
         with self._lock:
             if self._closing.is_set():
                 return  # the next start finds the stopped task and finishes the job
@@ -67,21 +87,14 @@ class Monitor(DaemonCore):
 
     def _record_exit(self, c: Container, live: Live, io: TaskIO | None, exit_code: int,
                      finished: str | None) -> None:
-        # Save the exit BEFORE deleting the task: were dockerd killed in between, its next
-        # start would find no task and could only guess the exit code.
         with self._lock:
             if c.State.Status == "running":
                 c.State = State(Status="exited", ExitCode=exit_code, StartedAt=c.State.StartedAt,
                                 FinishedAt=finished or rfc3339nano())
             if not live.removed:
                 c.save(self.config.root)
-        # Deleting the task makes the shim drain the output and close the fifos: that EOF
-        # is what ends the attach streams (before the exit is announced, as Docker does).
-        try:
-            self.ctr.call(self.ctr.tasks.Delete, pb.DeleteTaskRequest(container_id=c.ID))
-        except RemoteError as e:
-            if e.code != "NOT_FOUND":
-                log.warning("deleting task %s: %s", c.ID[:12], e)
+        # Deleting the task makes the shim let go of the fifos, should it still hold them.
+        self._delete_task(c)
         if io is not None:
             if not io.done.wait(5):
                 io.abort()
@@ -94,3 +107,20 @@ class Monitor(DaemonCore):
             live.exits += 1
             self._changed.notify_all()
         log.info("container %s exited with %d", c.ID[:12], exit_code)
+
+    def _delete_task(self, c: Container, retry: bool = True) -> bool:
+        """Tasks.Delete of a stopped task, retried while containerd is away (not once dockerd
+        is stopping: its next start deletes the tasks of the containers saved as exited).
+        False if containerd was away and `retry` is False."""
+        while True:
+            try:
+                self.ctr.call(self.ctr.tasks.Delete, pb.DeleteTaskRequest(container_id=c.ID))
+                return True
+            except RemoteError as e:
+                if e.code == "UNAVAILABLE":
+                    if retry and not self._closing.wait(RETRY):
+                        continue
+                    return False
+                if e.code != "NOT_FOUND":
+                    log.warning("deleting task %s: %s", c.ID[:12], e)
+                return True

@@ -10,6 +10,7 @@ become 409, INVALID_ARGUMENT 400, and an unreachable containerd a 500 that names
 
 from __future__ import annotations
 
+import socket
 from typing import Any, Iterator
 
 import grpc
@@ -21,6 +22,7 @@ from labkit.dockerd.errors import (Conflict, DaemonError, InvalidParameter, NotF
                                    SystemError_)
 
 SNAPSHOTTER = "overlayfs"
+RECONNECT_WAIT = 2.0   # seconds a call waits for the channel once containerd is back
 
 
 class RemoteError(Exception):
@@ -50,7 +52,22 @@ class Containerd:
         self.client.close()
 
     def call(self, method: Any, request: Any, timeout: float | None = 60) -> Any:
-        """One unary call, e.g. call(self.images.Get, pb.GetImageRequest(name=...))."""
+        """One unary call, e.g. call(self.images.Get, pb.GetImageRequest(name=...)).
+
+        A call fails at once while containerd is away (UNAVAILABLE). When containerd has just
+        come back, the channel may not have noticed yet (it reconnects on a timer): if the
+        socket accepts connections again, the call waits for the channel (2 s at most) and is
+        made once more.
+        """
+        try:
+            return method(request, timeout=timeout)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.UNAVAILABLE or not _accepts(self.address):
+                raise self._error(e) from None
+            try:
+                self.client.wait_ready(RECONNECT_WAIT)
+            except grpc.FutureTimeoutError:
+                raise self._error(e) from None
         try:
             return method(request, timeout=timeout)
         except grpc.RpcError as e:
@@ -78,6 +95,18 @@ class Containerd:
     def read_blob(self, digest: str) -> bytes:
         return b"".join(chunk.data for chunk in
                         self.stream(self.content.Read, pb.ReadContentRequest(digest=digest)))
+
+
+def _accepts(address: str) -> bool:
+    """Whether something listens on the unix socket `address` (unix:// or a path)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(address.removeprefix("unix://"))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
 
 
 def to_daemon_error(e: RemoteError, not_found: str | None = None) -> DaemonError:

@@ -5,8 +5,10 @@ Containers outlive their dockerd: the shim holds each one, its stdio fifos and i
 status. When labkit-dockerd starts it reloads every config.v2.json it saved and asks
 containerd about each container that was running: a task that still runs gets its fifos
 reopened and a new monitor (monitor.py); one that exited meanwhile is found by that
-monitor at once (Tasks.Wait answers for an exited task); one that is gone is marked
-exited with code 255.
+monitor at once (Tasks.Wait answers for an exited task), and the fifos give it the output
+the shim kept for us (it closes them only once we have read them: labkit.shim.stdio); one
+that is gone is marked exited with code 255. A container saved as exited may still have its
+task (dockerd was killed before deleting it): that task is deleted, once containerd answers.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from labkit.wire.containerd import api_pb2 as pb
 from labkit.dockerd.container import Container, State
 from labkit.dockerd.core import DaemonCore, Live
 from labkit.dockerd.jsonlog import rfc3339nano
+from labkit.dockerd.monitor import RETRY, finished_at
 from labkit.dockerd.remote import RemoteError
 from labkit.dockerd.stdio import TaskIO
 
@@ -33,6 +36,8 @@ class Restore(DaemonCore):
 
         Containers that were running are checked against containerd: a task that still
         runs gets a new monitor (and its fifos reopened), one that is gone is marked exited.
+        The task of a container saved as not running is deleted, or taken over if dockerd
+        was killed in the middle of its start (`_settle`).
         """
         for cfg in sorted((self.config.root / "containers").glob("*/config.v2.json")):
             try:
@@ -45,12 +50,10 @@ class Restore(DaemonCore):
                 self._containers[c.ID] = c
                 self._live[c.ID] = live
             if not c.State.Running:
-                # dockerd may have stopped between saving an exit and deleting the task
-                try:
-                    self._ignore_missing(self.ctr.tasks.Delete,
-                                         pb.DeleteTaskRequest(container_id=c.ID))
-                except RemoteError as e:
-                    log.debug("container %s: deleting a stale task: %s", c.ID[:12], e)
+                if not self._settle(c, live, retry=False):   # containerd is away: keep trying
+                    live.settling = True   # `docker start` waits for this (start.py)
+                    threading.Thread(target=self._settle_later, args=(c, live), daemon=True,
+                                     name=f"settle-{c.ID[:12]}").start()
                 continue
             try:
                 self.ctr.call(self.ctr.tasks.Get, pb.GetRequest(container_id=c.ID))
@@ -66,18 +69,67 @@ class Restore(DaemonCore):
                                     Error="the task was gone when labkit-dockerd restarted")
                     c.save(self.config.root)
                     continue
-            # Running, or exited while we were away: either way the monitor takes over (Wait
-            # answers at once for an exited task), after the fifos are reopened — the shim
-            # kept the output that came meanwhile in them.
-            io: TaskIO | None = TaskIO(self.config.exec_root / "containerd" / c.ID,
-                                       Path(c.LogPath), c.tty, False, live.broadcaster,
-                                       end_clients_at_eof=False)
+            self._take_over(c, live)
+
+    def _take_over(self, c: Container, live: Live) -> None:
+        """Running, or exited while we were away: either way a monitor takes over (Wait
+        answers at once for an exited task), after the fifos are reopened — the shim kept
+        the output that came meanwhile in them."""
+        io: TaskIO | None = TaskIO(self.config.exec_root / "containerd" / c.ID,
+                                   Path(c.LogPath), c.tty, False, live.broadcaster,
+                                   end_clients_at_eof=False)
+        try:
+            io.reopen()
+            io.start()
+        except OSError as e:
+            log.warning("container %s: cannot reopen its output: %s", c.ID[:12], e)
+            io = None
+        live.io = io
+        threading.Thread(target=self._monitor, args=(c, live, io), daemon=True,
+                         name=f"monitor-{c.ID[:12]}").start()
+
+    def _settle_later(self, c: Container, live: Live) -> None:
+        try:
+            self._settle(c, live)
+        finally:
+            with self._lock:
+                live.settling = False
+                self._changed.notify_all()
+
+    def _settle(self, c: Container, live: Live, retry: bool = True) -> bool:
+        """The task of a container saved as not running, if it has one. False if containerd
+        was away and `retry` is False.
+
+        - its exit is the one saved (dockerd was killed between saving an exit and deleting
+          the task; the output is in the log already, monitor.py): delete it;
+        - only created (killed between Tasks.Create and Tasks.Start): delete it;
+        - running, or stopped with an exit nobody recorded (killed after Tasks.Start, before
+          saving "running"): it is this container's run, so take it over like any other.
+        """
+        while True:
             try:
-                io.reopen()
-                io.start()
-            except OSError as e:
-                log.warning("container %s: cannot reopen its output: %s", c.ID[:12], e)
-                io = None
-            live.io = io
-            threading.Thread(target=self._monitor, args=(c, live, io), daemon=True,
-                             name=f"monitor-{c.ID[:12]}").start()
+                p = self.ctr.call(self.ctr.tasks.Get, pb.GetRequest(container_id=c.ID)).process
+                break
+            except RemoteError as e:
+                if e.code == "UNAVAILABLE":
+                    if not retry:
+                        return False
+                    if not self._closing.wait(RETRY):
+                        continue
+                elif e.code != "NOT_FOUND":
+                    log.warning("container %s: its task: %s", c.ID[:12], e)
+                return True
+        recorded = (c.State.Status == "exited" and p.status == pb.STOPPED
+                    and c.State.FinishedAt == finished_at(p.exited_at))
+        if recorded or p.status not in (pb.RUNNING, pb.PAUSED, pb.STOPPED):
+            self._delete_task(c)
+            return True
+        log.info("container %s: its start was interrupted after the task started; taking "
+                 "it over", c.ID[:12])
+        with self._lock:
+            c.State = State(Status="running", Running=True, Pid=p.pid, StartedAt=rfc3339nano(),
+                            FinishedAt=c.State.FinishedAt)
+            c.save(self.config.root)
+            self._changed.notify_all()
+        self._take_over(c, live)
+        return True

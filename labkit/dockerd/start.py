@@ -31,6 +31,8 @@ from labkit.dockerd.validate import parse_signal
 
 log = logging.getLogger("labkit.dockerd")
 
+SETTLE_WAIT = 10.0   # seconds `docker start` waits for a restore to learn about the task
+
 
 class StartStop(DaemonCore):
     """The Daemon's start, stop, kill and restart (mixed into labkit.dockerd.daemon.Daemon)."""
@@ -39,6 +41,11 @@ class StartStop(DaemonCore):
         with self._lock:
             c = self._get(ref)
             live = self._live[c.ID]
+            # Restarted while containerd was away, dockerd does not know yet whether the
+            # container's last start went through (restore.py): wait until it does.
+            if not self._changed.wait_for(lambda: not live.settling, timeout=SETTLE_WAIT):
+                raise SystemError_(f"container {c.ID[:12]}: labkit-containerd has not said yet "
+                                   "what became of its task; try again")
             if c.State.Running or live.starting:
                 raise NotModified("container already started")
             if c.State.Status == "removing":

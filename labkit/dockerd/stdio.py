@@ -13,8 +13,15 @@ though no writer exists yet (a blocking open would wait for the shim, which is s
 only after we named the fifos). We then poll(2) instead of read(2)-ing: on a fifo that
 never had a writer, read returns 0 at once, but poll waits for the first writer — and
 reports POLLHUP only after a writer came and went. So EOF means what it should: the
-shim closed its end (it does so when the task is deleted, after the output drained).
+shim closed its end, which it does once the container's stream ended and we have read
+everything the fifo held (or when the task is deleted). Until then the shim's open end keeps
+the fifo's contents alive, also while no dockerd runs: a restarted dockerd `reopen()`s the
+fifos and reads what came meanwhile (labkit.shim.stdio explains why that needs care).
 If the task never starts, `abort()` opens and closes a write end to produce that EOF.
+
+What is not kept: a chunk read but not yet written to the log, and a line not yet ended
+(`pending`, written when its newline comes), are lost if dockerd is killed at that moment —
+a window of microseconds for the first; the second holds only output without a newline.
 
 The `Broadcaster` is the list of attached clients of a container; it outlives a single
 start, because `docker run` attaches BEFORE it starts the container.

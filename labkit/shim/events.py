@@ -10,10 +10,14 @@ the TTRPC_ADDRESS environment variable::
                                                 event: Any("containerd.events.TaskExit", …)}}
 
 Sending happens in a background thread, in order, so that a slow or absent containerd never
-delays an RPC answer or the reaper. An event that cannot be delivered is retried a few times
-and then dropped: a containerd that comes back re-synchronizes with State and Wait instead
-(INTERFACES.md §4.3). Without TTRPC_ADDRESS (a shim started by hand, or by a containerd that
-does not listen for events) nothing is sent at all.
+delays an RPC answer or the reaper. An event that cannot be delivered waits at the head of the
+queue and is sent again, every second at most, for as long as the shim lives: a containerd that
+was killed and restarts at the same address gets the /tasks/exit it missed (and everything
+after it, still in order). containerd also re-synchronizes with State and Wait when it comes
+back (INTERFACES.md §4.3), but a subscriber that only listens to events — moby's dockerd on a
+real containerd — learns of an exit in no other way. When the shim exits (Shutdown) it gives
+the queue a moment to empty (`flush`). Without TTRPC_ADDRESS (a shim started by hand, or by a
+containerd that does not listen for events) nothing is sent at all.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ def envelope(event: Message, namespace: str, when: datetime | None = None) -> ev
 
 
 class Publisher:
-    RETRIES = 5
+    MAX_BACKOFF = 1.0   # seconds between attempts while containerd is away
 
     def __init__(self, ttrpc_address: str, namespace: str):
         self.address = ttrpc_address.removeprefix("unix://")
@@ -60,21 +64,36 @@ class Publisher:
         if self.address:
             self._queue.put(envelope(event, self.namespace))
 
+    def flush(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for every published event to be delivered."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
     def _run(self) -> None:
         while True:
             request = self._queue.get()
-            for attempt in range(self.RETRIES):
-                try:
-                    if self._client is None:
-                        self._client = Client(self.address, connect_timeout=2)
-                    self._client.call(EVENTS_SERVICE, "Forward", request.SerializeToString(), timeout=5,
-                                      metadata=[(TTRPC_NAMESPACE_KEY, self.namespace)])
-                    break
-                except Exception as e:   # OSError, ConnectionError, RPCError: all mean "not now"
-                    if self._client is not None:
-                        self._client.close()
-                        self._client = None
-                    if attempt == self.RETRIES - 1:
-                        log.info("dropping event %s: %s", request.envelope.topic, e)
-                    else:
-                        time.sleep(0.2 * 2 ** attempt)
+            attempt = 0
+            while not self._send(request, log_failure=attempt == 0):
+                attempt += 1
+                time.sleep(min(0.05 * 2 ** attempt, self.MAX_BACKOFF))
+            self._queue.task_done()
+
+    def _send(self, request: events_pb2.ForwardRequest, log_failure: bool) -> bool:
+        try:
+            if self._client is None:
+                self._client = Client(self.address, connect_timeout=2)
+            self._client.call(EVENTS_SERVICE, "Forward", request.SerializeToString(), timeout=5,
+                              metadata=[(TTRPC_NAMESPACE_KEY, self.namespace)])
+            return True
+        except Exception as e:   # OSError, ConnectionError, RPCError: all mean "not now"
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+            if log_failure:
+                log.info("event %s not delivered (%s): retrying until containerd is back",
+                         request.envelope.topic, e)
+            return False

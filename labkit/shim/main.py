@@ -235,6 +235,7 @@ def run_daemon(args: argparse.Namespace) -> int:
 
     path = listener.getsockname()
     server.close()
+    service.events.flush(2.0)   # the last events (/tasks/delete) on their way to containerd
     try:
         os.unlink(path)
     except OSError:

@@ -21,6 +21,14 @@ gets the same effect by keeping an extra read-only fd). While nobody reads, the 
 container blocks on its next write — paused, not killed, and nothing lost. When a reader opens
 the fifo again, it drains the buffer and everything flows again.
 
+When the container's stream ends, the shim closes its end of the fifo — that EOF is how the
+reader learns the output is complete — but only once the reader has taken everything the fifo
+holds (FIONREAD, the number of unread bytes, is 0). Closing the last open end of a fifo throws
+away what is still in it (the kernel frees the buffer with the last file), so a container that
+printed and exited while dockerd was away would otherwise lose its last 64 KiB: "bye" printed
+into the fifo, the shim closes, and the dockerd that comes back finds an empty fifo. Until the
+reader comes back, the shim's open end keeps the output; Task.Delete (or close()) ends the wait.
+
 The stdin fifo is opened read-only and non-blocking (the open returns at once), and read when
 select() says so. Linux reports end-of-file on a fifo only after a writer has come *and gone*
 (a reader that opened before any writer just waits), so the container's stdin is closed when
@@ -136,6 +144,7 @@ class ContainerIO:
         self._stdin_closed = threading.Event()
         self._stdin_w: int | None = None
         self._fd_lock = threading.Lock()     # copy threads and close() both close fds
+        self._closing = threading.Event()    # close() was called: stop waiting for readers
         try:
             if terminal:
                 # The runtime's own stdio goes nowhere; the container's is the pty.
@@ -241,9 +250,29 @@ class ContainerIO:
         except OSError as e:
             log.warning("copying %s stopped: %s", name, e)
         finally:
-            # Closing our end of the fifo is what gives its reader EOF (dockerd's attach ends).
+            # Closing our end of the fifo is what gives its reader EOF (dockerd's attach ends),
+            # once the reader has everything (see the module docstring).
             self._release(src)
+            self._wait_until_read(dest)
             self._release(dest)
+
+    def _wait_until_read(self, dest: int) -> None:
+        """Wait until nothing is left unread in the fifo `dest` (returns at once for a file,
+        or when close() takes the fd: the task is being deleted)."""
+        delay = 0.005
+        while True:
+            with self._fd_lock:   # the fd is ours while it is in _shim (never a reused number)
+                if dest not in self._shim:
+                    return
+                try:
+                    if not stat.S_ISFIFO(os.fstat(dest).st_mode):
+                        return
+                    unread = struct.unpack("i", fcntl.ioctl(dest, termios.FIONREAD, b"\0" * 4))[0]
+                except OSError:
+                    return
+            if unread == 0 or self._closing.wait(delay):
+                return
+            delay = min(delay * 2, 0.1)   # nobody reading (dockerd restarting): check less often
 
     def _copy_in(self, src: int, dest: int) -> None:
         try:
@@ -287,13 +316,15 @@ class ContainerIO:
             self._close_stdin_pipe()
 
     def wait(self, timeout: float) -> bool:
-        """Wait until stdout and stderr have been copied to the end; False on timeout."""
+        """Wait until stdout and stderr have been copied to the end and read from the fifos;
+        False on timeout."""
         outputs = [t for t in self._threads if t.name != "io-stdin" and t.ident is not None]
         for t in outputs:
             t.join(timeout)
         return not any(t.is_alive() for t in outputs)
 
     def close(self) -> None:
+        self._closing.set()
         if self.console is not None:
             self.console.close()
         self._stdin_closed.set()

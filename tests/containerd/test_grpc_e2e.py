@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -405,6 +406,33 @@ def test_restart_reconnects_to_running_shim(daemon, image):
             remove_container(c, "keep1")
 
 
+def test_an_exit_while_containerd_is_away_is_reported_after_its_restart(daemon, image):
+    """kill -9 of containerd, the task exits meanwhile: the restarted containerd answers Wait
+    and Get with the exit status the shim kept (as containerd's Wait on a stopped task does)."""
+    with Client(daemon.sock, NS) as c:
+        c.wait_ready(10)
+        create_container(c, image, "away1", ["sleep", "60"])
+        c.tasks.Create(pb.CreateTaskRequest(container_id="away1"))
+        pid = c.tasks.Start(pb.StartRequest(container_id="away1")).pid
+    daemon.proc.kill()   # kill -9, by PID
+    daemon.proc.wait()
+    os.kill(pid, signal.SIGKILL)   # the container dies while nobody is watching but its shim
+    deadline = time.time() + 10
+    while os.path.exists(f"/proc/{pid}") and time.time() < deadline:
+        time.sleep(0.05)
+    daemon.start()
+    with Client(daemon.sock, NS) as c:
+        c.wait_ready(10)
+        try:
+            resp = c.tasks.Wait(pb.WaitRequest(container_id="away1"), timeout=20)
+            assert resp.exit_status == 137 and resp.exited_at.seconds > 0
+            p = c.tasks.Get(pb.GetRequest(container_id="away1")).process
+            assert (p.status, p.exit_status) == (pb.STOPPED, 137)
+            assert c.tasks.Delete(pb.DeleteTaskRequest(container_id="away1")).exit_status == 137
+        finally:
+            remove_container(c, "away1")
+
+
 def test_restart_cleans_up_after_a_dead_shim(daemon, image, base):
     from labkit.wire.shim.client import ShimClient
 
@@ -467,13 +495,111 @@ def test_concurrent_pulls_of_one_image(client, registry, image):
     assert not [s.name for s in snaps if s.name.startswith("extract-")]
 
 
+class StallingProxy:
+    """A TCP proxy in front of the registry that stops passing a response once it has passed
+    `after` bytes — one connection only, the first to get that far: a download that hangs
+    half-way, at a moment the test knows. Later connections pass everything."""
+
+    def __init__(self, upstream: tuple[str, int], after: int) -> None:
+        self.upstream, self.after = upstream, after
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = "127.0.0.1:%d" % self.listener.getsockname()[1]
+        self.stalled = threading.Event()    # a download hangs now
+        self._release = threading.Event()   # end the stalled connection
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return   # closed
+            up = socket.create_connection(self.upstream)
+            self._sockets += [conn, up]
+            threading.Thread(target=self._pipe, args=(conn, up, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(up, conn, True), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, response: bool) -> None:
+        passed = 0
+        try:
+            while data := src.recv(65536):
+                if response and passed + len(data) > self.after:
+                    with self._lock:
+                        stall = not self.stalled.is_set()
+                        self.stalled.set()
+                    if stall:
+                        dst.sendall(data[:self.after - passed])
+                        self._release.wait()
+                        return
+                dst.sendall(data)
+                passed += len(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._release.set()
+        self.listener.close()
+        for s in self._sockets:
+            s.close()
+
+
+def test_an_interrupted_download_is_cleaned_up_at_restart(daemon, registry, base):
+    """kill -9 of containerd in the middle of a layer's download leaves a partial ingest;
+    the next start removes it, and the next pull downloads the layer again and succeeds."""
+    layer = make_tar(entry("big/", "dir"), entry("big/blob", "file", os.urandom(4 << 20)))
+    info = push_image(RegistryClient(registry.url), "lab/big", "v1", [layer])
+    host, port = registry.address.rsplit(":", 1)
+    proxy = StallingProxy((host, int(port)), after=3 << 20)
+    ref = f"{proxy.address}/lab/big:v1"
+    ingest = base / "root" / "content" / "ingest"
+    errors: list[str] = []
+
+    def pull_until_killed() -> None:
+        with Client(daemon.sock, NS) as c:
+            try:
+                pull(c, ref)
+            except grpc.RpcError as e:
+                errors.append(e.code().name)
+
+    try:
+        puller = threading.Thread(target=pull_until_killed)
+        puller.start()
+        assert proxy.stalled.wait(30), "the download never got half-way"
+        deadline = time.monotonic() + 10   # the bytes that came are being written
+        while not any(f.stat().st_size for f in ingest.glob("*/data")):
+            assert time.monotonic() < deadline, "no partial download in the ingest"
+            time.sleep(0.05)
+        daemon.proc.kill()   # kill -9, by PID
+        daemon.proc.wait()
+        puller.join(30)
+        assert len(errors) == 1, "the pull did not fail with its daemon"
+        assert list(ingest.iterdir()), "the crash left no partial download (nothing to test)"
+        daemon.start()
+        with Client(daemon.sock, NS) as c:
+            c.wait_ready(10)
+            assert list(ingest.iterdir()) == []
+            assert pull(c, ref)[-1].event == "done"   # the proxy passes it all now
+            assert c.content.Info(pb.InfoRequest(digest=info["manifest"])).info.size > 0
+            assert list(ingest.iterdir()) == []
+            c.images.Delete(pb.DeleteImageRequest(name=ref))
+    finally:
+        proxy.close()
+
+
 @pytest.fixture
 def docker_registry(base):
     """Debian's docker-registry 2.8 on a free 127.0.0.1 port, stopped by PID afterwards."""
     binary = shutil.which("docker-registry")
     if binary is None:
         pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
-    import socket
     import urllib.request
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

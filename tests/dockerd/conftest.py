@@ -19,11 +19,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -57,6 +59,18 @@ def processes_mentioning(text: str, exclude: set[int]) -> list[int]:
     return pids
 
 
+def accepts(path: Path) -> bool:
+    """Whether a daemon listens on the unix socket `path`."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
 class Stack:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
@@ -64,6 +78,7 @@ class Stack:
         self.env = dict(os.environ, LABKIT_RUN_DIR=str(tmp / "run"), LABKIT_LIB_DIR=str(tmp / "lib"),
                         PATH=f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
         self.procs: list[subprocess.Popen] = []
+        self.daemons: dict[str, subprocess.Popen] = {}   # "containerd", "dockerd"
         self.registry = None
         self.cgroup_parent = f"/labkit-test-{tmp.name[-8:]}"
         self.tcp_port = free_port()
@@ -87,11 +102,28 @@ class Stack:
                                 "--registry-mirror", self.registry.url,
                                 "--cgroup-parent", self.cgroup_parent, "--debug"], self.socket)
 
-    def restart_dockerd(self) -> None:
-        """Stop labkit-dockerd (SIGTERM) and start it again on the same root and socket."""
-        old = self.procs.pop()
+    def restart_dockerd(self, while_away: Callable[[], None] = lambda: None) -> None:
+        """Stop labkit-dockerd (SIGTERM), call `while_away`, and start dockerd again on the
+        same root and socket."""
+        old = self.daemons["dockerd"]
         stop_process(old, timeout=10)
+        self.procs.remove(old)
+        while_away()
         self._spawn("dockerd", list(old.args), self.socket)
+
+    def crash_and_restart(self, first: str = "containerd") -> None:
+        """kill -9 labkit-containerd and labkit-dockerd (by PID), as a crash or the OOM killer
+        would, then start both again on the same roots and sockets, `first` first ("dockerd"
+        first: its live restore runs while containerd is still away)."""
+        old = dict(self.daemons)
+        for proc in old.values():
+            proc.kill()
+        for proc in old.values():
+            proc.wait()
+            self.procs.remove(proc)
+        sockets = {"containerd": self.tmp / "c.sock", "dockerd": self.socket}
+        for name in sorted(old, key=lambda n: n != first):
+            self._spawn(name, list(old[name].args), sockets[name])
 
     def _spawn(self, name: str, argv: list[str], sock: Path) -> None:
         log = self.tmp / f"{name}.log"
@@ -99,7 +131,9 @@ class Stack:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=self.env,
                                     start_new_session=True)
         self.procs.append(proc)
-        wait_for_daemon(sock.exists, proc.args[0], proc, log, timeout=20)
+        self.daemons[name] = proc
+        # Accepting, not just there: a killed daemon leaves its socket file behind.
+        wait_for_daemon(lambda: accepts(sock), proc.args[0], proc, log, timeout=20)
 
     def stop(self) -> None:
         if self.socket.exists() and os.path.exists(DOCKER):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 
@@ -369,23 +370,63 @@ def test_bad_create_requests_are_400(labkit_stack, body):
 def test_container_survives_a_dockerd_restart(stack, docker_env):
     """Live restore: the shim keeps the container and its output while dockerd is away."""
     script = "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done"
-    r = docker(docker_env, "run", "-d", "--name", "e2e-live", "busybox", "sh", "-c", script)
-    assert r.returncode == 0, r.stderr
-    r = docker(docker_env, "run", "-d", "--name", "e2e-gone", "busybox", "sh", "-c",
-               "sleep 0.5; echo bye; exit 4")
-    assert r.returncode == 0, r.stderr
-    time.sleep(0.3)
-    stack.restart_dockerd()  # e2e-gone exits while dockerd is away
-    time.sleep(0.5)
-    ps = docker(docker_env, "ps", "--filter", "name=e2e-live", "--format", "{{.Status}}")
-    assert ps.stdout.startswith("Up"), ps.stdout + ps.stderr
-    ticks = docker(docker_env, "logs", "e2e-live").stdout.split("\n")
-    assert ticks[:3] == ["tick 1", "tick 2", "tick 3"] and len(ticks) > 6  # nothing lost
-    assert docker(docker_env, "wait", "e2e-gone").stdout.strip() == "4"
-    assert docker(docker_env, "logs", "e2e-gone").stdout == "bye\n"
-    assert docker(docker_env, "rm", "e2e-gone").returncode == 0
-    assert docker(docker_env, "stop", "-t", "1", "e2e-live").returncode == 0
-    assert docker(docker_env, "rm", "e2e-live").returncode == 0
+    try:
+        r = docker(docker_env, "run", "-d", "--name", "e2e-live", "busybox", "sh", "-c", script)
+        assert r.returncode == 0, r.stderr
+        r = docker(docker_env, "run", "-d", "--name", "e2e-gone", "busybox", "sh", "-c",
+                   "trap 'echo bye; exit 4' USR1; while true; do sleep 0.05; done")
+        assert r.returncode == 0, r.stderr
+        pid = int(docker(docker_env, "inspect", "-f", "{{.State.Pid}}", "e2e-gone").stdout)
+
+        def exit_while_away() -> None:
+            # the container prints and exits now, while no dockerd reads its output
+            os.kill(pid, signal.SIGUSR1)
+            deadline = time.monotonic() + 10
+            while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not os.path.exists(f"/proc/{pid}"), "e2e-gone did not exit"
+
+        stack.restart_dockerd(while_away=exit_while_away)
+        time.sleep(0.5)
+        ps = docker(docker_env, "ps", "--filter", "name=e2e-live", "--format", "{{.Status}}")
+        assert ps.stdout.startswith("Up"), ps.stdout + ps.stderr
+        ticks = docker(docker_env, "logs", "e2e-live").stdout.split("\n")
+        assert ticks[:3] == ["tick 1", "tick 2", "tick 3"] and len(ticks) > 6  # nothing lost
+        assert docker(docker_env, "wait", "e2e-gone").stdout.strip() == "4"
+        assert docker(docker_env, "logs", "e2e-gone").stdout == "bye\n"
+        assert docker(docker_env, "rm", "e2e-gone").returncode == 0
+        assert docker(docker_env, "stop", "-t", "1", "e2e-live").returncode == 0
+        assert docker(docker_env, "rm", "e2e-live").returncode == 0
+    finally:   # a failure here must not leave them to the next tests
+        docker(docker_env, "rm", "-f", "e2e-live", "e2e-gone")
+
+
+def test_a_start_cut_short_by_a_crash_is_taken_over(stack, docker_env):
+    """dockerd killed in the middle of `docker start`, after the task started but before it
+    saved "running": the next dockerd finds the task of a container saved as created, and
+    takes it over (its output and exit are recorded) instead of leaving it unaccounted for."""
+    script = "trap 'echo bye; exit 5' USR1; echo hello; while true; do sleep 0.05; done"
+    try:
+        r = docker(docker_env, "run", "-d", "--name", "e2e-cut", "busybox", "sh", "-c", script)
+        assert r.returncode == 0, r.stderr
+        cid = r.stdout.strip()
+        pid = int(docker(docker_env, "inspect", "-f", "{{.State.Pid}}", cid).stdout)
+        config = stack.tmp / "droot" / "containers" / cid / "config.v2.json"
+
+        def as_if_killed_during_start() -> None:
+            # what was on disk in that moment: the container as created, never started
+            record = json.loads(config.read_text())
+            record["State"] = {"Status": "created"}
+            config.write_text(json.dumps(record))
+
+        stack.restart_dockerd(while_away=as_if_killed_during_start)
+        ps = docker(docker_env, "ps", "--filter", "name=e2e-cut", "--format", "{{.Status}}")
+        assert ps.stdout.startswith("Up"), ps.stdout + ps.stderr
+        os.kill(pid, signal.SIGUSR1)
+        assert docker(docker_env, "wait", "e2e-cut").stdout.strip() == "5"
+        assert docker(docker_env, "logs", "e2e-cut").stdout == "hello\nbye\n"
+    finally:
+        docker(docker_env, "rm", "-f", "e2e-cut")
 
 
 def test_limits_reach_the_cgroup(docker_env):

@@ -218,6 +218,48 @@ def test_stdout_keeps_flowing_after_the_reader_goes_away_and_returns(shim):
         assert client.wait("ticker", timeout=10)[0] == 137
 
 
+def _fds(pid: int) -> set[str]:
+    """What the process's open fds point at ("pipe:[123]", a path …)."""
+    links = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            links.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except FileNotFoundError:
+            pass
+    return links
+
+
+def test_output_written_while_nobody_reads_waits_for_the_next_reader(shim):
+    """A container that prints and exits while its reader is away (dockerd restarting) keeps
+    its output: the shim closes its end of a fifo only once a reader has taken what is in it.
+    Closing the fifo's last open end would throw the output away."""
+    labkit_only(shim, "it holds the container's pipes until Delete, so this test cannot tell "
+                "when its copy ended (not checked there)")
+    client, bundle = shim.launch("unread", ["sh", "-c", "read x; echo bye; echo oops >&2; exit 4"])
+    out, err, stdin = shim.fifo("out"), shim.fifo("err"), shim.fifo("in")
+    # The readers are there at Create, as dockerd is, and go away, as a killed dockerd does.
+    readers = [os.open(path, os.O_RDONLY | os.O_NONBLOCK) for path in (out, err)]
+    writer = os.open(stdin, os.O_RDWR)
+    with client:
+        pid = client.create("unread", bundle, stdin=str(stdin), stdout=str(out), stderr=str(err))
+        container_pipes = {os.readlink(f"/proc/{pid}/fd/{n}") for n in (1, 2)}
+        assert all(p.startswith("pipe:") for p in container_pipes)
+        client.start("unread")
+        for fd in readers:
+            os.close(fd)
+        os.write(writer, b"go\n")
+        assert client.wait("unread", timeout=10)[0] == 4
+        # The shim has read the container's pipes to their end (it closed its ends of them):
+        # the output is in the fifos, and nobody reads them.
+        shim_pid = shim.shims["unread"][1]
+        assert wait_until(lambda: not container_pipes & _fds(shim_pid), timeout=10)
+        out_reader, err_reader = shim.reader(out), shim.reader(err)
+        assert out_reader.result() == b"bye\n"   # and then EOF: the shim let go once read
+        assert err_reader.result() == b"oops\n"
+        client.delete("unread")
+    os.close(writer)
+
+
 def test_shim_and_container_survive_the_launcher(shim):
     bundle = shim.bundle("orphan", ["sleep", "60"])
     # A throwaway process plays containerd: it launches the shim, starts the task, and dies.
