@@ -25,7 +25,7 @@ Modules, from the command line down to the kernel:
     v1only      run crun on a cgroup-v1 hybrid host (a private mount namespace); a program,
                 started by its command line (`python -m labkit.runc.v1only crun …`)
 
-    network     `lo` up in a new network namespace (pyroute2), as runc does
+    network     `lo` up in a new network namespace (one ioctl), as runc does
 
 The kernel calls Python lacks come from labkit.syscalls.
 

@@ -163,7 +163,7 @@ def _spawn(c: Container, spec: dict, bundle: str, rootfs: str, console_socket: s
                         network.loopback_up(init_pid)
                     except FileNotFoundError:
                         pass      # init has died already: its own error follows on the channel
-                    except (OSError, ValueError) as e:
+                    except OSError as e:
                         raise ContainerError(f"unable to start container process: loopback "
                                              f"interface up: {e}") from None
             elif kind == "warning":
