@@ -108,8 +108,8 @@ def _load_libc() -> ctypes.CDLL:
     try:
         return ctypes.CDLL("libc.so.6", use_errno=True)              # glibc
     except OSError:
-        import ctypes.util          # another C library (musl): only then ask ldconfig
-        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        from ctypes.util import find_library   # another C library (musl): ask ldconfig
+        return ctypes.CDLL(find_library("c"), use_errno=True)
 
 
 _libc = _load_libc()
