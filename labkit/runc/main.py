@@ -13,33 +13,41 @@ ignored, so a caller written for a newer runc still works.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-import traceback
+from types import ModuleType
 
 import labkit
 from labkit import paths
-from labkit.runc import (create, delete, features, kill, list as list_, pause, ps, run, spec,
-                         start, state, update)
-from labkit.runc import exec as exec_
 from labkit.runc import log
 from labkit.runc.log import ContainerError
 
+# verb -> (its module in this package, help)
 VERBS = {
-    "create": (create, "create a container, leaving its init waiting for `start`"),
-    "start": (start, "run the program of a created container"),
-    "state": (state, "print the state of a container as JSON"),
-    "kill": (kill, "send a signal to the container's init (--all: every process)"),
-    "delete": (delete, "delete a stopped container (--force: kill it first)"),
-    "run": (run, "create and start a container, wait for it unless --detach"),
-    "exec": (exec_, "run another process in a running container"),
-    "pause": (pause, "freeze every process of the container (its cgroup's freezer)"),
-    "resume": (pause, "thaw a paused container"),
-    "update": (update, "change a container's cgroup limits (--resources -: JSON on stdin)"),
-    "ps": (ps, "list the processes of a container (--format json: their pids)"),
-    "list": (list_, "list the containers under --root"),
-    "spec": (spec, "write a default config.json"),
-    "features": (features, "print what this runtime supports, as JSON"),
+    "create": ("create", "create a container, leaving its init waiting for `start`"),
+    "start": ("start", "run the program of a created container"),
+    "state": ("state", "print the state of a container as JSON"),
+    "kill": ("kill", "send a signal to the container's init (--all: every process)"),
+    "delete": ("delete", "delete a stopped container (--force: kill it first)"),
+    "run": ("run", "create and start a container, wait for it unless --detach"),
+    "exec": ("exec", "run another process in a running container"),
+    "pause": ("pause", "freeze every process of the container (its cgroup's freezer)"),
+    "resume": ("pause", "thaw a paused container"),
+    "update": ("update", "change a container's cgroup limits (--resources -: JSON on stdin)"),
+    "ps": ("ps", "list the processes of a container (--format json: their pids)"),
+    "list": ("list", "list the containers under --root"),
+    "spec": ("spec", "write a default config.json"),
+    "features": ("features", "print what this runtime supports, as JSON"),
 }
+
+
+def verb_module(verb: str) -> ModuleType:
+    """The module of `verb`, imported now. Each call of labkit-runc is a new process that runs
+    ONE verb, and the shim calls it several times per container: importing every verb's
+    module (create's brings init, mounts, seccomp, process …) would make `state` or `delete`
+    pay for `create`'s imports. Relative to this package, so that a student's copy of the
+    runtime (labkit_student.runc) runs its own verbs."""
+    return importlib.import_module(f".{VERBS[verb][0]}", __package__)
 class UsageError(Exception):
     pass
 
@@ -54,7 +62,10 @@ class Parser(argparse.ArgumentParser):
 VERSION = f"labkit-runc version {labkit.__version__}\ncommit: labkit\nspec: 1.0.2"
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The command line, with the arguments of `verb` only (see verb_module): the other verbs
+    are listed, with their help, but parse nothing. main parses twice: once with no verb's
+    arguments, to learn which verb it is, then with that verb's."""
     p = Parser(prog="labkit-runc", description="a runc-compatible OCI runtime")
     p.add_argument("--version", "-v", action="store_true", help="print the version")
     p.add_argument("--root", default=str(paths.RUNTIME_ROOT),
@@ -66,15 +77,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rootless", nargs="?", const="true", help="accepted, ignored")
     p.add_argument("--criu", help="accepted, ignored")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in VERBS.items():
-        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    for name, (_module, help_text) in VERBS.items():
+        verb_parser = sub.add_parser(name, help=help_text, description=help_text,
+                                     add_help=name == verb)
+        if name == verb:
+            verb_module(name).add_arguments(verb_parser)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    p = parser()
     try:
+        verb = parser().parse_known_args(argv)[0].command
+        p = parser(verb)
         args, unknown = p.parse_known_args(argv)
     except UsageError as e:
         # still honour --log/--log-format if they came before the mistake
@@ -98,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.command:
             p.print_help(sys.stderr)
             return 1
-        return VERBS[args.command][0].run(args)
+        return verb_module(args.command).run(args)
     except ContainerError as e:
         log.error(str(e))
         return 1
@@ -106,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as e:                     # a bug or an unforeseen failure: still one line
         if args.debug:
+            import traceback           # only on this path: a bug, with --debug
             traceback.print_exc()
         log.error(f"{args.command}: {type(e).__name__}: {e}")
         return 1
