@@ -47,7 +47,8 @@ that as "init died before it was ready".
 
 Everything below runs in forked children: they never return into the CLI code, they end
 with os._exit or execve. And since pivot_root takes the host filesystem away, every module
-init needs is imported here, at the top, before the fork.
+init needs is imported here, at the top, before the fork (subprocess, for hooks only, is
+imported by init itself before pivot_root, when the config has startContainer hooks).
 """
 
 from __future__ import annotations
@@ -56,9 +57,7 @@ import json
 import os
 import signal
 import socket
-import subprocess
-from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from labkit import mountopts, namespaces, syscalls as sc   # namespaces: chapter 01's code
 from labkit.runc import cgroups, console, mounts, process as proc, seccomp
@@ -94,9 +93,9 @@ class SyncChannel:
         self.sock.close()
 
 
-@dataclass
-class InitArgs:
-    """What the runtime prepared for its children (fds are inherited through fork)."""
+class InitArgs(NamedTuple):
+    """What the runtime prepared for its children (fds are inherited through fork). A
+    NamedTuple, not a dataclass: labkit.procfs says why."""
     spec: Spec
     bundle: str
     rootfs: str
@@ -104,9 +103,9 @@ class InitArgs:
     sync: SyncChannel
     console_sock: socket.socket | None = None
     no_pivot: bool = False
-    cgroup_paths: dict[str, str] = field(default_factory=dict)
+    cgroup_paths: dict[str, str] = {}       # (never changed: a default is shared)
     has_runtime_hooks: bool = False         # prestart/createRuntime: R must run them
-    oci_state: dict = field(default_factory=dict)   # id, bundle, …: the hooks' stdin
+    oci_state: dict = {}                    # id, bundle, …: the hooks' stdin
     preserve_fds: int = 0                   # fds 3 .. 3+N-1 go on to the program
 
 
@@ -302,6 +301,8 @@ def container_init(a: InitArgs) -> NoReturn:
         if (a.sync.recv() or {}).get("type") != "continue":
             os._exit(1)                                  # R reported the hook's failure
     run_hooks((spec.get("hooks") or {}).get("createContainer"), state)
+    if (spec.get("hooks") or {}).get("startContainer"):
+        import subprocess  # noqa: F401  run_hook's (step 17), now: pivot_root takes the library away
 
     # 7. Swap the root: afterwards the host's files are out of reach (only fds opened
     #    before, like state_dir_fd and the console socket, still lead out). Then the root's
@@ -505,6 +506,9 @@ def run_hooks(hooks: list[dict] | None, state: dict, warn=None) -> None:
 
 def run_hook(hook: dict, state: dict) -> None:
     """One hook; ContainerError says how it failed."""
+    # Imported here: most containers have no hooks, and it costs every command ~3 ms. (Init
+    # imports it before pivot_root when it will need it: step 6.)
+    import subprocess
     argv = hook.get("args") or [hook["path"]]
     try:
         result = subprocess.run(argv, executable=hook["path"], env=_env_dict(hook.get("env")),
