@@ -49,12 +49,34 @@ def verb_module(verb: str) -> ModuleType:
     pay for `create`'s imports. Relative to this package, so that a student's copy of the
     runtime (labkit_student.runc) runs its own verbs."""
     return importlib.import_module(f".{VERBS[verb][0]}", __package__)
+
+
 class UsageError(Exception):
     pass
 
 
+class Formatter(argparse.HelpFormatter):
+    """argparse's help formatter, told the terminal's width. Left to itself it imports shutil
+    to ask, and argparse makes a formatter for every argument it adds: ~1.5 ms per command."""
+
+    def __init__(self, prog: str, **kwargs):
+        if kwargs.get("width") is None:                     # as shutil.get_terminal_size
+            columns = os.environ.get("COLUMNS", "")
+            if not columns.isdigit():
+                try:
+                    columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+                except (AttributeError, ValueError, OSError):
+                    columns = 80                            # not a terminal
+            kwargs["width"] = int(columns) - 2
+        super().__init__(prog, **kwargs)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is reported like every other error (to --log, exit 1)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         raise UsageError(f"{self.prog}: {message}")
@@ -63,11 +85,8 @@ class Parser(argparse.ArgumentParser):
 VERSION = f"labkit-runc version {labkit.__version__}\ncommit: labkit\nspec: 1.0.2"
 
 
-def parser(verb: str | None = None) -> argparse.ArgumentParser:
-    """The command line, with the arguments of `verb` only (see verb_module): the other verbs
-    are listed, with their help, but parse nothing. main parses twice: once with no verb's
-    arguments, to learn which verb it is, then with that verb's."""
-    p = Parser(prog="labkit-runc", description="a runc-compatible OCI runtime")
+def add_global_flags(p: argparse.ArgumentParser) -> None:
+    """The flags before the verb, as runc has them."""
     p.add_argument("--version", "-v", action="store_true", help="print the version")
     p.add_argument("--root", default=str(paths.RUNTIME_ROOT),
                    help=f"where container state lives (default {paths.RUNTIME_ROOT})")
@@ -77,14 +96,33 @@ def parser(verb: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--systemd-cgroup", action="store_true", help="accepted, ignored")
     p.add_argument("--rootless", nargs="?", const="true", help="accepted, ignored")
     p.add_argument("--criu", help="accepted, ignored")
-    # prog given: argparse would otherwise build a help formatter to compute it (and import
-    # shutil for the terminal width) on every command
+
+
+def which_verb(argv: list[str]) -> str | None:
+    """The verb a command line names, if it names one: the first of main's two parses, the
+    global flags and then the verb, the rest left alone."""
+    p = Parser(prog="labkit-runc", add_help=False)
+    add_global_flags(p)
+    p.add_argument("command", nargs="?")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    verb = p.parse_known_args(argv)[0].command
+    return verb if verb in VERBS else None
+
+
+def parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The command line of `verb`: the global flags and its arguments (verb_module says why
+    only its). Without a verb, every verb with its help and no arguments: for --help, and for
+    the message a missing or unknown verb gets."""
+    p = Parser(prog="labkit-runc", description="a runc-compatible OCI runtime")
+    add_global_flags(p)
+    # prog given: argparse would otherwise format a usage line to find it
     sub = p.add_subparsers(dest="command", metavar="COMMAND", prog="labkit-runc")
     for name, (_module, help_text) in VERBS.items():
-        verb_parser = sub.add_parser(name, help=help_text, description=help_text,
-                                     add_help=name == verb)
-        if name == verb:
-            verb_module(name).add_arguments(verb_parser)
+        if verb is None:
+            sub.add_parser(name, help=help_text, description=help_text, add_help=False)
+        elif name == verb:
+            verb_module(name).add_arguments(
+                sub.add_parser(name, help=help_text, description=help_text))
     return p
 
 
@@ -110,8 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 def command(argv: list[str]) -> int:
     """One labkit-runc command line, without the program's name; its exit status."""
     try:
-        verb = parser().parse_known_args(argv)[0].command
-        p = parser(verb)
+        p = parser(which_verb(argv))
         args, unknown = p.parse_known_args(argv)
     except UsageError as e:
         # still honour --log/--log-format if they came before the mistake
