@@ -28,7 +28,8 @@ from labkit import procfs
 from labkit.runc import cgroups, config, log, mounts, network
 from labkit.runc.container import OCI_VERSION, Container, check_id, now_rfc3339
 from labkit.runc.delete import kill_and_wait, release
-from labkit.runc.init import InitArgs, SyncChannel, bootstrap, run_hooks, write_id_maps
+from labkit.runc.hooks import run_hooks
+from labkit.runc.init import InitArgs, SyncChannel, bootstrap, write_id_maps
 from labkit.runc.log import ContainerError
 
 

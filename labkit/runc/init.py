@@ -49,6 +49,7 @@ Everything below runs in forked children: they never return into the CLI code, t
 with os._exit or execve. And since pivot_root takes the host filesystem away, every module
 init needs is imported here, at the top, before the fork (subprocess, for hooks only, is
 imported by init itself before pivot_root, when the config has startContainer hooks).
+The hooks themselves are run by hooks.py, which start and delete use too.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from typing import NamedTuple, NoReturn
 from labkit import mountopts, namespaces, syscalls as sc   # namespaces: chapter 01's code
 from labkit.runc import cgroups, console, mounts, process as proc, seccomp
 from labkit.runc.config import Spec
+from labkit.runc.hooks import run_hooks
 from labkit.runc.log import ContainerError
 
 
@@ -302,7 +304,7 @@ def container_init(a: InitArgs) -> NoReturn:
             os._exit(1)                                  # R reported the hook's failure
     run_hooks((spec.get("hooks") or {}).get("createContainer"), state)
     if (spec.get("hooks") or {}).get("startContainer"):
-        import subprocess  # noqa: F401  run_hook's (step 17), now: pivot_root takes the library away
+        import subprocess  # noqa: F401  hooks.run_hook's (step 17): pivot_root takes the library away
 
     # 7. Swap the root: afterwards the host's files are out of reach (only fds opened
     #    before, like state_dir_fd and the console socket, still lead out). Then the root's
@@ -485,45 +487,3 @@ def enter_root(rootfs: str, no_pivot: bool) -> None:
     os.close(old_root)
     os.close(new_root)
     # END SOLUTION
-
-
-def run_hooks(hooks: list[dict] | None, state: dict, warn=None) -> None:
-    """Run OCI hooks: `path` with `args` and `env`, the container's state JSON on stdin.
-
-    A hook that fails (or outlives its `timeout`) fails the container: the first failure
-    raises ContainerError and the hooks after it do not run. Except with `warn` (the spec's
-    rule for poststart and poststop): each failure is reported through warn(message), and
-    the remaining hooks and the lifecycle go on as if it had succeeded."""
-    for hook in hooks or []:
-        if warn is None:
-            run_hook(hook, state)
-            continue
-        try:
-            run_hook(hook, state)
-        except ContainerError as e:
-            warn(str(e))
-
-
-def run_hook(hook: dict, state: dict) -> None:
-    """One hook; ContainerError says how it failed."""
-    # Imported here: most containers have no hooks, and it costs every command ~3 ms. (Init
-    # imports it before pivot_root when it will need it: step 6.)
-    import subprocess
-    argv = hook.get("args") or [hook["path"]]
-    try:
-        result = subprocess.run(argv, executable=hook["path"], env=_env_dict(hook.get("env")),
-                                input=json.dumps(state).encode(), capture_output=True,
-                                timeout=hook.get("timeout"))
-    except subprocess.TimeoutExpired:
-        raise ContainerError(f"hook {hook['path']}: timed out after {hook.get('timeout')}s") \
-            from None
-    except OSError as e:
-        raise ContainerError(f"hook {hook['path']}: {e.strerror.lower()}") from None
-    if result.returncode != 0:
-        stderr = result.stderr.decode(errors="replace").strip()
-        raise ContainerError(f"hook {hook['path']} exited with status {result.returncode}"
-                             + (f": {stderr}" if stderr else ""))
-
-
-def _env_dict(env: list[str] | None) -> dict[str, str]:
-    return dict(e.split("=", 1) for e in env or [] if "=" in e)
