@@ -374,7 +374,9 @@ def lifecycle(argv: list[str], bundle: Path, cid: str) -> bool:
             pass
     else:
         print(f"  create {cid} failed: {last_error(argv)}", file=sys.stderr)
-    d = subprocess.run(argv + ["delete", "--force", cid], capture_output=True, timeout=60)
+    # plain delete, as the shim does it once the container has stopped (--force is for the
+    # clean-up of a failed cycle)
+    d = subprocess.run(argv + ["delete", cid], capture_output=True, timeout=60)
     return ok and d.returncode == 0
 
 
