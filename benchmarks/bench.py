@@ -8,7 +8,10 @@ wall-clock seconds and as a ratio to the real component:
             labkit-dockerd (which drives labkit-containerd, labkit-shim and the configured
             runtime), and against a real dockerd if you pass --real-docker-host.
   runtime   `<runtime> run` of the same busybox bundle running `true`, for labkit-runc, runc
-            and crun: only L1, the part that talks to the kernel.
+            and crun: only L1, the part that talks to the kernel; and the same container as
+            the shim drives it: `create`, `start`, (its exit), `delete`, timed together.
+            The runtimes take turns, run by run (labkit-runc, runc, crun, labkit-runc, …),
+            so that a burst of load on the machine slows them all alike.
 
 Usage (as root, from anywhere):
     labkit lab up
@@ -18,6 +21,12 @@ Usage (as root, from anywhere):
 
 The first run of each engine is a warm-up (it may pull the image) and is not counted. Medians,
 not means: one slow outlier (a page cache miss, a cgroup being created) should not decide.
+
+labkit-runc is a Python program: every command pays for the interpreter's start-up. The floor
+(`python -c pass` with the same interpreter and site-packages, and with the runtime's own
+imports) is printed with the runtime table, so that what is left is visible. labkit's modules
+are byte-compiled first (compileall), as an installed package is: with PYTHONDONTWRITEBYTECODE
+set, an editable checkout would otherwise be compiled from source on every command.
 """
 
 from __future__ import annotations
@@ -96,24 +105,80 @@ def runtime_argv(name: str) -> list[str]:
     return [found]
 
 
-def bench_runtime(name: str, bundle: Path, work: Path, n: int) -> Result:
-    res = Result(name)
-    root = work / f"root-{name}"
-    try:
-        argv = runtime_argv(name)
+def bench_runtimes(names: list[str], bundle: Path, work: Path, n: int) -> tuple[list[Result], list[Result]]:
+    """`run`, and create + start + delete, for each runtime, taking turns run by run."""
+    runs = {name: Result(name) for name in names}
+    cycles = {name: Result(name) for name in names}
+    argvs = {}
+    for name in names:
+        try:
+            argvs[name] = runtime_argv(name)
+        except RuntimeError as e:
+            runs[name].error = cycles[name].error = str(e)
+            continue
+        argv = argvs[name]
         if Path(argv[0]).name != name and not argv[0].endswith("/" + name):
-            res.note = f"run as: {' '.join(argv)}"
-        for i in range(n):
-            cid = f"bench-{name}-{i}"
-            try:
-                res.times.append(timed(argv + ["--root", str(root), "run", "--bundle", str(bundle), cid]))
-            finally:
-                # `run` deletes the container when it exits; this is for a run that failed halfway
-                subprocess.run(argv + ["--root", str(root), "delete", "--force", cid],
-                               capture_output=True, timeout=30)
-    except (RuntimeError, subprocess.TimeoutExpired) as e:
-        res.error = str(e)
-    return res
+            runs[name].note = cycles[name].note = f"run as: {' '.join(argv)}"
+    # create's init outlives `create`: as a shim does, we become its parent to reap it
+    import prctl
+    prctl.set_child_subreaper(True)
+    for i in range(n):
+        for name, argv in argvs.items():
+            root = ["--root", str(work / f"root-{name}")]
+            for result, measure in ((runs[name], run_once), (cycles[name], lifecycle_once)):
+                if result.error:
+                    continue
+                cid = f"bench-{name}-{measure.__name__[0]}{i}"
+                try:
+                    result.times.append(measure(argv + root, bundle, cid))
+                except (RuntimeError, subprocess.TimeoutExpired) as e:
+                    result.error = str(e)
+                finally:
+                    # `run` deletes the container when it exits; this is for one that failed
+                    subprocess.run(argv + root + ["delete", "--force", cid],
+                                   capture_output=True, timeout=30)
+    return list(runs.values()), list(cycles.values())
+
+
+def run_once(argv: list[str], bundle: Path, cid: str) -> float:
+    return timed(argv + ["run", "--bundle", str(bundle), cid])
+
+
+def lifecycle_once(argv: list[str], bundle: Path, cid: str) -> float:
+    """create, start, wait for the container's exit, delete: one wall-clock time."""
+    pid_file = bundle.parent / f"{cid}.pid"
+    start = time.perf_counter()
+    with open(os.devnull, "r+b") as null:
+        # the runtime's stdio becomes the container's: no pipes, or we would wait for init
+        r = subprocess.run(argv + ["create", "--bundle", str(bundle), "--pid-file",
+                                   str(pid_file), cid],
+                           stdin=null, stdout=null, stderr=null, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(f"create failed with status {r.returncode}")
+    pid = int(pid_file.read_text())
+    pid_file.unlink()
+    timed(argv + ["start", cid])
+    os.waitpid(pid, 0)                        # init is our child: we are a subreaper
+    timed(argv + ["delete", cid])
+    return time.perf_counter() - start
+
+
+def floor(n: int) -> list[Result]:
+    """The floor of a Python runtime on this machine: the interpreter labkit-runc runs with
+    (its site-packages, `pass`), and `labkit-runc --version` (that, plus its command line)."""
+    program = shutil.which("labkit-runc")
+    python = sys.executable
+    if program:
+        with open(program, "rb") as f:
+            first = f.readline()
+        if first.startswith(b"#!"):
+            python = first[2:].decode().split()[0]     # the console script's interpreter
+    results = [Result("python -c pass"), Result("labkit-runc --version")]
+    for _ in range(n):
+        results[0].times.append(timed([python, "-c", "pass"]))
+        if program:
+            results[1].times.append(timed([program, "--version"]))
+    return [r for r in results if r.times]
 
 
 # --- output ----------------------------------------------------------------------------------
@@ -173,15 +238,21 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from support import make_bundle
 
+            import compileall
+            compileall.compile_dir(REPO / "labkit", quiet=1)
             work = Path(tempfile.mkdtemp(prefix="lkbench-", dir="/tmp"))
             try:
                 bundle = make_bundle(work / "bundle", ["true"])
-                runtimes = [bench_runtime(rt, bundle, work, args.iterations)
-                            for rt in args.runtimes.split(",") if rt]
+                runs, cycles = bench_runtimes([rt for rt in args.runtimes.split(",") if rt],
+                                              bundle, work, args.iterations)
+                base = floor(args.iterations)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
-            print_table("runtime: <runtime> run on a busybox bundle running `true`", runtimes, "runc")
-            all_results += runtimes
+            print_table("runtime: <runtime> run on a busybox bundle running `true`",
+                        runs + base, "runc")
+            print_table("runtime: <runtime> create + start + (exit) + delete, same bundle",
+                        cycles, "runc")
+            all_results += runs + cycles
     return 0 if any(r.times for r in all_results) or not all_results else 1
 
 

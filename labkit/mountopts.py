@@ -26,7 +26,6 @@ Any layer may import this module; it imports only labkit.syscalls (for the MS_* 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from labkit import syscalls as sc
 
@@ -58,13 +57,24 @@ PROPAGATION: dict[str, int] = {
 IGNORED = frozenset({"tmpcopyup", "idmap", "ridmap", "nosymfollow"})
 
 
-@dataclass
 class MountOptions:
-    """A mount's options, sorted into what mount(2) takes."""
+    """A mount's options, sorted into what mount(2) takes. (A plain class, not a dataclass:
+    importing dataclasses would cost every labkit-runc command ~7 ms; labkit.procfs says more.)"""
 
-    flags: int = 0                                         # mountflags of the mount itself
-    propagation: list[int] = field(default_factory=list)   # one propagation call each, in order
-    data: str = ""                                         # the filesystem's own options
+    def __init__(self, flags: int = 0, propagation: list[int] | None = None, data: str = ""):
+        self.flags = flags                          # mountflags of the mount itself
+        self.propagation = propagation or []        # one propagation call each, in order
+        self.data = data                            # the filesystem's own options
+
+    def _fields(self) -> tuple[int, list[int], str]:
+        return self.flags, self.propagation, self.data
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MountOptions) and self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        return (f"MountOptions(flags={self.flags:#x}, propagation={self.propagation}, "
+                f"data={self.data!r})")
 
 
 def parse(options: Iterable[str]) -> MountOptions:

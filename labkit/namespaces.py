@@ -86,13 +86,13 @@ to the parent, returning fn's value -- is given.
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 import socket
 import sys
-import tempfile
-import traceback
 from typing import Any, Callable, NamedTuple
+
+# pickle, tempfile and traceback are imported inside run_isolated's helpers below, not here:
+# labkit-runc imports this module for every command and needs none of them (~5 ms).
 
 from labkit import syscalls
 
@@ -329,6 +329,7 @@ def run_isolated(fn: Callable[[], int | None], kinds: list[str], *,
 def _child(fn: Callable[[], int | None], flags: int, hostname: str | None,
            errors_w: int) -> None:
     """The forked side of run_isolated: never returns into the caller's code (os._exit)."""
+    import traceback        # now, before fn (which may chroot away from the library)
     code = SETUP_FAILED
     try:
         os.setpgid(0, 0)        # a process group of our own: run_isolated can kill us all
@@ -373,6 +374,9 @@ def isolated_output(fn: Callable[[], Any], kinds: list[str], **options: Any) -> 
     An exception raised by fn inside is raised again here, with the child's traceback attached
     as its note. `options` are run_isolated's (hostname=…).
     """
+    import pickle
+    import tempfile
+    import traceback
     # A temporary file rather than a pipe: the parent reads it only after the child is gone,
     # so a large result cannot fill a pipe and block the child.
     with tempfile.TemporaryFile() as result:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from collections import namedtuple
 
 Pid = int | str          # a process id, or "self"
 
@@ -38,16 +38,21 @@ Pid = int | str          # a process id, or "self"
 EXITED_STATES = frozenset("ZXx")
 
 
-@dataclass(frozen=True)
-class Stat:
-    """The fields of /proc/<pid>/stat labkit uses (numbered as in man 5 proc)."""
+# Records are named tuples (collections.namedtuple), neither dataclasses nor typing.NamedTuple:
+# importing dataclasses (it imports inspect, ast …) or typing would cost every labkit-runc
+# command several ms, and runc takes ~4 ms for a whole `start`.
+class Stat(namedtuple("Stat", "pid comm state ppid start_time")):
+    """The fields of /proc/<pid>/stat labkit uses (numbered as in man 5 proc):
 
-    pid: int            # (1)
-    comm: str           # (2) the command name, without its parentheses
-    state: str          # (3) R running, S sleeping, D disk sleep, T stopped, Z zombie, …
-    ppid: int           # (4) the parent's pid
-    start_time: int     # (22) when the process started, in clock ticks since boot: a pid that
-                        #      is reused gets a new start time, so (pid, start_time) is unique
+        pid         (1)
+        comm        (2) the command name, without its parentheses
+        state       (3) R running, S sleeping, D disk sleep, T stopped, Z zombie, …
+        ppid        (4) the parent's pid
+        start_time  (22) when the process started, in clock ticks since boot: a pid that
+                    is reused gets a new start time, so (pid, start_time) is unique
+    """
+
+    __slots__ = ()
 
 
 def parse_stat(text: str) -> Stat:
@@ -130,23 +135,25 @@ def pid_namespace_members(init_pid: int) -> list[int]:
 
 # --- mountinfo -------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(namedtuple("Mount", "mount_id parent_id root mount_point options optional fstype "
+                                "source super_options")):
     """One line of /proc/<pid>/mountinfo (man 5 proc), paths unescaped:
 
         36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
         (1)(2) (3)  (4)   (5)      (6)      (7)    (8) (9)   (10)         (11)
+
+        mount_id       (1)
+        parent_id      (2)
+        root           (4) the directory of the filesystem that is mounted here
+        mount_point    (5) where, relative to the process's root
+        options        (6) per-mount options, a tuple: rw, nosuid, relatime …
+        optional       (7) propagation, a tuple: shared:N, master:N, propagate_from:N, unbindable
+        fstype         (9) ext4, overlay, cgroup, cgroup2, proc …
+        source         (10) the device, or a label for pseudo filesystems
+        super_options  (11) the filesystem's own, a tuple: a cgroup v1 mount's controllers
     """
 
-    mount_id: int               # (1)
-    parent_id: int              # (2)
-    root: str                   # (4) the directory of the filesystem that is mounted here
-    mount_point: str            # (5) where, relative to the process's root
-    options: tuple[str, ...]    # (6) per-mount options: rw, nosuid, relatime …
-    optional: tuple[str, ...]   # (7) propagation: shared:N, master:N, propagate_from:N, unbindable
-    fstype: str                 # (9) ext4, overlay, cgroup, cgroup2, proc …
-    source: str                 # (10) the device, or a label for pseudo filesystems
-    super_options: tuple[str, ...]  # (11) the filesystem's own: a cgroup v1 mount's controllers
+    __slots__ = ()
 
 
 _ESCAPE = re.compile(r"\\([0-7]{3})")

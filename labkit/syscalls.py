@@ -37,10 +37,8 @@ look at the sequence of calls the container's init would have made:
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno as _errno
 import os
-import platform
 from typing import Protocol
 
 # --- namespace flags (linux/sched.h) ---------------------------------------------------------
@@ -104,7 +102,17 @@ class _OpenHow(ctypes.Structure):
                 ("resolve", ctypes.c_uint64)]
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+def _load_libc() -> ctypes.CDLL:
+    # By its soname: ctypes.util.find_library("c") would run `ldconfig -p` in a subprocess,
+    # at the start of every program that imports this module (labkit-runc, once per verb).
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)              # glibc
+    except OSError:
+        from ctypes.util import find_library   # another C library (musl): ask ldconfig
+        return ctypes.CDLL(find_library("c"), use_errno=True)
+
+
+_libc = _load_libc()
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                         ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
@@ -169,10 +177,10 @@ class LinuxKernel:
             raise _fail("umount2", os.fsdecode(target))
 
     def pivot_root(self, new_root: str, put_old: str) -> None:
-        number = _SYS_PIVOT_ROOT.get(platform.machine())
+        number = _SYS_PIVOT_ROOT.get(os.uname().machine)
         if number is None:
             raise OSError(_errno.ENOSYS, f"pivot_root {new_root}: no syscall number for "
-                                         f"{platform.machine()}")
+                                         f"{os.uname().machine}")
         if _libc.syscall(ctypes.c_long(number), _b(new_root), _b(put_old)) != 0:
             raise _fail("pivot_root", os.fsdecode(new_root))
 

@@ -190,9 +190,11 @@ def test_shared_helpers_import_no_layer(helper: str) -> None:
 
 def test_the_walk_follows_function_level_and_from_imports() -> None:
     # The shim runs its runtime through the wire's command-line client, imported at module
-    # level by labkit.shim.runtime; labkit.runc.main imports its verbs with `from … import`.
+    # level by labkit.shim.runtime; labkit.runc.run imports create with `from … import`.
+    # (labkit.runc.main imports its verbs by name, one per run: the rules above check every
+    # module of a package, so no module escapes them through such an import.)
     assert "labkit.wire.runtime" in closure(["labkit.shim.main"])
-    assert "labkit.runc.create" in closure(["labkit.runc.main"])
+    assert "labkit.runc.create" in closure(["labkit.runc.run"])
     # labkit.lab.daemons imports the containerd stubs inside a function (probe_containerd).
     edges = imports_of("labkit.lab.daemons")
     late = [e for e in edges if e.module == "labkit.wire.containerd.api_pb2_grpc"]

@@ -16,6 +16,7 @@ Modules, from the command line down to the kernel:
     container   <root>/<id>/state.json and the derived status (created/running/stopped)
     config      reading and checking config.json
     init        the container's init, step by step (with the sync-protocol diagram)
+    hooks       OCI hooks: run by create, init, start and delete
     mounts      rootfs mounts, /dev, masked and read-only paths
     process     env, executable lookup, rlimits, user ids, capabilities
     console     the pty and the --console-socket hand-over
@@ -25,7 +26,7 @@ Modules, from the command line down to the kernel:
     v1only      run crun on a cgroup-v1 hybrid host (a private mount namespace); a program,
                 started by its command line (`python -m labkit.runc.v1only crun …`)
 
-    network     `lo` up in a new network namespace (pyroute2), as runc does
+    network     `lo` up in a new network namespace (one ioctl), as runc does
 
 The kernel calls Python lacks come from labkit.syscalls.
 

@@ -28,7 +28,8 @@ from labkit import procfs
 from labkit.runc import cgroups, config, log, mounts, network
 from labkit.runc.container import OCI_VERSION, Container, check_id, now_rfc3339
 from labkit.runc.delete import kill_and_wait, release
-from labkit.runc.init import InitArgs, SyncChannel, bootstrap, run_hooks, write_id_maps
+from labkit.runc.hooks import run_hooks
+from labkit.runc.init import InitArgs, SyncChannel, bootstrap, write_id_maps
 from labkit.runc.log import ContainerError
 
 
@@ -163,7 +164,7 @@ def _spawn(c: Container, spec: dict, bundle: str, rootfs: str, console_socket: s
                         network.loopback_up(init_pid)
                     except FileNotFoundError:
                         pass      # init has died already: its own error follows on the channel
-                    except (OSError, ValueError) as e:
+                    except OSError as e:
                         raise ContainerError(f"unable to start container process: loopback "
                                              f"interface up: {e}") from None
             elif kind == "warning":

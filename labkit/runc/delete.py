@@ -19,9 +19,9 @@ import os
 import signal
 import time
 
-from labkit.runc import cgroups, mounts
+from labkit.runc import cgroups
 from labkit.runc.container import Container
-from labkit.runc.init import run_hooks
+from labkit.runc.hooks import run_hooks
 from labkit.runc.kill import container_pids
 from labkit.runc.log import ContainerError, warning
 
@@ -61,6 +61,9 @@ def release(c: Container) -> None:
     the host's mount table (on top of the rootfs: init.py, step 3)."""
     cgroups.destroy(c.cgroup_created)
     if c.host_rootfs_mounts is not None:
+        # imported here: only such containers need it, and every `delete` would pay for
+        # mounts' imports (labkit.syscalls and ctypes …)
+        from labkit.runc import mounts
         mounts.detach_added(c.rootfs, c.host_rootfs_mounts)
 
 

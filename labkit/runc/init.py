@@ -47,7 +47,9 @@ that as "init died before it was ready".
 
 Everything below runs in forked children: they never return into the CLI code, they end
 with os._exit or execve. And since pivot_root takes the host filesystem away, every module
-init needs is imported here, at the top, before the fork.
+init needs is imported here, at the top, before the fork (subprocess, for hooks only, is
+imported by init itself before pivot_root, when the config has startContainer hooks).
+The hooks themselves are run by hooks.py, which start and delete use too.
 """
 
 from __future__ import annotations
@@ -56,13 +58,12 @@ import json
 import os
 import signal
 import socket
-import subprocess
-from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from labkit import mountopts, namespaces, syscalls as sc   # namespaces: chapter 01's code
 from labkit.runc import cgroups, console, mounts, process as proc, seccomp
 from labkit.runc.config import Spec
+from labkit.runc.hooks import run_hooks
 from labkit.runc.log import ContainerError
 
 
@@ -94,9 +95,9 @@ class SyncChannel:
         self.sock.close()
 
 
-@dataclass
-class InitArgs:
-    """What the runtime prepared for its children (fds are inherited through fork)."""
+class InitArgs(NamedTuple):
+    """What the runtime prepared for its children (fds are inherited through fork). A
+    NamedTuple, not a dataclass: labkit.procfs says why."""
     spec: Spec
     bundle: str
     rootfs: str
@@ -104,9 +105,9 @@ class InitArgs:
     sync: SyncChannel
     console_sock: socket.socket | None = None
     no_pivot: bool = False
-    cgroup_paths: dict[str, str] = field(default_factory=dict)
+    cgroup_paths: dict[str, str] = {}       # (never changed: a default is shared)
     has_runtime_hooks: bool = False         # prestart/createRuntime: R must run them
-    oci_state: dict = field(default_factory=dict)   # id, bundle, …: the hooks' stdin
+    oci_state: dict = {}                    # id, bundle, …: the hooks' stdin
     preserve_fds: int = 0                   # fds 3 .. 3+N-1 go on to the program
 
 
@@ -302,6 +303,8 @@ def container_init(a: InitArgs) -> NoReturn:
         if (a.sync.recv() or {}).get("type") != "continue":
             os._exit(1)                                  # R reported the hook's failure
     run_hooks((spec.get("hooks") or {}).get("createContainer"), state)
+    if (spec.get("hooks") or {}).get("startContainer"):
+        import subprocess  # noqa: F401  hooks.run_hook's (step 17): pivot_root takes the library away
 
     # 7. Swap the root: afterwards the host's files are out of reach (only fds opened
     #    before, like state_dir_fd and the console socket, still lead out). Then the root's
@@ -484,42 +487,3 @@ def enter_root(rootfs: str, no_pivot: bool) -> None:
     os.close(old_root)
     os.close(new_root)
     # END SOLUTION
-
-
-def run_hooks(hooks: list[dict] | None, state: dict, warn=None) -> None:
-    """Run OCI hooks: `path` with `args` and `env`, the container's state JSON on stdin.
-
-    A hook that fails (or outlives its `timeout`) fails the container: the first failure
-    raises ContainerError and the hooks after it do not run. Except with `warn` (the spec's
-    rule for poststart and poststop): each failure is reported through warn(message), and
-    the remaining hooks and the lifecycle go on as if it had succeeded."""
-    for hook in hooks or []:
-        if warn is None:
-            run_hook(hook, state)
-            continue
-        try:
-            run_hook(hook, state)
-        except ContainerError as e:
-            warn(str(e))
-
-
-def run_hook(hook: dict, state: dict) -> None:
-    """One hook; ContainerError says how it failed."""
-    argv = hook.get("args") or [hook["path"]]
-    try:
-        result = subprocess.run(argv, executable=hook["path"], env=_env_dict(hook.get("env")),
-                                input=json.dumps(state).encode(), capture_output=True,
-                                timeout=hook.get("timeout"))
-    except subprocess.TimeoutExpired:
-        raise ContainerError(f"hook {hook['path']}: timed out after {hook.get('timeout')}s") \
-            from None
-    except OSError as e:
-        raise ContainerError(f"hook {hook['path']}: {e.strerror.lower()}") from None
-    if result.returncode != 0:
-        stderr = result.stderr.decode(errors="replace").strip()
-        raise ContainerError(f"hook {hook['path']} exited with status {result.returncode}"
-                             + (f": {stderr}" if stderr else ""))
-
-
-def _env_dict(env: list[str] | None) -> dict[str, str]:
-    return dict(e.split("=", 1) for e in env or [] if "=" in e)

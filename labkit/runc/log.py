@@ -16,18 +16,17 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
 
 
 class ContainerError(Exception):
     """A failure to report to the caller with runc's wording (the message is the whole story)."""
 
 
-@dataclass
 class LogConfig:
-    path: str | None = None      # None: stderr
-    format: str = "text"         # "text" or "json"
-    debug: bool = False
+    def __init__(self, path: str | None = None, format: str = "text", debug: bool = False):
+        self.path = path             # None: stderr
+        self.format = format         # "text" or "json"
+        self.debug = debug
 
 
 _config = LogConfig()

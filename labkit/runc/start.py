@@ -16,7 +16,7 @@ import os
 import select
 
 from labkit.runc.container import Container
-from labkit.runc.init import run_hooks
+from labkit.runc.hooks import run_hooks
 from labkit.runc.log import ContainerError, warning
 
 
