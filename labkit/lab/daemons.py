@@ -142,7 +142,7 @@ USES: dict[str, tuple[str, ...]] = {
     "containerd": ("content", "snapshotter", "distribution", "syscalls"),
     "dockerd": ("distribution",),
     "shim": ("syscalls",),
-    "runtime": ("namespaces", "syscalls"),
+    "runtime": ("namespaces", "cgroups", "rootfs", "syscalls"),
 }
 # LIB/bin/labkit-runc, LIB/bin/labkit-shim: the programs handed down. Under LIB, not RUN: on a
 # systemd host (the VM) /run is mounted noexec, and a runtime there "is not an executable file".

@@ -122,6 +122,10 @@ LAYERS: dict[str, Layer] = {layer.name: layer for layer in (
           description="containerd's overlayfs snapshotter (in-process)"),
     Layer("namespaces", "labkit.namespaces",
           description="chapter 01: isolation from raw namespace syscalls (in-process)"),
+    Layer("cgroups", "labkit.runc.cgroups",
+          description="chapter 02: the runtime's cgroup driver (in-process, in labkit-runc)"),
+    Layer("rootfs", "labkit.runc.mounts",
+          description="chapter 03: the runtime's mounts and pivot_root (in-process, in labkit-runc)"),
     Layer("syscalls", "labkit.syscalls", description="L0 the kernel calls Python lacks (in-process)"),
 )}
 

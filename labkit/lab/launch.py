@@ -10,8 +10,9 @@ LD_PRELOAD leaves a C program unaware):
     python -m labkit.lab.launch --layer namespaces=/root/ws -- labkit.runc.main:main create …
 
 puts a finder in front of Python's import system that answers `labkit.namespaces` (and, for
-a package layer, every module below it) with the workspace's `labkit_student.namespaces`,
-then runs the entry point with the remaining arguments as its command line. Every other
+a package layer, every module below it) with the workspace's file
+`labkit_student/namespaces.py`, loaded under the reference's name and importing the reference
+for everything else (`WorkspaceFinder`, `_StudentSource`); then it runs the entry point with the remaining arguments as its command line. Every other
 module stays labkit's reference.
 
 The lab writes one small shell script per program it hands down (LIB/bin/labkit-runc,
@@ -27,9 +28,12 @@ as its error, and the docker CLI shows it as "OCI runtime create failed: …".
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.abc
+import importlib.machinery
 import importlib.util
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -37,21 +41,39 @@ from pathlib import Path
 from labkit.lab.implementations import LAYERS, STUDENT_PACKAGE
 
 
-class _Alias(importlib.abc.Loader):
-    """A loader whose module is one that is already imported (the student's)."""
+class _StudentSource(importlib.machinery.SourceFileLoader):
+    """Loads a workspace file *under the reference's name*, its imports pointed back.
 
-    def __init__(self, module) -> None:
-        self.module = module
+    The workspace generator pointed a package's own imports at the student's package
+    (`from labkit_student.runc import log`). Run as `labkit.runc.cgroups` among the reference
+    modules, the file must import theirs: `from labkit.runc import log`. Otherwise one chosen
+    module would drag in the student's whole package, with other chapters' exercises blank."""
 
-    def create_module(self, spec):
-        return self.module
+    def source_to_code(self, data, path, *, _optimize=-1):
+        return compile(reference_imports(importlib.util.decode_source(data), path), path, "exec",
+                       dont_inherit=True, optimize=_optimize)
 
-    def exec_module(self, module) -> None:
-        pass
+
+def reference_imports(source: str, filename: str = "<workspace>") -> str:
+    """`labkit_student.X` -> `labkit.X` in the import statements of `source` (nothing else)."""
+    tree = ast.parse(source, filename)
+    lines = source.splitlines(keepends=True)
+    rows = {row for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+            for row in range(node.lineno, (node.end_lineno or node.lineno) + 1)}
+    for row in rows:
+        lines[row - 1] = _STUDENT.sub("labkit", lines[row - 1])
+    return "".join(lines)
+
+
+_STUDENT = re.compile(rf"\b{STUDENT_PACKAGE}\b")
 
 
 class WorkspaceFinder(importlib.abc.MetaPathFinder):
-    """Answers `labkit.X` with `labkit_student.X` from a workspace, for the chosen layers."""
+    """Answers `labkit.X` with the workspace's file `labkit_student/X.py`, for the chosen layers.
+
+    A module layer (labkit.namespaces, labkit.runc.cgroups) is one file; a package layer
+    (labkit.distribution) answers for every module below it too. The student's module *is*
+    `labkit.X` in this process: its tracebacks name the student's file."""
 
     def __init__(self, overrides: dict[str, Path]) -> None:
         # reference module or package -> workspace directory
@@ -60,11 +82,15 @@ class WorkspaceFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path=None, target=None):
         for reference, workspace in self.overrides.items():
             if fullname == reference or fullname.startswith(reference + "."):
-                if str(workspace) not in sys.path:
-                    sys.path.insert(0, str(workspace))
-                student = importlib.import_module(STUDENT_PACKAGE + fullname[len("labkit"):])
-                return importlib.util.spec_from_loader(fullname, _Alias(student),
-                                                       is_package=hasattr(student, "__path__"))
+                base = Path(workspace, STUDENT_PACKAGE, *fullname.split(".")[1:])
+                for file, package in ((base / "__init__.py", True), (base.with_suffix(".py"), False)):
+                    if file.is_file():
+                        return importlib.util.spec_from_file_location(
+                            fullname, file, loader=_StudentSource(fullname, str(file)),
+                            submodule_search_locations=[str(base)] if package else None)
+                raise ImportError(f"the workspace {workspace} has no {base.relative_to(workspace)}"
+                                  f"(.py): regenerate it with `labkit lab workspace {workspace}`",
+                                  name=fullname)
         return None
 
 
