@@ -1,12 +1,22 @@
-"""Building the container's filesystem view: config.json mounts, /dev, masked and read-only paths.
+"""Building the container's filesystem view: config.json mounts, /dev, pivot_root, masked and
+read-only paths. Chapter 03's exercises (the course's "rootfs" layer: `labkit lab use rootfs
+workspace:DIR` makes labkit-runc load a workspace's copy of this module).
 
 Everything here runs inside the container's init, in the container's NEW mount namespace,
-so nothing it mounts is visible on the host (init made the whole tree private first).
+so nothing it mounts is visible on the host (init made the whole tree private first). Init
+calls, in this order (labkit/runc/init.py says why each step is where it is):
+
+    mount_entry     each of config.json's `mounts`, under the rootfs, while host paths
+                    (the sources of bind mounts) still exist
+    populate_dev    device nodes and symlinks in the /dev tmpfs just mounted
+    enter_root      pivot_root: the rootfs becomes "/", the old root is detached
+    readonly_path   linux.readonlyPaths, then
+    mask_path       linux.maskedPaths: container paths, hence after pivot_root
 
 Three ideas a student should take away:
 
 * A mount entry's `options` mix two kinds of things: FLAGS the kernel takes as bits
-  (ro, nosuid, nodev, noexec, bind, rbind, private, …) and DATA, a string handed to the
+  (ro, nosuid, nodev, noexec, bind, rbind, …) and DATA, a string handed to the
   filesystem itself (mode=755, size=65536k, newinstance, ptmxmode=0666, …). See man 8 mount.
 * A bind mount ignores most flags when it is made: `ro` on a bind needs a second call,
   MS_REMOUNT|MS_BIND|MS_RDONLY. Propagation (private, slave, shared) is a third kind of call.
