@@ -263,7 +263,7 @@ class Puller:
     def _unpack(self, snap: Snapshotter, layer: dict, diff_id: str, chain: str, parent: str,
                 emit: Callable[[Progress], None]) -> None:
         """Prepare -> mount -> apply -> unmount -> Commit (see the module docstring)."""
-        # BEGIN SOLUTION chapter="06" hint="containerd's unpacker: Prepare, mount, diff.Apply, unmount, Commit"
+        # BEGIN SOLUTION chapter="07" hint="containerd's unpacker: Prepare, mount, diff.Apply, unmount, Commit"
         # TODO: unpack `layer` into a new committed snapshot named `chain` on top of `parent`
         # HINT: snap.prepare() returns mounts; mountlib.mount_all / unmount_all perform them
         # HINT: apply_layer(blob, target, diff_id=…) checks the diff id; remove the active

@@ -62,58 +62,7 @@ class Registry(Protocol):
 
     def resolve(self, repository: str, reference: str) -> tuple[dict, bytes]: ...
     def fetch_blob(self, repository: str, descriptor: dict, out: BinaryIO,
-                   progress: Callable[[int], None] | None = None) -> None:
-        """Stream a blob into `out`, verifying its size and digest while it arrives.
-
-        `progress(n)` is called after each chunk with the bytes received so far. On a
-        mismatch DigestMismatch is raised, on a download cut short TruncatedBlob, and `out`
-        then holds untrusted data: discard it (a content store's writer does).
-        """
-        repository = validate_repository(repository)
-        digest = _check_digest(descriptor.get("digest", ""))
-        size = descriptor.get("size")
-        conn, resp = self._open("GET", f"/v2/{repository}/blobs/{digest}", repository)
-        received = 0
-        try:
-            if resp.status != 200:
-                raise self._error(self._finish(resp, self.endpoint), "BLOB_UNKNOWN")
-            # BEGIN SOLUTION chapter="06" hint="hashlib: update() chunk by chunk; image-spec descriptor.md"
-            # TODO: copy resp to out in chunks, hashing as you go; then check size and digest
-            # HINT: _hasher(digest) gives the hash object; resp.read(n) returns b"" at the end
-            # HINT: never read past `size` (a bad server could stream forever); fewer bytes
-            # HINT: than `size` is TruncatedBlob(digest, received, size), a wrong hash is
-            # HINT: DigestMismatch(digest, actual, "blob"); call progress(received) per chunk
-            hasher = _hasher(digest)
-            while True:
-                limit = _READ_SIZE if size is None else min(_READ_SIZE, size - received + 1)
-                chunk = resp.read(limit) if limit > 0 else b""
-                if not chunk:
-                    break
-                received += len(chunk)
-                if size is not None and received > size:
-                    raise DigestMismatch(f"{size} bytes", f"more than {size} bytes",
-                                         f"blob {digest} size")
-                hasher.update(chunk)
-                out.write(chunk)
-                if progress:
-                    progress(received)
-            if size is not None and received < size:
-                raise TruncatedBlob(digest, received, size)
-            actual = f"{digest.partition(':')[0]}:{hasher.hexdigest()}"
-            if actual != digest:
-                raise DigestMismatch(digest, actual, "blob")
-            # END SOLUTION
-        except http.client.IncompleteRead as e:
-            # the server promised more (Content-Length) than it sent before closing
-            raise TruncatedBlob(digest, received + len(e.partial),
-                                size if size is not None else received + len(e.partial) +
-                                (e.expected or 0)) from None
-        except (OSError, http.client.HTTPException) as e:
-            raise RegistryUnavailable(f"registry {self.endpoint}: download of {digest} "
-                                      f"failed: {e}") from e
-        finally:
-            conn.close()
-
+                   progress: Callable[[int], None] | None = None) -> None: ...
     def blob_exists(self, repository: str, digest: str) -> bool: ...
     def push_blob(self, repository: str, data_or_path: bytes | str | os.PathLike, digest: str) -> None: ...
     def push_manifest(self, repository: str, reference: str, raw: bytes, media_type: str) -> str: ...
@@ -238,38 +187,51 @@ class RegistryClient:
 
     def fetch_blob(self, repository: str, descriptor: dict, out: BinaryIO,
                    progress: Callable[[int], None] | None = None) -> None:
-        """Stream a blob into `out`, verifying its size and digest.
+        """Stream a blob into `out`, verifying its size and digest while it arrives.
 
         `progress(n)` is called after each chunk with the bytes received so far. On a
-        mismatch DigestMismatch is raised and `out` holds untrusted data: discard it.
+        mismatch DigestMismatch is raised, on a download cut short TruncatedBlob, and `out`
+        then holds untrusted data: discard it (a content store's writer does).
         """
         repository = validate_repository(repository)
         digest = _check_digest(descriptor.get("digest", ""))
         size = descriptor.get("size")
         conn, resp = self._open("GET", f"/v2/{repository}/blobs/{digest}", repository)
+        received = 0
         try:
             if resp.status != 200:
                 raise self._error(self._finish(resp, self.endpoint), "BLOB_UNKNOWN")
+            # BEGIN SOLUTION chapter="06" hint="hashlib: update() chunk by chunk; image-spec descriptor.md"
+            # TODO: copy resp to out in chunks, hashing as you go; then check size and digest
+            # HINT: _hasher(digest) gives the hash object; resp.read(n) returns b"" at the end
+            # HINT: never read past `size` (a bad server could stream forever); fewer bytes
+            # HINT: than `size` is TruncatedBlob(digest, received, size), a wrong hash is
+            # HINT: DigestMismatch(digest, actual, "blob"); call progress(received) per chunk
             hasher = _hasher(digest)
-            received = 0
             while True:
-                # never read (much) past the promised size: a bad server could stream forever
                 limit = _READ_SIZE if size is None else min(_READ_SIZE, size - received + 1)
                 chunk = resp.read(limit) if limit > 0 else b""
                 if not chunk:
                     break
                 received += len(chunk)
                 if size is not None and received > size:
-                    raise DigestMismatch(f"{size} bytes", f"more than {size} bytes", "blob size")
+                    raise DigestMismatch(f"{size} bytes", f"more than {size} bytes",
+                                         f"blob {digest} size")
                 hasher.update(chunk)
                 out.write(chunk)
                 if progress:
                     progress(received)
-            if size is not None and received != size:
-                raise DigestMismatch(f"{size} bytes", f"{received} bytes", "blob size")
+            if size is not None and received < size:
+                raise TruncatedBlob(digest, received, size)
             actual = f"{digest.partition(':')[0]}:{hasher.hexdigest()}"
             if actual != digest:
                 raise DigestMismatch(digest, actual, "blob")
+            # END SOLUTION
+        except http.client.IncompleteRead as e:
+            # the server promised more (Content-Length) than it sent before closing
+            raise TruncatedBlob(digest, received + len(e.partial),
+                                size if size is not None else received + len(e.partial) +
+                                (e.expected or 0)) from None
         except (OSError, http.client.HTTPException) as e:
             raise RegistryUnavailable(f"registry {self.endpoint}: download of {digest} "
                                       f"failed: {e}") from e
