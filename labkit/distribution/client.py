@@ -113,7 +113,8 @@ class RegistryClient:
     """A client for one registry endpoint ("http://127.0.0.1:5000", "https://registry-1.docker.io").
 
     A bare address ("127.0.0.1:5000", "docker.io") is turned into a URL by
-    endpoint_for_domain(). Bad arguments raise ValueError; registry answers raise
+    endpoint_for_domain(). Credentials come as username/password, or as `auth_config`: a
+    docker config.json document or one AuthConfig (auth.credentials_for picks this host's). Bad arguments raise ValueError; registry answers raise
     RegistryError (DigestMismatch for content that fails verification); an unreachable
     registry raises RegistryUnavailable, a ConnectionError naming the endpoint.
     """
@@ -122,7 +123,8 @@ class RegistryClient:
     chunk_size = 16 << 20
 
     def __init__(self, endpoint: str, *, username: str | None = None,
-                 password: str | None = None, timeout: float = 30):
+                 password: str | None = None, timeout: float = 30,
+                 auth_config: dict | None = None):
         if "://" not in endpoint:
             endpoint = endpoint_for_domain(endpoint)
         parts = urllib.parse.urlsplit(endpoint)
@@ -130,6 +132,10 @@ class RegistryClient:
             raise ValueError(f"invalid registry endpoint {endpoint!r}: "
                              "expected http://host[:port] or https://host[:port]")
         self.endpoint = f"{parts.scheme}://{parts.netloc}"
+        if username is None and auth_config:
+            # a docker config.json ({"auths": {host: {"auth": base64(user:password)}}}) or one
+            # AuthConfig ({"username", "password"}), as the docker CLI sends in X-Registry-Auth
+            username, password = auth.credentials_for(auth_config, parts.netloc) or (None, None)
         self.username = username
         self.password = password
         self.timeout = timeout
@@ -200,7 +206,9 @@ class RegistryClient:
         received = 0
         try:
             if resp.status != 200:
-                raise self._error(self._finish(resp, self.endpoint), "BLOB_UNKNOWN")
+                error = self._error(self._finish(resp, self.endpoint), "BLOB_UNKNOWN")
+                raise RegistryError(error.code, f"blob {digest}: {error.message}",
+                                    error.status, error.detail)
             # BEGIN SOLUTION chapter="06" hint="hashlib: update() chunk by chunk; image-spec descriptor.md"
             # TODO: copy resp to out in chunks, hashing as you go; then check size and digest
             # HINT: _hasher(digest) gives the hash object; resp.read(n) returns b"" at the end
@@ -493,7 +501,14 @@ class RegistryClient:
         # END SOLUTION
 
     def _error(self, reply: _Reply, default_code: str) -> RegistryError:
-        return parse_error(reply.status, reply.body, default_code=default_code, reason=reply.reason)
+        error = parse_error(reply.status, reply.body, default_code=default_code,
+                            reason=reply.reason)
+        if reply.status == 429:
+            # Docker Hub's pull limit: say which registry, and when it lets us in again
+            wait = reply.header("Retry-After")
+            where = f"registry {self.endpoint}" + (f", retry after {wait} s" if wait else "")
+            error = RegistryError(error.code, f"{error.message} ({where})", 429, error.detail)
+        return error
 
     def _json(self, reply: _Reply) -> dict:
         try:
