@@ -53,7 +53,7 @@ __all__ = ["RegistryClient", "Registry", "RegistryError", "DigestMismatch", "Reg
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 _MAX_REDIRECTS = 10
-_READ_SIZE = 1 << 20
+_READ_SIZE = 256 << 10      # a blob streams in chunks this big: progress, bounded memory
 _LINK_NEXT_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
