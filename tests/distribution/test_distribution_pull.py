@@ -74,6 +74,7 @@ class Front(ThreadingHTTPServer):
         self.faults: dict[str, str] = {}          # path suffix -> "429" | "404" | …
         self.barrier: threading.Barrier | None = None
         self.held: set[str] = set()               # paths that wait at the barrier
+        self.stalled, self.release = threading.Event(), threading.Event()   # the "stall" fault
         self.thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
@@ -139,6 +140,15 @@ class _FrontHandler(BaseHTTPRequestHandler):
             body = resp.read()
         finally:
             conn.close()
+        if fault == "stall":                      # half the bytes, then nothing until released
+            self.send_response(resp.status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[:len(body) // 2])
+            self.wfile.flush()
+            self.server.stalled.set()
+            self.server.release.wait(30)
+            return
         if fault == "truncate":                   # the connection drops after half the bytes
             return self._send(resp.status, body[:len(body) // 2], dict(resp.getheaders()),
                               length=len(body))
@@ -153,6 +163,10 @@ class Daemon:
     def __init__(self, base: Path):
         self.base = base
         self.sock = str(base / "c.sock")
+        self.start()
+
+    def start(self) -> None:
+        base = self.base
         log = open(base / "containerd.log", "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "labkit.containerd.main", "--address", self.sock,
@@ -322,3 +336,38 @@ def test_a_broken_blob_is_named_stored_nowhere_and_the_next_pull_works(lab, faul
         lab.front.faults = {}
     assert pull(lab, repository)[-1].event == "done"
     assert stored(lab, layer)
+
+
+def test_kill_9_during_a_download_leaves_no_corrupt_image_and_the_pull_works_again(lab):
+    layer_tar = tar_of("big", os.urandom(2 << 20))
+    image = push(lab, "killed/mid-pull", [(layer_tar, "gzip")])
+    layer = image["blobs"][0]["digest"]
+    lab.front.faults = {f"/blobs/{layer}": "stall"}
+    lab.front.stalled.clear()
+    lab.front.release.clear()
+    failed: list[BaseException] = []
+
+    def doomed_pull():
+        try:
+            pull(lab, "killed/mid-pull")
+        except grpc.RpcError as e:
+            failed.append(e)
+
+    puller = threading.Thread(target=doomed_pull)
+    puller.start()
+    try:
+        assert lab.front.stalled.wait(30), "the download never started"
+        lab.proc.kill()                       # kill -9, half the layer written
+        lab.proc.wait()
+    finally:
+        lab.front.release.set()
+        lab.front.faults = {}
+        puller.join(60)
+    assert failed, "the pull did not fail when its containerd died"
+    assert not stored(lab, layer), "half a layer became a blob"
+    lab.start()
+    lab.client.wait_ready(15)
+    events = pull(lab, "killed/mid-pull")
+    assert events[-1].event == "done"
+    blob = next(p for p in (lab.base / "root").rglob(layer.split(":")[1]) if p.is_file())
+    assert sha(blob.read_bytes()) == layer
