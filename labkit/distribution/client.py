@@ -114,8 +114,9 @@ class RegistryClient:
 
     A bare address ("127.0.0.1:5000", "docker.io") is turned into a URL by
     endpoint_for_domain(). Credentials come as username/password, or as `auth_config`: a
-    docker config.json document or one AuthConfig (auth.credentials_for picks this host's). Bad arguments raise ValueError; registry answers raise
-    RegistryError (DigestMismatch for content that fails verification); an unreachable
+    docker config.json document or one AuthConfig (auth.credentials_for picks this host's).
+    Bad arguments raise ValueError; registry answers raise RegistryError (DigestMismatch for
+    content that fails verification, TruncatedBlob for a download cut short); an unreachable
     registry raises RegistryUnavailable, a ConnectionError naming the endpoint.
     """
 
