@@ -81,6 +81,8 @@ UNSOLVED = {
     "01": ("LABKIT_IMPL_NAMESPACES", "labkit_student/namespaces.py",
            ("namespace_flags", "set_hostname", "mount_proc", "exit_status", "make_mounts_private",
             "network_interfaces", "join_namespace")),
+    "03": ("LABKIT_IMPL_ROOTFS", "labkit_student/runc/mounts.py",
+           ("mount_entry", "enter_root", "populate_dev", "readonly_path")),
     "06": ("LABKIT_IMPL_DISTRIBUTION", "labkit_student/distribution/client.py",
            ("RegistryClient.resolve", "split_domain", "select_manifest", "chain_ids")),
 }
