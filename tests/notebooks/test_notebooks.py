@@ -83,6 +83,8 @@ UNSOLVED = {
             "network_interfaces", "join_namespace")),
     "03": ("LABKIT_IMPL_ROOTFS", "labkit_student/runc/mounts.py",
            ("mount_entry", "enter_root", "populate_dev", "readonly_path")),
+    "06": ("LABKIT_IMPL_DISTRIBUTION", "labkit_student/distribution/client.py",
+           ("RegistryClient.resolve", "split_domain", "select_manifest", "chain_ids")),
 }
 
 
