@@ -1,48 +1,442 @@
-"""Networks: what HostConfig.NetworkMode can name, and `docker network ls/inspect`.
+"""Networks: the default bridge, user-defined bridges, NetworkMode, `docker network …`, -p.
 
-labkit has no bridge (veths, IPAM, NAT) yet: "bridge", the default, is a network
-namespace of the container's own with only loopback, like "none"; "host" shares the
-host's; "container:<name>" joins a running container's.
+Theory of operation
+-------------------
+A network is a bridge on the host (bridge.py) with a subnet (ipam.py). A container on it has
+a veth pair: one end, eth0, in its network namespace with an address of the subnet and a
+default route through the bridge's address; the other end a port of the bridge.
+
+    docker network create mynet        a record (<root>/network/<id>.json): name, subnet
+                                       chosen from the pool, gateway; the bridge lk-<id12>
+    docker run --network mynet busybox create: NetworkSettings.Networks names mynet (no
+                                       address yet: Docker gives addresses at start)
+      start   Tasks.Create             the runtime makes the namespaces; init waits, not
+                                       yet exec'd, its pid known
+              _network_up(c, pid)      per network: an address (IPAM, saved in the
+                                       network's record), the veth pair into /proc/<pid>/ns/
+                                       net, address + route inside; /etc/hosts; -p proxies
+              Tasks.Start              the program runs with its network in place
+      exit    _network_down(c)         proxies stopped, veths deleted, addresses given back
+    docker network rm mynet            refused while a running container is on it
+
+Where the namespace comes from. dockerd 20.10 had the runtime call it back (a `prestart` hook,
+libnetwork-setkey, run by runc with the namespace's path); dockerd 28 does what labkit does:
+it lets the runtime create the namespaces (Tasks.Create: the container is "created", its init
+blocked before execve), learns the init's pid from the answer, works on /proc/<pid>/ns/net,
+then Tasks.Start. No hook, so it works the same under labkit-runc, runc and crun, and a
+failure is dockerd's own, reported by `docker start` with nothing to undo in the runtime.
+
+Lifetimes, and a clean host.
+- An address, its veth and its proxies live while the container runs (as in Docker, a
+  stopped container has no IP): given at start, taken back at exit, after a failed start,
+  at `docker rm`, and by a restarted daemon for containers that no longer run.
+- The bridges live while the daemon runs: made at start (or at `network create`), deleted at
+  `network rm`, and — those with no container left on them — when the daemon stops. (Docker
+  keeps docker0 forever; labkit leaves the host as it found it once nothing runs.) Running
+  containers keep theirs across a daemon restart, as they keep running.
+- Every link carries an alias naming this daemon (bridge.py); at start the daemon deletes the
+  links with its alias that no running container and no network owns any more.
+
+Names between containers. On a user-defined network, containers find each other by name
+(and alias, and short id). Docker runs a DNS server inside every container's namespace
+(127.0.0.11, NAT'd to a socket of dockerd). labkit keeps /etc/hosts up to date instead: each
+container's hosts file lists the other running containers of its user networks, rewritten
+in place (the file is bind-mounted: same inode) whenever one starts or stops. No server, no
+NAT rule, nothing in the namespace but the file; what it cannot do: tools that ask DNS
+directly (nslookup, dig) do not see the names. The default "bridge" network has no names,
+as in Docker (there, `--link` was the old way).
+
+NetworkMode, as `docker run --network` gives it:
+    default, bridge     the default bridge network "bridge"
+    <name or id>        a user-defined network (and more from NetworkingConfig)
+    none                a namespace of its own with only loopback (up: the runtime does that)
+    host                the host's namespace: no veth, no address of its own
+    container:<name>    another running container's namespace (its addresses, its ports)
+
+Published ports (-p/-P) are portproxy.py's.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import json
+import logging
+import os
+import secrets
+import threading
+from dataclasses import asdict, dataclass, field
+from ipaddress import IPv4Network
+from pathlib import Path
 
+from labkit import paths
+from labkit.dockerd import bridge, etcfiles, ipam, portproxy
+from labkit.dockerd.container import Container
 from labkit.dockerd.core import DaemonCore
-from labkit.dockerd.errors import Conflict, InvalidParameter, NotFound
-from labkit.dockerd.jsonlog import ZERO_TIME
+from labkit.dockerd.errors import (Conflict, DaemonError, Forbidden, InvalidParameter,
+                                   NotFound, SystemError_)
+from labkit.dockerd.jsonlog import ZERO_TIME, rfc3339nano
+
+log = logging.getLogger("labkit.dockerd")
+
+DEFAULT = "bridge"                      # the default network's name, as Docker's
+PREDEFINED = ("bridge", "host", "none")
+# one host-wide lock while a subnet is chosen and its bridge made: two daemons starting at
+# once would otherwise both see 172.18/16 free
+HOST_LOCK = Path("/run/lock/labkit-network.lock")
+
+
+@dataclass
+class Endpoint:
+    """A running container's place on a network (the IPAM allocation is `ip`)."""
+    container: str
+    name: str
+    endpoint_id: str
+    ip: str
+    mac: str
+    veth: str
+    aliases: list[str] = field(default_factory=list)
+
+
+@dataclass
+class NetworkRecord:
+    """A bridge network as <root>/network/<id>.json keeps it."""
+    Name: str
+    Id: str
+    Created: str
+    Subnet: str
+    Gateway: str
+    Bridge: str                           # the bridge device on the host
+    Internal: bool = False
+    Attachable: bool = False
+    UserSubnet: bool = False              # given by the user (kept) or chosen from the pool
+    Labels: dict = field(default_factory=dict)
+    Options: dict = field(default_factory=dict)
+    Endpoints: dict = field(default_factory=dict)   # container id -> Endpoint as a dict
+
+    @property
+    def subnet(self) -> IPv4Network:
+        return IPv4Network(self.Subnet)
+
+    def endpoints(self) -> dict[str, Endpoint]:
+        return {cid: Endpoint(**e) for cid, e in self.Endpoints.items()}
+
+
+def daemon_tag(root: Path) -> str:
+    """8 hex digits naming one daemon (its --root): in link aliases and bridge names."""
+    return hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:8]
+
+
+def _builtin_id(name: str) -> str:
+    return hashlib.sha256(f"labkit-network-{name}".encode()).hexdigest()
 
 
 class Networks(DaemonCore):
     """The Daemon's networks (mixed into labkit.dockerd.daemon.Daemon)."""
 
-    # What NetworkMode can name. labkit has no bridge (veths, IPAM, NAT) yet: "bridge", the
-    # default, is a network namespace of the container's own with only loopback, like "none".
-    NETWORKS = {"bridge": "a namespace of its own with loopback only (no bridge yet)",
-                "host": "the host's network namespace", "none": "loopback only"}
+    # ================================================================ the records
 
-    def network_list(self) -> list[dict]:
-        return [self.network_inspect(name) for name in self.NETWORKS]
+    def _net_init(self) -> None:
+        if hasattr(self, "_nets"):
+            return
+        self._net_lock = threading.RLock()
+        self._nets: dict[str, NetworkRecord] = {}
+        self._net_dir = self.config.root / "network"
+        self._net_dir.mkdir(parents=True, exist_ok=True)
+        self._tag = daemon_tag(self.config.root)
+
+    def _alias(self, kind: str, owner: str) -> str:
+        return f"{bridge.ALIAS_PREFIX}{self._tag} {kind} {owner}"
+
+    def _default_bridge_name(self) -> str:
+        """labkit0 for the default lab (as docker0); a private daemon (tests, a second lab)
+        gets a name of its own, so that two daemons never share a bridge."""
+        if Path(self.config.root).resolve() == Path(paths.DOCKERD_ROOT).resolve():
+            return "labkit0"
+        return f"lk{self._tag}"
+
+    def _save_net(self, net: NetworkRecord) -> None:
+        tmp = self._net_dir / f"{net.Id}.json.tmp"
+        tmp.write_text(json.dumps(asdict(net), indent=1))
+        os.replace(tmp, self._net_dir / f"{net.Id}.json")
+
+    def _find_net(self, ref: str) -> NetworkRecord:
+        """A network by name, full id or unique id prefix (Docker's order)."""
+        with self._net_lock:
+            for net in self._nets.values():
+                if net.Name == ref or net.Id == ref:
+                    return net
+            matches = [n for n in self._nets.values() if ref and n.Id.startswith(ref)]
+            if len(matches) == 1:
+                return matches[0]
+        raise NotFound(f"network {ref} not found")
+
+    def _networks_load(self) -> None:
+        """At daemon start: load the records, make sure every bridge exists (the default
+        network is made on first start)."""
+        self._net_init()
+        for path in sorted(self._net_dir.glob("*.json")):
+            try:
+                net = NetworkRecord(**json.loads(path.read_text()))
+            except (OSError, ValueError, TypeError) as e:
+                log.warning("skipping network record %s: %s", path, e)
+                continue
+            self._nets[net.Id] = net
+        if not any(n.Name == DEFAULT for n in self._nets.values()):
+            net = NetworkRecord(Name=DEFAULT, Id=secrets.token_hex(32), Created=rfc3339nano(), Subnet="",
+                                Gateway="", Bridge=self._default_bridge_name(),
+                                Options={"com.docker.network.bridge.default_bridge": "true",
+                                         "com.docker.network.bridge.name":
+                                             self._default_bridge_name()})
+            self._nets[net.Id] = net
+        for net in list(self._nets.values()):
+            try:
+                self._bring_up(net)
+            except (OSError, ValueError) as e:
+                log.warning("network %s: its bridge %s: %s", net.Name, net.Bridge, e)
+
+    def _bring_up(self, net: NetworkRecord) -> None:
+        """The bridge of `net`, with its subnet: kept if the bridge is there already (running
+        containers use it), else checked against the host's routes (chosen anew if taken and
+        the user did not give it), under the host-wide lock."""
+        existing = bridge.bridge_address(net.Bridge)
+        if existing is not None:
+            address, prefixlen = existing
+            net.Gateway = address
+            net.Subnet = str(IPv4Network(f"{address}/{prefixlen}", strict=False))
+            self._save_net(net)
+            return
+        HOST_LOCK.parent.mkdir(parents=True, exist_ok=True)
+        with open(HOST_LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            mine = {n.Bridge for n in self._nets.values()}
+            in_use = bridge.host_subnets(exclude=mine) + [
+                n.subnet for n in self._nets.values() if n.Subnet and n.Id != net.Id]
+            if not net.Subnet or (not net.UserSubnet and any(net.subnet.overlaps(s)
+                                                              for s in in_use)):
+                net.Subnet = str(ipam.choose_subnet(in_use))
+                net.Gateway = str(ipam.gateway_of(net.subnet))
+            elif any(net.subnet.overlaps(s) for s in in_use):
+                raise ValueError(f"its subnet {net.Subnet} overlaps a route of the host now")
+            bridge.ensure_bridge(net.Bridge, net.Gateway, net.subnet.prefixlen,
+                                 self._alias("bridge", net.Id))
+        self._save_net(net)
+        log.info("network %s: bridge %s, subnet %s", net.Name, net.Bridge, net.Subnet)
+
+    def _networks_reconcile(self) -> None:
+        """After the containers were restored: give back what no running container holds
+        (addresses, veths, proxies) and delete links of ours that nothing owns."""
+        with self._lock:
+            running = {cid for cid, c in self._containers.items() if c.State.Running}
+            containers = list(self._containers.values())
+        with self._net_lock:
+            for net in self._nets.values():
+                stale = [cid for cid in net.Endpoints if cid not in running]
+                for cid in stale:
+                    bridge.delete_link(net.Endpoints.pop(cid)["veth"])
+                if stale:
+                    self._save_net(net)
+            owned = {n.Bridge for n in self._nets.values()} | {
+                e["veth"] for n in self._nets.values() for e in n.Endpoints.values()}
+        for c in containers:
+            if c.ID not in running:
+                self._stop_proxies(c)
+        for link in bridge.links():
+            if link.alias.startswith(f"{bridge.ALIAS_PREFIX}{self._tag} ") and \
+                    link.name not in owned:
+                log.info("deleting %s, left behind by an earlier run", link.name)
+                bridge.delete_link(link.name)
+
+    def _networks_close(self) -> None:
+        """The daemon stops: delete the bridges no container is on (running containers
+        keep theirs, and the next start finds them)."""
+        if not hasattr(self, "_nets"):
+            return
+        with self._net_lock:
+            for net in self._nets.values():
+                if not net.Endpoints and not bridge.has_ports(net.Bridge):
+                    bridge.delete_link(net.Bridge)
+
+    # ================================================================ the Engine API
+
+    def network_list(self, filters: dict[str, list[str]] | None = None) -> list[dict]:
+        self._net_init()
+        out = [self.network_inspect(name) for name in ("host", "none")]
+        with self._net_lock:
+            out += [self._net_view(n) for n in self._nets.values()]
+        return [n for n in out if _net_matches(n, filters or {})]
 
     def network_inspect(self, name: str) -> dict:
-        wanted = name if name in self.NETWORKS else next(
-            (n for n in self.NETWORKS if _network_id(n).startswith(name) and len(name) >= 3), None)
-        if wanted is None:
-            raise NotFound(f"network {name} not found")
-        return {"Name": wanted, "Id": _network_id(wanted), "Created": ZERO_TIME,
-                "Scope": "local", "Driver": "null" if wanted == "none" else wanted,
-                "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": None, "Config": []},
-                "Internal": False, "Attachable": False, "Ingress": False, "Containers": {},
-                "Options": {}, "Labels": {"labkit.note": self.NETWORKS[wanted]}}
+        self._net_init()
+        if name in ("host", "none") or name in (_builtin_id("host"), _builtin_id("none")):
+            wanted = name if name in ("host", "none") else (
+                "host" if name == _builtin_id("host") else "none")
+            return {"Name": wanted, "Id": _builtin_id(wanted), "Created": ZERO_TIME,
+                    "Scope": "local", "Driver": "null" if wanted == "none" else "host",
+                    "EnableIPv4": True, "EnableIPv6": False,
+                    "IPAM": {"Driver": "default", "Options": None, "Config": []},
+                    "Internal": False, "Attachable": False, "Ingress": False,
+                    "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": {},
+                    "Options": {}, "Labels": {}}
+        with self._net_lock:
+            return self._net_view(self._find_net(name))
+
+    def _net_view(self, net: NetworkRecord) -> dict:
+        containers = {cid: {"Name": e.name, "EndpointID": e.endpoint_id, "MacAddress": e.mac,
+                            "IPv4Address": f"{e.ip}/{net.subnet.prefixlen}", "IPv6Address": ""}
+                      for cid, e in net.endpoints().items()}
+        return {"Name": net.Name, "Id": net.Id, "Created": net.Created, "Scope": "local",
+                "Driver": "bridge", "EnableIPv4": True, "EnableIPv6": False,
+                "IPAM": {"Driver": "default", "Options": None,
+                         "Config": [{"Subnet": net.Subnet, "Gateway": net.Gateway}]
+                         if net.Subnet else []},
+                "Internal": net.Internal, "Attachable": net.Attachable, "Ingress": False,
+                "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
+                "Options": dict(net.Options), "Labels": dict(net.Labels)}
+
+    def network_create(self, body: dict) -> dict:
+        """POST /networks/create: a user-defined bridge network."""
+        self._net_init()
+        name = body.get("Name")
+        if not isinstance(name, str) or not name:
+            raise InvalidParameter("invalid network Name: expected a non-empty string")
+        driver = body.get("Driver") or "bridge"
+        if driver != "bridge":
+            raise InvalidParameter(f"plugin \"{driver}\" not found: labkit-dockerd has the "
+                                   "bridge driver only")
+        if name in PREDEFINED:
+            raise Forbidden(f"{name} is a pre-defined network and cannot be created")
+        if body.get("EnableIPv6"):
+            raise InvalidParameter("labkit-dockerd has IPv4 networks only: EnableIPv6 is "
+                                   "not supported")
+        ipam_config = (body.get("IPAM") or {}).get("Config") or []
+        if not isinstance(ipam_config, list) or len(ipam_config) > 1:
+            raise InvalidParameter("invalid IPAM.Config: labkit-dockerd takes one IPv4 subnet")
+        subnet = gateway = ""
+        if ipam_config:
+            entry = ipam_config[0] if isinstance(ipam_config[0], dict) else {}
+            try:
+                if entry.get("Subnet"):
+                    subnet = str(ipam.parse_subnet(entry["Subnet"]))
+                if entry.get("Gateway"):
+                    if not subnet:
+                        raise ValueError("a gateway needs a subnet")
+                    gateway = ipam.allocate(IPv4Network(subnet), [], entry["Gateway"])
+            except ValueError as e:
+                raise InvalidParameter(str(e)) from None
+        net_id = secrets.token_hex(32)
+        net = NetworkRecord(Name=name, Id=net_id, Created=rfc3339nano(), Subnet=subnet,
+                            Gateway=gateway or (str(ipam.gateway_of(IPv4Network(subnet)))
+                                                if subnet else ""),
+                            Bridge=f"lk-{net_id[:12]}", Internal=bool(body.get("Internal")),
+                            Attachable=bool(body.get("Attachable")), UserSubnet=bool(subnet),
+                            Labels=body.get("Labels") or {}, Options=body.get("Options") or {})
+        with self._net_lock:
+            if any(n.Name == name for n in self._nets.values()):
+                raise Conflict(f"network with name {name} already exists")
+            if subnet and any(n.Subnet and n.subnet.overlaps(net.subnet)
+                              for n in self._nets.values()):
+                raise Forbidden(f"Pool overlaps with other one on this address space")
+            self._nets[net_id] = net
+            try:
+                self._bring_up(net)
+            except (OSError, ValueError) as e:
+                self._nets.pop(net_id, None)
+                bridge.delete_link(net.Bridge)
+                raise Forbidden(f"cannot create network {name}: {e}") from None
+        self.event_bus.publish("network", "create", net_id, {"name": name, "type": "bridge"})
+        return {"Id": net_id, "Warning": ""}
+
+    def network_remove(self, ref: str) -> None:
+        self._net_init()
+        if ref in PREDEFINED:
+            raise Forbidden(f"{ref} is a pre-defined network and cannot be removed")
+        with self._net_lock:
+            net = self._find_net(ref)
+            if net.Name == DEFAULT:
+                raise Forbidden(f"{DEFAULT} is a pre-defined network and cannot be removed")
+            if net.Endpoints:
+                users = ", ".join(f'name:"{e["name"]}" id:"{cid[:12]}"'
+                                  for cid, e in net.Endpoints.items())
+                raise Forbidden(f"error while removing network: network {net.Name} id "
+                                f"{net.Id} has active endpoints ({users})")
+            bridge.delete_link(net.Bridge)
+            self._nets.pop(net.Id, None)
+            (self._net_dir / f"{net.Id}.json").unlink(missing_ok=True)
+        self.event_bus.publish("network", "destroy", net.Id, {"name": net.Name,
+                                                              "type": "bridge"})
+
+    def network_prune(self) -> list[str]:
+        self._net_init()
+        removed = []
+        with self._lock:
+            wanted = {n for c in self._containers.values()
+                      for n in (c.NetworkSettings.get("Networks") or {})}
+        with self._net_lock:
+            candidates = [n for n in self._nets.values() if n.Name != DEFAULT
+                          and not n.Endpoints and n.Name not in wanted]
+        for net in candidates:
+            try:
+                self.network_remove(net.Id)
+                removed.append(net.Name)
+            except DaemonError as e:
+                log.warning("network prune: %s: %s", net.Name, e)
+        return removed
+
+    def network_connect(self, ref: str, container: str, endpoint_config: dict | None) -> None:
+        """`docker network connect`: now if the container runs, at its next start if not."""
+        self._net_init()
+        if ref in ("host", "none"):
+            raise Forbidden(f"container cannot be disconnected from host network or connected "
+                            f"to host network")
+        net = self._find_net(ref)
+        c = self._get(container)
+        mode = c.HostConfig.get("NetworkMode") or "default"
+        if mode in ("host", "none") or mode.startswith("container:"):
+            raise Forbidden(f"container sharing network namespace with another container or "
+                            f"host cannot be connected to any other network")
+        with self._lock:
+            networks = c.NetworkSettings.setdefault("Networks", {})
+            if net.Name in networks:
+                raise Forbidden(f"endpoint with name {c.Name} already exists in network "
+                                f"{net.Name}")
+            networks[net.Name] = _endpoint_settings(net, endpoint_config)
+            c.save(self.config.root)
+            running = c.State.Running and c.State.Pid
+        if running:
+            try:
+                self._join(c, net, c.State.Pid)
+            except Exception:
+                with self._lock:
+                    networks.pop(net.Name, None)
+                    c.save(self.config.root)
+                raise
+            self._refresh_hosts(net)
+        self.event_bus.publish("network", "connect", net.Id, {"container": c.ID,
+                                                              "name": net.Name, "type": "bridge"})
+
+    def network_disconnect(self, ref: str, container: str, force: bool) -> None:
+        self._net_init()
+        net = self._find_net(ref)
+        c = self._get(container)
+        with self._lock:
+            networks = c.NetworkSettings.get("Networks") or {}
+            if net.Name not in networks:
+                raise Forbidden(f"container {c.ID} is not connected to network {net.Name}")
+            networks.pop(net.Name)
+            c.save(self.config.root)
+        self._leave(c, net)
+        self._refresh_hosts(net)
+        self.event_bus.publish("network", "disconnect", net.Id, {
+            "container": c.ID, "name": net.Name, "type": "bridge"})
+
+    # ================================================================ create, start, exit
 
     def _network(self, mode: str) -> str:
-        """HostConfig.NetworkMode -> oci.container_spec's `network`.
-
-        labkit has no bridge network (yet): "default", "bridge" and "none" all give the
-        container a network namespace of its own with only a loopback interface. "host"
-        shares the host's; "container:<name>" joins a running container's (its namespace
-        is looked up now, at create)."""
+        """HostConfig.NetworkMode -> oci.container_spec's `network`: "private" (a namespace
+        of its own, which the runtime makes), "host", or the path of another container's
+        namespace (looked up now, at create, as Docker does)."""
+        self._net_init()
         if mode in ("default", "bridge", "none"):
             return "private"
         if mode == "host":
@@ -52,11 +446,314 @@ class Networks(DaemonCore):
             if not other.State.Running or not other.State.Pid:
                 raise Conflict(f"cannot join network of a non running container: {other.ID}")
             return f"/proc/{other.State.Pid}/ns/net"
-        # 400, not 404: a 404 on create makes the CLI think the IMAGE is missing and pull it
-        raise InvalidParameter(f"network {mode} not found (labkit-dockerd knows default, "
-                               "bridge, none, host and container:<name>)")
+        try:
+            self._find_net(mode)
+        except NotFound:
+            # 400, not 404: a 404 on create makes the CLI think the IMAGE is missing and pull
+            raise InvalidParameter(f"network {mode} not found") from None
+        return "private"
+
+    def _network_settings(self, mode: str, networking_config: dict | None) -> dict:
+        """The NetworkSettings of a new container: which networks it will join at start."""
+        self._net_init()
+        wanted = (networking_config or {}).get("EndpointsConfig") or {}
+        if not isinstance(wanted, dict):
+            raise InvalidParameter("invalid NetworkingConfig.EndpointsConfig: expected an "
+                                   "object")
+        networks: dict[str, dict] = {}
+        if mode in ("host", "none"):
+            networks[mode] = _endpoint_settings(None, None, _builtin_id(mode))
+        elif not mode.startswith("container:"):
+            first = DEFAULT if mode in ("default", "bridge") else mode
+            # the CLI names the first network as NetworkMode does ("default" included)
+            same = {mode, first}
+            for ref in [first] + [k for k in wanted if k not in same]:
+                net = self._find_or_400(ref)
+                config = (next((wanted[k] for k in same if wanted.get(k)), None)
+                          if ref == first else wanted.get(ref))
+                if net.Name == DEFAULT and config and config.get("Aliases"):
+                    raise InvalidParameter("network-scoped alias is supported only for "
+                                           "containers in user defined networks")
+                networks[net.Name] = _endpoint_settings(net, config)
+        return {"Networks": networks, "Ports": {}}
+
+    def _find_or_400(self, ref: str) -> NetworkRecord:
+        try:
+            return self._find_net(ref)
+        except NotFound:
+            raise InvalidParameter(f"network {ref} not found") from None
+
+    def _network_up(self, c: Container, pid: int) -> None:
+        """At start, between Tasks.Create and Tasks.Start: join the container's networks,
+        write its /etc/hosts, publish its ports. On failure everything done is undone."""
+        self._net_init()
+        joined: list[NetworkRecord] = []
+        try:
+            for name in list((c.NetworkSettings.get("Networks") or {})):
+                if name in ("host", "none"):
+                    continue
+                try:
+                    net = self._find_net(name)
+                except NotFound:
+                    raise NotFound(f"network {name} not found: it was removed after the "
+                                   f"container was created; docker network disconnect it "
+                                   "or create it again") from None
+                self._join(c, net, pid, default_route=not joined)
+                joined.append(net)
+            self._publish(c)
+        except BaseException:
+            self._network_down(c)
+            raise
+        for net in joined:
+            self._refresh_hosts(net)
+
+    def _join(self, c: Container, net: NetworkRecord, pid: int,
+              default_route: bool = True) -> None:
+        """An address, a veth pair into the namespace of `pid`, address and route inside."""
+        with self._net_lock:
+            if c.ID in net.Endpoints:
+                return
+            settings = c.NetworkSettings["Networks"][net.Name]
+            wanted = ((settings.get("IPAMConfig") or {}).get("IPv4Address") or None)
+            used = [net.Gateway] + [e["ip"] for e in net.Endpoints.values()]
+            try:
+                ip = ipam.allocate(net.subnet, used, wanted)
+            except ValueError as e:
+                raise InvalidParameter(str(e)) from None
+            endpoint = Endpoint(container=c.ID, name=c.Name, endpoint_id=secrets.token_hex(32),
+                                ip=ip, mac=ipam.mac_for(ip), veth=bridge.new_veth_name(),
+                                aliases=list(settings.get("Aliases") or []))
+            net.Endpoints[c.ID] = asdict(endpoint)   # saved before the veth exists: a
+            self._save_net(net)                       # crash now leaves nothing unowned
+        try:
+            if not bridge.bridge_address(net.Bridge):
+                self._bring_up(net)
+            bridge.plug(pid, net.Bridge, endpoint.veth,
+                        net.Gateway if default_route else None, ip, net.subnet.prefixlen,
+                        endpoint.mac, self._alias("veth", c.ID))
+        except (OSError, ValueError) as e:
+            with self._net_lock:
+                net.Endpoints.pop(c.ID, None)
+                self._save_net(net)
+            raise SystemError_(f"failed to set up container networking: network "
+                               f"{net.Name}: {e}") from None
+        with self._lock:
+            settings.update(NetworkID=net.Id, EndpointID=endpoint.endpoint_id,
+                            Gateway=net.Gateway, IPAddress=ip,
+                            IPPrefixLen=net.subnet.prefixlen, MacAddress=endpoint.mac,
+                            DNSNames=[c.Name, c.ID[:12], *endpoint.aliases]
+                            if net.Name != DEFAULT else None)
+            if net.Name == DEFAULT:  # the old top-level fields describe the default bridge
+                c.NetworkSettings.update(IPAddress=ip, IPPrefixLen=net.subnet.prefixlen,
+                                         Gateway=net.Gateway, MacAddress=endpoint.mac,
+                                         EndpointID=endpoint.endpoint_id, Bridge=net.Bridge)
+            c.NetworkSettings["SandboxKey"] = f"/proc/{pid}/ns/net"
+
+    def _leave(self, c: Container, net: NetworkRecord) -> None:
+        """The address back, the veth deleted (the container may still run: disconnect)."""
+        with self._net_lock:
+            endpoint = net.Endpoints.pop(c.ID, None)
+            if endpoint is None:
+                return
+            self._save_net(net)
+        try:
+            bridge.delete_link(endpoint["veth"])
+        except OSError as e:
+            log.warning("container %s: deleting %s: %s", c.ID[:12], endpoint["veth"], e)
+        with self._lock:
+            settings = (c.NetworkSettings.get("Networks") or {}).get(net.Name)
+            if settings is not None:
+                settings.update(EndpointID="", Gateway="", IPAddress="", IPPrefixLen=0,
+                                MacAddress="", DNSNames=None)
+
+    def _network_down(self, c: Container) -> None:
+        """The container stopped (or failed to start, or goes): proxies, veths, addresses."""
+        self._net_init()
+        self._stop_proxies(c)
+        left = []
+        with self._net_lock:
+            nets = [n for n in self._nets.values() if c.ID in n.Endpoints]
+        for net in nets:
+            self._leave(c, net)
+            left.append(net)
+        with self._lock:
+            c.NetworkSettings.update(IPAddress="", IPPrefixLen=0, Gateway="", MacAddress="",
+                                     EndpointID="", SandboxKey="", Ports={})
+        for net in left:
+            self._refresh_hosts(net)
+
+    # ================================================================ /etc/hosts
+
+    def _refresh_hosts(self, net: NetworkRecord) -> None:
+        """Rewrite /etc/hosts of every running container on `net` (user networks: names)."""
+        with self._net_lock:
+            members = list(net.Endpoints)
+        for cid in members:
+            try:
+                c = self._get(cid)
+            except NotFound:
+                continue
+            self._write_hosts(c)
+
+    def _write_hosts(self, c: Container) -> None:
+        """The container's /etc/hosts from its networks: its own address for its hostname,
+        and on user networks, the other running containers by name, alias and short id."""
+        mode = c.HostConfig.get("NetworkMode") or "default"
+        if mode == "host" or mode.startswith("container:") or not c.HostsPath:
+            return
+        own: str | None = None
+        peers: list[tuple[str, list[str]]] = []
+        with self._net_lock:
+            for net in self._nets.values():
+                mine = net.Endpoints.get(c.ID)
+                if mine is None:
+                    continue
+                own = own or mine["ip"]
+                if net.Name == DEFAULT:
+                    continue
+                for cid, e in net.Endpoints.items():
+                    if cid != c.ID:
+                        peers.append((e["ip"], [e["name"], *e["aliases"], cid[:12]]))
+        text = etcfiles.hosts_file(c.Config.get("Hostname") or c.ID[:12],
+                                   c.HostConfig.get("ExtraHosts"), own_ip=own, peers=peers,
+                                   host_gateway=self._host_gateway())
+        try:
+            # in place: the file is bind-mounted into the container (same inode)
+            with open(c.HostsPath, "r+") as f:
+                f.truncate(0)
+                f.write(text)
+        except OSError as e:
+            log.warning("container %s: /etc/hosts: %s", c.ID[:12], e)
+
+    def _host_gateway(self) -> str | None:
+        """What --add-host NAME:host-gateway means: the default bridge's address."""
+        if not hasattr(self, "_nets"):
+            return None
+        with self._net_lock:
+            return next((n.Gateway for n in self._nets.values() if n.Name == DEFAULT), None)
+
+    # ================================================================ published ports
+
+    def _publish(self, c: Container) -> None:
+        """Start a proxy per published port (-p, and every exposed port with -P)."""
+        bindings = _port_bindings(c.HostConfig, c.Config)
+        networks = c.NetworkSettings.get("Networks") or {}
+        target = next((s.get("IPAddress") for s in networks.values() if s.get("IPAddress")),
+                      None)
+        ports: dict[str, list | None] = {p: None for p in (c.Config.get("ExposedPorts") or {})}
+        if not bindings or target is None:
+            with self._lock:
+                c.NetworkSettings["Ports"] = ports if target else {}
+            return
+        cdir = Container.dir_for(self.config.root, c.ID)
+        started: list[portproxy.Proxy] = []
+        try:
+            for key, host_ip, host_port in bindings:
+                port, proto = key.split("/")
+                proxy = portproxy.publish(cdir, portproxy.Proxy(
+                    proto=proto, host_ip=host_ip, host_port=host_port, container_ip=target,
+                    container_port=int(port)), cdir / "proxy.log")
+                started.append(proxy)
+                portproxy.save(cdir / "ports.json", started)
+                ports.setdefault(key, None)
+                ports[key] = (ports[key] or []) + [{"HostIp": host_ip,
+                                                    "HostPort": str(proxy.host_port)}]
+        except OSError as e:
+            raise SystemError_(str(e.strerror or e)) from None
+        with self._lock:
+            c.NetworkSettings["Ports"] = ports
+
+    def _stop_proxies(self, c: Container) -> None:
+        cdir = Container.dir_for(self.config.root, c.ID)
+        for proxy in portproxy.load(cdir / "ports.json"):
+            portproxy.stop(proxy.pid, cdir)
+        (cdir / "ports.json").unlink(missing_ok=True)
 
 
-def _network_id(name: str) -> str:
-    """A stable 64-hex id per built-in network (Docker's are random, made at first start)."""
-    return hashlib.sha256(f"labkit-network-{name}".encode()).hexdigest()
+def _endpoint_settings(net: NetworkRecord | None, config: dict | None,
+                       network_id: str = "") -> dict:
+    """One NetworkSettings.Networks entry (EndpointSettings), before start: no address."""
+    config = config if isinstance(config, dict) else {}
+    aliases = config.get("Aliases") or None
+    if aliases is not None and (not isinstance(aliases, list)
+                                or not all(isinstance(a, str) for a in aliases)):
+        raise InvalidParameter("invalid EndpointsConfig Aliases: expected a list of strings")
+    return {"IPAMConfig": config.get("IPAMConfig") or None, "Links": config.get("Links"),
+            "Aliases": aliases, "MacAddress": "", "DriverOpts": None, "GwPriority": 0,
+            "NetworkID": net.Id if net else network_id, "EndpointID": "", "Gateway": "",
+            "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0, "DNSNames": None}
+
+
+def _port_bindings(host_config: dict, config: dict) -> list[tuple[str, str, int]]:
+    """("80/tcp", host ip, host port (0: any)) for every port to publish. ValueError-free:
+    bad values are 400s at create (check_ports)."""
+    out = []
+    bindings = host_config.get("PortBindings") or {}
+    for key, entries in bindings.items():
+        for entry in entries or [{}]:
+            host_ip = (entry or {}).get("HostIp") or "0.0.0.0"
+            host_port = (entry or {}).get("HostPort") or "0"
+            out.append((_port_key(key), host_ip, int(host_port)))
+    if host_config.get("PublishAllPorts"):
+        published = {k for k, _, _ in out}
+        for key in config.get("ExposedPorts") or {}:
+            if _port_key(key) not in published:
+                out.append((_port_key(key), "0.0.0.0", 0))
+    return out
+
+
+def _port_key(key: str) -> str:
+    return key if "/" in key else key + "/tcp"
+
+
+def check_ports(host_config: dict) -> None:
+    """HostConfig.PortBindings as Docker's API declares it: {"80/tcp": [{"HostIp",
+    "HostPort"}]}. InvalidParameter naming the wrong part."""
+    bindings = host_config.get("PortBindings") or {}
+    if not isinstance(bindings, dict):
+        raise InvalidParameter("invalid HostConfig.PortBindings: expected an object")
+    for key, entries in bindings.items():
+        port, _, proto = _port_key(key).partition("/")
+        if proto not in ("tcp", "udp") or not port.isdigit() or not 0 < int(port) < 65536:
+            raise InvalidParameter(f"invalid port specification: \"{key}\"")
+        for entry in entries or []:
+            if not isinstance(entry, dict):
+                raise InvalidParameter(f"invalid PortBindings[{key!r}]: expected objects")
+            host_port = entry.get("HostPort") or "0"
+            if not isinstance(host_port, str) or not host_port.isdigit() \
+                    or not 0 <= int(host_port) < 65536:
+                raise InvalidParameter(f"invalid HostPort {host_port!r} for {key} "
+                                       "(labkit-dockerd takes one port, not a range)")
+            host_ip = entry.get("HostIp") or "0.0.0.0"
+            if not isinstance(host_ip, str) or ":" in host_ip:
+                raise InvalidParameter(f"invalid HostIp {host_ip!r} for {key} "
+                                       "(labkit-dockerd publishes on IPv4 addresses)")
+
+
+def _net_matches(view: dict, filters: dict[str, list[str]]) -> bool:
+    """`docker network ls --filter`: name, id, driver, label, type (custom/builtin)."""
+    for key, values in filters.items():
+        if not values:
+            continue
+        if key == "name":
+            ok = any(v in view["Name"] for v in values)
+        elif key == "id":
+            ok = any(view["Id"].startswith(v) for v in values)
+        elif key == "driver":
+            ok = view["Driver"] in values
+        elif key == "label":
+            labels = view.get("Labels") or {}
+            ok = all(labels.get(v.partition("=")[0]) == v.partition("=")[2] if "=" in v
+                     else v in labels for v in values)
+        elif key == "type":
+            builtin = view["Name"] in PREDEFINED
+            ok = ("builtin" in values and builtin) or ("custom" in values and not builtin)
+        elif key == "scope":
+            ok = "local" in values
+        else:
+            raise InvalidParameter(f"invalid filter '{key}'")
+        if not ok:
+            return False
+    return True
+

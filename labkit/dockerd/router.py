@@ -57,6 +57,7 @@ class Router:
         I = r"/images/(?P<name>.+?)"
         E = r"/exec/(?P<id>[^/]+)"
         V = r"/volumes/(?P<name>[^/]+)"
+        N = r"/networks/(?P<name>[^/]+)"
         self.routes: list[tuple[str, re.Pattern, Handler]] = [
             (m, re.compile(f"^{p}$"), h) for m, p, h in [
                 ("GET", r"/_ping", self.ping),
@@ -83,8 +84,12 @@ class Router:
                 ("POST", E + r"/resize", self.exec_resize),
                 ("GET", E + r"/json", self.exec_inspect),
                 ("GET", r"/networks", self.network_list),
-                ("GET", r"/networks/(?P<name>[^/]+)", self.network_inspect),
                 ("POST", r"/networks/create", self.network_create),
+                ("POST", r"/networks/prune", self.network_prune),
+                ("GET", N, self.network_inspect),
+                ("DELETE", N, self.network_remove),
+                ("POST", N + r"/connect", self.network_connect),
+                ("POST", N + r"/disconnect", self.network_disconnect),
                 ("POST", r"/volumes/create", self.volume_create),
                 ("GET", r"/volumes", self.volume_list),
                 ("GET", V, self.volume_inspect),
@@ -294,14 +299,44 @@ class Router:
     # ---- networks
 
     def network_list(self, req: Request) -> Response:
-        return json_response(self.backend.network_list())
+        filters = parse_filters(req.query.get("filters", ""))
+        return json_response(self.backend.network_list(filters))
 
     def network_inspect(self, req: Request) -> Response:
         return json_response(self.backend.network_inspect(req.params["name"]))
 
     def network_create(self, req: Request) -> Response:
-        raise InvalidParameter("labkit-dockerd cannot create networks: it has bridge (its "
-                               "default: loopback only), host and none")
+        body = req.json()
+        if not isinstance(body, dict):
+            raise InvalidParameter("invalid network config: expected a JSON object")
+        return json_response(self.backend.network_create(body), 201)
+
+    def network_remove(self, req: Request) -> Response:
+        self.backend.network_remove(req.params["name"])
+        return Response(204)
+
+    def network_connect(self, req: Request) -> Response:
+        body = req.json()
+        if not isinstance(body, dict) or not isinstance(body.get("Container"), str):
+            raise InvalidParameter("invalid network connect config: expected "
+                                   '{"Container": "<name or id>", "EndpointConfig": {...}}')
+        endpoint = body.get("EndpointConfig")
+        if endpoint is not None and not isinstance(endpoint, dict):
+            raise InvalidParameter("invalid EndpointConfig: expected a JSON object")
+        self.backend.network_connect(req.params["name"], body["Container"], endpoint)
+        return Response(200)
+
+    def network_disconnect(self, req: Request) -> Response:
+        body = req.json()
+        if not isinstance(body, dict) or not isinstance(body.get("Container"), str):
+            raise InvalidParameter('invalid network disconnect config: expected '
+                                   '{"Container": "<name or id>", "Force": false}')
+        self.backend.network_disconnect(req.params["name"], body["Container"],
+                                        bool(body.get("Force")))
+        return Response(200)
+
+    def network_prune(self, req: Request) -> Response:
+        return json_response({"NetworksDeleted": self.backend.network_prune()})
 
     # ---- volumes
 
