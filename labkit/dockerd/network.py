@@ -404,8 +404,10 @@ class Networks(DaemonCore):
             c.save(self.config.root)
             running = c.State.Running and c.State.Pid
         if running:
+            with self._net_lock:   # a second network adds an interface, not a default route
+                first = not any(c.ID in n.Endpoints for n in self._nets.values())
             try:
-                self._join(c, net, c.State.Pid)
+                self._join(c, net, c.State.Pid, default_route=first)
             except Exception:
                 with self._lock:
                     networks.pop(net.Name, None)
@@ -531,7 +533,7 @@ class Networks(DaemonCore):
             bridge.plug(pid, net.Bridge, endpoint.veth,
                         net.Gateway if default_route else None, ip, net.subnet.prefixlen,
                         endpoint.mac, self._alias("veth", c.ID))
-        except (OSError, ValueError) as e:
+        except Exception as e:   # OSError, ValueError, pyroute2's NetlinkError
             with self._net_lock:
                 net.Endpoints.pop(c.ID, None)
                 self._save_net(net)
@@ -710,7 +712,9 @@ def _port_key(key: str) -> str:
 def check_ports(host_config: dict) -> None:
     """HostConfig.PortBindings as Docker's API declares it: {"80/tcp": [{"HostIp",
     "HostPort"}]}. InvalidParameter naming the wrong part."""
-    bindings = host_config.get("PortBindings") or {}
+    bindings = host_config.get("PortBindings")
+    if bindings is None:
+        return
     if not isinstance(bindings, dict):
         raise InvalidParameter("invalid HostConfig.PortBindings: expected an object")
     for key, entries in bindings.items():
