@@ -18,7 +18,11 @@ Modules, from the one nearest the user to the one nearest containerd:
       create.py       `docker create`: record, /etc files, spec, snapshot, containerd container
       imageconfig.py  the image's Cmd, Entrypoint, Env, WorkingDir, User merged with the request
       validate.py     the create request's types, signal names: 400s that name the field
-      network.py      NetworkMode (bridge/none: loopback only; host; container:<name>)
+      network.py      networks: the default bridge, user bridges, NetworkMode, -p; names
+                      between containers (/etc/hosts); what is given back when
+        ipam.py         which subnet a network gets, which address a container gets
+        bridge.py       bridges, veth pairs, addresses, routes over rtnetlink (pyroute2)
+        portproxy.py    published ports: one userland proxy process per port
       etcfiles.py     /etc/hostname, /etc/hosts, /etc/resolv.conf for each container
       attach.py       `docker attach`, `docker logs`, resize
       wait.py         `docker wait` (registered before start, so no exit is missed)

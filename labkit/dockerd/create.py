@@ -4,8 +4,9 @@ daemon/create.go).
     container_create  check the request, find the image (404: the CLI pulls), choose the
                       runtime, take the image's command if the request has none, reserve
                       the name
-    _create           merge the image's config (imageconfig.py); choose the network
-                      (network.py); write /etc/hostname, hosts, resolv.conf (etcfiles.py);
+    _create           merge the image's config (imageconfig.py); check NetworkMode and
+                      the networks to join at start (network.py: no address before start,
+                      as in Docker); write /etc/hostname, hosts, resolv.conf (etcfiles.py);
                       build the OCI spec (oci.py)
     _register         Snapshots.Prepare + Containers.Create on containerd, then save
                       config.v2.json and announce "create"

@@ -54,6 +54,14 @@ NetworkMode, as `docker run --network` gives it:
     container:<name>    another running container's namespace (its addresses, its ports)
 
 Published ports (-p/-P) are portproxy.py's.
+
+Beyond the host. Containers reach each other, the host (the bridge's address) and published
+ports. Reaching other machines needs the host to forward packets between interfaces
+(net.ipv4.ip_forward=1) and to masquerade the containers' addresses behind its own (an
+nftables/iptables MASQUERADE rule); Docker turns both on at start. Those are host-wide
+settings, and a teaching engine does not change them behind a student's back: labkit does
+neither, and `docker info` says IPv4Forwarding as the host has it. (With forwarding on, a
+masquerade rule in labkit's own nftables table would be the missing piece.)
 """
 
 from __future__ import annotations
@@ -549,7 +557,10 @@ class Networks(DaemonCore):
                 c.NetworkSettings.update(IPAddress=ip, IPPrefixLen=net.subnet.prefixlen,
                                          Gateway=net.Gateway, MacAddress=endpoint.mac,
                                          EndpointID=endpoint.endpoint_id, Bridge=net.Bridge)
+            # the namespace's id in Docker's sense: where the network lives (here: init's)
             c.NetworkSettings["SandboxKey"] = f"/proc/{pid}/ns/net"
+            c.NetworkSettings["SandboxID"] = hashlib.sha256(
+                f"{c.ID}/{c.State.StartedAt}/{pid}".encode()).hexdigest()
 
     def _leave(self, c: Container, net: NetworkRecord) -> None:
         """The address back, the veth deleted (the container may still run: disconnect)."""
@@ -580,7 +591,7 @@ class Networks(DaemonCore):
             left.append(net)
         with self._lock:
             c.NetworkSettings.update(IPAddress="", IPPrefixLen=0, Gateway="", MacAddress="",
-                                     EndpointID="", SandboxKey="", Ports={})
+                                     EndpointID="", SandboxKey="", SandboxID="", Ports={})
         for net in left:
             self._refresh_hosts(net)
 

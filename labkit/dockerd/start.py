@@ -3,7 +3,8 @@ restart.go).
 
     start   mkfifo init-stdin/out/err; Tasks.Create(fifos) (containerd finds the rootfs from
             the container's snapshot key) — the shim mounts it and runs the runtime's `create`; copy the fifos to the log and the attached
-            clients; Tasks.Start — the runtime's `start`; a monitor thread waits for the
+            clients; its networks into the namespace init waits in (network.py);
+            Tasks.Start — the runtime's `start`; a monitor thread waits for the
             exit (monitor.py). A failed start is recorded as Docker does (exit code 127,
             126 or 128) and reported to the client.
     stop    the stop signal (StopSignal, SIGTERM by default), then SIGKILL after the
