@@ -1,14 +1,19 @@
-"""Networking without the kernel: IPAM choices, /etc/hosts, port bindings, network filters."""
+"""Networking in parts: IPAM choices, /etc/hosts, port bindings, network filters (no kernel);
+the port proxy between two sockets on 127.0.0.1; the reset of a lab's links (root)."""
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
 from ipaddress import IPv4Network
 
 import pytest
 
-from labkit.dockerd import etcfiles, ipam
+from labkit.dockerd import bridge, etcfiles, ipam, portproxy
 from labkit.dockerd.errors import InvalidParameter
 from labkit.dockerd.network import _net_matches, _port_bindings, check_ports, daemon_tag
+from labkit.lab.reset import remove_network
 
 
 def test_choose_subnet_skips_what_the_host_routes():
@@ -96,3 +101,101 @@ def test_network_list_filters():
 def test_daemon_tag_is_per_root(tmp_path):
     assert daemon_tag(tmp_path / "a") != daemon_tag(tmp_path / "b")
     assert len(daemon_tag(tmp_path)) == 8
+
+
+# ---------------------------------------------------------------- with the kernel (root)
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="links need root (CAP_NET_ADMIN)")
+
+
+@pytest.fixture
+def echo_servers():
+    """A TCP and a UDP echo server on 127.0.0.1 (standing in for a container's port)."""
+    tcp = socket.socket()
+    tcp.bind(("127.0.0.1", 0))
+    tcp.listen(4)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve_tcp() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = tcp.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while chunk := conn.recv(4096):   # until the client's half-close
+                    data += chunk
+                conn.sendall(data.upper())
+
+    def serve_udp() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = udp.recvfrom(4096)
+            except OSError:
+                return
+            udp.sendto(data.upper(), peer)
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (serve_tcp, serve_udp)]
+    for t in threads:
+        t.start()
+    yield tcp.getsockname()[1], udp.getsockname()[1]
+    stop.set()
+    tcp.close()
+    udp.close()
+
+
+def test_port_proxy_forwards_tcp_with_half_close_and_udp(tmp_path, echo_servers):
+    tcp_port, udp_port = echo_servers
+    owner = tmp_path / "container"
+    owner.mkdir()
+    proxies = []
+    try:
+        for proto, port in (("tcp", tcp_port), ("udp", udp_port)):
+            proxies.append(portproxy.publish(owner, portproxy.Proxy(
+                proto=proto, host_ip="127.0.0.1", host_port=0, container_ip="127.0.0.1",
+                container_port=port), owner / "proxy.log"))
+        tcp, udp = proxies
+        assert tcp.host_port and udp.host_port and portproxy.is_ours(tcp.pid, owner)
+        # a port in use is refused with Docker's words, before any process is started
+        with pytest.raises(OSError, match="port is already allocated"):
+            portproxy.bind("tcp", "127.0.0.1", tcp.host_port)
+        with socket.create_connection(("127.0.0.1", tcp.host_port), timeout=5) as c:
+            c.sendall(b"hello ")
+            c.sendall(b"proxy")
+            c.shutdown(socket.SHUT_WR)     # the server answers only after our half-close
+            assert c.makefile("rb").read() == b"HELLO PROXY"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.settimeout(5)
+            u.sendto(b"datagram", ("127.0.0.1", udp.host_port))
+            assert u.recvfrom(100)[0] == b"DATAGRAM"
+    finally:
+        for proxy in proxies:
+            portproxy.stop(proxy.pid, owner)
+    assert not any(portproxy.is_ours(p.pid, owner) for p in proxies)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", proxies[0].host_port), timeout=2).close()
+    # a pid that is not the owner's proxy is never signalled
+    assert not portproxy.is_ours(os.getpid(), owner)
+
+
+@root_only
+def test_reset_deletes_the_links_of_a_lab_dockerd(tmp_path):
+    root = tmp_path / "docker"
+    name = f"lk{daemon_tag(root)}"
+    alias = f"{bridge.ALIAS_PREFIX}{daemon_tag(root)} bridge test"
+    # a subnet the host does not route (the test must not disturb it)
+    subnet = ipam.choose_subnet(bridge.host_subnets(),
+                                IPv4Network("10.231.0.0/16").subnets(new_prefix=24))
+    gateway = str(ipam.gateway_of(subnet))
+    try:
+        bridge.ensure_bridge(name, gateway, 24, alias)
+        assert bridge.bridge_address(name) == (gateway, 24)
+        said: list[str] = []
+        remove_network(root, said.append)
+        assert said == [f"deleted link {name}"]
+        assert bridge.bridge_address(name) is None
+    finally:
+        bridge.delete_link(name)
