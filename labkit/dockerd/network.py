@@ -272,7 +272,8 @@ class Networks(DaemonCore):
         out = [self.network_inspect(name) for name in ("host", "none")]
         with self._net_lock:
             out += [self._net_view(n) for n in self._nets.values()]
-        return [n for n in out if _net_matches(n, filters or {})]
+        return sorted((n for n in out if _net_matches(n, filters or {})),
+                      key=lambda n: n["Name"])
 
     def network_inspect(self, name: str) -> dict:
         self._net_init()
@@ -631,10 +632,12 @@ class Networks(DaemonCore):
                                    c.HostConfig.get("ExtraHosts"), own_ip=own, peers=peers,
                                    host_gateway=self._host_gateway())
         try:
-            # in place: the file is bind-mounted into the container (same inode)
-            with open(c.HostsPath, "r+") as f:
-                f.truncate(0)
-                f.write(text)
+            # In place: the file is bind-mounted into the container (a new file would not be
+            # seen there). Overwrite, then cut what is left of the old text: a reader never
+            # finds the file empty, as it could between a truncate and the write.
+            with open(c.HostsPath, "r+b") as f:
+                f.write(text.encode())
+                f.truncate()
         except OSError as e:
             log.warning("container %s: /etc/hosts: %s", c.ID[:12], e)
 

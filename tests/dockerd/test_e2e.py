@@ -277,7 +277,10 @@ def test_named_volumes(docker_env):
 def test_network_modes(docker_env):
     own = docker(docker_env, "run", "--rm", "busybox", "cat", "/proc/net/dev")
     assert own.returncode == 0 and [line.split(":")[0].strip() for line in
-                                    own.stdout.splitlines()[2:]] == ["lo"]
+                                    own.stdout.splitlines()[2:]] == ["lo", "eth0"]
+    none = docker(docker_env, "run", "--rm", "--network", "none", "busybox", "cat", "/proc/net/dev")
+    assert none.returncode == 0 and [line.split(":")[0].strip() for line in
+                                     none.stdout.splitlines()[2:]] == ["lo"]
     host = docker(docker_env, "run", "--rm", "--network", "host", "busybox", "cat", "/proc/net/dev")
     assert host.returncode == 0 and len(host.stdout.splitlines()) > 3
     assert docker(docker_env, "run", "-d", "--name", "e2e-net", "busybox", "sleep", "30").returncode == 0
