@@ -3,12 +3,12 @@
 Everything here is one netlink conversation with the kernel (man 7 rtnetlink), through
 pyroute2 — what `ip link`, `ip addr` and `ip route` say, without running them:
 
-    host                                            container's network namespace
-    ┌──────────────────────────────┐                ┌───────────────────────────────┐
-    │ labkit0 (bridge) 172.18.0.1/16│                │ eth0 172.18.0.2/16            │
-    │   └─ vethab12cd3 ─────────────┼── veth pair ───┼─ (its peer)  02:42:ac:12:00:02│
-    │ route 172.18.0.0/16 dev labkit0│                │ default via 172.18.0.1        │
-    └──────────────────────────────┘                └───────────────────────────────┘
+    host                                         container's network namespace
+    ┌────────────────────────────────┐           ┌──────────────────────────────────┐
+    │ labkit0 (bridge) 172.18.0.1/16 │           │ eth0  172.18.0.2/16              │
+    │   └─ vethab12cd3 ──────────────┼─── veth ──┼─ (its peer)  02:42:ac:12:00:02   │
+    │ 172.18.0.0/16 dev labkit0      │   pair    │ default via 172.18.0.1           │
+    └────────────────────────────────┘           └──────────────────────────────────┘
 
 - the bridge is a virtual switch in the host's namespace; its own address is the network's
   gateway, and the kernel adds the route to the subnet through it;

@@ -191,8 +191,9 @@ class Networks(DaemonCore):
                 continue
             self._nets[net.Id] = net
         if not any(n.Name == DEFAULT for n in self._nets.values()):
-            net = NetworkRecord(Name=DEFAULT, Id=secrets.token_hex(32), Created=rfc3339nano(), Subnet="",
-                                Gateway="", Bridge=self._default_bridge_name(),
+            net = NetworkRecord(Name=DEFAULT, Id=secrets.token_hex(32),
+                                Created=rfc3339nano(), Subnet="", Gateway="",
+                                Bridge=self._default_bridge_name(),
                                 Options={"com.docker.network.bridge.default_bridge": "true",
                                          "com.docker.network.bridge.name":
                                              self._default_bridge_name()})

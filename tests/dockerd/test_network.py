@@ -28,7 +28,8 @@ from support import free_port
 pytestmark = [pytest.mark.root, pytest.mark.e2e,
               pytest.mark.skipif(not os.path.exists(DOCKER), reason="docker CLI not installed")]
 
-HTTPD = "mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
+HTTPD = ("mkdir -p /www && echo hello from $(hostname) > /www/index.html && "
+         "exec httpd -f -p 80 -h /www")
 
 
 def docker(env: dict, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -306,13 +307,14 @@ def test_docker_compose_two_services_user_network_named_volume(net_env, tmp_path
         volumes = ok(env, "volume", "ls", "--format", "{{.Name}}").split()
         assert "lknet_data" in volumes
         assert "lknet_back" in ok(env, "network", "ls", "--format", "{{.Name}}").split()
-        r = subprocess.run(compose + ["down", "-v", "-t", "1"], env=env, capture_output=True, text=True,
-                           timeout=120)
+        r = subprocess.run(compose + ["down", "-v", "-t", "1"], env=env, capture_output=True,
+                           text=True, timeout=120)
         assert r.returncode == 0, r.stderr
         assert "lknet_back" not in ok(env, "network", "ls", "--format", "{{.Name}}").split()
         assert "lknet_data" not in ok(env, "volume", "ls", "--format", "{{.Name}}").split()
     finally:
-        subprocess.run(compose + ["down", "-v", "-t", "1"], env=env, capture_output=True, timeout=120)
+        subprocess.run(compose + ["down", "-v", "-t", "1"], env=env, capture_output=True,
+                       timeout=120)
 
 
 def _pids_mentioning(text: str) -> list[int]:
