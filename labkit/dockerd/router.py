@@ -34,6 +34,7 @@ from labkit.dockerd.httputils import (API_VERSION, JSON, AnyResponse, HijackResp
                                       RawConnection, Request, Response, StreamResponse,
                                       error_response, json_response, parse_filters,
                                       split_version)
+from labkit.dockerd.netroutes import NetworkRoutes
 
 log = logging.getLogger("labkit.dockerd")
 
@@ -45,7 +46,7 @@ Handler = Callable[[Request], AnyResponse]
 _CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
-class Router:
+class Router(NetworkRoutes):
     """Maps requests to handlers; every handler calls one method of `backend`."""
 
     def __init__(self, backend: Backend, server_version: str = "0.1.0-labkit") -> None:
@@ -295,48 +296,6 @@ class Router:
 
     def exec_inspect(self, req: Request) -> Response:
         return json_response(self.backend.exec_inspect(req.params["id"]))
-
-    # ---- networks
-
-    def network_list(self, req: Request) -> Response:
-        filters = parse_filters(req.query.get("filters", ""))
-        return json_response(self.backend.network_list(filters))
-
-    def network_inspect(self, req: Request) -> Response:
-        return json_response(self.backend.network_inspect(req.params["name"]))
-
-    def network_create(self, req: Request) -> Response:
-        body = req.json()
-        if not isinstance(body, dict):
-            raise InvalidParameter("invalid network config: expected a JSON object")
-        return json_response(self.backend.network_create(body), 201)
-
-    def network_remove(self, req: Request) -> Response:
-        self.backend.network_remove(req.params["name"])
-        return Response(204)
-
-    def network_connect(self, req: Request) -> Response:
-        body = req.json()
-        if not isinstance(body, dict) or not isinstance(body.get("Container"), str):
-            raise InvalidParameter("invalid network connect config: expected "
-                                   '{"Container": "<name or id>", "EndpointConfig": {...}}')
-        endpoint = body.get("EndpointConfig")
-        if endpoint is not None and not isinstance(endpoint, dict):
-            raise InvalidParameter("invalid EndpointConfig: expected a JSON object")
-        self.backend.network_connect(req.params["name"], body["Container"], endpoint)
-        return Response(200)
-
-    def network_disconnect(self, req: Request) -> Response:
-        body = req.json()
-        if not isinstance(body, dict) or not isinstance(body.get("Container"), str):
-            raise InvalidParameter('invalid network disconnect config: expected '
-                                   '{"Container": "<name or id>", "Force": false}')
-        self.backend.network_disconnect(req.params["name"], body["Container"],
-                                        bool(body.get("Force")))
-        return Response(200)
-
-    def network_prune(self, req: Request) -> Response:
-        return json_response({"NetworksDeleted": self.backend.network_prune()})
 
     # ---- volumes
 

@@ -173,7 +173,7 @@ def remove_network(dockerd_root: Path, report: Report = print) -> None:
     """The port proxies and links the dockerd of `dockerd_root` left: proxies by the pids in
     ports.json (checked against their command line), links by the alias that names it."""
     from labkit.dockerd import bridge, portproxy
-    from labkit.dockerd.network import daemon_tag
+    from labkit.dockerd.networkstore import daemon_tag
     for ports in sorted((dockerd_root / "containers").glob("*/ports.json")):
         for proxy in portproxy.load(ports):
             if portproxy.is_ours(proxy.pid, ports.parent):

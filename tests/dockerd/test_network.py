@@ -22,7 +22,7 @@ import pytest
 
 from dockerd.conftest import DOCKER
 from labkit.dockerd import bridge
-from labkit.dockerd.network import daemon_tag
+from labkit.dockerd.networkstore import daemon_tag
 from support import free_port
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e,

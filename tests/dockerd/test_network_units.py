@@ -12,7 +12,8 @@ import pytest
 
 from labkit.dockerd import bridge, etcfiles, ipam, portproxy
 from labkit.dockerd.errors import InvalidParameter
-from labkit.dockerd.network import _net_matches, _port_bindings, check_ports, daemon_tag
+from labkit.dockerd.network import _port_bindings, check_ports, daemon_tag
+from labkit.dockerd.networkapi import _net_matches
 from labkit.lab.reset import remove_network
 
 
