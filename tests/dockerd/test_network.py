@@ -198,6 +198,14 @@ def test_port_in_use_fails_the_start_and_leaves_nothing(net_env, stack):
     state = inspect(env, "net-busy")["State"]
     assert not state["Running"] and "port is already allocated" in state["Error"]
     assert not json.loads(ok(env, "network", "inspect", "bridge"))[0]["Containers"]
+    # a start that fails later, in the runtime (after the network was set up): the same
+    made["containers"].append("net-noexec")
+    r = docker(env, "run", "--name", "net-noexec", "-p", "127.0.0.1::80", "busybox",
+               "/no/such/program")
+    assert r.returncode == 127, r.stderr
+    assert not json.loads(ok(env, "network", "inspect", "bridge"))[0]["Containers"]
+    assert not [p for p in _pids_mentioning("labkit.dockerd.portproxy")
+                if inspect(env, "net-noexec")["Id"] in _cmdline(p)]
     # (the fixture checks no veth is left)
 
 
@@ -326,3 +334,19 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+@pytest.mark.parametrize("runtime", ["runc", "crun"])
+def test_networks_under_other_runtimes(net_env, runtime):
+    """dockerd plugs the namespace between create and start, whatever runtime made it."""
+    if not shutil.which(runtime):
+        pytest.skip(f"{runtime} is not installed")
+    env, made = net_env
+    made["containers"].append(f"net-rt-{runtime}")
+    made["networks"].append(f"net-rt-{runtime}")
+    ok(env, "network", "create", f"net-rt-{runtime}")
+    ok(env, "run", "-d", "--runtime", runtime, "--name", f"net-rt-{runtime}", "--network",
+       f"net-rt-{runtime}", "busybox", "sleep", "60")
+    out = ok(env, "run", "--rm", "--runtime", runtime, "--network", f"net-rt-{runtime}",
+             "busybox", "ping", "-c1", "-W2", f"net-rt-{runtime}")
+    assert "1 packets received" in out
