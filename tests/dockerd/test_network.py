@@ -16,12 +16,13 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
 
 from dockerd.conftest import DOCKER
-from labkit.dockerd import bridge
+from labkit.dockerd import bridge, ipam
 from labkit.dockerd.networkstore import daemon_tag
 from support import free_port
 
@@ -111,7 +112,11 @@ def test_two_containers_on_a_user_network_ping_each_other_by_name(net_env):
     env, made = net_env
     made["containers"] += ["net-ping-a", "net-ping-b"]
     made["networks"].append("net-ping")
-    ok(env, "network", "create", "--subnet", "10.231.7.0/24", "net-ping")
+    # a subnet of our choosing (one the host does not route: another test run may hold one)
+    subnet = ipam.choose_subnet(bridge.host_subnets(),
+                                IPv4Network("10.231.0.0/16").subnets(new_prefix=24))
+    net = str(subnet.network_address)[:-1]      # "10.231.N."
+    ok(env, "network", "create", "--subnet", str(subnet), "net-ping")
     listed = ok(env, "network", "ls", "--format", "{{.Name}} {{.Driver}}").splitlines()
     assert {"bridge bridge", "host host", "none null", "net-ping bridge"} <= set(listed)
     ok(env, "run", "-d", "--name", "net-ping-a", "--network", "net-ping", "busybox", "sleep", "60")
@@ -119,14 +124,13 @@ def test_two_containers_on_a_user_network_ping_each_other_by_name(net_env):
        "--network-alias", "bee", "busybox", "sleep", "60")
     a = inspect(env, "net-ping-a")["NetworkSettings"]["Networks"]["net-ping"]
     b = inspect(env, "net-ping-b")["NetworkSettings"]["Networks"]["net-ping"]
-    assert (a["IPAddress"], b["IPAddress"], a["Gateway"]) == ("10.231.7.2", "10.231.7.3",
-                                                              "10.231.7.1")
+    assert (a["IPAddress"], b["IPAddress"], a["Gateway"]) == (net + "2", net + "3", net + "1")
     assert "bee" in b["DNSNames"] and "net-ping-b" in b["DNSNames"]
     for target in ("net-ping-b", "bee"):
         out = ok(env, "exec", "net-ping-a", "ping", "-c1", "-W2", target)
-        assert "1 packets received" in out and "10.231.7.3" in out
+        assert "1 packets received" in out and net + "3" in out
     out = ok(env, "exec", "net-ping-b", "ping", "-c1", "-W2", "net-ping-a")
-    assert "1 packets received" in out and "10.231.7.2" in out
+    assert "1 packets received" in out and net + "2" in out
 
     # in use: refused with Docker's message; the network is still there
     r = docker(env, "network", "rm", "net-ping")
@@ -138,7 +142,7 @@ def test_two_containers_on_a_user_network_ping_each_other_by_name(net_env):
     assert "net-ping-b" not in hosts
     ok(env, "run", "-d", "--name", "net-ping-b", "--network", "net-ping", "busybox", "sleep", "60")
     assert inspect(env, "net-ping-b")["NetworkSettings"]["Networks"]["net-ping"][
-        "IPAddress"] == "10.231.7.3"
+        "IPAddress"] == net + "3"
 
 
 def test_connect_and_disconnect_a_running_container(net_env):
