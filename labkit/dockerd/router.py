@@ -34,7 +34,7 @@ from labkit.dockerd.httputils import (API_VERSION, JSON, AnyResponse, HijackResp
                                       RawConnection, Request, Response, StreamResponse,
                                       error_response, json_response, parse_filters,
                                       split_version)
-from labkit.dockerd.netroutes import NetworkRoutes
+from labkit.dockerd.routes_networks import NetworkRoutes
 
 log = logging.getLogger("labkit.dockerd")
 

@@ -1,7 +1,14 @@
-"""The Engine API's /networks routes: thin handlers, as router.py's (one backend call each).
+"""The network routes (moby's api/server/router/network): thin handlers, one backend call each.
 
-A mixin of Router (router.py holds the route table; these are the handlers it names), kept
-apart so that the router stays a page students can read at once.
+    GET    /networks                ?filters={"name":[..],"id":[..],"driver":[..],"label":[..],
+                                              "type":["custom"|"builtin"]}
+    GET    /networks/{id}
+    POST   /networks/create         {"Name","Driver","IPAM":{"Config":[{"Subnet","Gateway"}]},
+                                     "Internal","Attachable","Options","Labels"} -> 201 {"Id"}
+    DELETE /networks/{id}           -> 204 (403 while a running container is on it)
+    POST   /networks/{id}/connect   {"Container","EndpointConfig":{"Aliases","IPAMConfig"}}
+    POST   /networks/{id}/disconnect {"Container","Force"}
+    POST   /networks/prune          -> {"NetworksDeleted": [...]}
 """
 
 from __future__ import annotations
@@ -12,9 +19,9 @@ from labkit.dockerd.httputils import Request, Response, json_response, parse_fil
 
 
 class NetworkRoutes:
-    """GET/POST/DELETE /networks…: Router's handlers for `docker network`."""
+    """Network handlers (mixed into router.Router)."""
 
-    backend: Backend   # the Router's
+    backend: Backend
 
     def network_list(self, req: Request) -> Response:
         filters = parse_filters(req.query.get("filters", ""))
