@@ -88,6 +88,8 @@ class NetworkStore(DaemonCore):
     # ================================================================ the records
 
     def _net_init(self) -> None:
+        """This room's own state, made on first use: rooms have no constructor (DaemonCore's
+        is the one), and a daemon that never touches a network pays nothing for them."""
         if hasattr(self, "_nets"):
             return
         self._net_lock = threading.RLock()
