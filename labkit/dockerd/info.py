@@ -74,10 +74,10 @@ class System(DaemonCore):
             "ContainersStopped": len(states) - states.count("running"),
             "Images": images,
             "Driver": SNAPSHOTTER, "DriverStatus": [],
-            "Plugins": {"Volume": [], "Network": ["none"], "Authorization": None,
-                        "Log": ["json-file"]},
+            "Plugins": {"Volume": [], "Network": ["bridge", "host", "null"],
+                        "Authorization": None, "Log": ["json-file"]},
             "MemoryLimit": False, "SwapLimit": False, "CpuCfsPeriod": False, "CpuCfsQuota": False,
-            "IPv4Forwarding": False, "Debug": log.isEnabledFor(logging.DEBUG),
+            "IPv4Forwarding": _ip_forward(), "Debug": log.isEnabledFor(logging.DEBUG),
             "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": threading.active_count(),
             "SystemTime": rfc3339nano(), "LoggingDriver": "json-file",
             "CgroupDriver": "cgroupfs", "CgroupVersion": _cgroup_version(),
@@ -130,3 +130,11 @@ def _mem_total() -> int:
 
 def _cgroup_version() -> str:
     return "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1"
+
+
+def _ip_forward() -> bool:
+    """Whether the host forwards IPv4 between interfaces (labkit never changes it)."""
+    try:
+        return Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1"
+    except OSError:
+        return False

@@ -34,6 +34,7 @@ from labkit.dockerd.httputils import (API_VERSION, JSON, AnyResponse, HijackResp
                                       RawConnection, Request, Response, StreamResponse,
                                       error_response, json_response, parse_filters,
                                       split_version)
+from labkit.dockerd.routes_networks import NetworkRoutes
 
 log = logging.getLogger("labkit.dockerd")
 
@@ -45,7 +46,7 @@ Handler = Callable[[Request], AnyResponse]
 _CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
-class Router:
+class Router(NetworkRoutes):
     """Maps requests to handlers; every handler calls one method of `backend`."""
 
     def __init__(self, backend: Backend, server_version: str = "0.1.0-labkit") -> None:
@@ -57,6 +58,7 @@ class Router:
         I = r"/images/(?P<name>.+?)"
         E = r"/exec/(?P<id>[^/]+)"
         V = r"/volumes/(?P<name>[^/]+)"
+        N = r"/networks/(?P<name>[^/]+)"
         self.routes: list[tuple[str, re.Pattern, Handler]] = [
             (m, re.compile(f"^{p}$"), h) for m, p, h in [
                 ("GET", r"/_ping", self.ping),
@@ -83,8 +85,12 @@ class Router:
                 ("POST", E + r"/resize", self.exec_resize),
                 ("GET", E + r"/json", self.exec_inspect),
                 ("GET", r"/networks", self.network_list),
-                ("GET", r"/networks/(?P<name>[^/]+)", self.network_inspect),
                 ("POST", r"/networks/create", self.network_create),
+                ("POST", r"/networks/prune", self.network_prune),
+                ("GET", N, self.network_inspect),
+                ("DELETE", N, self.network_remove),
+                ("POST", N + r"/connect", self.network_connect),
+                ("POST", N + r"/disconnect", self.network_disconnect),
                 ("POST", r"/volumes/create", self.volume_create),
                 ("GET", r"/volumes", self.volume_list),
                 ("GET", V, self.volume_inspect),
@@ -290,18 +296,6 @@ class Router:
 
     def exec_inspect(self, req: Request) -> Response:
         return json_response(self.backend.exec_inspect(req.params["id"]))
-
-    # ---- networks
-
-    def network_list(self, req: Request) -> Response:
-        return json_response(self.backend.network_list())
-
-    def network_inspect(self, req: Request) -> Response:
-        return json_response(self.backend.network_inspect(req.params["name"]))
-
-    def network_create(self, req: Request) -> Response:
-        raise InvalidParameter("labkit-dockerd cannot create networks: it has bridge (its "
-                               "default: loopback only), host and none")
 
     # ---- volumes
 
