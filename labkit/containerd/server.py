@@ -21,6 +21,7 @@ import logging
 import re
 import shutil
 import traceback
+import uuid
 from concurrent import futures
 from pathlib import Path
 
@@ -33,6 +34,8 @@ from labkit.wire.containerd import api_pb2_grpc as rpc
 from labkit.containerd.content import LocalContentStore
 from labkit.containerd.errors import ContainerdError, FailedPrecondition, InvalidArgument
 from labkit.containerd.events import Exchange
+from labkit.containerd import filters
+from labkit.containerd.gc import RESOURCE_CONTENT, Collector, snapshot_resource
 from labkit.containerd.metadata import ContainerRecord, ImageRecord, MetadataStore
 from labkit.containerd.mount import Mount, unmount_all
 from labkit.containerd.pull import Puller
@@ -42,6 +45,7 @@ from labkit.containerd.tasks import TaskManager
 log = logging.getLogger("labkit.containerd")
 
 NAMESPACE_KEY = "containerd-namespace"
+LEASE_KEY = "containerd-lease"   # a call made under a lease (api.proto's header)
 # containerd's rule for namespace and container names (identifiers.Validate); they become
 # directory names, so this is also what keeps "../" out of our paths.
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
@@ -72,8 +76,11 @@ class Daemon:
         self.content = LocalContentStore(self.root)
         self.meta = MetadataStore(self.root / "meta.db")
         self.exchange = Exchange()
+        self.default_snapshotter = "overlayfs"
+        self.gc = Collector(self.content, self.meta, self.snapshotter, self.default_snapshotter)
         self.puller = Puller(self.content, self.meta, self.snapshotter, self.exchange,
-                             tmp_dir=self.state / "tmpmounts")
+                             tmp_dir=self.state / "tmpmounts", gc=self.gc,
+                             default_snapshotter=self.default_snapshotter)
         self.tasks = TaskManager(self.state, self.meta, self.exchange, shim_binary, address,
                                  self.snapshotter)
 
@@ -129,6 +136,11 @@ def namespace(context: grpc.ServicerContext) -> str:
     if not ns:
         raise InvalidArgument("namespace is required")
     return check_identifier(ns, "namespace")
+
+
+def lease(context: grpc.ServicerContext) -> str:
+    """The lease the call is made under ("" = none)."""
+    return dict(context.invocation_metadata()).get(LEASE_KEY, "")
 
 
 def _abort(context: grpc.ServicerContext, e: BaseException, method: str):
@@ -217,19 +229,43 @@ class ContentService(rpc.ContentServicer):
         self.d = d
 
     @staticmethod
-    def _info(i) -> pb.ContentInfo:
+    def _info(i, labels: dict[str, str]) -> pb.ContentInfo:
         return pb.ContentInfo(digest=i.digest, size=i.size, created_at=ts(i.created_at),
-                              labels=i.labels)
+                              labels=labels)
 
     @unary
     def Info(self, request, context):
-        namespace(context)
-        return pb.InfoResponse(info=self._info(self.d.content.info(request.digest)))
+        ns = namespace(context)
+        info = self.d.content.info(request.digest)
+        return pb.InfoResponse(info=self._info(info, self.d.meta.content_labels(ns, info.digest)))
 
     @unary
     def List(self, request, context):
-        namespace(context)
-        return pb.ListContentResponse(info=[self._info(i) for i in self.d.content.list()])
+        ns = namespace(context)
+        labels = self.d.meta.all_content_labels(ns)
+        infos = filters.matching(request.filters, self.d.content.list(), lambda i: filters.fields_of(
+            {"digest": i.digest, "size": str(i.size)}, labels.get(i.digest)))
+        return pb.ListContentResponse(info=[self._info(i, labels.get(i.digest, {}))
+                                            for i in infos])
+
+    @unary
+    def Update(self, request, context):
+        ns = namespace(context)
+        info = self.d.content.info(request.info.digest)
+        new = dict(request.info.labels)
+        paths = list(request.update_mask.paths)
+        if not paths or "labels" in paths:
+            labels = self.d.meta.set_content_labels(ns, info.digest, new, merge=False)
+        else:
+            changes = {}
+            for path in paths:
+                if not path.startswith("labels."):
+                    raise InvalidArgument(f"cannot update {path!r} of content {info.digest}: "
+                                          "only labels")
+                key = path[len("labels."):]
+                changes[key] = new.get(key, "")   # absent: remove the label
+            labels = self.d.meta.set_content_labels(ns, info.digest, changes)
+        return pb.UpdateContentResponse(info=self._info(info, labels))
 
     @streaming
     def Read(self, request, context):
@@ -253,6 +289,7 @@ class ContentService(rpc.ContentServicer):
     def Delete(self, request, context):
         namespace(context)
         self.d.content.delete(request.digest)
+        self.d.meta.delete_content_labels(None, request.digest)
         return empty_pb2.Empty()
 
 
@@ -267,9 +304,11 @@ class ImagesService(rpc.ImagesServicer):
 
     @unary
     def List(self, request, context):
-        images = self.d.meta.list_images(namespace(context))
-        if request.filters:
-            images = [i for i in images if _image_matches(i, request.filters)]
+        images = filters.matching(request.filters, self.d.meta.list_images(namespace(context)),
+                                  lambda i: filters.fields_of(
+                                      {"name": i.name, "target.digest": i.target.get("digest", ""),
+                                       "target.mediatype": i.target.get("mediaType", "")},
+                                      i.labels))
         return pb.ListImagesResponse(images=[image_pb(i) for i in images])
 
     @unary
@@ -290,18 +329,11 @@ class ImagesService(rpc.ImagesServicer):
         ns = namespace(context)
         self.d.meta.delete_image(ns, request.name)
         self.d.exchange.publish(ns, "/images/delete", {"name": request.name})
+        # What only this image kept is garbage now. containerd collects right away when the
+        # client asks (sync) and soon after otherwise; labkit always does it before answering,
+        # so `docker rmi` has freed the space when it returns.
+        self.d.gc.collect()
         return empty_pb2.Empty()
-
-
-def _image_matches(image: ImageRecord, filters) -> bool:
-    """containerd-style `name==x` filters (any one may match); others compare the name too."""
-    for f in filters:
-        key, _, value = f.partition("==")
-        if key.strip() == "name" and image.name == value.strip():
-            return True
-        if key.strip() == "target.digest" and image.target.get("digest") == value.strip():
-            return True
-    return False
 
 
 class TransferService(rpc.TransferServicer):
@@ -326,15 +358,25 @@ class SnapshotsService(rpc.SnapshotsServicer):
     def _s(self, request, context) -> Snapshotter:
         return self.d.snapshotter(namespace(context), request.snapshotter)
 
+    def _hold(self, request, context, key: str) -> None:
+        """Under a lease, the snapshot about to be made is the lease's (before it exists)."""
+        held = lease(context)
+        if held:
+            self.d.gc.lease_resource(namespace(context), held, snapshot_resource(
+                request.snapshotter or self.d.default_snapshotter), key)
+
     @unary
     def Prepare(self, request, context):
-        mounts = self._s(request, context).prepare(request.key, request.parent,
-                                                   dict(request.labels))
+        snap = self._s(request, context)
+        self._hold(request, context, request.key)
+        mounts = snap.prepare(request.key, request.parent, dict(request.labels))
         return pb.PrepareSnapshotResponse(mounts=mounts_pb(mounts))
 
     @unary
     def View(self, request, context):
-        mounts = self._s(request, context).view(request.key, request.parent, dict(request.labels))
+        snap = self._s(request, context)
+        self._hold(request, context, request.key)
+        mounts = snap.view(request.key, request.parent, dict(request.labels))
         return pb.ViewSnapshotResponse(mounts=mounts_pb(mounts))
 
     @unary
@@ -343,6 +385,7 @@ class SnapshotsService(rpc.SnapshotsServicer):
 
     @unary
     def Commit(self, request, context):
+        self._hold(request, context, request.name)
         self._s(request, context).commit(request.name, request.key,
                                          dict(request.labels) or None)
         return empty_pb2.Empty()
@@ -363,8 +406,11 @@ class SnapshotsService(rpc.SnapshotsServicer):
 
     @unary
     def List(self, request, context):
-        return pb.ListSnapshotsResponse(info=[self._info(i)
-                                              for i in self._s(request, context).list()])
+        infos = filters.matching(request.filters, self._s(request, context).list(),
+                                 lambda i: filters.fields_of(
+                                     {"name": i.name, "parent": i.parent, "kind": i.kind},
+                                     i.labels))
+        return pb.ListSnapshotsResponse(info=[self._info(i) for i in infos])
 
 
 class ContainersService(rpc.ContainersServicer):
@@ -378,8 +424,13 @@ class ContainersService(rpc.ContainersServicer):
 
     @unary
     def List(self, request, context):
-        return pb.ListContainersResponse(
-            containers=[container_pb(c) for c in self.d.meta.list_containers(namespace(context))])
+        containers = filters.matching(
+            request.filters, self.d.meta.list_containers(namespace(context)),
+            lambda c: filters.fields_of({"id": c.id, "image": c.image,
+                                         "runtime.name": c.runtime_name,
+                                         "snapshotter": c.snapshotter,
+                                         "snapshot_key": c.snapshot_key}, c.labels))
+        return pb.ListContainersResponse(containers=[container_pb(c) for c in containers])
 
     @unary
     def Create(self, request, context):
@@ -417,6 +468,7 @@ class ContainersService(rpc.ContainersServicer):
                                      "first")
         self.d.meta.delete_container(ns, request.id)
         self.d.exchange.publish(ns, "/containers/delete", {"id": request.id})
+        self.d.gc.collect()   # a snapshot only the container held is garbage now
         return empty_pb2.Empty()
 
 
@@ -457,8 +509,15 @@ class TasksService(rpc.TasksServicer):
 
     @unary
     def List(self, request, context):
-        return pb.ListTasksResponse(tasks=[self._process(p)
-                                           for p in self.d.tasks.list(namespace(context))])
+        # containerd's Tasks.List takes one filter string (fields: id, container_id, pid,
+        # status); "" lists every task of the namespace.
+        tasks = filters.matching([request.filter] if request.filter else [],
+                                 self.d.tasks.list(namespace(context)),
+                                 lambda p: filters.fields_of({
+                                     "id": p.exec_id or p.container_id,
+                                     "container_id": p.container_id, "pid": str(p.pid),
+                                     "status": p.status}))
+        return pb.ListTasksResponse(tasks=[self._process(p) for p in tasks])
 
     @unary
     def Kill(self, request, context):
@@ -510,6 +569,60 @@ class TasksService(rpc.TasksServicer):
         return pb.ListPidsResponse(processes=[pb.ProcessInfo(pid=p) for p in pids])
 
 
+class LeasesService(rpc.LeasesServicer):
+    def __init__(self, d: Daemon) -> None:
+        self.d = d
+
+    @staticmethod
+    def _lease(rec) -> pb.Lease:
+        return pb.Lease(id=rec.id, created_at=ts(rec.created_at), labels=rec.labels)
+
+    @unary
+    def Create(self, request, context):
+        id_ = request.id or uuid.uuid4().hex
+        check_identifier(id_, "lease id")
+        rec = self.d.meta.create_lease(namespace(context), id_, dict(request.labels))
+        return pb.CreateLeaseResponse(lease=self._lease(rec))
+
+    @unary
+    def Delete(self, request, context):
+        self.d.meta.delete_lease(namespace(context), request.id)
+        if request.sync:
+            self.d.gc.collect()
+        return empty_pb2.Empty()
+
+    @unary
+    def List(self, request, context):
+        leases = filters.matching(request.filters, self.d.meta.list_leases(namespace(context)),
+                                  lambda l: filters.fields_of({"id": l.id}, l.labels))
+        return pb.ListLeasesResponse(leases=[self._lease(l) for l in leases])
+
+    @staticmethod
+    def _resource(r) -> tuple[str, str]:
+        if not r.id or not (r.type in ("content", "ingests") or r.type.startswith("snapshots/")):
+            raise InvalidArgument(f"invalid resource {r.type!r}/{r.id!r}: type is content, "
+                                  "ingests or snapshots/<snapshotter>, and id is required")
+        return r.type, r.id
+
+    @unary
+    def AddResource(self, request, context):
+        self.d.gc.lease_resource(namespace(context), request.id,
+                                 *self._resource(request.resource))
+        return empty_pb2.Empty()
+
+    @unary
+    def DeleteResource(self, request, context):
+        self.d.meta.delete_lease_resource(namespace(context), request.id,
+                                          *self._resource(request.resource))
+        return empty_pb2.Empty()
+
+    @unary
+    def ListResources(self, request, context):
+        return pb.ListResourcesResponse(resources=[
+            pb.Resource(type=t, id=i)
+            for t, i in self.d.meta.lease_resources(namespace(context), request.id)])
+
+
 class EventsService(rpc.EventsServicer):
     def __init__(self, d: Daemon) -> None:
         self.d = d
@@ -557,6 +670,7 @@ def make_server(daemon: Daemon, address: str, max_workers: int = 64) -> grpc.Ser
     rpc.add_ContainersServicer_to_server(ContainersService(daemon), server)
     rpc.add_TasksServicer_to_server(TasksService(daemon), server)
     rpc.add_EventsServicer_to_server(EventsService(daemon), server)
+    rpc.add_LeasesServicer_to_server(LeasesService(daemon), server)
     target = address if address.startswith("unix:") else "unix:" + address
     if server.add_insecure_port(target) == 0:
         raise OSError(f"cannot listen on {address}")
