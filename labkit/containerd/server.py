@@ -31,8 +31,9 @@ from google.protobuf import empty_pb2, timestamp_pb2
 from labkit import __version__
 from labkit.wire.containerd import api_pb2 as pb
 from labkit.wire.containerd import api_pb2_grpc as rpc
-from labkit.containerd.content import LocalContentStore
-from labkit.containerd.errors import ContainerdError, FailedPrecondition, InvalidArgument
+from labkit.containerd.content import LocalContentStore, check_digest
+from labkit.containerd.errors import (AlreadyExists, ContainerdError, FailedPrecondition,
+                                      InvalidArgument)
 from labkit.containerd.events import Exchange
 from labkit.containerd import filters
 from labkit.containerd.gc import RESOURCE_CONTENT, Collector, snapshot_resource
@@ -284,6 +285,88 @@ class ContentService(rpc.ContentServicer):
                 offset += len(chunk)
                 if left is not None:
                     left -= len(chunk)
+
+    # -------------------------------------------------------------- ingests (Write)
+
+    @staticmethod
+    def _status(st) -> pb.ContentStatus:
+        return pb.ContentStatus(ref=st.ref, offset=st.offset, total=st.total,
+                                expected=st.expected, started_at=ts(st.started_at),
+                                updated_at=ts(st.updated_at))
+
+    @streaming
+    def Write(self, requests, context):
+        """containerd's Content.Write, request by request (module docstring of content.py):
+        the first request names the ingest (ref); STAT answers where it stands; WRITE appends
+        at `offset` (0 on a non-empty ingest starts over); COMMIT verifies and publishes."""
+        ns, held = namespace(context), lease(context)
+        first = next(requests, None)
+        if first is None:
+            return
+        if not first.ref:
+            raise InvalidArgument("first message of a write must carry a ref")
+        if held:
+            self.d.gc.lease_resource(ns, held, "ingests", first.ref)
+        ingest = self.d.content.ingest(first.ref, first.total, first.expected)
+        try:
+            req = first
+            while req is not None:
+                if req.ref and req.ref != first.ref:
+                    raise InvalidArgument(f"a write stream is for one ref ({first.ref!r}), "
+                                          f"not {req.ref!r}")
+                if req.total:
+                    ingest.total = req.total
+                if req.expected:
+                    check_digest(req.expected)
+                    ingest.expected = req.expected
+                if ingest.expected and self.d.content.exists(ingest.expected):
+                    ingest.abort()
+                    raise AlreadyExists(f"content {ingest.expected}: already exists")
+                answer = pb.WriteContentResponse(action=req.action)
+                if req.action in (pb.WRITE, pb.COMMIT):
+                    if req.offset == 0 and ingest.offset > 0 and req.data:
+                        ingest.restart()
+                    if req.data:
+                        ingest.write(req.data, req.offset)
+                if req.action == pb.COMMIT:
+                    def hold(digest: str) -> None:
+                        if held:
+                            self.d.gc.lease_resource(ns, held, RESOURCE_CONTENT, digest)
+                    info = ingest.commit(req.total, req.expected, before_publish=hold)
+                    if req.labels:
+                        self.d.meta.set_content_labels(ns, info.digest, dict(req.labels))
+                    answer.digest, answer.offset, answer.total = info.digest, info.size, info.size
+                    answer.started_at.CopyFrom(ts(info.created_at))
+                    answer.updated_at.CopyFrom(ts(info.created_at))
+                    yield answer
+                    return
+                st = ingest.status()
+                answer.offset, answer.total = st.offset, ingest.total
+                answer.started_at.CopyFrom(ts(st.started_at))
+                answer.updated_at.CopyFrom(ts(st.updated_at))
+                yield answer
+                req = next(requests, None)
+        finally:
+            ingest.close()   # the bytes stay for a resume, unless committed or aborted
+
+    @unary
+    def Status(self, request, context):
+        namespace(context)
+        return pb.ContentStatusResponse(status=self._status(
+            self.d.content.ingest_status(request.ref)))
+
+    @unary
+    def ListStatuses(self, request, context):
+        namespace(context)
+        statuses = filters.matching(request.filters, self.d.content.ingest_statuses(),
+                                    lambda st: filters.fields_of({"ref": st.ref}))
+        return pb.ListContentStatusesResponse(statuses=[self._status(s) for s in statuses])
+
+    @unary
+    def Abort(self, request, context):
+        namespace(context)
+        self.d.content.abort_ingest(request.ref)
+        return empty_pb2.Empty()
 
     @unary
     def Delete(self, request, context):
