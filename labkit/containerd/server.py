@@ -40,7 +40,7 @@ from labkit.containerd.gc import RESOURCE_CONTENT, Collector, snapshot_resource
 from labkit.containerd.metadata import ContainerRecord, ImageRecord, MetadataStore
 from labkit.containerd.mount import Mount, unmount_all
 from labkit.containerd.pull import Puller
-from labkit.containerd.snapshots import OverlaySnapshotter, Snapshotter
+from labkit.containerd.snapshots import SNAPSHOTTERS, Snapshotter
 from labkit.containerd.tasks import TaskManager
 
 log = logging.getLogger("labkit.containerd")
@@ -51,7 +51,6 @@ LEASE_KEY = "containerd-lease"   # a call made under a lease (api.proto's header
 # directory names, so this is also what keeps "../" out of our paths.
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
 _MAX_IDENTIFIER = 76
-SNAPSHOTTERS = ("overlayfs",)
 READ_CHUNK = 1 << 20
 
 
@@ -66,7 +65,7 @@ class Daemon:
     """Everything one labkit-containerd holds, shared by the gRPC services."""
 
     def __init__(self, root: Path, state: Path, address: str,
-                 shim_binary: str = "labkit-shim") -> None:
+                 shim_binary: str = "labkit-shim", snapshotter: str = "overlayfs") -> None:
         self.root, self.state = Path(root), Path(state)
         # Both private to root: the state directory holds the mount points where layers are
         # unpacked and the bundles whose rootfs is mounted, both showing an image's device
@@ -77,7 +76,12 @@ class Daemon:
         self.content = LocalContentStore(self.root)
         self.meta = MetadataStore(self.root / "meta.db")
         self.exchange = Exchange()
-        self.default_snapshotter = "overlayfs"
+        if snapshotter not in SNAPSHOTTERS:
+            raise ValueError(f"snapshotter {snapshotter!r} is not known: "
+                             f"available: {', '.join(SNAPSHOTTERS)}")
+        # The one a request gets when it names none (containerd: the client's default,
+        # `[plugins."io.containerd.grpc.v1.cri".containerd] snapshotter` for the CRI).
+        self.default_snapshotter = snapshotter
         self.gc = Collector(self.content, self.meta, self.snapshotter, self.default_snapshotter)
         self.puller = Puller(self.content, self.meta, self.snapshotter, self.exchange,
                              tmp_dir=self.state / "tmpmounts", gc=self.gc,
@@ -104,11 +108,13 @@ class Daemon:
                 except OSError as e:
                     log.warning("stale unpack directory %s: %s", d, e)
         for ns in self.meta.snapshot_namespaces():
-            snap = self.snapshotter(ns)
-            for info in snap.list():
-                if info.kind == "active" and info.name.startswith("extract-"):
-                    log.info("removing snapshot %r of an interrupted pull", info.name)
-                    snap.remove(info.name)
+            for name in SNAPSHOTTERS:
+                snap = self.snapshotter(ns, name)
+                for info in snap.list():
+                    if info.kind == "active" and info.name.startswith("extract-"):
+                        log.info("removing %s snapshot %r of an interrupted pull", name,
+                                 info.name)
+                        snap.remove(info.name)
         # Snapshot directories no row refers to (a crash between rmtree and commit).
         used = {str(i) for i in self.meta.snapshot_ids()}
         snapshots = self.root / "snapshots"
@@ -118,11 +124,11 @@ class Daemon:
                 shutil.rmtree(d, ignore_errors=True)
 
     def snapshotter(self, namespace: str, name: str = "") -> Snapshotter:
-        name = name or "overlayfs"
+        name = name or self.default_snapshotter
         if name not in SNAPSHOTTERS:
             raise InvalidArgument(f"snapshotter {name!r} is not known: "
                                   f"available: {', '.join(SNAPSHOTTERS)}")
-        return OverlaySnapshotter(self.root, self.meta, namespace)
+        return SNAPSHOTTERS[name](self.root, self.meta, namespace)
 
     def close(self) -> None:
         self.exchange.close()
@@ -486,6 +492,11 @@ class SnapshotsService(rpc.SnapshotsServicer):
     @unary
     def Stat(self, request, context):
         return pb.StatSnapshotResponse(info=self._info(self._s(request, context).stat(request.key)))
+
+    @unary
+    def Usage(self, request, context):
+        u = self._s(request, context).usage(request.key)
+        return pb.SnapshotUsageResponse(size=u.size, inodes=u.inodes)
 
     @unary
     def List(self, request, context):

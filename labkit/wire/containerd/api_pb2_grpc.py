@@ -879,6 +879,11 @@ class SnapshotsStub:
                 request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListSnapshotsRequest.SerializeToString,
                 response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListSnapshotsResponse.FromString,
                 _registered_method=True)
+        self.Usage = channel.unary_unary(
+                '/labkit.containerd.v1.Snapshots/Usage',
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.SnapshotUsageRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.SnapshotUsageResponse.FromString,
+                _registered_method=True)
 
 
 class SnapshotsServicer:
@@ -930,6 +935,14 @@ class SnapshotsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Usage(self, request, context):
+        """Usage: the disk space and inodes a snapshot itself takes (for an active overlay
+        snapshot, its upper directory; for native, its whole copy).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SnapshotsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -967,6 +980,11 @@ def add_SnapshotsServicer_to_server(servicer, server):
                     servicer.List,
                     request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListSnapshotsRequest.FromString,
                     response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListSnapshotsResponse.SerializeToString,
+            ),
+            'Usage': grpc.unary_unary_rpc_method_handler(
+                    servicer.Usage,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.SnapshotUsageRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.SnapshotUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1162,6 +1180,33 @@ class Snapshots:
             '/labkit.containerd.v1.Snapshots/List',
             labkit_dot_wire_dot_containerd_dot_api__pb2.ListSnapshotsRequest.SerializeToString,
             labkit_dot_wire_dot_containerd_dot_api__pb2.ListSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Usage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Snapshots/Usage',
+            labkit_dot_wire_dot_containerd_dot_api__pb2.SnapshotUsageRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.SnapshotUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,
