@@ -34,9 +34,11 @@ from labkit.wire.containerd import api_pb2_grpc as rpc
 from labkit.containerd.content import LocalContentStore, check_digest
 from labkit.containerd.errors import (AlreadyExists, ContainerdError, FailedPrecondition,
                                       InvalidArgument)
-from labkit.containerd.events import Exchange
+from labkit.containerd import diff as difflib
 from labkit.containerd import filters
-from labkit.containerd.gc import RESOURCE_CONTENT, Collector, snapshot_resource
+from labkit.containerd.events import Exchange
+from labkit.containerd.gc import (LABEL_UNCOMPRESSED, RESOURCE_CONTENT, Collector,
+                                  snapshot_resource)
 from labkit.containerd.metadata import ContainerRecord, ImageRecord, MetadataStore
 from labkit.containerd.mount import Mount, unmount_all
 from labkit.containerd.pull import Puller
@@ -86,6 +88,7 @@ class Daemon:
         self.puller = Puller(self.content, self.meta, self.snapshotter, self.exchange,
                              tmp_dir=self.state / "tmpmounts", gc=self.gc,
                              default_snapshotter=self.default_snapshotter)
+        self.differ = difflib.Differ(self.content, self.state / "tmpmounts")
         self.tasks = TaskManager(self.state, self.meta, self.exchange, shim_binary, address,
                                  self.snapshotter)
 
@@ -202,6 +205,11 @@ def desc_dict(d: pb.Descriptor) -> dict:
 def mounts_pb(mounts: list[Mount]) -> list[pb.Mount]:
     return [pb.Mount(type=m.type, source=m.source, target=m.target, options=m.options)
             for m in mounts]
+
+
+def mounts_of(mounts) -> list[Mount]:
+    """Mounts from the wire, as labkit.containerd.mount describes them."""
+    return [Mount(m.type, m.source, list(m.options), m.target) for m in mounts]
 
 
 def image_pb(i: ImageRecord) -> pb.Image:
@@ -579,7 +587,7 @@ class TasksService(rpc.TasksServicer):
 
     @unary
     def Create(self, request, context):
-        rootfs = [Mount(m.type, m.source, list(m.options), m.target) for m in request.rootfs]
+        rootfs = mounts_of(request.rootfs)
         pid = self.d.tasks.create(namespace(context), request.container_id, rootfs,
                                   request.stdin, request.stdout, request.stderr,
                                   request.terminal)
@@ -661,6 +669,36 @@ class TasksService(rpc.TasksServicer):
     def ListPids(self, request, context):
         pids = self.d.tasks.pids(namespace(context), request.container_id)
         return pb.ListPidsResponse(processes=[pb.ProcessInfo(pid=p) for p in pids])
+
+
+class DiffService(rpc.DiffServicer):
+    def __init__(self, d: Daemon) -> None:
+        self.d = d
+
+    @unary
+    def Apply(self, request, context):
+        namespace(context)
+        desc = difflib.Descriptor(request.diff.media_type, request.diff.digest,
+                                  request.diff.size)
+        applied = self.d.differ.apply(desc, mounts_of(request.mounts))
+        return pb.ApplyResponse(applied=pb.Descriptor(
+            media_type=applied.media_type, digest=applied.digest, size=applied.size))
+
+    @unary
+    def Diff(self, request, context):
+        ns, held = namespace(context), lease(context)
+
+        def hold(digest: str) -> None:
+            if held:
+                self.d.gc.lease_resource(ns, held, RESOURCE_CONTENT, digest)
+        if held and request.ref:
+            self.d.gc.lease_resource(ns, held, "ingests", request.ref)
+        desc = self.d.differ.diff(mounts_of(request.left), mounts_of(request.right),
+                                  request.media_type, request.ref, hold)
+        self.d.meta.set_content_labels(ns, desc.digest, {**dict(request.labels),
+                                                         LABEL_UNCOMPRESSED: desc.diff_id})
+        return pb.DiffResponse(diff=pb.Descriptor(media_type=desc.media_type,
+                                                  digest=desc.digest, size=desc.size))
 
 
 class LeasesService(rpc.LeasesServicer):
@@ -765,6 +803,7 @@ def make_server(daemon: Daemon, address: str, max_workers: int = 64) -> grpc.Ser
     rpc.add_TasksServicer_to_server(TasksService(daemon), server)
     rpc.add_EventsServicer_to_server(EventsService(daemon), server)
     rpc.add_LeasesServicer_to_server(LeasesService(daemon), server)
+    rpc.add_DiffServicer_to_server(DiffService(daemon), server)
     target = address if address.startswith("unix:") else "unix:" + address
     if server.add_insecure_port(target) == 0:
         raise OSError(f"cannot listen on {address}")
