@@ -79,6 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    metavar="NAME=PATH", help="register another OCI runtime")
     p.add_argument("--cgroup-parent", default=paths.CGROUP_PARENT,
                    help="cgroup under which containers get theirs (default %(default)s)")
+    p.add_argument("--storage-driver", "-s", default="overlayfs", choices=["overlayfs", "native"],
+                   help="containerd snapshotter for images and containers: overlayfs, or "
+                        "native (full copies; any filesystem) (default %(default)s)")
     p.add_argument("--debug", action="store_true", help="log every request")
     p.add_argument("--version", action="version", version=f"labkit-dockerd {VERSION}")
     return p.parse_args(argv)
@@ -95,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                           default_runtime=args.default_runtime,
                           runtimes=dict(args.add_runtime),
                           runtime_root=paths.RUNTIME_ROOT / paths.NAMESPACE,
-                          cgroup_parent=args.cgroup_parent)
+                          cgroup_parent=args.cgroup_parent,
+                          storage_driver=args.storage_driver)
     try:
         daemon = Daemon(config)
         daemon._runtime_binary(config.default_runtime)  # unknown names fail now, not at run
