@@ -98,7 +98,8 @@ class Daemon:
         A blob is downloaded into an ingest (content/ingest/…/data), which nobody can
         finish once its daemon is gone (content.py says why they are not resumed). A layer
         is unpacked on a temporary mount (<state>/tmpmounts/x…) into an active snapshot
-        named "extract-…"; if the daemon died there, both are garbage now.
+        named "extract-…"; if the daemon died there, both are garbage now. Last, a garbage
+        collection.
         """
         for name in self.content.remove_ingests():
             log.info("removed the ingest %s of an interrupted download", name)
@@ -125,6 +126,10 @@ class Daemon:
             if d.name.isdigit() and d.name not in used:
                 log.info("removing orphaned snapshot directory %s", d)
                 shutil.rmtree(d, ignore_errors=True)
+        # Garbage a crash kept from being collected (an image deleted just before it), and
+        # what expired leases held. A pull's lease is kept until it expires, so that a pull
+        # tried again soon reuses the blobs its interrupted predecessor finished.
+        self.gc.collect()
 
     def snapshotter(self, namespace: str, name: str = "") -> Snapshotter:
         name = name or self.default_snapshotter

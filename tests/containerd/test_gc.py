@@ -218,3 +218,20 @@ def test_gc_root_label_and_snapshots_under_a_lease(lab, c):
         update_mask=field_mask_pb2.FieldMask(paths=["labels.containerd.io/gc.root"])))
     assert "containerd.io/gc.root" not in c.content.Info(
         pb.InfoRequest(digest=a["config"])).info.labels
+
+
+def test_a_restart_collects_garbage(lab, c):
+    """A blob written outside any lease and referred to by nothing is garbage; a daemon that
+    starts (after a crash, say) collects it."""
+    import signal
+    data = b"garbage" * 100
+    answers = c.content.Write(iter([pb.WriteContentRequest(
+        action=pb.COMMIT, ref="g", data=data, expected=sha(data))]))
+    assert [a.digest for a in answers] == [sha(data)]
+    assert sha(data) in blobs(c)
+    lab.proc.send_signal(signal.SIGKILL)
+    lab.proc.wait()
+    lab.start()
+    c.wait_ready(10)
+    assert sha(data) not in blobs(c)
+    assert lab.a["config"] in blobs(c)     # what images refer to stays

@@ -109,3 +109,33 @@ def test_rmi_prune_and_df(stack, docker_env, labkit_stack):
         finally:
             for name in ("lkgc-a", "lkgc-b", f"lkgc-b@{b['manifest']}"):
                 docker(docker_env, "rmi", name)
+
+
+def test_storage_driver_native():
+    """labkit-dockerd --storage-driver native: images unpack into, and containers run on,
+    containerd's native snapshotter (full copies), and rmi frees them as well."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from dockerd.conftest import Stack, docker_env_for
+
+    tmp = Path(tempfile.mkdtemp(prefix="lkd-native-", dir="/tmp"))
+    stack = Stack(tmp, ("--storage-driver", "native"))
+    try:
+        stack.start()
+        env = docker_env_for(stack)
+        r = docker(env, "run", "--rm", "busybox", "sh", "-c", "echo hi > /x; cat /x")
+        assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr
+        info = json.loads(docker(env, "info", "--format", "{{json .}}").stdout)
+        assert info["Driver"] == "native"
+        with Client(tmp / "c.sock", "moby") as c:
+            native = c.snapshots.List(pb.ListSnapshotsRequest(snapshotter="native")).info
+            overlay = c.snapshots.List(pb.ListSnapshotsRequest(snapshotter="overlayfs")).info
+            assert native and not overlay
+            assert docker(env, "rmi", "busybox").returncode == 0
+            assert not c.snapshots.List(pb.ListSnapshotsRequest(snapshotter="native")).info
+            assert not c.content.List(pb.ListContentRequest()).info
+    finally:
+        stack.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
