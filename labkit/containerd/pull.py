@@ -169,7 +169,8 @@ class Puller:
         manifest_desc, manifest = top, raw
         if top["mediaType"] in mediatypes.INDEX_TYPES:
             try:
-                chosen = platforms.select_manifest(json.loads(raw), wanted)
+                index = json.loads(raw)
+                chosen = platforms.select_manifest(index, wanted)
             except LookupError as e:
                 raise NotFound(f"{ref.familiar()}: {e}") from None
             except ValueError as e:
@@ -178,8 +179,14 @@ class Puller:
                 ref, lambda: client.resolve(ref.path, chosen["digest"]))
             hold(RESOURCE_CONTENT, manifest_desc["digest"])
             self.content.write_bytes(manifest, manifest_desc["digest"])
+            # m.<its position in the index>, as containerd labels an index's children: the
+            # manifests of several platforms, pulled one by one, are all kept.
+            children = index.get("manifests") or []
+            position = next((i for i, m in enumerate(children) if m is chosen),
+                            next((i for i, m in enumerate(children)
+                                  if m.get("digest") == manifest_desc["digest"]), 0))
             self.meta.set_content_labels(ns, top["digest"], {
-                f"{LABEL_REF_CONTENT}.m.0": manifest_desc["digest"]})
+                f"{LABEL_REF_CONTENT}.m.{position}": manifest_desc["digest"]})
         try:
             m = json.loads(manifest)
             config_desc, layers = m["config"], list(m["layers"])

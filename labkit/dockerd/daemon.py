@@ -41,6 +41,7 @@ from __future__ import annotations
 import os
 from typing import Iterator
 
+from labkit.dockerd import diskusage
 from labkit.dockerd.attach import AttachLogs
 from labkit.dockerd.core import DaemonCore
 from labkit.dockerd.create import Create
@@ -118,7 +119,7 @@ class Daemon(Create, StartStop, Monitor, Wait, AttachLogs, Remove, Restore, View
             return [c.ID for c in self._containers.values() if c.Image == image_id]
 
     def image_prune(self, filters: dict[str, list[str]]) -> dict:
-        result = self.images.prune(filters, self._image_users)
+        result = diskusage.prune(self.images, filters, self._image_users)
         for item in result["ImagesDeleted"] or []:
             for action, key in (("untag", "Untagged"), ("delete", "Deleted")):
                 if key in item:
@@ -128,7 +129,8 @@ class Daemon(Create, StartStop, Monitor, Wait, AttachLogs, Remove, Restore, View
 
     def system_df(self) -> dict:
         """`docker system df`: what images, containers and volumes take on disk."""
-        layers_size, images = self.images.disk_usage(lambda i: len(self._image_users(i)))
+        layers_size, images = diskusage.disk_usage(self.images,
+                                                  lambda i: len(self._image_users(i)))
         sizes = {i["Id"]: i["Size"] for i in images}
         containers = []
         for c in self.container_list(True, {}, -1):
