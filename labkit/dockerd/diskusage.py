@@ -96,13 +96,19 @@ def prune(images: ImageService, filters: dict[str, list[str]],
     unknown = set(filters) - {"dangling", "label"}
     if unknown:
         raise InvalidParameter(f"invalid filter '{sorted(unknown)[0]}'")
+    # For prune, dangling=false (what `-a` sends) means "not only dangling ones", where
+    # `docker images --filter dangling=false` means "only tagged ones".
+    only_dangling = any(v.lower() in ("true", "1") for v in filters.get("dangling", []))
+    others = {k: v for k, v in filters.items() if k != "dangling"}
     blobs, snaps = on_disk(images.ctr)
     by_id: dict[str, list[ImageRecord]] = {}
     for r in images.all():
         by_id.setdefault(r.config_digest, []).append(r)
     deleted: list[dict] = []
     for image_id, records in by_id.items():
-        if users(image_id) or not image_matches(records, records[0], filters):
+        tagged = any("@" not in r.name for r in records)
+        if users(image_id) or (only_dangling and tagged) or \
+                not image_matches(records, records[0], others):
             continue
         for r in records:
             try:

@@ -236,3 +236,41 @@ def test_a_restart_collects_garbage(lab, c):
     c.wait_ready(10)
     assert sha(data) not in blobs(c)
     assert lab.a["config"] in blobs(c)     # what images refer to stays
+
+
+def test_collections_never_take_a_pull_in_progress(lab, c):
+    """What leases are for. One thread pulls image A again and again (rmi first); another
+    pulls and removes image B, whose first layer is A's, so each of its rmi's collects
+    garbage while A's pull may be reusing that very layer. Every time A's pull finishes, every
+    blob and snapshot A needs is there."""
+    import threading
+    a, b = lab.a, lab.b
+    needed = {a["top"], a["manifest"], a["config"], layer(SHARED), layer(ONLY_A)}
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def churn_b() -> None:
+        with Client(lab.sock, NS) as cb:
+            while not stop.is_set():
+                try:
+                    list(cb.transfer.Pull(pb.PullRequest(reference=b["ref"]), timeout=60))
+                    cb.images.Delete(pb.DeleteImageRequest(name=b["ref"]))
+                except grpc.RpcError as e:
+                    errors.append(f"image B: {e.details()}")
+                    return
+
+    t = threading.Thread(target=churn_b)
+    t.start()
+    try:
+        for _ in range(12):
+            rmi(c, a)
+            list(c.transfer.Pull(pb.PullRequest(reference=a["ref"]), timeout=60))
+            missing = needed - blobs(c)
+            gone = set(a["chains"]) - snapshots(c)
+            if missing or gone:
+                errors.append(f"blobs {sorted(missing)}, snapshots {sorted(gone)}")
+    finally:
+        stop.set()
+        t.join(60)
+    assert errors == []
+    assert list(c.leases.List(pb.ListLeasesRequest()).leases) == []

@@ -51,6 +51,7 @@ def test_rmi_prune_and_df(stack, docker_env, labkit_stack):
         listed = lambda: sorted(docker(docker_env, "images", "--format",
                                        "{{.Repository}}:{{.Tag}}").stdout.split())
         images0 = listed()
+        listed_names = lambda: [n.split(":")[0] for n in listed()]
         try:
             for name in ("lkgc-a", "lkgc-b"):
                 r = docker(docker_env, "pull", name)
@@ -104,10 +105,25 @@ def test_rmi_prune_and_df(stack, docker_env, labkit_stack):
             blobs, snaps = on_disk(c)
             assert (set(blobs), set(snaps)) == (set(blobs0), set(snaps0))   # back to before
             assert listed() == images0      # the session's other images are kept
+
+            # -a: tagged images too, when no container uses them (here: those labelled)
+            push_image(push, "library/lkgc-c", "latest", [ONLY_A], labels={"lkgc": "yes"})
+            assert docker(docker_env, "pull", "lkgc-c").returncode == 0
+            r = docker(docker_env, "image", "prune", "-f", "--filter", "label=lkgc=yes")
+            assert "lkgc-c" in listed_names() and "Total reclaimed space: 0B" in r.stdout
+            assert docker(docker_env, "create", "--name", "lkgc-user", "lkgc-c").returncode == 0
+            r = docker(docker_env, "image", "prune", "-a", "-f", "--filter", "label=lkgc=yes")
+            assert "lkgc-c" in listed_names(), r.stdout      # a container uses it
+            assert docker(docker_env, "rm", "lkgc-user").returncode == 0
+            r = docker(docker_env, "image", "prune", "-a", "-f", "--filter", "label=lkgc=yes")
+            assert r.returncode == 0 and "untagged: lkgc-c:latest" in r.stdout.lower(), r.stdout
+            assert listed() == images0
+            assert on_disk(c)[0].keys() == blobs0.keys()
             r = docker(docker_env, "image", "prune", "-f")
             assert r.returncode == 0 and "Total reclaimed space: 0B" in r.stdout, r.stdout
         finally:
-            for name in ("lkgc-a", "lkgc-b", f"lkgc-b@{b['manifest']}"):
+            docker(docker_env, "rm", "-f", "lkgc-user")
+            for name in ("lkgc-a", "lkgc-b", f"lkgc-b@{b['manifest']}", "lkgc-c"):
                 docker(docker_env, "rmi", name)
 
 
