@@ -495,6 +495,8 @@ class SnapshotsService(rpc.SnapshotsServicer):
     @unary
     def Remove(self, request, context):
         self._s(request, context).remove(request.key)
+        # Its parents may be garbage now (an image removed while a container used it).
+        self.d.gc.collect()
         return empty_pb2.Empty()
 
     @staticmethod

@@ -274,3 +274,18 @@ def test_collections_never_take_a_pull_in_progress(lab, c):
         t.join(60)
     assert errors == []
     assert list(c.leases.List(pb.ListLeasesRequest()).leases) == []
+
+
+def test_an_image_removed_under_a_container_goes_with_its_snapshot(lab, c):
+    """A container's snapshot holds its parents after its image is gone; removing that
+    snapshot frees them (containerd's Snapshots.Remove leaves the parents to the collector)."""
+    a, b = lab.a, lab.b
+    c.snapshots.Prepare(pb.PrepareSnapshotRequest(key="ctr-rootfs", parent=a["chains"][1]))
+    c.containers.Create(pb.CreateContainerRequest(container=pb.Container(
+        id="ctr", snapshotter="overlayfs", snapshot_key="ctr-rootfs")))
+    rmi(c, a)
+    assert set(a["chains"]) <= snapshots(c)
+    c.containers.Delete(pb.DeleteContainerRequest(id="ctr"))
+    assert set(a["chains"]) <= snapshots(c)           # the snapshot still holds them
+    c.snapshots.Remove(pb.RemoveSnapshotRequest(key="ctr-rootfs"))
+    assert snapshots(c) == set(b["chains"])
