@@ -37,6 +37,7 @@ Modules, from the one nearest the user to the one nearest containerd:
       views.py        `docker inspect`, `ps`, `top`
       info.py         `docker version`, `docker info`
     images.py       images as Docker shows them (IDs, tags, digests), pull, rmi
+    diskusage.py    `docker system df` and `docker image prune`: sizes as containerd reports
     events.py       `docker events`: the daemon's log of what happened
     volumes.py      named volumes: directories dockerd manages, bind-mounted into containers
     container.py    the container record: state, persistence, inspect/ps views

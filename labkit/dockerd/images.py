@@ -12,6 +12,11 @@ and layers. Docker's user model is built on top:
 Pulling is containerd's work (Transfer.Pull); dockerd only turns its progress events into
 Docker's JSON messages (jsonmessage.PullReporter). The blobs of an image never change,
 so what was read once (manifest, config) is cached by digest.
+
+Removing is containerd's too: `docker rmi` deletes image *names*; containerd's garbage
+collector then frees the blobs and snapshots nothing refers to any more
+(labkit/containerd/gc.py), before Images.Delete returns. Pruning and `docker system df`:
+diskusage.py.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from labkit.dockerd.container import parse_time
 from labkit.dockerd.errors import (Conflict, DaemonError, InvalidParameter, NotFound,
                                    SystemError_)
 from labkit.dockerd.jsonmessage import PullReporter
-from labkit.dockerd.remote import SNAPSHOTTER, Containerd, RemoteError, to_daemon_error
+from labkit.dockerd.remote import Containerd, RemoteError, to_daemon_error
 from labkit.dockerd.jsonlog import ZERO_TIME
 
 log = logging.getLogger("labkit.dockerd")
@@ -168,7 +173,8 @@ class ImageService:
         reporter = PullReporter(repository=ref.path, tag=ref.tag or ref.digest or "latest",
                                 familiar=ref.familiar(), had_digest=had_digest)
         request = pb.PullRequest(reference=str(ref), platform=platform_,
-                                 mirrors=list(self.mirrors), snapshotter=SNAPSHOTTER)
+                                 mirrors=list(self.mirrors),
+                                 snapshotter=self.ctr.snapshotter)
 
         def messages() -> Iterator[dict]:
             try:
@@ -192,7 +198,7 @@ class ImageService:
         out = []
         for image_id, records in by_id.items():
             first = records[0]
-            if not _image_matches(records, first, filters):
+            if not image_matches(records, first, filters):
                 continue
             out.append({
                 "Id": image_id,
@@ -247,7 +253,7 @@ class ImageService:
             "Architecture": rec.config.get("architecture", ""),
             "Os": rec.config.get("os", ""),
             "Size": rec.size,
-            "GraphDriver": {"Name": SNAPSHOTTER, "Data": None},
+            "GraphDriver": {"Name": self.ctr.snapshotter, "Data": None},
             "RootFS": {"Type": "layers", "Layers": rec.diff_ids},
             "Metadata": {"LastTagTime": ZERO_TIME},  # the CLI parses it: never ""
         }
@@ -289,7 +295,7 @@ class ImageService:
         return result
 
 
-def _image_matches(records: list[ImageRecord], first: ImageRecord,
+def image_matches(records: list[ImageRecord], first: ImageRecord,
                    filters: dict[str, list[str]]) -> bool:
     tags = {familiar(r.name) for r in records if "@" not in r.name}
     for pattern in filters.get("reference", []):
