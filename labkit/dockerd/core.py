@@ -54,6 +54,9 @@ class DaemonConfig:
     runtimes: dict[str, str] = field(default_factory=dict)  # --add-runtime NAME=PATH
     runtime_root: Path = paths.RUNTIME_ROOT / paths.NAMESPACE
     cgroup_parent: str = paths.CGROUP_PARENT  # containers' cgroups: <parent>/<id> (dockerd: /docker)
+    # containerd's snapshotter for images and containers: "overlayfs" or "native" (dockerd
+    # with the containerd image store takes snapshotter names for --storage-driver too)
+    storage_driver: str = "overlayfs"
 
 
 @dataclass
@@ -75,7 +78,8 @@ class DaemonCore:
 
     def __init__(self, config: DaemonConfig, containerd: Containerd | None = None) -> None:
         self.config = config
-        self.ctr = containerd or Containerd(config.containerd, config.namespace)
+        self.ctr = containerd or Containerd(config.containerd, config.namespace,
+                                              config.storage_driver)
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._containers: dict[str, Container] = {}

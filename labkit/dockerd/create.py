@@ -35,7 +35,7 @@ from labkit.dockerd.errors import Conflict, DaemonError, InvalidParameter
 from labkit.dockerd.images import ImageRecord
 from labkit.dockerd.jsonlog import rfc3339nano
 from labkit.dockerd.names import generate_name
-from labkit.dockerd.remote import SNAPSHOTTER, RemoteError, to_daemon_error
+from labkit.dockerd.remote import RemoteError, to_daemon_error
 from labkit.dockerd.validate import check_config
 
 log = logging.getLogger("labkit.dockerd")
@@ -136,18 +136,19 @@ class Create(DaemonCore):
         options = json.dumps({"binary_name": binary, "root": str(self.config.runtime_root)})
         record = pb.Container(id=cid, image=image.name, labels={"labkit.dockerd/name": name},
                               runtime=pb.Container.Runtime(name=SHIM, options=options.encode()),
-                              spec=json.dumps(spec).encode(), snapshotter=SNAPSHOTTER,
+                              spec=json.dumps(spec).encode(), snapshotter=self.ctr.snapshotter,
                               snapshot_key=cid)
         prepared = False
         try:
             self.ctr.call(self.ctr.snapshots.Prepare, pb.PrepareSnapshotRequest(
-                snapshotter=SNAPSHOTTER, key=cid, parent=top))
+                snapshotter=self.ctr.snapshotter, key=cid, parent=top))
             prepared = True
             self.ctr.call(self.ctr.containers.Create, pb.CreateContainerRequest(container=record))
         except RemoteError as e:
             if prepared:
                 self._ignore_missing(self.ctr.snapshots.Remove,
-                                     pb.RemoveSnapshotRequest(snapshotter=SNAPSHOTTER, key=cid))
+                                     pb.RemoveSnapshotRequest(snapshotter=self.ctr.snapshotter,
+                                                              key=cid))
             shutil.rmtree(cdir, ignore_errors=True)
             raise to_daemon_error(e) from None
         with self._lock:

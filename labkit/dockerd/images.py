@@ -12,6 +12,11 @@ and layers. Docker's user model is built on top:
 Pulling is containerd's work (Transfer.Pull); dockerd only turns its progress events into
 Docker's JSON messages (jsonmessage.PullReporter). The blobs of an image never change,
 so what was read once (manifest, config) is cached by digest.
+
+Removing is containerd's too: `docker rmi` and `docker image prune` delete image *names*;
+containerd's garbage collector then frees the blobs and snapshots nothing refers to any more
+(labkit/containerd/gc.py), before Images.Delete returns. `docker system df` asks containerd
+what is on disk: blob sizes (Content.List) and unpacked layers (Snapshots.Usage).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from labkit.dockerd.container import parse_time
 from labkit.dockerd.errors import (Conflict, DaemonError, InvalidParameter, NotFound,
                                    SystemError_)
 from labkit.dockerd.jsonmessage import PullReporter
-from labkit.dockerd.remote import SNAPSHOTTER, Containerd, RemoteError, to_daemon_error
+from labkit.dockerd.remote import Containerd, RemoteError, to_daemon_error
 from labkit.dockerd.jsonlog import ZERO_TIME
 
 log = logging.getLogger("labkit.dockerd")
@@ -168,7 +173,8 @@ class ImageService:
         reporter = PullReporter(repository=ref.path, tag=ref.tag or ref.digest or "latest",
                                 familiar=ref.familiar(), had_digest=had_digest)
         request = pb.PullRequest(reference=str(ref), platform=platform_,
-                                 mirrors=list(self.mirrors), snapshotter=SNAPSHOTTER)
+                                 mirrors=list(self.mirrors),
+                                 snapshotter=self.ctr.snapshotter)
 
         def messages() -> Iterator[dict]:
             try:
@@ -247,10 +253,102 @@ class ImageService:
             "Architecture": rec.config.get("architecture", ""),
             "Os": rec.config.get("os", ""),
             "Size": rec.size,
-            "GraphDriver": {"Name": SNAPSHOTTER, "Data": None},
+            "GraphDriver": {"Name": self.ctr.snapshotter, "Data": None},
             "RootFS": {"Type": "layers", "Layers": rec.diff_ids},
             "Metadata": {"LastTagTime": ZERO_TIME},  # the CLI parses it: never ""
         }
+
+    # ------------------------------------------------------------------ disk usage
+
+    def _on_disk(self) -> tuple[dict[str, int], dict[str, int]]:
+        """What containerd holds: {blob digest: size}, {committed snapshot: bytes}."""
+        try:
+            blobs = {i.digest: i.size for i in self.ctr.call(
+                self.ctr.content.List, pb.ListContentRequest()).info}
+            snaps = {}
+            for s in self.ctr.call(self.ctr.snapshots.List, pb.ListSnapshotsRequest(
+                    snapshotter=self.ctr.snapshotter)).info:
+                if s.kind == pb.COMMITTED:
+                    snaps[s.name] = self.ctr.call(self.ctr.snapshots.Usage, pb.SnapshotUsageRequest(
+                        snapshotter=self.ctr.snapshotter, key=s.name)).size
+        except RemoteError as e:
+            raise to_daemon_error(e) from None
+        return blobs, snaps
+
+    def _parts(self, records: list[ImageRecord]) -> set[str]:
+        """The blobs (digests) and snapshots (chain ids, "snapshot:<id>") of an image."""
+        from labkit.distribution.layers import chain_ids
+        parts: set[str] = set()
+        for r in records:
+            parts |= {r.target_digest, r.config_digest}
+            parts |= {layer["digest"] for layer in r.manifest.get("layers", [])}
+            parts |= {"snapshot:" + c for c in chain_ids(r.diff_ids)}
+            try:   # the manifest chosen from an index is a blob of its own
+                target = self.ctr.call(self.ctr.images.Get, pb.GetImageRequest(name=r.name)).image
+                labels = self.ctr.call(self.ctr.content.Info, pb.InfoRequest(
+                    digest=target.target.digest)).info.labels
+                parts |= {v for k, v in labels.items() if k.startswith("containerd.io/gc.ref.content.m.")}
+            except RemoteError:
+                pass
+        return parts
+
+    def disk_usage(self, containers_of: Callable[[str], int]) -> tuple[int, list[dict]]:
+        """For `docker system df`: (LayersSize, the images with Size, SharedSize, Containers).
+        An image's Size here is what it takes on disk: its blobs (index, manifest, config,
+        compressed layers) and its unpacked layers (snapshots); SharedSize the part of that
+        another image uses too; LayersSize all of it, each byte once."""
+        blobs, snaps = self._on_disk()
+        size_of = lambda part: (snaps.get(part[len("snapshot:"):], 0)
+                                if part.startswith("snapshot:") else blobs.get(part, 0))
+        by_id: dict[str, list[ImageRecord]] = {}
+        for r in self.all():
+            by_id.setdefault(r.config_digest, []).append(r)
+        parts = {image_id: self._parts(records) for image_id, records in by_id.items()}
+        users: dict[str, int] = {}
+        for p in parts.values():
+            for part in p:
+                users[part] = users.get(part, 0) + 1
+        listed = {i["Id"]: i for i in self.list()}
+        images = []
+        for image_id, p in parts.items():
+            item = dict(listed.get(image_id) or {"Id": image_id})
+            item["Size"] = sum(size_of(x) for x in p)
+            item["SharedSize"] = sum(size_of(x) for x in p if users[x] > 1)
+            item["Containers"] = containers_of(image_id)
+            images.append(item)
+        layers_size = sum(size_of(x) for x in users)
+        return layers_size, images
+
+    def prune(self, filters: dict[str, list[str]],
+              users: Callable[[str], list[str]]) -> dict:
+        """`docker image prune [-a]`: delete the images no container uses; with dangling=true
+        (the CLI's default, without -a) only those without a tag. SpaceReclaimed is what
+        containerd freed: the blobs and unpacked layers there before and gone after."""
+        unknown = set(filters) - {"dangling", "label"}
+        if unknown:
+            raise InvalidParameter(f"invalid filter '{sorted(unknown)[0]}'")
+        blobs, snaps = self._on_disk()
+        by_id: dict[str, list[ImageRecord]] = {}
+        for r in self.all():
+            by_id.setdefault(r.config_digest, []).append(r)
+        deleted: list[dict] = []
+        for image_id, records in by_id.items():
+            if users(image_id) or not _image_matches(records, records[0], filters):
+                continue
+            for r in records:
+                try:
+                    self.ctr.call(self.ctr.images.Delete, pb.DeleteImageRequest(name=r.name))
+                except RemoteError as e:
+                    if e.code != "NOT_FOUND":
+                        raise to_daemon_error(e) from None
+                if "@" not in r.name:
+                    deleted.append({"Untagged": familiar(r.name)})
+                deleted.append({"Untagged": repo_digest(r.name, r.target_digest)})
+            deleted.append({"Deleted": image_id})
+        after_blobs, after_snaps = self._on_disk()
+        reclaimed = sum(size for d, size in blobs.items() if d not in after_blobs) + \
+            sum(size for s, size in snaps.items() if s not in after_snaps)
+        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
     def remove(self, name: str, force: bool,
                users: Callable[[str], list[str]]) -> list[dict]:

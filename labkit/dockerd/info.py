@@ -13,7 +13,7 @@ from labkit.dockerd.core import BUILTIN_RUNTIMES, VERSION, DaemonCore
 from labkit.dockerd.errors import DaemonError
 from labkit.dockerd.httputils import API_VERSION, MIN_API_VERSION
 from labkit.dockerd.jsonlog import rfc3339nano
-from labkit.dockerd.remote import SNAPSHOTTER, RemoteError
+from labkit.dockerd.remote import RemoteError
 
 log = logging.getLogger("labkit.dockerd")
 
@@ -73,7 +73,7 @@ class System(DaemonCore):
             "ContainersPaused": 0,
             "ContainersStopped": len(states) - states.count("running"),
             "Images": images,
-            "Driver": SNAPSHOTTER, "DriverStatus": [],
+            "Driver": self.ctr.snapshotter, "DriverStatus": [],
             "Plugins": {"Volume": [], "Network": ["none"], "Authorization": None,
                         "Log": ["json-file"]},
             "MemoryLimit": False, "SwapLimit": False, "CpuCfsPeriod": False, "CpuCfsQuota": False,

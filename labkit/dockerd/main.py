@@ -86,6 +86,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tlscacert", metavar="CA.pem", help="the CA that signs client certificates")
     p.add_argument("--tlscert", metavar="CERT.pem", help="this daemon's certificate")
     p.add_argument("--tlskey", metavar="KEY.pem", help="this daemon's private key")
+    p.add_argument("--storage-driver", "-s", default="overlayfs", choices=["overlayfs", "native"],
+                   help="containerd snapshotter for images and containers: overlayfs, or "
+                        "native (full copies; any filesystem) (default %(default)s)")
     p.add_argument("--debug", action="store_true", help="log every request")
     p.add_argument("--version", action="version", version=f"labkit-dockerd {VERSION}")
     args = p.parse_args(argv)
@@ -112,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                           default_runtime=args.default_runtime,
                           runtimes=dict(args.add_runtime),
                           runtime_root=paths.RUNTIME_ROOT / paths.NAMESPACE,
-                          cgroup_parent=args.cgroup_parent)
+                          cgroup_parent=args.cgroup_parent,
+                          storage_driver=args.storage_driver)
     try:
         daemon = Daemon(config)
         daemon._runtime_binary(config.default_runtime)  # unknown names fail now, not at run

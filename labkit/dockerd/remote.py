@@ -21,7 +21,7 @@ from labkit.containerd.client import Client
 from labkit.dockerd.errors import (Conflict, DaemonError, InvalidParameter, NotFound,
                                    SystemError_)
 
-SNAPSHOTTER = "overlayfs"
+SNAPSHOTTER = "overlayfs"   # the default; labkit-dockerd --storage-driver picks another
 RECONNECT_WAIT = 2.0   # seconds a call waits for the channel once containerd is back
 
 
@@ -36,9 +36,10 @@ class Containerd:
     """labkit.containerd.client.Client (the stubs, the namespace in every call's metadata)
     plus what dockerd adds: errors translated, a few calls made often."""
 
-    def __init__(self, address: str, namespace: str) -> None:
+    def __init__(self, address: str, namespace: str, snapshotter: str = SNAPSHOTTER) -> None:
         self.address = address
         self.namespace = namespace
+        self.snapshotter = snapshotter   # for images pulled and containers created
         self.client = Client(address, namespace)
         self.version_svc = self.client.version
         self.content = self.client.content

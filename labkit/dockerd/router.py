@@ -94,6 +94,8 @@ class Router:
                 ("GET", I + r"/json", self.image_inspect),
                 ("GET", I + r"/history", self.image_history),
                 ("DELETE", I, self.image_remove),
+                ("POST", r"/images/prune", self.image_prune),
+                ("GET", r"/system/df", self.system_df),
             ]
         ]
 
@@ -361,6 +363,12 @@ class Router:
 
     def image_remove(self, req: Request) -> Response:
         return json_response(self.backend.image_remove(req.params["name"], req.bool("force")))
+
+    def image_prune(self, req: Request) -> Response:
+        return json_response(self.backend.image_prune(parse_filters(req.query.get("filters", ""))))
+
+    def system_df(self, req: Request) -> Response:
+        return json_response(self.backend.system_df())
 
 
 def _pump_stdin(conn: RawConnection, attach) -> None:
