@@ -5,8 +5,8 @@ import tarfile
 
 import pytest
 
-from labkit.dockerd.build import context as ctx
-from labkit.dockerd.build.dockerfile import DockerfileError, key_values, parse, words
+from labkit.dockerd.builder import context as ctx
+from labkit.dockerd.builder.dockerfile import DockerfileError, key_values, parse, words
 
 
 def test_instructions_lines_continuations_comments_and_forms():
