@@ -40,6 +40,14 @@ from labkit.dockerd.jsonlog import ZERO_TIME
 
 log = logging.getLogger("labkit.dockerd")
 
+# Names dockerd gives images that have no tag (labkit.dockerd.commit makes them).
+DANGLING = "moby-dangling@"
+BUILD_CACHE = "moby-build-cache@"
+
+
+def internal_name(name: str) -> bool:
+    return name.startswith((DANGLING, BUILD_CACHE))
+
 
 @dataclass
 class ImageRecord:
@@ -185,15 +193,27 @@ class ImageService:
                 raise to_daemon_error(e) from None
         return messages()
 
-    def list(self, filters: dict[str, list[str]] | None = None) -> list[dict]:
+    def forget(self, name: str) -> None:
+        """Drop one containerd name (containerd collects what nothing else references)."""
+        try:
+            self.ctr.call(self.ctr.images.Delete, pb.DeleteImageRequest(name=name))
+        except RemoteError as e:
+            if e.code != "NOT_FOUND":
+                raise to_daemon_error(e) from None
+
+    def list(self, filters: dict[str, list[str]] | None = None,
+             all_: bool = False) -> list[dict]:
         """`docker images [busybox]`: one item per image ID. Filters: reference (a glob on
-        "repo" or "repo:tag", as `docker images busybox` sends), dangling, label."""
+        "repo" or "repo:tag", as `docker images busybox` sends), dangling, label. A build's
+        intermediate images (commit.BUILD_CACHE names) only with `all_` (`docker images -a`)."""
         filters = filters or {}
         unknown = set(filters) - {"reference", "dangling", "label"}
         if unknown:
             raise InvalidParameter(f"invalid filter '{sorted(unknown)[0]}'")
         by_id: dict[str, list[ImageRecord]] = {}
         for r in self.all():
+            if r.name.startswith(BUILD_CACHE) and not all_:
+                continue
             by_id.setdefault(r.config_digest, []).append(r)
         out = []
         for image_id, records in by_id.items():
@@ -206,7 +226,7 @@ class ImageService:
                 "RepoTags": sorted({familiar(r.name) for r in records
                                     if "@" not in r.name}),
                 "RepoDigests": sorted({repo_digest(r.name, r.target_digest)
-                                       for r in records}),
+                                       for r in records if not internal_name(r.name)}),
                 "Created": int(parse_time(first.config.get("created", "")) or first.created_at),
                 "Size": first.size,
                 "SharedSize": -1,
@@ -302,6 +322,8 @@ class ImageService:
                                 if part.startswith("snapshot:") else blobs.get(part, 0))
         by_id: dict[str, list[ImageRecord]] = {}
         for r in self.all():
+            if r.name.startswith(BUILD_CACHE) and not all_:
+                continue
             by_id.setdefault(r.config_digest, []).append(r)
         parts = {image_id: self._parts(records) for image_id, records in by_id.items()}
         users: dict[str, int] = {}
@@ -330,6 +352,8 @@ class ImageService:
         blobs, snaps = self._on_disk()
         by_id: dict[str, list[ImageRecord]] = {}
         for r in self.all():
+            if r.name.startswith(BUILD_CACHE) and not all_:
+                continue
             by_id.setdefault(r.config_digest, []).append(r)
         deleted: list[dict] = []
         for image_id, records in by_id.items():

@@ -28,6 +28,7 @@ from typing import Callable, Iterator
 
 from labkit import stdcopy
 from labkit.dockerd import jsonlog, jsonmessage
+from labkit.dockerd.builder.backend import build_options
 from labkit.dockerd.backend import AttachStream, Backend
 from labkit.dockerd.errors import DaemonError, InvalidParameter
 from labkit.dockerd.httputils import (API_VERSION, JSON, AnyResponse, HijackResponse,
@@ -95,6 +96,9 @@ class Router:
                 ("GET", I + r"/history", self.image_history),
                 ("DELETE", I, self.image_remove),
                 ("POST", r"/images/prune", self.image_prune),
+                ("POST", r"/build", self.image_build),
+                ("POST", r"/build/prune", self.build_prune),
+                ("POST", r"/commit", self.container_commit),
                 ("GET", r"/system/df", self.system_df),
             ]
         ]
@@ -338,22 +342,11 @@ class Router:
             raise InvalidParameter("missing parameter: fromImage")
         messages = self.backend.image_pull(from_image, req.query.get("tag", ""),
                                            req.query.get("platform", ""))
-
-        def body() -> Iterator[bytes]:
-            # After the 200 the only way to report a failure is inside the stream.
-            try:
-                for message in messages:
-                    yield jsonmessage.encode(message)
-            except DaemonError as e:
-                yield jsonmessage.encode(jsonmessage.error_message(e.message))
-            except Exception as e:
-                log.exception("pull of %s failed", from_image)
-                yield jsonmessage.encode(jsonmessage.error_message(f"pull failed: {e}"))
-
-        return StreamResponse(200, JSON, body())
+        return StreamResponse(200, JSON, jsonmessage.stream(messages, f"pull of {from_image}"))
 
     def image_list(self, req: Request) -> Response:
-        return json_response(self.backend.image_list(parse_filters(req.query.get("filters", ""))))
+        return json_response(self.backend.image_list(parse_filters(req.query.get("filters", "")),
+                                                     all_=req.bool("all")))
 
     def image_inspect(self, req: Request) -> Response:
         return json_response(self.backend.image_inspect(req.params["name"]))
@@ -366,6 +359,19 @@ class Router:
 
     def image_prune(self, req: Request) -> Response:
         return json_response(self.backend.image_prune(parse_filters(req.query.get("filters", ""))))
+
+    def image_build(self, req: Request) -> StreamResponse:
+        """POST /build: the context tar in, the builder's message stream out (as a pull's)."""
+        messages = self.backend.image_build(req.body, build_options(req.query, req.repeated))
+        return StreamResponse(200, JSON, jsonmessage.stream(messages, "build"))
+
+    def build_prune(self, req: Request) -> Response:
+        return json_response(self.backend.build_prune())
+
+    def container_commit(self, req: Request) -> Response:
+        image_id = self.backend.container_commit(req.query, req.repeated.get("changes", []),
+                                                 req.json())
+        return json_response({"Id": image_id}, 201)
 
     def system_df(self, req: Request) -> Response:
         return json_response(self.backend.system_df())
@@ -391,3 +397,4 @@ def _unix_time(req: Request, key: str) -> float:
         return float(raw)
     except ValueError:
         raise InvalidParameter(f"invalid value for {key}: {raw!r} is not a unix timestamp") from None
+
