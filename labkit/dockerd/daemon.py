@@ -44,6 +44,7 @@ from typing import Iterator
 from labkit.dockerd.attach import AttachLogs
 from labkit.dockerd.builder.backend import Build
 from labkit.dockerd.commit import Commit
+from labkit.dockerd.push import Push
 from labkit.dockerd.core import DaemonCore
 from labkit.dockerd.create import Create
 from labkit.dockerd.errors import DaemonError
@@ -60,7 +61,7 @@ from labkit.wire.containerd import api_pb2 as pb
 
 
 class Daemon(Create, StartStop, Monitor, Wait, AttachLogs, Remove, Restore, Views, Networks,
-             System, Build, Commit, DaemonCore):
+             System, Build, Commit, Push, DaemonCore):
     """labkit-dockerd's Backend (see backend.Backend for the contract)."""
 
     # ================================================================ volumes (volumes.py)

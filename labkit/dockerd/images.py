@@ -59,6 +59,7 @@ class ImageRecord:
     config_digest: str   # the image ID
     config: dict
     created_at: float    # when containerd recorded the name
+    manifest_digest: str = ""   # the manifest's own digest (target_digest, unless an index)
 
     @property
     def size(self) -> int:
@@ -90,20 +91,23 @@ class ImageService:
         cached = self._cache.get(target.digest)
         if cached is None:
             document = self._read_json(target.digest)
+            manifest_digest = target.digest
             if target.media_type in INDEX_TYPES or "manifests" in document:
                 try:
                     chosen = select_manifest(document)
                 except (LookupError, ValueError) as e:
                     raise NotFound(f"image {image.name}: {e}") from None
-                document = self._read_json(chosen["digest"])
+                manifest_digest = chosen["digest"]
+                document = self._read_json(manifest_digest)
             config_digest = (document.get("config") or {}).get("digest", "")
             if not config_digest:
                 raise SystemError_(f"image {image.name}: manifest {target.digest} has no config")
-            cached = (document, config_digest, self._read_json(config_digest))
+            cached = (document, config_digest, self._read_json(config_digest), manifest_digest)
             self._cache[target.digest] = cached
-        manifest, config_digest, config = cached
+        manifest, config_digest, config, manifest_digest = cached
         created = image.created_at.seconds + image.created_at.nanos / 1e9
-        return ImageRecord(image.name, target.digest, manifest, config_digest, config, created)
+        return ImageRecord(image.name, target.digest, manifest, config_digest, config, created,
+                           manifest_digest)
 
     def all(self) -> list[ImageRecord]:
         try:
@@ -193,6 +197,14 @@ class ImageService:
                 raise to_daemon_error(e) from None
         return messages()
 
+    def _by_id(self, with_build_cache: bool) -> dict[str, list[ImageRecord]]:
+        """Every image, its containerd names grouped by image ID."""
+        by_id: dict[str, list[ImageRecord]] = {}
+        for r in self.all():
+            if with_build_cache or not r.name.startswith(BUILD_CACHE):
+                by_id.setdefault(r.config_digest, []).append(r)
+        return by_id
+
     def forget(self, name: str) -> None:
         """Drop one containerd name (containerd collects what nothing else references)."""
         try:
@@ -210,11 +222,7 @@ class ImageService:
         unknown = set(filters) - {"reference", "dangling", "label"}
         if unknown:
             raise InvalidParameter(f"invalid filter '{sorted(unknown)[0]}'")
-        by_id: dict[str, list[ImageRecord]] = {}
-        for r in self.all():
-            if r.name.startswith(BUILD_CACHE) and not all_:
-                continue
-            by_id.setdefault(r.config_digest, []).append(r)
+        by_id = self._by_id(with_build_cache=all_)
         out = []
         for image_id, records in by_id.items():
             first = records[0]
@@ -320,11 +328,7 @@ class ImageService:
         blobs, snaps = self._on_disk()
         size_of = lambda part: (snaps.get(part[len("snapshot:"):], 0)
                                 if part.startswith("snapshot:") else blobs.get(part, 0))
-        by_id: dict[str, list[ImageRecord]] = {}
-        for r in self.all():
-            if r.name.startswith(BUILD_CACHE) and not all_:
-                continue
-            by_id.setdefault(r.config_digest, []).append(r)
+        by_id = self._by_id(with_build_cache=False)   # the build cache is counted apart
         parts = {image_id: self._parts(records) for image_id, records in by_id.items()}
         users: dict[str, int] = {}
         for p in parts.values():
@@ -350,11 +354,9 @@ class ImageService:
         if unknown:
             raise InvalidParameter(f"invalid filter '{sorted(unknown)[0]}'")
         blobs, snaps = self._on_disk()
-        by_id: dict[str, list[ImageRecord]] = {}
-        for r in self.all():
-            if r.name.startswith(BUILD_CACHE) and not all_:
-                continue
-            by_id.setdefault(r.config_digest, []).append(r)
+        # a build's intermediate images go with -a only (they are not "dangling": they
+        # have children)
+        by_id = self._by_id(with_build_cache="true" not in filters.get("dangling", []))
         deleted: list[dict] = []
         for image_id, records in by_id.items():
             if users(image_id) or not _image_matches(records, records[0], filters):

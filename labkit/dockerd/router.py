@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 
 from labkit import stdcopy
 from labkit.dockerd import jsonlog, jsonmessage
-from labkit.dockerd.builder.backend import build_options
+from labkit.dockerd.routes_images import ImageMakingRoutes
 from labkit.dockerd.backend import AttachStream, Backend
 from labkit.dockerd.errors import DaemonError, InvalidParameter
 from labkit.dockerd.httputils import (API_VERSION, JSON, AnyResponse, HijackResponse,
@@ -46,7 +46,7 @@ Handler = Callable[[Request], AnyResponse]
 _CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
-class Router:
+class Router(ImageMakingRoutes):
     """Maps requests to handlers; every handler calls one method of `backend`."""
 
     def __init__(self, backend: Backend, server_version: str = "0.1.0-labkit") -> None:
@@ -99,6 +99,7 @@ class Router:
                 ("POST", r"/build", self.image_build),
                 ("POST", r"/build/prune", self.build_prune),
                 ("POST", r"/commit", self.container_commit),
+                ("POST", I + r"/push", self.image_push),
                 ("GET", r"/system/df", self.system_df),
             ]
         ]
@@ -359,19 +360,6 @@ class Router:
 
     def image_prune(self, req: Request) -> Response:
         return json_response(self.backend.image_prune(parse_filters(req.query.get("filters", ""))))
-
-    def image_build(self, req: Request) -> StreamResponse:
-        """POST /build: the context tar in, the builder's message stream out (as a pull's)."""
-        messages = self.backend.image_build(req.body, build_options(req.query, req.repeated))
-        return StreamResponse(200, JSON, jsonmessage.stream(messages, "build"))
-
-    def build_prune(self, req: Request) -> Response:
-        return json_response(self.backend.build_prune())
-
-    def container_commit(self, req: Request) -> Response:
-        image_id = self.backend.container_commit(req.query, req.repeated.get("changes", []),
-                                                 req.json())
-        return json_response({"Id": image_id}, 201)
 
     def system_df(self, req: Request) -> Response:
         return json_response(self.backend.system_df())

@@ -183,3 +183,38 @@ def test_multi_stage_build_args_add_and_target_with_debians_cli(docker_env, tmp_
             e.startswith("EXTRA=") for e in cfg["Env"])
     finally:
         docker(docker_env, "rmi", "-f", "lk-multi")
+
+
+def test_push_a_built_image_then_skopeo_and_a_real_dockerd_pull_it(docker_env, stack, tmp_path):
+    """docker push of a built image to a labkit-registry; skopeo reads it back, and a real
+    dockerd 20.10 pulls and runs it: the image labkit made is a standard one."""
+    import shutil as sh
+    from realdocker import Unavailable, private_real_dockerd
+    registry = stack.registry.url.removeprefix("http://")
+    name = f"{registry}/lk/pushed:1"
+    (tmp_path / "Dockerfile").write_text('FROM busybox\nRUN echo pushed-and-pulled > /msg\n'
+                                         'CMD ["cat", "/msg"]\n')
+    r = docker(docker_env, "build", "-t", name, str(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    try:
+        push = docker(docker_env, "push", name)
+        assert push.returncode == 0, push.stdout + push.stderr
+        assert f"The push refers to repository [{registry}/lk/pushed]" in push.stdout
+        assert "1: digest: sha256:" in push.stdout
+        again = docker(docker_env, "push", name)
+        assert "Layer already exists" in again.stdout, again.stdout + again.stderr
+        if sh.which("skopeo"):
+            inspect = subprocess.run(["skopeo", "inspect", "--tls-verify=false",
+                                      f"docker://{name}"], capture_output=True, text=True,
+                                     timeout=60)
+            assert inspect.returncode == 0, inspect.stderr
+            assert json.loads(inspect.stdout)["Architecture"] in ("amd64", "arm64")
+        try:
+            with private_real_dockerd(registry) as real:
+                env = dict(docker_env, DOCKER_HOST=real)
+                run = docker(env, "run", "--rm", name)
+                assert (run.returncode, run.stdout) == (0, "pushed-and-pulled\n"), run.stderr
+        except Unavailable as e:
+            pytest.skip(str(e))
+    finally:
+        docker(docker_env, "rmi", "-f", name)
