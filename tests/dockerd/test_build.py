@@ -218,3 +218,43 @@ def test_push_a_built_image_then_skopeo_and_a_real_dockerd_pull_it(docker_env, s
             pytest.skip(str(e))
     finally:
         docker(docker_env, "rmi", "-f", name)
+
+
+def test_buildah_builds_and_pushes_then_labkit_runs_it(docker_env, stack):
+    """An image built by another builder (Debian's buildah, chroot isolation, storage in a
+    temporary directory) and pushed to the labkit-registry runs under labkit."""
+    import shutil as sh
+    from labkit import syscalls as sc
+    from labkit.lab.reset import mounts_under
+    from support import short_tmpdir
+    buildah = sh.which("buildah")
+    if buildah is None:
+        pytest.skip("buildah is not installed (apt-get install buildah)")
+    registry = stack.registry.url.removeprefix("http://")
+    with short_tmpdir("lkbah-") as tmp:
+        storage = ["--root", str(tmp / "storage"), "--runroot", str(tmp / "run"),
+                   "--storage-driver", "vfs"]
+        conf = tmp / "containers.conf"
+        conf.write_text(f'[engine]\ntmp_dir = "{tmp}/tmp"\nevents_logger = "file"\n'
+                        f'events_logfile_path = "{tmp}/events.log"\n')
+        env = dict(os.environ, CONTAINERS_CONF=str(conf), TMPDIR=str(tmp))
+        (tmp / "ctx").mkdir()
+        (tmp / "ctx" / "Containerfile").write_text(
+            f"FROM {registry}/library/busybox:latest\nRUN echo made-by-buildah > /who\n"
+            'CMD ["cat", "/who"]\n')
+        name = f"{registry}/lk/buildah-built:1"
+        try:
+            for argv in (["bud", "--isolation", "chroot", "--tls-verify=false", "-t", name,
+                          str(tmp / "ctx")],
+                         ["push", "--tls-verify=false", name, f"docker://{name}"]):
+                r = subprocess.run([buildah, *storage, *argv], env=env, capture_output=True,
+                                   text=True, timeout=300)
+                assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+            run = docker(docker_env, "run", "--rm", name)
+            assert (run.returncode, run.stdout) == (0, "made-by-buildah\n"), run.stderr
+        finally:
+            subprocess.run([buildah, *storage, "rm", "-a"], env=env, capture_output=True,
+                           timeout=60)
+            for m in sorted(mounts_under([tmp]), key=len, reverse=True):
+                sc.umount2(m, sc.MNT_DETACH)
+            docker(docker_env, "rmi", "-f", name)
