@@ -43,6 +43,9 @@ from typing import Iterator
 
 from labkit.dockerd import diskusage
 from labkit.dockerd.attach import AttachLogs
+from labkit.dockerd.builder.backend import Build
+from labkit.dockerd.commit import Commit
+from labkit.dockerd.push import Push
 from labkit.dockerd.core import DaemonCore
 from labkit.dockerd.create import Create
 from labkit.dockerd.errors import DaemonError
@@ -59,7 +62,7 @@ from labkit.wire.containerd import api_pb2 as pb
 
 
 class Daemon(Create, StartStop, Monitor, Wait, AttachLogs, Remove, Restore, Views, Networks,
-             System, DaemonCore):
+             System, Build, Commit, Push, DaemonCore):
     """labkit-dockerd's Backend (see backend.Backend for the contract)."""
 
     # ================================================================ volumes (volumes.py)
@@ -105,8 +108,8 @@ class Daemon(Create, StartStop, Monitor, Wait, AttachLogs, Remove, Restore, View
                     self.event_bus.publish("image", "pull", name, {"name": name})
         return with_event()
 
-    def image_list(self, filters: dict[str, list[str]]) -> list[dict]:
-        return self.images.list(filters)
+    def image_list(self, filters: dict[str, list[str]], all_: bool = False) -> list[dict]:
+        return self.images.list(filters, all_)
 
     def image_inspect(self, name: str) -> dict:
         return self.images.inspect(name)

@@ -69,9 +69,7 @@ def disk_usage(images: ImageService, containers_of: Callable[[str], int]
     blobs, snaps = on_disk(images.ctr)
     size_of = lambda part: (snaps.get(part[len("snapshot:"):], 0)
                             if part.startswith("snapshot:") else blobs.get(part, 0))
-    by_id: dict[str, list[ImageRecord]] = {}
-    for r in images.all():
-        by_id.setdefault(r.config_digest, []).append(r)
+    by_id = images.by_id(with_build_cache=False)     # the build cache is counted apart
     parts = {image_id: image_parts(images.ctr, records) for image_id, records in by_id.items()}
     users: dict[str, int] = {}
     for p in parts.values():
@@ -101,9 +99,9 @@ def prune(images: ImageService, filters: dict[str, list[str]],
     only_dangling = any(v.lower() in ("true", "1") for v in filters.get("dangling", []))
     others = {k: v for k, v in filters.items() if k != "dangling"}
     blobs, snaps = on_disk(images.ctr)
-    by_id: dict[str, list[ImageRecord]] = {}
-    for r in images.all():
-        by_id.setdefault(r.config_digest, []).append(r)
+    # a build's intermediate images (hidden names) go with -a only: they are not "dangling"
+    # (they have children)
+    by_id = images.by_id(with_build_cache=not only_dangling)
     deleted: list[dict] = []
     for image_id, records in by_id.items():
         tagged = any("@" not in r.name for r in records)

@@ -28,6 +28,7 @@ from typing import Callable, Iterator
 
 from labkit import stdcopy
 from labkit.dockerd import jsonlog, jsonmessage
+from labkit.dockerd.routes_images import ImageMakingRoutes
 from labkit.dockerd.backend import AttachStream, Backend
 from labkit.dockerd.errors import DaemonError, InvalidParameter
 from labkit.dockerd.httputils import (API_VERSION, JSON, AnyResponse, HijackResponse,
@@ -46,7 +47,7 @@ Handler = Callable[[Request], AnyResponse]
 _CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
-class Router(NetworkRoutes):
+class Router(NetworkRoutes, ImageMakingRoutes):
     """Maps requests to handlers; every handler calls one method of `backend`."""
 
     def __init__(self, backend: Backend, server_version: str = "0.1.0-labkit") -> None:
@@ -101,6 +102,10 @@ class Router(NetworkRoutes):
                 ("GET", I + r"/history", self.image_history),
                 ("DELETE", I, self.image_remove),
                 ("POST", r"/images/prune", self.image_prune),
+                ("POST", r"/build", self.image_build),
+                ("POST", r"/build/prune", self.build_prune),
+                ("POST", r"/commit", self.container_commit),
+                ("POST", I + r"/push", self.image_push),
                 ("GET", r"/system/df", self.system_df),
             ]
         ]
@@ -332,22 +337,11 @@ class Router(NetworkRoutes):
             raise InvalidParameter("missing parameter: fromImage")
         messages = self.backend.image_pull(from_image, req.query.get("tag", ""),
                                            req.query.get("platform", ""))
-
-        def body() -> Iterator[bytes]:
-            # After the 200 the only way to report a failure is inside the stream.
-            try:
-                for message in messages:
-                    yield jsonmessage.encode(message)
-            except DaemonError as e:
-                yield jsonmessage.encode(jsonmessage.error_message(e.message))
-            except Exception as e:
-                log.exception("pull of %s failed", from_image)
-                yield jsonmessage.encode(jsonmessage.error_message(f"pull failed: {e}"))
-
-        return StreamResponse(200, JSON, body())
+        return StreamResponse(200, JSON, jsonmessage.stream(messages, f"pull of {from_image}"))
 
     def image_list(self, req: Request) -> Response:
-        return json_response(self.backend.image_list(parse_filters(req.query.get("filters", ""))))
+        return json_response(self.backend.image_list(parse_filters(req.query.get("filters", "")),
+                                                     all_=req.bool("all")))
 
     def image_inspect(self, req: Request) -> Response:
         return json_response(self.backend.image_inspect(req.params["name"]))
@@ -385,3 +379,4 @@ def _unix_time(req: Request, key: str) -> float:
         return float(raw)
     except ValueError:
         raise InvalidParameter(f"invalid value for {key}: {raw!r} is not a unix timestamp") from None
+

@@ -254,7 +254,7 @@ class FakeBackend:
 
         return gen()
 
-    def image_list(self, filters):
+    def image_list(self, filters, all_=False):
         return [{"Id": "sha256:" + "ab" * 32, "RepoTags": ["busybox:latest"]}]
 
     def image_inspect(self, name):

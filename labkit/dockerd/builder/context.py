@@ -108,12 +108,24 @@ def ignored(path: str, patterns: list[Pattern]) -> bool:
     return verdict
 
 
+@dataclass
+class FileToCopy:
+    path: str                # absolute destination in the image
+    kind: str                # "file", "dir", "symlink"
+    mode: int
+    data: bytes = b""
+    link: str = ""
+    uid: int = 0
+    gid: int = 0
+
+
 # -- the context ---------------------------------------------------------------------------
 
 class Context:
     """The members of a context archive by clean path ("." is the root)."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, ignore_file: bool = True) -> None:
+        """`data`: the archive; `ignore_file`: apply its .dockerignore (a build context)."""
         try:
             self._tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
             members = self._tar.getmembers()
@@ -126,7 +138,7 @@ class Context:
                 clean(m.linkname)
             self.members[name] = m
         patterns = ignore_patterns(self.read(".dockerignore").decode("utf-8", "replace")) \
-            if ".dockerignore" in self.members else []
+            if ignore_file and ".dockerignore" in self.members else []
         self.ignore = patterns
         for name in [n for n in self.members if n not in (".", ".dockerignore")
                      and ignored(n, patterns)]:
@@ -179,4 +191,31 @@ class Context:
         return "sha256:" + h.hexdigest()
 
 
-__all__ = ["Context", "ContextError", "DockerfileError", "clean", "ignore_patterns", "ignored"]
+def file_of(context: Context, m) -> FileToCopy:
+    """A member of an archive as the builder copies it."""
+    kind = "dir" if m.isdir() else "symlink" if m.issym() else "file"
+    return FileToCopy("", kind, m.mode & 0o7777, context.data(m), m.linkname, m.uid, m.gid)
+
+
+def is_tar(data: bytes) -> bool:
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as t:
+            return t.next() is not None
+    except (tarfile.TarError, EOFError, OSError):
+        return False
+
+
+def untar(data: bytes, dest: str, uid: int, gid: int) -> list[FileToCopy]:
+    ctx = Context(data)
+    out = []
+    for name, m in sorted(ctx.members.items()):
+        if name == ".":
+            continue
+        f = file_of(ctx, m)
+        f.path = posixpath.join(dest, name)
+        out.append(f)
+    return out
+
+
+__all__ = ["Context", "ContextError", "DockerfileError", "clean", "file_of", "ignore_patterns",
+           "ignored", "is_tar", "untar"]
