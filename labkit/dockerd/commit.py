@@ -144,7 +144,9 @@ class ImageWriter:
             yield [(LEASE_KEY, lease)]
         finally:
             with contextlib.suppress(RemoteError):
-                self.ctr.call(self.ctr.leases.Delete, pb.DeleteLeaseRequest(id=lease))
+                # sync: what the lease alone held (a filesystem tar read, a half-made image)
+                # is collected now, not at some later delete
+                self.ctr.call(self.ctr.leases.Delete, pb.DeleteLeaseRequest(id=lease, sync=True))
 
     def _write(self, data: bytes, media_type: str, md, labels: dict[str, str]) -> pb.Descriptor:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()

@@ -69,7 +69,8 @@ def disk_usage(images: ImageService, containers_of: Callable[[str], int]
     blobs, snaps = on_disk(images.ctr)
     size_of = lambda part: (snaps.get(part[len("snapshot:"):], 0)
                             if part.startswith("snapshot:") else blobs.get(part, 0))
-    by_id = images.by_id(with_build_cache=False)     # the build cache is counted apart
+    # a build's intermediate images (the build cache) count in LayersSize, not as images
+    by_id = images.by_id(with_build_cache=True)
     parts = {image_id: image_parts(images.ctr, records) for image_id, records in by_id.items()}
     users: dict[str, int] = {}
     for p in parts.values():
@@ -78,6 +79,8 @@ def disk_usage(images: ImageService, containers_of: Callable[[str], int]
     listed = {i["Id"]: i for i in images.list()}
     out = []
     for image_id, p in parts.items():
+        if image_id not in listed:
+            continue
         item = dict(listed.get(image_id) or {"Id": image_id})
         item["Size"] = sum(size_of(x) for x in p)
         item["SharedSize"] = sum(size_of(x) for x in p if users[x] > 1)
