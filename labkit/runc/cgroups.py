@@ -453,9 +453,8 @@ class V2(Driver):
             _set(d, "rdma.max", _rdma_line(device, limits), "rdma")
         if resources.get("devices"):
             # v2 has no devices.allow: the kernel asks an eBPF program attached to the
-            # cgroup (BPF_CGROUP_DEVICE). labkit-runc does not load one yet.
-            _warn("linux.resources.devices: device rules are not enforced on cgroup v2 by "
-                  "labkit-runc (it loads no BPF_CGROUP_DEVICE program)")
+            # cgroup (BPF_CGROUP_DEVICE) about every open and mknod of a device node.
+            attach_device_filter(d, resources["devices"] + DEFAULT_ALLOWED_DEVICES)
         for key, value in (resources.get("unified") or {}).items():
             _set(d, key, value, f"unified[{key!r}]")
 
@@ -604,7 +603,7 @@ def apply(paths: dict[str, str], resources: dict) -> None:
     hugepageLimits        hugetlb.<size>.limit_in_bytes        hugetlb.<size>.max
     network.classID       net_cls.classid                      refused
     network.priorities    net_prio.ifpriomap                   refused
-    devices               devices.allow / devices.deny         warned: not enforced (no eBPF)
+    devices               devices.allow / devices.deny         an eBPF program (device_filter)
     rdma                  rdma.max                             rdma.max
     unified               refused                              each file written as given
 
@@ -725,3 +724,111 @@ def _device_rule(rule: dict) -> str:
     def num(v):
         return "*" if v is None or v < 0 else str(v)
     return f"{kind} {num(rule.get('major'))}:{num(rule.get('minor'))} {rule.get('access') or 'rwm'}"
+
+
+# --- cgroup v2 device rules: an eBPF program ------------------------------------------------
+# cgroup v2 has no devices controller. Instead, an eBPF program of type
+# BPF_PROG_TYPE_CGROUP_DEVICE attached to the cgroup is run by the kernel at every open or
+# mknod of a device node by a process in it; it returns 1 (allow) or 0 (EPERM). Its input,
+# in register r1, is `struct bpf_cgroup_dev_ctx` (linux/bpf.h):
+#
+#     u32 access_type   (access << 16) | type    access: 1 mknod, 2 read, 4 write
+#                                                type:   1 block, 2 char
+#     u32 major, minor
+#
+# The rules of linux.resources.devices behave as v1's devices.allow/deny writes do: the LAST
+# rule that matches decides. So the program checks them from the last to the first and
+# returns at the first match; when none matches, the device is allowed (a v1 cgroup starts
+# as "a *:* rwm"; Docker's first rule, deny all, is what turns that around).
+BPF_PROG_LOAD, BPF_PROG_ATTACH = 5, 8
+BPF_PROG_TYPE_CGROUP_DEVICE, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI = 15, 6, 2
+_ACCESS = {"m": 1, "r": 2, "w": 4}
+_DEV_TYPE = {"b": 1, "c": 2}
+
+
+def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
+    """One eBPF instruction (struct bpf_insn): opcode, dst|src<<4, 16-bit offset, 32-bit imm."""
+    return code.to_bytes(1, "little") + (dst | src << 4).to_bytes(1, "little") + \
+        off.to_bytes(2, "little", signed=True) + imm.to_bytes(4, "little", signed=True)
+
+
+LDX_W, AND_K, RSH_K, MOV_X, MOV_K, JNE_K, JEQ_K, EXIT = (0x61, 0x57, 0x77, 0xbf, 0xb7, 0x55,
+                                                         0x15, 0x95)
+
+
+def device_filter(rules: list[dict]) -> bytes:
+    """The eBPF program (instructions, 8 bytes each) enforcing `rules`."""
+    program = [_insn(LDX_W, 2, 1, 0), _insn(AND_K, 2, imm=0xffff),     # r2 = type
+               _insn(LDX_W, 3, 1, 0), _insn(RSH_K, 3, imm=16),         # r3 = access
+               _insn(LDX_W, 4, 1, 4),                                  # r4 = major
+               _insn(LDX_W, 5, 1, 8)]                                  # r5 = minor
+    for rule in reversed(rules):
+        allow = bool(rule.get("allow"))
+        skip_if = []           # instructions that jump past this rule when it does not match
+        kind = rule.get("type") or "a"
+        if kind != "a":
+            skip_if.append([_insn(JNE_K, 2, imm=_DEV_TYPE[kind])])
+            for reg, key in ((4, "major"), (5, "minor")):
+                if rule.get(key) is not None and rule[key] >= 0:
+                    skip_if.append([_insn(JNE_K, 4 if key == "major" else 5, imm=rule[key])])
+        access = sum(_ACCESS[c] for c in set(rule.get("access") or "rwm"))
+        if access != 7:
+            # allow: every access asked for must be in the rule; deny: any one of them is
+            mask = (~access & 7) if allow else access
+            skip_if.append([_insn(MOV_X, 6, 3), _insn(AND_K, 6, imm=mask),
+                            _insn(JNE_K if allow else JEQ_K, 6, imm=0)])
+        decide = [_insn(MOV_K, 0, imm=int(allow)), _insn(EXIT)]
+        length = sum(len(group) for group in skip_if) + len(decide)
+        done = 0
+        for group in skip_if:
+            done += len(group)
+            # the group's last instruction is the jump: past the rest of the block
+            jump = group[-1][:2] + (length - done).to_bytes(2, "little", signed=True) + \
+                group[-1][4:]
+            program += group[:-1] + [jump]
+        program += decide
+        if not skip_if:
+            # a rule for every device and access: whatever comes after it is never reached
+            # (the kernel's verifier refuses unreachable instructions)
+            return b"".join(program)
+    program += [_insn(MOV_K, 0, imm=1), _insn(EXIT)]                     # no rule matched
+    return b"".join(program)
+
+
+def attach_device_filter(directory: str, rules: list[dict]) -> None:
+    """Load `device_filter(rules)` and attach it to the cgroup `directory` (bpf(2))."""
+    import ctypes
+    from labkit import syscalls
+
+    class ProgLoad(ctypes.Structure):             # union bpf_attr, BPF_PROG_LOAD's member
+        _fields_ = [("prog_type", ctypes.c_uint32), ("insn_cnt", ctypes.c_uint32),
+                    ("insns", ctypes.c_uint64), ("license", ctypes.c_uint64),
+                    ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
+                    ("log_buf", ctypes.c_uint64), ("kern_version", ctypes.c_uint32),
+                    ("prog_flags", ctypes.c_uint32)]
+
+    class ProgAttach(ctypes.Structure):           # union bpf_attr, BPF_PROG_ATTACH's member
+        _fields_ = [("target_fd", ctypes.c_uint32), ("attach_bpf_fd", ctypes.c_uint32),
+                    ("attach_type", ctypes.c_uint32), ("attach_flags", ctypes.c_uint32)]
+
+    code = ctypes.create_string_buffer(device_filter(rules))
+    license = ctypes.create_string_buffer(b"Apache")
+    log = ctypes.create_string_buffer(65536)
+    attr = ProgLoad(BPF_PROG_TYPE_CGROUP_DEVICE, len(code.raw) // 8, ctypes.addressof(code),
+                    ctypes.addressof(license), 1, len(log), ctypes.addressof(log), 0, 0)
+    try:
+        prog = syscalls.bpf(BPF_PROG_LOAD, attr)
+    except OSError as e:
+        verifier = log.value.decode(errors="replace").strip().splitlines()[:3] or [""]
+        raise ContainerError(f"linux.resources.devices: load the cgroup v2 device filter: "
+                             f"{e.strerror} {verifier[0]}".strip()) from None
+    cgroup = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        syscalls.bpf(BPF_PROG_ATTACH, ProgAttach(cgroup, prog, BPF_CGROUP_DEVICE,
+                                                 BPF_F_ALLOW_MULTI))
+    except OSError as e:
+        raise ContainerError(f"linux.resources.devices: attach the device filter to "
+                             f"{directory}: {e.strerror}") from None
+    finally:
+        os.close(cgroup)
+        os.close(prog)            # the attachment keeps the program alive

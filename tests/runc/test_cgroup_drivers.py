@@ -198,6 +198,40 @@ def test_v2_real_hierarchy_create_freeze_cgroupns_destroy(real_v2):
     assert not os.path.exists(root + top)
 
 
+def test_v2_device_rules_are_an_ebpf_program_the_kernel_enforces(real_v2):
+    """[real cgroup2: /sys/fs/cgroup on v2, /sys/fs/cgroup/unified on a hybrid v1 host]
+    linux.resources.devices as Docker sends them (deny all, then allow some), plus the
+    runtime's defaults (/dev/null …): /dev/kmsg (char 1:11) allowed for reading only."""
+    driver, root, top = real_v2
+    paths = {"": root + top + "/dev"}
+    rules = [{"allow": False, "access": "rwm"},
+             {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "r"}]
+    created = driver.create(paths, {"devices": rules})
+    try:
+        probe = ("echo hi > /dev/null && echo null-ok; : < /dev/kmsg && echo kmsg-read-ok; "
+                 "(: > /dev/kmsg) 2>/dev/null || echo kmsg-write-denied")
+        p = subprocess.run(["/bin/sh", "-c", probe], capture_output=True, text=True,
+                           preexec_fn=lambda: cgroups.join(paths, os.getpid()))
+        assert p.stdout.split() == ["null-ok", "kmsg-read-ok", "kmsg-write-denied"], p.stderr
+        # and outside that cgroup, the same probe may write /dev/kmsg's open: the rule is
+        # the cgroup's, not the device's
+        q = subprocess.run(["/bin/sh", "-c", "(: > /dev/kmsg) && echo kmsg-write-ok"],
+                           capture_output=True, text=True)
+        assert q.stdout.split() == ["kmsg-write-ok"]
+    finally:
+        cgroups.destroy(created)
+
+
+def test_device_filter_program_shape():
+    """The program: 6 instructions read the context; a rule for everything ends it (the
+    verifier refuses unreachable code); otherwise a final "allow" follows the rules."""
+    deny_all = cgroups.device_filter([{"allow": False, "access": "rwm"}])
+    assert len(deny_all) == 8 * (6 + 2)
+    one = cgroups.device_filter([{"allow": True, "type": "c", "major": 1, "minor": 3,
+                                  "access": "rwm"}])
+    assert len(one) == 8 * (6 + 3 + 2 + 2)       # type, major, minor checks; decide; default
+
+
 @pytest.mark.cgroup_v2
 def test_v2_host_memory_and_pids_limits(real_v2):
     """[real cgroup v2 host] memory.max and pids.max, read back from the kernel."""
