@@ -43,6 +43,7 @@ import json
 import logging
 import os
 import re
+import signal
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -369,6 +370,13 @@ class TaskService:
                 task.runtime.kill(req.id, req.signal, all=req.all)
             except OCIRuntimeError as e:
                 raise _runtime_error("kill", e) from None
+            if req.signal == signal.SIGKILL and task.init.status == task_pb2.PAUSED:
+                # A frozen process takes its SIGKILL only once thawed. runc thaws what it
+                # kills; crun does not: resume, whichever runtime it is.
+                try:
+                    task.runtime.resume(req.id)
+                except OCIRuntimeError as e:
+                    log.info("task %s: resume after SIGKILL: %s", req.id, e)
         return empty_pb2.Empty()
 
     def Pause(self, req: task_pb2.PauseRequest) -> empty_pb2.Empty:
