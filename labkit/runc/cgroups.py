@@ -52,8 +52,12 @@ V2_ROOT = "/sys/fs/cgroup"
 
 # --- which hierarchy ------------------------------------------------------------------------
 def is_v2() -> bool:
-    """Is /sys/fs/cgroup the unified (v2) hierarchy? Its root has cgroup.controllers."""
+    """Is /sys/fs/cgroup the unified (v2) hierarchy? Its root has cgroup.controllers.
+    (On v1, /sys/fs/cgroup is a tmpfs holding one directory per hierarchy.)"""
+    # BEGIN SOLUTION chapter="02" hint="man 7 cgroups, 'Cgroups version 2': every v2 cgroup, the root included, has a cgroup.controllers file"
+    # TODO: return True when V2_ROOT is the root of a cgroup v2 hierarchy
     return os.path.exists(os.path.join(V2_ROOT, "cgroup.controllers"))
+    # END SOLUTION
 
 
 def v1_hierarchies() -> dict[str, str]:
@@ -168,6 +172,41 @@ def _refuse(field: str, why: str) -> None:
     raise Refused(f"linux.resources.{field} {why}")
 
 
+# --- the two limits of `docker run -m … --pids-limit …`, and cpu shares ---------------------
+def memory_limit_file(version: int, limit: int) -> tuple[str, str]:
+    """Where linux.resources.memory.limit goes, and what is written there, as (file, text):
+
+        version 1: ("memory.limit_in_bytes", "67108864")     -1 (no limit): "-1"
+        version 2: ("memory.max", "67108864")                -1 (no limit): "max"
+    """
+    # BEGIN SOLUTION chapter="02" hint="kernel docs: admin-guide/cgroup-v1/memory.rst and admin-guide/cgroup-v2.rst, 'memory.max'"
+    # TODO: the file name and text for a memory limit on cgroup `version` (1 or 2)
+    if version == 2:
+        return "memory.max", "max" if limit < 0 else str(limit)
+    return "memory.limit_in_bytes", str(limit)
+    # END SOLUTION
+
+
+def pids_max(limit: int) -> str:
+    """The text for pids.max (the same file on v1 and v2): the limit, or "max" when there is
+    none -- OCI says a limit of 0 or -1 means "no limit"."""
+    # BEGIN SOLUTION chapter="02" hint="kernel docs: admin-guide/cgroup-v1/pids.rst: 'echo max > pids.max'"
+    # TODO: "max" for a limit <= 0, else the number as text
+    return "max" if limit <= 0 else str(limit)
+    # END SOLUTION
+
+
+def shares_to_weight(shares: int) -> int:
+    """v1's cpu.shares (2..262144, default 1024) as v2's cpu.weight (1..10000, default 100):
+    the linear map runc uses, 2 -> 1 and 262144 -> 10000 (1024 -> 39: runc's map does not
+    keep the defaults equal). A value outside the range is clamped into it first."""
+    # BEGIN SOLUTION chapter="02" hint="map [2, 262144] linearly onto [1, 10000]: 1 + (shares - 2) * 9999 // 262142"
+    # TODO: clamp shares into [2, 262144], then map it onto [1, 10000]
+    shares = min(max(shares, 2), 262144)
+    return 1 + ((shares - 2) * 9999) // 262142
+    # END SOLUTION
+
+
 # --- the drivers ----------------------------------------------------------------------------
 class Driver:
     """What both drivers do the same way: make directories, join, list, remove."""
@@ -189,7 +228,11 @@ class Driver:
                 self._mkdirs(name, directory, created)
             self.apply(paths, resources or {})
         except BaseException:
-            destroy(created)
+            if created:
+                try:
+                    destroy(created)
+                except Exception as cleanup:       # the first error is the one to report
+                    _warn(f"cgroup clean-up after a failed create: {cleanup}")
             raise
         return created
 
@@ -279,8 +322,7 @@ class V1(Driver):
                 _set(dir_of("cpuset", "cpu." + key), "cpuset." + key, cpu[key], "cpu." + key)
         pids = resources.get("pids") or {}
         if pids.get("limit") is not None:
-            d = dir_of("pids", "pids.limit")
-            _set(d, "pids.max", "max" if pids["limit"] <= 0 else pids["limit"], "pids.limit")
+            _set(dir_of("pids", "pids.limit"), "pids.max", pids_max(pids["limit"]), "pids.limit")
         block = resources.get("blockIO") or {}
         if block:
             self._block_io(block, lambda field: dir_of("blkio", field))
@@ -311,16 +353,19 @@ class V1(Driver):
         limit, swap = memory.get("limit"), memory.get("swap")
         if limit is not None or swap is not None:
             d = dir_of("memory.limit")
-            # memory.memsw.limit_in_bytes (memory+swap) may never be below
-            # memory.limit_in_bytes: raising both, memsw goes first; lowering, limit first.
-            order = [("limit", "memory.limit_in_bytes"), ("swap", "memory.memsw.limit_in_bytes")]
-            if swap is not None and os.path.exists(os.path.join(d, order[1][1])):
-                current = int(_read(d, order[1][1]))
-                if swap == -1 or swap > current:
-                    order.reverse()
-            for key, filename in order:
-                if memory.get(key) is not None:
-                    _set(d, filename, memory[key], "memory." + key)
+            writes = []
+            if limit is not None:
+                writes.append(("memory.limit", *memory_limit_file(1, limit)))
+            if swap is not None:
+                writes.append(("memory.swap", "memory.memsw.limit_in_bytes", str(swap)))
+                # memory.memsw.limit_in_bytes (memory+swap) may never be below
+                # memory.limit_in_bytes: raising both, memsw goes first; lowering, limit first.
+                memsw = os.path.join(d, "memory.memsw.limit_in_bytes")
+                if limit is not None and os.path.exists(memsw):
+                    if swap == -1 or swap > int(_read(d, "memory.memsw.limit_in_bytes")):
+                        writes.reverse()
+            for field, filename, value in writes:
+                _set(d, filename, value, field)
         if memory.get("reservation") is not None:
             _set(dir_of("memory.reservation"), "memory.soft_limit_in_bytes",
                  memory["reservation"], "memory.reservation")
@@ -420,9 +465,7 @@ class V2(Driver):
             self._memory(d, memory)
         cpu = resources.get("cpu") or {}
         if cpu.get("shares"):
-            # The conversion runc uses: shares [2, 262144] -> weight [1, 10000]
-            shares = min(max(cpu["shares"], 2), 262144)
-            _set(d, "cpu.weight", 1 + ((shares - 2) * 9999) // 262142, "cpu.shares")
+            _set(d, "cpu.weight", shares_to_weight(cpu["shares"]), "cpu.shares")
         if cpu.get("quota") or cpu.get("period"):
             quota = cpu.get("quota") or -1
             _set(d, "cpu.max", f"{'max' if quota < 0 else quota} {cpu.get('period') or 100000}",
@@ -439,7 +482,7 @@ class V2(Driver):
                 _set(d, "cpuset." + key, cpu[key], "cpu." + key)
         pids = resources.get("pids") or {}
         if pids.get("limit") is not None:
-            _set(d, "pids.max", "max" if pids["limit"] <= 0 else pids["limit"], "pids.limit")
+            _set(d, "pids.max", pids_max(pids["limit"]), "pids.limit")
         block = resources.get("blockIO") or {}
         if block:
             self._io(d, block)
@@ -486,7 +529,7 @@ class V2(Driver):
     def _memory(self, d: str, memory: dict) -> None:
         limit, swap = memory.get("limit"), memory.get("swap")
         if limit is not None:
-            _set(d, "memory.max", "max" if limit < 0 else limit, "memory.limit")
+            _set(d, *memory_limit_file(2, limit), "memory.limit")
         if swap is not None:
             # OCI's swap is memory+swap (v1's memsw); v2's memory.swap.max is swap alone
             if swap == -1:
@@ -635,7 +678,12 @@ def pids(paths: dict[str, str]) -> list[int]:
 
 def destroy(created: list[str]) -> None:
     """rmdir the directories `create` made, deepest first. A cgroup can be removed once it has
-    no processes; a process that has just been killed may need a moment to leave."""
+    no processes; a process that has just been killed may need a moment to leave: rmdir
+    fails with EBUSY until then, so try again for up to a second. A directory already gone
+    is fine; one that keeps a child we did not make (ENOTEMPTY) or stays busy is left."""
+    # BEGIN SOLUTION chapter="02" hint="man 7 cgroups, 'Removing cgroups': rmdir(2) of a cgroup with no child cgroups and no processes"
+    # TODO: os.rmdir each directory, the deepest (longest path) first
+    # HINT: errno.EBUSY (16): wait 0.02 s and retry, 50 times at most; FileNotFoundError: done
     for d in sorted(created, key=len, reverse=True):
         for attempt in range(50):
             try:
@@ -650,6 +698,7 @@ def destroy(created: list[str]) -> None:
                 if e.errno in (16, 39):                   # still busy / a child we did not make
                     break
                 raise
+    # END SOLUTION
 
 
 # --- the freezer: pause and resume ----------------------------------------------------------
@@ -680,6 +729,10 @@ def freeze(paths: dict[str, str], frozen: bool) -> None:
     means some task has not stopped yet). v2: write 1/0 to cgroup.freeze, then wait for
     cgroup.events to say "frozen 1" (or 0): the write only asks, the kernel freezes each
     task at its next safe point."""
+    # BEGIN SOLUTION chapter="02" hint="kernel docs: admin-guide/cgroup-v2.rst 'cgroup.freeze', cgroup-v1/freezer-subsystem.rst"
+    # TODO: find the directory (_freezer_dir), write the request, wait until the kernel is done
+    # HINT: v2 ("" in paths): cgroup.freeze 1|0, then poll cgroup.events for "frozen 1"|"frozen 0"
+    # HINT: v1: freezer.state FROZEN|THAWED, then poll freezer.state until it reads the same
     d = _freezer_dir(paths)
     if d is None:
         raise ContainerError("the container has no freezer cgroup (linux.cgroupsPath unset)")
@@ -701,6 +754,7 @@ def freeze(paths: dict[str, str], frozen: bool) -> None:
             _write(d, "freezer.state", "FROZEN")
         time.sleep(0.01)
     raise ContainerError(f"cgroup {d}: timed out waiting for the freezer")
+    # END SOLUTION
 
 
 # runc's list (libcontainer/specconv AllowedDevices): mknod of anything, then the nodes
