@@ -114,12 +114,15 @@ def delegated_ancestor(root: str, cgroup: str) -> str | None:
     return None
 
 
-def v2_base(root: str = V2_ROOT) -> str:
-    """Where absolute cgroupsPaths start on v2: "/" normally; under systemd, the delegated
-    subtree the runtime runs in (a warning, and "/", when there is none)."""
-    if root != V2_ROOT or not under_systemd():
+def v2_base(root: str = V2_ROOT, *, systemd: bool | None = None,
+            own: str | None = None) -> str:
+    """Where absolute cgroupsPaths start on v2: "/" normally; under systemd (PID 1 is
+    systemd: /run/systemd/system exists), the delegated subtree the runtime runs in -- its
+    own cgroup `own`, or the nearest ancestor, marked trusted.delegate=1 -- or, when there is
+    none, "/" with a warning."""
+    if not (under_systemd() if systemd is None else systemd):
         return "/"
-    delegated = delegated_ancestor(root, own_cgroups().get("", "/"))
+    delegated = delegated_ancestor(root, own_cgroups().get("", "/") if own is None else own)
     if delegated is None:
         from labkit.runc import log
         log.warning("cgroup v2 under systemd, but the runtime runs in no delegated cgroup "
@@ -421,13 +424,16 @@ class V2(Driver):
 
     version = 2
 
-    def __init__(self, root: str = V2_ROOT):
+    def __init__(self, root: str = V2_ROOT, *, systemd: bool | None = None,
+                 own: str | None = None):
         self.root = root
+        self.systemd, self.own = systemd, own     # (tests: systemd's presence, our cgroup)
 
     def paths_for(self, cgroups_path: str, container_id: str) -> dict[str, str]:
         cgroups_path = normalize(cgroups_path, container_id)
         if cgroups_path.startswith("/"):
-            base = os.path.join(v2_base(self.root), cgroups_path.lstrip("/"))
+            base = os.path.join(v2_base(self.root, systemd=self.systemd, own=self.own),
+                                cgroups_path.lstrip("/"))
         else:
             base = os.path.join(own_cgroups().get("", "/"), cgroups_path)
         return {"": os.path.normpath(self.root + "/" + base)}

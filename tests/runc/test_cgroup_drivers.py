@@ -232,6 +232,24 @@ def test_device_filter_program_shape():
     assert len(one) == 8 * (6 + 3 + 2 + 2)       # type, major, minor checks; decide; default
 
 
+def test_v2_under_systemd_containers_go_in_the_delegated_subtree(real_v2):
+    """[real cgroup2] under systemd, an absolute cgroupsPath is placed below the nearest
+    cgroup at or above the runtime's own that systemd delegated (xattr trusted.delegate=1,
+    what Delegate=yes sets); without one, below the root, with a warning. Without systemd,
+    below the root."""
+    _driver, root, top = real_v2
+    service = root + top + "/labkit.service"
+    os.makedirs(service + "/supervisor")
+    os.setxattr(service, "trusted.delegate", b"1")
+    own = top + "/labkit.service/supervisor"
+    under = cgroups.V2(root, systemd=True, own=own)
+    assert under.paths_for("/labkit/c1", "c1") == {"": service + "/labkit/c1"}
+    assert cgroups.V2(root, systemd=False, own=own).paths_for("/labkit/c1", "c1") == \
+        {"": root + "/labkit/c1"}
+    alone = cgroups.V2(root, systemd=True, own=top)          # nothing delegated above it
+    assert alone.paths_for("/labkit/c1", "c1") == {"": root + "/labkit/c1"}
+
+
 @pytest.mark.cgroup_v2
 def test_v2_host_memory_and_pids_limits(real_v2):
     """[real cgroup v2 host] memory.max and pids.max, read back from the kernel."""
