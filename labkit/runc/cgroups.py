@@ -830,7 +830,7 @@ def device_filter(rules: list[dict]) -> bytes:
             skip_if.append([_insn(JNE_K, 2, imm=_DEV_TYPE[kind])])
             for reg, key in ((4, "major"), (5, "minor")):
                 if rule.get(key) is not None and rule[key] >= 0:
-                    skip_if.append([_insn(JNE_K, 4 if key == "major" else 5, imm=rule[key])])
+                    skip_if.append([_insn(JNE_K, reg, imm=rule[key])])
         access = sum(_ACCESS[c] for c in set(rule.get("access") or "rwm"))
         if access != 7:
             # allow: every access asked for must be in the rule; deny: any one of them is
