@@ -444,6 +444,12 @@ def test_pause_and_resume_freeze_the_task(shim):
             status, _ = client.wait("pz", timeout=10)
             assert status == 128 + signal.SIGKILL
     finally:
+        # the container first (a failed test may leave it running, even frozen), then its
+        # cgroups: the top directory is this test's own
+        try:
+            shim.oci_runtime("pz").delete("pz", force=True)
+        except Exception:
+            pass
         for d in cgroup_dirs(top, every_cgroup2=True):
             for child in sorted(d.rglob("*"), reverse=True):
                 if child.is_dir():
