@@ -635,6 +635,16 @@ class TasksService(rpc.TasksServicer):
         return empty_pb2.Empty()
 
     @unary
+    def Pause(self, request, context):
+        self.d.tasks.pause(namespace(context), request.container_id)
+        return empty_pb2.Empty()
+
+    @unary
+    def Resume(self, request, context):
+        self.d.tasks.resume(namespace(context), request.container_id)
+        return empty_pb2.Empty()
+
+    @unary
     def Wait(self, request, context):
         status, when = self.d.tasks.wait(namespace(context), request.container_id,
                                          request.exec_id, context.is_active)

@@ -171,6 +171,10 @@ def _with_defaults(host_config: dict, runtime: str) -> dict:
     host_config = dict(host_config)
     host_config["Runtime"] = runtime
     host_config["NetworkMode"] = host_config.get("NetworkMode") or "default"
+    try:
+        host_config["CgroupnsMode"] = oci.cgroupns_mode(host_config)
+    except ValueError as e:
+        raise InvalidParameter(str(e)) from None
     log_config = host_config.get("LogConfig") or {}
     if log_config.get("Type") not in (None, "", "json-file"):
         raise InvalidParameter(f"logging driver {log_config['Type']!r} is not supported: "
@@ -201,7 +205,8 @@ def _spec(merged: dict, host_config: dict, args: list[str], files: dict[str, Pat
         cgroups_path=cgroups_path,
         limits=oci.resources(host_config), extra_mounts=volumes, network=network, caps=caps,
         seccomp=security.seccomp_for(options, caps, bool(host_config.get("Privileged"))),
-        no_new_privileges=options.no_new_privileges)
+        no_new_privileges=options.no_new_privileges,
+        cgroupns=host_config.get("CgroupnsMode") == "private")
 
 
 def _cgroups_path(cid: str, host_config: dict, default_parent: str) -> str:

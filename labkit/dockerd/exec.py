@@ -79,6 +79,8 @@ class ExecService:
         c = self._get_container(ref)
         if not c.State.Running:
             raise Conflict(f"Container {c.ID} is not running")
+        if c.State.Paused:
+            raise Conflict(f"Container {c.ID} is paused, unpause the container before exec")
         cmd = config.get("Cmd")
         if isinstance(cmd, str):
             cmd = [cmd]

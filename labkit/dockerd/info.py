@@ -9,6 +9,7 @@ import platform
 import threading
 from pathlib import Path
 
+from labkit.dockerd import oci
 from labkit.dockerd.core import BUILTIN_RUNTIMES, VERSION, DaemonCore
 from labkit.dockerd.errors import DaemonError
 from labkit.dockerd.httputils import API_VERSION, MIN_API_VERSION
@@ -70,8 +71,8 @@ class System(DaemonCore):
             "ID": "labkit", "Name": platform.node(),
             "Containers": len(states),
             "ContainersRunning": states.count("running"),
-            "ContainersPaused": 0,
-            "ContainersStopped": len(states) - states.count("running"),
+            "ContainersPaused": states.count("paused"),
+            "ContainersStopped": len(states) - states.count("running") - states.count("paused"),
             "Images": images,
             "Driver": self.ctr.snapshotter, "DriverStatus": [],
             "Plugins": {"Volume": [], "Network": ["bridge", "host", "null"],
@@ -129,7 +130,7 @@ def _mem_total() -> int:
 
 
 def _cgroup_version() -> str:
-    return "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1"
+    return str(oci.cgroup_version())
 
 
 def _ip_forward() -> bool:

@@ -88,7 +88,7 @@ class Monitor(DaemonCore):
     def _record_exit(self, c: Container, live: Live, io: TaskIO | None, exit_code: int,
                      finished: str | None) -> None:
         with self._lock:
-            if c.State.Status == "running":
+            if c.State.Status in ("running", "paused"):
                 c.State = State(Status="exited", ExitCode=exit_code, StartedAt=c.State.StartedAt,
                                 FinishedAt=finished or rfc3339nano())
             if not live.removed:

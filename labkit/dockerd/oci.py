@@ -24,6 +24,11 @@ one by one (daemon/oci_linux.go). The parts, and why each is there:
   `docker run -m/--pids-limit/--cpus/--cpu-shares`, and the device rules dockerd sends
   (deny everything, allow the basic character devices; the runtime adds its defaults).
 
+- a cgroup namespace (HostConfig.CgroupnsMode "private", dockerd 20.10's default on a
+  cgroup v2 host; "host", the default on v1, adds none): inside, /proc/self/cgroup says
+  "0::/" and the runtime's fresh cgroup2 mount at /sys/fs/cgroup shows the container's own
+  cgroup as the root, so `cat /sys/fs/cgroup/memory.max` prints the container's limit.
+
 - volumes: bind mounts of host paths (-v, --mount type=bind) and tmpfs mounts, last.
 - network: a namespace of its own (the runtime makes it, with loopback up; dockerd adds a
   veth pair between create and start: network.py), the host's (--network host: no
@@ -91,6 +96,20 @@ DEVICE_RULES = [{"allow": False, "access": "rwm"}] + [
     {"allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"}
     for major, minor in ((1, 5), (1, 3), (1, 9), (1, 8), (5, 0), (5, 1))
 ] + [{"allow": False, "type": "c", "major": 10, "minor": 229, "access": "rwm"}]
+
+
+def cgroup_version() -> int:
+    """2 when /sys/fs/cgroup is the unified hierarchy (it has cgroup.controllers), else 1."""
+    return 2 if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else 1
+
+
+def cgroupns_mode(host_config: dict) -> str:
+    """HostConfig.CgroupnsMode, "private" or "host"; unset means dockerd 20.10's default:
+    private on cgroup v2 (the container sees its own cgroup as the root), host on v1."""
+    mode = host_config.get("CgroupnsMode") or ("private" if cgroup_version() == 2 else "host")
+    if mode not in ("private", "host"):
+        raise ValueError(f"invalid cgroup namespace mode: {mode}")
+    return mode
 
 
 def resources(host_config: dict) -> dict:
@@ -298,7 +317,8 @@ def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, host
                    console_size: tuple[int, int] | None = None, cgroups_path: str = "",
                    limits: dict | None = None, extra_mounts: list[dict] | None = None,
                    network: str = "private", caps: list[str] | None = None,
-                   seccomp: dict | None = None, no_new_privileges: bool = False) -> dict:
+                   seccomp: dict | None = None, no_new_privileges: bool = False,
+                   cgroupns: bool = False) -> dict:
     """The config.json for one container.
 
     `etc_files` maps /etc/resolv.conf, /etc/hostname and /etc/hosts to the files dockerd
@@ -322,6 +342,8 @@ def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, host
     elif network != "host":
         namespaces.append({"type": "network", "path": network})
     namespaces += [{"type": t} for t in ("uts", "pid", "ipc")]
+    if cgroupns:
+        namespaces.append({"type": "cgroup"})
     linux: dict = {
         "namespaces": namespaces,
         "maskedPaths": list(MASKED_PATHS),

@@ -131,7 +131,9 @@ class Restore(DaemonCore):
         log.info("container %s: its start was interrupted after the task started; taking "
                  "it over", c.ID[:12])
         with self._lock:
-            c.State = State(Status="running", Running=True, Pid=p.pid, StartedAt=rfc3339nano(),
+            paused = p.status == pb.PAUSED
+            c.State = State(Status="paused" if paused else "running", Running=True,
+                            Paused=paused, Pid=p.pid, StartedAt=rfc3339nano(),
                             FinishedAt=c.State.FinishedAt)
             c.save(self.config.root)
             self._changed.notify_all()

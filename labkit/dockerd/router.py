@@ -76,6 +76,8 @@ class Router(NetworkRoutes, ImageMakingRoutes):
                 ("POST", C + r"/stop", self.container_stop),
                 ("POST", C + r"/restart", self.container_restart),
                 ("POST", C + r"/kill", self.container_kill),
+                ("POST", C + r"/pause", self.container_pause),
+                ("POST", C + r"/unpause", self.container_unpause),
                 ("POST", C + r"/wait", self.container_wait),
                 ("POST", C + r"/attach", self.container_attach),
                 ("GET", C + r"/logs", self.container_logs),
@@ -203,6 +205,14 @@ class Router(NetworkRoutes, ImageMakingRoutes):
 
     def container_kill(self, req: Request) -> Response:
         self.backend.container_kill(req.params["name"], req.query.get("signal") or None)
+        return Response(204)
+
+    def container_pause(self, req: Request) -> Response:
+        self.backend.container_pause(req.params["name"])
+        return Response(204)
+
+    def container_unpause(self, req: Request) -> Response:
+        self.backend.container_unpause(req.params["name"])
         return Response(204)
 
     def container_remove(self, req: Request) -> Response:

@@ -10,6 +10,9 @@ restart.go).
     stop    the stop signal (StopSignal, SIGTERM by default), then SIGKILL after the
             timeout (StopTimeout, 10 s by default); returns once the exit is recorded
     kill    one signal (SIGKILL by default), no waiting
+    pause   Tasks.Pause: the runtime freezes the container's cgroup; State.Paused, "paused";
+            unpause: Tasks.Resume. A paused container still counts as running (docker stop
+            and kill work: the runtime thaws what it SIGKILLs), but takes no exec.
     restart stop (a stopped container is fine), then start
 """
 
@@ -181,6 +184,36 @@ class StartStop(DaemonCore):
             raise Conflict(f"Container {c.ID} is not running")
         self._signal(c, sig)
         self._event(c, "kill", signal=str(sig))
+
+    def container_pause(self, ref: str) -> None:
+        self._freeze(ref, pause=True)
+
+    def container_unpause(self, ref: str) -> None:
+        self._freeze(ref, pause=False)
+
+    def _freeze(self, ref: str, pause: bool) -> None:
+        """moby's daemon/pause.go and unpause.go: the checks, then the task's freezer."""
+        with self._lock:
+            c = self._get(ref)
+            if not c.State.Running:
+                raise Conflict(f"Container {c.ID} is not running")
+            if pause and c.State.Paused:
+                raise Conflict(f"Container {c.ID} is already paused")
+            if not pause and not c.State.Paused:
+                raise Conflict(f"Container {c.ID} is not paused")
+        method = self.ctr.tasks.Pause if pause else self.ctr.tasks.Resume
+        request = (pb.PauseTaskRequest if pause else pb.ResumeTaskRequest)(container_id=c.ID)
+        try:
+            self.ctr.call(method, request)
+        except RemoteError as e:
+            raise to_daemon_error(e) from None
+        with self._lock:
+            if c.State.Running:                 # (not if it exited meanwhile)
+                c.State.Paused = pause
+                c.State.Status = "paused" if pause else "running"
+                c.save(self.config.root)
+            self._changed.notify_all()
+        self._event(c, "pause" if pause else "unpause")
 
     def container_restart(self, ref: str, timeout: int | None, signal: str | None) -> None:
         try:

@@ -97,7 +97,11 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
     except BaseException as e:
         if c.pid:
             kill_and_wait(c)         # init first: the state directory goes only once it is dead
-        release(c)                   # cgroup directories, mounts on the host
+        try:
+            release(c)               # cgroup directories, mounts on the host
+        except Exception as cleanup:
+            # the error that stopped create is the one to report, not a clean-up's
+            log.warning(f"clean-up after a failed create: {cleanup}")
         c.remove_state()
         if isinstance(e, ContainerError):
             raise ContainerError(prefix + str(e)) from None

@@ -25,7 +25,9 @@ and for an exec, while the init runs::
 Errors are gRPC status codes, as containerd expects them: NOT_FOUND for an unknown task or a
 process that already exited, FAILED_PRECONDITION for a call in the wrong state, UNKNOWN with
 "OCI runtime <verb> failed: <runtime's message>" when the runtime refuses, UNIMPLEMENTED for
-what labkit-shim does not do (pause, checkpoints, stats, update).
+what labkit-shim does not do (checkpoints, stats, update).
+
+    Pause(id) / Resume(id)            runtime pause / resume (the cgroup freezer)  -> PAUSED / RUNNING
 
 Along the way the service tells containerd what happened (/tasks/create, /tasks/start,
 /tasks/exit, /tasks/delete, /tasks/exec-added, /tasks/exec-started; see events.py).
@@ -41,6 +43,7 @@ import json
 import logging
 import os
 import re
+import signal
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -367,6 +370,37 @@ class TaskService:
                 task.runtime.kill(req.id, req.signal, all=req.all)
             except OCIRuntimeError as e:
                 raise _runtime_error("kill", e) from None
+            if req.signal == signal.SIGKILL and task.init.status == task_pb2.PAUSED:
+                # A frozen process takes its SIGKILL only once thawed. runc thaws what it
+                # kills; crun does not: resume, whichever runtime it is.
+                try:
+                    task.runtime.resume(req.id)
+                except OCIRuntimeError as e:
+                    log.info("task %s: resume after SIGKILL: %s", req.id, e)
+        return empty_pb2.Empty()
+
+    def Pause(self, req: task_pb2.PauseRequest) -> empty_pb2.Empty:
+        """Freeze the whole container: the runtime's `pause` (its cgroup's freezer)."""
+        return self._freeze(req.id, pause=True)
+
+    def Resume(self, req: task_pb2.ResumeRequest) -> empty_pb2.Empty:
+        return self._freeze(req.id, pause=False)
+
+    def _freeze(self, id: str, pause: bool) -> empty_pb2.Empty:
+        task = self._get(id)
+        verb, needed = ("pause", task_pb2.RUNNING) if pause else ("resume", task_pb2.PAUSED)
+        if task.init.status != needed:
+            state = task_pb2.Status.Name(task.init.status).lower()
+            raise ShimError(Code.FAILED_PRECONDITION, f"{verb}: task {id!r} is {state}")
+        try:
+            getattr(task.runtime, verb)(id)
+        except OCIRuntimeError as e:
+            raise _runtime_error(verb, e) from None
+        with self._lock:
+            if task.init.status == needed:         # (an exit may have been recorded meanwhile)
+                task.init.status = task_pb2.PAUSED if pause else task_pb2.RUNNING
+        event = (events_pb2.TaskPaused if pause else events_pb2.TaskResumed)(container_id=id)
+        self.events.publish(event)
         return empty_pb2.Empty()
 
     def Pids(self, req: task_pb2.PidsRequest) -> task_pb2.PidsResponse:
@@ -473,6 +507,7 @@ class TaskService:
             "Create": task_pb2.CreateTaskRequest, "Start": task_pb2.StartRequest,
             "State": task_pb2.StateRequest, "Wait": task_pb2.WaitRequest,
             "Kill": task_pb2.KillRequest, "Pids": task_pb2.PidsRequest,
+            "Pause": task_pb2.PauseRequest, "Resume": task_pb2.ResumeRequest,
             "CloseIO": task_pb2.CloseIORequest, "ResizePty": task_pb2.ResizePtyRequest,
             "Delete": task_pb2.DeleteRequest, "Exec": task_pb2.ExecProcessRequest,
             "Connect": task_pb2.ConnectRequest, "Shutdown": task_pb2.ShutdownRequest,

@@ -44,6 +44,8 @@ class OCIRuntime(Protocol):
     def state(self, id: str) -> dict: ...
     def kill(self, id: str, sig: int | str, all: bool = False) -> None: ...
     def delete(self, id: str, force: bool = False) -> None: ...
+    def pause(self, id: str) -> None: ...
+    def resume(self, id: str) -> None: ...
 
 
 # crun refuses this lab's cgroup-v1 "hybrid" hosts; it runs through a small program that hides
@@ -154,6 +156,13 @@ class Runtime:
 
     def delete(self, id: str, force: bool = False) -> None:
         self._run("delete", *(["--force"] if force else []), id)
+
+    def pause(self, id: str) -> None:
+        """Freeze every process of the container (its cgroup's freezer)."""
+        self._run("pause", id)
+
+    def resume(self, id: str) -> None:
+        self._run("resume", id)
 
     def exec(self, id: str, process: dict, pid_file: str, process_file: str,
              stdio: tuple[Stdio, Stdio, Stdio] = (None, None, None),

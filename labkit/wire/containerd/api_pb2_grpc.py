@@ -1503,6 +1503,16 @@ class TasksStub:
                 request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListPidsRequest.SerializeToString,
                 response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListPidsResponse.FromString,
                 _registered_method=True)
+        self.Pause = channel.unary_unary(
+                '/labkit.containerd.v1.Tasks/Pause',
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.PauseTaskRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.Resume = channel.unary_unary(
+                '/labkit.containerd.v1.Tasks/Resume',
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ResumeTaskRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class TasksServicer:
@@ -1588,6 +1598,20 @@ class TasksServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Pause(self, request, context):
+        """Pause freezes every process of the task (the runtime's `pause`: its cgroup's freezer);
+        Resume thaws them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Resume(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TasksServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1650,6 +1674,16 @@ def add_TasksServicer_to_server(servicer, server):
                     servicer.ListPids,
                     request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListPidsRequest.FromString,
                     response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListPidsResponse.SerializeToString,
+            ),
+            'Pause': grpc.unary_unary_rpc_method_handler(
+                    servicer.Pause,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.PauseTaskRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'Resume': grpc.unary_unary_rpc_method_handler(
+                    servicer.Resume,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ResumeTaskRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1979,6 +2013,60 @@ class Tasks:
             '/labkit.containerd.v1.Tasks/ListPids',
             labkit_dot_wire_dot_containerd_dot_api__pb2.ListPidsRequest.SerializeToString,
             labkit_dot_wire_dot_containerd_dot_api__pb2.ListPidsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pause(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Tasks/Pause',
+            labkit_dot_wire_dot_containerd_dot_api__pb2.PauseTaskRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Resume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Tasks/Resume',
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ResumeTaskRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,
