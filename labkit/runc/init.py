@@ -143,7 +143,12 @@ def _send_error(sync: SyncChannel, e: BaseException) -> None:
     try:
         sync.send({"type": "error", "stage": kind, "msg": describe(e)})
     except OSError:
-        pass
+        # The channel is closed once init said "ready" (a startContainer hook failed after
+        # `start`, say): the container's stderr is all that is left to tell.
+        try:
+            os.write(2, f"labkit-runc init: {describe(e)}\n".encode())
+        except OSError:
+            pass
 
 
 # --- C1 ------------------------------------------------------------------------------------
