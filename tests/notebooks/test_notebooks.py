@@ -95,3 +95,25 @@ def test_run_all_goes_on_past_unsolved_exercises(notebook_lab, tmp_path):
                      "make_mounts_private", "network_interfaces", "join_namespace"):
         assert f"exercise in {function}() (labkit_student/namespaces.py): not done yet" in said \
             or f"{function}: not done yet" in said, function
+
+
+def test_chapter_04_runs_all_on_a_fresh_workspace(notebook_lab, tmp_path):
+    """Chapter 04 with a fresh workspace as the runtime (nothing solved, the earlier chapters'
+    runtime exercises included): Run All reaches the end, each exercise cell saying which
+    function is not done yet, and the clean-up cell still removes every container."""
+    from labkit.course.workspace import generate_workspace
+    path = next(p for p in NOTEBOOKS if p.name.startswith("04-"))
+    generate_workspace(tmp_path / "ws")
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    env = dict(notebook_lab.env, LABKIT_IMPL_RUNTIME=f"workspace:{tmp_path / 'ws'}")
+    try:
+        client.execute(env=env)
+    except CellExecutionError as e:
+        pytest.fail(f"{path.name}: {_failed_cell(nb) or e}", pytrace=False)
+    said = "\n".join(out.get("text", "") for c in nb.cells for out in c.get("outputs", []))
+    for function in ("Container.init_alive", "Container.status", "run_hook", "find_executable",
+                     "set_identity"):
+        assert f"exercise in {function}() (labkit_student/runc/" in said, function
+    assert "no containers, no mounts left" in said
