@@ -85,7 +85,7 @@ UNSOLVED = {
            ("mount_entry", "enter_root", "populate_dev", "readonly_path")),
     # the runtime layer: the whole labkit_student.runc package (its cgroups and mounts too)
     "04": ("LABKIT_IMPL_RUNTIME", "labkit_student/runc/process.py",
-           ("Container.status", "start", "run_hook", "find_executable", "set_identity")),
+           ("Container.status", "run_hook", "find_executable", "set_identity")),
     "06": ("LABKIT_IMPL_DISTRIBUTION", "labkit_student/distribution/client.py",
            ("RegistryClient.resolve", "split_domain", "select_manifest", "chain_ids")),
 }
