@@ -45,8 +45,9 @@ def run_hook(hook: dict, state: dict) -> None:
     # TODO: run hook["path"] with hook["args"] (args[0] is only its name) and hook["env"]
     # TODO: (nothing else of ours), the state as JSON on its stdin, within hook["timeout"]
     # TODO: seconds if given; any failure is a ContainerError that names the hook's path
-    # HINT: subprocess.run(argv, executable=path, env=_env_dict(...), input=json.dumps(state).encode(),
-    # HINT: capture_output=True, timeout=...); a non-zero exit: say its status and its stderr
+    # HINT: subprocess.run(argv, executable=path, env=_env_dict(...),
+    # HINT: input=json.dumps(state).encode(), capture_output=True, timeout=...);
+    # HINT: a non-zero exit: say its status and its stderr
     argv = hook.get("args") or [hook["path"]]
     try:
         result = subprocess.run(argv, executable=hook["path"], env=_env_dict(hook.get("env")),

@@ -202,7 +202,8 @@ def test_find_executable(work, in_child):
         (d / "tool").chmod(0o755)
     path = ":".join(str(d) for d in dirs[:3])
     assert process.find_executable("tool", {"PATH": path}) == str(dirs[2] / "tool")
-    assert process.find_executable("tool", {"PATH": f"{dirs[3]}:{dirs[2]}"}) == str(dirs[3] / "tool")
+    assert process.find_executable("tool", {"PATH": f"{dirs[3]}:{dirs[2]}"}) \
+        == str(dirs[3] / "tool")
     with pytest.raises(Exception, match=r"executable file not found in \$PATH"):
         process.find_executable("tool", {"PATH": f"{dirs[0]}:{dirs[1]}"})
     with pytest.raises(Exception, match=r"executable file not found in \$PATH"):
@@ -270,8 +271,8 @@ def test_run_hook(work):
     out.mkdir()
     # busybox runs the applet its argv[0] names: args[0] "sh" must reach it as argv[0]
     recorder = {"path": str(BUSYBOX), "env": ["LK_HOOK=yes"],
-                "args": ["sh", "-c", f'echo "$0|$1|${{LK_HOOK:-unset}}|${{HOME:-unset}}" > {out}/args; '
-                         f'cat > {out}/state', "my-hook", "first"]}
+                "args": ["sh", "-c", f'echo "$0|$1|${{LK_HOOK:-unset}}|${{HOME:-unset}}" '
+                         f'> {out}/args; cat > {out}/state', "my-hook", "first"]}
     state = {"ociVersion": "1.0.2", "id": "cp04-hook", "status": "created", "pid": 4242,
              "bundle": str(work.base), "annotations": {"course": "cp04"}}
     hooks.run_hook(recorder, state)
@@ -344,8 +345,8 @@ def test_set_identity(in_child):
 @checkpoint("cp04", points=2, hint="start(root, id): open exec.fifo O_RDONLY|O_NONBLOCK (that "
             "unblocks init's open for writing), then poll it and read the one byte init writes; "
             "if init dies before writing (check c.init_alive() between polls), give up with "
-            "'cannot start a container that has stopped' instead of waiting forever. Afterwards exec.fifo is gone and the program "
-            "runs", depends=["test_container_state"])
+            "'cannot start a container that has stopped' instead of waiting forever. Afterwards "
+            "exec.fifo is gone and the program runs", depends=["test_container_state"])
 def test_start_handshake(work):
     start = runc_module("start")
     bundle = work.bundle(["sh", "-c", "echo started as pid $$"])
@@ -393,8 +394,8 @@ def test_create_through_your_init(work):
     state = work.state(cid)
     assert (state["status"], state["pid"]) == ("created", pid)
     time.sleep(0.2)
-    assert os.path.basename(os.readlink(f"/proc/{pid}/exe")) != "busybox" and out.read_text() == "", \
-        "the program ran before `start`: init must wait on exec.fifo"
+    assert os.path.basename(os.readlink(f"/proc/{pid}/exe")) != "busybox" \
+        and out.read_text() == "", "the program ran before `start`: init must wait on exec.fifo"
     r = work.cli(REFERENCE, "start", cid)
     assert r.returncode == 0, r.stderr
     wait_gone(pid)
