@@ -86,6 +86,9 @@ UNSOLVED = {
             "destroy")),
     "03": ("LABKIT_IMPL_ROOTFS", "labkit_student/runc/mounts.py",
            ("mount_entry", "enter_root", "populate_dev", "readonly_path")),
+    # the runtime layer: the whole labkit_student.runc package (its cgroups and mounts too)
+    "04": ("LABKIT_IMPL_RUNTIME", "labkit_student/runc/process.py",
+           ("Container.status", "run_hook", "find_executable", "set_identity")),
     "06": ("LABKIT_IMPL_DISTRIBUTION", "labkit_student/distribution/client.py",
            ("RegistryClient.resolve", "split_domain", "select_manifest", "chain_ids")),
 }
@@ -111,3 +114,4 @@ def test_run_all_goes_on_past_unsolved_exercises(chapter, notebook_lab, tmp_path
     for function in functions:
         assert f"exercise in {function}() ({student_file}): not done yet" in said \
             or f"{function}: not done yet" in said, function
+
