@@ -61,7 +61,7 @@ import socket
 from typing import NamedTuple, NoReturn
 
 from labkit import mountopts, namespaces, syscalls as sc   # namespaces: chapter 01's code
-from labkit.runc import cgroups, console, mounts, process as proc, seccomp
+from labkit.runc import cgroups, mounts, process as proc, seccomp
 from labkit.runc.config import Spec
 from labkit.runc.hooks import run_hooks
 from labkit.runc.log import ContainerError
@@ -314,6 +314,14 @@ def container_init(a: InitArgs) -> NoReturn:
     # 7. Swap the root: afterwards the host's files are out of reach (only fds opened
     #    before, like state_dir_fd and the console socket, still lead out). Then the root's
     #    own propagation (step 1), now that it is the container's root and no host mount.
+    #    What only some configs need is loaded first, from the host's library: the console
+    #    code (step 8) and libseccomp (steps 14/18). Not at import: every `create` would pay.
+    if process.get("terminal"):
+        from labkit.runc import console
+    profile = linux.get("seccomp")
+    if profile and not seccomp.available():
+        warn("seccomp: libseccomp is not installed: the filter is skipped")
+        profile = None
     if own_mounts:
         mounts.enter_root(rootfs, a.no_pivot)   # pivot_root, the old root detached
         if propagation != "rprivate":
@@ -350,10 +358,6 @@ def container_init(a: InitArgs) -> NoReturn:
     for key in ("apparmorProfile", "selinuxLabel"):
         if linux.get(key) or process.get(key):
             warn(f"{key} is not supported by labkit-runc: skipped")
-    profile = linux.get("seccomp")
-    if profile and not seccomp.available():
-        warn("seccomp: libseccomp is not installed: the filter is skipped")
-        profile = None
 
     # 12. Resource settings of the process itself, while we still have every capability.
     if process.get("oomScoreAdj") is not None:

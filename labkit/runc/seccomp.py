@@ -107,10 +107,18 @@ def _load_library():
     return lib
 
 
-_lib = _load_library()      # at import: after pivot_root the library file is out of reach
+_lib = None                 # libseccomp, once available() has loaded it
+_looked_for_lib = False
 
 
 def available() -> bool:
+    """Whether libseccomp is installed. The first call loads it: not at import, since most
+    configs have no filter and loading costs every `create` a millisecond or two. Init calls
+    this before pivot_root, for a config with a filter: afterwards the library file is out of
+    reach."""
+    global _lib, _looked_for_lib
+    if not _looked_for_lib:
+        _lib, _looked_for_lib = _load_library(), True
     return _lib is not None
 
 
@@ -173,7 +181,7 @@ def export_pfc(profile: dict) -> str:
 
 def _compile(profile: dict) -> int:
     """A libseccomp filter context for `profile` (the caller releases it)."""
-    if _lib is None:
+    if not available():
         raise ContainerError("seccomp: libseccomp is not installed")
     default = _action(profile.get("defaultAction"), profile.get("defaultErrnoRet"))
     ctx = _lib.seccomp_init(default)
