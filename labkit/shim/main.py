@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import hashlib
 import logging
 import os
 import select
@@ -60,11 +59,10 @@ LISTEN_FD = 3   # where the daemon finds its listening socket, as containerd's s
 
 def socket_address(containerd_address: str, namespace: str, id: str) -> str:
     """unix:///run/labkit/s/<sha256hex(address/ns/id)>: short enough for sun_path (108 bytes)."""
-    # BEGIN SOLUTION chapter="05" hint="hashlib.sha256(...).hexdigest(); the directory is paths.SHIM_SOCKETS"
-    # TODO: the sha256 of "<containerd address>/<namespace>/<id>", as a unix:// address
+    import hashlib   # here: `start` and `delete` need it, the daemon does not (OpenSSL is ~3 MB)
+
     digest = hashlib.sha256(f"{containerd_address}/{namespace}/{id}".encode()).hexdigest()
     return f"unix://{paths.SHIM_SOCKETS / digest}"
-    # END SOLUTION
 
 
 def socket_path(address: str) -> str:
@@ -123,6 +121,28 @@ def _open_log(bundle: Path) -> int:
 
 # ------------------------------------------------------------------ start
 
+def _daemon_environment(module: str) -> dict[str, str]:
+    """The daemon's environment: ours, with the import path this process found spelled out.
+
+    The daemon lives as long as its container, so it is started lean: `python -S` skips the
+    `site` module, whose start-up work (the virtualenv's .pth files, among them the finder of
+    an editable install) costs every Python process ~3 MB. Without `site`, the daemon finds
+    its modules through PYTHONPATH: where this process found labkit (the package this module
+    belongs to, and labkit's reference) and then this process's sys.path (site-packages: prctl,
+    protobuf). The programs the daemon runs (the runtime) get back the PYTHONPATH its caller gave."""
+    import labkit
+
+    roots = [str(Path(labkit.__file__).resolve().parents[1])]
+    package = sys.modules[module.partition(".")[0]]     # labkit, or a workspace's labkit_student
+    roots.insert(0, str(Path(package.__file__).resolve().parents[1]))
+    search = list(dict.fromkeys(roots + [p for p in sys.path if p]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(search))
+    env[_CALLER_PYTHONPATH] = os.environ.get("PYTHONPATH", "")
+    return env
+
+
+_CALLER_PYTHONPATH = "LABKIT_SHIM_CALLER_PYTHONPATH"
+
 def cmd_start(args: argparse.Namespace) -> int:
     bundle = Path.cwd()
     address = socket_address(args.address, args.namespace, args.id)
@@ -131,7 +151,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         with listener:
             # Re-exec this very module (a student's workspace runs labkit_student.shim.main).
             module = __spec__.name if __spec__ else "labkit.shim.main"
-            argv = [sys.executable, "-m", module, "-namespace", args.namespace,
+            argv = [sys.executable, "-S", "-m", module, "-namespace", args.namespace,
                     "-id", args.id, "-address", args.address]
             if args.publish_binary:
                 argv += ["-publish-binary", args.publish_binary]
@@ -144,7 +164,7 @@ def cmd_start(args: argparse.Namespace) -> int:
             try:
                 # posix_spawn can place the socket on fd 3 and call setsid() in the child, the
                 # two things the shim protocol asks of the re-exec.
-                os.posix_spawn(argv[0], argv, dict(os.environ), setsid=True, file_actions=[
+                os.posix_spawn(argv[0], argv, _daemon_environment(module), setsid=True, file_actions=[
                     (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1),
                     (os.POSIX_SPAWN_DUP2, logfd, 2),
                     (os.POSIX_SPAWN_DUP2, listener.fileno(), LISTEN_FD)])
@@ -190,8 +210,14 @@ def cmd_delete(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ the daemon
 
 def run_daemon(args: argparse.Namespace) -> int:
-    import prctl
-
+    # The runtime (and any program the shim runs) sees the PYTHONPATH its caller had, not
+    # the one `start` composed for this process (see _daemon_environment).
+    if _CALLER_PYTHONPATH in os.environ:
+        caller = os.environ.pop(_CALLER_PYTHONPATH)
+        if caller:
+            os.environ["PYTHONPATH"] = caller
+        else:
+            os.environ.pop("PYTHONPATH", None)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s shim[{os.getpid()}] {args.id}: %(levelname)s %(message)s")
     try:
@@ -200,12 +226,6 @@ def run_daemon(args: argparse.Namespace) -> int:
         print(f"labkit-shim: no listening socket on fd {LISTEN_FD} ({e.strerror}); "
               "run `labkit-shim … start` instead", file=sys.stderr)
         return 1
-    # Adopt the orphans among our descendants: the container's init above all (reaper.py).
-    # BEGIN SOLUTION chapter="05" hint="man 2 prctl: PR_SET_CHILD_SUBREAPER; python-prctl has a function for it"
-    # TODO: become a child subreaper, so that the container's init becomes our child
-    prctl.set_child_subreaper(1)
-    # END SOLUTION
-
     # Events go back to containerd's ttrpc socket, which it names in our environment.
     service = TaskService(args.namespace,
                           publisher=Publisher(os.environ.get("TTRPC_ADDRESS", ""), args.namespace))
@@ -225,13 +245,21 @@ def run_daemon(args: argparse.Namespace) -> int:
     threading.Thread(target=server.serve_forever, daemon=True, name="ttrpc-accept").start()
     log.info("serving on %s (namespace %s)", listener.getsockname(), args.namespace)
 
+    last_failure = ""
     while not service.shutdown_requested.is_set():
         select.select([wake_r], [], [], 1.0)
         try:
             os.read(wake_r, 512)
         except BlockingIOError:
             pass
-        service.reaper.sweep()
+        try:
+            service.reaper.sweep()
+        except Exception as e:
+            # The shim must outlive a bug in its reaper: its container still needs it. The
+            # same failure reaches containerd as the answer to the next Create or Exec.
+            if str(e) != last_failure:
+                log.error("reaping failed: %s", e)
+                last_failure = str(e)
 
     path = listener.getsockname()
     server.close()

@@ -17,7 +17,8 @@ import os
 from pathlib import Path
 from typing import Protocol, Sequence
 
-from labkit import mountopts, syscalls
+# labkit.mountopts and labkit.syscalls (ctypes, ~2 MB) are imported by the functions: a shim
+# whose Create brings no mounts (dockerd's containers, `ctr run --rootfs`) never loads them.
 
 
 class MountSpec(Protocol):
@@ -28,6 +29,8 @@ class MountSpec(Protocol):
 
 
 def mount_rootfs(mounts: Sequence[MountSpec], target: Path) -> None:
+    from labkit import mountopts, syscalls
+
     target.mkdir(parents=True, exist_ok=True)
     for m in mounts:
         opts = mountopts.parse(m.options)
@@ -46,6 +49,10 @@ def mount_rootfs(mounts: Sequence[MountSpec], target: Path) -> None:
 
 def unmount_rootfs(target: Path) -> None:
     """Unmount everything stacked on `target` (lazily, so a busy mount does not block us)."""
+    if not os.path.ismount(target):
+        return
+    from labkit import syscalls
+
     while os.path.ismount(target):
         try:
             syscalls.umount2(str(target), syscalls.MNT_DETACH)

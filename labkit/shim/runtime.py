@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from labkit import paths
@@ -47,10 +46,18 @@ __all__ = ["DEFAULT_BINARY", "OCIRuntimeError", "Runtime", "RuntimeOptions", "op
 DEFAULT_BINARY = "labkit-runc"
 
 
-@dataclass(frozen=True)
 class RuntimeOptions:
-    binary: str = ""               # a name looked up in PATH, or a path; "" = DEFAULT_BINARY
-    root: Path = paths.RUNTIME_ROOT  # the namespace is appended to it
+    """Which runtime binary, with which --root (a plain class: see service.Process for why)."""
+
+    def __init__(self, binary: str = "", root: Path = paths.RUNTIME_ROOT):
+        self.binary = binary      # a name looked up in PATH, or a path; "" = DEFAULT_BINARY
+        self.root = Path(root)    # the namespace is appended to it
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RuntimeOptions) and (self.binary, self.root) == (other.binary, other.root)
+
+    def __repr__(self) -> str:
+        return f"RuntimeOptions(binary={self.binary!r}, root={str(self.root)!r})"
 
     @classmethod
     def load(cls, bundle: Path) -> "RuntimeOptions":

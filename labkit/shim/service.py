@@ -36,13 +36,11 @@ task.proto, so tests and notebooks can call it in-process; main.py puts it on th
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import logging
 import os
 import re
 import threading
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
@@ -50,9 +48,10 @@ from typing import Callable
 from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
+from labkit import __version__
 from labkit.procfs import pid_namespace_members  # the fallback when the runtime has no `ps`
 from labkit.shim.events import Publisher
-from labkit.shim.reaper import Reaper
+from labkit.shim.reaper import Reaper, become_subreaper
 from labkit.shim.rootfs import mount_rootfs, unmount_rootfs
 from labkit.shim.runtime import OCIRuntimeError, Runtime, RuntimeOptions, open_runtime
 from labkit.shim.stdio import ContainerIO
@@ -63,14 +62,8 @@ from labkit.wire.ttrpc import Code
 log = logging.getLogger(__name__)
 
 
-def _package_version() -> str:
-    try:
-        return importlib.metadata.version("labkit")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-SHIM_VERSION = "labkit-shim " + _package_version()
+# labkit's own version string (importlib.metadata would cost the shim ~3 MB of imports)
+SHIM_VERSION = "labkit-shim " + __version__
 
 
 # Substrings by which containerd's shim recognizes a runtime error as "not found"
@@ -85,32 +78,37 @@ def _runtime_error(verb: str, error: OCIRuntimeError) -> ShimError:
     return ShimError(Code.UNKNOWN, f"OCI runtime {verb} failed: {message}")
 
 
-@dataclass
+# Process and Task are plain classes, not dataclasses: `dataclasses` imports `inspect` and
+# `ast`, about 1.5 MB that every shim -- one per container -- would carry for two records.
 class Process:
     """One process the shim answers for: a container's init (exec id "") or an exec."""
-    exec_id: str
-    io: ContainerIO
-    pid: int = 0
-    status: int = task_pb2.CREATED
-    exit_status: int = 0
-    exited_at: datetime | None = None
-    exited: threading.Event = field(default_factory=threading.Event)
-    spec: dict | None = None          # an exec's OCI process (config.json's "process" shape)
+
+    def __init__(self, exec_id: str, io: ContainerIO, spec: dict | None = None):
+        self.exec_id = exec_id
+        self.io = io
+        self.pid = 0
+        self.status: int = task_pb2.CREATED
+        self.exit_status = 0
+        self.exited_at: datetime | None = None
+        self.exited = threading.Event()    # set once the exit is recorded (record_exit)
+        self.spec = spec                   # an exec's OCI process (config.json's "process" shape)
+        self.failure = ""                  # why its exit could not be recorded (Wait says it)
 
     @property
     def name(self) -> str:
         return f"exec {self.exec_id!r}" if self.exec_id else "init"
 
 
-@dataclass
 class Task:
     """The shim's record of one container: its init, its execs, how to reach its runtime."""
-    id: str
-    bundle: Path
-    runtime: Runtime
-    init: Process
-    execs: dict[str, Process] = field(default_factory=dict)
-    mounted_rootfs: bool = False
+
+    def __init__(self, id: str, bundle: Path, runtime: Runtime, init: Process):
+        self.id = id
+        self.bundle = bundle
+        self.runtime = runtime
+        self.init = init
+        self.execs: dict[str, Process] = {}
+        self.mounted_rootfs = False
 
     def process(self, exec_id: str) -> Process:
         if not exec_id:
@@ -142,13 +140,29 @@ class TaskService:
             for task in self._tasks.values():
                 for process in (task.init, *task.execs.values()):
                     if process.pid == pid and not process.exited.is_set():
-                        self._record_exit(task, process, status, when)
+                        self._exited(task, process, status, when)
                         return
             # Create/Start has not recorded the pid yet (the process died at once).
             self._early_exits[pid] = (status, when)
 
-    def _record_exit(self, task: Task, process: Process, status: int, when: datetime) -> None:
+    def _exited(self, task: Task, process: Process, status: int, when: datetime) -> None:
+        try:
+            self.record_exit(task, process, status, when)
+        except Exception as e:
+            # Whoever waits for this process must not wait forever: it learns what went wrong.
+            log.exception("recording the exit of %s of task %s failed", process.name, task.id)
+            process.failure = f"recording the exit of {process.name} failed: {type(e).__name__}: {e}"
+            process.status, process.exit_status, process.exited_at = task_pb2.STOPPED, status, when
+            process.exited.set()
+
+    def record_exit(self, task: Task, process: Process, status: int, when: datetime) -> None:
+        """`process` of `task` exited with `status` at `when` (the reaper saw it): remember it,
+        wake whoever waits for it (Task.Wait, Delete), and tell containerd (/tasks/exit)."""
         log.info("task %s: %s (pid %d) exited with status %d", task.id, process.name, process.pid, status)
+        # BEGIN SOLUTION chapter="05" hint="events_pb2.TaskExit(container_id, id, pid, exit_status, exited_at); id is the exec id, or the task id for the init"
+        # TODO: set the process's status (task_pb2.STOPPED), exit_status and exited_at, then set
+        # TODO: its `exited` event; last, publish a TaskExit event with self.events.publish
+        # HINT: a Timestamp field is set with exited_at.FromDatetime(when)
         process.status = task_pb2.STOPPED
         process.exit_status = status
         process.exited_at = when
@@ -157,6 +171,7 @@ class TaskService:
                                          pid=process.pid, exit_status=status)
         exit_event.exited_at.FromDatetime(when)
         self.events.publish(exit_event)
+        # END SOLUTION
 
     def _started(self, task: Task, process: Process, pid: int) -> None:
         """Record a new pid, catch an exit that came before we knew it, and watch it."""
@@ -164,7 +179,7 @@ class TaskService:
             process.pid = pid
             early = self._early_exits.pop(pid, None)
             if early:
-                self._record_exit(task, process, *early)
+                self._exited(task, process, *early)
         self.reaper.watch(pid)
 
     def _get(self, id: str) -> Task:
@@ -197,6 +212,9 @@ class TaskService:
         with self._lock:
             if req.id in self._tasks:
                 raise ShimError(Code.ALREADY_EXISTS, f"create: task {req.id!r} already exists")
+        # The container's init must become OUR child when `runtime create` exits and leaves it
+        # behind: from here on the shim is a subreaper (reaper.py says why).
+        become_subreaper()
         try:
             io = ContainerIO(req.stdin, req.stdout, req.stderr, terminal=req.terminal)
         except (OSError, ValueError) as e:
@@ -210,11 +228,16 @@ class TaskService:
                 task.mounted_rootfs = True
             # While the runtime runs, the reaper must not reap "any child" (reaper.py explains).
             with self.reaper.commands():
+                # BEGIN SOLUTION chapter="05" hint="labkit.wire.runtime.Runtime.create(id, bundle, pid_file, stdio=…, console_socket=…) returns the init's pid"
+                # TODO: run `runtime create` for req.id in `bundle`, its pid written to pid_file,
+                # TODO: the container's stdio being io.container_fds (and io.console's path, if any);
+                # TODO: a failure is ShimError(Code.UNKNOWN, "OCI runtime create failed: <message>")
                 try:
                     pid = runtime.create(req.id, str(bundle), str(pid_file), stdio=io.container_fds,
                                          console_socket=io.console.path if io.console else None)
                 except OCIRuntimeError as e:
                     raise ShimError(Code.UNKNOWN, f"OCI runtime create failed: {e}") from None
+                # END SOLUTION
                 created = True
                 io.started_runtime()
                 with self._lock:
@@ -339,13 +362,12 @@ class TaskService:
 
     def Wait(self, req: task_pb2.WaitRequest) -> task_pb2.WaitResponse:
         process = self._ready(self._get(req.id), req.exec_id)
-        # BEGIN SOLUTION chapter="05" hint="the reaper sets process.exited (a threading.Event) in _record_exit"
-        # TODO: block until the process has exited, then answer its status and time of exit
-        process.exited.wait()
+        process.exited.wait()    # set by record_exit
+        if process.failure:
+            raise ShimError(Code.INTERNAL, process.failure)
         resp = task_pb2.WaitResponse(exit_status=process.exit_status)
         resp.exited_at.FromDatetime(process.exited_at)
         return resp
-        # END SOLUTION
 
     def Kill(self, req: task_pb2.KillRequest) -> empty_pb2.Empty:
         task = self._get(req.id)
