@@ -49,7 +49,7 @@ from labkit.shim.events import Publisher
 from labkit.shim.rootfs import unmount_rootfs
 from labkit.shim.runtime import OCIRuntimeError, RuntimeOptions, open_runtime
 from labkit.shim.service import SHIM_VERSION, TaskService
-from labkit.wire.shim import task_pb2
+from labkit.wire.shim import messages
 from labkit.wire.ttrpc import Server
 
 log = logging.getLogger("labkit.shim")
@@ -200,7 +200,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     except (OSError, ValueError):
         pid = 0
     # As containerd's runc shim: the task is reported killed (128 + SIGKILL).
-    resp = task_pb2.DeleteResponse(pid=pid, exit_status=128 + signal.SIGKILL)
+    resp = messages.DeleteResponse(pid=pid, exit_status=128 + signal.SIGKILL)
     resp.exited_at.FromDatetime(datetime.now(timezone.utc))
     sys.stdout.buffer.write(resp.SerializeToString())
     sys.stdout.flush()

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from labkit import paths
 from labkit.wire.runtime import OCIRuntimeError, Runtime
-from labkit.wire.shim import task_pb2
+from labkit.wire.shim import messages
 from labkit.wire.shim.protocol import RUNC_OPTIONS_URL
 
 __all__ = ["DEFAULT_BINARY", "OCIRuntimeError", "Runtime", "RuntimeOptions", "open_runtime",
@@ -80,7 +80,7 @@ class RuntimeOptions:
         options; otherwise what the bundle's options.json says (or nothing at all)."""
         if not options.type_url.endswith(RUNC_OPTIONS_URL):
             return cls.load(bundle)
-        runc = task_pb2.RuncOptions.FromString(options.value)
+        runc = messages.RuncOptions.FromString(options.value)
         return cls(binary=runc.binary_name, root=Path(runc.root) if runc.root else paths.RUNTIME_ROOT)
 
     def save(self, bundle: Path) -> None:
