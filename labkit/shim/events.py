@@ -22,18 +22,18 @@ containerd that does not listen for events) nothing is sent at all.
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 import time
 from datetime import datetime, timezone
 
+from labkit.shim.log import getLogger
 from labkit.wire.protowire import Message
 from labkit.wire.shim import messages
 from labkit.wire.shim.protocol import EVENTS_SERVICE, TOPICS, TTRPC_NAMESPACE_KEY
 from labkit.wire.ttrpc import Client
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 
 def envelope(event: Message, namespace: str, when: datetime | None = None) -> messages.ForwardRequest:

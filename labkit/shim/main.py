@@ -31,9 +31,7 @@ the rootfs, and print a protobuf DeleteResponse on stdout.
 
 from __future__ import annotations
 
-import argparse
 import errno
-import logging
 import os
 import select
 import signal
@@ -45,14 +43,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from labkit import paths
+from labkit.shim import log as shim_log
 from labkit.shim.events import Publisher
+from labkit.shim.log import getLogger
 from labkit.shim.rootfs import unmount_rootfs
 from labkit.shim.runtime import OCIRuntimeError, RuntimeOptions, open_runtime
 from labkit.shim.service import SHIM_VERSION, TaskService
 from labkit.wire.shim import messages
 from labkit.wire.ttrpc import Server
 
-log = logging.getLogger("labkit.shim")
+log = getLogger("labkit.shim")
 
 LISTEN_FD = 3   # where the daemon finds its listening socket, as containerd's shims do
 
@@ -143,7 +143,7 @@ def _daemon_environment(module: str) -> dict[str, str]:
 
 _CALLER_PYTHONPATH = "LABKIT_SHIM_CALLER_PYTHONPATH"
 
-def cmd_start(args: argparse.Namespace) -> int:
+def cmd_start(args: Options) -> int:
     bundle = Path.cwd()
     address = socket_address(args.address, args.namespace, args.id)
     listener = listen(socket_path(address))
@@ -178,7 +178,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ delete
 
-def cmd_delete(args: argparse.Namespace) -> int:
+def cmd_delete(args: Options) -> int:
     bundle = Path.cwd()
     try:
         options = RuntimeOptions.load(bundle)
@@ -209,7 +209,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ the daemon
 
-def run_daemon(args: argparse.Namespace) -> int:
+def run_daemon(args: Options) -> int:
     # The runtime (and any program the shim runs) sees the PYTHONPATH its caller had, not
     # the one `start` composed for this process (see _daemon_environment).
     if _CALLER_PYTHONPATH in os.environ:
@@ -218,8 +218,7 @@ def run_daemon(args: argparse.Namespace) -> int:
             os.environ["PYTHONPATH"] = caller
         else:
             os.environ.pop("PYTHONPATH", None)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, stream=sys.stderr,
-                        format=f"%(asctime)s shim[{os.getpid()}] {args.id}: %(levelname)s %(message)s")
+    shim_log.configure(shim_log.DEBUG if args.debug else shim_log.INFO, f"shim[{os.getpid()}] {args.id}")
     try:
         listener = socket.socket(fileno=LISTEN_FD)
     except OSError as e:
@@ -274,26 +273,87 @@ def run_daemon(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ command line
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="labkit-shim",
-                                description="labkit's containerd shim (shim v2 protocol over ttrpc)")
-    p.add_argument("-namespace", "--namespace", default=paths.NAMESPACE, help="containerd namespace")
-    p.add_argument("-address", "--address", default=str(paths.CONTAINERD_SOCK),
-                   help="containerd's socket (the shim's socket name derives from it)")
-    p.add_argument("-publish-binary", "--publish-binary", dest="publish_binary", default="",
-                   help="binary to publish events back to containerd (accepted, unused)")
-    p.add_argument("-id", "--id", default="", help="the container (task) id")
-    p.add_argument("-bundle", "--bundle", default="", help="accepted for compatibility; cwd is the bundle")
-    p.add_argument("-socket", "--socket", default="", help="accepted for compatibility")
-    p.add_argument("-debug", "--debug", action="store_true", help="log at debug level")
-    p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
-    p.add_argument("action", nargs="?", choices=["start", "delete"],
-                   help="start: launch a shim and print its address; delete: clean up after a dead shim")
-    return p
+class Options:
+    """The parsed command line: one attribute per flag, `action` the verb ("" = the daemon)."""
+
+    def __init__(self) -> None:
+        self.namespace = paths.NAMESPACE
+        self.address = str(paths.CONTAINERD_SOCK)
+        self.publish_binary = ""
+        self.id = ""
+        self.bundle = ""
+        self.socket = ""
+        self.debug = False
+        self.version = False
+        self.action = ""
+
+
+# Go's flag syntax, as containerd's shims take it: -name value, -name=value, --name the same;
+# a bool flag alone is true. Parsing stops at the first argument that is not a flag (the verb).
+# (Hand-written rather than argparse: every shim, one per container, would carry argparse's
+# ~1.7 MB of imports for the life of its container.)
+_VALUE_FLAGS = {"namespace": "namespace", "address": "address", "publish-binary": "publish_binary",
+                "id": "id", "bundle": "bundle", "socket": "socket"}
+_BOOL_FLAGS = {"debug": "debug", "v": "version", "version": "version"}
+USAGE = """usage: labkit-shim [-namespace NS] [-address CONTAINERD_SOCK] [-publish-binary BIN]
+                   -id ID [-bundle DIR] [-debug] [start | delete]
+       labkit-shim -v
+
+labkit's containerd shim (shim v2 protocol over ttrpc), run in the bundle directory:
+  start    launch the shim daemon for container ID and print its socket address
+  delete   clean up after a dead shim: runtime delete --force, unmount the rootfs
+  (none)   the daemon itself, as `start` runs it (its listening socket on fd 3)
+
+  -namespace NS        containerd namespace (default %s)
+  -address SOCK        containerd's socket; the shim's socket name derives from it
+  -publish-binary BIN  binary to publish events back to containerd (accepted, unused)
+  -id ID               the container (task) id
+  -bundle DIR          the bundle, if not the working directory
+  -socket PATH         accepted for compatibility
+  -debug               log at debug level
+  -v                   print the version and exit
+"""
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_args(argv: list[str]) -> Options:
+    options = Options()
+    rest = list(argv)
+    while rest and rest[0].startswith("-") and rest[0] not in ("-", "--"):
+        flag, has_value, value = rest.pop(0).lstrip("-").partition("=")
+        if flag in ("h", "help"):
+            raise UsageError("")
+        if flag in _BOOL_FLAGS:
+            if has_value and value not in ("true", "false", "1", "0"):
+                raise UsageError(f"invalid boolean value {value!r} for -{flag}")
+            setattr(options, _BOOL_FLAGS[flag], value in ("", "true", "1"))
+        elif flag in _VALUE_FLAGS:
+            if not has_value:
+                if not rest:
+                    raise UsageError(f"flag needs an argument: -{flag}")
+                value = rest.pop(0)
+            setattr(options, _VALUE_FLAGS[flag], value)
+        else:
+            raise UsageError(f"flag provided but not defined: -{flag}")
+    if rest and rest[0] == "--":
+        rest.pop(0)
+    if rest:
+        if rest[0] not in ("start", "delete") or len(rest) > 1:
+            raise UsageError(f"unknown command {' '.join(rest)!r} (start or delete)")
+        options.action = rest[0]
+    return options
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as e:
+        print((f"labkit-shim: {e}\n" if str(e) else "") + USAGE % paths.NAMESPACE,
+              file=sys.stderr if str(e) else sys.stdout)
+        return 2 if str(e) else 0
     if args.version:
         print(SHIM_VERSION)
         return 0

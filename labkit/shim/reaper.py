@@ -33,7 +33,6 @@ sweep covers what a signal might not (a sweep skipped while a runtime command wa
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import threading
 from datetime import datetime, timezone
@@ -41,9 +40,9 @@ from typing import Callable, Iterator
 
 import prctl
 
-from labkit import procfs
+from labkit.shim.log import getLogger
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 # Called with (pid, exit status, time of exit) once per watched process.
 ExitCallback = Callable[[int, int, datetime], None]
@@ -122,6 +121,8 @@ class Reaper:
                 if pid in self._not_ours:
                     # Not our child (a runtime that did not leave its init to us): we cannot
                     # wait for it, only notice that it is gone. Its status is unknowable: 255.
+                    from labkit import procfs   # (here: only for a runtime that kept its init)
+
                     if not procfs.alive(pid):
                         exits.append((pid, 255))
                     continue

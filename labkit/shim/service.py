@@ -37,7 +37,6 @@ task.proto, so tests and notebooks can call it in-process; main.py puts it on th
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import threading
@@ -46,8 +45,8 @@ from pathlib import Path
 from typing import Callable
 
 from labkit import __version__
-from labkit.procfs import pid_namespace_members  # the fallback when the runtime has no `ps`
 from labkit.shim.events import Publisher
+from labkit.shim.log import getLogger
 from labkit.shim.reaper import Reaper, become_subreaper
 from labkit.shim.rootfs import mount_rootfs, unmount_rootfs
 from labkit.shim.runtime import OCIRuntimeError, Runtime, RuntimeOptions, open_runtime
@@ -59,7 +58,7 @@ from labkit.wire.shim import messages
 from labkit.wire.shim.protocol import RUNC_OPTIONS_URL, SERVICE, ShimError
 from labkit.wire.ttrpc import Code
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 
 # labkit's own version string (importlib.metadata would cost the shim ~3 MB of imports)
@@ -401,6 +400,8 @@ class TaskService:
                     raise _runtime_error("ps", e) from None
                 # A runtime without `ps` (it is optional): find the processes ourselves.
                 log.warning("runtime ps failed (%s); listing the init's pid namespace instead", e)
+                from labkit.procfs import pid_namespace_members
+
                 pids = sorted(pid_namespace_members(task.init.pid))
         return messages.PidsResponse(processes=[messages.ProcessInfo(pid=p) for p in pids])
 

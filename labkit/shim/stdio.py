@@ -49,20 +49,18 @@ master → stdout fifo and stdin fifo → master, and resizes the terminal on Ta
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import fcntl
 import select
-import shutil
 import socket
 import stat
 import struct
-import tempfile
 import termios
 import threading
-from urllib.parse import urlparse
 
-log = logging.getLogger(__name__)
+from labkit.shim.log import getLogger
+
+log = getLogger(__name__)
 
 CHUNK = 32 * 1024
 
@@ -74,6 +72,8 @@ def open_output(path: str) -> int:
     if path.startswith("binary://"):
         raise ValueError(f"stdio destination {path}: binary:// logging is not supported by labkit-shim")
     if path.startswith("file://"):
+        from urllib.parse import urlparse   # (here: most shims never see a file:// URI)
+
         target = urlparse(path).path
         return os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
     try:
@@ -111,6 +111,8 @@ class ConsoleSocket:
     """The unix socket on which the runtime hands over the container's pty master."""
 
     def __init__(self) -> None:
+        import tempfile   # (here: only a container with a terminal needs it)
+
         # A short, private path: runc and crun connect to it from the host's mount namespace.
         self._dir = tempfile.mkdtemp(prefix="labkit-pty-")
         self.path = os.path.join(self._dir, "pty.sock")
@@ -135,6 +137,8 @@ class ConsoleSocket:
         return fds[0]
 
     def close(self) -> None:
+        import shutil
+
         self._sock.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 

@@ -31,7 +31,6 @@ read), then thin socket code (`Server`, `Client`) that only moves bytes and thre
 from __future__ import annotations
 
 import enum
-import logging
 import socket
 import struct
 import threading
@@ -40,7 +39,13 @@ from typing import Callable, Iterable
 
 from labkit.wire.protowire import Any, DecodeError, Field, Message
 
-log = logging.getLogger(__name__)
+
+def _log():
+    """This module's logger. Imported when there is something to log (a broken peer, a
+    handler's bug): the shim imports this module, and logging costs it ~1.4 MB."""
+    import logging
+
+    return logging.getLogger(__name__)
 
 HEADER = struct.Struct(">IIBB")        # length, stream id, type, flags
 HEADER_SIZE = HEADER.size              # 10
@@ -271,7 +276,7 @@ class Server:
                         threading.Thread(target=self._dispatch, args=(conn, write_lock, frame.stream_id, request),
                                          daemon=True, name=f"ttrpc-{request.method}").start()
                 except ProtocolError as e:
-                    log.warning("closing ttrpc connection: %s", e)
+                    _log().warning("closing ttrpc connection: %s", e)
                     return
 
     def _dispatch(self, conn: socket.socket, write_lock: threading.Lock, stream_id: int,
@@ -288,7 +293,7 @@ class Server:
             except RPCError as e:
                 reply = encode_response(stream_id, code=e.code, message=e.message)
             except Exception as e:  # a bug in a handler must answer the caller, not kill the shim
-                log.exception("%s/%s failed", request.service, request.method)
+                _log().exception("%s/%s failed", request.service, request.method)
                 reply = encode_response(stream_id, code=Code.INTERNAL, message=f"{request.method}: {e}")
         try:
             with write_lock:
