@@ -3,16 +3,17 @@
 
 A shim lives as long as its container: a class of 30 students with 10 containers each runs
 300 shims at once, so a shim's resident memory is what the machine pays per container, whether
-the container does anything or not. This script measures it the fair way: ONE real containerd
-1.6 (Debian's, on its own socket, root and state under /tmp) runs two idle busybox containers
-with `ctr run -d`, one per shim —
+the container does anything or not. This script measures it the fair way: a real containerd
+1.6 (Debian's, on its own socket, root and state under /tmp) runs an idle busybox container
+with `ctr run -d --runc-binary runc --runc-root …`, once per shim, each under its own private
+containerd started the same way:
 
-    --runtime io.containerd.runc.v2     containerd's own shim, containerd-shim-runc-v2 (Go)
-    --runtime io.containerd.labkit.v1   containerd looks up containerd-shim-labkit-v1 in its
-                                        PATH: a two-line wrapper that execs labkit-shim
+    containerd-shim-runc-v2   containerd's own shim (Go), found in PATH as containerd finds it
+    labkit-shim               the same name first in that containerd's PATH: a two-line
+                              wrapper that execs labkit-shim (as tests/shim/test_real_containerd.py)
 
-— containerd's over runc, labkit's over labkit-runc, then reads each shim's memory from the kernel
-(/proc/<pid>/smaps_rollup, man 5 proc):
+Both shims get the same Task.Create (containerd.runc.v1.Options: runc, its root) and run the
+same runc; then each shim's memory is read from the kernel (/proc/<pid>/smaps_rollup, man 5 proc):
 
     RSS   resident set size: every page the process has in RAM, shared ones counted in full
     PSS   proportional set size: a page shared by N processes counts 1/N -- summed over all
@@ -47,8 +48,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))    # tests/support.py builds the busybox rootfs
 
-RUNTIMES = {"containerd-shim-runc-v2": "io.containerd.runc.v2",
-            "labkit-shim": "io.containerd.labkit.v1"}
+SHIMS = ("containerd-shim-runc-v2", "labkit-shim")
 
 
 def smaps_rollup(pid: int) -> dict[str, int]:
@@ -68,14 +68,16 @@ def ppid(pid: int) -> int:
 
 
 class Containerd:
-    """A private containerd 1.6 whose PATH also finds labkit-shim as containerd-shim-labkit-v1."""
+    """A private containerd 1.6; with `shim`, its PATH finds that as containerd-shim-runc-v2."""
 
-    def __init__(self, d: Path, shim: str):
+    def __init__(self, d: Path, shim: str | None):
+        d.mkdir()
         self.dir, self.sock = d, d / "c.sock"
         (d / "bin").mkdir()
-        wrapper = d / "bin" / "containerd-shim-labkit-v1"
-        wrapper.write_text(f"#!/bin/sh\nexec {shim} \"$@\"\n")
-        wrapper.chmod(0o755)
+        if shim:
+            wrapper = d / "bin" / "containerd-shim-runc-v2"
+            wrapper.write_text(f"#!/bin/sh\nexec {shim} \"$@\"\n")
+            wrapper.chmod(0o755)
         (d / "config.toml").write_text(f"""version = 2
 root = "{d}/root"
 state = "{d}/state"
@@ -162,21 +164,15 @@ def main(argv: list[str] | None = None) -> int:
         compileall.compile_dir(workspace, quiet=1)
     d = Path(tempfile.mkdtemp(prefix="lkmem-", dir="/tmp"))
     make_busybox_rootfs(d / "rootfs")
-    containerd = None
-    ids: list[str] = []
+    started: list[Containerd] = []
     try:
-        containerd = Containerd(d, args.shim)
         shims: dict[str, int] = {}
-        for name, runtime in RUNTIMES.items():
-            id = name.split("-")[0] if name != "labkit-shim" else "labkit"
-            # ctr sends runc options (--runc-binary) to io.containerd.runc.v2 only: labkit-shim
-            # runs its default runtime, labkit-runc (the runtime exits once the container runs:
-            # which one it was does not change what the shim holds).
-            extra = ["--runc-binary", "runc"] if runtime == "io.containerd.runc.v2" else []
-            containerd.ctr("run", "-d", "--runtime", runtime, *extra,
-                           "--rootfs", str(d / "rootfs"), id, "/bin/sleep", "3600")
-            ids.append(id)
-            shims[name] = ppid(containerd.init_pid(id))
+        for name in SHIMS:
+            containerd = Containerd(d / name, args.shim if name == "labkit-shim" else None)
+            started.append(containerd)
+            containerd.ctr("run", "-d", "--runc-binary", "runc", "--runc-root", str(d / name / "runc"),
+                           "--rootfs", str(d / "rootfs"), "idle", "/bin/sleep", "3600")
+            shims[name] = ppid(containerd.init_pid("idle"))
         time.sleep(args.settle)
         figures: dict[str, tuple[float, float]] = {}
         for name, pid in shims.items():
@@ -188,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             pss = statistics.median(s["Pss"] for s in samples) / 1024
             figures[name] = (rss, pss)
         print(f"one idle busybox container's shim, under containerd "
-              f"{containerd.ctr('version').stdout.split('Version:')[-1].split()[0]}:")
+              f"{started[0].ctr('version').stdout.split('Version:')[-1].split()[0]}, runc:")
         print(f"  {'shim':<26}{'pid':>8}{'RSS MB':>9}{'PSS MB':>9}")
         for name, (rss, pss) in figures.items():
             print(f"  {name:<26}{shims[name]:>8}{rss:>9.1f}{pss:>9.1f}")
@@ -196,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  labkit-shim / containerd-shim-runc-v2: RSS x{lrss / grss:.2f}, PSS x{lpss / gpss:.2f}")
         return 0
     finally:
-        if containerd is not None:
-            containerd.stop(ids)
+        for containerd in started:
+            containerd.stop(["idle"])
         for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
             try:   # a shim of ours that outlived containerd (only ours: by its socket's dir)
                 if str(d) in Path(f"/proc/{pid}/environ").read_text(errors="replace"):

@@ -40,9 +40,7 @@ import stat
 import sys
 import threading
 from datetime import datetime, timezone
-from pathlib import Path
 
-from labkit import paths
 from labkit.shim import log as shim_log
 from labkit.shim.events import Publisher
 from labkit.shim.log import getLogger
@@ -60,6 +58,8 @@ LISTEN_FD = 3   # where the daemon finds its listening socket, as containerd's s
 def socket_address(containerd_address: str, namespace: str, id: str) -> str:
     """unix:///run/labkit/s/<sha256hex(address/ns/id)>: short enough for sun_path (108 bytes)."""
     import hashlib   # here: `start` and `delete` need it, the daemon does not (OpenSSL is ~3 MB)
+
+    from labkit import paths
 
     digest = hashlib.sha256(f"{containerd_address}/{namespace}/{id}".encode()).hexdigest()
     return f"unix://{paths.SHIM_SOCKETS / digest}"
@@ -85,7 +85,7 @@ def listen(path: str) -> socket.socket | None:
         # sun_path in struct sockaddr_un holds 108 bytes, NUL included (man 7 unix)
         raise OSError(errno.ENAMETOOLONG, f"shim socket path {path} is {len(os.fsencode(path))} bytes, "
                       "over the 107 a unix socket allows (use a shorter LABKIT_RUN_DIR)")
-    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+    os.makedirs(os.path.dirname(path), mode=0o711, exist_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(path)
@@ -103,9 +103,9 @@ def listen(path: str) -> socket.socket | None:
     return sock
 
 
-def _open_log(bundle: Path) -> int:
+def _open_log(bundle: str) -> int:
     """The daemon's stderr: the bundle's `log` fifo if containerd reads it, else a file."""
-    log_path = bundle / "log"
+    log_path = os.path.join(bundle, "log")
     try:
         if stat.S_ISFIFO(os.stat(log_path).st_mode):
             # O_NONBLOCK so that the open fails (ENXIO) instead of hanging when nobody reads.
@@ -115,7 +115,7 @@ def _open_log(bundle: Path) -> int:
     except FileNotFoundError:
         pass
     except OSError:
-        log_path = bundle / "shim.log"
+        log_path = os.path.join(bundle, "shim.log")
     return os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
 
 
@@ -132,9 +132,11 @@ def _daemon_environment(module: str) -> dict[str, str]:
     protobuf). The programs the daemon runs (the runtime) get back the PYTHONPATH its caller gave."""
     import labkit
 
-    roots = [str(Path(labkit.__file__).resolve().parents[1])]
-    package = sys.modules[module.partition(".")[0]]     # labkit, or a workspace's labkit_student
-    roots.insert(0, str(Path(package.__file__).resolve().parents[1]))
+    def root_of(package) -> str:        # the directory that holds the package's directory
+        return os.path.dirname(os.path.dirname(os.path.realpath(package.__file__)))
+
+    # labkit, or a workspace's labkit_student, then labkit's reference
+    roots = [root_of(sys.modules[module.partition(".")[0]]), root_of(labkit)]
     search = list(dict.fromkeys(roots + [p for p in sys.path if p]))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(search))
     env[_CALLER_PYTHONPATH] = os.environ.get("PYTHONPATH", "")
@@ -144,7 +146,7 @@ def _daemon_environment(module: str) -> dict[str, str]:
 _CALLER_PYTHONPATH = "LABKIT_SHIM_CALLER_PYTHONPATH"
 
 def cmd_start(args: Options) -> int:
-    bundle = Path.cwd()
+    bundle = os.getcwd()
     address = socket_address(args.address, args.namespace, args.id)
     listener = listen(socket_path(address))
     if listener is not None:
@@ -171,7 +173,8 @@ def cmd_start(args: Options) -> int:
             finally:
                 os.close(devnull)
                 os.close(logfd)
-    (bundle / "address").write_text(address)
+    with open(os.path.join(bundle, "address"), "w") as f:
+        f.write(address)
     print(address)
     return 0
 
@@ -179,7 +182,7 @@ def cmd_start(args: Options) -> int:
 # ------------------------------------------------------------------ delete
 
 def cmd_delete(args: Options) -> int:
-    bundle = Path.cwd()
+    bundle = os.getcwd()
     try:
         options = RuntimeOptions.load(bundle)
     except ValueError as e:
@@ -190,13 +193,14 @@ def cmd_delete(args: Options) -> int:
     except (OCIRuntimeError, ValueError) as e:
         if "does not exist" not in str(e):
             print(f"labkit-shim: runtime delete --force {args.id}: {e}", file=sys.stderr)
-    unmount_rootfs(bundle / "rootfs")
+    unmount_rootfs(os.path.join(bundle, "rootfs"))
     # The dead shim's socket, unless a shim still answers on it.
     path = socket_path(socket_address(args.address, args.namespace, args.id))
     if os.path.exists(path) and not can_connect(path):
         os.unlink(path)
     try:
-        pid = int((bundle / "init.pid").read_text().strip())
+        with open(os.path.join(bundle, "init.pid")) as f:
+            pid = int(f.read().strip())
     except (OSError, ValueError):
         pid = 0
     # As containerd's runc shim: the task is reported killed (128 + SIGKILL).
@@ -277,8 +281,8 @@ class Options:
     """The parsed command line: one attribute per flag, `action` the verb ("" = the daemon)."""
 
     def __init__(self) -> None:
-        self.namespace = paths.NAMESPACE
-        self.address = str(paths.CONTAINERD_SOCK)
+        self.namespace = ""      # "" until parsed: then the flag, or labkit.paths' default
+        self.address = ""
         self.publish_binary = ""
         self.id = ""
         self.bundle = ""
@@ -344,6 +348,11 @@ def parse_args(argv: list[str]) -> Options:
         if rest[0] not in ("start", "delete") or len(rest) > 1:
             raise UsageError(f"unknown command {' '.join(rest)!r} (start or delete)")
         options.action = rest[0]
+    if not (options.namespace and options.address):
+        from labkit import paths     # (`start` passes both to the daemon: it never needs this)
+
+        options.namespace = options.namespace or paths.NAMESPACE
+        options.address = options.address or str(paths.CONTAINERD_SOCK)
     return options
 
 
@@ -351,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
     except UsageError as e:
+        from labkit import paths
+
         print((f"labkit-shim: {e}\n" if str(e) else "") + USAGE % paths.NAMESPACE,
               file=sys.stderr if str(e) else sys.stdout)
         return 2 if str(e) else 0

@@ -14,7 +14,6 @@ has the one table of what each option means).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Protocol, Sequence
 
 # labkit.mountopts and labkit.syscalls (ctypes, ~2 MB) are imported by the functions: a shim
@@ -28,10 +27,10 @@ class MountSpec(Protocol):
     options: Sequence[str]
 
 
-def mount_rootfs(mounts: Sequence[MountSpec], target: Path) -> None:
+def mount_rootfs(mounts: Sequence[MountSpec], target: str) -> None:
     from labkit import mountopts, syscalls
 
-    target.mkdir(parents=True, exist_ok=True)
+    os.makedirs(target, exist_ok=True)
     for m in mounts:
         opts = mountopts.parse(m.options)
         flags = opts.flags
@@ -47,7 +46,7 @@ def mount_rootfs(mounts: Sequence[MountSpec], target: Path) -> None:
             syscalls.mount(None, str(target), None, propagation)
 
 
-def unmount_rootfs(target: Path) -> None:
+def unmount_rootfs(target: str) -> None:
     """Unmount everything stacked on `target` (lazily, so a busy mount does not block us)."""
     if not os.path.ismount(target):
         return
