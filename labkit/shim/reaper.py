@@ -36,7 +36,7 @@ import contextlib
 import os
 import threading
 from datetime import datetime, timezone
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import prctl
 

@@ -14,17 +14,21 @@ has the one table of what each option means).
 from __future__ import annotations
 
 import os
-from typing import Protocol, Sequence
+from collections.abc import Sequence
 
 # labkit.mountopts and labkit.syscalls (ctypes, ~2 MB) are imported by the functions: a shim
 # whose Create brings no mounts (dockerd's containers, `ctr run --rootfs`) never loads them.
 
 
-class MountSpec(Protocol):
-    """containerd.types.Mount, or anything with the same fields."""
-    type: str
-    source: str
-    options: Sequence[str]
+TYPE_CHECKING = False      # (typing for type checkers only: see labkit.wire.runtime)
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class MountSpec(Protocol):
+        """containerd.types.Mount, or anything with the same fields."""
+        type: str
+        source: str
+        options: Sequence[str]
 
 
 def mount_rootfs(mounts: Sequence[MountSpec], target: str) -> None:

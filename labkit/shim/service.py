@@ -42,7 +42,7 @@ import os
 import re
 import threading
 from datetime import datetime
-from typing import Callable
+from collections.abc import Callable
 
 from labkit import __version__
 from labkit.shim.events import Publisher

@@ -35,7 +35,7 @@ import socket
 import struct
 import threading
 from collections import namedtuple
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from labkit.wire.protowire import Any, DecodeError, Field, Message
 
