@@ -26,6 +26,7 @@ Modules, from the one nearest containerd to the one nearest the kernel:
     rootfs.py     mounting Create's rootfs mounts on <bundle>/rootfs
     runtime.py    which OCI runtime (labkit-runc, runc, crun) to run, from Create's options
     reaper.py     the subreaper: waiting for the container's init and for orphans
+    log.py        the daemon's log lines (logging's names, without its import cost)
 
 What labkit-shim may import: its own modules, labkit.wire (the shim protocol it serves, and the
 OCI runtime's command-line client, labkit.wire.runtime), and the low-level helpers below every
