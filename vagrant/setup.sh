@@ -29,10 +29,11 @@ STAMP="$VENV/.labkit-install-stamp"
 COMMANDS=(labkit labkit-runc labkit-shim labkit-containerd labkit-dockerd labkit-registry)
 # chromium: tests/slides shows each slide deck in it, headless, to measure the diagrams' labels
 # at a projector's 1280x720 (and instructors can screenshot slides with it); podman and buildah:
-# tests/runc runs them with --runtime labkit-runc, as with runc
+# tests/runc runs them with --runtime labkit-runc, as with runc; docker-compose: tests/dockerd
+# brings up a two-service file on a user network with it (Debian's 1.29)
 PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev libcap-dev runc crun docker.io
           containerd skopeo umoci docker-registry busybox-static graphviz iproute2 iptables
-          ca-certificates git chromium podman buildah)
+          ca-certificates git chromium podman buildah docker-compose)
 # Only where VMs are made (a developer's or CI's Debian host): tests/lab/test_vagrant.py runs
 # `vagrant validate` on the Vagrantfile. Inside the class VM it is skipped, saying why.
 HOST_PACKAGES=(vagrant)

@@ -31,7 +31,9 @@ Presenting: the notes are in the page but hidden. `n` shows the current slide's 
 it (for rehearsing, or a laptop on its own); `p` opens a second window, the presenter view
 (the same file with `?presenter`: notes, the next slide's title, a clock), for the laptop's
 screen while the projector shows the deck. The two windows follow each other: moving in
-either moves both (window.postMessage, which works between file:// pages too).
+either moves both (window.postMessage, which works between file:// pages too). A presenter
+view that has just loaded asks the deck where it is, so a key pressed while it was still
+loading is not lost.
 
     python -m labkit.course.slides [--source slides/] [--out slides/build/]
 """
@@ -286,13 +288,15 @@ _JS = """
     e.preventDefault();
   });
   window.addEventListener('message', function (e) {
-    if (e.source === partner && e.data && typeof e.data.labkitSlide === 'number') {
-      show(e.data.labkitSlide - 1, true);
-    }
+    if (e.source !== partner || !e.data) return;
+    if (typeof e.data.labkitSlide === 'number') show(e.data.labkitSlide - 1, true);
+    // the presenter view has just loaded: whatever moved before it could listen, it learns now
+    else if (e.data.labkitHello) partner.postMessage({labkitSlide: current + 1}, '*');
   });
   window.addEventListener('hashchange', function () { show(parseInt(location.hash.slice(1), 10) - 1 || 0); });
   if (presenter) { document.body.classList.add('presenter'); setInterval(tick, 1000); }
-  show(parseInt(location.hash.slice(1), 10) - 1 || 0);
+  show(parseInt(location.hash.slice(1), 10) - 1 || 0, presenter);
+  if (partner) partner.postMessage({labkitHello: true}, '*');   // ask the deck where it is
 })();
 """
 

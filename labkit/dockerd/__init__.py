@@ -10,6 +10,7 @@ Modules, from the one nearest the user to the one nearest containerd:
     server.py       HTTP/1.1 over a unix socket: keep-alive, chunked streams, hijacking (attach)
     httputils.py    the API's HTTP vocabulary: Request, the three responses, versions, filters
     router.py       the route table (method + path -> handler) and the thin handlers
+      routes_networks.py  the handlers of /networks
     backend.py      the Backend Protocol the router calls (a fake one drives the unit tests)
     errors.py       error kinds, one per HTTP status (404 drives pull-on-create)
     jsonmessage.py  pull progress as Docker's JSON message stream (no I/O)
@@ -18,7 +19,13 @@ Modules, from the one nearest the user to the one nearest containerd:
       create.py       `docker create`: record, /etc files, spec, snapshot, containerd container
       imageconfig.py  the image's Cmd, Entrypoint, Env, WorkingDir, User merged with the request
       validate.py     the create request's types, signal names: 400s that name the field
-      network.py      NetworkMode (bridge/none: loopback only; host; container:<name>)
+      network.py      networks: the default bridge, user bridges, NetworkMode, -p; names
+                      between containers (/etc/hosts); what is given back when
+        networkapi.py   `docker network create/ls/inspect/rm/connect/disconnect/prune`
+        networkstore.py the networks' records (IPAM allocations) and their bridges
+        ipam.py         which subnet a network gets, which address a container gets
+        bridge.py       bridges, veth pairs, addresses, routes over rtnetlink (pyroute2)
+        portproxy.py    published ports: one userland proxy process per port
       etcfiles.py     /etc/hostname, /etc/hosts, /etc/resolv.conf for each container
       attach.py       `docker attach`, `docker logs`, resize
       wait.py         `docker wait` (registered before start, so no exit is missed)
@@ -30,6 +37,7 @@ Modules, from the one nearest the user to the one nearest containerd:
       views.py        `docker inspect`, `ps`, `top`
       info.py         `docker version`, `docker info`
     images.py       images as Docker shows them (IDs, tags, digests), pull, rmi
+    diskusage.py    `docker system df` and `docker image prune`: sizes as containerd reports
     events.py       `docker events`: the daemon's log of what happened
     volumes.py      named volumes: directories dockerd manages, bind-mounted into containers
     container.py    the container record: state, persistence, inspect/ps views

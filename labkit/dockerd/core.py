@@ -7,7 +7,7 @@ rooms, one module each, all working on the same state:
     monitor.py  the exit of a task         wait.py     `docker wait` (and run's wait)
     attach.py   attach, logs, resize       remove.py   `docker rm`, container prune
     restore.py  live restore (restart)     views.py    inspect, ps, top
-    network.py  NetworkMode, networks      info.py     `docker version`, `docker info`
+    network.py  networks, NetworkMode, -p  info.py     `docker version`, `docker info`
 
 Each room is a class whose methods are the Daemon's own (as moby's daemon/create.go,
 start.go, … are all methods of one `Daemon`); `Daemon` mixes them together with
@@ -54,6 +54,9 @@ class DaemonConfig:
     runtimes: dict[str, str] = field(default_factory=dict)  # --add-runtime NAME=PATH
     runtime_root: Path = paths.RUNTIME_ROOT / paths.NAMESPACE
     cgroup_parent: str = paths.CGROUP_PARENT  # containers' cgroups: <parent>/<id> (dockerd: /docker)
+    # containerd's snapshotter for images and containers: "overlayfs" or "native" (dockerd
+    # with the containerd image store takes snapshotter names for --storage-driver too)
+    storage_driver: str = "overlayfs"
 
 
 @dataclass
@@ -75,7 +78,8 @@ class DaemonCore:
 
     def __init__(self, config: DaemonConfig, containerd: Containerd | None = None) -> None:
         self.config = config
-        self.ctr = containerd or Containerd(config.containerd, config.namespace)
+        self.ctr = containerd or Containerd(config.containerd, config.namespace,
+                                              config.storage_driver)
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._containers: dict[str, Container] = {}

@@ -4,8 +4,9 @@ daemon/create.go).
     container_create  check the request, find the image (404: the CLI pulls), choose the
                       runtime, take the image's command if the request has none, reserve
                       the name
-    _create           merge the image's config (imageconfig.py); choose the network
-                      (network.py); write /etc/hostname, hosts, resolv.conf (etcfiles.py);
+    _create           merge the image's config (imageconfig.py); check NetworkMode and
+                      the networks to join at start (network.py: no address before start,
+                      as in Docker); write /etc/hostname, hosts, resolv.conf (etcfiles.py);
                       build the OCI spec (oci.py)
     _register         Snapshots.Prepare + Containers.Create on containerd, then save
                       config.v2.json and announce "create"
@@ -35,7 +36,8 @@ from labkit.dockerd.errors import Conflict, DaemonError, InvalidParameter
 from labkit.dockerd.images import ImageRecord
 from labkit.dockerd.jsonlog import rfc3339nano
 from labkit.dockerd.names import generate_name
-from labkit.dockerd.remote import SNAPSHOTTER, RemoteError, to_daemon_error
+from labkit.dockerd.network import check_ports
+from labkit.dockerd.remote import RemoteError, to_daemon_error
 from labkit.dockerd.validate import check_config
 
 log = logging.getLogger("labkit.dockerd")
@@ -61,7 +63,7 @@ class Create(DaemonCore):
 
     def container_create(self, name: str | None, config: dict) -> CreateResult:
         host_config = config.pop("HostConfig", None) or {}
-        config.pop("NetworkingConfig", None)
+        networking = config.pop("NetworkingConfig", None)
         if not isinstance(host_config, dict):
             raise InvalidParameter("invalid HostConfig: expected a JSON object")
         check_config(config, host_config)
@@ -86,25 +88,29 @@ class Create(DaemonCore):
         cid = secrets.token_hex(32)
         try:
             return self._create(cid, name, config, host_config, image, runtime, binary,
-                                entrypoint, cmd, args)
+                                entrypoint, cmd, args, networking)
         finally:
             with self._lock:
                 self._reserved_names.discard(name)
 
     def _create(self, cid: str, name: str, config: dict, host_config: dict, image: ImageRecord,
-                runtime: str, binary: str, entrypoint: list, cmd: list, args: list) -> CreateResult:
+                runtime: str, binary: str, entrypoint: list, cmd: list, args: list,
+                networking: dict | None = None) -> CreateResult:
         img = image.config.get("config") or {}
         merged = imageconfig.merge(config, img, entrypoint, cmd,
                                    hostname=config.get("Hostname") or cid[:12])
         host_config = _with_defaults(host_config, runtime)
         network = self._network(host_config["NetworkMode"])
+        check_ports(host_config)
+        network_settings = self._network_settings(host_config["NetworkMode"], networking)
         if network == "host" and not config.get("Hostname"):
             # the host's network, the host's name (as Docker does)
             merged["Hostname"] = platform.node()
         cdir = Container.dir_for(self.config.root, cid)
         cdir.mkdir(parents=True, exist_ok=True)
         try:
-            files = etcfiles.write(cdir, merged["Hostname"], network, host_config)
+            files = etcfiles.write(cdir, merged["Hostname"], network, host_config,
+                                   self._host_gateway())
             cgroups_path = _cgroups_path(cid, host_config, self.config.cgroup_parent)
             volumes = oci.volume_mounts(host_config.get("Binds"), host_config.get("Mounts"),
                                         self._volume_path)
@@ -122,7 +128,7 @@ class Create(DaemonCore):
                       LogPath=str(cdir / f"{cid}-json.log"),
                       HostnamePath=str(files["/etc/hostname"]), HostsPath=str(files["/etc/hosts"]),
                       ResolvConfPath=str(files["/etc/resolv.conf"]),
-                      MountPoints=oci.mount_points(volumes))
+                      MountPoints=oci.mount_points(volumes), NetworkSettings=network_settings)
         self._register(c, image, binary, spec, cdir)
         return CreateResult(cid, _warnings(host_config))
 
@@ -136,18 +142,19 @@ class Create(DaemonCore):
         options = json.dumps({"binary_name": binary, "root": str(self.config.runtime_root)})
         record = pb.Container(id=cid, image=image.name, labels={"labkit.dockerd/name": name},
                               runtime=pb.Container.Runtime(name=SHIM, options=options.encode()),
-                              spec=json.dumps(spec).encode(), snapshotter=SNAPSHOTTER,
+                              spec=json.dumps(spec).encode(), snapshotter=self.ctr.snapshotter,
                               snapshot_key=cid)
         prepared = False
         try:
             self.ctr.call(self.ctr.snapshots.Prepare, pb.PrepareSnapshotRequest(
-                snapshotter=SNAPSHOTTER, key=cid, parent=top))
+                snapshotter=self.ctr.snapshotter, key=cid, parent=top))
             prepared = True
             self.ctr.call(self.ctr.containers.Create, pb.CreateContainerRequest(container=record))
         except RemoteError as e:
             if prepared:
                 self._ignore_missing(self.ctr.snapshots.Remove,
-                                     pb.RemoveSnapshotRequest(snapshotter=SNAPSHOTTER, key=cid))
+                                     pb.RemoveSnapshotRequest(snapshotter=self.ctr.snapshotter,
+                                                              key=cid))
             shutil.rmtree(cdir, ignore_errors=True)
             raise to_daemon_error(e) from None
         with self._lock:
@@ -209,9 +216,9 @@ def _cgroups_path(cid: str, host_config: dict, default_parent: str) -> str:
 def _warnings(host_config: dict) -> list[str]:
     """Settings accepted but not acted upon: the CLI prints each as "WARNING: ..."."""
     out = []
-    if host_config.get("PortBindings") or host_config.get("PublishAllPorts"):
-        out.append("labkit-dockerd has no bridge network yet: published ports (-p, -P) "
-                   "are ignored")
+    if (host_config.get("PortBindings") or host_config.get("PublishAllPorts")) and \
+            host_config.get("NetworkMode") == "host":
+        out.append("Published ports are discarded when using host network mode")
     if host_config.get("Init"):
         out.append("labkit-dockerd has no init process to inject: --init is ignored")
     if host_config.get("Ulimits"):

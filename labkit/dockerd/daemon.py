@@ -38,24 +38,31 @@ exec.py); the Daemon's methods for them, here, only add events.
 
 from __future__ import annotations
 
+import os
 from typing import Iterator
 
+from labkit.dockerd import diskusage
 from labkit.dockerd.attach import AttachLogs
+from labkit.dockerd.builder.backend import Build
+from labkit.dockerd.commit import Commit
+from labkit.dockerd.push import Push
 from labkit.dockerd.core import DaemonCore
 from labkit.dockerd.create import Create
 from labkit.dockerd.errors import DaemonError
 from labkit.dockerd.info import System
 from labkit.dockerd.monitor import Monitor
 from labkit.dockerd.network import Networks
+from labkit.dockerd.remote import RemoteError
 from labkit.dockerd.remove import Remove
 from labkit.dockerd.restore import Restore
 from labkit.dockerd.start import StartStop
 from labkit.dockerd.views import Views
 from labkit.dockerd.wait import Wait
+from labkit.wire.containerd import api_pb2 as pb
 
 
 class Daemon(Create, StartStop, Monitor, Wait, AttachLogs, Remove, Restore, Views, Networks,
-             System, DaemonCore):
+             System, Build, Commit, Push, DaemonCore):
     """labkit-dockerd's Backend (see backend.Backend for the contract)."""
 
     # ================================================================ volumes (volumes.py)
@@ -101,14 +108,48 @@ class Daemon(Create, StartStop, Monitor, Wait, AttachLogs, Remove, Restore, View
                     self.event_bus.publish("image", "pull", name, {"name": name})
         return with_event()
 
-    def image_list(self, filters: dict[str, list[str]]) -> list[dict]:
-        return self.images.list(filters)
+    def image_list(self, filters: dict[str, list[str]], all_: bool = False) -> list[dict]:
+        return self.images.list(filters, all_)
 
     def image_inspect(self, name: str) -> dict:
         return self.images.inspect(name)
 
     def image_history(self, name: str) -> list[dict]:
         return self.images.history(name)
+
+    def _image_users(self, image_id: str) -> list[str]:
+        with self._lock:
+            return [c.ID for c in self._containers.values() if c.Image == image_id]
+
+    def image_prune(self, filters: dict[str, list[str]]) -> dict:
+        result = diskusage.prune(self.images, filters, self._image_users)
+        for item in result["ImagesDeleted"] or []:
+            for action, key in (("untag", "Untagged"), ("delete", "Deleted")):
+                if key in item:
+                    self.event_bus.publish("image", action, item[key], {"name": item[key]})
+        self.event_bus.publish("image", "prune", "", {"reclaimed": str(result["SpaceReclaimed"])})
+        return result
+
+    def system_df(self) -> dict:
+        """`docker system df`: what images, containers and volumes take on disk."""
+        layers_size, images = diskusage.disk_usage(self.images,
+                                                  lambda i: len(self._image_users(i)))
+        sizes = {i["Id"]: i["Size"] for i in images}
+        containers = []
+        for c in self.container_list(True, {}, -1):
+            try:
+                rw = self.ctr.call(self.ctr.snapshots.Usage, pb.SnapshotUsageRequest(
+                    snapshotter=self.ctr.snapshotter, key=c["Id"])).size
+            except RemoteError:
+                rw = 0
+            containers.append({**c, "SizeRw": rw, "SizeRootFs": rw + sizes.get(c["ImageID"], 0)})
+        volumes = []
+        for v in self.volumes.list():
+            used = len(self._volume_users(v["Name"]))
+            volumes.append({**v, "UsageData": {"Size": _du(v["Mountpoint"]),
+                                               "RefCount": used}})
+        return {"LayersSize": layers_size, "Images": images, "Containers": containers,
+                "Volumes": volumes, "BuildCache": []}
 
     def image_remove(self, name: str, force: bool) -> list[dict]:
         def users(image_id: str) -> list[str]:
@@ -145,4 +186,20 @@ class Daemon(Create, StartStop, Monitor, Wait, AttachLogs, Remove, Restore, View
         with self._changed:
             self._closing.set()
             self._changed.wait_for(lambda: not self._exiting, timeout=10)
+        self._networks_close()
         self.ctr.close()
+
+
+def _du(top: str) -> int:
+    """Bytes in the blocks under `top` (a volume's data), each inode once, links not followed."""
+    seen, total = set(), 0
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in [*dirnames, *filenames, ""]:
+            try:
+                st = os.lstat(os.path.join(dirpath, name) if name else dirpath)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total

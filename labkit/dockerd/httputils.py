@@ -43,6 +43,7 @@ class Request:
     body: bytes = b""
     api_version: str | None = None
     params: dict[str, str] = field(default_factory=dict)  # named groups of the route pattern
+    repeated: dict[str, list[str]] = field(default_factory=dict)  # every value (`docker build -t a -t b`)
 
     def json(self) -> object:
         if not self.body.strip():

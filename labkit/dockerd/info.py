@@ -13,7 +13,7 @@ from labkit.dockerd.core import BUILTIN_RUNTIMES, VERSION, DaemonCore
 from labkit.dockerd.errors import DaemonError
 from labkit.dockerd.httputils import API_VERSION, MIN_API_VERSION
 from labkit.dockerd.jsonlog import rfc3339nano
-from labkit.dockerd.remote import SNAPSHOTTER, RemoteError
+from labkit.dockerd.remote import RemoteError
 
 log = logging.getLogger("labkit.dockerd")
 
@@ -73,11 +73,11 @@ class System(DaemonCore):
             "ContainersPaused": 0,
             "ContainersStopped": len(states) - states.count("running"),
             "Images": images,
-            "Driver": SNAPSHOTTER, "DriverStatus": [],
-            "Plugins": {"Volume": [], "Network": ["none"], "Authorization": None,
-                        "Log": ["json-file"]},
+            "Driver": self.ctr.snapshotter, "DriverStatus": [],
+            "Plugins": {"Volume": [], "Network": ["bridge", "host", "null"],
+                        "Authorization": None, "Log": ["json-file"]},
             "MemoryLimit": False, "SwapLimit": False, "CpuCfsPeriod": False, "CpuCfsQuota": False,
-            "IPv4Forwarding": False, "Debug": log.isEnabledFor(logging.DEBUG),
+            "IPv4Forwarding": _ip_forward(), "Debug": log.isEnabledFor(logging.DEBUG),
             "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": threading.active_count(),
             "SystemTime": rfc3339nano(), "LoggingDriver": "json-file",
             "CgroupDriver": "cgroupfs", "CgroupVersion": _cgroup_version(),
@@ -130,3 +130,11 @@ def _mem_total() -> int:
 
 def _cgroup_version() -> str:
     return "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1"
+
+
+def _ip_forward() -> bool:
+    """Whether the host forwards IPv4 between interfaces (labkit never changes it)."""
+    try:
+        return Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1"
+    except OSError:
+        return False

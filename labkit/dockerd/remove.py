@@ -17,7 +17,7 @@ from labkit.wire.containerd import api_pb2 as pb
 from labkit.dockerd.container import Container
 from labkit.dockerd.core import DaemonCore
 from labkit.dockerd.errors import Conflict, DaemonError, InvalidParameter, SystemError_
-from labkit.dockerd.remote import SNAPSHOTTER, RemoteError, to_daemon_error
+from labkit.dockerd.remote import RemoteError, to_daemon_error
 from labkit.dockerd.views import matches
 
 log = logging.getLogger("labkit.dockerd")
@@ -55,12 +55,13 @@ class Remove(DaemonCore):
                     (self.ctr.tasks.Delete, pb.DeleteTaskRequest(container_id=c.ID)),
                     (self.ctr.containers.Delete, pb.DeleteContainerRequest(id=c.ID)),
                     (self.ctr.snapshots.Remove, pb.RemoveSnapshotRequest(
-                        snapshotter=SNAPSHOTTER, key=c.ID))):
+                        snapshotter=self.ctr.snapshotter, key=c.ID))):
                 self._ignore_missing(method, request)
         except RemoteError as e:
             with self._lock:
                 c.State.Status = previous
             raise to_daemon_error(e) from None
+        self._network_down(c)   # normally done at its exit already; this makes sure
         shutil.rmtree(Container.dir_for(self.config.root, c.ID), ignore_errors=True)
         shutil.rmtree(self.config.exec_root / "containerd" / c.ID, ignore_errors=True)
         self.execs.forget(c.ID)

@@ -28,12 +28,14 @@ from typing import Callable, Iterator
 
 from labkit import stdcopy
 from labkit.dockerd import jsonlog, jsonmessage
+from labkit.dockerd.routes_images import ImageMakingRoutes
 from labkit.dockerd.backend import AttachStream, Backend
 from labkit.dockerd.errors import DaemonError, InvalidParameter
 from labkit.dockerd.httputils import (API_VERSION, JSON, AnyResponse, HijackResponse,
                                       RawConnection, Request, Response, StreamResponse,
                                       error_response, json_response, parse_filters,
                                       split_version)
+from labkit.dockerd.routes_networks import NetworkRoutes
 
 log = logging.getLogger("labkit.dockerd")
 
@@ -45,7 +47,7 @@ Handler = Callable[[Request], AnyResponse]
 _CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
-class Router:
+class Router(NetworkRoutes, ImageMakingRoutes):
     """Maps requests to handlers; every handler calls one method of `backend`."""
 
     def __init__(self, backend: Backend, server_version: str = "0.1.0-labkit") -> None:
@@ -57,6 +59,7 @@ class Router:
         I = r"/images/(?P<name>.+?)"
         E = r"/exec/(?P<id>[^/]+)"
         V = r"/volumes/(?P<name>[^/]+)"
+        N = r"/networks/(?P<name>[^/]+)"
         self.routes: list[tuple[str, re.Pattern, Handler]] = [
             (m, re.compile(f"^{p}$"), h) for m, p, h in [
                 ("GET", r"/_ping", self.ping),
@@ -83,8 +86,12 @@ class Router:
                 ("POST", E + r"/resize", self.exec_resize),
                 ("GET", E + r"/json", self.exec_inspect),
                 ("GET", r"/networks", self.network_list),
-                ("GET", r"/networks/(?P<name>[^/]+)", self.network_inspect),
                 ("POST", r"/networks/create", self.network_create),
+                ("POST", r"/networks/prune", self.network_prune),
+                ("GET", N, self.network_inspect),
+                ("DELETE", N, self.network_remove),
+                ("POST", N + r"/connect", self.network_connect),
+                ("POST", N + r"/disconnect", self.network_disconnect),
                 ("POST", r"/volumes/create", self.volume_create),
                 ("GET", r"/volumes", self.volume_list),
                 ("GET", V, self.volume_inspect),
@@ -94,6 +101,12 @@ class Router:
                 ("GET", I + r"/json", self.image_inspect),
                 ("GET", I + r"/history", self.image_history),
                 ("DELETE", I, self.image_remove),
+                ("POST", r"/images/prune", self.image_prune),
+                ("POST", r"/build", self.image_build),
+                ("POST", r"/build/prune", self.build_prune),
+                ("POST", r"/commit", self.container_commit),
+                ("POST", I + r"/push", self.image_push),
+                ("GET", r"/system/df", self.system_df),
             ]
         ]
 
@@ -291,18 +304,6 @@ class Router:
     def exec_inspect(self, req: Request) -> Response:
         return json_response(self.backend.exec_inspect(req.params["id"]))
 
-    # ---- networks
-
-    def network_list(self, req: Request) -> Response:
-        return json_response(self.backend.network_list())
-
-    def network_inspect(self, req: Request) -> Response:
-        return json_response(self.backend.network_inspect(req.params["name"]))
-
-    def network_create(self, req: Request) -> Response:
-        raise InvalidParameter("labkit-dockerd cannot create networks: it has bridge (its "
-                               "default: loopback only), host and none")
-
     # ---- volumes
 
     def volume_create(self, req: Request) -> Response:
@@ -336,22 +337,11 @@ class Router:
             raise InvalidParameter("missing parameter: fromImage")
         messages = self.backend.image_pull(from_image, req.query.get("tag", ""),
                                            req.query.get("platform", ""))
-
-        def body() -> Iterator[bytes]:
-            # After the 200 the only way to report a failure is inside the stream.
-            try:
-                for message in messages:
-                    yield jsonmessage.encode(message)
-            except DaemonError as e:
-                yield jsonmessage.encode(jsonmessage.error_message(e.message))
-            except Exception as e:
-                log.exception("pull of %s failed", from_image)
-                yield jsonmessage.encode(jsonmessage.error_message(f"pull failed: {e}"))
-
-        return StreamResponse(200, JSON, body())
+        return StreamResponse(200, JSON, jsonmessage.stream(messages, f"pull of {from_image}"))
 
     def image_list(self, req: Request) -> Response:
-        return json_response(self.backend.image_list(parse_filters(req.query.get("filters", ""))))
+        return json_response(self.backend.image_list(parse_filters(req.query.get("filters", "")),
+                                                     all_=req.bool("all")))
 
     def image_inspect(self, req: Request) -> Response:
         return json_response(self.backend.image_inspect(req.params["name"]))
@@ -361,6 +351,12 @@ class Router:
 
     def image_remove(self, req: Request) -> Response:
         return json_response(self.backend.image_remove(req.params["name"], req.bool("force")))
+
+    def image_prune(self, req: Request) -> Response:
+        return json_response(self.backend.image_prune(parse_filters(req.query.get("filters", ""))))
+
+    def system_df(self, req: Request) -> Response:
+        return json_response(self.backend.system_df())
 
 
 def _pump_stdin(conn: RawConnection, attach) -> None:
@@ -383,3 +379,4 @@ def _unix_time(req: Request, key: str) -> float:
         return float(raw)
     except ValueError:
         raise InvalidParameter(f"invalid value for {key}: {raw!r} is not a unix timestamp") from None
+

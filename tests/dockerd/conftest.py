@@ -72,8 +72,9 @@ def accepts(path: Path) -> bool:
 
 
 class Stack:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, dockerd_args: tuple[str, ...] = ()) -> None:
         self.tmp = tmp
+        self.dockerd_args = list(dockerd_args)   # more flags: --storage-driver native
         self.socket = tmp / "d.sock"
         self.env = dict(os.environ, LABKIT_RUN_DIR=str(tmp / "run"), LABKIT_LIB_DIR=str(tmp / "lib"),
                         PATH=f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
@@ -100,7 +101,8 @@ class Stack:
                                 "--root", str(self.tmp / "droot"),
                                 "--exec-root", str(self.tmp / "dexec"),
                                 "--registry-mirror", self.registry.url,
-                                "--cgroup-parent", self.cgroup_parent, "--debug"], self.socket)
+                                "--cgroup-parent", self.cgroup_parent, "--debug",
+                                *self.dockerd_args], self.socket)
 
     def restart_dockerd(self, while_away: Callable[[], None] = lambda: None) -> None:
         """Stop labkit-dockerd (SIGTERM), call `while_away`, and start dockerd again on the
@@ -155,6 +157,16 @@ class Stack:
                 pass
         for target in mounts_under([self.tmp]):   # deepest first
             subprocess.run(["umount", "-l", target], capture_output=True)
+        # Links (bridges, veths) of this stack's dockerd carry its tag in their alias; the
+        # daemon deletes them when it stops, this catches those a killed daemon left.
+        from labkit.dockerd import bridge
+        from labkit.dockerd.networkstore import daemon_tag
+        tag = f"{bridge.ALIAS_PREFIX}{daemon_tag(self.tmp / 'droot')} "
+        leftover = [link.name for link in bridge.links() if link.alias.startswith(tag)]
+        for name in leftover:
+            bridge.delete_link(name)
+        if leftover:
+            print(f"deleted links left behind by the stack's dockerd: {leftover}")
         # Container processes outlive a killed shim (they are in their own pid namespace):
         # whatever is still in the stack's cgroups is ours, and goes too.
         for _ in range(2):

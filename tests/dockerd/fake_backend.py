@@ -224,7 +224,7 @@ class FakeBackend:
         c, config = self.execs[exec_id]
         return {"ID": exec_id, "Running": False, "ExitCode": 0, "ContainerID": c.id}
 
-    def network_list(self):
+    def network_list(self, filters=None):
         return [{"Name": "none", "Id": "0" * 64, "Driver": "null"}]
 
     def network_inspect(self, name):
@@ -254,7 +254,7 @@ class FakeBackend:
 
         return gen()
 
-    def image_list(self, filters):
+    def image_list(self, filters, all_=False):
         return [{"Id": "sha256:" + "ab" * 32, "RepoTags": ["busybox:latest"]}]
 
     def image_inspect(self, name):
