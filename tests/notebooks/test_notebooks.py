@@ -83,6 +83,9 @@ UNSOLVED = {
             "network_interfaces", "join_namespace")),
     "03": ("LABKIT_IMPL_ROOTFS", "labkit_student/runc/mounts.py",
            ("mount_entry", "enter_root", "populate_dev", "readonly_path")),
+    "10": ("LABKIT_IMPL_CLI", "labkit_student/cli/run.py",
+           ("container_config", "create", "attach_wait_start", "copy_output",
+            "start_error_status")),
 }
 
 
