@@ -129,10 +129,12 @@ def test_create_pulls_on_404(run, lab, capsys):
         assert "Unable to find image 'hello-world:latest' locally" in err, err
         info = lab.inspect_container(name)
         assert info["Id"] == cid and info["State"]["Status"] == "created"
-        # a name already in use is the daemon's 409: reported, not retried or swallowed
+        # a name already in use is the daemon's 409: reported, not taken for a missing image
         with pytest.raises(APIError) as e:
             run.create(lab, {"Image": "hello-world"}, name, ref)
         assert e.value.status == 409
+        err = capsys.readouterr().err
+        assert "Unable to find image" not in err, f"a 409 was taken for a missing image: {err}"
         # an image no registry has: the pull's error, not a second 404 or a loop
         with pytest.raises(APIError):
             run.create(lab, {"Image": "cp10/no-such-image"}, None,
@@ -190,7 +192,7 @@ def test_copy_output(run):
             "'no such file or directory', 126 for 'permission denied', 125 for anything else")
 def test_start_error_status(run, lab):
     messages = {}
-    for cmd in (["cp10-no-such-program"], ["/etc/passwd"]):
+    for cmd in (["cp10-no-such-program"], ["/cp10/no/such/file"], ["/etc/passwd"]):
         cid = lab.create_container({"Image": "busybox", "Cmd": cmd})["Id"]
         try:
             with pytest.raises(APIError) as e:
@@ -199,6 +201,7 @@ def test_start_error_status(run, lab):
         finally:
             remove(lab, cid)
     assert run.start_error_status(messages["cp10-no-such-program"]) == 127, messages
+    assert run.start_error_status(messages["/cp10/no/such/file"]) == 127, messages
     assert run.start_error_status(messages["/etc/passwd"]) == 126, messages
     assert run.start_error_status("Conflict. The container name is already in use") == 125
     assert run.start_error_status("cannot start a container that has stopped") == 125

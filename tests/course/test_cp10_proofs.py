@@ -61,6 +61,15 @@ MUTATIONS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def workspace_with(base: Path, run_py: str) -> Path:
+    """A fresh workspace under `base` whose labkit_student/cli/run.py is `run_py`. Generated,
+    not copied: its bin/labkit wrapper names its own directory (a copy would run the original)."""
+    ws = base / "ws"
+    generate_workspace(ws)
+    (ws / STUDENT_FILE).write_text(run_py)
+    return ws
+
+
 @pytest.fixture(scope="module")
 def workspace():
     """A freshly generated workspace (short path: it ends up in messages and wrapper scripts)."""
@@ -102,12 +111,10 @@ def test_fresh_workspace_fails_every_checkpoint(workspace, tmp_path, reference_e
     assert "Traceback" not in proof.message
 
 
-def test_the_chapters_solution_alone_gets_full_marks(workspace, tmp_path):
+def test_the_chapters_solution_alone_gets_full_marks(tmp_path):
     """A workspace where only chapter 10 is solved (every other exercise still blank), the cli
     layer taken from it: full marks on cp10, its proof included."""
-    solved = tmp_path / "ws"
-    shutil.copytree(workspace, solved, symlinks=True)
-    (solved / STUDENT_FILE).write_text(REFERENCE)
+    solved = workspace_with(tmp_path, REFERENCE)
     report = grade(["cp10"], solved, out_dir=tmp_path / "grade", layers=["cli"], quiet=True)
     chapter = report.chapters["cp10"]
     assert [t.name for t in chapter.tests if t.outcome != "passed"] == [], report.output[-3000:]
@@ -115,12 +122,10 @@ def test_the_chapters_solution_alone_gets_full_marks(workspace, tmp_path):
 
 
 @pytest.mark.parametrize("test_name", sorted(MUTATIONS))
-def test_seeded_bug_is_caught(test_name, workspace, tmp_path, reference_env):
+def test_seeded_bug_is_caught(test_name, tmp_path, reference_env):
     mistake, old, new = MUTATIONS[test_name]
     assert REFERENCE.count(old) == 1, f"the mutation's text must occur once in the reference: {old!r}"
-    mutated = tmp_path / "ws"
-    shutil.copytree(workspace, mutated, symlinks=True)
-    (mutated / STUDENT_FILE).write_text(REFERENCE.replace(old, new))
+    mutated = workspace_with(tmp_path, REFERENCE.replace(old, new))
     longer = [f"not {other}" for other in MUTATIONS if other != test_name and test_name in other]
     report = grade(["cp10"], mutated, out_dir=tmp_path / "grade", layers=["cli"],
                    quiet=True, pytest_args=["-k", " and ".join([test_name, *longer])])
