@@ -10,6 +10,7 @@ Modules, from the one nearest the user to the one nearest containerd:
     server.py       HTTP/1.1 over a unix socket: keep-alive, chunked streams, hijacking (attach)
     httputils.py    the API's HTTP vocabulary: Request, the three responses, versions, filters
     router.py       the route table (method + path -> handler) and the thin handlers
+      routes_stdio.py   attach, logs, exec: framing, content types, detach keys
     backend.py      the Backend Protocol the router calls (a fake one drives the unit tests)
     errors.py       error kinds, one per HTTP status (404 drives pull-on-create)
     jsonmessage.py  pull progress as Docker's JSON message stream (no I/O)

@@ -150,7 +150,8 @@ class ExecService:
         attachment = ex.broadcaster.subscribe(
             ex.tty, bool(ex.config.get("AttachStdout", True)),
             bool(ex.config.get("AttachStderr", True)), feed)
-        return _ExecSession(attachment, lambda: self._run(ex))
+        return _ExecSession(attachment, lambda: self._run(ex),
+                            ex.config.get("DetachKeys") or "")
 
     def _run(self, ex: _Exec) -> RemoteError | None:
         """Tasks.Exec + Tasks.Start with fifos of its own; None, or what went wrong."""
@@ -254,7 +255,8 @@ class ExecService:
             "OpenStdin": bool(ex.config.get("AttachStdin")),
             "OpenStdout": bool(ex.config.get("AttachStdout", True)),
             "OpenStderr": bool(ex.config.get("AttachStderr", True)),
-            "CanRemove": False, "ContainerID": ex.container.ID, "DetachKeys": "",
+            "CanRemove": False, "ContainerID": ex.container.ID,
+            "DetachKeys": ex.config.get("DetachKeys") or "",
             "Pid": ex.pid,
         }
 
@@ -263,8 +265,9 @@ class _ExecSession:
     """An attached exec's stream: starts the process when first read (after the 101),
     then relays its output; a failed start becomes the error text in the stream."""
 
-    def __init__(self, attachment: Attachment, start) -> None:
+    def __init__(self, attachment: Attachment, start, detach_keys: str = "") -> None:
         self.tty = attachment.tty
+        self.detach_keys = detach_keys  # the exec's DetachKeys ("" : ctrl-p,ctrl-q)
         self._attachment = attachment
         self._start = start
 

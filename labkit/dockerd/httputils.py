@@ -25,9 +25,13 @@ from typing import Callable, Iterable, Mapping, Protocol
 
 from labkit.dockerd.errors import InvalidParameter
 
-API_VERSION = "1.45"      # what /_ping and /version advertise (the CLI then uses min(its, ours))
-MIN_API_VERSION = "1.24"  # the oldest version prefix accepted in a path
-MAX_API_VERSION = "1.50"  # the newest accepted (the CLI 28.2.2 speaks 1.50 when pinned)
+# ONE range of API versions, as dockerd has: /_ping and /version advertise the newest, the
+# client then uses min(its own, ours) in every path; a path naming a version outside the
+# range is refused, with these same numbers in the message. An unversioned path is served
+# as the newest (moby: api.DefaultVersion).
+API_VERSION = "1.45"      # the newest this daemon serves
+MIN_API_VERSION = "1.24"  # the oldest
+MAX_API_VERSION = API_VERSION
 
 JSON = "application/json"
 
@@ -133,6 +137,12 @@ def split_version(path: str) -> tuple[str | None, str]:
         raise InvalidParameter(f"client version {version} is too new. Maximum supported API "
                                f"version is {MAX_API_VERSION}")
     return version, m.group("rest")
+
+
+def version_at_least(version: str | None, minimum: str) -> bool:
+    """Whether a request's API version (None: unversioned, i.e. the newest) is >= minimum:
+    behaviour that changed with a version (moby's versions.GreaterThanOrEqualTo)."""
+    return _version_tuple(version or API_VERSION) >= _version_tuple(minimum)
 
 
 def parse_filters(raw: str) -> dict[str, list[str]]:

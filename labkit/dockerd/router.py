@@ -23,17 +23,15 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 from typing import Callable, Iterator
 
-from labkit import stdcopy
-from labkit.dockerd import jsonlog, jsonmessage
-from labkit.dockerd.backend import AttachStream, Backend
+from labkit.dockerd import jsonmessage
+from labkit.dockerd.backend import Backend
 from labkit.dockerd.errors import DaemonError, InvalidParameter
-from labkit.dockerd.httputils import (API_VERSION, JSON, AnyResponse, HijackResponse,
-                                      RawConnection, Request, Response, StreamResponse,
-                                      error_response, json_response, parse_filters,
-                                      split_version)
+from labkit.dockerd.httputils import (API_VERSION, JSON, AnyResponse, Request, Response,
+                                      StreamResponse, error_response, json_response,
+                                      parse_filters, split_version)
+from labkit.dockerd.routes_stdio import StdioRoutes, unix_time
 
 log = logging.getLogger("labkit.dockerd")
 
@@ -45,7 +43,7 @@ Handler = Callable[[Request], AnyResponse]
 _CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
-class Router:
+class Router(StdioRoutes):
     """Maps requests to handlers; every handler calls one method of `backend`."""
 
     def __init__(self, backend: Backend, server_version: str = "0.1.0-labkit") -> None:
@@ -136,8 +134,8 @@ class Router:
 
     def events(self, req: Request) -> StreamResponse:
         # since=0 means "from the start" (docker-py sends it), so absence is None, not 0
-        since = _unix_time(req, "since") if req.query.get("since") else None
-        events = self.backend.events(since, _unix_time(req, "until"),
+        since = unix_time(req, "since") if req.query.get("since") else None
+        events = self.backend.events(since, unix_time(req, "until"),
                                      parse_filters(req.query.get("filters", "")))
 
         def body() -> Iterator[bytes]:
@@ -215,82 +213,6 @@ class Router:
 
         return StreamResponse(200, JSON, body())
 
-    def container_attach(self, req: Request) -> HijackResponse:
-        want_stdin = req.bool("stdin")
-        attach = self.backend.container_attach(
-            req.params["name"], stdin=want_stdin, stdout=req.bool("stdout"),
-            stderr=req.bool("stderr"), logs=req.bool("logs"), stream=req.bool("stream"))
-        return self._hijack(req, attach, stdin=want_stdin)
-
-    def _hijack(self, req: Request, attach: AttachStream, stdin: bool) -> HijackResponse:
-        """Hand the connection to a stdio session: output out (framed unless TTY), stdin in."""
-        def session(conn: RawConnection) -> None:
-            if stdin:
-                threading.Thread(target=_pump_stdin, args=(conn, attach), daemon=True,
-                                 name="attach-stdin").start()
-            # Only output ends the session. Without -i the CLI half-closes its side right
-            # after the 101; that EOF must not end the output direction.
-            try:
-                for stream, data in attach.output():
-                    conn.write(data if attach.tty else stdcopy.encode_frame(stream, data))
-            except OSError:
-                pass  # the client went away
-            finally:
-                attach.close()
-
-        upgrade = "upgrade" in req.headers.get("Connection", "").lower()
-        return HijackResponse(stdcopy.RAW if attach.tty else stdcopy.MULTIPLEXED, session, upgrade)
-
-    def container_logs(self, req: Request) -> StreamResponse:
-        stdout, stderr = req.bool("stdout"), req.bool("stderr")
-        if not (stdout or stderr):
-            raise InvalidParameter("Bad parameters: you must choose at least one stream")
-        tail_raw = req.query.get("tail", "all")
-        if tail_raw in ("", "all"):
-            tail = None
-        else:
-            try:
-                tail = int(tail_raw)
-            except ValueError:
-                raise InvalidParameter(f"invalid value for tail: {tail_raw!r} is neither "
-                                       "\"all\" nor an integer") from None
-        since, until = _unix_time(req, "since"), _unix_time(req, "until")
-        logs = self.backend.container_logs(req.params["name"], req.bool("follow"), stdout,
-                                           stderr, tail, since, until)
-        timestamps = req.bool("timestamps")
-
-        def body() -> Iterator[bytes]:
-            for entry in logs.entries:
-                yield from jsonlog.iter_frames([entry], logs.tty, timestamps)
-
-        return StreamResponse(200, stdcopy.RAW if logs.tty else stdcopy.MULTIPLEXED, body())
-
-    # ---- exec
-
-    def exec_create(self, req: Request) -> Response:
-        config = req.json()
-        if not isinstance(config, dict):
-            raise InvalidParameter("invalid exec config: expected a JSON object")
-        exec_id = self.backend.exec_create(req.params["name"], config)
-        return json_response({"Id": exec_id}, 201)
-
-    def exec_start(self, req: Request) -> AnyResponse:
-        body = req.json() or {}
-        if not isinstance(body, dict):
-            raise InvalidParameter("invalid exec start config: expected a JSON object")
-        detach = bool(body.get("Detach"))
-        stream = self.backend.exec_start(req.params["id"], detach)
-        if detach or stream is None:
-            return Response(200, b"", JSON)
-        return self._hijack(req, stream, stdin=True)
-
-    def exec_resize(self, req: Request) -> Response:
-        self.backend.exec_resize(req.params["id"], req.int("h", 0), req.int("w", 0))
-        return Response(200)
-
-    def exec_inspect(self, req: Request) -> Response:
-        return json_response(self.backend.exec_inspect(req.params["id"]))
-
     # ---- networks
 
     def network_list(self, req: Request) -> Response:
@@ -361,25 +283,3 @@ class Router:
 
     def image_remove(self, req: Request) -> Response:
         return json_response(self.backend.image_remove(req.params["name"], req.bool("force")))
-
-
-def _pump_stdin(conn: RawConnection, attach) -> None:
-    """Copy the client's bytes to the container's stdin; its half-close closes stdin."""
-    try:
-        while data := conn.read():
-            attach.write_stdin(data)
-    except OSError:
-        pass
-    finally:
-        attach.close_stdin()
-
-
-def _unix_time(req: Request, key: str) -> float:
-    """`since`/`until` are unix seconds, possibly with a fraction ("1700000000.123")."""
-    raw = req.query.get(key, "")
-    if raw == "":
-        return 0.0
-    try:
-        return float(raw)
-    except ValueError:
-        raise InvalidParameter(f"invalid value for {key}: {raw!r} is not a unix timestamp") from None

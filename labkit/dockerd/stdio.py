@@ -74,7 +74,9 @@ class Attachment:
             self._stdin(None)
 
     def close(self) -> None:
+        """The client is gone, or detached: no more output for it, and output() ends."""
         self._broadcaster.unsubscribe(self)
+        self._queue.put(None)
 
 
 class Broadcaster:

@@ -101,12 +101,26 @@ def test_ping_headers(api):
 
 def test_versioned_and_unversioned_paths(api):
     sock, _ = api
-    for path in ("/version", "/v1.41/version", "/v1.50/version"):
+    for path in ("/version", "/v1.24/version", "/v1.41/version", "/v1.45/version"):
         status, headers, body = call(sock, "GET", path)
         assert status == 200, path
         assert json.loads(body)["ApiVersion"] == "1.45"
     status, headers, body = call(sock, "GET", "/v1.10/version")
     assert status == 400 and b"too old" in body
+
+
+def test_one_api_version_range(api):
+    """What /version advertises is what the paths accept, and what the refusal names."""
+    sock, _ = api
+    version = json.loads(call(sock, "GET", "/version")[2])
+    assert (version["MinAPIVersion"], version["ApiVersion"]) == ("1.24", "1.45")
+    assert call(sock, "GET", "/v1.46/version")[0] == 400
+    status, _, body = call(sock, "GET", "/v1.99/version")
+    assert status == 400
+    assert json.loads(body)["message"] == ("client version 1.99 is too new. Maximum "
+                                           "supported API version is 1.45")
+    status, _, body = call(sock, "GET", "/v1.23/version")
+    assert status == 400 and "Minimum supported API version is 1.24" in json.loads(body)["message"]
 
 
 def test_unknown_route_is_json_404(api):
