@@ -11,6 +11,7 @@ Modules, from the one nearest the user to the one nearest containerd:
     httputils.py    the API's HTTP vocabulary: Request, the three responses, versions, filters
     router.py       the route table (method + path -> handler) and the thin handlers
       routes_stdio.py   attach, logs, exec: framing, content types, detach keys
+      routes_volumes.py volume create, ls (filters), inspect, rm, prune
     backend.py      the Backend Protocol the router calls (a fake one drives the unit tests)
     errors.py       error kinds, one per HTTP status (404 drives pull-on-create)
     jsonmessage.py  pull progress as Docker's JSON message stream (no I/O)
@@ -32,7 +33,7 @@ Modules, from the one nearest the user to the one nearest containerd:
       info.py         `docker version`, `docker info`
     images.py       images as Docker shows them (IDs, tags, digests), pull, rmi
     events.py       `docker events`: the daemon's log of what happened
-    volumes.py      named volumes: directories dockerd manages, bind-mounted into containers
+    volumes.py      named and anonymous volumes: directories dockerd manages, bind-mounted
     container.py    the container record: state, persistence, inspect/ps views
     oci.py          the OCI runtime spec handed down, in the shape a real dockerd writes
     security.py     --security-opt: seccomp profiles resolved per container, no-new-privileges

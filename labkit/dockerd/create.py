@@ -103,18 +103,18 @@ class Create(DaemonCore):
             merged["Hostname"] = platform.node()
         cdir = Container.dir_for(self.config.root, cid)
         cdir.mkdir(parents=True, exist_ok=True)
+        anonymous: list[str] = []  # volumes made for this container: undone on failure
         try:
             files = etcfiles.write(cdir, merged["Hostname"], network, host_config)
             cgroups_path = _cgroups_path(cid, host_config, self.config.cgroup_parent)
-            volumes = oci.volume_mounts(host_config.get("Binds"), host_config.get("Mounts"),
-                                        self._volume_path)
+            volumes = self._container_volumes(merged, host_config, anonymous)
             spec = _spec(merged, host_config, args, files, volumes, network, cgroups_path)
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, DaemonError) as e:
             shutil.rmtree(cdir, ignore_errors=True)
+            self._remove_volumes(anonymous)
+            if isinstance(e, DaemonError):
+                raise
             raise InvalidParameter(str(e)) from None
-        except DaemonError:
-            shutil.rmtree(cdir, ignore_errors=True)
-            raise
 
         c = Container(ID=cid, Name=name, Created=rfc3339nano(), Path=args[0], Args=args[1:],
                       Config=merged, HostConfig=host_config, Image=image.config_digest,
@@ -123,8 +123,30 @@ class Create(DaemonCore):
                       HostnamePath=str(files["/etc/hostname"]), HostsPath=str(files["/etc/hosts"]),
                       ResolvConfPath=str(files["/etc/resolv.conf"]),
                       MountPoints=oci.mount_points(volumes))
-        self._register(c, image, binary, spec, cdir)
+        try:
+            self._register(c, image, binary, spec, cdir)
+        except DaemonError:
+            self._remove_volumes(anonymous)
+            raise
         return CreateResult(cid, _warnings(host_config))
+
+    def _container_volumes(self, merged: dict, host_config: dict,
+                           anonymous: list[str]) -> list[dict]:
+        """The volume mounts: -v and --mount (named volumes made on first use), then an
+        anonymous volume for every other path of Config.Volumes (`-v /data`, the image's
+        VOLUME). The names of the volumes made here are appended to `anonymous`."""
+        def volume_path(name: str) -> str:
+            path = self._volume_path(name)
+            if not name:
+                anonymous.append(os.path.basename(os.path.dirname(path)))
+            return path
+
+        volumes = oci.volume_mounts(host_config.get("Binds"), host_config.get("Mounts"),
+                                    volume_path)
+        if merged.get("Volumes") is not None and not isinstance(merged["Volumes"], dict):
+            raise InvalidParameter("invalid Volumes: expected an object whose keys are paths")
+        return oci.in_mount_order(volumes + oci.anonymous_volume_mounts(
+            merged.get("Volumes"), volumes, volume_path))
 
     def _register(self, c: Container, image: ImageRecord, binary: str, spec: dict,
                   cdir: Path) -> None:

@@ -38,9 +38,11 @@ exec.py); the Daemon's methods for them, here, only add events.
 
 from __future__ import annotations
 
+import logging
 from typing import Iterator
 
 from labkit.dockerd.attach import AttachLogs
+from labkit.dockerd.container import Container
 from labkit.dockerd.core import DaemonCore
 from labkit.dockerd.create import Create
 from labkit.dockerd.errors import DaemonError
@@ -51,7 +53,10 @@ from labkit.dockerd.remove import Remove
 from labkit.dockerd.restore import Restore
 from labkit.dockerd.start import StartStop
 from labkit.dockerd.views import Views
+from labkit.dockerd.volumes import ANONYMOUS
 from labkit.dockerd.wait import Wait
+
+log = logging.getLogger("labkit.dockerd")
 
 
 class Daemon(Create, StartStop, Monitor, Wait, AttachLogs, Remove, Restore, Views, Networks,
@@ -61,12 +66,30 @@ class Daemon(Create, StartStop, Monitor, Wait, AttachLogs, Remove, Restore, View
     # ================================================================ volumes (volumes.py)
 
     def _volume_path(self, name: str) -> str:
+        """The directory of volume `name`, made if need be; "" makes an anonymous one."""
         try:
+            if not name:
+                volume = self.volumes.create(None, labels={ANONYMOUS: ""})
+                self.event_bus.publish("volume", "create", volume["Name"], {"driver": "local"})
+                return volume["Mountpoint"]
             return self.volumes.path(name)
         except DaemonError as e:  # volume_mounts reports ValueErrors as 400s
             raise ValueError(e.message) from None
 
-    def _volume_users(self, name: str) -> list[str]:
+    def _remove_volumes(self, names: list[str]) -> None:
+        """Remove volumes no container uses any more (a failed create's, `rm -v`'s)."""
+        for name in names:
+            try:
+                self.volume_remove(name, False)
+            except DaemonError as e:
+                log.info("volume %s stays: %s", name[:12], e.message)
+
+    def _anonymous_volumes(self, c: Container) -> list[str]:
+        """The volumes made for `c` alone: what `docker rm -v` and `--rm` remove."""
+        return [m["Name"] for m in c.MountPoints
+                if m.get("Name") and self.volumes.is_anonymous(m["Name"])]
+
+    def volume_users(self, name: str) -> list[str]:
         with self._lock:
             return [c.ID for c in self._containers.values()
                     if any(m.get("Name") == name for m in c.MountPoints)]
@@ -84,8 +107,14 @@ class Daemon(Create, StartStop, Monitor, Wait, AttachLogs, Remove, Restore, View
         return self.volumes.get(name)
 
     def volume_remove(self, name: str, force: bool) -> None:
-        self.volumes.remove(name, force, self._volume_users)
+        self.volumes.remove(name, force, self.volume_users)
         self.event_bus.publish("volume", "destroy", name, {"driver": "local"})
+
+    def volume_prune(self, filters: dict[str, list[str]]) -> tuple[list[str], int]:
+        removed, freed = self.volumes.prune(filters, self.volume_users)
+        for name in removed:
+            self.event_bus.publish("volume", "destroy", name, {"driver": "local"})
+        return removed, freed
 
     # ================================================================ images (images.py)
 

@@ -81,7 +81,7 @@ class Monitor(DaemonCore):
                 self._changed.notify_all()
         if c.HostConfig.get("AutoRemove") and not live.removed and not self._closing.is_set():
             try:
-                self._remove(c)
+                self._remove(c, volumes=True)
             except DaemonError as e:
                 log.warning("auto-remove of %s failed: %s", c.ID[:12], e)
 

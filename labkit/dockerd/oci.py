@@ -209,17 +209,40 @@ def volume_mounts(binds: list[str] | None, mounts: list[dict] | None,
         if kind == "bind":
             out.append(_bind(m.get("Source") or "", target or "", bool(m.get("ReadOnly")),
                              create=False))
-        elif kind == "volume":
+        elif kind == "volume":  # no Source: an anonymous volume (volume_path("") makes one)
             name = m.get("Source") or ""
-            if volume_path is None or not isinstance(name, str) or not name:
+            if volume_path is None or not isinstance(name, str):
                 raise ValueError("a volume mount needs the volume's name as its source")
-            out.append(_bind(volume_path(name), target or "", bool(m.get("ReadOnly")),
-                             create=False, volume=name))
+            source = volume_path(name)
+            out.append(_bind(source, target or "", bool(m.get("ReadOnly")), create=False,
+                             volume=name or os.path.basename(os.path.dirname(source))))
         elif kind == "tmpfs":
             out.append(_tmpfs(target or "", m.get("TmpfsOptions") or {}))
         else:
             raise ValueError(f"mount type {kind!r} is not supported by labkit-dockerd "
                              "(bind, volume and tmpfs are)")
+    return in_mount_order(out)
+
+
+def anonymous_volume_mounts(volumes: dict | None, taken: list[dict],
+                            volume_path: Callable[[str], str]) -> list[dict]:
+    """A volume of its own for each destination of Config.Volumes (`-v /data`, the image's
+    VOLUME) that no -v/--mount covers: moby's anonymous volumes. volume_path("") creates
+    one under a random name and gives its directory, <root>/volumes/<name>/_data."""
+    covered = {os.path.normpath(m["destination"]) for m in taken}
+    out = []
+    for destination in sorted(volumes or {}):
+        _check_destination(destination)
+        if os.path.normpath(destination) in covered:
+            continue
+        source = volume_path("")
+        out.append(_bind(source, destination, False, create=False,
+                         volume=os.path.basename(os.path.dirname(source))))
+    return out
+
+
+def in_mount_order(out: list[dict]) -> list[dict]:
+    """Refuse two mounts on one destination; sort the rest so that parents come first."""
     destinations = [m["destination"] for m in out]
     for d in destinations:
         if destinations.count(d) > 1:
@@ -353,7 +376,7 @@ def mount_points(mounts: list[dict]) -> list[dict]:
                  "Source": m["source"] if m["type"] == "bind" else "",
                  "Destination": m["destination"], "Mode": "ro" if "ro" in m["options"] else "",
                  "RW": "ro" not in m["options"],
-                 "Propagation": "rprivate" if m["type"] == "bind" else ""}
+                 "Propagation": "rprivate" if m["type"] == "bind" and "volume" not in m else ""}
         if "volume" in m:
             point.update(Name=m["volume"], Driver="local")
         out.append(point)

@@ -37,9 +37,11 @@ class Remove(DaemonCore):
             self._signal(c, signals.SIGKILL)
             if not self._wait_stopped(c, 15):
                 raise SystemError_(f"container {c.ID[:12]} did not exit after SIGKILL")
-        self._remove(c)
+        self._remove(c, volumes)
 
-    def _remove(self, c: Container) -> None:
+    def _remove(self, c: Container, volumes: bool = False) -> None:
+        """Remove a container; with `volumes` (`rm -v`, `run --rm`) its anonymous volumes
+        too (named ones stay: moby's removeMountPoints)."""
         with self._lock:
             live = self._live.get(c.ID)
             if live is None or live.removed:
@@ -72,6 +74,8 @@ class Remove(DaemonCore):
         live.broadcaster.close_all()  # clients attached to a container that never ran
         self._event(c, "destroy")
         log.info("removed container %s", c.ID[:12])
+        if volumes:
+            self._remove_volumes(self._anonymous_volumes(c))
 
     def container_prune(self, filters: dict[str, list[str]]) -> list[str]:
         unsupported = set(filters) - {"label"}

@@ -32,6 +32,7 @@ from labkit.dockerd.httputils import (API_VERSION, JSON, AnyResponse, Request, R
                                       StreamResponse, error_response, json_response,
                                       parse_filters, split_version)
 from labkit.dockerd.routes_stdio import StdioRoutes, unix_time
+from labkit.dockerd.routes_volumes import VolumeRoutes
 
 log = logging.getLogger("labkit.dockerd")
 
@@ -43,7 +44,7 @@ Handler = Callable[[Request], AnyResponse]
 _CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
-class Router(StdioRoutes):
+class Router(StdioRoutes, VolumeRoutes):
     """Maps requests to handlers; every handler calls one method of `backend`."""
 
     def __init__(self, backend: Backend, server_version: str = "0.1.0-labkit") -> None:
@@ -84,6 +85,7 @@ class Router(StdioRoutes):
                 ("GET", r"/networks/(?P<name>[^/]+)", self.network_inspect),
                 ("POST", r"/networks/create", self.network_create),
                 ("POST", r"/volumes/create", self.volume_create),
+                ("POST", r"/volumes/prune", self.volume_prune),
                 ("GET", r"/volumes", self.volume_list),
                 ("GET", V, self.volume_inspect),
                 ("DELETE", V, self.volume_remove),
@@ -224,29 +226,6 @@ class Router(StdioRoutes):
     def network_create(self, req: Request) -> Response:
         raise InvalidParameter("labkit-dockerd cannot create networks: it has bridge (its "
                                "default: loopback only), host and none")
-
-    # ---- volumes
-
-    def volume_create(self, req: Request) -> Response:
-        body = req.json() or {}
-        if not isinstance(body, dict):
-            raise InvalidParameter("invalid volume config: expected a JSON object")
-        name = body.get("Name") or None
-        if name is not None and not isinstance(name, str):
-            raise InvalidParameter("invalid volume Name: expected a string")
-        volume = self.backend.volume_create(name, body.get("Driver") or "local",
-                                            body.get("Labels"), body.get("DriverOpts"))
-        return json_response(volume, 201)
-
-    def volume_list(self, req: Request) -> Response:
-        return json_response({"Volumes": self.backend.volume_list(), "Warnings": []})
-
-    def volume_inspect(self, req: Request) -> Response:
-        return json_response(self.backend.volume_inspect(req.params["name"]))
-
-    def volume_remove(self, req: Request) -> Response:
-        self.backend.volume_remove(req.params["name"], req.bool("force"))
-        return Response(204)
 
     # ---- images
 

@@ -121,7 +121,7 @@ class StartStop(DaemonCore):
         live.broadcaster.close_all()
         if c.HostConfig.get("AutoRemove"):
             try:
-                self._remove(c)
+                self._remove(c, volumes=True)
             except DaemonError as err:
                 log.warning("auto-remove of %s after a failed start: %s", c.ID[:12], err)
         if e.code == "UNAVAILABLE":

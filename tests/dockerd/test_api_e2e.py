@@ -169,3 +169,83 @@ def test_stream_content_type_by_api_version(labkit_stack, docker_env):
                                          "api-ctype/logs?stdout=1")
             assert (status, headers["Content-Type"]) == (200, expected)
             assert body == b"\x01\x00\x00\x00\x00\x00\x00\x02x\n"   # framed either way
+
+
+# ---------------------------------------------------------------- 2. volumes
+
+def volume_names(env: dict) -> set[str]:
+    return set(docker(env, "volume", "ls", "-q").stdout.split())
+
+
+def test_anonymous_volumes_keep_data_and_are_listed(docker_env):
+    """`-v /data` gets a volume of its own (issue 11: it was silently dropped): the data is
+    there for the next start, Mounts names it, and `rm -v` removes it."""
+    before = volume_names(docker_env)
+    with containers(docker_env, "api-anon"):
+        r = docker(docker_env, "run", "--name", "api-anon", "-v", "/data", "busybox", "sh", "-c",
+                   "cat /data/f 2>/dev/null || { echo kept > /data/f; echo first; }")
+        assert (r.returncode, r.stdout) == (0, "first\n"), r.stderr
+        r = docker(docker_env, "start", "-a", "api-anon")
+        assert (r.returncode, r.stdout) == (0, "kept\n"), r.stderr
+        mounts = json.loads(docker(docker_env, "inspect", "--format", "{{json .Mounts}}",
+                                   "api-anon").stdout)
+        assert [(m["Type"], m["Destination"], m["RW"], m["Driver"]) for m in mounts] == [
+            ("volume", "/data", True, "local")]
+        name = mounts[0]["Name"]
+        assert len(name) == 64 and name in volume_names(docker_env) - before
+        labels = json.loads(docker(docker_env, "volume", "inspect", "--format",
+                                   "{{json .Labels}}", name).stdout)
+        assert labels == {"com.docker.volume.anonymous": ""}
+        assert docker(docker_env, "rm", "-v", "api-anon").returncode == 0
+    assert volume_names(docker_env) == before
+
+
+def test_rm_removes_anonymous_volumes_named_ones_stay(docker_env):
+    before = volume_names(docker_env)
+    try:
+        r = docker(docker_env, "run", "--rm", "-v", "/scratch", "-v", "api-named:/keep",
+                   "--mount", "type=volume,target=/also", "busybox", "sh", "-c",
+                   "echo a > /scratch/a && echo b > /keep/b && echo c > /also/c")
+        assert r.returncode == 0, r.stderr
+        assert wait_until(lambda: volume_names(docker_env) - before == {"api-named"})
+        r = docker(docker_env, "run", "--rm", "-v", "api-named:/keep:ro", "busybox", "sh", "-c",
+                   "cat /keep/b; echo x > /keep/new")
+        assert r.stdout == "b\n" and "Read-only file system" in r.stderr
+        assert r.returncode != 0
+    finally:
+        docker(docker_env, "volume", "rm", "-f", "api-named")
+    assert volume_names(docker_env) == before
+
+
+def test_image_volumes_and_volume_prune(stack, docker_env):
+    """An image's VOLUME gets an anonymous volume; `volume prune` removes unused anonymous
+    volumes, `--all` the named ones too, and never one in use."""
+    from labkit.distribution.client import RegistryClient
+    from labkit.images import busybox, make_image, push_image
+    base = busybox()
+    image = make_image("library/api-volimg", base.layers, cmd=["sh"], volumes=["/var/db"])
+    push_image(RegistryClient(stack.registry.url), image)
+    with containers(docker_env, "api-img", "api-user"):
+        r = docker(docker_env, "run", "--name", "api-img", "api-volimg", "sh", "-c",
+                   "echo v > /var/db/x && grep -c /var/db /proc/mounts")
+        assert (r.returncode, r.stdout) == (0, "1\n"), r.stderr
+        (mount,) = json.loads(docker(docker_env, "inspect", "--format", "{{json .Mounts}}",
+                                     "api-img").stdout)
+        assert (mount["Type"], mount["Destination"]) == ("volume", "/var/db")
+        assert docker(docker_env, "volume", "create", "api-unused").returncode == 0
+        assert docker(docker_env, "run", "-d", "--name", "api-user", "-v", "/busy", "busybox",
+                      "sleep", "60").returncode == 0
+        busy = json.loads(docker(docker_env, "inspect", "--format", "{{json .Mounts}}",
+                                 "api-user").stdout)[0]["Name"]
+        docker(docker_env, "rm", "api-img")    # without -v: its volume stays, unused
+        assert mount["Name"] in volume_names(docker_env)
+        r = docker(docker_env, "volume", "prune", "-f")
+        assert r.returncode == 0 and mount["Name"] in r.stdout, r.stderr
+        names = volume_names(docker_env)
+        assert mount["Name"] not in names and {"api-unused", busy} <= names
+        r = docker(docker_env, "volume", "prune", "-af")
+        assert "api-unused" in r.stdout and busy in volume_names(docker_env)
+        dangling = docker(docker_env, "volume", "ls", "-q", "--filter", "dangling=false")
+        assert busy in dangling.stdout.split()
+    docker(docker_env, "rmi", "api-volimg")
+    docker(docker_env, "volume", "prune", "-f")
