@@ -26,6 +26,7 @@ Modules, from the one nearest the user to the one nearest containerd:
       wait.py         `docker wait` (registered before start, so no exit is missed)
       start.py        `docker start`, `stop`, `kill`, `restart`: the task, its fifos
       monitor.py      a task's exit: record it, drain the output, wake the waiters
+      restart.py      restart policies: backoff, stop/kill by hand, again after a restart
       exec.py         `docker exec`: one more process in a running container
       remove.py       `docker rm`, container prune
       restore.py      live restore: take running containers back after a restart
@@ -36,8 +37,10 @@ Modules, from the one nearest the user to the one nearest containerd:
     volumes.py      named and anonymous volumes: directories dockerd manages, bind-mounted
     container.py    the container record: state, persistence, inspect/ps views
     oci.py          the OCI runtime spec handed down, in the shape a real dockerd writes
+    mounts.py       -v, --mount and anonymous volumes as OCI mounts; inspect's Mounts
     security.py     --security-opt: seccomp profiles resolved per container, no-new-privileges
     seccomp_default.py  Docker's default seccomp profile, as commented data
+    logdriver.py    log drivers json-file (max-size/max-file rotation) and none
     jsonlog.py      the json-file log: one JSON line per output line, timestamps (no I/O)
     stdio.py        fifos, the json-file log, and fan-out to attached clients
     names.py        "adjective_surname" container names

@@ -59,6 +59,7 @@ class AttachStream(Protocol):
     """One client's view of a container's stdio."""
 
     tty: bool  # raw bytes (True) or multiplexed frames (False)
+    stdin_attached: bool  # the client's bytes reach the container (attach stdin=1, OpenStdin)
 
     def output(self) -> Iterator[tuple[int, bytes]]:
         """(stream, bytes) pairs as the container writes them; ends at EOF of its output."""

@@ -61,6 +61,7 @@ class Container:
     HostsPath: str = ""
     ResolvConfPath: str = ""
     RestartCount: int = 0
+    HasBeenManuallyStopped: bool = False  # by docker stop/kill (restart.py); not in inspect
     MountPoints: list[dict] = field(default_factory=list)  # volumes, as inspect shows them
 
     # ---- persistence
@@ -149,6 +150,9 @@ class Container:
         s = self.State
         if s.Status == "running":
             return "Up " + human_duration(now - parse_time(s.StartedAt))
+        if s.Status == "restarting":
+            return (f"Restarting ({s.ExitCode}) "
+                    f"{human_duration(now - parse_time(s.FinishedAt))} ago")
         if s.Status == "exited":
             return f"Exited ({s.ExitCode}) {human_duration(now - parse_time(s.FinishedAt))} ago"
         if s.Status == "removing":

@@ -68,6 +68,9 @@ class Live:
     removed: bool = False
     stdin_pending: bytearray = field(default_factory=bytearray)
     stdin_closed: bool = False
+    exit_on_next: bool = False   # the next exit was asked for (stop, kill): no restart
+    backoff: float = 0.0         # seconds before the last restart (restart.py doubles it)
+    restart_cancel: threading.Event | None = None  # set: a waiting restart is called off
 
 
 class DaemonCore:

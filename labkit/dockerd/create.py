@@ -27,7 +27,7 @@ from pathlib import Path
 
 from labkit.wire.containerd import api_pb2 as pb
 from labkit.distribution.layers import chain_ids
-from labkit.dockerd import etcfiles, imageconfig, oci, security
+from labkit.dockerd import etcfiles, imageconfig, logdriver, mounts, oci, security
 from labkit.dockerd.backend import CreateResult
 from labkit.dockerd.container import Container
 from labkit.dockerd.core import BUILTIN_RUNTIMES, SHIM, DaemonCore, Live
@@ -122,7 +122,7 @@ class Create(DaemonCore):
                       LogPath=str(cdir / f"{cid}-json.log"),
                       HostnamePath=str(files["/etc/hostname"]), HostsPath=str(files["/etc/hosts"]),
                       ResolvConfPath=str(files["/etc/resolv.conf"]),
-                      MountPoints=oci.mount_points(volumes))
+                      MountPoints=mounts.mount_points(volumes))
         try:
             self._register(c, image, binary, spec, cdir)
         except DaemonError:
@@ -141,11 +141,11 @@ class Create(DaemonCore):
                 anonymous.append(os.path.basename(os.path.dirname(path)))
             return path
 
-        volumes = oci.volume_mounts(host_config.get("Binds"), host_config.get("Mounts"),
+        volumes = mounts.volume_mounts(host_config.get("Binds"), host_config.get("Mounts"),
                                     volume_path)
         if merged.get("Volumes") is not None and not isinstance(merged["Volumes"], dict):
             raise InvalidParameter("invalid Volumes: expected an object whose keys are paths")
-        return oci.in_mount_order(volumes + oci.anonymous_volume_mounts(
+        return mounts.in_mount_order(volumes + mounts.anonymous_volume_mounts(
             merged.get("Volumes"), volumes, volume_path))
 
     def _register(self, c: Container, image: ImageRecord, binary: str, spec: dict,
@@ -186,11 +186,7 @@ def _with_defaults(host_config: dict, runtime: str) -> dict:
     host_config = dict(host_config)
     host_config["Runtime"] = runtime
     host_config["NetworkMode"] = host_config.get("NetworkMode") or "default"
-    log_config = host_config.get("LogConfig") or {}
-    if log_config.get("Type") not in (None, "", "json-file"):
-        raise InvalidParameter(f"logging driver {log_config['Type']!r} is not supported: "
-                               "labkit-dockerd writes json-file logs only")
-    host_config["LogConfig"] = {"Type": "json-file", "Config": log_config.get("Config") or {}}
+    host_config["LogConfig"] = logdriver.log_config(host_config.get("LogConfig"))
     host_config["RestartPolicy"] = host_config.get("RestartPolicy") or {"Name": "no",
                                                                       "MaximumRetryCount": 0}
     return host_config
@@ -216,7 +212,8 @@ def _spec(merged: dict, host_config: dict, args: list[str], files: dict[str, Pat
         cgroups_path=cgroups_path,
         limits=oci.resources(host_config), extra_mounts=volumes, network=network, caps=caps,
         seccomp=security.seccomp_for(options, caps, bool(host_config.get("Privileged"))),
-        no_new_privileges=options.no_new_privileges)
+        no_new_privileges=options.no_new_privileges,
+        additional_gids=oci.group_ids(host_config.get("GroupAdd")))
 
 
 def _cgroups_path(cid: str, host_config: dict, default_parent: str) -> str:

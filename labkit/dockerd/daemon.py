@@ -50,6 +50,7 @@ from labkit.dockerd.info import System
 from labkit.dockerd.monitor import Monitor
 from labkit.dockerd.network import Networks
 from labkit.dockerd.remove import Remove
+from labkit.dockerd.restart import Restarts
 from labkit.dockerd.restore import Restore
 from labkit.dockerd.start import StartStop
 from labkit.dockerd.views import Views
@@ -59,8 +60,8 @@ from labkit.dockerd.wait import Wait
 log = logging.getLogger("labkit.dockerd")
 
 
-class Daemon(Create, StartStop, Monitor, Wait, AttachLogs, Remove, Restore, Views, Networks,
-             System, DaemonCore):
+class Daemon(Create, StartStop, Monitor, Restarts, Wait, AttachLogs, Remove, Restore, Views,
+             Networks, System, DaemonCore):
     """labkit-dockerd's Backend (see backend.Backend for the contract)."""
 
     # ================================================================ volumes (volumes.py)

@@ -47,3 +47,9 @@ class SystemError_(DaemonError):
     """500: the daemon or a layer below it failed."""
 
     status = 500
+
+
+class NotImplemented_(DaemonError):
+    """A feature this configuration lacks (reading the logs of the none log driver)."""
+
+    status = 501

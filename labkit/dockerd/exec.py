@@ -108,7 +108,8 @@ class ExecService:
                 # as Docker: an exec keeps the container's no_new_privs (its filter too:
                 # the runtime loads the container's linux.seccomp for every process)
                 no_new_privileges=security.parse(
-                    (c.HostConfig or {}).get("SecurityOpt")).no_new_privileges)
+                    (c.HostConfig or {}).get("SecurityOpt")).no_new_privileges,
+                additional_gids=oci.group_ids((c.HostConfig or {}).get("GroupAdd")))
         except (ValueError, TypeError) as e:
             raise InvalidParameter(str(e)) from None
         ex = _Exec(secrets.token_hex(32), c, dict(config, Cmd=list(cmd)), process)
@@ -268,6 +269,7 @@ class _ExecSession:
     def __init__(self, attachment: Attachment, start, detach_keys: str = "") -> None:
         self.tty = attachment.tty
         self.detach_keys = detach_keys  # the exec's DetachKeys ("" : ctrl-p,ctrl-q)
+        self.stdin_attached = attachment.stdin_attached
         self._attachment = attachment
         self._start = start
 

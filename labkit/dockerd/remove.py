@@ -30,6 +30,9 @@ class Remove(DaemonCore):
         c = self._get(ref)
         if self._live[c.ID].starting:
             raise Conflict(f"container {c.ID[:12]} is starting; try again when it has started")
+        if c.State.Restarting and not force:
+            raise Conflict(f"You cannot remove a restarting container {c.ID}. Stop the "
+                           "container before attempting removal or force remove")
         if c.State.Running:
             if not force:
                 raise Conflict(f"You cannot remove a running container {c.ID}. Stop the "
@@ -51,6 +54,7 @@ class Remove(DaemonCore):
                 if not self._changed.wait_for(lambda: live.removed, timeout=15):
                     raise Conflict(f"removal of container {c.ID[:12]} is already in progress")
                 return
+            self._cancel_restart(c, live)   # a restart waiting for its time (restart.py)
             previous, c.State.Status = c.State.Status, "removing"
         try:
             for method, request in (

@@ -116,13 +116,16 @@ class StdioRoutes:
 
 def _hijack(req: Request, attach: AttachStream, stdin: bool, tty: bool,
             keys: bytes) -> HijackResponse:
-    """Hand the connection to a stdio session: output out (framed unless `tty`), stdin in."""
+    """Hand the connection to a stdio session: output out (framed unless `tty`), stdin in
+    if the stream takes it (moby reads the client only then: without -i the CLI half-closes
+    its side right after the 101, and that EOF means nothing)."""
+    stdin = stdin and getattr(attach, "stdin_attached", True)
+
     def session(conn: RawConnection) -> None:
         if stdin:
             threading.Thread(target=_pump_stdin, args=(conn, attach, tty, keys),
                              daemon=True, name="attach-stdin").start()
-        # Only output ends the session (or, with a TTY, the client detaching). Without -i
-        # the CLI half-closes its side right after the 101; that EOF must not end the output.
+        # Output ends the session, or, with a TTY, the client detaching or closing.
         try:
             for stream, data in attach.output():
                 conn.write(data if tty else stdcopy.encode_frame(stream, data))

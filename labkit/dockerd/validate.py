@@ -69,6 +69,26 @@ def check_config(config: dict, host_config: dict) -> None:
     if host_config.get("Privileged"):
         raise InvalidParameter("privileged containers are not supported by labkit-dockerd "
                                "(use --cap-add for the capabilities you need)")
-    policy = (host_config.get("RestartPolicy") or {}).get("Name") or "no"
-    if policy != "no":
-        raise InvalidParameter(f"restart policy {policy!r} is not supported by labkit-dockerd")
+    check_restart_policy(host_config)
+
+
+def check_restart_policy(host_config: dict) -> None:
+    """moby's ValidateRestartPolicy, and AutoRemove (--rm) only without one."""
+    policy = host_config.get("RestartPolicy") or {}
+    name, retries = policy.get("Name") or "", policy.get("MaximumRetryCount") or 0
+    if not isinstance(name, str):
+        raise InvalidParameter("invalid HostConfig.RestartPolicy.Name: expected a string")
+    if not isinstance(retries, int) or isinstance(retries, bool):
+        raise InvalidParameter("invalid HostConfig.RestartPolicy.MaximumRetryCount: expected "
+                               "an integer")
+    if name in ("always", "unless-stopped", "no") and retries:
+        raise InvalidParameter("invalid restart policy: maximum retry count can only be used "
+                               "with 'on-failure'" + (" and cannot be negative" if retries < 0
+                                                      else ""))
+    if name == "on-failure" and retries < 0:
+        raise InvalidParameter("invalid restart policy: maximum retry count cannot be negative")
+    if name not in ("", "no", "always", "on-failure", "unless-stopped"):
+        raise InvalidParameter(f"invalid restart policy: unknown policy '{name}'; use one of "
+                               "'no', 'always', 'on-failure', or 'unless-stopped'")
+    if host_config.get("AutoRemove") and name not in ("", "no"):
+        raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
