@@ -53,3 +53,9 @@ class NotImplemented_(DaemonError):
     """A feature this configuration lacks (reading the logs of the none log driver)."""
 
     status = 501
+
+
+class TooLarge(DaemonError):
+    """A request body over the daemon's limit."""
+
+    status = 413

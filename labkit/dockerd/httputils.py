@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Protocol
 
-from labkit.dockerd.errors import InvalidParameter
+from labkit.dockerd.errors import InvalidParameter, TooLarge
 
 # ONE range of API versions, as dockerd has: /_ping and /version advertise the newest, the
 # client then uses min(its own, ours) in every path; a path naming a version outside the
@@ -34,6 +34,11 @@ MIN_API_VERSION = "1.24"  # the oldest
 MAX_API_VERSION = API_VERSION
 
 JSON = "application/json"
+
+# A JSON body larger than this is refused (413): a container's config is a few kB, and
+# containerd refuses gRPC messages over 4 MiB (the spec travels in one). Bodies that are
+# data (a tar for PUT /containers/{id}/archive) have server.MAX_BODY as their limit.
+MAX_JSON_BODY = 2 * 1024 * 1024
 
 
 # ---------------------------------------------------------------- requests and responses
@@ -49,12 +54,19 @@ class Request:
     params: dict[str, str] = field(default_factory=dict)  # named groups of the route pattern
 
     def json(self) -> object:
+        """The body as JSON. Too large (MAX_JSON_BODY), or nested deeper than Python's
+        recursion allows: refused with a 4xx, never a 500 from deep inside."""
         if not self.body.strip():
             return None
+        if len(self.body) > MAX_JSON_BODY:
+            raise TooLarge(f"request body too large: {len(self.body)} bytes of JSON (at most "
+                           f"{MAX_JSON_BODY})")
         try:
             return json.loads(self.body)
         except (ValueError, UnicodeDecodeError) as e:
             raise InvalidParameter(f"invalid JSON in request body: {e}") from None
+        except RecursionError:
+            raise InvalidParameter("invalid JSON in request body: nested too deeply") from None
 
     def bool(self, key: str, default: bool = False) -> bool:
         """moby's BoolValue: anything but "", "0", "no", "false", "none" is true."""

@@ -39,6 +39,8 @@ Left out for now: rlimits, networking hooks.
 
 from __future__ import annotations
 
+import os
+
 from labkit import capabilities
 
 DEFAULT_CAPABILITIES = [
@@ -112,6 +114,7 @@ def resources(host_config: dict) -> dict:
     nano = number("NanoCpus")
     if nano and (number("CpuQuota") or number("CpuPeriod")):
         raise ValueError("conflicting options: Nano CPUs and CPU Period/Quota cannot both be set")
+    _check_cpu(nano, number("CpuPeriod"), number("CpuQuota"), number("CpuShares"))
     if nano:  # --cpus=1.5 -> 150000us of CPU time per 100000us period
         cpu["period"] = 100000
         cpu["quota"] = nano * 100000 // 10**9
@@ -122,6 +125,22 @@ def resources(host_config: dict) -> dict:
     if cpu:
         out["cpu"] = cpu
     return out
+
+
+def _check_cpu(nano: int, period: int, quota: int, shares: int) -> None:
+    """The ranges moby checks at create (daemon/daemon_unix.go verifyPlatformContainer-
+    Resources), so that a bad value is a 400 now, not a failed start later."""
+    cpus = os.cpu_count() or 1
+    if nano and not 10**7 <= nano <= cpus * 10**9:
+        raise ValueError(f"Range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} "
+                         "CPUs available")
+    if period and not 1000 <= period <= 1000000:
+        raise ValueError("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than "
+                         "1 second (i.e. 1000000)")
+    if quota and quota < 1000:
+        raise ValueError("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    if shares < 0:
+        raise ValueError("invalid CPU shares: it must not be negative")
 
 
 def parse_user(user: str) -> tuple[int, int]:

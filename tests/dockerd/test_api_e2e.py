@@ -364,3 +364,45 @@ def test_exec_t_without_i_shows_its_output(docker_env):
         for i in range(3):
             r = docker(docker_env, "exec", "-t", "api-exec-t", "echo", f"tty-{i}")
             assert (r.returncode, r.stdout.rstrip("\r\n")) == (0, f"tty-{i}"), r.stderr
+
+
+# ---------------------------------------------------------------- 5. inspect, /info, /version
+
+def test_info_and_version_tell_the_truth(docker_env):
+    info = json.loads(docker(docker_env, "info", "--format", "{{json .}}").stdout)
+    assert info["DefaultRuntime"] in info["Runtimes"]
+    assert info["ContainerdCommit"]["ID"] and info["RuncCommit"]["ID"]
+    cgroups = open("/proc/self/mountinfo").read()
+    if "pids" in cgroups or os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        assert info["PidsLimit"] and info["MemoryLimit"] and info["CpuCfsQuota"]
+    version = json.loads(docker(docker_env, "version", "--format", "{{json .Server}}").stdout)
+    runtime = next(c for c in version["Components"] if c["Name"] == info["DefaultRuntime"])
+    assert runtime["Version"] and runtime["Details"]["GitCommit"]
+    assert (version["MinAPIVersion"], version["ApiVersion"]) == ("1.24", "1.45")
+
+
+def test_inspect_shows_the_runtime_by_name(docker_env):
+    with containers(docker_env, "api-rt"):
+        assert docker(docker_env, "create", "--name", "api-rt", "busybox").returncode == 0
+        runtime = inspect_field(docker_env, "api-rt", "{{.HostConfig.Runtime}}")
+        info = json.loads(docker(docker_env, "info", "--format", "{{json .}}").stdout)
+        assert runtime == info["DefaultRuntime"] and "/" not in runtime
+
+
+# ---------------------------------------------------------------- 6. bad input
+
+@pytest.mark.parametrize("body, field", [
+    ({"Tty": "yes"}, "Tty"), ({"StopTimeout": "10"}, "StopTimeout"),
+    ({"ExposedPorts": []}, "ExposedPorts"), ({"HostConfig": {"Memory": "1g"}}, "HostConfig.Memory"),
+    ({"HostConfig": {"PidsLimit": 2**70}}, "HostConfig.PidsLimit"),
+    ({"HostConfig": {"GroupAdd": [10]}}, "HostConfig.GroupAdd"),
+    ({"HostConfig": {"Tmpfs": {"/t": 1}}}, "HostConfig.Tmpfs"),
+    ({"HostConfig": {"AutoRemove": 1}}, "HostConfig.AutoRemove"),
+    ({"HostConfig": {"CpuPeriod": 10}}, "CPU cfs period"),
+    ({"HostConfig": {"NanoCpus": 10**15}}, "Range of CPUs"),
+])
+def test_wrong_types_and_ranges_are_400_naming_the_field(labkit_stack, body, field):
+    status, headers, reply = call(labkit_stack, "POST", "/v1.45/containers/create",
+                                  json.dumps({"Image": "busybox", **body}).encode(),
+                                  {"Content-Type": "application/json"})
+    assert status == 400 and field in json.loads(reply)["message"], reply

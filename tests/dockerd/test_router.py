@@ -314,3 +314,44 @@ def test_exec_create_start_inspect(api):
     assert status == 200 and json.loads(body)["ExitCode"] == 0
     assert call(sock, "GET", "/v1.45/exec/nope/json")[0] == 404
     assert call(sock, "POST", f"/v1.45/containers/{cid}/exec", b"[]")[0] == 400
+
+
+# ---------------------------------------------------------------- bad input (issue 11)
+
+def test_json_nested_too_deep_is_400(api):
+    sock, _ = api
+    body = b"[" * 100_000 + b"]" * 100_000
+    status, headers, reply = call(sock, "POST", "/v1.45/containers/create", body,
+                                  {"Content-Type": "application/json"})
+    assert (status, json.loads(reply)["message"]) == (
+        400, "invalid JSON in request body: nested too deeply")
+
+
+def test_an_oversized_body_is_413_and_the_daemon_serves_on(api):
+    sock, _ = api
+    body = b'{"Image":"busybox","Env":["X=' + b"x" * (10 * 1024 * 1024) + b'"]}'
+    status, headers, reply = call(sock, "POST", "/v1.45/containers/create", body,
+                                  {"Content-Type": "application/json"})
+    assert status == 413 and headers["Content-Type"] == "application/json"
+    assert "too large" in json.loads(reply)["message"]
+    s = raw_request(sock, b"POST /containers/create HTTP/1.1\r\nHost: d\r\n"
+                          b"Content-Length: 999999999999\r\n\r\n")
+    assert read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 413")
+    s.close()
+    assert call(sock, "GET", "/_ping")[0] == 200
+
+
+def test_listen_backlog_takes_a_burst(api):
+    """listen(2)'s backlog is >= 128 (socketserver's default, 5, refused bursts)."""
+    from labkit.dockerd.server import EngineAPIServer, EngineAPITCPServer
+    assert EngineAPIServer.request_queue_size >= 128
+    assert EngineAPITCPServer.request_queue_size >= 128
+    sock, _ = api
+    clients = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(100)]
+    try:
+        for c in clients:
+            c.setblocking(False)
+            c.connect(sock)          # EAGAIN if the backlog overflowed
+    finally:
+        for c in clients:
+            c.close()
