@@ -50,6 +50,7 @@ from labkit.dockerd.info import System
 from labkit.dockerd.monitor import Monitor
 from labkit.dockerd.network import Networks
 from labkit.dockerd.remove import Remove
+from labkit.dockerd.rename import Rename
 from labkit.dockerd.restart import Restarts
 from labkit.dockerd.restore import Restore
 from labkit.dockerd.start import StartStop
@@ -61,7 +62,7 @@ log = logging.getLogger("labkit.dockerd")
 
 
 class Daemon(Create, StartStop, Monitor, Restarts, Wait, AttachLogs, Remove, Restore, Views,
-             Networks, System, DaemonCore):
+             Networks, System, Rename, DaemonCore):
     """labkit-dockerd's Backend (see backend.Backend for the contract)."""
 
     # ================================================================ volumes (volumes.py)
@@ -136,6 +137,11 @@ class Daemon(Create, StartStop, Monitor, Restarts, Wait, AttachLogs, Remove, Res
 
     def image_inspect(self, name: str) -> dict:
         return self.images.inspect(name)
+
+    def image_tag(self, source: str, repo: str, tag: str) -> None:
+        name = self.images.tag(source, repo, tag)
+        self.event_bus.publish("image", "tag", self.images.find(name).config_digest,
+                               {"name": name})
 
     def image_history(self, name: str) -> list[dict]:
         return self.images.history(name)

@@ -76,6 +76,7 @@ class Router(StdioRoutes, VolumeRoutes):
                 ("POST", C + r"/attach", self.container_attach),
                 ("GET", C + r"/logs", self.container_logs),
                 ("POST", C + r"/resize", self.container_resize),
+                ("POST", C + r"/rename", self.container_rename),
                 ("DELETE", C, self.container_remove),
                 ("POST", C + r"/exec", self.exec_create),
                 ("POST", E + r"/start", self.exec_start),
@@ -94,6 +95,7 @@ class Router(StdioRoutes, VolumeRoutes):
                 ("GET", I + r"/json", self.image_inspect),
                 ("GET", I + r"/history", self.image_history),
                 ("DELETE", I, self.image_remove),
+                ("POST", I + r"/tag", self.image_tag),
             ]
         ]
 
@@ -196,6 +198,10 @@ class Router(StdioRoutes, VolumeRoutes):
         self.backend.container_remove(req.params["name"], req.bool("force"), req.bool("v"))
         return Response(204)
 
+    def container_rename(self, req: Request) -> Response:
+        self.backend.container_rename(req.params["name"], req.query.get("name", ""))
+        return Response(204)
+
     def container_resize(self, req: Request) -> Response:
         h, w = req.int("h", 0), req.int("w", 0)
         self.backend.container_resize(req.params["name"], h, w)
@@ -262,3 +268,10 @@ class Router(StdioRoutes, VolumeRoutes):
 
     def image_remove(self, req: Request) -> Response:
         return json_response(self.backend.image_remove(req.params["name"], req.bool("force")))
+
+    def image_tag(self, req: Request) -> Response:
+        repo = req.query.get("repo", "")
+        if not repo:
+            raise InvalidParameter("repository name must have at least one component")
+        self.backend.image_tag(req.params["name"], repo, req.query.get("tag", ""))
+        return Response(201)

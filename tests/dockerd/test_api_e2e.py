@@ -406,3 +406,26 @@ def test_wrong_types_and_ranges_are_400_naming_the_field(labkit_stack, body, fie
                                   json.dumps({"Image": "busybox", **body}).encode(),
                                   {"Content-Type": "application/json"})
     assert status == 400 and field in json.loads(reply)["message"], reply
+
+
+# ---------------------------------------------------------------- 4. tag, rename, cp
+
+def test_tag_and_rename(docker_env):
+    try:
+        assert docker(docker_env, "pull", "-q", "busybox").returncode == 0
+        assert docker(docker_env, "tag", "busybox", "api-box:v1").returncode == 0
+        ids = docker(docker_env, "images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}")
+        lines = dict(line.split() for line in ids.stdout.splitlines())
+        assert lines["api-box:v1"] == lines["busybox:latest"]
+        r = docker(docker_env, "run", "--rm", "api-box:v1", "echo", "tagged")
+        assert (r.returncode, r.stdout) == (0, "tagged\n"), r.stderr
+    finally:
+        docker(docker_env, "rmi", "api-box:v1")
+    with containers(docker_env, "api-old", "api-new", "api-other"):
+        for name in ("api-old", "api-other"):
+            assert docker(docker_env, "create", "--name", name, "busybox").returncode == 0
+        cid = inspect_field(docker_env, "api-old", "{{.Id}}")
+        assert docker(docker_env, "rename", "api-old", "api-new").returncode == 0
+        assert inspect_field(docker_env, "api-new", "{{.Id}} {{.Name}}") == f"{cid} /api-new"
+        r = docker(docker_env, "rename", "api-new", "api-other")
+        assert r.returncode != 0 and "is already in use" in r.stderr
