@@ -12,6 +12,7 @@ Modules, from the one nearest the user to the one nearest containerd:
     router.py       the route table (method + path -> handler) and the thin handlers
       routes_stdio.py   attach, logs, exec: framing, content types, detach keys
       routes_volumes.py volume create, ls (filters), inspect, rm, prune
+      routes_archive.py docker cp: HEAD/GET/PUT /containers/{id}/archive
     backend.py      the Backend Protocol the router calls (a fake one drives the unit tests)
     errors.py       error kinds, one per HTTP status (404 drives pull-on-create)
     jsonmessage.py  pull progress as Docker's JSON message stream (no I/O)
@@ -31,6 +32,9 @@ Modules, from the one nearest the user to the one nearest containerd:
       remove.py       `docker rm`, container prune
       restore.py      live restore: take running containers back after a restart
       views.py        `docker inspect`, `ps`, `top`
+      rename.py       `docker rename`
+      archive.py      `docker cp`: tar in and out (rootfs.py: the container's root, seen
+                      from the host: /proc/<pid>/root, or its snapshot mounted)
       info.py         `docker version`, `docker info`
     images.py       images as Docker shows them (IDs, tags, digests), pull, rmi
     events.py       `docker events`: the daemon's log of what happened

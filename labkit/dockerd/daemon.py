@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 from typing import Iterator
 
+from labkit.dockerd.archive import Archive
 from labkit.dockerd.attach import AttachLogs
 from labkit.dockerd.container import Container
 from labkit.dockerd.core import DaemonCore
@@ -62,7 +63,7 @@ log = logging.getLogger("labkit.dockerd")
 
 
 class Daemon(Create, StartStop, Monitor, Restarts, Wait, AttachLogs, Remove, Restore, Views,
-             Networks, System, Rename, DaemonCore):
+             Networks, System, Rename, Archive, DaemonCore):
     """labkit-dockerd's Backend (see backend.Backend for the contract)."""
 
     # ================================================================ volumes (volumes.py)

@@ -97,6 +97,7 @@ class StreamResponse:
     status: int
     content_type: str
     chunks: Iterable[bytes]
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class RawConnection(Protocol):

@@ -31,6 +31,7 @@ from labkit.dockerd.errors import DaemonError, InvalidParameter
 from labkit.dockerd.httputils import (API_VERSION, JSON, AnyResponse, Request, Response,
                                       StreamResponse, error_response, json_response,
                                       parse_filters, split_version)
+from labkit.dockerd.routes_archive import ArchiveRoutes
 from labkit.dockerd.routes_stdio import StdioRoutes, unix_time
 from labkit.dockerd.routes_volumes import VolumeRoutes
 
@@ -44,7 +45,7 @@ Handler = Callable[[Request], AnyResponse]
 _CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
-class Router(StdioRoutes, VolumeRoutes):
+class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes):
     """Maps requests to handlers; every handler calls one method of `backend`."""
 
     def __init__(self, backend: Backend, server_version: str = "0.1.0-labkit") -> None:
@@ -77,6 +78,9 @@ class Router(StdioRoutes, VolumeRoutes):
                 ("GET", C + r"/logs", self.container_logs),
                 ("POST", C + r"/resize", self.container_resize),
                 ("POST", C + r"/rename", self.container_rename),
+                ("HEAD", C + r"/archive", self.archive_head),
+                ("GET", C + r"/archive", self.archive_get),
+                ("PUT", C + r"/archive", self.archive_put),
                 ("DELETE", C, self.container_remove),
                 ("POST", C + r"/exec", self.exec_create),
                 ("POST", E + r"/start", self.exec_start),

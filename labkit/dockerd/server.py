@@ -165,6 +165,8 @@ class EngineAPIHandler(BaseHTTPRequestHandler):
         self.send_response(r.status)
         self._common_headers()
         self.send_header("Content-Type", r.content_type)
+        for k, v in r.headers.items():
+            self.send_header(k, v)
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()  # flushes: the client sees the headers now, the body later
         for chunk in r.chunks:

@@ -429,3 +429,33 @@ def test_tag_and_rename(docker_env):
         assert inspect_field(docker_env, "api-new", "{{.Id}} {{.Name}}") == f"{cid} /api-new"
         r = docker(docker_env, "rename", "api-new", "api-other")
         assert r.returncode != 0 and "is already in use" in r.stderr
+
+
+def test_cp_both_ways_running_and_stopped(docker_env, tmp_path):
+    (tmp_path / "in.txt").write_text("hello-in\n")
+    marker = f"api-cp-{os.getpid()}.txt"
+    (tmp_path / marker).write_text("must stay in the container\n")
+    with containers(docker_env, "api-cp", "api-cp2"):
+        assert docker(docker_env, "run", "-d", "--name", "api-cp", "busybox", "sh", "-c",
+                      "ln -s /etc /tmp/evil; sleep 60").returncode == 0
+        r = docker(docker_env, "cp", "api-cp:/etc/passwd", str(tmp_path / "passwd"))
+        assert r.returncode == 0 and (tmp_path / "passwd").read_text().startswith("root:x:0:0")
+        assert docker(docker_env, "cp", str(tmp_path / "in.txt"), "api-cp:/tmp/").returncode == 0
+        r = docker(docker_env, "exec", "api-cp", "stat", "-c", "%u %a", "/tmp/in.txt")
+        assert r.stdout == "0 644\n", r.stderr   # the container's root owns it (no -a)
+        # through a symlink the container planted: its /etc, not the host's
+        assert wait_until(lambda: docker(docker_env, "exec", "api-cp", "test", "-L",
+                                         "/tmp/evil").returncode == 0)
+        r = docker(docker_env, "cp", str(tmp_path / marker), "api-cp:/tmp/evil/")
+        assert r.returncode == 0, r.stderr
+        assert not os.path.exists(f"/etc/{marker}")
+        assert docker(docker_env, "exec", "api-cp", "cat", f"/etc/{marker}").returncode == 0
+        r = docker(docker_env, "cp", "api-cp:/nonexistent", str(tmp_path))
+        assert r.returncode != 0 and "Could not find the file /nonexistent" in r.stderr
+        # a stopped container: its snapshot, mounted for the copy
+        assert docker(docker_env, "create", "--name", "api-cp2", "busybox").returncode == 0
+        assert docker(docker_env, "cp", str(tmp_path / "in.txt"), "api-cp2:/").returncode == 0
+        r = docker(docker_env, "cp", "api-cp2:/in.txt", str(tmp_path / "back.txt"))
+        assert r.returncode == 0 and (tmp_path / "back.txt").read_text() == "hello-in\n"
+        r = docker(docker_env, "cp", "api-cp2:/bin", str(tmp_path / "bin"))
+        assert r.returncode == 0 and os.readlink(tmp_path / "bin" / "sh") == "busybox"
