@@ -33,6 +33,7 @@ Modules, from the one nearest the user to the one nearest containerd:
       restore.py      live restore: take running containers back after a restart
       views.py        `docker inspect`, `ps`, `top`
       rename.py       `docker rename`
+      changes.py      `docker diff`, `docker export` (the snapshot, as containerd gives it)
       archive.py      `docker cp`: tar in and out (rootfs.py: the container's root, seen
                       from the host: /proc/<pid>/root, or its snapshot mounted)
       info.py         `docker version`, `docker info`

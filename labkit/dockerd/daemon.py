@@ -43,6 +43,7 @@ from typing import Iterator
 
 from labkit.dockerd.archive import Archive
 from labkit.dockerd.attach import AttachLogs
+from labkit.dockerd.changes import Changes
 from labkit.dockerd.container import Container
 from labkit.dockerd.core import DaemonCore
 from labkit.dockerd.create import Create
@@ -63,7 +64,7 @@ log = logging.getLogger("labkit.dockerd")
 
 
 class Daemon(Create, StartStop, Monitor, Restarts, Wait, AttachLogs, Remove, Restore, Views,
-             Networks, System, Rename, Archive, DaemonCore):
+             Networks, System, Rename, Archive, Changes, DaemonCore):
     """labkit-dockerd's Backend (see backend.Backend for the contract)."""
 
     # ================================================================ volumes (volumes.py)

@@ -29,12 +29,15 @@ from labkit.wire.containerd import api_pb2 as pb
 
 
 @contextlib.contextmanager
-def container_root(ctr: Containerd, c: Container, scratch: str) -> Iterator[str]:
+def container_root(ctr: Containerd, c: Container, scratch: str,
+                   snapshot: bool = False) -> Iterator[str]:
     """The host path of `c`'s root directory while the block runs. `scratch` is a
-    directory of dockerd's own where a stopped container's snapshot is mounted."""
-    if c.State.Running and c.State.Pid:
+    directory of dockerd's own where a stopped container's snapshot is mounted, and a
+    running one's too with `snapshot` (read-only then: the container writes to it)."""
+    if c.State.Running and c.State.Pid and not snapshot:
         yield f"/proc/{c.State.Pid}/root"
         return
+    read_only = syscalls.MS_RDONLY if c.State.Running else 0
     try:
         mounts = ctr.call(ctr.snapshots.Mounts, pb.MountsRequest(
             snapshotter=SNAPSHOTTER, key=c.ID)).mounts
@@ -47,7 +50,7 @@ def container_root(ctr: Containerd, c: Container, scratch: str) -> Iterator[str]
         for m in mounts:
             options = mountopts.parse(m.options)
             flags = options.flags | (syscalls.MS_BIND | syscalls.MS_REC if m.type == "bind" else 0)
-            syscalls.mount(m.source, target, m.type, flags, options.data or None)
+            syscalls.mount(m.source, target, m.type, flags | read_only, options.data or None)
             mounted.append(target)
         yield target
     except OSError as e:

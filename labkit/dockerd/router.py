@@ -78,6 +78,8 @@ class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes):
                 ("GET", C + r"/logs", self.container_logs),
                 ("POST", C + r"/resize", self.container_resize),
                 ("POST", C + r"/rename", self.container_rename),
+                ("GET", C + r"/changes", self.container_changes),
+                ("GET", C + r"/export", self.container_export),
                 ("HEAD", C + r"/archive", self.archive_head),
                 ("GET", C + r"/archive", self.archive_get),
                 ("PUT", C + r"/archive", self.archive_put),

@@ -459,3 +459,30 @@ def test_cp_both_ways_running_and_stopped(docker_env, tmp_path):
         assert r.returncode == 0 and (tmp_path / "back.txt").read_text() == "hello-in\n"
         r = docker(docker_env, "cp", "api-cp2:/bin", str(tmp_path / "bin"))
         assert r.returncode == 0 and os.readlink(tmp_path / "bin" / "sh") == "busybox"
+
+
+def test_diff_and_export(docker_env, tmp_path):
+    with containers(docker_env, "api-diff", "api-diff2"):
+        r = docker(docker_env, "run", "--name", "api-diff", "busybox", "sh", "-c",
+                   "echo x > /tmp/new; rm /etc/group; echo y >> /etc/passwd")
+        assert r.returncode == 0, r.stderr
+        r = docker(docker_env, "diff", "api-diff")
+        assert r.stdout.splitlines() == ["C /etc", "D /etc/group", "C /etc/passwd", "C /tmp",
+                                         "A /tmp/new"], r.stderr
+        exported = tmp_path / "fs.tar"
+        assert docker(docker_env, "export", "-o", str(exported), "api-diff").returncode == 0
+        import tarfile
+        with tarfile.open(exported) as tar:
+            names = set(tar.getnames())
+            assert {"bin/busybox", "tmp/new", "etc/passwd"} <= names
+            assert "etc/group" not in names
+            assert tar.extractfile("tmp/new").read() == b"x\n"
+        # a running container: its snapshot, mounted read-only beside it
+        assert docker(docker_env, "run", "-d", "--name", "api-diff2", "busybox", "sh", "-c",
+                      "echo r > /root/f; sleep 60").returncode == 0
+        assert wait_until(lambda: "A /root/f" in docker(docker_env, "diff", "api-diff2").stdout)
+        assert docker(docker_env, "export", "-o", str(exported), "api-diff2").returncode == 0
+        with tarfile.open(exported) as tar:
+            assert tar.extractfile("root/f").read() == b"r\n"
+        assert docker(docker_env, "exec", "api-diff2", "sh", "-c",
+                      "echo more >> /root/f").returncode == 0   # still its to write
