@@ -48,7 +48,11 @@ class Changes(DaemonCore):
         upper = options.get("upperdir") or (mounts[0].source if mounts else "")
         lowers = [d for d in options.get("lowerdir", "").split(":") if d]
         skip = RUNTIME_MOUNT_POINTS | {m.get("Destination", "") for m in c.MountPoints}
-        return sorted(_walk(upper, lowers, skip), key=lambda ch: ch["Path"]) if upper else []
+        changes = sorted(_walk(upper, lowers, skip), key=lambda ch: ch["Path"]) if upper else []
+        # a directory copied up only to hold the runtime's mount points is no change
+        return [ch for ch in changes if ch["Kind"] != CHANGED or not os.path.isdir(
+            os.path.join(upper, ch["Path"][1:])) or any(
+            other["Path"].startswith(ch["Path"] + "/") for other in changes)]
 
     def container_export(self, ref: str) -> Iterator[bytes]:
         c = self._get(ref)

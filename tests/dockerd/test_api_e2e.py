@@ -486,3 +486,14 @@ def test_diff_and_export(docker_env, tmp_path):
             assert tar.extractfile("root/f").read() == b"r\n"
         assert docker(docker_env, "exec", "api-diff2", "sh", "-c",
                       "echo more >> /root/f").returncode == 0   # still its to write
+
+
+def test_diff_leaves_out_the_runtimes_mount_points(docker_env):
+    """The runtime creates /etc/hosts and friends as mount points in the container's
+    writable layer; that /etc is no change of the user's (Docker keeps them in an init
+    layer)."""
+    with containers(docker_env, "api-diff3"):
+        r = docker(docker_env, "run", "--name", "api-diff3", "busybox", "sh", "-c",
+                   "head -c 10000 /dev/zero > /big")
+        assert r.returncode == 0, r.stderr
+        assert docker(docker_env, "diff", "api-diff3").stdout == "A /big\n"
