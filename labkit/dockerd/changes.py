@@ -24,8 +24,8 @@ from typing import Iterator
 
 from labkit.dockerd.archive import _chunks
 from labkit.dockerd.core import DaemonCore
-from labkit.dockerd.remote import SNAPSHOTTER, RemoteError, to_daemon_error
-from labkit.dockerd.rootfs import container_root
+from labkit.dockerd.remote import RemoteError, to_daemon_error
+from labkit.dockerd.rootfs import container_root, snapshotter_of
 from labkit.wire.containerd import api_pb2 as pb
 
 CHANGED, ADDED, DELETED = 0, 1, 2
@@ -41,7 +41,7 @@ class Changes(DaemonCore):
         c = self._get(ref)
         try:
             mounts = self.ctr.call(self.ctr.snapshots.Mounts, pb.MountsRequest(
-                snapshotter=SNAPSHOTTER, key=c.ID)).mounts
+                snapshotter=snapshotter_of(self.ctr), key=c.ID)).mounts
         except RemoteError as e:
             raise to_daemon_error(e) from None
         options = dict(o.split("=", 1) for m in mounts for o in m.options if "=" in o)

@@ -28,6 +28,11 @@ from labkit.securejoin import secure_join
 from labkit.wire.containerd import api_pb2 as pb
 
 
+def snapshotter_of(ctr: Containerd) -> str:
+    """The snapshotter dockerd's containers are made with (the connection's, where it says)."""
+    return getattr(ctr, "snapshotter", SNAPSHOTTER)
+
+
 @contextlib.contextmanager
 def container_root(ctr: Containerd, c: Container, scratch: str,
                    snapshot: bool = False) -> Iterator[str]:
@@ -40,7 +45,7 @@ def container_root(ctr: Containerd, c: Container, scratch: str,
     read_only = syscalls.MS_RDONLY if c.State.Running else 0
     try:
         mounts = ctr.call(ctr.snapshots.Mounts, pb.MountsRequest(
-            snapshotter=SNAPSHOTTER, key=c.ID)).mounts
+            snapshotter=snapshotter_of(ctr), key=c.ID)).mounts
     except RemoteError as e:
         raise to_daemon_error(e) from None
     os.makedirs(scratch, exist_ok=True)
