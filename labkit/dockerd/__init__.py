@@ -37,7 +37,8 @@ Modules, from the one nearest the user to the one nearest containerd:
       archive.py      `docker cp`: tar in and out (rootfs.py: the container's root, seen
                       from the host: /proc/<pid>/root, or its snapshot mounted)
       info.py         `docker version`, `docker info`
-    images.py       images as Docker shows them (IDs, tags, digests), pull, rmi
+    images.py       images as Docker shows them (IDs, tags, digests), pull, rmi, tag
+    save.py         `docker save`: an OCI layout (and Docker's manifest.json) from containerd
     events.py       `docker events`: the daemon's log of what happened
     volumes.py      named and anonymous volumes: directories dockerd manages, bind-mounted
     container.py    the container record: state, persistence, inspect/ps views

@@ -42,6 +42,7 @@ import logging
 from typing import Iterator
 
 from labkit.dockerd.archive import Archive
+from labkit.dockerd import save
 from labkit.dockerd.attach import AttachLogs
 from labkit.dockerd.changes import Changes
 from labkit.dockerd.container import Container
@@ -139,6 +140,13 @@ class Daemon(Create, StartStop, Monitor, Restarts, Wait, AttachLogs, Remove, Res
 
     def image_inspect(self, name: str) -> dict:
         return self.images.inspect(name)
+
+    def image_save(self, names: list[str]) -> Iterator[bytes]:
+        chunks = save.save(self.images, names)
+        for name in names:
+            self.event_bus.publish("image", "save", self.images.find(name).config_digest,
+                                   {"name": name})
+        return chunks
 
     def image_tag(self, source: str, repo: str, tag: str) -> None:
         name = self.images.tag(source, repo, tag)

@@ -52,6 +52,7 @@ class Request:
     body: bytes = b""
     api_version: str | None = None
     params: dict[str, str] = field(default_factory=dict)  # named groups of the route pattern
+    query_all: dict[str, list[str]] = field(default_factory=dict)  # every value (names=a&names=b)
 
     def json(self) -> object:
         """The body as JSON. Too large (MAX_JSON_BODY), or nested deeper than Python's

@@ -102,6 +102,8 @@ class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes):
                 ("GET", I + r"/history", self.image_history),
                 ("DELETE", I, self.image_remove),
                 ("POST", I + r"/tag", self.image_tag),
+                ("GET", r"/images/get", self.images_save),
+                ("GET", I + r"/get", self.image_save),
             ]
         ]
 
@@ -281,3 +283,13 @@ class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes):
             raise InvalidParameter("repository name must have at least one component")
         self.backend.image_tag(req.params["name"], repo, req.query.get("tag", ""))
         return Response(201)
+
+    def images_save(self, req: Request) -> StreamResponse:
+        names = [n for n in req.query_all.get("names", []) if n]
+        if not names:
+            raise InvalidParameter("no images to save: give names=IMAGE (one or more)")
+        return StreamResponse(200, "application/x-tar", self.backend.image_save(names))
+
+    def image_save(self, req: Request) -> StreamResponse:
+        return StreamResponse(200, "application/x-tar",
+                              self.backend.image_save([req.params["name"]]))

@@ -127,9 +127,11 @@ class EngineAPIHandler(BaseHTTPRequestHandler):
             self._send(error_response(400, f"bad request body: {e}"))
             self.close_connection = True
             return
-        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        query_all = parse_qs(url.query, keep_blank_values=True)
+        query = {k: v[-1] for k, v in query_all.items()}
         # names in paths may be percent-encoded (busybox%40sha256%3A... for busybox@sha256:...)
-        req = Request(self.command, unquote(url.path), query, self.headers, body)
+        req = Request(self.command, unquote(url.path), query, self.headers, body,
+                      query_all=query_all)
         log.debug("%s %s", self.command, self.path)
         response = self.server.router.dispatch(req)
         try:

@@ -497,3 +497,31 @@ def test_diff_leaves_out_the_runtimes_mount_points(docker_env):
                    "head -c 10000 /dev/zero > /big")
         assert r.returncode == 0, r.stderr
         assert docker(docker_env, "diff", "api-diff3").stdout == "A /big\n"
+
+
+def test_save(docker_env, tmp_path):
+    """`docker save`: an OCI layout with Docker's manifest.json, each blob what its digest
+    says, read back from containerd."""
+    import hashlib
+    import tarfile
+    assert docker(docker_env, "pull", "-q", "busybox").returncode == 0
+    assert docker(docker_env, "tag", "busybox", "api-save:v1").returncode == 0
+    out = tmp_path / "images.tar"
+    r = docker(docker_env, "save", "-o", str(out), "busybox", "api-save:v1")
+    docker(docker_env, "rmi", "api-save:v1")
+    assert r.returncode == 0, r.stderr
+    with tarfile.open(out) as tar:
+        names = tar.getnames()
+        manifest = json.loads(tar.extractfile("manifest.json").read())
+        index = json.loads(tar.extractfile("index.json").read())
+        for name in names:
+            if name.startswith("blobs/sha256/"):
+                data = tar.extractfile(name).read()
+                assert hashlib.sha256(data).hexdigest() == name.rsplit("/", 1)[1]
+    assert "oci-layout" in names
+    assert sorted(m["RepoTags"][0] for m in manifest) == ["api-save:v1", "busybox:latest"]
+    for m in manifest:
+        assert m["Config"] in names and all(layer in names for layer in m["Layers"])
+    assert len(index["manifests"]) == 2
+    r = docker(docker_env, "save", "no-such-image")
+    assert r.returncode != 0 and "No such image" in r.stderr
