@@ -112,7 +112,9 @@ class DaemonCore:
         raise NotFound(f"No such container: {ref}")
 
     def _event(self, c: Container, action: str, **extra: str) -> None:
+        # the container's labels are attributes too (`docker events -f label=k=v`)
         self.event_bus.publish("container", action, c.ID, {
+            **(c.Config.get("Labels") or {}),
             "image": c.Config.get("Image") or c.Image, "name": c.Name, **extra})
 
     def events(self, since: float | None, until: float,

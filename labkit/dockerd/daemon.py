@@ -48,7 +48,7 @@ from labkit.dockerd.changes import Changes
 from labkit.dockerd.container import Container
 from labkit.dockerd.core import DaemonCore
 from labkit.dockerd.create import Create
-from labkit.dockerd.errors import DaemonError
+from labkit.dockerd.errors import DaemonError, NotFound
 from labkit.dockerd.info import System
 from labkit.dockerd.monitor import Monitor
 from labkit.dockerd.network import Networks
@@ -73,11 +73,15 @@ class Daemon(Create, StartStop, Monitor, Restarts, Wait, AttachLogs, Remove, Res
     def _volume_path(self, name: str) -> str:
         """The directory of volume `name`, made if need be; "" makes an anonymous one."""
         try:
-            if not name:
-                volume = self.volumes.create(None, labels={ANONYMOUS: ""})
-                self.event_bus.publish("volume", "create", volume["Name"], {"driver": "local"})
-                return volume["Mountpoint"]
-            return self.volumes.path(name)
+            if name:
+                try:
+                    return self.volumes.get(name)["Mountpoint"]
+                except NotFound:   # `-v name:/path` makes it on first use
+                    pass
+            volume = self.volumes.create(name or None,
+                                         labels=None if name else {ANONYMOUS: ""})
+            self.event_bus.publish("volume", "create", volume["Name"], {"driver": "local"})
+            return volume["Mountpoint"]
         except DaemonError as e:  # volume_mounts reports ValueErrors as 400s
             raise ValueError(e.message) from None
 

@@ -28,6 +28,7 @@ from typing import Callable, Iterator
 from labkit.dockerd import jsonmessage
 from labkit.dockerd.backend import Backend
 from labkit.dockerd.errors import DaemonError, InvalidParameter
+from labkit.dockerd.events import check_filters
 from labkit.dockerd.httputils import (API_VERSION, JSON, AnyResponse, Request, Response,
                                       StreamResponse, error_response, json_response,
                                       parse_filters, split_version)
@@ -147,8 +148,9 @@ class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes):
     def events(self, req: Request) -> StreamResponse:
         # since=0 means "from the start" (docker-py sends it), so absence is None, not 0
         since = unix_time(req, "since") if req.query.get("since") else None
-        events = self.backend.events(since, unix_time(req, "until"),
-                                     parse_filters(req.query.get("filters", "")))
+        filters = parse_filters(req.query.get("filters", ""))
+        check_filters(filters)
+        events = self.backend.events(since, unix_time(req, "until"), filters)
 
         def body() -> Iterator[bytes]:
             for event in events:

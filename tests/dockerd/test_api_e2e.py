@@ -525,3 +525,27 @@ def test_save(docker_env, tmp_path):
     assert len(index["manifests"]) == 2
     r = docker(docker_env, "save", "no-such-image")
     assert r.returncode != 0 and "No such image" in r.stderr
+
+
+def test_events_filters(docker_env, labkit_stack):
+    since = str(time.time() - 1)
+    with containers(docker_env, "api-ev"):
+        assert docker(docker_env, "run", "--name", "api-ev", "--label", "team=blue", "-v",
+                      "api-ev-vol:/v", "busybox", "true").returncode == 0
+
+        def events(*filters: str) -> list[str]:
+            args = [a for f in filters for a in ("--filter", f)]
+            r = docker(docker_env, "events", "--since", since, "--until", str(time.time()),
+                       "--format", "{{.Type}} {{.Action}}", *args)
+            assert r.returncode == 0, r.stderr
+            return r.stdout.splitlines()
+
+        assert events("label=team=blue", "event=start") == ["container start"]
+        assert events("label=team=red") == []
+        assert "volume create" in events("volume=api-ev-vol")
+        assert set(events("container=api-ev", "type=container")) >= {"container create",
+                                                                    "container die"}
+        status, _, body = call(labkit_stack, "GET", "/v1.45/events?until=1&filters="
+                               "%7B%22bogus%22%3A%5B%22x%22%5D%7D")
+        assert status == 400 and b"invalid filter 'bogus'" in body
+    docker(docker_env, "volume", "rm", "api-ev-vol")
