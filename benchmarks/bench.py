@@ -6,7 +6,10 @@ wall-clock seconds and as a ratio to the real component:
 
   engine    `docker run --rm hello-world` end to end — the real docker CLI against the lab's
             labkit-dockerd (which drives labkit-containerd, labkit-shim and the configured
-            runtime), and against a real dockerd if you pass --real-docker-host.
+            runtime), and against a real dockerd: --start-real-dockerd starts a private one
+            (Debian's dockerd 20.10 and containerd 1.6 on their own sockets, a bridge of
+            their own, no iptables; all removed afterwards), --real-docker-host names one.
+            Also `docker run --rm busybox true`. The engines take turns, run by run.
   runtime   `<runtime> run` of the same busybox bundle running `true`, for labkit-runc, runc
             and crun: only L1, the part that talks to the kernel; and the same container as
             the shim drives it: `create`, `start`, (its exit), `delete`, timed together.
@@ -17,7 +20,7 @@ Usage (as root, from anywhere):
     labkit lab up
     /opt/labkit/venv/bin/python benchmarks/bench.py                 # both, 10 iterations
     /opt/labkit/venv/bin/python benchmarks/bench.py -n 3 --skip-engine
-    /opt/labkit/venv/bin/python benchmarks/bench.py --real-docker-host unix:///run/docker.sock
+    /opt/labkit/venv/bin/python benchmarks/bench.py --start-real-dockerd --skip-runtime
 
 The first run of each engine is a warm-up (it may pull the image) and is not counted. Medians,
 not means: one slow outlier (a page cache miss, a cgroup being created) should not decide.
@@ -39,8 +42,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -78,17 +83,56 @@ def timed(argv: list[str], env: dict | None = None) -> float:
 
 # --- engine: docker run --rm hello-world ----------------------------------------------------
 
-def bench_engine(name: str, host: str, image: str, n: int, docker: str) -> Result:
-    res = Result(name)
-    env = dict(os.environ, DOCKER_HOST=host)
-    argv = [docker, "run", "--rm", image]
-    try:
-        timed(argv, env)  # warm-up: pulls the image on the first run
-        for _ in range(n):
-            res.times.append(timed(argv, env))
-    except (RuntimeError, subprocess.TimeoutExpired) as e:
-        res.error = str(e)
-    return res
+def bench_engines(engines: list[tuple[str, str]], argv: list[str], n: int,
+                  docker: str) -> list[Result]:
+    """`docker <argv>` against each (name, host), the engines taking turns run by run."""
+    results = [Result(name) for name, _ in engines]
+    envs = [dict(os.environ, DOCKER_HOST=host) for _, host in engines]
+    for res, env in zip(results, envs):
+        try:
+            timed([docker, *argv], env)  # warm-up: pulls the image on the first run
+        except RuntimeError as e:
+            res.error = str(e)
+    for _ in range(n):
+        for res, env in zip(results, envs):
+            if res.error:
+                continue
+            try:
+                res.times.append(timed([docker, *argv], env))
+            except RuntimeError as e:
+                res.error = str(e)
+    return results
+
+
+@contextmanager
+def bench_bridge(name: str = "lkbench0", cidr: str = "10.199.77.1/24") -> Iterator[str]:
+    """A bridge of our own for the real dockerd's containers (`dockerd -b`), so that both
+    engines give containers a network: made with pyroute2, removed afterwards."""
+    from pyroute2 import IPRoute
+    address, prefix = cidr.split("/")
+    with IPRoute() as ip:
+        if ip.link_lookup(ifname=name):
+            raise RuntimeError(f"{name} exists already: is another benchmark running?")
+        ip.link("add", ifname=name, kind="bridge")
+        try:
+            index = ip.link_lookup(ifname=name)[0]
+            ip.addr("add", index=index, address=address, prefixlen=int(prefix))
+            ip.link("set", index=index, state="up")
+            yield name
+        finally:
+            ip.link("del", index=ip.link_lookup(ifname=name)[0])
+
+
+@contextmanager
+def real_engine(start: bool, host: str | None) -> Iterator[str | None]:
+    """The real dockerd to compare with: the one at `host`, or (start) a private one from
+    tests/realdocker.py with a bridge of its own, pulling from the lab's registry."""
+    if not start:
+        yield host
+        return
+    from realdocker import private_real_dockerd
+    with bench_bridge() as bridge, private_real_dockerd(paths.REGISTRY_ADDR, bridge) as real:
+        yield real
 
 
 # --- runtime: <rt> run on a busybox bundle ---------------------------------------------------
@@ -218,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lab-host", default=f"unix://{paths.DOCKER_SOCK}",
                     help="labkit-dockerd's address (default: the lab's socket)")
     ap.add_argument("--real-docker-host", help="a real dockerd to compare with, e.g. unix:///run/docker.sock")
+    ap.add_argument("--start-real-dockerd", action="store_true",
+                    help="start a private real dockerd 20.10 + containerd (Debian's) to compare "
+                         "with: own sockets, own bridge, no iptables; removed afterwards")
     ap.add_argument("--image", default="hello-world")
     ap.add_argument("--docker", default=shutil.which("docker") or "docker", help="the docker CLI to use")
     ap.add_argument("--runtimes", default="labkit-runc,runc,crun",
@@ -229,12 +276,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"labkit benchmark: {args.iterations} iteration(s) each, wall-clock seconds\n")
     all_results: list[Result] = []
     if not args.skip_engine:
-        engines = [bench_engine("labkit-dockerd", args.lab_host, args.image, args.iterations, args.docker)]
-        if args.real_docker_host:
-            engines.append(bench_engine("dockerd", args.real_docker_host, args.image,
-                                        args.iterations, args.docker))
-        print_table(f"engine: docker run --rm {args.image} (docker CLI, end to end)", engines, "dockerd")
-        all_results += engines
+        with real_engine(args.start_real_dockerd, args.real_docker_host) as real:
+            engines = [("labkit-dockerd", args.lab_host)] + ([("dockerd", real)] if real else [])
+            for command in (["run", "--rm", args.image], ["run", "--rm", "busybox", "true"]):
+                results = bench_engines(engines, command, args.iterations, args.docker)
+                print_table(f"engine: docker {' '.join(command)} (docker CLI, end to end; "
+                            "the engines take turns)", results, "dockerd")
+                all_results += results
     if not args.skip_runtime:
         if os.geteuid() != 0:
             print("runtime: skipped (creating containers needs root)\n")

@@ -14,8 +14,12 @@
 #   3. The console commands (labkit, labkit-runc, …) linked into /usr/local/bin.
 #   4. The lab images (hello-world, busybox) built offline and pushed into the lab registry.
 #
-# Usage: vagrant/setup.sh [--no-images] [--jupyter]      (from any directory)
+# Usage: vagrant/setup.sh [--no-images] [--vm] [--jupyter]      (from any directory)
 #   --no-images   skip step 4
+#   --vm          this machine IS the class VM (the Vagrantfile says so): leave out the tools
+#                 that only a host *of* VMs needs (vagrant, ~200 Ruby packages). Remembered in
+#                 /etc/labkit/role, so later runs (README's commands) leave them out too.
+#   --packages    print the Debian packages this machine's role needs, one per line, and stop
 #   --jupyter     accepted for older instructions; JupyterLab is always installed now
 set -euo pipefail
 
@@ -25,22 +29,35 @@ STAMP="$VENV/.labkit-install-stamp"
 COMMANDS=(labkit labkit-runc labkit-shim labkit-containerd labkit-dockerd labkit-registry)
 # chromium: tests/slides shows each slide deck in it, headless, to measure the diagrams' labels
 # at a projector's 1280x720 (and instructors can screenshot slides with it); podman and buildah:
-# tests/runc runs them with --runtime labkit-runc, as with runc
+# tests/runc runs them with --runtime labkit-runc, as with runc; docker-compose: tests/dockerd
+# brings up a two-service file on a user network with it (Debian's 1.29)
 PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev libcap-dev runc crun docker.io
           containerd skopeo umoci docker-registry busybox-static graphviz iproute2 iptables
-          vagrant ca-certificates git chromium podman buildah)
+          ca-certificates git chromium podman buildah docker-compose)
+# Only where VMs are made (a developer's or CI's Debian host): tests/lab/test_vagrant.py runs
+# `vagrant validate` on the Vagrantfile. Inside the class VM it is skipped, saying why.
+HOST_PACKAGES=(vagrant)
+ROLE_FILE=${LABKIT_ROLE_FILE:-/etc/labkit/role}   # the variable: for tests
 # the units the packages above would run; the lab must not share their default sockets
 UNITS=(docker.service docker.socket containerd.service docker-registry.service)
 
 WITH_IMAGES=1
+PRINT_PACKAGES=0
+ROLE=host
+[[ "$(cat "$ROLE_FILE" 2>/dev/null)" == vm ]] && ROLE=vm
 for arg in "$@"; do
     case "$arg" in
         --no-images) WITH_IMAGES=0 ;;
+        --vm) ROLE=vm ;;
+        --packages) PRINT_PACKAGES=1 ;;
         --jupyter) ;;   # JupyterLab is a dependency of labkit now: nothing extra to do
-        -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "setup.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
     esac
 done
+
+[[ $ROLE == host ]] && PACKAGES+=("${HOST_PACKAGES[@]}")
+if (( PRINT_PACKAGES )); then printf '%s\n' "${PACKAGES[@]}"; exit 0; fi
 
 if [[ $(id -u) -ne 0 ]]; then
     echo "setup.sh: run me as root (sudo $0): I install packages and write /opt and /usr/local" >&2
@@ -51,6 +68,10 @@ summary=()
 note() { summary+=("$1"); echo "setup: $1"; }
 
 # --- 1. packages ---------------------------------------------------------------------------
+if [[ $ROLE == vm && "$(cat "$ROLE_FILE" 2>/dev/null)" != vm ]]; then
+    mkdir -p "$(dirname "$ROLE_FILE")" && echo vm > "$ROLE_FILE"
+    note "role: the class VM (recorded in $ROLE_FILE): ${HOST_PACKAGES[*]} left out"
+fi
 missing=()
 for p in "${PACKAGES[@]}"; do
     if [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]]; then

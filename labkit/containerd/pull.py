@@ -32,6 +32,7 @@ import queue
 import tempfile
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -49,6 +50,8 @@ from labkit.distribution.client import RegistryClient, endpoint_for_domain
 from labkit.distribution.errors import DigestMismatch, RegistryError, RegistryUnavailable
 from labkit.distribution.layers import chain_ids
 from labkit.distribution.reference import Reference, parse_reference
+
+MAX_CONCURRENT_DOWNLOADS = 3
 
 
 @dataclass
@@ -170,9 +173,14 @@ class Puller:
         present = [_exists(snap, c) for c in chains]
         for layer, have in zip(layers, present):
             emit(Progress("exists" if have else "waiting", _desc(layer), total=layer["size"]))
-        for layer, have in zip(layers, present):
-            if not have:
-                self._fetch(ref, client, layer, emit)
+        # Downloads run side by side (dockerd's max-concurrent-downloads is 3, too); unpacking
+        # stays in order, bottom layer first, since each layer is applied on the one below.
+        missing = [layer for layer, have in zip(layers, present) if not have]
+        with ThreadPoolExecutor(max_workers=MAX_CONCURRENT_DOWNLOADS,
+                                thread_name_prefix=f"fetch {ref.path}") as downloads:
+            fetched = [downloads.submit(self._fetch, ref, client, layer, emit) for layer in missing]
+        for future in fetched:
+            future.result()     # the first failure, by layer order; all have finished
         for n, (layer, have) in enumerate(zip(layers, present)):
             if not have:
                 self._unpack(snap, layer, diff_ids[n], chains[n],
@@ -263,7 +271,7 @@ class Puller:
     def _unpack(self, snap: Snapshotter, layer: dict, diff_id: str, chain: str, parent: str,
                 emit: Callable[[Progress], None]) -> None:
         """Prepare -> mount -> apply -> unmount -> Commit (see the module docstring)."""
-        # BEGIN SOLUTION chapter="06" hint="containerd's unpacker: Prepare, mount, diff.Apply, unmount, Commit"
+        # BEGIN SOLUTION chapter="07" hint="containerd's unpacker: Prepare, mount, diff.Apply, unmount, Commit"
         # TODO: unpack `layer` into a new committed snapshot named `chain` on top of `parent`
         # HINT: snap.prepare() returns mounts; mountlib.mount_all / unmount_all perform them
         # HINT: apply_layer(blob, target, diff_id=…) checks the diff id; remove the active

@@ -15,11 +15,11 @@ registry (labkit-registry, Debian's docker-registry, Docker Hub) is on the other
 """
 
 from .client import Registry, RegistryClient, endpoint_for_domain
-from .errors import DigestMismatch, RegistryError, RegistryUnavailable
+from .errors import DigestMismatch, RegistryError, RegistryUnavailable, TruncatedBlob
 from .layers import chain_ids
 from .platforms import host_platform, select_manifest
 from .reference import Reference, parse_reference
 
 __all__ = ["Reference", "parse_reference", "RegistryClient", "Registry", "endpoint_for_domain",
-           "RegistryError", "DigestMismatch", "RegistryUnavailable", "chain_ids",
+           "RegistryError", "DigestMismatch", "RegistryUnavailable", "TruncatedBlob", "chain_ids",
            "host_platform", "select_manifest"]

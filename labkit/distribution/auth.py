@@ -100,3 +100,47 @@ def parse_token_response(body: bytes) -> Token:
 
 def scope_for(repository: str, push: bool = False) -> str:
     return f"repository:{repository}:{'pull,push' if push else 'pull'}"
+
+
+# How Docker names Hub in config.json (the legacy v1 index URL is the key `docker login` writes).
+_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "registry-1.docker.io")
+
+
+def credentials_for(config: dict, host: str) -> tuple[str, str] | None:
+    """(username, password) for registry `host` ("127.0.0.1:5000", "registry-1.docker.io") from
+    a docker config.json document, or None when it has none for that host.
+
+    config.json keeps one entry per registry under "auths", keyed by host or URL:
+        {"auths": {"127.0.0.1:5000": {"auth": "<base64 of user:password>"}}}
+    An entry may also spell out "username" and "password" (an AuthConfig, the JSON that the
+    docker CLI base64url-encodes into the X-Registry-Auth header); a bare AuthConfig, without
+    "auths", is accepted as the credentials for any host. Credential helpers ("credsStore")
+    are programs: not run here.
+    """
+    if not isinstance(config, dict):
+        raise ValueError("auth config: expected a JSON object")
+    if "auths" not in config:
+        return _entry_credentials(config)
+    auths = config.get("auths") or {}
+    hub = host in ("registry-1.docker.io", "index.docker.io", "docker.io")
+    for key, entry in auths.items():
+        name = urllib.parse.urlsplit(key).netloc if "://" in key else key.split("/")[0]
+        if name == host or (hub and key in _HUB_KEYS):
+            return _entry_credentials(entry)
+    return None
+
+
+def _entry_credentials(entry) -> tuple[str, str] | None:
+    if not isinstance(entry, dict):
+        return None
+    if entry.get("auth"):
+        try:
+            user, sep, password = base64.b64decode(entry["auth"]).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            raise ValueError("auth config: \"auth\" is not base64 of user:password") from None
+        if not sep:
+            raise ValueError("auth config: \"auth\" is not base64 of user:password")
+        return user, password
+    if entry.get("username"):
+        return entry["username"], entry.get("password", "")
+    return None

@@ -44,15 +44,16 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Protocol
 
 from . import auth, mediatypes
-from .errors import DigestMismatch, RegistryError, RegistryUnavailable, parse_error
+from .errors import (DigestMismatch, RegistryError, RegistryUnavailable, TruncatedBlob,
+                     parse_error)
 from .reference import DIGEST_RE, TAG_RE, validate_repository
 
 __all__ = ["RegistryClient", "Registry", "RegistryError", "DigestMismatch", "RegistryUnavailable",
-           "endpoint_for_domain"]
+           "TruncatedBlob", "endpoint_for_domain"]
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 _MAX_REDIRECTS = 10
-_READ_SIZE = 1 << 20
+_READ_SIZE = 256 << 10      # a blob streams in chunks this big: progress, bounded memory
 _LINK_NEXT_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
@@ -112,8 +113,10 @@ class RegistryClient:
     """A client for one registry endpoint ("http://127.0.0.1:5000", "https://registry-1.docker.io").
 
     A bare address ("127.0.0.1:5000", "docker.io") is turned into a URL by
-    endpoint_for_domain(). Bad arguments raise ValueError; registry answers raise
-    RegistryError (DigestMismatch for content that fails verification); an unreachable
+    endpoint_for_domain(). Credentials come as username/password, or as `auth_config`: a
+    docker config.json document or one AuthConfig (auth.credentials_for picks this host's).
+    Bad arguments raise ValueError; registry answers raise RegistryError (DigestMismatch for
+    content that fails verification, TruncatedBlob for a download cut short); an unreachable
     registry raises RegistryUnavailable, a ConnectionError naming the endpoint.
     """
 
@@ -121,7 +124,8 @@ class RegistryClient:
     chunk_size = 16 << 20
 
     def __init__(self, endpoint: str, *, username: str | None = None,
-                 password: str | None = None, timeout: float = 30):
+                 password: str | None = None, timeout: float = 30,
+                 auth_config: dict | None = None):
         if "://" not in endpoint:
             endpoint = endpoint_for_domain(endpoint)
         parts = urllib.parse.urlsplit(endpoint)
@@ -129,6 +133,10 @@ class RegistryClient:
             raise ValueError(f"invalid registry endpoint {endpoint!r}: "
                              "expected http://host[:port] or https://host[:port]")
         self.endpoint = f"{parts.scheme}://{parts.netloc}"
+        if username is None and auth_config:
+            # a docker config.json ({"auths": {host: {"auth": base64(user:password)}}}) or one
+            # AuthConfig ({"username", "password"}), as the docker CLI sends in X-Registry-Auth
+            username, password = auth.credentials_for(auth_config, parts.netloc) or (None, None)
         self.username = username
         self.password = password
         self.timeout = timeout
@@ -152,6 +160,12 @@ class RegistryClient:
         by_digest = DIGEST_RE.fullmatch(reference or "") is not None
         if not by_digest and not TAG_RE.fullmatch(reference or ""):
             raise ValueError(f"invalid manifest reference {reference!r}: expected a tag or a digest")
+        # BEGIN SOLUTION chapter="06" hint="distribution-spec: pulling manifests; INTERFACES §3.1"
+        # TODO: GET /v2/<repository>/manifests/<reference> and return (descriptor, raw bytes)
+        # HINT: self._request(method, path, repository, headers=…) does auth and redirects; send
+        # HINT: Accept: every type in mediatypes.MANIFEST_ACCEPT, or registry 2.8 answers schema 1
+        # HINT: not 200: raise self._error(reply, "MANIFEST_UNKNOWN"); check the digest you asked
+        # HINT: for (or Docker-Content-Digest) against the bytes, raising DigestMismatch
         reply = self._request("GET", f"/v2/{repository}/manifests/{reference}", repository,
                               headers={"Accept": ", ".join(mediatypes.MANIFEST_ACCEPT)})
         if reply.status != 200:
@@ -176,41 +190,57 @@ class RegistryClient:
             except (ValueError, AttributeError):
                 pass
         return {"mediaType": media_type, "digest": digest, "size": len(raw)}, raw
+        # END SOLUTION
 
     def fetch_blob(self, repository: str, descriptor: dict, out: BinaryIO,
                    progress: Callable[[int], None] | None = None) -> None:
-        """Stream a blob into `out`, verifying its size and digest.
+        """Stream a blob into `out`, verifying its size and digest while it arrives.
 
         `progress(n)` is called after each chunk with the bytes received so far. On a
-        mismatch DigestMismatch is raised and `out` holds untrusted data: discard it.
+        mismatch DigestMismatch is raised, on a download cut short TruncatedBlob, and `out`
+        then holds untrusted data: discard it (a content store's writer does).
         """
         repository = validate_repository(repository)
         digest = _check_digest(descriptor.get("digest", ""))
         size = descriptor.get("size")
         conn, resp = self._open("GET", f"/v2/{repository}/blobs/{digest}", repository)
+        received = 0
         try:
             if resp.status != 200:
-                raise self._error(self._finish(resp, self.endpoint), "BLOB_UNKNOWN")
+                error = self._error(self._finish(resp, self.endpoint), "BLOB_UNKNOWN")
+                raise RegistryError(error.code, f"blob {digest}: {error.message}",
+                                    error.status, error.detail)
+            # BEGIN SOLUTION chapter="06" hint="hashlib: update() chunk by chunk; image-spec descriptor.md"
+            # TODO: copy resp to out in chunks, hashing as you go; then check size and digest
+            # HINT: _hasher(digest) gives the hash object; resp.read(n) returns b"" at the end
+            # HINT: never read past `size` (a bad server could stream forever); fewer bytes
+            # HINT: than `size` is TruncatedBlob(digest, received, size), a wrong hash is
+            # HINT: DigestMismatch(digest, actual, "blob"); call progress(received) per chunk
             hasher = _hasher(digest)
-            received = 0
             while True:
-                # never read (much) past the promised size: a bad server could stream forever
                 limit = _READ_SIZE if size is None else min(_READ_SIZE, size - received + 1)
                 chunk = resp.read(limit) if limit > 0 else b""
                 if not chunk:
                     break
                 received += len(chunk)
                 if size is not None and received > size:
-                    raise DigestMismatch(f"{size} bytes", f"more than {size} bytes", "blob size")
+                    raise DigestMismatch(f"{size} bytes", f"more than {size} bytes",
+                                         f"blob {digest} size")
                 hasher.update(chunk)
                 out.write(chunk)
                 if progress:
                     progress(received)
-            if size is not None and received != size:
-                raise DigestMismatch(f"{size} bytes", f"{received} bytes", "blob size")
+            if size is not None and received < size:
+                raise TruncatedBlob(digest, received, size)
             actual = f"{digest.partition(':')[0]}:{hasher.hexdigest()}"
             if actual != digest:
                 raise DigestMismatch(digest, actual, "blob")
+            # END SOLUTION
+        except http.client.IncompleteRead as e:
+            # the server promised more (Content-Length) than it sent before closing
+            raise TruncatedBlob(digest, received + len(e.partial),
+                                size if size is not None else received + len(e.partial) +
+                                (e.expected or 0)) from None
         except (OSError, http.client.HTTPException) as e:
             raise RegistryUnavailable(f"registry {self.endpoint}: download of {digest} "
                                       f"failed: {e}") from e
@@ -422,10 +452,25 @@ class RegistryClient:
         return _Reply(resp.status, resp.reason, resp.headers, body, url)
 
     def _authenticate(self, header: str, scope: str) -> None:
-        """React to a 401: get a token for `scope`, or switch to Basic credentials."""
+        """React to a 401: get a Bearer token for `scope`, or switch to Basic credentials.
+
+        The token dance (distribution/docs/spec/auth/token.md):
+            GET /v2/...                 -> 401  WWW-Authenticate: Bearer realm=R,service=S
+            GET R?service=S&scope=repository:<name>:pull   (Basic credentials, if any)
+                                        -> 200  {"token": T, "expires_in": 300}
+            GET /v2/... Authorization: Bearer T  -> 200
+        The caller (_open) sends the request again; _auth_header finds the token by scope.
+        """
         if not header:
             raise RegistryError("UNAUTHORIZED", f"registry {self.endpoint} answered 401 "
                                 "without a WWW-Authenticate challenge", 401)
+        # BEGIN SOLUTION chapter="06" hint="distribution token.md; RFC 7235 (WWW-Authenticate)"
+        # TODO: Basic: remember to send self.username/self.password (self._basic = True);
+        # TODO: Bearer: ask the token server for `scope`, store the token in self._tokens[scope]
+        # HINT: auth.parse_challenge(header) -> Challenge(scheme, params); auth.token_url(
+        # HINT: challenge, scope) is the URL; self._send("GET", url, headers, None) -> (conn,
+        # HINT: resp); auth.parse_token_response(body) -> Token; a refusal is RegistryError
+        # HINT: ("UNAUTHORIZED", message naming the realm and scope, status)
         challenge = auth.parse_challenge(header)
         if challenge.scheme == "basic":
             if self.username is None:
@@ -438,6 +483,7 @@ class RegistryClient:
                                 f"{challenge.scheme!r} from {self.endpoint}", 401)
         headers = {"User-Agent": "labkit"}
         if self.username is not None:
+            # the token server, not the registry, checks the password
             headers["Authorization"] = auth.basic_header(self.username, self.password or "")
         url = auth.token_url(challenge, scope)
         conn, resp = self._send("GET", url, headers, None)
@@ -451,10 +497,19 @@ class RegistryClient:
         try:
             self._tokens[scope] = auth.parse_token_response(reply.body)
         except ValueError as e:
-            raise RegistryError("UNAUTHORIZED", str(e), reply.status) from None
+            raise RegistryError("UNAUTHORIZED", f"token server {challenge.params.get('realm')}: "
+                                f"{e}", reply.status) from None
+        # END SOLUTION
 
     def _error(self, reply: _Reply, default_code: str) -> RegistryError:
-        return parse_error(reply.status, reply.body, default_code=default_code, reason=reply.reason)
+        error = parse_error(reply.status, reply.body, default_code=default_code,
+                            reason=reply.reason)
+        if reply.status == 429:
+            # Docker Hub's pull limit: say which registry, and when it lets us in again
+            wait = reply.header("Retry-After")
+            where = f"registry {self.endpoint}" + (f", retry after {wait} s" if wait else "")
+            error = RegistryError(error.code, f"{error.message} ({where})", 429, error.detail)
+        return error
 
     def _json(self, reply: _Reply) -> dict:
         try:

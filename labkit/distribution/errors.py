@@ -59,6 +59,16 @@ class DigestMismatch(RegistryError):
         super().__init__("DIGEST_INVALID", f"{what} digest mismatch: expected {expected}, got {actual}")
 
 
+class TruncatedBlob(RegistryError):
+    """A download ended before the descriptor's size: the connection broke, or the server
+    lied about the length. Nothing of it may be kept; pulling again starts over."""
+
+    def __init__(self, digest: str, received: int, size: int):
+        self.digest, self.received, self.size = digest, received, size
+        super().__init__("SIZE_INVALID", f"download of blob {digest} truncated: received "
+                         f"{received} of {size} bytes")
+
+
 class RegistryUnavailable(ConnectionError):
     """The registry could not be reached at all (refused, timed out, DNS, TLS)."""
 

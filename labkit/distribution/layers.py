@@ -18,6 +18,10 @@ import hashlib
 
 def chain_ids(diff_ids: list[str]) -> list[str]:
     """The chain ID of each layer in a stack, bottom first (see module docstring)."""
+    # BEGIN SOLUTION chapter="06" hint="image-spec config.md, \"Layer ChainID\""
+    # TODO: return the chain ID of each layer, bottom first (see the module docstring)
+    # HINT: the first is the diff ID itself; then sha256 of "<previous chain ID> <diff ID>"
+    # HINT: refuse an entry that is not "algorithm:hex" with ValueError
     result: list[str] = []
     for diff_id in diff_ids:
         if not isinstance(diff_id, str) or ":" not in diff_id:
@@ -28,6 +32,7 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
             joined = f"{result[-1]} {diff_id}".encode()
             result.append("sha256:" + hashlib.sha256(joined).hexdigest())
     return result
+    # END SOLUTION
 
 
 def sha256_digest(data: bytes) -> str:

@@ -76,10 +76,16 @@ def select_manifest(index: dict, platform: dict | None = None) -> dict:
     entries = index.get("manifests") if isinstance(index, dict) else None
     if not isinstance(entries, list):
         raise ValueError("not an image index: it has no \"manifests\" list")
+    # BEGIN SOLUTION chapter="06" hint="image-spec image-index.md; containerd's platforms.Only"
+    # TODO: return the first entry of `entries` that is an image for `wanted` (the host if None)
+    # HINT: skip attestation entries (_is_attestation): they describe an image, they are not one
+    # HINT: matches(entry["platform"], wanted) compares os, architecture and the normalized variant
+    # HINT: no entry fits: raise LookupError naming format_platform(wanted), as below
     for descriptor in entries:
         if not isinstance(descriptor, dict) or _is_attestation(descriptor):
             continue
         if matches(descriptor.get("platform") or {}, wanted):
             return descriptor
+    # END SOLUTION
     raise LookupError(
         f"no matching manifest for {format_platform(wanted)} in the manifest list entries")

@@ -101,7 +101,17 @@ class Reference:
 
 
 def split_domain(name: str) -> tuple[str, str]:
-    """Split a repository name into (domain, path) the way Docker does (splitDockerDomain)."""
+    """Split a repository name into (domain, path) the way Docker does (splitDockerDomain).
+
+        "busybox"                  -> ("docker.io", "library/busybox")
+        "myuser/x"                 -> ("docker.io", "myuser/x")
+        "127.0.0.1:5000/lab/hello" -> ("127.0.0.1:5000", "lab/hello")
+        "index.docker.io/busybox"  -> ("docker.io", "library/busybox")
+    """
+    # BEGIN SOLUTION chapter="06" hint="distribution/reference normalize.go, splitDockerDomain"
+    # TODO: split off the registry host, if the first component is one; add library/ on docker.io
+    # HINT: the first component is a host only if it contains "." or ":", is "localhost",
+    # HINT: or has an upper-case letter; "index.docker.io" is the legacy name of docker.io
     first, slash, rest = name.partition("/")
     if not slash or ("." not in first and ":" not in first and first != "localhost"
                      and first.lower() == first):
@@ -113,6 +123,7 @@ def split_domain(name: str) -> tuple[str, str]:
     if domain == DEFAULT_DOMAIN and "/" not in path:
         path = OFFICIAL_REPO_PREFIX + path
     return domain, path
+    # END SOLUTION
 
 
 def parse_reference(s: str) -> Reference:

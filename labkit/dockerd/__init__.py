@@ -13,6 +13,7 @@ Modules, from the one nearest the user to the one nearest containerd:
       routes_stdio.py   attach, logs, exec: framing, content types, detach keys
       routes_volumes.py volume create, ls (filters), inspect, rm, prune
       routes_archive.py docker cp: HEAD/GET/PUT /containers/{id}/archive
+      routes_networks.py  the handlers of /networks
     backend.py      the Backend Protocol the router calls (a fake one drives the unit tests)
     errors.py       error kinds, one per HTTP status (404 drives pull-on-create)
     jsonmessage.py  pull progress as Docker's JSON message stream (no I/O)
@@ -21,7 +22,13 @@ Modules, from the one nearest the user to the one nearest containerd:
       create.py       `docker create`: record, /etc files, spec, snapshot, containerd container
       imageconfig.py  the image's Cmd, Entrypoint, Env, WorkingDir, User merged with the request
       validate.py     the create request's types, signal names: 400s that name the field
-      network.py      NetworkMode (bridge/none: loopback only; host; container:<name>)
+      network.py      networks: the default bridge, user bridges, NetworkMode, -p; names
+                      between containers (/etc/hosts); what is given back when
+        networkapi.py   `docker network create/ls/inspect/rm/connect/disconnect/prune`
+        networkstore.py the networks' records (IPAM allocations) and their bridges
+        ipam.py         which subnet a network gets, which address a container gets
+        bridge.py       bridges, veth pairs, addresses, routes over rtnetlink (pyroute2)
+        portproxy.py    published ports: one userland proxy process per port
       etcfiles.py     /etc/hostname, /etc/hosts, /etc/resolv.conf for each container
       attach.py       `docker attach`, `docker logs`, resize
       wait.py         `docker wait` (registered before start, so no exit is missed)

@@ -63,6 +63,7 @@ class Container:
     RestartCount: int = 0
     HasBeenManuallyStopped: bool = False  # by docker stop/kill (restart.py); not in inspect
     MountPoints: list[dict] = field(default_factory=list)  # volumes, as inspect shows them
+    NetworkSettings: dict = field(default_factory=dict)    # networks and ports (network.py)
 
     # ---- persistence
 
@@ -117,11 +118,7 @@ class Container:
             "GraphDriver": {"Name": "overlayfs", "Data": None},
             "Mounts": self.MountPoints,
             "Config": self.Config,
-            "NetworkSettings": {
-                "Bridge": "", "SandboxID": "", "HairpinMode": False, "SandboxKey": "",
-                "Ports": {}, "IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": "",
-                "Networks": {},
-            },
+            "NetworkSettings": self.network_settings(),
             "labkit": {"Runtime": self.Runtime, "ImageRef": self.ImageRef},
         }
 
@@ -135,14 +132,40 @@ class Container:
             "ImageID": self.Image,
             "Command": command,
             "Created": int(parse_time(self.Created)),
-            "Ports": [],
+            "Ports": self.port_summary(),
             "Labels": self.Config.get("Labels") or {},
             "State": self.State.Status,
             "Status": self.status_text(now),
             "HostConfig": {"NetworkMode": self.HostConfig.get("NetworkMode") or "default"},
-            "NetworkSettings": {"Networks": {}},
+            "NetworkSettings": {"Networks": self.NetworkSettings.get("Networks") or {}},
             "Mounts": self.MountPoints,
         }
+
+    def network_settings(self) -> dict:
+        """NetworkSettings as inspect shows it: Docker's keys, the top-level address fields
+        for the default bridge (the old API's), Networks per network (network.py)."""
+        settings = {"Bridge": "", "SandboxID": "", "HairpinMode": False, "SandboxKey": "",
+                    "Ports": {}, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+                    "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
+                    "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
+                    "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0,
+                    "IPv6Gateway": "", "MacAddress": "", "Networks": {}}
+        settings.update(self.NetworkSettings)
+        if not self.State.Running:
+            settings["Ports"] = {}
+        return settings
+
+    def port_summary(self) -> list[dict]:
+        """`docker ps`'s Ports: published ones with their host side, exposed ones without."""
+        out = []
+        for key, bindings in (self.NetworkSettings.get("Ports") or {}).items():
+            port, _, proto = key.partition("/")
+            if not bindings:
+                out.append({"PrivatePort": int(port), "Type": proto})
+            for b in bindings or []:
+                out.append({"IP": b["HostIp"], "PrivatePort": int(port),
+                            "PublicPort": int(b["HostPort"]), "Type": proto})
+        return out if self.State.Running else []
 
     def status_text(self, now: float | None = None) -> str:
         """"Up 5 seconds", "Exited (0) 3 seconds ago", "Created"."""

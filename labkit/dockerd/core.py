@@ -7,7 +7,7 @@ rooms, one module each, all working on the same state:
     monitor.py  the exit of a task         wait.py     `docker wait` (and run's wait)
     attach.py   attach, logs, resize       remove.py   `docker rm`, container prune
     restore.py  live restore (restart)     views.py    inspect, ps, top
-    network.py  NetworkMode, networks      info.py     `docker version`, `docker info`
+    network.py  networks, NetworkMode, -p  info.py     `docker version`, `docker info`
 
 Each room is a class whose methods are the Daemon's own (as moby's daemon/create.go,
 start.go, … are all methods of one `Daemon`); `Daemon` mixes them together with

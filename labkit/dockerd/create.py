@@ -4,8 +4,9 @@ daemon/create.go).
     container_create  check the request, find the image (404: the CLI pulls), choose the
                       runtime, take the image's command if the request has none, reserve
                       the name
-    _create           merge the image's config (imageconfig.py); choose the network
-                      (network.py); write /etc/hostname, hosts, resolv.conf (etcfiles.py);
+    _create           merge the image's config (imageconfig.py); check NetworkMode and
+                      the networks to join at start (network.py: no address before start,
+                      as in Docker); write /etc/hostname, hosts, resolv.conf (etcfiles.py);
                       build the OCI spec (oci.py)
     _register         Snapshots.Prepare + Containers.Create on containerd, then save
                       config.v2.json and announce "create"
@@ -35,6 +36,7 @@ from labkit.dockerd.errors import Conflict, DaemonError, InvalidParameter
 from labkit.dockerd.images import ImageRecord
 from labkit.dockerd.jsonlog import rfc3339nano
 from labkit.dockerd.names import generate_name
+from labkit.dockerd.network import check_ports
 from labkit.dockerd.remote import SNAPSHOTTER, RemoteError, to_daemon_error
 from labkit.dockerd.validate import check_config
 
@@ -61,7 +63,7 @@ class Create(DaemonCore):
 
     def container_create(self, name: str | None, config: dict) -> CreateResult:
         host_config = config.pop("HostConfig", None) or {}
-        config.pop("NetworkingConfig", None)
+        networking = config.pop("NetworkingConfig", None)
         if not isinstance(host_config, dict):
             raise InvalidParameter("invalid HostConfig: expected a JSON object")
         check_config(config, host_config)
@@ -86,18 +88,21 @@ class Create(DaemonCore):
         cid = secrets.token_hex(32)
         try:
             return self._create(cid, name, config, host_config, image, runtime, binary,
-                                entrypoint, cmd, args)
+                                entrypoint, cmd, args, networking)
         finally:
             with self._lock:
                 self._reserved_names.discard(name)
 
     def _create(self, cid: str, name: str, config: dict, host_config: dict, image: ImageRecord,
-                runtime: str, binary: str, entrypoint: list, cmd: list, args: list) -> CreateResult:
+                runtime: str, binary: str, entrypoint: list, cmd: list, args: list,
+                networking: dict | None = None) -> CreateResult:
         img = image.config.get("config") or {}
         merged = imageconfig.merge(config, img, entrypoint, cmd,
                                    hostname=config.get("Hostname") or cid[:12])
         host_config = _with_defaults(host_config, runtime)
         network = self._network(host_config["NetworkMode"])
+        check_ports(host_config)
+        network_settings = self._network_settings(host_config["NetworkMode"], networking)
         if network == "host" and not config.get("Hostname"):
             # the host's network, the host's name (as Docker does)
             merged["Hostname"] = platform.node()
@@ -105,7 +110,8 @@ class Create(DaemonCore):
         cdir.mkdir(parents=True, exist_ok=True)
         anonymous: list[str] = []  # volumes made for this container: undone on failure
         try:
-            files = etcfiles.write(cdir, merged["Hostname"], network, host_config)
+            files = etcfiles.write(cdir, merged["Hostname"], network, host_config,
+                                   self._host_gateway())
             cgroups_path = _cgroups_path(cid, host_config, self.config.cgroup_parent)
             volumes = self._container_volumes(merged, host_config, anonymous)
             spec = _spec(merged, host_config, args, files, volumes, network, cgroups_path)
@@ -122,7 +128,7 @@ class Create(DaemonCore):
                       LogPath=str(cdir / f"{cid}-json.log"),
                       HostnamePath=str(files["/etc/hostname"]), HostsPath=str(files["/etc/hosts"]),
                       ResolvConfPath=str(files["/etc/resolv.conf"]),
-                      MountPoints=mounts.mount_points(volumes))
+                      MountPoints=mounts.mount_points(volumes), NetworkSettings=network_settings)
         try:
             self._register(c, image, binary, spec, cdir)
         except DaemonError:
@@ -228,9 +234,9 @@ def _cgroups_path(cid: str, host_config: dict, default_parent: str) -> str:
 def _warnings(host_config: dict) -> list[str]:
     """Settings accepted but not acted upon: the CLI prints each as "WARNING: ..."."""
     out = []
-    if host_config.get("PortBindings") or host_config.get("PublishAllPorts"):
-        out.append("labkit-dockerd has no bridge network yet: published ports (-p, -P) "
-                   "are ignored")
+    if (host_config.get("PortBindings") or host_config.get("PublishAllPorts")) and \
+            host_config.get("NetworkMode") == "host":
+        out.append("Published ports are discarded when using host network mode")
     if host_config.get("Init"):
         out.append("labkit-dockerd has no init process to inject: --init is ignored")
     if host_config.get("Ulimits"):

@@ -195,4 +195,5 @@ class Daemon(Create, StartStop, Monitor, Restarts, Wait, AttachLogs, Remove, Res
         with self._changed:
             self._closing.set()
             self._changed.wait_for(lambda: not self._exiting, timeout=10)
+        self._networks_close()
         self.ctr.close()

@@ -31,6 +31,12 @@ class NotFound(DaemonError):
     status = 404
 
 
+class Forbidden(DaemonError):
+    """403: allowed in general, not in this state (removing a network still in use)."""
+
+    status = 403
+
+
 class Conflict(DaemonError):
     """409: the request clashes with the current state (name in use, container running...)."""
 

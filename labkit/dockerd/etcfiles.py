@@ -15,16 +15,20 @@ import shutil
 from pathlib import Path
 
 
-def write(cdir: Path, hostname: str, network: str, host_config: dict) -> dict[str, Path]:
+def write(cdir: Path, hostname: str, network: str, host_config: dict,
+          host_gateway: str | None = None) -> dict[str, Path]:
     """Write the three files into the container's directory `cdir`; {path in the container:
-    file on the host}. Bad --add-host/--dns values raise ValueError (a 400 for the caller)."""
+    file on the host}. Bad --add-host/--dns values raise ValueError (a 400 for the caller).
+    `host_gateway`: what --add-host NAME:host-gateway stands for (the default bridge's
+    address). The container's own address and its peers' are added at start (network.py)."""
     files = {"/etc/hostname": cdir / "hostname", "/etc/hosts": cdir / "hosts",
              "/etc/resolv.conf": cdir / "resolv.conf"}
     files["/etc/hostname"].write_text(hostname + "\n")
     if network == "host":
         shutil.copyfile("/etc/hosts", files["/etc/hosts"])
     else:
-        files["/etc/hosts"].write_text(hosts_file(hostname, host_config.get("ExtraHosts")))
+        files["/etc/hosts"].write_text(hosts_file(hostname, host_config.get("ExtraHosts"),
+                                                  host_gateway=host_gateway))
     try:
         host_resolv = Path("/etc/resolv.conf").read_text()
     except OSError:
@@ -35,9 +39,13 @@ def write(cdir: Path, hostname: str, network: str, host_config: dict) -> dict[st
     return files
 
 
-def hosts_file(hostname: str, extra_hosts: list[str] | None = None) -> str:
-    """/etc/hosts as Docker writes it for a container without networks (only loopback),
-    plus --add-host entries ("name:ip")."""
+def hosts_file(hostname: str, extra_hosts: list[str] | None = None, own_ip: str | None = None,
+               peers: list[tuple[str, list[str]]] | None = None,
+               host_gateway: str | None = None) -> str:
+    """/etc/hosts as Docker writes it: loopback names, --add-host entries ("name:ip"), the
+    other containers of the container's user networks (`peers`: (ip, names)), and its own
+    name on its own address (`own_ip`; 127.0.1.1 without one, as Docker for --network
+    none)."""
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
              "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
              "ff02::2\tip6-allrouters"]
@@ -46,10 +54,14 @@ def hosts_file(hostname: str, extra_hosts: list[str] | None = None) -> str:
         if not sep or not name or not ip:
             raise ValueError(f"invalid extra host {entry!r}: expected \"name:ip\"")
         if ip == "host-gateway":
-            raise ValueError("--add-host ...:host-gateway needs a bridge network, which "
-                             "labkit-dockerd does not have")
+            if not host_gateway:
+                raise ValueError("--add-host ...:host-gateway needs the default bridge "
+                                 "network, which is not up")
+            ip = host_gateway
         lines.append(f"{ip}\t{name}")
-    lines.append(f"127.0.1.1\t{hostname}")
+    for peer_ip, names in peers or []:
+        lines.append(f"{peer_ip}\t{' '.join(names)}")
+    lines.append(f"{own_ip or '127.0.1.1'}\t{hostname}")
     return "\n".join(lines) + "\n"
 
 

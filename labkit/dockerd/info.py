@@ -83,14 +83,14 @@ class System(DaemonCore):
             "ContainersStopped": len(states) - states.count("running"),
             "Images": images,
             "Driver": SNAPSHOTTER, "DriverStatus": [],
-            "Plugins": {"Volume": [], "Network": ["none"], "Authorization": None,
-                        "Log": ["json-file"]},
+            "Plugins": {"Volume": [], "Network": ["bridge", "host", "null"],
+                        "Authorization": None, "Log": ["json-file"]},
             "MemoryLimit": limits["memory"], "SwapLimit": limits["swap"],
             "CpuCfsPeriod": limits["cpu"], "CpuCfsQuota": limits["cpu"],
             "CPUShares": limits["cpu"], "CPUSet": limits["cpuset"],
             "PidsLimit": limits["pids"], "OomKillDisable": False, "KernelMemory": False,
             "KernelMemoryTCP": False,
-            "IPv4Forwarding": False, "Debug": log.isEnabledFor(logging.DEBUG),
+            "IPv4Forwarding": _ip_forward(), "Debug": log.isEnabledFor(logging.DEBUG),
             "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": threading.active_count(),
             "SystemTime": rfc3339nano(), "LoggingDriver": "json-file",
             "CgroupDriver": "cgroupfs", "CgroupVersion": _cgroup_version(),
@@ -185,3 +185,11 @@ def _cgroup_limits() -> dict[str, bool]:
         have, swap = set(), False
     return {"memory": "memory" in have, "swap": "memory" in have and swap,
             "cpu": "cpu" in have, "cpuset": "cpuset" in have, "pids": "pids" in have}
+
+
+def _ip_forward() -> bool:
+    """Whether the host forwards IPv4 between interfaces (labkit never changes it)."""
+    try:
+        return Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1"
+    except OSError:
+        return False

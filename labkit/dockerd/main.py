@@ -1,11 +1,16 @@
 """`labkit-dockerd`: the Docker Engine API daemon.
 
     labkit-dockerd [-H unix:///run/labkit/docker.sock | -H tcp://127.0.0.1:2375]...
+                   [--tlsverify --tlscacert CA --tlscert CERT --tlskey KEY]
                    [--containerd SOCK] [--root DIR]
                    [--exec-root DIR] [--registry-mirror URL]... [--default-runtime NAME]
                    [--add-runtime NAME=PATH]... [--cgroup-parent /labkit] [--debug]
 
 Then, for example:  DOCKER_HOST=unix:///run/labkit/docker.sock docker run hello-world
+
+TCP: plain on loopback (curl works); any other address only with --tlsverify, as dockerd: the
+server's certificate and key, and the CA whose signature a client certificate must carry
+(`docker --tlsverify --tlscacert ca.pem --tlscert cert.pem --tlskey key.pem -H tcp://HOST:2376`).
 
 Serving runs in a background thread; the main thread waits for SIGTERM or SIGINT and then
 shuts the server down (graceful: the socket is removed; containers keep running, owned by
@@ -26,13 +31,13 @@ from labkit import paths
 from labkit.dockerd.core import DEFAULT_MIRROR, VERSION, DaemonConfig
 from labkit.dockerd.daemon import Daemon
 from labkit.dockerd.router import Router
-from labkit.dockerd.server import EngineAPIServer, EngineAPITCPServer
+from labkit.dockerd.server import EngineAPIServer, EngineAPITCPServer, is_loopback, tls_context
 
 log = logging.getLogger("labkit.dockerd")
 
 
 def _listen_address(host: str) -> str:
-    """-H unix:///path, /path, or tcp://127.0.0.1:PORT (loopback only)."""
+    """-H unix:///path, /path, or tcp://HOST:PORT (not loopback: only with --tlsverify)."""
     if host.startswith("unix://"):
         host = host[len("unix://"):]
     if host.startswith("/"):
@@ -43,10 +48,6 @@ def _listen_address(host: str) -> str:
         name = name.strip("[]")
         if not name or not port.isdigit() or not 0 < int(port) < 65536:
             raise argparse.ArgumentTypeError(f"invalid -H {host!r}: expected tcp://HOST:PORT")
-        if name not in ("127.0.0.1", "localhost", "::1"):
-            raise argparse.ArgumentTypeError(
-                f"refusing -H {host!r}: the Engine API gives root on this host to anyone who "
-                "connects, so labkit-dockerd listens on loopback only (127.0.0.1 or ::1)")
         return f"tcp://{name}:{port}"
     raise argparse.ArgumentTypeError(f"unsupported -H {host!r}: expected unix:///path or "
                                      "tcp://127.0.0.1:PORT")
@@ -80,9 +81,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    metavar="NAME=PATH", help="register another OCI runtime")
     p.add_argument("--cgroup-parent", default=paths.CGROUP_PARENT,
                    help="cgroup under which containers get theirs (default %(default)s)")
+    p.add_argument("--tlsverify", action="store_true",
+                   help="TCP with TLS, clients must present a certificate signed by --tlscacert "
+                        "(required for -H tcp:// on any non-loopback address)")
+    p.add_argument("--tlscacert", metavar="CA.pem", help="the CA that signs client certificates")
+    p.add_argument("--tlscert", metavar="CERT.pem", help="this daemon's certificate")
+    p.add_argument("--tlskey", metavar="KEY.pem", help="this daemon's private key")
     p.add_argument("--debug", action="store_true", help="log every request")
     p.add_argument("--version", action="version", version=f"labkit-dockerd {VERSION}")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.tlsverify and not (args.tlscacert and args.tlscert and args.tlskey):
+        p.error("--tlsverify needs --tlscacert, --tlscert and --tlskey")
+    for host in args.hosts or []:
+        name = host[len("tcp://"):].rpartition(":")[0] if host.startswith("tcp://") else None
+        if name is not None and not is_loopback(name) and not args.tlsverify:
+            p.error(f"refusing -H {host}: the Engine API gives root on this host to anyone who "
+                    "connects; listen on loopback (127.0.0.1 or ::1) or add --tlsverify with "
+                    "--tlscacert, --tlscert and --tlskey, so only holders of a client "
+                    "certificate signed by that CA get in")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,13 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         daemon._runtime_binary(config.default_runtime)  # unknown names fail now, not at run
         daemon.restore()
         router = Router(daemon, VERSION)
+        tls = tls_context(args.tlscacert, args.tlscert, args.tlskey) if args.tlsverify else None
         servers = []
         for host in args.hosts or [f"unix://{paths.DOCKER_SOCK}"]:
             if host.startswith("unix://"):
                 servers.append(EngineAPIServer(host[len("unix://"):], router))
             else:
                 name, _, port = host[len("tcp://"):].rpartition(":")
-                servers.append(EngineAPITCPServer(name, int(port), router))
+                servers.append(EngineAPITCPServer(name, int(port), router, tls))
     except Exception as e:  # bad paths, a socket in use, an unknown runtime: one clear line
         message = getattr(e, "message", None) or str(e)
         print(f"labkit-dockerd: {message}", file=sys.stderr)

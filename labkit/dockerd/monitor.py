@@ -97,6 +97,7 @@ class Monitor(DaemonCore):
                 c.save(self.config.root)
         # Deleting the task makes the shim let go of the fifos, should it still hold them.
         self._delete_task(c)
+        self._network_down(c)   # its address, veths and proxies (network.py)
         if io is not None:
             if not io.done.wait(5):
                 io.abort()

@@ -26,15 +26,17 @@ one by one (daemon/oci_linux.go). The parts, and why each is there:
 
 - volumes: bind mounts of host paths (-v, --mount type=bind), volumes and tmpfs mounts,
   last (mounts.py makes them).
-- network: a namespace of its own (only loopback: labkit has no bridge yet), the host's
-  (--network host: no namespace entry), or another container's (a namespace path).
+- network: a namespace of its own (the runtime makes it, with loopback up; dockerd adds a
+  veth pair between create and start: network.py), the host's (--network host: no
+  namespace entry), or another container's (a namespace path).
 
 - linux.seccomp: the system-call filter, Docker's default profile resolved for this
   container's capabilities (security.py, seccomp_default.py), a profile of the user's, or
   none (--security-opt seccomp=unconfined). process.noNewPrivileges with
   --security-opt no-new-privileges.
 
-Left out for now: rlimits, networking hooks.
+Left out for now: rlimits. (No networking hooks: dockerd configures the namespace between
+Tasks.Create and Tasks.Start, as dockerd 28 does: network.py.)
 """
 
 from __future__ import annotations
@@ -242,7 +244,7 @@ def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, host
 
     `etc_files` maps /etc/resolv.conf, /etc/hostname and /etc/hosts to the files dockerd
     wrote for this container on the host. `extra_mounts` come last (volumes). `network`:
-    "private" (a new network namespace: only loopback), "host" (the host's: no namespace
+    "private" (a new network namespace; network.py plugs it in), "host" (the host's: no namespace
     entry at all), or a path such as /proc/<pid>/ns/net (join another container's).
     `seccomp` is linux.seccomp (security.seccomp_for), None for no filter.
     """

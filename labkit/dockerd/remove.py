@@ -67,6 +67,7 @@ class Remove(DaemonCore):
             with self._lock:
                 c.State.Status = previous
             raise to_daemon_error(e) from None
+        self._network_down(c)   # normally done at its exit already; this makes sure
         shutil.rmtree(Container.dir_for(self.config.root, c.ID), ignore_errors=True)
         shutil.rmtree(self.config.exec_root / "containerd" / c.ID, ignore_errors=True)
         self.execs.forget(c.ID)

@@ -38,7 +38,10 @@ class Restore(DaemonCore):
         runs gets a new monitor (and its fifos reopened), one that is gone is marked exited.
         The task of a container saved as not running is deleted, or taken over if dockerd
         was killed in the middle of its start (`_settle`).
+        Networks first (their bridges, network.py), and at the end whatever no running
+        container holds any more is given back (addresses, veths, port proxies).
         """
+        self._networks_load()
         for cfg in sorted((self.config.root / "containers").glob("*/config.v2.json")):
             try:
                 c = Container.load(cfg.parent)
@@ -70,6 +73,7 @@ class Restore(DaemonCore):
                     c.save(self.config.root)
                     continue
             self._take_over(c, live)
+        self._networks_reconcile()
         self._restart_at_boot()   # restart.py: what the policies want running again
 
     def _take_over(self, c: Container, live: Live) -> None:

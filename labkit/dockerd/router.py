@@ -33,6 +33,7 @@ from labkit.dockerd.httputils import (API_VERSION, JSON, AnyResponse, Request, R
                                       StreamResponse, error_response, json_response,
                                       parse_filters, split_version)
 from labkit.dockerd.routes_archive import ArchiveRoutes
+from labkit.dockerd.routes_networks import NetworkRoutes
 from labkit.dockerd.routes_stdio import StdioRoutes, unix_time
 from labkit.dockerd.routes_volumes import VolumeRoutes
 
@@ -46,66 +47,79 @@ Handler = Callable[[Request], AnyResponse]
 _CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
-class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes):
+class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes, NetworkRoutes):
     """Maps requests to handlers; every handler calls one method of `backend`."""
 
     def __init__(self, backend: Backend, server_version: str = "0.1.0-labkit") -> None:
         self.backend = backend
         self.server_version = server_version
-        # The route table. Patterns match the path after the version prefix; a name may
-        # hold slashes only for images (127.0.0.1:5000/hello-world), not for containers.
-        C = r"/containers/(?P<name>[^/]+)"
-        I = r"/images/(?P<name>.+?)"
-        E = r"/exec/(?P<id>[^/]+)"
-        V = r"/volumes/(?P<name>[^/]+)"
         self.routes: list[tuple[str, re.Pattern, Handler]] = [
-            (m, re.compile(f"^{p}$"), h) for m, p, h in [
-                ("GET", r"/_ping", self.ping),
-                ("HEAD", r"/_ping", self.ping),
-                ("GET", r"/version", self.version),
-                ("GET", r"/info", self.info),
-                ("GET", r"/events", self.events),
-                ("POST", r"/containers/create", self.container_create),
-                ("GET", r"/containers/json", self.container_list),
-                ("POST", r"/containers/prune", self.container_prune),
-                ("GET", C + r"/json", self.container_inspect),
-                ("GET", C + r"/top", self.container_top),
-                ("POST", C + r"/start", self.container_start),
-                ("POST", C + r"/stop", self.container_stop),
-                ("POST", C + r"/restart", self.container_restart),
-                ("POST", C + r"/kill", self.container_kill),
-                ("POST", C + r"/wait", self.container_wait),
-                ("POST", C + r"/attach", self.container_attach),
-                ("GET", C + r"/logs", self.container_logs),
-                ("POST", C + r"/resize", self.container_resize),
-                ("POST", C + r"/rename", self.container_rename),
-                ("GET", C + r"/changes", self.container_changes),
-                ("GET", C + r"/export", self.container_export),
-                ("HEAD", C + r"/archive", self.archive_head),
-                ("GET", C + r"/archive", self.archive_get),
-                ("PUT", C + r"/archive", self.archive_put),
-                ("DELETE", C, self.container_remove),
-                ("POST", C + r"/exec", self.exec_create),
-                ("POST", E + r"/start", self.exec_start),
-                ("POST", E + r"/resize", self.exec_resize),
-                ("GET", E + r"/json", self.exec_inspect),
-                ("GET", r"/networks", self.network_list),
-                ("GET", r"/networks/(?P<name>[^/]+)", self.network_inspect),
-                ("POST", r"/networks/create", self.network_create),
-                ("POST", r"/volumes/create", self.volume_create),
-                ("POST", r"/volumes/prune", self.volume_prune),
-                ("GET", r"/volumes", self.volume_list),
-                ("GET", V, self.volume_inspect),
-                ("DELETE", V, self.volume_remove),
-                ("POST", r"/images/create", self.image_create),
-                ("GET", r"/images/json", self.image_list),
-                ("GET", I + r"/json", self.image_inspect),
-                ("GET", I + r"/history", self.image_history),
-                ("DELETE", I, self.image_remove),
-                ("POST", I + r"/tag", self.image_tag),
-                ("GET", r"/images/get", self.images_save),
-                ("GET", I + r"/get", self.image_save),
-            ]
+            (m, re.compile(f"^{p}$"), h) for m, p, h in self._container_routes()
+            + self._other_routes()]
+
+    # The route table. Patterns match the path after the version prefix; a name may hold
+    # slashes only for images (127.0.0.1:5000/hello-world), not for containers.
+
+    def _container_routes(self) -> list[tuple[str, str, Handler]]:
+        C = r"/containers/(?P<name>[^/]+)"
+        E = r"/exec/(?P<id>[^/]+)"
+        return [
+            ("GET", r"/_ping", self.ping),
+            ("HEAD", r"/_ping", self.ping),
+            ("GET", r"/version", self.version),
+            ("GET", r"/info", self.info),
+            ("GET", r"/events", self.events),
+            ("POST", r"/containers/create", self.container_create),
+            ("GET", r"/containers/json", self.container_list),
+            ("POST", r"/containers/prune", self.container_prune),
+            ("GET", C + r"/json", self.container_inspect),
+            ("GET", C + r"/top", self.container_top),
+            ("POST", C + r"/start", self.container_start),
+            ("POST", C + r"/stop", self.container_stop),
+            ("POST", C + r"/restart", self.container_restart),
+            ("POST", C + r"/kill", self.container_kill),
+            ("POST", C + r"/wait", self.container_wait),
+            ("POST", C + r"/attach", self.container_attach),
+            ("GET", C + r"/logs", self.container_logs),
+            ("POST", C + r"/resize", self.container_resize),
+            ("POST", C + r"/rename", self.container_rename),
+            ("GET", C + r"/changes", self.container_changes),
+            ("GET", C + r"/export", self.container_export),
+            ("HEAD", C + r"/archive", self.archive_head),
+            ("GET", C + r"/archive", self.archive_get),
+            ("PUT", C + r"/archive", self.archive_put),
+            ("DELETE", C, self.container_remove),
+            ("POST", C + r"/exec", self.exec_create),
+            ("POST", E + r"/start", self.exec_start),
+            ("POST", E + r"/resize", self.exec_resize),
+            ("GET", E + r"/json", self.exec_inspect),
+        ]
+
+    def _other_routes(self) -> list[tuple[str, str, Handler]]:
+        I = r"/images/(?P<name>.+?)"
+        V = r"/volumes/(?P<name>[^/]+)"
+        N = r"/networks/(?P<name>[^/]+)"
+        return [
+            ("GET", r"/networks", self.network_list),
+            ("POST", r"/networks/create", self.network_create),
+            ("POST", r"/networks/prune", self.network_prune),
+            ("GET", N, self.network_inspect),
+            ("DELETE", N, self.network_remove),
+            ("POST", N + r"/connect", self.network_connect),
+            ("POST", N + r"/disconnect", self.network_disconnect),
+            ("POST", r"/volumes/create", self.volume_create),
+            ("POST", r"/volumes/prune", self.volume_prune),
+            ("GET", r"/volumes", self.volume_list),
+            ("GET", V, self.volume_inspect),
+            ("DELETE", V, self.volume_remove),
+            ("POST", r"/images/create", self.image_create),
+            ("GET", r"/images/json", self.image_list),
+            ("GET", I + r"/json", self.image_inspect),
+            ("GET", I + r"/history", self.image_history),
+            ("DELETE", I, self.image_remove),
+            ("POST", I + r"/tag", self.image_tag),
+            ("GET", r"/images/get", self.images_save),
+            ("GET", I + r"/get", self.image_save),
         ]
 
     # ---- dispatch
@@ -231,17 +245,6 @@ class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes):
 
         return StreamResponse(200, JSON, body())
 
-    # ---- networks
-
-    def network_list(self, req: Request) -> Response:
-        return json_response(self.backend.network_list())
-
-    def network_inspect(self, req: Request) -> Response:
-        return json_response(self.backend.network_inspect(req.params["name"]))
-
-    def network_create(self, req: Request) -> Response:
-        raise InvalidParameter("labkit-dockerd cannot create networks: it has bridge (its "
-                               "default: loopback only), host and none")
 
     # ---- images
 

@@ -20,10 +20,12 @@ for keep-alive).
 
 from __future__ import annotations
 
+import grp
 import logging
 import os
 import socket
 import socketserver
+import ssl
 import stat
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -36,6 +38,7 @@ from labkit.dockerd.router import Router
 
 log = logging.getLogger("labkit.dockerd")
 
+SOCKET_GROUP = "labkit"
 MAX_BODY = 64 * 1024 * 1024  # a container config is a few kB; refuse absurd bodies
 
 
@@ -204,6 +207,8 @@ BACKLOG = max(128, socket.SOMAXCONN)
 
 
 class EngineAPIServer(socketserver.ThreadingUnixStreamServer):
+    """The API on a unix socket, mode 0660: root, and the group `labkit` if it exists."""
+
     daemon_threads = True        # a hanging /wait must not keep the process alive at exit
     block_on_close = False
     request_queue_size = BACKLOG
@@ -219,6 +224,10 @@ class EngineAPIServer(socketserver.ThreadingUnixStreamServer):
             path.unlink()
         super().__init__(str(path), EngineAPIHandler)
         os.chmod(path, 0o660)
+        try:        # as dockerd with its `docker` group: members may use the socket
+            os.chown(path, -1, grp.getgrnam(SOCKET_GROUP).gr_gid)
+        except KeyError:
+            pass    # no such group: root only
         self.socket_path = path
 
     def server_close(self) -> None:
@@ -230,24 +239,57 @@ class EngineAPIServer(socketserver.ThreadingUnixStreamServer):
 
 
 class EngineAPITCPServer(socketserver.ThreadingTCPServer):
-    """The same API on TCP, for clients that cannot reach a unix socket (DOCKER_HOST=
-    tcp://127.0.0.1:2375). There is no TLS and no authentication, exactly like dockerd's
-    plain -H tcp://: whoever can connect is root on this host, so only loopback is allowed."""
+    """The same API on TCP, for clients that cannot reach a unix socket.
+
+    Whoever can send requests to the Engine API is root on this host. So, as dockerd:
+    plain TCP (DOCKER_HOST=tcp://127.0.0.1:2375, curl works) only on loopback; any other
+    address only with TLS *and* client certificates signed by the CA given (`--tlsverify`):
+    the certificate is the authentication. main.py refuses to start otherwise, saying why."""
 
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
     request_queue_size = BACKLOG
 
-    def __init__(self, host: str, port: int, router: Router) -> None:
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            raise OSError(f"refusing to listen on {host}:{port}: the Engine API gives root on "
-                          "this host to anyone who connects, so labkit-dockerd listens on "
-                          "loopback only (127.0.0.1 or ::1)")
+    def __init__(self, host: str, port: int, router: Router,
+                 tls: ssl.SSLContext | None = None) -> None:
+        if tls is None and not is_loopback(host):
+            raise OSError(f"refusing to listen on {host}:{port} without --tlsverify: the Engine "
+                          "API gives root on this host to anyone who connects, so plain TCP is "
+                          "for loopback only (127.0.0.1 or ::1)")
         self.router = router
-        if host == "::1":
+        self.tls = tls
+        if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), EngineAPIHandler)
+
+    def finish_request(self, request, client_address) -> None:
+        """In the connection's own thread: the TLS handshake first (a client without a valid
+        certificate is dropped here, before a byte of HTTP), then the HTTP exchange."""
+        if self.tls is not None:
+            request.settimeout(30)
+            try:
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError) as e:
+                log.info("TLS handshake with %s failed: %s", client_address[0], e)
+                return
+            request.settimeout(None)
+        super().finish_request(request, client_address)
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
+
+
+def tls_context(cacert: str, cert: str, key: str) -> ssl.SSLContext:
+    """dockerd's --tlsverify: serve `cert`/`key`, accept only clients whose certificate
+    `cacert` signed (TLS 1.2 or newer)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    context.load_verify_locations(cacert)
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 def _refuse_if_listening(path: Path) -> None:

@@ -3,7 +3,8 @@ restart.go).
 
     start   mkfifo init-stdin/out/err; Tasks.Create(fifos) (containerd finds the rootfs from
             the container's snapshot key) — the shim mounts it and runs the runtime's `create`; copy the fifos to the log and the attached
-            clients; Tasks.Start — the runtime's `start`; a monitor thread waits for the
+            clients; its networks into the namespace init waits in (network.py);
+            Tasks.Start — the runtime's `start`; a monitor thread waits for the
             exit (monitor.py). A failed start is recorded as Docker does (exit code 127,
             126 or 128) and reported to the client.
     stop    the stop signal (StopSignal, SIGTERM by default), then SIGKILL after the
@@ -68,7 +69,7 @@ class StartStop(DaemonCore):
         try:
             # No rootfs in the request: containerd takes the mounts of the container's
             # snapshot (snapshot_key) itself, and the shim mounts them.
-            self.ctr.call(self.ctr.tasks.Create, pb.CreateTaskRequest(
+            created = self.ctr.call(self.ctr.tasks.Create, pb.CreateTaskRequest(
                 container_id=c.ID, stdin=io.stdin_path, stdout=io.stdout_path,
                 stderr=io.stderr_path, terminal=c.tty), timeout=120)
         except RemoteError as e:
@@ -76,18 +77,25 @@ class StartStop(DaemonCore):
             io.cleanup()
             self._start_failed(c, live, e)
         io.start()
+        failure: DaemonError | None = None
         try:
+            # The namespaces exist now, init waits before execve: its network goes in
+            # between (network.py says why there).
+            self._network_up(c, created.pid)
             pid = self.ctr.call(self.ctr.tasks.Start, pb.StartRequest(container_id=c.ID),
                                 timeout=120).pid
-        except RemoteError as e:
+        except (RemoteError, DaemonError) as e:
             try:
                 self.ctr.call(self.ctr.tasks.Delete, pb.DeleteTaskRequest(container_id=c.ID))
             except RemoteError:
                 pass
+            self._network_down(c)
             io.abort()
             io.done.wait(5)
             io.cleanup()
-            self._start_failed(c, live, e)
+            if isinstance(e, DaemonError):
+                failure, e = e, RemoteError("INTERNAL", e.message)
+            self._start_failed(c, live, e, failure)
         with self._lock:
             live.io = io
             pending, live.stdin_pending = bytes(live.stdin_pending), bytearray()
@@ -105,8 +113,10 @@ class StartStop(DaemonCore):
         self._event(c, "start")
         log.info("started container %s, pid %d", c.ID[:12], pid)
 
-    def _start_failed(self, c: Container, live: Live, e: RemoteError) -> None:
-        """Record a failed start as Docker does, then raise the error for the client."""
+    def _start_failed(self, c: Container, live: Live, e: RemoteError,
+                      error: DaemonError | None = None) -> None:
+        """Record a failed start as Docker does, then raise the error for the client
+        (`error` if given: one of dockerd's own, such as a port already allocated)."""
         message = e.message
         lowered = message.lower()
         if "executable file not found" in lowered or "no such file or directory" in lowered:
@@ -127,6 +137,8 @@ class StartStop(DaemonCore):
                 self._remove(c, volumes=True)
             except DaemonError as err:
                 log.warning("auto-remove of %s after a failed start: %s", c.ID[:12], err)
+        if error is not None:
+            raise error
         if e.code == "UNAVAILABLE":
             raise SystemError_(message)
         raise InvalidParameter(message)

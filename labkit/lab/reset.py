@@ -12,6 +12,8 @@
    busy.
 4. Remove the containers' cgroups left under the lab's cgroup parent (empty ones only: a
    cgroup that still holds processes is reported, not touched).
+4b. Stop the port proxies recorded in the containers' ports.json and delete the links
+   (bridges, veths) whose alias names the lab's dockerd (labkit.dockerd.bridge).
 5. Remove the run, data and log directories (never the virtualenv, never the configuration).
 """
 
@@ -167,6 +169,22 @@ def remove_cgroups(parent: str = paths.CGROUP_PARENT, report: Report = print,
     return removed
 
 
+def remove_network(dockerd_root: Path, report: Report = print) -> None:
+    """The port proxies and links the dockerd of `dockerd_root` left: proxies by the pids in
+    ports.json (checked against their command line), links by the alias that names it."""
+    from labkit.dockerd import bridge, portproxy
+    from labkit.dockerd.networkstore import daemon_tag
+    for ports in sorted((dockerd_root / "containers").glob("*/ports.json")):
+        for proxy in portproxy.load(ports):
+            if portproxy.is_ours(proxy.pid, ports.parent):
+                portproxy.stop(proxy.pid, ports.parent)
+                report(f"stopped port proxy {proxy.pid} ({proxy.host_ip}:{proxy.host_port})")
+    tag = f"{bridge.ALIAS_PREFIX}{daemon_tag(dockerd_root)} "
+    for link in bridge.links():
+        if link.alias.startswith(tag) and bridge.delete_link(link.name):
+            report(f"deleted link {link.name}")
+
+
 def reset(report: Report = print) -> None:
     down(report)
     ids = container_ids(paths.RUN, paths.LIB)
@@ -182,6 +200,7 @@ def reset(report: Report = print) -> None:
         n = remove_cgroups(report=report, only=ids if private else None)
         if n:
             report(f"removed {n} cgroup(s) under {paths.CGROUP_PARENT}")
+    remove_network(paths.DOCKERD_ROOT, report)
     roots = [paths.RUN, paths.LIB]
     n = unmount_all(roots, report)
     if n:

@@ -17,7 +17,7 @@ Modules, from the command line down to the kernel:
     config      reading and checking config.json
     init        the container's init, step by step (with the sync-protocol diagram)
     hooks       OCI hooks: run by create, init, start and delete
-    mounts      rootfs mounts, /dev, masked and read-only paths
+    mounts      rootfs mounts, /dev, pivot_root, masked and read-only paths
     process     env, executable lookup, rlimits, user ids, capabilities
     console     the pty and the --console-socket hand-over
     seccomp     the system-call filter (linux.seccomp, compiled by libseccomp)

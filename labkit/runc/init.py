@@ -310,7 +310,7 @@ def container_init(a: InitArgs) -> NoReturn:
     #    before, like state_dir_fd and the console socket, still lead out). Then the root's
     #    own propagation (step 1), now that it is the container's root and no host mount.
     if own_mounts:
-        enter_root(rootfs, a.no_pivot)
+        mounts.enter_root(rootfs, a.no_pivot)   # pivot_root, the old root detached
         if propagation != "rprivate":
             sc.mount(None, "/", None, mountopts.PROPAGATION[propagation])
     else:
@@ -458,32 +458,3 @@ def become_user(process: dict, profile: dict | None, warn) -> None:
     proc.set_identity(process, warn)
     os.umask(int((process.get("user") or {}).get("umask", 0o022)))
 
-
-def enter_root(rootfs: str, no_pivot: bool) -> None:
-    """Make `rootfs` the root. man 2 pivot_root, "pivot_root(".", ".")" trick."""
-    if no_pivot:
-        # For roots pivot_root refuses (e.g. on a ramfs): move the mount over / and chroot.
-        # Weaker: the old root stays reachable to a process that escapes the chroot.
-        os.chdir(rootfs)
-        sc.mount(rootfs, "/", None, sc.MS_MOVE)
-        os.chroot(".")
-        os.chdir("/")
-        return
-    # BEGIN SOLUTION chapter="03" hint="man 2 pivot_root, NOTES: new_root and put_old may be the same directory"
-    # TODO: make rootfs the root mount and detach the old root entirely
-    # HINT: fds of "/" and rootfs; fchdir(new); pivot_root(".", "."); fchdir(old);
-    # HINT: make "." rslave (MS_SLAVE|MS_REC), umount2(".", MNT_DETACH), chdir("/")
-    old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY)
-    new_root = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY)
-    os.fchdir(new_root)
-    # new and old root are the same directory: the old root ends up mounted on top of the
-    # new one, where we can detach it without needing a directory to put it in.
-    sc.pivot_root(".", ".")
-    os.fchdir(old_root)
-    # rslave: the unmount below must not propagate anywhere (to the host, say).
-    sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
-    sc.umount2(".", sc.MNT_DETACH)
-    os.chdir("/")
-    os.close(old_root)
-    os.close(new_root)
-    # END SOLUTION

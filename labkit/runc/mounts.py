@@ -1,12 +1,22 @@
-"""Building the container's filesystem view: config.json mounts, /dev, masked and read-only paths.
+"""Building the container's filesystem view: config.json mounts, /dev, pivot_root, masked and
+read-only paths. Chapter 03's exercises (the course's "rootfs" layer: `labkit lab use rootfs
+workspace:DIR` makes labkit-runc load a workspace's copy of this module).
 
 Everything here runs inside the container's init, in the container's NEW mount namespace,
-so nothing it mounts is visible on the host (init made the whole tree private first).
+so nothing it mounts is visible on the host (init made the whole tree private first). Init
+calls, in this order (labkit/runc/init.py says why each step is where it is):
+
+    mount_entry     each of config.json's `mounts`, under the rootfs, while host paths
+                    (the sources of bind mounts) still exist
+    populate_dev    device nodes and symlinks in the /dev tmpfs just mounted
+    enter_root      pivot_root: the rootfs becomes "/", the old root is detached
+    readonly_path   linux.readonlyPaths, then
+    mask_path       linux.maskedPaths: container paths, hence after pivot_root
 
 Three ideas a student should take away:
 
 * A mount entry's `options` mix two kinds of things: FLAGS the kernel takes as bits
-  (ro, nosuid, nodev, noexec, bind, rbind, private, …) and DATA, a string handed to the
+  (ro, nosuid, nodev, noexec, bind, rbind, …) and DATA, a string handed to the
   filesystem itself (mode=755, size=65536k, newinstance, ptmxmode=0666, …). See man 8 mount.
 * A bind mount ignores most flags when it is made: `ro` on a bind needs a second call,
   MS_REMOUNT|MS_BIND|MS_RDONLY. Propagation (private, slave, shared) is a third kind of call.
@@ -20,22 +30,17 @@ import os
 import stat
 
 from labkit import mountopts, procfs, syscalls as sc
-# the option tables, named in the exercise below (one table for every layer: labkit.mountopts)
-from labkit.mountopts import FLAGS, IGNORED, PROPAGATION, MountOptions  # noqa: F401
+from labkit.mountopts import MountOptions
 from labkit.securejoin import secure_join  # noqa: F401  (mounts.secure_join, as before)
-from labkit.syscalls import (MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC,
-                             MS_REMOUNT)
+from labkit.syscalls import (MNT_DETACH, MS_BIND, MS_MOVE, MS_NODEV, MS_NOEXEC, MS_NOSUID,
+                             MS_RDONLY, MS_REC, MS_REMOUNT, MS_SLAVE)
 
 
 def parse_options(options: list[str]) -> MountOptions:
     """Sort a mount's options into flags, propagation and data (labkit.mountopts says what
     each option means): ["ro", "nosuid", "rw", "mode=755", "rslave"] -> flags MS_NOSUID,
     propagation [MS_SLAVE|MS_REC], data "mode=755"."""
-    # BEGIN SOLUTION chapter="03" hint="man 8 mount, FILESYSTEM-INDEPENDENT MOUNT OPTIONS"
-    # TODO: sort each option into flags (FLAGS: set or clear), propagation (PROPAGATION) or data
-    # HINT: later options win ("ro" then "rw" is rw); IGNORED and "x-*" options are dropped
     return mountopts.parse(options)
-    # END SOLUTION
 
 
 def make_mountpoint(target: str, like_file: bool) -> None:
@@ -67,15 +72,35 @@ def current_flags(path: str) -> int:
 
 
 def mount_entry(rootfs: str, bundle: str, m: dict, cgroup_paths: dict[str, str]) -> None:
-    """Perform one entry of config.json's `mounts` under `rootfs`."""
+    """Perform one entry of config.json's `mounts` under `rootfs`, e.g.
+
+        {"destination": "/data", "type": "bind", "source": "/srv/data",
+         "options": ["rbind", "ro", "nosuid", "rprivate"]}
+
+    takes three mount(2) calls: the bind (MS_BIND|MS_REC: the kernel ignores ro and nosuid
+    here), a remount of that bind that applies them (MS_BIND|MS_REMOUNT|MS_RDONLY|MS_NOSUID,
+    plus the flags the mount already has: a remount replaces them all), and the propagation
+    call (MS_PRIVATE|MS_REC). A filesystem entry (proc, tmpfs, devpts, mqueue …) is one call
+    with its flags and its data ("mode=755,size=65536k"), then its propagation.
+
+    The destination is resolved inside the rootfs (secure_join): a symlink in the image
+    cannot send a mount onto the host."""
     dest = m["destination"]
     fstype = m.get("type") or ""
     opts = parse_options(m.get("options") or [])
     source = m.get("source") or fstype or "none"
     target = secure_join(rootfs, dest)
-    is_bind = fstype == "bind" or bool(opts.flags & MS_BIND)
-
-    if is_bind:
+    # BEGIN SOLUTION chapter="03" hint="man 2 mount: 'Creating a bind mount', 'Changing the propagation type of an existing mount'"
+    # TODO: mount `source` on `target` as the entry says, then set its propagation
+    # HINT: a bind (type "bind", or MS_BIND in opts.flags): the source is relative to `bundle`
+    # HINT: (os.path.join keeps an absolute one); missing -> OSError(ENOENT) naming it; the mount
+    # HINT: point is a file for a file source: make_mountpoint(target, like_file=…)
+    # HINT: bind with MS_BIND|(opts.flags & MS_REC), then, if other flags are asked for, remount:
+    # HINT: MS_BIND|MS_REMOUNT|those flags|current_flags(target)
+    # HINT: type "cgroup": mount_cgroup_v1_view(); "sysfs": mount_sysfs(); any other type:
+    # HINT: make_mountpoint, then mount(source, target, fstype, opts.flags, opts.data or None)
+    # HINT: last, each of opts.propagation is one more call: mount(None, target, None, it)
+    if fstype == "bind" or opts.flags & MS_BIND:
         # A bind source is a host path; a relative one is relative to the bundle.
         source = os.path.join(bundle, source)
         if not os.path.exists(source):
@@ -88,19 +113,27 @@ def mount_entry(rootfs: str, bundle: str, m: dict, cgroup_paths: dict[str, str])
             sc.mount(None, target, None, MS_BIND | MS_REMOUNT | extra | current_flags(target))
     elif fstype == "cgroup":
         mount_cgroup_v1_view(target, opts, cgroup_paths)
+    elif fstype == "sysfs":
+        mount_sysfs(source, target, opts)
     else:
         make_mountpoint(target, like_file=False)
-        try:
-            sc.mount(source, target, fstype, opts.flags, opts.data or None)
-        except PermissionError:
-            if fstype != "sysfs":
-                raise
-            # A fresh sysfs needs the network namespace to belong to our user namespace;
-            # when it is the host's, show the host's /sys instead (runc does the same).
-            sc.mount("/sys", target, None, MS_BIND | MS_REC)
-            sc.mount(None, target, None, MS_BIND | MS_REMOUNT | opts.flags | current_flags(target))
+        sc.mount(source, target, fstype, opts.flags, opts.data or None)
+    # Propagation is no option of the mount: a call of its own, on the mount just made.
     for propagation in opts.propagation or []:
         sc.mount(None, target, None, propagation)
+    # END SOLUTION
+
+
+def mount_sysfs(source: str, target: str, opts: MountOptions) -> None:
+    """A fresh sysfs at `target`. The kernel allows one only when the caller's network
+    namespace belongs to the caller's user namespace; when it does not (a user namespace
+    sharing the host's network), show the host's /sys instead, as runc does."""
+    make_mountpoint(target, like_file=False)
+    try:
+        sc.mount(source, target, "sysfs", opts.flags, opts.data or None)
+    except PermissionError:
+        sc.mount("/sys", target, None, MS_BIND | MS_REC)
+        sc.mount(None, target, None, MS_BIND | MS_REMOUNT | opts.flags | current_flags(target))
 
 
 def mount_cgroup_v1_view(target: str, opts: MountOptions, cgroup_paths: dict[str, str]) -> None:
@@ -177,6 +210,46 @@ def populate_dev(rootfs: str, extra_devices: list[dict]) -> None:
             os.symlink(target, link)
 
 
+# --- the swap: the rootfs becomes "/" --------------------------------------------------------
+def enter_root(rootfs: str, no_pivot: bool = False) -> None:
+    """Make `rootfs` the root of this mount namespace, with the old root gone.
+
+    chroot(2) is not enough: it changes only the CALLING process's idea of "/", and every
+    host mount stays in the namespace beneath it. A root process can leave a chroot (chroot
+    into a subdirectory, then `cd ..` past the new root, which nothing stops, and chroot
+    ".": it is back on the host's root). pivot_root(2) changes the root MOUNT of the whole
+    namespace; unmounting the old root afterwards leaves nothing of the host to escape to.
+
+    `rootfs` must be a mount point (init bound it onto itself) and not a shared mount.
+    man 2 pivot_root, NOTES: "pivot_root(".", ".")" needs no directory for the old root."""
+    if no_pivot:
+        # For roots pivot_root refuses (e.g. on a ramfs): move the mount over / and chroot.
+        # Weaker: the old root stays reachable to a process that escapes the chroot.
+        os.chdir(rootfs)
+        sc.mount(rootfs, "/", None, MS_MOVE)
+        os.chroot(".")
+        os.chdir("/")
+        return
+    # BEGIN SOLUTION chapter="03" hint="man 2 pivot_root, NOTES: new_root and put_old may be the same directory"
+    # TODO: make rootfs the root mount and detach the old root entirely
+    # HINT: fds of "/" and rootfs; fchdir(new); pivot_root(".", "."); fchdir(old);
+    # HINT: make "." rslave (MS_SLAVE|MS_REC), umount2(".", MNT_DETACH), chdir("/")
+    old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY)
+    new_root = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY)
+    os.fchdir(new_root)
+    # new and old root are the same directory: the old root ends up mounted on top of the
+    # new one, where we can detach it without needing a directory to put it in.
+    sc.pivot_root(".", ".")
+    os.fchdir(old_root)
+    # rslave: the unmount below must not propagate anywhere (to the host, say).
+    sc.mount(None, ".", None, MS_SLAVE | MS_REC)
+    sc.umount2(".", MNT_DETACH)
+    os.chdir("/")
+    os.close(old_root)
+    os.close(new_root)
+    # END SOLUTION
+
+
 # --- after pivot_root: paths are the container's own -----------------------------------------
 def readonly_path(path: str) -> None:
     """linux.readonlyPaths: bind the path onto itself, then remount that bind read-only."""
@@ -219,4 +292,4 @@ def detach_added(path: str, before: list[int]) -> None:
         added = [i for i in mount_ids_at(path) if i not in before]
         if not added:
             return
-        sc.umount2(path, sc.MNT_DETACH)      # the topmost mount at `path`, and its submounts
+        sc.umount2(path, MNT_DETACH)      # the topmost mount at `path`, and its submounts

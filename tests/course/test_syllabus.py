@@ -122,7 +122,9 @@ def test_every_exercise_names_its_chapter_and_is_in_the_syllabus(tmp_path):
     for e in exercises:
         assert e.chapter in by_number, f"{e.file}:{e.line} {e.function}: chapter {e.chapter!r}"
         module = e.file.removesuffix(".py").replace("/", ".").replace("labkit_student", "labkit", 1)
-        found.setdefault(e.chapter, set()).add(f"{module}:{(e.function or '').removesuffix('()')}")
+        # a method is listed by its own name ("client:resolve" for RegistryClient.resolve())
+        function = (e.function or '').removesuffix('()').rpartition('.')[2]
+        found.setdefault(e.chapter, set()).add(f"{module}:{function}")
     for c in syllabus.chapters():
         if c.written and c.layer:
             assert found.get(c.number) == set(c.functions), c.number

@@ -158,3 +158,31 @@ def test_blob_not_matching_its_digest_is_refused(hub):
         RegistryClient(f"http://127.0.0.1:{hub.port}").fetch_blob(
             "library/busybox", {"digest": LAYER_DIGEST, "size": len(LAYER)}, io.BytesIO())
     assert info.value.expected == LAYER_DIGEST and info.value.code == "DIGEST_INVALID"
+
+
+@pytest.mark.parametrize("hub", ["basic", "bearer"], indirect=True)
+def test_credentials_from_a_docker_config(hub):
+    """The caller passes a docker config.json (or one AuthConfig, as in X-Registry-Auth): the
+    client takes this host's entry; Basic sends it to the registry, Bearer to the token server."""
+    host = f"127.0.0.1:{hub.port}"
+    encoded = base64.b64encode(b"student:secret").decode()
+    config = {"auths": {"other.example:5000": {"auth": base64.b64encode(b"x:y").decode()},
+                        f"http://{host}": {"auth": encoded}}}
+    client = RegistryClient(f"http://{host}", auth_config=config)
+    assert (client.username, client.password) == ("student", "secret")
+    assert client.resolve("library/busybox", "latest")[1] == MANIFEST
+    basic = "Basic " + encoded
+    where = "/v2/" if hub.mode == "basic" else "/token"
+    assert any(p.startswith(where) and a == basic for _, p, a in hub.log), hub.log
+    one = RegistryClient(f"http://{host}", auth_config={"username": "student", "password": "secret"})
+    assert one.resolve("library/busybox", "latest")[1] == MANIFEST
+    assert RegistryClient(f"http://{host}", auth_config={"auths": {}}).username is None
+
+
+def test_auth_config_entries():
+    from labkit.distribution.auth import credentials_for
+    hub = {"auths": {"https://index.docker.io/v1/": {"auth": base64.b64encode(b"u:p:q").decode()}}}
+    assert credentials_for(hub, "registry-1.docker.io") == ("u", "p:q")   # ":" in a password
+    assert credentials_for(hub, "127.0.0.1:5000") is None
+    with pytest.raises(ValueError, match="base64 of user:password"):
+        credentials_for({"auths": {"h": {"auth": base64.b64encode(b"nocolon").decode()}}}, "h")

@@ -12,6 +12,7 @@ import urllib.parse
 import pytest
 
 from labkit.distribution import DigestMismatch, RegistryClient, RegistryError, RegistryUnavailable
+from labkit.distribution.errors import TruncatedBlob
 from labkit.distribution import mediatypes as mt
 from labkit.distribution.reference import parse_reference
 from support import http_request
@@ -132,7 +133,7 @@ def test_fetch_checks_the_size(registry_url):
     client.push_blob("lab/size", b"12345", digest(b"12345"))
     with pytest.raises(DigestMismatch, match="size"):
         client.fetch_blob("lab/size", {"digest": digest(b"12345"), "size": 4}, io.BytesIO())
-    with pytest.raises(DigestMismatch, match="size"):
+    with pytest.raises(TruncatedBlob, match="truncated: received 5 of 6 bytes"):
         client.fetch_blob("lab/size", {"digest": digest(b"12345"), "size": 6}, io.BytesIO())
 
 

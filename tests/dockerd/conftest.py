@@ -155,6 +155,16 @@ class Stack:
                 pass
         for target in mounts_under([self.tmp]):   # deepest first
             subprocess.run(["umount", "-l", target], capture_output=True)
+        # Links (bridges, veths) of this stack's dockerd carry its tag in their alias; the
+        # daemon deletes them when it stops, this catches those a killed daemon left.
+        from labkit.dockerd import bridge
+        from labkit.dockerd.networkstore import daemon_tag
+        tag = f"{bridge.ALIAS_PREFIX}{daemon_tag(self.tmp / 'droot')} "
+        leftover = [link.name for link in bridge.links() if link.alias.startswith(tag)]
+        for name in leftover:
+            bridge.delete_link(name)
+        if leftover:
+            print(f"deleted links left behind by the stack's dockerd: {leftover}")
         # Container processes outlive a killed shim (they are in their own pid namespace):
         # whatever is still in the stack's cgroups is ours, and goes too.
         for _ in range(2):

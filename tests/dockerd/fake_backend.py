@@ -224,7 +224,7 @@ class FakeBackend:
         c, config = self.execs[exec_id]
         return {"ID": exec_id, "Running": False, "ExitCode": 0, "ContainerID": c.id}
 
-    def network_list(self):
+    def network_list(self, filters=None):
         return [{"Name": "none", "Id": "0" * 64, "Driver": "null"}]
 
     def network_inspect(self, name):

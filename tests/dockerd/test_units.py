@@ -159,7 +159,10 @@ def test_command_line():
                        "--add-runtime", "mine=/opt/rt", "--registry-mirror", "http://h:1"])
     assert args.hosts == ["unix:///tmp/x.sock", "tcp://127.0.0.1:15999"]
     assert args.add_runtime == [("mine", "/opt/rt")] and args.mirrors == ["http://h:1"]
-    for bad in (["-H", "tcp://0.0.0.0:2375"], ["-H", "http://x"], ["--add-runtime", "noequals"]):
+    tls = ["--tlsverify", "--tlscacert", "ca.pem", "--tlscert", "c.pem", "--tlskey", "k.pem"]
+    assert parse_args(["-H", "tcp://0.0.0.0:2376", *tls]).hosts == ["tcp://0.0.0.0:2376"]
+    for bad in (["-H", "tcp://0.0.0.0:2375"], ["-H", "tcp://10.1.2.3:2375", "--tlsverify"],
+                ["-H", "http://x"], ["--add-runtime", "noequals"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
 

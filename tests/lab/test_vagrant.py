@@ -29,12 +29,14 @@ def test_vagrantfile_validates():
 
 def test_vagrantfile_has_what_the_course_needs():
     text = (VAGRANT_DIR / "Vagrantfile").read_text()
-    assert 'config.vm.box = "debian/bookworm64"' in text
+    assert 'config.vm.box = ENV.fetch("LABKIT_BOX", "debian/bookworm64")' in text
+    for provider in ("virtualbox", "libvirt", "qemu"):
+        assert f'config.vm.provider "{provider}"' in text
     assert 'host_ip: "127.0.0.1"' in text and "guest: 8888" in text
     assert "vagrant/setup.sh" in text and "privileged: true" in text
     assert "vb.memory = 4096" in text and "lv.memory = 4096" in text
     # JupyterLab comes with the plain set-up; what the student makes in the VM survives rsync
-    assert 'inline: "/home/vagrant/labkit/vagrant/setup.sh"' in text
+    assert 'inline: "/home/vagrant/labkit/vagrant/setup.sh --vm"' in text
     assert '"workspace/"' in text and '"labkit-grade/"' in text
 
 
@@ -46,3 +48,26 @@ def test_vagrant_jupyter_address_is_the_nat_one_only_under_virtualbox():
     vbox = text[text.index('config.vm.provider "virtualbox"'):text.index('config.vm.provider "libvirt"')]
     assert "/etc/labkit/jupyter.toml" in vbox and '10.0.2.15' in vbox
     assert "0.0.0.0" not in text
+
+
+SETUP = VAGRANT_DIR / "setup.sh"
+
+
+def _packages(*args, role_file):
+    done = subprocess.run(["bash", str(SETUP), "--packages", *args], capture_output=True,
+                          text=True, timeout=30, env={"PATH": "/usr/bin:/bin",
+                                                      "LABKIT_ROLE_FILE": str(role_file)})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_the_class_vm_gets_no_vagrant_but_a_host_does(tmp_path):
+    """Inside the class VM (the Vagrantfile passes --vm, remembered in /etc/labkit/role) set-up
+    leaves out the ~200 packages of the vagrant Ruby stack; a host of VMs (and CI) gets it."""
+    role = tmp_path / "role"
+    host = _packages(role_file=role)
+    assert "vagrant" in host and "runc" in host and "docker.io" in host
+    vm = _packages("--vm", role_file=role)
+    assert "vagrant" not in vm and set(vm) == set(host) - {"vagrant"}
+    role.write_text("vm\n")                        # a later run without --vm: still the VM
+    assert "vagrant" not in _packages(role_file=role)

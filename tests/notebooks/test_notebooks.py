@@ -76,22 +76,35 @@ def test_notebook_runs_top_to_bottom(path, notebook_lab):
     assert ran and all(c.get("execution_count") for c in ran), "some code cells did not run"
 
 
-def test_run_all_goes_on_past_unsolved_exercises(notebook_lab, tmp_path):
-    """Chapter 01 with a fresh workspace (nothing solved): Run All reaches the end, each cell
+# chapter -> (its layer's environment variable, the student's file, the functions it asks for)
+UNSOLVED = {
+    "01": ("LABKIT_IMPL_NAMESPACES", "labkit_student/namespaces.py",
+           ("namespace_flags", "set_hostname", "mount_proc", "exit_status", "make_mounts_private",
+            "network_interfaces", "join_namespace")),
+    "03": ("LABKIT_IMPL_ROOTFS", "labkit_student/runc/mounts.py",
+           ("mount_entry", "enter_root", "populate_dev", "readonly_path")),
+    "06": ("LABKIT_IMPL_DISTRIBUTION", "labkit_student/distribution/client.py",
+           ("RegistryClient.resolve", "split_domain", "select_manifest", "chain_ids")),
+}
+
+
+@pytest.mark.parametrize("chapter", sorted(UNSOLVED))
+def test_run_all_goes_on_past_unsolved_exercises(chapter, notebook_lab, tmp_path):
+    """A chapter with a fresh workspace (nothing solved): Run All reaches the end, each cell
     that needs an exercise saying which one is not done yet instead of stopping there."""
     from labkit.course.workspace import generate_workspace
-    path = next(p for p in NOTEBOOKS if p.name.startswith("01-"))
+    variable, student_file, functions = UNSOLVED[chapter]
+    path = next(p for p in NOTEBOOKS if p.name.startswith(f"{chapter}-"))
     generate_workspace(tmp_path / "ws")
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
-    env = dict(notebook_lab.env, LABKIT_IMPL_NAMESPACES=f"workspace:{tmp_path / 'ws'}")
+    env = dict(notebook_lab.env, **{variable: f"workspace:{tmp_path / 'ws'}"})
     try:
         client.execute(env=env)
     except CellExecutionError as e:
         pytest.fail(f"{path.name}: {_failed_cell(nb) or e}", pytrace=False)
     said = "\n".join(out.get("text", "") for c in nb.cells for out in c.get("outputs", []))
-    for function in ("namespace_flags", "set_hostname", "mount_proc", "exit_status",
-                     "make_mounts_private", "network_interfaces", "join_namespace"):
-        assert f"exercise in {function}() (labkit_student/namespaces.py): not done yet" in said \
+    for function in functions:
+        assert f"exercise in {function}() ({student_file}): not done yet" in said \
             or f"{function}: not done yet" in said, function

@@ -15,7 +15,6 @@ import pytest
 from labkit import procfs, syscalls
 from labkit.runc import cgroups, config, log, mounts
 from labkit.runc.container import Container
-from labkit.runc.init import enter_root
 from labkit.runc.kill import parse_signal
 from labkit.runc.log import ContainerError
 from labkit.wire.runtime import runtime_argv
@@ -56,7 +55,7 @@ def test_syscall_errors_name_the_call_and_argument():
 def test_enter_root_makes_the_pivot_root_dance(recorder, tmp_path):
     cwd = os.getcwd()
     try:
-        enter_root(str(tmp_path), no_pivot=False)
+        mounts.enter_root(str(tmp_path), no_pivot=False)
     finally:
         os.chdir(cwd)
     assert recorder.calls == [

@@ -1,0 +1,182 @@
+"""The build context: the tar archive `docker build` sends, read without unpacking it.
+
+`docker build DIR` packs DIR into a tar stream (leaving out what DIR/.dockerignore names) and
+POSTs it to /build. The builder never extracts it onto the host: a context is untrusted input
+(a member `../../etc/passwd`, a symlink out of the context), so it is indexed by clean
+relative paths and read member by member (`Context`). COPY and ADD select members with
+`select`, and the cache key of a COPY is the hash of exactly the bytes and metadata it copies
+(`Context.checksum`).
+
+.dockerignore (`ignored`): one pattern per line, `#` comments, `!pattern` re-includes;
+`*` and `?` stay inside one path component, `**` crosses any number of them; a pattern that
+names a directory covers everything below it; the *last* matching line decides. The CLI
+applies it before sending, and the builder applies it again, as dockerd does for clients
+that do not.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import io
+import posixpath
+import re
+import tarfile
+from dataclasses import dataclass
+
+from labkit.dockerd.builder.dockerfile import DockerfileError
+
+
+class ContextError(ValueError):
+    """A context that cannot be used, or a path that leaves it; the message says which."""
+
+
+def clean(path: str) -> str:
+    """A member or source path relative to the context root: "./a//b/" → "a/b", "/" → ".";
+    ContextError when it climbs out ("../x")."""
+    normal = posixpath.normpath("/" + path.replace("\\", "/")).lstrip("/") or "."
+    if path.replace("\\", "/").lstrip("/").startswith("..") or \
+            posixpath.normpath(path.lstrip("/") or ".").startswith(".."):
+        raise ContextError(f"forbidden path outside the build context: {path}")
+    return normal
+
+
+# -- .dockerignore -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Pattern:
+    text: str
+    exclusion: bool          # "!pattern": put back what an earlier line left out
+    regex: re.Pattern
+
+
+def ignore_patterns(text: str) -> list[Pattern]:
+    patterns = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        exclusion = line.startswith("!")
+        if exclusion:
+            line = line[1:].strip()
+        line = posixpath.normpath(line.lstrip("/")) if line.strip("/") else "."
+        patterns.append(Pattern(line, exclusion, re.compile(_regex(line))))
+    return patterns
+
+
+def _regex(pattern: str) -> str:
+    out, i = ["^"], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if pattern.startswith("**", i):
+            i += 2
+            if pattern.startswith("/", i):       # "**/" : zero or more directories
+                i += 1
+                out.append("(?:.*/)?")
+            else:
+                out.append(".*")
+            continue
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                out.append(re.escape(ch))
+            else:
+                out.append(fnmatch.translate(pattern[i:end + 1])[4:-3])
+                i = end
+        elif ch == "\\" and i + 1 < len(pattern):
+            i += 1
+            out.append(re.escape(pattern[i]))
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    out.append("$")
+    return "".join(out)
+
+
+def ignored(path: str, patterns: list[Pattern]) -> bool:
+    """Is the context path `path` ("a/b/c") left out by these patterns?"""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    verdict = False
+    for p in patterns:
+        if any(p.regex.match(prefix) for prefix in prefixes):
+            verdict = not p.exclusion
+    return verdict
+
+
+# -- the context ---------------------------------------------------------------------------
+
+class Context:
+    """The members of a context archive by clean path ("." is the root)."""
+
+    def __init__(self, data: bytes) -> None:
+        try:
+            self._tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+            members = self._tar.getmembers()
+        except (tarfile.TarError, EOFError) as e:
+            raise ContextError(f"the build context is not a tar archive: {e}") from None
+        self.members: dict[str, tarfile.TarInfo] = {}
+        for m in members:
+            name = clean(m.name)             # "../x" in the archive: refuse the context
+            if m.islnk():
+                clean(m.linkname)
+            self.members[name] = m
+        patterns = ignore_patterns(self.read(".dockerignore").decode("utf-8", "replace")) \
+            if ".dockerignore" in self.members else []
+        self.ignore = patterns
+        for name in [n for n in self.members if n not in (".", ".dockerignore")
+                     and ignored(n, patterns)]:
+            del self.members[name]
+
+    def read(self, path: str) -> bytes:
+        member = self.members.get(clean(path))
+        if member is None or not member.isfile():
+            raise ContextError(f"{path}: no such file in the build context")
+        return self._tar.extractfile(member).read()
+
+    def dockerfile(self, name: str = "Dockerfile") -> bytes:
+        try:
+            return self.read(name)
+        except ContextError:
+            raise ContextError(f"Cannot locate specified Dockerfile: {name}") from None
+
+    def select(self, source: str) -> list[tuple[str, tarfile.TarInfo]]:
+        """What `COPY source …` copies: [(path relative to what lands at the destination,
+        member)]. A directory gives its contents (not itself), a file itself, a wildcard
+        every match. ContextError when nothing matches or the path leaves the context."""
+        path = clean(source)
+        matches = [n for n in self.members if n == path or
+                   (any(c in path for c in "*?[") and fnmatch.fnmatchcase(n, path))]
+        if not matches:
+            raise ContextError(f"COPY failed: file not found in build context or excluded by "
+                               f".dockerignore: stat {source}: file does not exist")
+        found: list[tuple[str, tarfile.TarInfo]] = []
+        for name in sorted(matches):
+            member = self.members[name]
+            if member.isdir():
+                prefix = "" if name == "." else name + "/"
+                found += [(n[len(prefix):], self.members[n]) for n in sorted(self.members)
+                          if n != name and n.startswith(prefix)]
+            else:
+                found.append((posixpath.basename(name), member))
+        return found
+
+    def data(self, member: tarfile.TarInfo) -> bytes:
+        return self._tar.extractfile(member).read() if member.isfile() else b""
+
+    def checksum(self, selected: list[tuple[str, tarfile.TarInfo]]) -> str:
+        """The cache key of a COPY: names, types, modes, link targets and contents (not
+        times or owners: the CLI resets neither, and a fresh checkout must hit the cache)."""
+        h = hashlib.sha256()
+        for rel, m in selected:
+            h.update(f"{rel}\0{m.type!r}\0{m.mode & 0o7777:o}\0{m.linkname}\0".encode())
+            if m.isfile():
+                h.update(hashlib.sha256(self.data(m)).digest())
+        return "sha256:" + h.hexdigest()
+
+
+__all__ = ["Context", "ContextError", "DockerfileError", "clean", "ignore_patterns", "ignored"]
