@@ -27,9 +27,11 @@ not means: one slow outlier (a page cache miss, a cgroup being created) should n
 
 labkit-runc is a Python program: every command pays for the interpreter's start-up. The floor
 (`python -c pass` with the same interpreter and site-packages, and with the runtime's own
-imports) is printed with the runtime table, so that what is left is visible. labkit's modules
-are byte-compiled first (compileall), as an installed package is: with PYTHONDONTWRITEBYTECODE
-set, an editable checkout would otherwise be compiled from source on every command.
+imports) is printed with the runtime table, so that what is left is visible; three times
+`labkit-runc --version` with the lifecycle table, whose three commands each pay for it.
+labkit's modules are byte-compiled first (compileall), as an installed package is: with
+PYTHONDONTWRITEBYTECODE set, an editable checkout would otherwise be compiled from source on
+every command.
 """
 
 from __future__ import annotations
