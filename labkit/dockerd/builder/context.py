@@ -98,7 +98,12 @@ def _regex(pattern: str) -> str:
 
 
 def ignored(path: str, patterns: list[Pattern]) -> bool:
-    """Is the context path `path` ("a/b/c") left out by these patterns?"""
+    """Is the context path `path` ("a/b/c") left out by these patterns?
+
+    A pattern matches a path when its regex matches the path or one of the directories above
+    it ("a", "a/b", "a/b/c"): leaving out a directory leaves out what it holds. Every line is
+    looked at, in order; the last one that matches decides (a `!` line puts the path back)."""
+    # BEGIN SOLUTION chapter="11" hint="Pattern.regex.match(prefix) for each prefix of the path; Pattern.exclusion is a '!' line"
     parts = path.split("/")
     prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
     verdict = False
@@ -106,6 +111,7 @@ def ignored(path: str, patterns: list[Pattern]) -> bool:
         if any(p.regex.match(prefix) for prefix in prefixes):
             verdict = not p.exclusion
     return verdict
+    # END SOLUTION
 
 
 @dataclass
