@@ -85,6 +85,8 @@ UNSOLVED = {
            ("mount_entry", "enter_root", "populate_dev", "readonly_path")),
     "06": ("LABKIT_IMPL_DISTRIBUTION", "labkit_student/distribution/client.py",
            ("RegistryClient.resolve", "split_domain", "select_manifest", "chain_ids")),
+    "11": ("LABKIT_IMPL_BUILDER", "labkit_student/dockerd/builder/steps.py",
+           ("layer_tar", "ignored", "cache_key", "cache_lookup", "run_step")),
 }
 
 
