@@ -222,7 +222,7 @@ def test_layer_tar(tmp_path):
 @checkpoint("cp11", points=2, hint="ignored: a pattern matches the path or a directory above it "
             "(each prefix 'a', 'a/b', 'a/b/c'); the last matching line decides; a '!' line "
             "(Pattern.exclusion) puts the path back")
-def test_dockerignore():
+def test_ignored():
     context = module("context")
     patterns = context.ignore_patterns(
         "# build output\n"

@@ -45,7 +45,7 @@ MUTATIONS: dict[str, tuple[str, str, str, str]] = {
     "test_layer_tar": (
         "the members keep the leading '/' of their absolute paths",
         "backend.py", '            path = f.path.lstrip("/")\n', "            path = f.path\n"),
-    "test_dockerignore": (
+    "test_ignored": (
         "the first matching line decides, so a '!' line never puts anything back",
         "context.py", "            verdict = not p.exclusion\n",
         "            verdict = not p.exclusion\n            break\n"),
