@@ -97,6 +97,8 @@ UNSOLVED = {
     "10": ("LABKIT_IMPL_CLI", "labkit_student/cli/run.py",
            ("container_config", "create", "attach_wait_start", "copy_output",
             "start_error_status")),
+    "11": ("LABKIT_IMPL_BUILDER", "labkit_student/dockerd/builder/steps.py",
+           ("layer_tar", "cache_key", "cache_lookup", "run_step")),
 }
 
 
