@@ -284,5 +284,9 @@ def test_docker_build_through_your_builder(private_lab, tmp_path):
 
 def _docker_error(output: str) -> str:
     """The line of docker's output that says what failed (the rest is the build's steps)."""
-    lines = [line for line in output.splitlines() if "rror" in line]
-    return lines[-1] if lines else output.strip()[-800:]
+    lines = output.strip().splitlines()
+    for wanted in ("not done yet", "rror"):
+        found = [line for line in lines if wanted in line]
+        if found:
+            return found[-1]
+    return "\n".join(lines[-3:])          # a build's failure is its last words

@@ -109,7 +109,7 @@ def test_the_chapters_solution_alone_gets_full_marks(workspace, tmp_path):
     report = grade(["cp11"], solved, out_dir=tmp_path / "grade", layers=["builder"], quiet=True)
     chapter = report.chapters["cp11"]
     assert [t.name for t in chapter.tests if t.outcome != "passed"] == [], report.output[-3000:]
-    assert chapter.points == chapter.max == 18
+    assert chapter.points == chapter.max == 16
 
 
 @pytest.mark.parametrize("test_name", sorted(MUTATIONS))
