@@ -2,9 +2,9 @@
 
 Theory of operation
 -------------------
-A network is a bridge on the host (bridge.py) with a subnet (ipam.py). A container on it has
-a veth pair: one end, eth0, in its network namespace with an address of the subnet and a
-default route through the bridge's address; the other end a port of the bridge.
+A network is a bridge on the host (net/bridge.py) with a subnet (net/ipam.py). A container
+on it has a veth pair: one end, eth0, in its network namespace with an address of the subnet
+and a default route through the bridge's address; the other end a port of the bridge.
 
     docker network create mynet        a record (<root>/network/<id>.json): name, subnet
                                        chosen from the pool, gateway; the bridge lk-<id12>
@@ -34,7 +34,7 @@ Lifetimes, and a clean host.
   `network rm`, and — those with no container left on them — when the daemon stops. (Docker
   keeps docker0 forever; labkit leaves the host as it found it once nothing runs.) Running
   containers keep theirs across a daemon restart, as they keep running.
-- Every link carries an alias naming this daemon (bridge.py); at start the daemon deletes the
+- Every link carries an alias naming this daemon (net/bridge.py); at start the daemon deletes the
   links with its alias that no running container and no network owns any more.
 
 Names between containers. On a user-defined network, containers find each other by name
@@ -70,7 +70,8 @@ import logging
 import secrets
 from dataclasses import asdict
 
-from labkit.dockerd import bridge, etcfiles, ipam, portproxy
+from labkit.dockerd import etcfiles, portproxy
+from labkit.dockerd.net import bridge, ipam
 from labkit.dockerd.container import Container
 from labkit.dockerd.errors import Conflict, InvalidParameter, NotFound, SystemError_
 from labkit.dockerd.networkapi import NetworkAPI

@@ -23,7 +23,7 @@ from ipaddress import IPv4Network
 from pathlib import Path
 
 from labkit import paths
-from labkit.dockerd import bridge, ipam
+from labkit.dockerd.net import bridge, ipam
 from labkit.dockerd.core import DaemonCore
 from labkit.dockerd.errors import InvalidParameter, NotFound
 from labkit.dockerd.jsonlog import rfc3339nano
