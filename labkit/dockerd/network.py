@@ -167,6 +167,12 @@ class Networks(NetworkAPI):
     def _join(self, c: Container, net: NetworkRecord, pid: int,
               default_route: bool = True) -> None:
         """An address, a veth pair into the namespace of `pid`, address and route inside."""
+        if not net.Subnet:   # its bridge could not be made at daemon start: once more now
+            try:
+                self._bring_up(net)
+            except Exception as e:
+                raise SystemError_(f"failed to set up container networking: network "
+                                   f"{net.Name}: {e}") from None
         with self._net_lock:
             if c.ID in net.Endpoints:
                 return

@@ -146,7 +146,8 @@ class NetworkStore(DaemonCore):
         for net in list(self._nets.values()):
             try:
                 self._bring_up(net)
-            except (OSError, ValueError) as e:
+            except Exception as e:   # the daemon serves anyway: a container's start tries again
+                # (and says why it fails), also when a student's network layer is not done yet
                 log.warning("network %s: its bridge %s: %s", net.Name, net.Bridge, e)
 
     def _bring_up(self, net: NetworkRecord) -> None:
