@@ -85,6 +85,8 @@ UNSOLVED = {
            ("mount_entry", "enter_root", "populate_dev", "readonly_path")),
     "06": ("LABKIT_IMPL_DISTRIBUTION", "labkit_student/distribution/client.py",
            ("RegistryClient.resolve", "split_domain", "select_manifest", "chain_ids")),
+    "08": ("LABKIT_IMPL_NETWORK", "labkit_student/dockerd/net/ipam.py",
+           ("choose_subnet", "allocate")),
 }
 
 
