@@ -71,9 +71,10 @@ import secrets
 from dataclasses import asdict
 
 from labkit.dockerd import etcfiles, portproxy
-from labkit.dockerd.net import bridge, ipam
 from labkit.dockerd.container import Container
-from labkit.dockerd.errors import Conflict, InvalidParameter, NotFound, SystemError_
+from labkit.dockerd.errors import (Conflict, DaemonError, InvalidParameter, NotFound,
+                                   SystemError_)
+from labkit.dockerd.net import bridge, ipam
 from labkit.dockerd.networkapi import NetworkAPI
 from labkit.dockerd.networkstore import (DEFAULT, Endpoint, NetworkRecord, _builtin_id,
                                          _endpoint_settings, daemon_tag)
@@ -158,6 +159,14 @@ class Networks(NetworkAPI):
                 self._join(c, net, pid, default_route=not joined)
                 joined.append(net)
             self._publish(c)
+        except DaemonError:
+            self._network_down(c)
+            raise
+        except Exception as e:
+            # anything else (a bug; a student's exercise not done yet) still fails the start
+            # cleanly: start.py deletes the task for a DaemonError
+            self._network_down(c)
+            raise SystemError_(f"failed to set up container networking: {e}") from None
         except BaseException:
             self._network_down(c)
             raise
