@@ -12,6 +12,8 @@ its snapshot):
     pivot_root(new, old)        swap the root mount of this mount namespace  man 2 pivot_root
     prctl(option, ...)          process controls python-prctl lacks         man 2 prctl
     openat2(dirfd, path, ...)   open, resolving every component in a root   man 2 openat2
+    bpf(cmd, attr)              load an eBPF program, attach it to a cgroup  man 2 bpf
+                                (cgroup v2's device rules: labkit.runc.cgroups)
 
 They are reached through ctypes: libc's wrappers where glibc has one, the raw system call
 number for pivot_root and openat2 (glibc 2.36 has no wrapper for either).
@@ -94,6 +96,7 @@ _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "armv7l": 218, "armv6l": 218,
 
 # openat2 is 437 on every architecture (it came after the syscall tables were unified)
 _SYS_OPENAT2 = 437
+_SYS_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "armv6l": 386}
 
 
 class _OpenHow(ctypes.Structure):
@@ -152,6 +155,7 @@ class Kernel(Protocol):
     def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0,
               arg5: int = 0) -> int: ...
     def openat2(self, dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int: ...
+    def bpf(self, cmd: int, attr: ctypes.Structure) -> int: ...
 
 
 class LinuxKernel:
@@ -200,6 +204,18 @@ class LinuxKernel:
         if fd < 0:
             raise _fail("openat2", os.fsdecode(path))
         return fd
+
+
+    def bpf(self, cmd: int, attr: ctypes.Structure) -> int:
+        number = _SYS_BPF.get(os.uname().machine)
+        if number is None:
+            raise OSError(_errno.ENOSYS, f"bpf: no system call number known for "
+                                         f"{os.uname().machine}")
+        result = _libc.syscall(ctypes.c_long(number), ctypes.c_int(cmd), ctypes.byref(attr),
+                               ctypes.c_uint(ctypes.sizeof(attr)))
+        if result < 0:
+            raise _fail("bpf", str(cmd))
+        return result
 
 
 #: The implementation the module-level functions call. Swap it with `use()`.
@@ -251,7 +267,13 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> i
     return kernel.openat2(dirfd, path, flags, resolve, mode)
 
 
+def bpf(cmd: int, attr: ctypes.Structure) -> int:
+    """bpf(2): `cmd` (BPF_PROG_LOAD, BPF_PROG_ATTACH …) with its `union bpf_attr` member as
+    a ctypes structure. Returns the call's result (a new fd for BPF_PROG_LOAD). man 2 bpf"""
+    return kernel.bpf(cmd, attr)
+
+
 __all__ = [n for n in list(globals())
            if n.startswith(("CLONE_", "MS_", "MNT_", "UMOUNT_", "RESOLVE_"))] + [
     "Kernel", "LinuxKernel", "kernel", "use", "unshare", "setns", "mount", "umount2", "pivot_root",
-    "prctl", "openat2"]
+    "prctl", "openat2", "bpf"]

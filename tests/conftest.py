@@ -1,7 +1,9 @@
 """Shared test set-up.
 
 Markers (declared in pyproject.toml): `root` for tests that need root and a real kernel,
-`slow`, `e2e`. Tests that touch the kernel create their own namespaces, mounts and cgroups
+`slow`, `e2e`, and `cgroup_v1` / `cgroup_v2` for tests that only make sense on one cgroup
+hierarchy: the other one skips them, saying which hierarchy this host has (decided by the
+runtime's own detection, labkit.runc.cgroups.is_v2). Tests that touch the kernel create their own namespaces, mounts and cgroups
 and remove them, also when they fail.
 """
 
@@ -54,6 +56,13 @@ def _run_dir_leftovers():
 
 
 def pytest_collection_modifyitems(config, items):
+    from labkit.runc import cgroups
+    host = "v2" if cgroups.is_v2() else "v1"
+    for item in items:
+        for version in ("v1", "v2"):
+            if f"cgroup_{version}" in item.keywords and version != host:
+                item.add_marker(pytest.mark.skip(
+                    reason=f"needs cgroup {version}; this host's /sys/fs/cgroup is cgroup {host}"))
     if os.geteuid() == 0:
         return
     skip = pytest.mark.skip(reason="needs root (namespaces, mounts, cgroups): run the suite as root")

@@ -209,3 +209,16 @@ def lab_images(monkeypatch, tmp_path):
     monkeypatch.setattr(builder, "CACHE_DIR", tmp_path / "images-cache")
     from labkit.images import build_and_push
     return build_and_push
+
+
+def cgroup_dirs(path: str, *, every_cgroup2: bool = False) -> list[Path]:
+    """The directories of the absolute cgroupsPath `path` on this host, found by the
+    runtime's own v1/v2 detection (labkit.runc.cgroups.paths_for): one per v1 hierarchy, or
+    the one v2 directory. every_cgroup2 adds the path in every cgroup2 mount, where runc
+    makes its directories too on a hybrid v1 host (/sys/fs/cgroup/unified)."""
+    from labkit import procfs
+    from labkit.runc import cgroups
+    dirs = {Path(d) for d in cgroups.paths_for(path, "").values()}
+    if every_cgroup2:
+        dirs |= {Path(m.mount_point + path) for m in procfs.mountinfo() if m.fstype == "cgroup2"}
+    return sorted(dirs)

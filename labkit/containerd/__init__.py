@@ -13,12 +13,17 @@ Modules, from the one nearest the user to the one nearest the kernel:
     server.py      the gRPC services of api.proto: thin handlers that decode, call, encode
     events.py      the event exchange: /tasks/exit, /images/create … to Subscribe streams
     forward.py     <socket>.ttrpc: events the shims send up (Events.Forward over ttrpc)
-    pull.py        Transfer.Pull: resolve, fetch into content, unpack into snapshots, name it
+    filters.py     containerd's filter syntax (labels."x"==y,digest~=…) for every List call
+    pull.py        Transfer.Pull: resolve, fetch into content, unpack into snapshots, name it,
+                   all under a lease
+    gc.py          leases' and garbage collection's rules: what keeps a blob or a snapshot
+    diff.py        the Diff service: apply a layer to mounts, compare two trees into a layer
     tasks.py       bundles, shims, waiting for exits, reconnecting after a restart
     apply.py       unpacking a layer tar onto a mounted snapshot (whiteouts, safe paths)
-    snapshots.py   the overlayfs snapshotter: layered directories, described as mounts
-    content.py     the content store: verified blobs by digest
-    metadata.py    SQLite (meta.db): images, containers, snapshots per namespace
+    snapshots.py   the overlayfs and native snapshotters: layered directories (or full
+                   copies), described as mounts
+    content.py     the content store: verified blobs by digest, resumable ingests by ref
+    metadata.py    SQLite (meta.db): images, containers, snapshots, content labels, leases
     mount.py       mount descriptions, performed through labkit.syscalls
     errors.py      the errors every module raises, one per gRPC status code
 

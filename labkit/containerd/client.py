@@ -28,8 +28,9 @@ from labkit.wire.containerd import api_pb2 as pb
 from labkit.wire.containerd import api_pb2_grpc as rpc
 
 NAMESPACE_KEY = "containerd-namespace"
+LEASE_KEY = "containerd-lease"   # metadata=[(LEASE_KEY, id)] makes a call under a lease
 
-__all__ = ["Client", "pb", "NAMESPACE_KEY"]
+__all__ = ["Client", "pb", "NAMESPACE_KEY", "LEASE_KEY"]
 
 
 class _CallDetails(collections.namedtuple(
@@ -95,6 +96,8 @@ class Client:
         self.containers: rpc.ContainersStub = rpc.ContainersStub(self.channel)
         self.tasks: rpc.TasksStub = rpc.TasksStub(self.channel)
         self.events: rpc.EventsStub = rpc.EventsStub(self.channel)
+        self.leases: rpc.LeasesStub = rpc.LeasesStub(self.channel)
+        self.diff: rpc.DiffStub = rpc.DiffStub(self.channel)
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         """Block until the daemon accepts connections (grpc.FutureTimeoutError if not)."""

@@ -27,17 +27,21 @@ Leaving the `with` block without commit() (an exception, a dropped connection) r
 ingest, so a half-downloaded layer can never be mistaken for a whole one. Verification on the
 way *in* is what lets every other layer trust a blob by its name.
 
-Ingests left by a crash (kill -9 in the middle of a pull leaves <random>/data, as big as the
-download had got) are removed when labkit-containerd starts (`remove_ingests`, called by the
-daemon before it accepts any writer), and the next pull downloads the blob again. They are
-not resumed, and this is why: an ingest here belongs to the one writer that made it (an
-anonymous directory, hashed in memory as it is written), so nobody can ask for it again once
-its daemon is gone. containerd itself names an ingest after its writer's *ref*
-(ingest/<hash of the ref>/ with data, ref, startedat, updatedat) so that a Content.Write with
-the same ref resumes at the offset reached (`ctr content active` lists them), and it keeps
-them until they are aborted, or until its garbage collector finds them past the expiry a
-writer may give them. A store with resumable writes would keep the ingests that have a ref
-and remove, at start, only those past their expiry.
+Two kinds of ingest
+    anonymous   store.writer(digest, size): the puller's. <random>/data, hashed in memory as
+                it is written; it belongs to one writer, so nobody can ask for it again once
+                its daemon is gone. A crash (kill -9 in the middle of a pull leaves <random>/data,
+                as big as the download had got) makes it garbage: `remove_ingests`, called
+                by the daemon before it accepts any writer, removes it, and the next pull
+                downloads the blob again.
+    named       store.ingest(ref): Content.Write's, as containerd names an ingest after its
+                writer's *ref*: ingest/<sha256 of the ref>/ holding data, ref, startedat,
+                updatedat and total. A writer whose stream broke comes back with the same ref,
+                asks where the ingest stands (STAT: the offset reached) and goes on from there
+                (`ctr content active` lists them). Resuming re-reads data to rebuild the hash.
+                They survive a restart, and are removed at start only once idle for
+                INGEST_EXPIRY (containerd's collector drops them on a similar expiry), or by
+                Content.Abort.
 """
 
 from __future__ import annotations
@@ -47,13 +51,27 @@ import os
 import re
 import shutil
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from labkit.containerd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from labkit.containerd.errors import (AlreadyExists, FailedPrecondition, InvalidArgument,
+                                      NotFound, OutOfRange, Unavailable)
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+INGEST_EXPIRY = 24 * 3600   # seconds a named ingest may sit idle before a restart drops it
+
+
+def _mtime(d: Path) -> float:
+    """When an ingest was last written (its updatedat, else its directory's mtime)."""
+    for name in ("updatedat", "startedat"):
+        try:
+            return float((d / name).read_text())
+        except (FileNotFoundError, ValueError):
+            pass
+    return d.stat().st_mtime
 
 
 def check_digest(digest: str) -> str:
@@ -155,6 +173,113 @@ class _LocalWriter:
             self._cleanup()
 
 
+@dataclass
+class IngestStatus:
+    """Where a named ingest stands (Content.Status)."""
+
+    ref: str
+    offset: int
+    total: int
+    expected: str
+    started_at: float
+    updated_at: float
+
+
+class Ingest:
+    """A named, resumable ingest: ingest/<sha256(ref)>/{data,ref,startedat,updatedat,total}.
+
+    Open it with store.ingest(ref); one writer at a time (a second gets UNAVAILABLE, as
+    containerd answers "ref … locked"); close() releases it, keeping the bytes for a resume.
+    """
+
+    def __init__(self, store: "LocalContentStore", ref: str, total: int, expected: str) -> None:
+        self._store, self.ref = store, ref
+        self.dir = store.ingest_path(ref)
+        fresh = not (self.dir / "ref").exists()
+        if fresh:
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (self.dir / "data").touch()
+            (self.dir / "ref").write_text(ref)
+            (self.dir / "startedat").write_text(repr(time.time()))
+        self._file = open(self.dir / "data", "r+b")
+        self._hash = hashlib.sha256()
+        while chunk := self._file.read(1 << 20):   # resuming: the hash of what is there
+            self._hash.update(chunk)
+        self.offset = self._file.tell()
+        self.total = total or self._read_int("total")
+        if total:
+            (self.dir / "total").write_text(str(total))
+        self.expected = expected
+        if expected:
+            check_digest(expected)
+
+    def _read_int(self, name: str) -> int:
+        try:
+            return int((self.dir / name).read_text())
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def status(self) -> IngestStatus:
+        return self._store.ingest_status(self.ref, self.expected)
+
+    def write(self, data: bytes, offset: int) -> None:
+        """Append `data`, which must start where the ingest stands (OUT_OF_RANGE if not)."""
+        if offset != self.offset:
+            raise OutOfRange(f"ingest {self.ref!r}: write at {offset} must occur at the current "
+                             f"offset {self.offset}")
+        self._file.write(data)
+        self._file.flush()          # Status, from another call, reads the file's size
+        self._hash.update(data)
+        self.offset += len(data)
+        (self.dir / "updatedat").write_text(repr(time.time()))
+
+    def restart(self) -> None:
+        """Start over (a WRITE at offset 0 on an ingest that has bytes: containerd's rule)."""
+        self._file.seek(0)
+        self._file.truncate()
+        self._hash = hashlib.sha256()
+        self.offset = 0
+
+    def commit(self, total: int, expected: str, before_publish=None) -> ContentInfo:
+        """Check size and digest, then publish the blob. A short ingest stays (write the rest
+        and commit again); a wrong digest removes it: those bytes can never be right."""
+        total = total or self.total
+        expected = expected or self.expected
+        if not expected:
+            raise InvalidArgument(f"commit {self.ref!r}: the expected digest is required")
+        check_digest(expected)
+        self._file.flush()
+        if total and self.offset != total:
+            raise FailedPrecondition(f"commit {self.ref!r}: unexpected commit size "
+                                     f"{self.offset}, expected {total}")
+        actual = "sha256:" + self._hash.hexdigest()
+        if actual != expected:
+            self.abort()
+            raise FailedPrecondition(f"commit {self.ref!r}: unexpected commit digest {actual}, "
+                                     f"expected {expected}")
+        if before_publish:
+            before_publish(expected)   # e.g. hold it in the caller's lease, first
+        target = self._store.blob_path(expected)
+        self._file.close()
+        if target.exists():
+            self.abort()
+            raise AlreadyExists(f"content {expected}: already exists")
+        os.chmod(self.dir / "data", 0o444)
+        os.rename(self.dir / "data", target)
+        self.abort()
+        return self._store.info(expected)
+
+    def abort(self) -> None:
+        """Remove the ingest (and release it)."""
+        self.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self._store._release(self.ref)
+
+
 class LocalContentStore:
     """A content store in a directory (see the module docstring for the layout)."""
 
@@ -164,18 +289,79 @@ class LocalContentStore:
         self.ingest_dir = self.root / "ingest"
         self.blobs_dir.mkdir(parents=True, exist_ok=True)
         self.ingest_dir.mkdir(parents=True, exist_ok=True)
+        self._locked: set[str] = set()
+        self._lock = threading.Lock()
 
-    def remove_ingests(self) -> list[str]:
-        """Remove every ingest (for a daemon that starts: they are all left by a crash, see
-        the module docstring); the names of those removed. Never while writers are open."""
+    def remove_ingests(self, expiry: float = INGEST_EXPIRY) -> list[str]:
+        """Remove what a crash left in ingest/ (for a daemon that starts: see the module
+        docstring): every anonymous ingest, and named ones idle for `expiry` seconds; the
+        names of those removed. Never while writers are open."""
         removed = []
+        now = time.time()
         for d in sorted(self.ingest_dir.iterdir()):
             if d.is_dir() and not d.is_symlink():
+                if (d / "ref").is_file() and now - _mtime(d) < expiry:
+                    continue   # a named ingest, resumable
                 shutil.rmtree(d, ignore_errors=True)
             else:
                 d.unlink(missing_ok=True)
             removed.append(d.name)
         return removed
+
+    # -------------------------------------------------------------- named ingests
+
+    def ingest_path(self, ref: str) -> Path:
+        if not ref:
+            raise InvalidArgument("an ingest needs a ref")
+        return self.ingest_dir / hashlib.sha256(ref.encode()).hexdigest()
+
+    def ingest(self, ref: str, total: int = 0, expected: str = "") -> Ingest:
+        """Open (or resume) the named ingest `ref` for writing; UNAVAILABLE if in use."""
+        with self._lock:
+            if ref in self._locked:
+                raise Unavailable(f"ref {ref!r} is locked: another writer has it")
+            self._locked.add(ref)
+        try:
+            return Ingest(self, ref, total, expected)
+        except BaseException:
+            self._release(ref)
+            raise
+
+    def _release(self, ref: str) -> None:
+        with self._lock:
+            self._locked.discard(ref)
+
+    def ingest_status(self, ref: str, expected: str = "") -> IngestStatus:
+        d = self.ingest_path(ref)
+        try:
+            size = (d / "data").stat().st_size
+            started = float((d / "startedat").read_text())
+        except (FileNotFoundError, ValueError):
+            raise NotFound(f"ingest {ref!r}: not found") from None
+        try:
+            total = int((d / "total").read_text())
+        except (FileNotFoundError, ValueError):
+            total = 0
+        return IngestStatus(ref=ref, offset=size, total=total, expected=expected,
+                            started_at=started, updated_at=_mtime(d))
+
+    def ingest_statuses(self) -> list[IngestStatus]:
+        out = []
+        for d in sorted(self.ingest_dir.iterdir()):
+            try:
+                out.append(self.ingest_status((d / "ref").read_text()))
+            except (FileNotFoundError, NotADirectoryError, NotFound):
+                continue   # anonymous, or gone meanwhile
+        return out
+
+    def abort_ingest(self, ref: str) -> None:
+        with self._lock:
+            if ref in self._locked:
+                raise Unavailable(f"ref {ref!r} is locked: another writer has it")
+        d = self.ingest_path(ref)
+        if not (d / "ref").exists():
+            raise NotFound(f"ingest {ref!r}: not found")
+        shutil.rmtree(d, ignore_errors=True)
 
     def blob_path(self, digest: str) -> Path:
         return self.blobs_dir / check_digest(digest)

@@ -35,6 +35,12 @@ class InvalidArgument(ContainerdError):
     code = "INVALID_ARGUMENT"
 
 
+class OutOfRange(ContainerdError):
+    """An offset past where it may be (a Content.Write not at the ingest's offset)."""
+
+    code = "OUT_OF_RANGE"
+
+
 class Unavailable(ContainerdError):
     """Something we depend on does not answer (a registry, a shim)."""
 
@@ -52,8 +58,8 @@ def error_for_code(code: str, message: str) -> ContainerdError:
     "OCI runtime create failed: … executable file not found in $PATH" is what decides
     `docker run`'s exit status (127), so it must arrive intact.
     """
-    for cls in (NotFound, AlreadyExists, FailedPrecondition, InvalidArgument, Unavailable,
-                Internal):
+    for cls in (NotFound, AlreadyExists, FailedPrecondition, InvalidArgument, OutOfRange,
+                Unavailable, Internal):
         if cls.code == code:
             return cls(message)
     err = ContainerdError(message)

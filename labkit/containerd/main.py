@@ -1,7 +1,7 @@
 """`labkit-containerd`: the daemon's command line.
 
     labkit-containerd [--address SOCK] [--root DIR] [--state DIR] [--shim labkit-shim]
-                      [--log-level info]
+                      [--snapshotter overlayfs|native] [--log-level info]
 
 Boot order, and why:
     1. open the stores under --root (content, meta.db, snapshots): everything else needs them;
@@ -48,6 +48,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="volatile state: task bundles (default: %(default)s)")
     p.add_argument("--shim", default="labkit-shim",
                    help="shim binary to start for each task (default: %(default)s)")
+    p.add_argument("--snapshotter", default="overlayfs", choices=["overlayfs", "native"],
+                   help="the snapshotter requests that name none get: overlayfs (layers "
+                        "stacked by the kernel) or native (full copies, bind mounts; works on "
+                        "any filesystem) (default: %(default)s)")
     p.add_argument("--log-level", "-l", default="info",
                    choices=["debug", "info", "warning", "error"], help="(default: %(default)s)")
     return p.parse_args(argv)
@@ -85,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         os.unlink(address)  # left over from a daemon that did not shut down cleanly
 
     try:
-        daemon = Daemon(Path(args.root), Path(args.state), address, shim_binary=args.shim)
+        daemon = Daemon(Path(args.root), Path(args.state), address, shim_binary=args.shim,
+                        snapshotter=args.snapshotter)
         daemon.cleanup()
         # Shims forward their events to <socket>.ttrpc (TTRPC_ADDRESS); listen before any
         # shim, recovered or new, may want to talk.

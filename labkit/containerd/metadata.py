@@ -1,4 +1,5 @@
-"""Metadata: what containerd knows about images, containers and snapshots, per namespace.
+"""Metadata: what containerd knows about images, containers, snapshots, content labels and
+leases, per namespace.
 
 The content store holds bytes and the snapshotter holds directories; neither knows *names*.
 The metadata database is where names live: "docker.io/library/busybox:latest" -> a manifest
@@ -49,6 +50,23 @@ CREATE TABLE IF NOT EXISTS snapshots (
     labels TEXT NOT NULL DEFAULT '{}',
     created_at REAL NOT NULL,
     UNIQUE (namespace, snapshotter, key));
+CREATE TABLE IF NOT EXISTS content (
+    -- A blob's labels in one namespace (the bytes are shared: content/blobs/sha256/<hex>).
+    -- containerd.io/gc.ref.content.* and containerd.io/gc.ref.snapshot.* labels are the
+    -- references the garbage collector follows (gc.py).
+    namespace TEXT NOT NULL, digest TEXT NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (namespace, digest));
+CREATE TABLE IF NOT EXISTS leases (
+    namespace TEXT NOT NULL, id TEXT NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}',     -- containerd.io/gc.expire: an RFC 3339 time
+    created_at REAL NOT NULL,
+    PRIMARY KEY (namespace, id));
+CREATE TABLE IF NOT EXISTS lease_resources (
+    namespace TEXT NOT NULL, lease TEXT NOT NULL,
+    type TEXT NOT NULL,                    -- content | ingests | snapshots/<snapshotter>
+    id TEXT NOT NULL,                      -- a digest, an ingest ref, a snapshot key
+    PRIMARY KEY (namespace, lease, type, id));
 """
 
 
@@ -73,6 +91,25 @@ class ContainerRecord:
     snapshot_key: str = ""
     created_at: float = 0.0
     updated_at: float = 0.0
+
+
+@dataclass
+class LeaseRecord:
+    id: str
+    labels: dict[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
+
+
+@dataclass
+class GCState:
+    """Everything the garbage collector reads, taken in one transaction (gc.py)."""
+
+    images: list[tuple[str, "ImageRecord"]]              # (namespace, image)
+    containers: list[tuple[str, "ContainerRecord"]]
+    snapshots: list[tuple[str, str, "SnapshotRecord"]]   # (namespace, snapshotter, record)
+    content_labels: dict[tuple[str, str], dict[str, str]]  # (namespace, digest) -> labels
+    leases: list[tuple[str, "LeaseRecord"]]
+    resources: list[tuple[str, str, str, str]]          # (namespace, lease, type, id)
 
 
 @dataclass
@@ -244,6 +281,121 @@ class MetadataStore:
             return {r[0] for r in db.execute("SELECT id FROM snapshots").fetchall()}
 
 
+    # ------------------------------------------------------------------ content labels
+    # The blobs are files (content.py); what a namespace says about them lives here.
+
+    def content_labels(self, namespace: str, digest: str) -> dict[str, str]:
+        with self._tx() as db:
+            row = db.execute("SELECT labels FROM content WHERE namespace=? AND digest=?",
+                             (namespace, digest)).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def all_content_labels(self, namespace: str) -> dict[str, dict[str, str]]:
+        with self._tx() as db:
+            rows = db.execute("SELECT digest, labels FROM content WHERE namespace=?",
+                              (namespace,)).fetchall()
+        return {r[0]: json.loads(r[1]) for r in rows}
+
+    def set_content_labels(self, namespace: str, digest: str, labels: dict[str, str],
+                           merge: bool = True) -> dict[str, str]:
+        """Set (merge=True: add to) the labels of `digest` in `namespace`; the new labels.
+        An empty value removes a label, as containerd's Content.Update does."""
+        with self._tx() as db:
+            row = db.execute("SELECT labels FROM content WHERE namespace=? AND digest=?",
+                             (namespace, digest)).fetchone()
+            now = json.loads(row[0]) if (row and merge) else {}
+            now.update(labels)
+            now = {k: v for k, v in now.items() if v}
+            db.execute("INSERT OR REPLACE INTO content VALUES (?,?,?)",
+                       (namespace, digest, json.dumps(now, sort_keys=True)))
+        return now
+
+    def delete_content_labels(self, namespace: str | None, digest: str) -> None:
+        """Forget `digest` in `namespace` (None: in every namespace)."""
+        with self._tx() as db:
+            if namespace is None:
+                db.execute("DELETE FROM content WHERE digest=?", (digest,))
+            else:
+                db.execute("DELETE FROM content WHERE namespace=? AND digest=?",
+                           (namespace, digest))
+
+    # ------------------------------------------------------------------ leases
+
+    def create_lease(self, namespace: str, id: str, labels: dict[str, str]) -> LeaseRecord:
+        with self._tx() as db:
+            try:
+                db.execute("INSERT INTO leases VALUES (?,?,?,?)",
+                           (namespace, id, json.dumps(labels), time.time()))
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(f"lease {id!r}: already exists") from None
+        return self.get_lease(namespace, id)
+
+    def get_lease(self, namespace: str, id: str) -> LeaseRecord:
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM leases WHERE namespace=? AND id=?",
+                             (namespace, id)).fetchone()
+        if row is None:
+            raise NotFound(f"lease {id!r}: not found")
+        return _lease(row)
+
+    def list_leases(self, namespace: str) -> list[LeaseRecord]:
+        with self._tx() as db:
+            rows = db.execute("SELECT * FROM leases WHERE namespace=? ORDER BY created_at",
+                              (namespace,)).fetchall()
+        return [_lease(r) for r in rows]
+
+    def delete_lease(self, namespace: str, id: str) -> None:
+        with self._tx() as db:
+            if db.execute("DELETE FROM leases WHERE namespace=? AND id=?",
+                          (namespace, id)).rowcount == 0:
+                raise NotFound(f"lease {id!r}: not found")
+            db.execute("DELETE FROM lease_resources WHERE namespace=? AND lease=?",
+                       (namespace, id))
+
+    def add_lease_resource(self, namespace: str, lease: str, type: str, id: str) -> None:
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM leases WHERE namespace=? AND id=?",
+                          (namespace, lease)).fetchone() is None:
+                raise NotFound(f"lease {lease!r}: not found")
+            db.execute("INSERT OR IGNORE INTO lease_resources VALUES (?,?,?,?)",
+                       (namespace, lease, type, id))
+
+    def delete_lease_resource(self, namespace: str, lease: str, type: str, id: str) -> None:
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM leases WHERE namespace=? AND id=?",
+                          (namespace, lease)).fetchone() is None:
+                raise NotFound(f"lease {lease!r}: not found")
+            db.execute("DELETE FROM lease_resources WHERE namespace=? AND lease=? AND type=? "
+                       "AND id=?", (namespace, lease, type, id))
+
+    def lease_resources(self, namespace: str, lease: str) -> list[tuple[str, str]]:
+        """(type, id) of every resource `lease` holds."""
+        self.get_lease(namespace, lease)
+        with self._tx() as db:
+            rows = db.execute("SELECT type, id FROM lease_resources WHERE namespace=? AND "
+                              "lease=? ORDER BY type, id", (namespace, lease)).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    # ------------------------------------------------------------------ garbage collection
+
+    def gc_state(self) -> GCState:
+        """Every root and reference, read in ONE transaction: a pull that creates its image
+        and then drops its lease is seen either before (lease) or after (image), never
+        between, so the collector cannot miss both."""
+        with self._tx() as db:
+            return GCState(
+                images=[(r["namespace"], _image(r)) for r in db.execute("SELECT * FROM images")],
+                containers=[(r["namespace"], _container(r))
+                            for r in db.execute("SELECT * FROM containers")],
+                snapshots=[(r["namespace"], r["snapshotter"], _snapshot(r))
+                           for r in db.execute("SELECT * FROM snapshots ORDER BY id")],
+                content_labels={(r[0], r[1]): json.loads(r[2])
+                                for r in db.execute("SELECT * FROM content")},
+                leases=[(r["namespace"], _lease(r)) for r in db.execute("SELECT * FROM leases")],
+                resources=[(r[0], r[1], r[2], r[3])
+                           for r in db.execute("SELECT * FROM lease_resources")])
+
+
 class _Transaction:
     def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
         self._db, self._lock = db, lock
@@ -272,6 +424,11 @@ def _container(row: sqlite3.Row) -> ContainerRecord:
                            runtime_options=bytes(row["runtime_options"]), spec=bytes(row["spec"]),
                            snapshotter=row["snapshotter"], snapshot_key=row["snapshot_key"],
                            created_at=row["created_at"], updated_at=row["updated_at"])
+
+
+def _lease(row: sqlite3.Row) -> LeaseRecord:
+    return LeaseRecord(id=row["id"], labels=json.loads(row["labels"]),
+                       created_at=row["created_at"])
 
 
 def _snapshot(row: sqlite3.Row) -> SnapshotRecord:

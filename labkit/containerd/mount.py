@@ -40,6 +40,34 @@ class Mount:
     target: str = ""  # relative place under the mount point; "" = the mount point itself
 
 
+def readonly(mounts: list[Mount]) -> list[Mount]:
+    """The same filesystem, read-only (containerd's readonly mounts, for looking at a snapshot
+    while it may be mounted elsewhere). A bind gains "ro". An overlay loses its upperdir and
+    workdir (the kernel refuses a workdir that another mount uses): the upperdir becomes the
+    top lowerdir instead; with a single layer left, a read-only bind of it (overlay wants two
+    lowerdirs when it has no upperdir)."""
+    out = []
+    for m in mounts:
+        if m.type == "overlay":
+            opts = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in m.options if "=" in o}
+            flags = [o for o in m.options if "=" not in o and o not in ("rw", "ro")]
+            lowers = ([opts["upperdir"]] if "upperdir" in opts else []) + \
+                opts.get("lowerdir", "").split(":")
+            lowers = [d for d in lowers if d]
+            if len(lowers) == 1:
+                out.append(Mount("bind", lowers[0], ["rbind", "ro"], m.target))
+            else:
+                rest = [f"{k}={v}" for k, v in opts.items()
+                        if k not in ("upperdir", "workdir", "lowerdir")]
+                out.append(Mount("overlay", m.source, flags + rest + ["ro", "lowerdir=" +
+                                                                      ":".join(lowers)],
+                                 m.target))
+        else:
+            opts = [o for o in m.options if o not in ("rw", "ro")]
+            out.append(Mount(m.type, m.source, opts + ["ro"], m.target))
+    return out
+
+
 def mount(m: Mount, target: str) -> None:
     """Perform one mount description on `target` (a directory that exists)."""
     opts = mountopts.parse(m.options)           # flags, propagation, data: see labkit.mountopts

@@ -16,6 +16,13 @@ The steps, as containerd's transfer service (and dockerd's distribution code) ta
                  A layer whose chainID snapshot already exists is skipped: "Already exists".
     5. name      images.Create(name, target = the descriptor first resolved: index or manifest)
 
+All of it under a *lease* (gc.py): before a blob is fetched or a snapshot looked for, it is
+added to the pull's lease, so a garbage collection running meanwhile (someone's `docker rmi`)
+cannot take a half-made image's parts. The blobs are labelled with what they refer to
+(index -> manifest, manifest -> config and layers, config -> the top snapshot), which is what
+keeps them once the image exists and the lease is gone. A pull killed half-way leaves its
+lease, which expires (containerd.io/gc.expire) and is then collected with what it held.
+
 Every step reports progress, in the order `docker pull` prints it (INTERFACES §1.5):
     resolved -> per layer waiting | exists -> downloading(current,total) -> verifying ->
     downloaded -> extracting(current,total) -> unpacked -> done(image_name, image_digest)
@@ -26,6 +33,7 @@ while a layer is still downloading (a callback cannot `yield` from inside the do
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -43,6 +51,8 @@ from labkit.containerd.content import LocalContentStore
 from labkit.containerd.errors import (AlreadyExists, ContainerdError, FailedPrecondition,
                                       Internal, InvalidArgument, NotFound, Unavailable)
 from labkit.containerd.events import Exchange
+from labkit.containerd.gc import (LABEL_REF_CONTENT, LABEL_REF_SNAPSHOT, LABEL_UNCOMPRESSED,
+                                  RESOURCE_CONTENT, Collector, expiry_label, snapshot_resource)
 from labkit.containerd.metadata import ImageRecord, MetadataStore
 from labkit.containerd.snapshots import Snapshotter
 from labkit.distribution import mediatypes, platforms
@@ -92,8 +102,11 @@ class Puller:
 
     def __init__(self, content: LocalContentStore, meta: MetadataStore,
                  snapshotter: Callable[[str, str], Snapshotter], exchange: Exchange,
-                 tmp_dir: Path, registry: Callable[[str], RegistryClient] = RegistryClient):
+                 tmp_dir: Path, registry: Callable[[str], RegistryClient] = RegistryClient,
+                 gc: Collector | None = None, default_snapshotter: str = "overlayfs"):
         self.content, self.meta, self.exchange = content, meta, exchange
+        self.gc = gc or Collector(content, meta, snapshotter, default_snapshotter)
+        self.default_snapshotter = default_snapshotter
         self.snapshotter = snapshotter  # (namespace, name) -> Snapshotter
         self.tmp_dir = Path(tmp_dir)
         self.registry = registry
@@ -107,13 +120,16 @@ class Puller:
         except ValueError as e:
             raise InvalidArgument(str(e)) from None
         wanted = parse_platform(platform)
-        snap = self.snapshotter(namespace, snapshotter or "overlayfs")
+        snapshotter = snapshotter or self.default_snapshotter
+        snap = self.snapshotter(namespace, snapshotter)
         events: queue.Queue = queue.Queue()
         done = object()
 
         def work() -> None:
             try:
-                self._pull(namespace, ref, wanted, list(mirrors), snap, events.put)
+                with self._lease(namespace) as hold:
+                    self._pull(namespace, ref, wanted, list(mirrors), snap, snapshotter,
+                               hold, events.put)
             except BaseException as e:  # handed to the caller's thread, raised there
                 events.put(e)
             finally:
@@ -130,25 +146,50 @@ class Puller:
                 raise Internal(f"pull {ref}: {item}") from item
             yield item
 
+    @contextlib.contextmanager
+    def _lease(self, ns: str):
+        """A lease for one pull: yields hold(type, id); deleted when the pull ends, however
+        it ends (what a failed pull fetched is then garbage, collected next time)."""
+        lease = f"pull-{uuid.uuid4().hex[:16]}"
+        # An hour is plenty for a lab's images; a pull killed with its daemon leaves the
+        # lease behind, and the collector drops it once expired.
+        self.meta.create_lease(ns, lease, {"labkit.pull": "1", **expiry_label(3600)})
+        try:
+            yield lambda type_, id_: self.gc.lease_resource(ns, lease, type_, id_)
+        finally:
+            self.meta.delete_lease(ns, lease)
+
     # ------------------------------------------------------------------ the steps
 
     def _pull(self, ns: str, ref: Reference, wanted: dict | None, mirrors: list[str],
-              snap: Snapshotter, emit: Callable[[Progress], None]) -> None:
+              snap: Snapshotter, snapshotter: str, hold: Callable[[str, str], None],
+              emit: Callable[[Progress], None]) -> None:
         client, top, raw = self._resolve(ref, mirrors)
+        hold(RESOURCE_CONTENT, top["digest"])
         self.content.write_bytes(raw, top["digest"])
         emit(Progress("resolved", _desc(top), image_name=str(ref), image_digest=top["digest"]))
 
         manifest_desc, manifest = top, raw
         if top["mediaType"] in mediatypes.INDEX_TYPES:
             try:
-                chosen = platforms.select_manifest(json.loads(raw), wanted)
+                index = json.loads(raw)
+                chosen = platforms.select_manifest(index, wanted)
             except LookupError as e:
                 raise NotFound(f"{ref.familiar()}: {e}") from None
             except ValueError as e:
                 raise FailedPrecondition(f"{ref.familiar()}: bad index: {e}") from None
             manifest_desc, manifest = self._registry_call(
                 ref, lambda: client.resolve(ref.path, chosen["digest"]))
+            hold(RESOURCE_CONTENT, manifest_desc["digest"])
             self.content.write_bytes(manifest, manifest_desc["digest"])
+            # m.<its position in the index>, as containerd labels an index's children: the
+            # manifests of several platforms, pulled one by one, are all kept.
+            children = index.get("manifests") or []
+            position = next((i for i, m in enumerate(children) if m is chosen),
+                            next((i for i, m in enumerate(children)
+                                  if m.get("digest") == manifest_desc["digest"]), 0))
+            self.meta.set_content_labels(ns, top["digest"], {
+                f"{LABEL_REF_CONTENT}.m.{position}": manifest_desc["digest"]})
         try:
             m = json.loads(manifest)
             config_desc, layers = m["config"], list(m["layers"])
@@ -156,6 +197,8 @@ class Puller:
             raise FailedPrecondition(f"{ref.familiar()}: manifest {manifest_desc['digest']} "
                                      "is not an image manifest") from None
 
+        for d in [config_desc, *layers]:
+            hold(RESOURCE_CONTENT, d["digest"])
         self._fetch(ref, client, config_desc, None)
         try:
             config = json.loads(self.content.read_bytes(config_desc["digest"]))
@@ -167,6 +210,17 @@ class Puller:
             raise FailedPrecondition(f"{ref.familiar()}: manifest has {len(layers)} layers "
                                      f"but the config lists {len(diff_ids)} diff ids")
         chains = chain_ids(diff_ids)
+        for c in chains:
+            hold(snapshot_resource(snapshotter), c)
+        # What refers to what, for the collector once the lease is gone (gc.py).
+        self.meta.set_content_labels(ns, manifest_desc["digest"], {
+            f"{LABEL_REF_CONTENT}.config": config_desc["digest"],
+            **{f"{LABEL_REF_CONTENT}.l.{i}": d["digest"] for i, d in enumerate(layers)}})
+        if chains:
+            self.meta.set_content_labels(ns, config_desc["digest"], {
+                LABEL_REF_SNAPSHOT + snapshotter: chains[-1]})
+        for d, diff_id in zip(layers, diff_ids):
+            self.meta.set_content_labels(ns, d["digest"], {LABEL_UNCOMPRESSED: diff_id})
 
         # Which layers need work? A committed snapshot for the chain id means the layer (and
         # everything below it) is unpacked already.

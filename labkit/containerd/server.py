@@ -21,6 +21,7 @@ import logging
 import re
 import shutil
 import traceback
+import uuid
 from concurrent import futures
 from pathlib import Path
 
@@ -30,23 +31,28 @@ from google.protobuf import empty_pb2, timestamp_pb2
 from labkit import __version__
 from labkit.wire.containerd import api_pb2 as pb
 from labkit.wire.containerd import api_pb2_grpc as rpc
-from labkit.containerd.content import LocalContentStore
-from labkit.containerd.errors import ContainerdError, FailedPrecondition, InvalidArgument
+from labkit.containerd.content import LocalContentStore, check_digest
+from labkit.containerd.errors import (AlreadyExists, ContainerdError, FailedPrecondition,
+                                      InvalidArgument)
+from labkit.containerd import diff as difflib
+from labkit.containerd import filters
 from labkit.containerd.events import Exchange
+from labkit.containerd.gc import (LABEL_UNCOMPRESSED, RESOURCE_CONTENT, Collector,
+                                  snapshot_resource)
 from labkit.containerd.metadata import ContainerRecord, ImageRecord, MetadataStore
 from labkit.containerd.mount import Mount, unmount_all
 from labkit.containerd.pull import Puller
-from labkit.containerd.snapshots import OverlaySnapshotter, Snapshotter
+from labkit.containerd.snapshots import SNAPSHOTTERS, Snapshotter
 from labkit.containerd.tasks import TaskManager
 
 log = logging.getLogger("labkit.containerd")
 
 NAMESPACE_KEY = "containerd-namespace"
+LEASE_KEY = "containerd-lease"   # a call made under a lease (api.proto's header)
 # containerd's rule for namespace and container names (identifiers.Validate); they become
 # directory names, so this is also what keeps "../" out of our paths.
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
 _MAX_IDENTIFIER = 76
-SNAPSHOTTERS = ("overlayfs",)
 READ_CHUNK = 1 << 20
 
 
@@ -61,7 +67,7 @@ class Daemon:
     """Everything one labkit-containerd holds, shared by the gRPC services."""
 
     def __init__(self, root: Path, state: Path, address: str,
-                 shim_binary: str = "labkit-shim") -> None:
+                 shim_binary: str = "labkit-shim", snapshotter: str = "overlayfs") -> None:
         self.root, self.state = Path(root), Path(state)
         # Both private to root: the state directory holds the mount points where layers are
         # unpacked and the bundles whose rootfs is mounted, both showing an image's device
@@ -72,8 +78,17 @@ class Daemon:
         self.content = LocalContentStore(self.root)
         self.meta = MetadataStore(self.root / "meta.db")
         self.exchange = Exchange()
+        if snapshotter not in SNAPSHOTTERS:
+            raise ValueError(f"snapshotter {snapshotter!r} is not known: "
+                             f"available: {', '.join(SNAPSHOTTERS)}")
+        # The one a request gets when it names none (containerd: the client's default,
+        # `[plugins."io.containerd.grpc.v1.cri".containerd] snapshotter` for the CRI).
+        self.default_snapshotter = snapshotter
+        self.gc = Collector(self.content, self.meta, self.snapshotter, self.default_snapshotter)
         self.puller = Puller(self.content, self.meta, self.snapshotter, self.exchange,
-                             tmp_dir=self.state / "tmpmounts")
+                             tmp_dir=self.state / "tmpmounts", gc=self.gc,
+                             default_snapshotter=self.default_snapshotter)
+        self.differ = difflib.Differ(self.content, self.state / "tmpmounts")
         self.tasks = TaskManager(self.state, self.meta, self.exchange, shim_binary, address,
                                  self.snapshotter)
 
@@ -83,7 +98,8 @@ class Daemon:
         A blob is downloaded into an ingest (content/ingest/…/data), which nobody can
         finish once its daemon is gone (content.py says why they are not resumed). A layer
         is unpacked on a temporary mount (<state>/tmpmounts/x…) into an active snapshot
-        named "extract-…"; if the daemon died there, both are garbage now.
+        named "extract-…"; if the daemon died there, both are garbage now. Last, a garbage
+        collection.
         """
         for name in self.content.remove_ingests():
             log.info("removed the ingest %s of an interrupted download", name)
@@ -96,11 +112,13 @@ class Daemon:
                 except OSError as e:
                     log.warning("stale unpack directory %s: %s", d, e)
         for ns in self.meta.snapshot_namespaces():
-            snap = self.snapshotter(ns)
-            for info in snap.list():
-                if info.kind == "active" and info.name.startswith("extract-"):
-                    log.info("removing snapshot %r of an interrupted pull", info.name)
-                    snap.remove(info.name)
+            for name in SNAPSHOTTERS:
+                snap = self.snapshotter(ns, name)
+                for info in snap.list():
+                    if info.kind == "active" and info.name.startswith("extract-"):
+                        log.info("removing %s snapshot %r of an interrupted pull", name,
+                                 info.name)
+                        snap.remove(info.name)
         # Snapshot directories no row refers to (a crash between rmtree and commit).
         used = {str(i) for i in self.meta.snapshot_ids()}
         snapshots = self.root / "snapshots"
@@ -108,13 +126,17 @@ class Daemon:
             if d.name.isdigit() and d.name not in used:
                 log.info("removing orphaned snapshot directory %s", d)
                 shutil.rmtree(d, ignore_errors=True)
+        # Garbage a crash kept from being collected (an image deleted just before it), and
+        # what expired leases held. A pull's lease is kept until it expires, so that a pull
+        # tried again soon reuses the blobs its interrupted predecessor finished.
+        self.gc.collect()
 
     def snapshotter(self, namespace: str, name: str = "") -> Snapshotter:
-        name = name or "overlayfs"
+        name = name or self.default_snapshotter
         if name not in SNAPSHOTTERS:
             raise InvalidArgument(f"snapshotter {name!r} is not known: "
                                   f"available: {', '.join(SNAPSHOTTERS)}")
-        return OverlaySnapshotter(self.root, self.meta, namespace)
+        return SNAPSHOTTERS[name](self.root, self.meta, namespace)
 
     def close(self) -> None:
         self.exchange.close()
@@ -129,6 +151,11 @@ def namespace(context: grpc.ServicerContext) -> str:
     if not ns:
         raise InvalidArgument("namespace is required")
     return check_identifier(ns, "namespace")
+
+
+def lease(context: grpc.ServicerContext) -> str:
+    """The lease the call is made under ("" = none)."""
+    return dict(context.invocation_metadata()).get(LEASE_KEY, "")
 
 
 def _abort(context: grpc.ServicerContext, e: BaseException, method: str):
@@ -185,6 +212,11 @@ def mounts_pb(mounts: list[Mount]) -> list[pb.Mount]:
             for m in mounts]
 
 
+def mounts_of(mounts) -> list[Mount]:
+    """Mounts from the wire, as labkit.containerd.mount describes them."""
+    return [Mount(m.type, m.source, list(m.options), m.target) for m in mounts]
+
+
 def image_pb(i: ImageRecord) -> pb.Image:
     return pb.Image(name=i.name, labels=i.labels, target=desc_pb(i.target),
                     created_at=ts(i.created_at), updated_at=ts(i.updated_at))
@@ -217,19 +249,43 @@ class ContentService(rpc.ContentServicer):
         self.d = d
 
     @staticmethod
-    def _info(i) -> pb.ContentInfo:
+    def _info(i, labels: dict[str, str]) -> pb.ContentInfo:
         return pb.ContentInfo(digest=i.digest, size=i.size, created_at=ts(i.created_at),
-                              labels=i.labels)
+                              labels=labels)
 
     @unary
     def Info(self, request, context):
-        namespace(context)
-        return pb.InfoResponse(info=self._info(self.d.content.info(request.digest)))
+        ns = namespace(context)
+        info = self.d.content.info(request.digest)
+        return pb.InfoResponse(info=self._info(info, self.d.meta.content_labels(ns, info.digest)))
 
     @unary
     def List(self, request, context):
-        namespace(context)
-        return pb.ListContentResponse(info=[self._info(i) for i in self.d.content.list()])
+        ns = namespace(context)
+        labels = self.d.meta.all_content_labels(ns)
+        infos = filters.matching(request.filters, self.d.content.list(), lambda i: filters.fields_of(
+            {"digest": i.digest, "size": str(i.size)}, labels.get(i.digest)))
+        return pb.ListContentResponse(info=[self._info(i, labels.get(i.digest, {}))
+                                            for i in infos])
+
+    @unary
+    def Update(self, request, context):
+        ns = namespace(context)
+        info = self.d.content.info(request.info.digest)
+        new = dict(request.info.labels)
+        paths = list(request.update_mask.paths)
+        if not paths or "labels" in paths:
+            labels = self.d.meta.set_content_labels(ns, info.digest, new, merge=False)
+        else:
+            changes = {}
+            for path in paths:
+                if not path.startswith("labels."):
+                    raise InvalidArgument(f"cannot update {path!r} of content {info.digest}: "
+                                          "only labels")
+                key = path[len("labels."):]
+                changes[key] = new.get(key, "")   # absent: remove the label
+            labels = self.d.meta.set_content_labels(ns, info.digest, changes)
+        return pb.UpdateContentResponse(info=self._info(info, labels))
 
     @streaming
     def Read(self, request, context):
@@ -249,10 +305,93 @@ class ContentService(rpc.ContentServicer):
                 if left is not None:
                     left -= len(chunk)
 
+    # -------------------------------------------------------------- ingests (Write)
+
+    @staticmethod
+    def _status(st) -> pb.ContentStatus:
+        return pb.ContentStatus(ref=st.ref, offset=st.offset, total=st.total,
+                                expected=st.expected, started_at=ts(st.started_at),
+                                updated_at=ts(st.updated_at))
+
+    @streaming
+    def Write(self, requests, context):
+        """containerd's Content.Write, request by request (module docstring of content.py):
+        the first request names the ingest (ref); STAT answers where it stands; WRITE appends
+        at `offset` (0 on a non-empty ingest starts over); COMMIT verifies and publishes."""
+        ns, held = namespace(context), lease(context)
+        first = next(requests, None)
+        if first is None:
+            return
+        if not first.ref:
+            raise InvalidArgument("first message of a write must carry a ref")
+        if held:
+            self.d.gc.lease_resource(ns, held, "ingests", first.ref)
+        ingest = self.d.content.ingest(first.ref, first.total, first.expected)
+        try:
+            req = first
+            while req is not None:
+                if req.ref and req.ref != first.ref:
+                    raise InvalidArgument(f"a write stream is for one ref ({first.ref!r}), "
+                                          f"not {req.ref!r}")
+                if req.total:
+                    ingest.total = req.total
+                if req.expected:
+                    check_digest(req.expected)
+                    ingest.expected = req.expected
+                if ingest.expected and self.d.content.exists(ingest.expected):
+                    ingest.abort()
+                    raise AlreadyExists(f"content {ingest.expected}: already exists")
+                answer = pb.WriteContentResponse(action=req.action)
+                if req.action in (pb.WRITE, pb.COMMIT):
+                    if req.offset == 0 and ingest.offset > 0 and req.data:
+                        ingest.restart()
+                    if req.data:
+                        ingest.write(req.data, req.offset)
+                if req.action == pb.COMMIT:
+                    def hold(digest: str) -> None:
+                        if held:
+                            self.d.gc.lease_resource(ns, held, RESOURCE_CONTENT, digest)
+                    info = ingest.commit(req.total, req.expected, before_publish=hold)
+                    if req.labels:
+                        self.d.meta.set_content_labels(ns, info.digest, dict(req.labels))
+                    answer.digest, answer.offset, answer.total = info.digest, info.size, info.size
+                    answer.started_at.CopyFrom(ts(info.created_at))
+                    answer.updated_at.CopyFrom(ts(info.created_at))
+                    yield answer
+                    return
+                st = ingest.status()
+                answer.offset, answer.total = st.offset, ingest.total
+                answer.started_at.CopyFrom(ts(st.started_at))
+                answer.updated_at.CopyFrom(ts(st.updated_at))
+                yield answer
+                req = next(requests, None)
+        finally:
+            ingest.close()   # the bytes stay for a resume, unless committed or aborted
+
+    @unary
+    def Status(self, request, context):
+        namespace(context)
+        return pb.ContentStatusResponse(status=self._status(
+            self.d.content.ingest_status(request.ref)))
+
+    @unary
+    def ListStatuses(self, request, context):
+        namespace(context)
+        statuses = filters.matching(request.filters, self.d.content.ingest_statuses(),
+                                    lambda st: filters.fields_of({"ref": st.ref}))
+        return pb.ListContentStatusesResponse(statuses=[self._status(s) for s in statuses])
+
+    @unary
+    def Abort(self, request, context):
+        namespace(context)
+        self.d.content.abort_ingest(request.ref)
+        return empty_pb2.Empty()
+
     @unary
     def Delete(self, request, context):
         namespace(context)
         self.d.content.delete(request.digest)
+        self.d.meta.delete_content_labels(None, request.digest)
         return empty_pb2.Empty()
 
 
@@ -267,9 +406,11 @@ class ImagesService(rpc.ImagesServicer):
 
     @unary
     def List(self, request, context):
-        images = self.d.meta.list_images(namespace(context))
-        if request.filters:
-            images = [i for i in images if _image_matches(i, request.filters)]
+        images = filters.matching(request.filters, self.d.meta.list_images(namespace(context)),
+                                  lambda i: filters.fields_of(
+                                      {"name": i.name, "target.digest": i.target.get("digest", ""),
+                                       "target.mediatype": i.target.get("mediaType", "")},
+                                      i.labels))
         return pb.ListImagesResponse(images=[image_pb(i) for i in images])
 
     @unary
@@ -290,18 +431,11 @@ class ImagesService(rpc.ImagesServicer):
         ns = namespace(context)
         self.d.meta.delete_image(ns, request.name)
         self.d.exchange.publish(ns, "/images/delete", {"name": request.name})
+        # What only this image kept is garbage now. containerd collects right away when the
+        # client asks (sync) and soon after otherwise; labkit always does it before answering,
+        # so `docker rmi` has freed the space when it returns.
+        self.d.gc.collect()
         return empty_pb2.Empty()
-
-
-def _image_matches(image: ImageRecord, filters) -> bool:
-    """containerd-style `name==x` filters (any one may match); others compare the name too."""
-    for f in filters:
-        key, _, value = f.partition("==")
-        if key.strip() == "name" and image.name == value.strip():
-            return True
-        if key.strip() == "target.digest" and image.target.get("digest") == value.strip():
-            return True
-    return False
 
 
 class TransferService(rpc.TransferServicer):
@@ -326,15 +460,25 @@ class SnapshotsService(rpc.SnapshotsServicer):
     def _s(self, request, context) -> Snapshotter:
         return self.d.snapshotter(namespace(context), request.snapshotter)
 
+    def _hold(self, request, context, key: str) -> None:
+        """Under a lease, the snapshot about to be made is the lease's (before it exists)."""
+        held = lease(context)
+        if held:
+            self.d.gc.lease_resource(namespace(context), held, snapshot_resource(
+                request.snapshotter or self.d.default_snapshotter), key)
+
     @unary
     def Prepare(self, request, context):
-        mounts = self._s(request, context).prepare(request.key, request.parent,
-                                                   dict(request.labels))
+        snap = self._s(request, context)
+        self._hold(request, context, request.key)
+        mounts = snap.prepare(request.key, request.parent, dict(request.labels))
         return pb.PrepareSnapshotResponse(mounts=mounts_pb(mounts))
 
     @unary
     def View(self, request, context):
-        mounts = self._s(request, context).view(request.key, request.parent, dict(request.labels))
+        snap = self._s(request, context)
+        self._hold(request, context, request.key)
+        mounts = snap.view(request.key, request.parent, dict(request.labels))
         return pb.ViewSnapshotResponse(mounts=mounts_pb(mounts))
 
     @unary
@@ -343,6 +487,7 @@ class SnapshotsService(rpc.SnapshotsServicer):
 
     @unary
     def Commit(self, request, context):
+        self._hold(request, context, request.name)
         self._s(request, context).commit(request.name, request.key,
                                          dict(request.labels) or None)
         return empty_pb2.Empty()
@@ -350,6 +495,8 @@ class SnapshotsService(rpc.SnapshotsServicer):
     @unary
     def Remove(self, request, context):
         self._s(request, context).remove(request.key)
+        # Its parents may be garbage now (an image removed while a container used it).
+        self.d.gc.collect()
         return empty_pb2.Empty()
 
     @staticmethod
@@ -362,9 +509,17 @@ class SnapshotsService(rpc.SnapshotsServicer):
         return pb.StatSnapshotResponse(info=self._info(self._s(request, context).stat(request.key)))
 
     @unary
+    def Usage(self, request, context):
+        u = self._s(request, context).usage(request.key)
+        return pb.SnapshotUsageResponse(size=u.size, inodes=u.inodes)
+
+    @unary
     def List(self, request, context):
-        return pb.ListSnapshotsResponse(info=[self._info(i)
-                                              for i in self._s(request, context).list()])
+        infos = filters.matching(request.filters, self._s(request, context).list(),
+                                 lambda i: filters.fields_of(
+                                     {"name": i.name, "parent": i.parent, "kind": i.kind},
+                                     i.labels))
+        return pb.ListSnapshotsResponse(info=[self._info(i) for i in infos])
 
 
 class ContainersService(rpc.ContainersServicer):
@@ -378,8 +533,13 @@ class ContainersService(rpc.ContainersServicer):
 
     @unary
     def List(self, request, context):
-        return pb.ListContainersResponse(
-            containers=[container_pb(c) for c in self.d.meta.list_containers(namespace(context))])
+        containers = filters.matching(
+            request.filters, self.d.meta.list_containers(namespace(context)),
+            lambda c: filters.fields_of({"id": c.id, "image": c.image,
+                                         "runtime.name": c.runtime_name,
+                                         "snapshotter": c.snapshotter,
+                                         "snapshot_key": c.snapshot_key}, c.labels))
+        return pb.ListContainersResponse(containers=[container_pb(c) for c in containers])
 
     @unary
     def Create(self, request, context):
@@ -417,6 +577,7 @@ class ContainersService(rpc.ContainersServicer):
                                      "first")
         self.d.meta.delete_container(ns, request.id)
         self.d.exchange.publish(ns, "/containers/delete", {"id": request.id})
+        self.d.gc.collect()   # a snapshot only the container held is garbage now
         return empty_pb2.Empty()
 
 
@@ -433,7 +594,7 @@ class TasksService(rpc.TasksServicer):
 
     @unary
     def Create(self, request, context):
-        rootfs = [Mount(m.type, m.source, list(m.options), m.target) for m in request.rootfs]
+        rootfs = mounts_of(request.rootfs)
         pid = self.d.tasks.create(namespace(context), request.container_id, rootfs,
                                   request.stdin, request.stdout, request.stderr,
                                   request.terminal)
@@ -457,13 +618,30 @@ class TasksService(rpc.TasksServicer):
 
     @unary
     def List(self, request, context):
-        return pb.ListTasksResponse(tasks=[self._process(p)
-                                           for p in self.d.tasks.list(namespace(context))])
+        # containerd's Tasks.List takes one filter string (fields: id, container_id, pid,
+        # status); "" lists every task of the namespace.
+        tasks = filters.matching([request.filter] if request.filter else [],
+                                 self.d.tasks.list(namespace(context)),
+                                 lambda p: filters.fields_of({
+                                     "id": p.exec_id or p.container_id,
+                                     "container_id": p.container_id, "pid": str(p.pid),
+                                     "status": p.status}))
+        return pb.ListTasksResponse(tasks=[self._process(p) for p in tasks])
 
     @unary
     def Kill(self, request, context):
         self.d.tasks.kill(namespace(context), request.container_id, request.signal, request.all,
                           request.exec_id)
+        return empty_pb2.Empty()
+
+    @unary
+    def Pause(self, request, context):
+        self.d.tasks.pause(namespace(context), request.container_id)
+        return empty_pb2.Empty()
+
+    @unary
+    def Resume(self, request, context):
+        self.d.tasks.resume(namespace(context), request.container_id)
         return empty_pb2.Empty()
 
     @unary
@@ -508,6 +686,90 @@ class TasksService(rpc.TasksServicer):
     def ListPids(self, request, context):
         pids = self.d.tasks.pids(namespace(context), request.container_id)
         return pb.ListPidsResponse(processes=[pb.ProcessInfo(pid=p) for p in pids])
+
+
+class DiffService(rpc.DiffServicer):
+    def __init__(self, d: Daemon) -> None:
+        self.d = d
+
+    @unary
+    def Apply(self, request, context):
+        namespace(context)
+        desc = difflib.Descriptor(request.diff.media_type, request.diff.digest,
+                                  request.diff.size)
+        applied = self.d.differ.apply(desc, mounts_of(request.mounts))
+        return pb.ApplyResponse(applied=pb.Descriptor(
+            media_type=applied.media_type, digest=applied.digest, size=applied.size))
+
+    @unary
+    def Diff(self, request, context):
+        ns, held = namespace(context), lease(context)
+
+        def hold(digest: str) -> None:
+            if held:
+                self.d.gc.lease_resource(ns, held, RESOURCE_CONTENT, digest)
+        if held and request.ref:
+            self.d.gc.lease_resource(ns, held, "ingests", request.ref)
+        desc = self.d.differ.diff(mounts_of(request.left), mounts_of(request.right),
+                                  request.media_type, request.ref, hold)
+        self.d.meta.set_content_labels(ns, desc.digest, {**dict(request.labels),
+                                                         LABEL_UNCOMPRESSED: desc.diff_id})
+        return pb.DiffResponse(diff=pb.Descriptor(media_type=desc.media_type,
+                                                  digest=desc.digest, size=desc.size))
+
+
+class LeasesService(rpc.LeasesServicer):
+    def __init__(self, d: Daemon) -> None:
+        self.d = d
+
+    @staticmethod
+    def _lease(rec) -> pb.Lease:
+        return pb.Lease(id=rec.id, created_at=ts(rec.created_at), labels=rec.labels)
+
+    @unary
+    def Create(self, request, context):
+        id_ = request.id or uuid.uuid4().hex
+        check_identifier(id_, "lease id")
+        rec = self.d.meta.create_lease(namespace(context), id_, dict(request.labels))
+        return pb.CreateLeaseResponse(lease=self._lease(rec))
+
+    @unary
+    def Delete(self, request, context):
+        self.d.meta.delete_lease(namespace(context), request.id)
+        if request.sync:
+            self.d.gc.collect()
+        return empty_pb2.Empty()
+
+    @unary
+    def List(self, request, context):
+        leases = filters.matching(request.filters, self.d.meta.list_leases(namespace(context)),
+                                  lambda l: filters.fields_of({"id": l.id}, l.labels))
+        return pb.ListLeasesResponse(leases=[self._lease(l) for l in leases])
+
+    @staticmethod
+    def _resource(r) -> tuple[str, str]:
+        if not r.id or not (r.type in ("content", "ingests") or r.type.startswith("snapshots/")):
+            raise InvalidArgument(f"invalid resource {r.type!r}/{r.id!r}: type is content, "
+                                  "ingests or snapshots/<snapshotter>, and id is required")
+        return r.type, r.id
+
+    @unary
+    def AddResource(self, request, context):
+        self.d.gc.lease_resource(namespace(context), request.id,
+                                 *self._resource(request.resource))
+        return empty_pb2.Empty()
+
+    @unary
+    def DeleteResource(self, request, context):
+        self.d.meta.delete_lease_resource(namespace(context), request.id,
+                                          *self._resource(request.resource))
+        return empty_pb2.Empty()
+
+    @unary
+    def ListResources(self, request, context):
+        return pb.ListResourcesResponse(resources=[
+            pb.Resource(type=t, id=i)
+            for t, i in self.d.meta.lease_resources(namespace(context), request.id)])
 
 
 class EventsService(rpc.EventsServicer):
@@ -557,6 +819,8 @@ def make_server(daemon: Daemon, address: str, max_workers: int = 64) -> grpc.Ser
     rpc.add_ContainersServicer_to_server(ContainersService(daemon), server)
     rpc.add_TasksServicer_to_server(TasksService(daemon), server)
     rpc.add_EventsServicer_to_server(EventsService(daemon), server)
+    rpc.add_LeasesServicer_to_server(LeasesService(daemon), server)
+    rpc.add_DiffServicer_to_server(DiffService(daemon), server)
     target = address if address.startswith("unix:") else "unix:" + address
     if server.add_insecure_port(target) == 0:
         raise OSError(f"cannot listen on {address}")

@@ -18,6 +18,8 @@ where containerd touches the host. Worked lifecycle, for container "web" in name
     Start   shim.Start -> `<runtime> start`: the process execs; "running"
     Wait    block until the watcher saw the exit (any number of callers at once)
     Kill    shim.Kill -> `<runtime> kill`
+    Pause   shim.Pause -> `<runtime> pause` (the cgroup freezer): "paused"; Resume thaws.
+            The shim publishes /tasks/paused and /tasks/resumed (forward.py passes them on).
     Delete  refused while running (FAILED_PRECONDITION); else shim.Delete (`<runtime> delete`),
             shim.Shutdown (the shim exits, having unmounted rootfs/), remove the bundle,
             /tasks/delete.
@@ -339,6 +341,14 @@ class TaskManager:
         if not 0 < signal < 65:
             raise InvalidArgument(f"invalid signal {signal}")
         self._call(task, lambda s: s.kill(container_id, signal, all, exec_id=exec_id))
+
+    def pause(self, ns: str, container_id: str) -> None:
+        task = self._get(ns, container_id)
+        self._call(task, lambda s: s.pause(container_id))
+
+    def resume(self, ns: str, container_id: str) -> None:
+        task = self._get(ns, container_id)
+        self._call(task, lambda s: s.resume(container_id))
 
     def wait(self, ns: str, container_id: str, exec_id: str = "",
              still_wanted: Callable[[], bool] = lambda: True) -> tuple[int, float | None]:

@@ -30,7 +30,7 @@ from labkit.units import human_duration
 
 @dataclass
 class State:
-    Status: str = "created"          # created | running | exited | removing | dead
+    Status: str = "created"          # created | running | paused | exited | removing | dead
     Running: bool = False
     Paused: bool = False
     Restarting: bool = False
@@ -61,6 +61,7 @@ class Container:
     HostsPath: str = ""
     ResolvConfPath: str = ""
     RestartCount: int = 0
+    HasBeenManuallyStopped: bool = False  # by docker stop/kill (restart.py); not in inspect
     MountPoints: list[dict] = field(default_factory=list)  # volumes, as inspect shows them
     NetworkSettings: dict = field(default_factory=dict)    # networks and ports (network.py)
 
@@ -167,11 +168,15 @@ class Container:
         return out if self.State.Running else []
 
     def status_text(self, now: float | None = None) -> str:
-        """"Up 5 seconds", "Exited (0) 3 seconds ago", "Created"."""
+        """"Up 5 seconds", "Up 5 seconds (Paused)", "Exited (0) 3 seconds ago", "Created"."""
         now = time.time() if now is None else now
         s = self.State
-        if s.Status == "running":
-            return "Up " + human_duration(now - parse_time(s.StartedAt))
+        if s.Status in ("running", "paused"):
+            up = "Up " + human_duration(now - parse_time(s.StartedAt))
+            return up + " (Paused)" if s.Paused else up
+        if s.Status == "restarting":
+            return (f"Restarting ({s.ExitCode}) "
+                    f"{human_duration(now - parse_time(s.FinishedAt))} ago")
         if s.Status == "exited":
             return f"Exited ({s.ExitCode}) {human_duration(now - parse_time(s.FinishedAt))} ago"
         if s.Status == "removing":

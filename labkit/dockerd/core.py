@@ -54,6 +54,9 @@ class DaemonConfig:
     runtimes: dict[str, str] = field(default_factory=dict)  # --add-runtime NAME=PATH
     runtime_root: Path = paths.RUNTIME_ROOT / paths.NAMESPACE
     cgroup_parent: str = paths.CGROUP_PARENT  # containers' cgroups: <parent>/<id> (dockerd: /docker)
+    # containerd's snapshotter for images and containers: "overlayfs" or "native" (dockerd
+    # with the containerd image store takes snapshotter names for --storage-driver too)
+    storage_driver: str = "overlayfs"
 
 
 @dataclass
@@ -68,6 +71,9 @@ class Live:
     removed: bool = False
     stdin_pending: bytearray = field(default_factory=bytearray)
     stdin_closed: bool = False
+    exit_on_next: bool = False   # the next exit was asked for (stop, kill): no restart
+    backoff: float = 0.0         # seconds before the last restart (restart.py doubles it)
+    restart_cancel: threading.Event | None = None  # set: a waiting restart is called off
 
 
 class DaemonCore:
@@ -75,7 +81,8 @@ class DaemonCore:
 
     def __init__(self, config: DaemonConfig, containerd: Containerd | None = None) -> None:
         self.config = config
-        self.ctr = containerd or Containerd(config.containerd, config.namespace)
+        self.ctr = containerd or Containerd(config.containerd, config.namespace,
+                                              config.storage_driver)
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._containers: dict[str, Container] = {}
@@ -109,7 +116,9 @@ class DaemonCore:
         raise NotFound(f"No such container: {ref}")
 
     def _event(self, c: Container, action: str, **extra: str) -> None:
+        # the container's labels are attributes too (`docker events -f label=k=v`)
         self.event_bus.publish("container", action, c.ID, {
+            **(c.Config.get("Labels") or {}),
             "image": c.Config.get("Image") or c.Image, "name": c.Name, **extra})
 
     def events(self, since: float | None, until: float,

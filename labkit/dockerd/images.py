@@ -12,6 +12,11 @@ and layers. Docker's user model is built on top:
 Pulling is containerd's work (Transfer.Pull); dockerd only turns its progress events into
 Docker's JSON messages (jsonmessage.PullReporter). The blobs of an image never change,
 so what was read once (manifest, config) is cached by digest.
+
+Removing is containerd's too: `docker rmi` deletes image *names*; containerd's garbage
+collector then frees the blobs and snapshots nothing refers to any more
+(labkit/containerd/gc.py), before Images.Delete returns. Pruning and `docker system df`:
+diskusage.py.
 """
 
 from __future__ import annotations
@@ -30,10 +35,18 @@ from labkit.dockerd.container import parse_time
 from labkit.dockerd.errors import (Conflict, DaemonError, InvalidParameter, NotFound,
                                    SystemError_)
 from labkit.dockerd.jsonmessage import PullReporter
-from labkit.dockerd.remote import SNAPSHOTTER, Containerd, RemoteError, to_daemon_error
+from labkit.dockerd.remote import Containerd, RemoteError, to_daemon_error
 from labkit.dockerd.jsonlog import ZERO_TIME
 
 log = logging.getLogger("labkit.dockerd")
+
+# Names dockerd gives images that have no tag (labkit.dockerd.commit makes them).
+DANGLING = "moby-dangling@"
+BUILD_CACHE = "moby-build-cache@"
+
+
+def internal_name(name: str) -> bool:
+    return name.startswith((DANGLING, BUILD_CACHE))
 
 
 @dataclass
@@ -46,6 +59,7 @@ class ImageRecord:
     config_digest: str   # the image ID
     config: dict
     created_at: float    # when containerd recorded the name
+    manifest_digest: str = ""   # the manifest's own digest (target_digest, unless an index)
 
     @property
     def size(self) -> int:
@@ -77,20 +91,23 @@ class ImageService:
         cached = self._cache.get(target.digest)
         if cached is None:
             document = self._read_json(target.digest)
+            manifest_digest = target.digest
             if target.media_type in INDEX_TYPES or "manifests" in document:
                 try:
                     chosen = select_manifest(document)
                 except (LookupError, ValueError) as e:
                     raise NotFound(f"image {image.name}: {e}") from None
-                document = self._read_json(chosen["digest"])
+                manifest_digest = chosen["digest"]
+                document = self._read_json(manifest_digest)
             config_digest = (document.get("config") or {}).get("digest", "")
             if not config_digest:
                 raise SystemError_(f"image {image.name}: manifest {target.digest} has no config")
-            cached = (document, config_digest, self._read_json(config_digest))
+            cached = (document, config_digest, self._read_json(config_digest), manifest_digest)
             self._cache[target.digest] = cached
-        manifest, config_digest, config = cached
+        manifest, config_digest, config, manifest_digest = cached
         created = image.created_at.seconds + image.created_at.nanos / 1e9
-        return ImageRecord(image.name, target.digest, manifest, config_digest, config, created)
+        return ImageRecord(image.name, target.digest, manifest, config_digest, config, created,
+                           manifest_digest)
 
     def all(self) -> list[ImageRecord]:
         try:
@@ -168,7 +185,8 @@ class ImageService:
         reporter = PullReporter(repository=ref.path, tag=ref.tag or ref.digest or "latest",
                                 familiar=ref.familiar(), had_digest=had_digest)
         request = pb.PullRequest(reference=str(ref), platform=platform_,
-                                 mirrors=list(self.mirrors), snapshotter=SNAPSHOTTER)
+                                 mirrors=list(self.mirrors),
+                                 snapshotter=self.ctr.snapshotter)
 
         def messages() -> Iterator[dict]:
             try:
@@ -179,20 +197,36 @@ class ImageService:
                 raise to_daemon_error(e) from None
         return messages()
 
-    def list(self, filters: dict[str, list[str]] | None = None) -> list[dict]:
+    def by_id(self, with_build_cache: bool) -> dict[str, list[ImageRecord]]:
+        """Every image, its containerd names grouped by image ID."""
+        by_id: dict[str, list[ImageRecord]] = {}
+        for r in self.all():
+            if with_build_cache or not r.name.startswith(BUILD_CACHE):
+                by_id.setdefault(r.config_digest, []).append(r)
+        return by_id
+
+    def forget(self, name: str) -> None:
+        """Drop one containerd name (containerd collects what nothing else references)."""
+        try:
+            self.ctr.call(self.ctr.images.Delete, pb.DeleteImageRequest(name=name))
+        except RemoteError as e:
+            if e.code != "NOT_FOUND":
+                raise to_daemon_error(e) from None
+
+    def list(self, filters: dict[str, list[str]] | None = None,
+             all_: bool = False) -> list[dict]:
         """`docker images [busybox]`: one item per image ID. Filters: reference (a glob on
-        "repo" or "repo:tag", as `docker images busybox` sends), dangling, label."""
+        "repo" or "repo:tag", as `docker images busybox` sends), dangling, label. A build's
+        intermediate images (commit.BUILD_CACHE names) only with `all_` (`docker images -a`)."""
         filters = filters or {}
         unknown = set(filters) - {"reference", "dangling", "label"}
         if unknown:
             raise InvalidParameter(f"invalid filter '{sorted(unknown)[0]}'")
-        by_id: dict[str, list[ImageRecord]] = {}
-        for r in self.all():
-            by_id.setdefault(r.config_digest, []).append(r)
+        by_id = self.by_id(with_build_cache=all_)
         out = []
         for image_id, records in by_id.items():
             first = records[0]
-            if not _image_matches(records, first, filters):
+            if not image_matches(records, first, filters):
                 continue
             out.append({
                 "Id": image_id,
@@ -200,7 +234,7 @@ class ImageService:
                 "RepoTags": sorted({familiar(r.name) for r in records
                                     if "@" not in r.name}),
                 "RepoDigests": sorted({repo_digest(r.name, r.target_digest)
-                                       for r in records}),
+                                       for r in records if not internal_name(r.name)}),
                 "Created": int(parse_time(first.config.get("created", "")) or first.created_at),
                 "Size": first.size,
                 "SharedSize": -1,
@@ -208,6 +242,29 @@ class ImageService:
                 "Labels": (first.config.get("config") or {}).get("Labels") or {},
             })
         return sorted(out, key=lambda i: -i["Created"])
+
+    def tag(self, source: str, repo: str, tag: str) -> str:
+        """`docker tag`: one more name in containerd for the same target (the image's
+        index or manifest), replacing what that name pointed at. The new name, familiar."""
+        record = self.find(source)
+        try:
+            ref = parse_reference(f"{repo}:{tag or 'latest'}" if repo else "")
+        except ValueError as e:
+            raise InvalidParameter(str(e)) from None
+        if ref.digest:
+            raise InvalidParameter("refusing to create a tag with a digest reference")
+        try:
+            image = self.ctr.call(self.ctr.images.Get, pb.GetImageRequest(name=record.name)).image
+            self.ctr.call(self.ctr.images.Delete, pb.DeleteImageRequest(name=str(ref)))
+        except RemoteError as e:
+            if e.code != "NOT_FOUND":
+                raise to_daemon_error(e) from None
+        new = pb.Image(name=str(ref), labels=dict(image.labels), target=image.target)
+        try:
+            self.ctr.call(self.ctr.images.Create, pb.CreateImageRequest(image=new))
+        except RemoteError as e:
+            raise to_daemon_error(e) from None
+        return ref.familiar()
 
     def history(self, name: str) -> list[dict]:
         """`docker history`: the config's history, newest first; entries that made a layer
@@ -247,7 +304,7 @@ class ImageService:
             "Architecture": rec.config.get("architecture", ""),
             "Os": rec.config.get("os", ""),
             "Size": rec.size,
-            "GraphDriver": {"Name": SNAPSHOTTER, "Data": None},
+            "GraphDriver": {"Name": self.ctr.snapshotter, "Data": None},
             "RootFS": {"Type": "layers", "Layers": rec.diff_ids},
             "Metadata": {"LastTagTime": ZERO_TIME},  # the CLI parses it: never ""
         }
@@ -289,7 +346,7 @@ class ImageService:
         return result
 
 
-def _image_matches(records: list[ImageRecord], first: ImageRecord,
+def image_matches(records: list[ImageRecord], first: ImageRecord,
                    filters: dict[str, list[str]]) -> bool:
     tags = {familiar(r.name) for r in records if "@" not in r.name}
     for pattern in filters.get("reference", []):

@@ -24,9 +24,14 @@ exists, done) into these messages. It is pure: events in, dicts out.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
+from typing import Iterator
 
+from labkit.dockerd.errors import DaemonError
 from labkit.units import human_size
+
+log = logging.getLogger("labkit.dockerd")
 
 
 def encode(message: dict) -> bytes:
@@ -36,6 +41,20 @@ def encode(message: dict) -> bytes:
 
 def error_message(text: str) -> dict:
     return {"errorDetail": {"message": text}, "error": text}
+
+
+def stream(messages: Iterator[dict], what: str) -> Iterator[bytes]:
+    """The body of a 200 that streams `messages` (a pull, a build). After the 200 the only
+    way to report a failure is inside the stream: a last error message, which the CLI prints
+    and turns into its exit status."""
+    try:
+        for message in messages:
+            yield encode(message)
+    except DaemonError as e:
+        yield encode(error_message(e.message))
+    except Exception as e:           # a bug or a lower layer's surprise: say it, don't hang
+        log.exception("%s failed", what)
+        yield encode(error_message(f"{what} failed: {e}"))
 
 
 def progress_bar(current: int, total: int) -> str:

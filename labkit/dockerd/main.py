@@ -4,7 +4,8 @@
                    [--tlsverify --tlscacert CA --tlscert CERT --tlskey KEY]
                    [--containerd SOCK] [--root DIR]
                    [--exec-root DIR] [--registry-mirror URL]... [--default-runtime NAME]
-                   [--add-runtime NAME=PATH]... [--cgroup-parent /labkit] [--debug]
+                   [--add-runtime NAME=PATH]... [--cgroup-parent /labkit]
+                   [--storage-driver overlayfs|native] [--debug]
 
 Then, for example:  DOCKER_HOST=unix:///run/labkit/docker.sock docker run hello-world
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -80,6 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    metavar="NAME=PATH", help="register another OCI runtime")
     p.add_argument("--cgroup-parent", default=paths.CGROUP_PARENT,
                    help="cgroup under which containers get theirs (default %(default)s)")
+    p.add_argument("--storage-driver", "-s", default="overlayfs", choices=["overlayfs", "native"],
+                   help="containerd snapshotter for images and containers: overlayfs, or "
+                        "native (full copies; any filesystem) (default %(default)s)")
     p.add_argument("--tlsverify", action="store_true",
                    help="TCP with TLS, clients must present a certificate signed by --tlscacert "
                         "(required for -H tcp:// on any non-loopback address)")
@@ -112,7 +117,14 @@ def main(argv: list[str] | None = None) -> int:
                           default_runtime=args.default_runtime,
                           runtimes=dict(args.add_runtime),
                           runtime_root=paths.RUNTIME_ROOT / paths.NAMESPACE,
-                          cgroup_parent=args.cgroup_parent)
+                          cgroup_parent=args.cgroup_parent,
+                          storage_driver=args.storage_driver)
+    if "/" in config.default_runtime:
+        # a path: known under its file's name, as a key of `docker info`'s Runtimes, and
+        # what `docker inspect` shows as HostConfig.Runtime (Docker shows names, not paths)
+        name = os.path.basename(config.default_runtime.rstrip("/"))
+        config.runtimes[name] = config.default_runtime
+        config.default_runtime = name
     try:
         daemon = Daemon(config)
         daemon._runtime_binary(config.default_runtime)  # unknown names fail now, not at run

@@ -79,16 +79,18 @@ class Monitor(DaemonCore):
             with self._lock:
                 self._exiting.discard(c.ID)
                 self._changed.notify_all()
+        if self._after_exit(c, live):   # the restart policy wants it again (restart.py)
+            return
         if c.HostConfig.get("AutoRemove") and not live.removed and not self._closing.is_set():
             try:
-                self._remove(c)
+                self._remove(c, volumes=True)
             except DaemonError as e:
                 log.warning("auto-remove of %s failed: %s", c.ID[:12], e)
 
     def _record_exit(self, c: Container, live: Live, io: TaskIO | None, exit_code: int,
                      finished: str | None) -> None:
         with self._lock:
-            if c.State.Status == "running":
+            if c.State.Status in ("running", "paused"):
                 c.State = State(Status="exited", ExitCode=exit_code, StartedAt=c.State.StartedAt,
                                 FinishedAt=finished or rfc3339nano())
             if not live.removed:

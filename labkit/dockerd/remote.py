@@ -21,7 +21,7 @@ from labkit.containerd.client import Client
 from labkit.dockerd.errors import (Conflict, DaemonError, InvalidParameter, NotFound,
                                    SystemError_)
 
-SNAPSHOTTER = "overlayfs"
+SNAPSHOTTER = "overlayfs"   # the default; labkit-dockerd --storage-driver picks another
 RECONNECT_WAIT = 2.0   # seconds a call waits for the channel once containerd is back
 
 
@@ -36,9 +36,10 @@ class Containerd:
     """labkit.containerd.client.Client (the stubs, the namespace in every call's metadata)
     plus what dockerd adds: errors translated, a few calls made often."""
 
-    def __init__(self, address: str, namespace: str) -> None:
+    def __init__(self, address: str, namespace: str, snapshotter: str = SNAPSHOTTER) -> None:
         self.address = address
         self.namespace = namespace
+        self.snapshotter = snapshotter   # for images pulled and containers created
         self.client = Client(address, namespace)
         self.version_svc = self.client.version
         self.content = self.client.content
@@ -47,11 +48,14 @@ class Containerd:
         self.snapshots = self.client.snapshots
         self.containers = self.client.containers
         self.tasks = self.client.tasks
+        self.leases = self.client.leases
+        self.diff = self.client.diff
 
     def close(self) -> None:
         self.client.close()
 
-    def call(self, method: Any, request: Any, timeout: float | None = 60) -> Any:
+    def call(self, method: Any, request: Any, timeout: float | None = 60,
+             metadata: list[tuple[str, str]] | None = None) -> Any:
         """One unary call, e.g. call(self.images.Get, pb.GetImageRequest(name=...)).
 
         A call fails at once while containerd is away (UNAVAILABLE). When containerd has just
@@ -60,7 +64,7 @@ class Containerd:
         made once more.
         """
         try:
-            return method(request, timeout=timeout)
+            return method(request, timeout=timeout, metadata=metadata)
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.UNAVAILABLE or not _accepts(self.address):
                 raise self._error(e) from None
@@ -69,14 +73,16 @@ class Containerd:
             except grpc.FutureTimeoutError:
                 raise self._error(e) from None
         try:
-            return method(request, timeout=timeout)
+            return method(request, timeout=timeout, metadata=metadata)
         except grpc.RpcError as e:
             raise self._error(e) from None
 
-    def stream(self, method: Any, request: Any) -> Iterator[Any]:
-        """A server-streaming call, errors translated while iterating."""
+    def stream(self, method: Any, request: Any,
+               metadata: list[tuple[str, str]] | None = None) -> Iterator[Any]:
+        """A streaming call (`request` may be an iterator of requests), errors translated
+        while iterating; `metadata` e.g. [(LEASE_KEY, id)] to work under a lease."""
         try:
-            yield from method(request)
+            yield from method(request, metadata=metadata)
         except grpc.RpcError as e:
             raise self._error(e) from None
 

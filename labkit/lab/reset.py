@@ -6,7 +6,8 @@
    state.json files (the init PID and its start time), and each shim, asked over the socket
    named in its bundle's `address` file (the shim protocol's Connect answers with the shim's
    and the task's PIDs). Never by process name: another lab, or a real docker, may run the
-   same programs.
+   same programs. A container `docker pause` left frozen is thawed first (thaw_cgroups): a
+   frozen process takes its SIGKILL only when thawed.
 3. Unmount everything mounted under the lab's run and data directories, read from
    /proc/self/mountinfo, deepest first (a mount on top of another must go first), lazily if
    busy.
@@ -138,6 +139,31 @@ def container_ids(run_dir: Path, lib_dir: Path) -> set[str]:
     return ids
 
 
+def thaw_cgroups(parent: str = paths.CGROUP_PARENT, report: Report = print,
+                 only: set[str] | None = None) -> int:
+    """Thaw the containers' cgroups under `parent` that `docker pause` left frozen (all of
+    them, or with `only` those container ids): a frozen process takes its SIGKILL only once
+    thawed, so reset does this before it kills. Returns how many were thawed."""
+    from labkit.runc import cgroups
+
+    driver = cgroups.host_driver()
+    ids = set(only or ())
+    if only is None:
+        for top in driver.paths_for(parent, "").values():
+            if os.path.isdir(top):
+                ids |= {e.name for e in os.scandir(top) if e.is_dir()}
+    thawed = 0
+    for cid in sorted(ids):
+        where = driver.paths_for(f"{parent}/{cid}", cid)
+        if cgroups.is_frozen(where):
+            try:
+                cgroups.freeze(where, False)
+                thawed += 1
+            except Exception as e:            # reset goes on: the sweep reports what stays
+                report(f"cgroup of {cid} not thawed: {e}")
+    return thawed
+
+
 def remove_cgroups(parent: str = paths.CGROUP_PARENT, report: Report = print,
                    only: set[str] | None = None) -> int:
     """rmdir the cgroups under `parent`, deepest first, in each hierarchy — all of them and
@@ -190,13 +216,15 @@ def reset(report: Report = print) -> None:
     down(report)
     ids = container_ids(paths.RUN, paths.LIB)
     pids = recorded_pids(paths.RUN) | shim_pids(paths.RUN)
+    private = os.environ.get("LABKIT_RUN_DIR") is not None
+    if ids or not private:
+        thaw_cgroups(report=report, only=ids if private else None)   # paused containers
     if pids:
         kill_pids(pids)
         report(f"stopped {len(pids)} leftover lab process(es): {sorted(pids)}")
     # A private lab (LABKIT_RUN_DIR: tests, a second lab) shares the host's cgroup tree with
     # the lab in use: it removes only its own containers' cgroups; the lab at the default
     # paths owns all of CGROUP_PARENT.
-    private = os.environ.get("LABKIT_RUN_DIR") is not None
     if ids or not private:
         n = remove_cgroups(report=report, only=ids if private else None)
         if n:

@@ -21,7 +21,8 @@ Modules, from the command line down to the kernel:
     process     env, executable lookup, rlimits, user ids, capabilities
     console     the pty and the --console-socket hand-over
     seccomp     the system-call filter (linux.seccomp, compiled by libseccomp)
-    cgroups     cgroup v1/v2 directories and limits
+    cgroups     cgroup v1/v2 drivers: directories, every linux.resources field, the
+                freezer, the v2 device filter (eBPF)
     log         runc's log format (--log, --log-format json)
     v1only      run crun on a cgroup-v1 hybrid host (a private mount namespace); a program,
                 started by its command line (`python -m labkit.runc.v1only crun …`)
@@ -47,6 +48,12 @@ tests/runc; labkit-runc follows the runtime spec where runc 1.1 does not):
   - an unknown capability name (CAP_TEST) is an error (runc warns and skips it); one Linux
     has but this kernel does not know (above /proc/sys/kernel/cap_last_cap) is skipped with
     a warning, as in runc.
+  - linux.resources: a field this host cannot apply (its controller is not mounted, the
+    kernel lacks its file, or the cgroup version has no such limit) is refused by name;
+    runc ignores several of them quietly (net_cls/net_prio on v2, a missing blkio.weight).
+    memory.kernel is ignored with a warning on both versions, as in runc 1.2.
+  - cgroup v2 under systemd: no systemd driver (no D-Bus); the containers' cgroups go under
+    the delegated subtree the runtime runs in (cgroups.v2_base), or the root with a warning.
   - not supported: apparmorProfile, selinuxLabel (a warning each), linux.intelRdt,
     checkpoint/restore.
 

@@ -96,8 +96,20 @@ def create(root: str, container_id: str, bundle: str, pid_file: str | None = Non
             _write_pid_file(pid_file, c.pid)
     except BaseException as e:
         if c.pid:
-            kill_and_wait(c)         # init first: the state directory goes only once it is dead
-        release(c)                   # cgroup directories, mounts on the host
+            try:
+                kill_and_wait(c)     # init first: the state directory goes only once it is dead
+            except ContainerError:
+                raise                # it outlived SIGKILL: keep the state, `delete` finds it
+            except Exception as broken:
+                # The status code itself failed (a course workspace's Container.init_alive
+                # not written yet): init got its SIGKILL, so clean up anyway and report the
+                # error that made create fail, not this one.
+                log.warning(f"while cleaning up: {type(broken).__name__}: {broken}")
+        try:
+            release(c)               # cgroup directories, mounts on the host
+        except Exception as cleanup:
+            # the error that stopped create is the one to report, not a clean-up's
+            log.warning(f"clean-up after a failed create: {cleanup}")
         c.remove_state()
         if isinstance(e, ContainerError):
             raise ContainerError(prefix + str(e)) from None

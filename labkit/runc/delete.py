@@ -59,7 +59,8 @@ def release(c: Container) -> None:
     """What the container held on the host besides its processes: its cgroup directories
     and, for a container without a mount namespace of its own, the mounts its init made in
     the host's mount table (on top of the rootfs: init.py, step 3)."""
-    cgroups.destroy(c.cgroup_created)
+    if c.cgroup_created:
+        cgroups.destroy(c.cgroup_created)
     if c.host_rootfs_mounts is not None:
         # imported here: only such containers need it, and every `delete` would pay for
         # mounts' imports (labkit.syscalls and ctypes …)

@@ -41,6 +41,13 @@ def run_hook(hook: dict, state: dict) -> None:
     # Imported here: most containers have no hooks, and it costs every command ~3 ms. (Init
     # imports it before pivot_root when it will need it: init.py, step 6.)
     import subprocess
+    # BEGIN SOLUTION chapter="04" hint="runtime-spec config.md, 'POSIX-platform Hooks'; the state: runtime.md, 'State'"
+    # TODO: run hook["path"] with hook["args"] (args[0] is only its name) and hook["env"]
+    # TODO: (nothing else of ours), the state as JSON on its stdin, within hook["timeout"]
+    # TODO: seconds if given; any failure is a ContainerError that names the hook's path
+    # HINT: subprocess.run(argv, executable=path, env=_env_dict(...),
+    # HINT: input=json.dumps(state).encode(), capture_output=True, timeout=...);
+    # HINT: a non-zero exit: say its status and its stderr
     argv = hook.get("args") or [hook["path"]]
     try:
         result = subprocess.run(argv, executable=hook["path"], env=_env_dict(hook.get("env")),
@@ -55,6 +62,7 @@ def run_hook(hook: dict, state: dict) -> None:
         stderr = result.stderr.decode(errors="replace").strip()
         raise ContainerError(f"hook {hook['path']} exited with status {result.returncode}"
                              + (f": {stderr}" if stderr else ""))
+    # END SOLUTION
 
 
 def _env_dict(env: list[str] | None) -> dict[str, str]:

@@ -143,7 +143,12 @@ def _send_error(sync: SyncChannel, e: BaseException) -> None:
     try:
         sync.send({"type": "error", "stage": kind, "msg": describe(e)})
     except OSError:
-        pass
+        # The channel is closed once init said "ready" (a startContainer hook failed after
+        # `start`, say): the container's stderr is all that is left to tell.
+        try:
+            os.write(2, f"labkit-runc init: {describe(e)}\n".encode())
+        except OSError:
+            pass
 
 
 # --- C1 ------------------------------------------------------------------------------------
@@ -363,6 +368,14 @@ def container_init(a: InitArgs) -> NoReturn:
     #     instead of a container that dies after `start`.
     program, env = find_program(process)
 
+    # BEGIN SOLUTION chapter="04" hint="runtime-spec runtime.md, 'Lifecycle'; man 2 seccomp and man 2 prctl, PR_SET_NO_NEW_PRIVS"
+    # TODO: the last steps (14-18): become the user (with its capabilities, and seccomp
+    # TODO: if no_new_privs is off), tell the runtime "ready" and close the channel, wait
+    # TODO: for `start` on exec.fifo, run the startContainer hooks (status "running"), load
+    # TODO: seccomp now if no_new_privs is on, then execve the program
+    # HINT: become_user(process, profile, warn); a.sync.send({"type": "ready"}); a.sync.close()
+    # HINT: wait_for_start(a.state_dir_fd), then close that fd; run_hooks(hooks, dict(state, …))
+    # HINT: os.execve(program, process["args"], env); if it fails: a line on fd 2, os._exit(127)
     # 14. Become the configured user with the configured capabilities: the last
     #     privileged step.
     become_user(process, profile, warn)
@@ -389,6 +402,7 @@ def container_init(a: InitArgs) -> NoReturn:
     except OSError as e:
         os.write(2, f"labkit-runc: exec {program}: {e.strerror.lower()}\n".encode())
         os._exit(127)
+    # END SOLUTION
 
 
 START_CHECK_INTERVAL = 1.0       # seconds between "is my state directory still there?"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 
 from labkit import signals
 from labkit.procfs import pid_namespace_members
@@ -61,3 +62,6 @@ def kill(c: Container, signum: int, all_processes: bool = False) -> None:
         except ProcessLookupError:
             if pid == c.pid:
                 raise ContainerError("no such process") from None
+    if signum == signal.SIGKILL and c.cgroup_paths and cgroups.is_frozen(c.cgroup_paths):
+        # A frozen task takes its SIGKILL only once thawed (as runc, thaw the killed)
+        cgroups.freeze(c.cgroup_paths, False)

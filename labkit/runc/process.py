@@ -151,6 +151,14 @@ def set_identity(process: dict, warn: Warn) -> None:
     uid, gid = user.get("uid", 0), user.get("gid", 0)
     caps = process.get("capabilities")
 
+    # BEGIN SOLUTION chapter="04" hint="man 7 capabilities, 'Effect of user ID changes on capabilities'; man 2 prctl"
+    # TODO: steps 1-5 of this module's docstring, in that order: bounding set, keep-caps,
+    # TODO: ids, the three capability sets and the ambient ones, no_new_privs last
+    # HINT: _cap_numbers(names, warn) gives the numbers; prctl.capbset_drop(cap) each one not kept;
+    # HINT: prctl.set_keepcaps(True) around os.setgroups/os.setgid/os.setuid (a failure names uid:gid);
+    # HINT: prctl.set_caps((list, prctl.CAP_EFFECTIVE, True), (list, flag, False), …) for each set;
+    # HINT: ambient: syscalls.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap), a failure only warns;
+    # HINT: prctl.set_no_new_privs(1) when process["noNewPrivileges"]
     every_cap = range(capabilities.last_cap() + 1)
     if caps is not None:                                            # 1. bounding set
         keep = _cap_numbers(caps.get("bounding"), warn)
@@ -188,3 +196,4 @@ def set_identity(process: dict, warn: Warn) -> None:
                      f"{os.strerror(e.errno).lower() if e.errno else e}")
     if process.get("noNewPrivileges"):                              # 5. no_new_privs
         prctl.set_no_new_privs(1)
+    # END SOLUTION

@@ -57,7 +57,8 @@ def tar_directory(root) -> bytes:
 
 
 def push_image(registry, repository: str, tag: str, layers: list[bytes], *,
-               cmd: list[str] | None = None, index: bool = False) -> dict:
+               cmd: list[str] | None = None, index: bool = False,
+               labels: dict[str, str] | None = None) -> dict:
     """Push an image (plain-tar layers, gzipped here) with labkit's RegistryClient.
 
     Returns {"manifest": digest, "config": digest, "diff_ids": [...], "top": digest}; with
@@ -70,7 +71,7 @@ def push_image(registry, repository: str, tag: str, layers: list[bytes], *,
     plat = platforms.host_platform()
     diff_ids = [sha(t) for t in layers]
     config = json.dumps({"architecture": plat["architecture"], "os": "linux",
-                         "config": {"Cmd": cmd or ["sh"]},
+                         "config": {"Cmd": cmd or ["sh"], "Labels": labels or None},
                          "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
     registry.push_blob(repository, config, sha(config))
     layer_descs = []

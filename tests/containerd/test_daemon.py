@@ -17,7 +17,9 @@ def test_cleanup_after_interrupted_pull(short_tmp):
     try:
         snap = d.snapshotter("moby")
         snap.prepare("base")
-        snap.commit("sha256:base", "base")
+        snap.commit("sha256:base", "base", {"containerd.io/gc.root": "kept"})
+        snap.prepare("loose")
+        snap.commit("sha256:loose", "loose")      # nothing refers to it: garbage
         mounts = snap.prepare("extract-123 sha256:next", "sha256:base")
         target = short_tmp / "state" / "tmpmounts" / "x1"
         target.mkdir(parents=True)
@@ -31,6 +33,8 @@ def test_cleanup_after_interrupted_pull(short_tmp):
         with pytest.raises(NotFound):
             snap.stat("extract-123 sha256:next")
         assert snap.stat("sha256:base").kind == "committed"
+        with pytest.raises(NotFound):
+            snap.stat("sha256:loose")             # the boot's garbage collection
         assert not (short_tmp / "root" / "snapshots" / "999").exists()
     finally:
         d.close()

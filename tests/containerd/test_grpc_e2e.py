@@ -74,8 +74,8 @@ def image(registry, base):
 
 
 class Daemon:
-    def __init__(self, base: Path) -> None:
-        self.base = base
+    def __init__(self, base: Path, *args: str) -> None:
+        self.base, self.args = base, list(args)   # args: more flags (--snapshotter native)
         self.sock = str(base / "c.sock")
         self.proc: subprocess.Popen | None = None
         self.env = dict(os.environ, LABKIT_RUN_DIR=str(base / "run"))
@@ -85,7 +85,7 @@ class Daemon:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "labkit.containerd.main", "--address", self.sock,
              "--root", str(self.base / "root"), "--state", str(self.base / "state"),
-             "--log-level", "debug"], env=self.env, stdout=log, stderr=log)
+             "--log-level", "debug", *self.args], env=self.env, stdout=log, stderr=log)
         log.close()
         deadline = time.time() + 15
         while not os.path.exists(self.sock):
@@ -337,6 +337,51 @@ def test_run_echo_hi(client, image, base):
         events.cancel()
         out.close()
         remove_container(client, "echo1")
+
+
+def test_run_on_the_native_snapshotter(client, image, base):
+    """The same image unpacked by the native snapshotter (full copies, bind mounts) runs, with
+    the rootfs taken from the container's snapshot (Tasks.Create without rootfs)."""
+    pull(client, image["ref"], snapshotter="native")
+    snaps = {s.name: s for s in client.snapshots.List(pb.ListSnapshotsRequest(
+        snapshotter="native")).info}
+    assert snaps[image["chains"][1]].parent == image["chains"][0]
+    config = client.content.Info(pb.InfoRequest(digest=image["config"])).info
+    assert config.labels["containerd.io/gc.ref.snapshot.native"] == image["chains"][1]
+    assert config.labels["containerd.io/gc.ref.snapshot.overlayfs"] == image["chains"][1]
+    mounts = client.snapshots.Prepare(pb.PrepareSnapshotRequest(
+        snapshotter="native", key="native1", parent=image["chains"][-1])).mounts
+    assert [(m.type, list(m.options)) for m in mounts] == [("bind", ["rbind", "rw"])]
+    spec = base_spec(["/bin/sh", "-c", "cat /etc/motd; ls /etc/group || echo no group"])
+    client.containers.Create(pb.CreateContainerRequest(container=pb.Container(
+        id="native1", image=image["ref"], spec=json.dumps(spec).encode(),
+        runtime=pb.Container.Runtime(name="labkit-shim",
+                                     options=json.dumps({"binary_name": RUNTIME}).encode()),
+        snapshotter="native", snapshot_key="native1")))
+    out = Fifo(base / "native1-out")
+    try:
+        client.tasks.Create(pb.CreateTaskRequest(container_id="native1",
+                                                 stdout=str(out.path), stderr=str(out.path)))
+        listed = client.tasks.List(pb.ListTasksRequest(filter="container_id==native1")).tasks
+        assert [(t.container_id, t.status) for t in listed] == [("native1", pb.CREATED)]
+        assert client.tasks.List(pb.ListTasksRequest(filter="status==running")).tasks == []
+        client.tasks.Start(pb.StartRequest(container_id="native1"))
+        assert client.tasks.Wait(pb.WaitRequest(container_id="native1"), timeout=30).exit_status == 0
+        assert b"labkit\n" in out.read_all() and b"no group" in out.data
+        usage = client.snapshots.Usage(pb.SnapshotUsageRequest(snapshotter="native",
+                                                               key="native1"))
+        assert usage.size > 100_000 and usage.inodes > 10      # a full copy of busybox
+        client.tasks.Delete(pb.DeleteTaskRequest(container_id="native1"))
+    finally:
+        out.close()
+        try:
+            client.tasks.Kill(pb.KillRequest(container_id="native1", signal=9))
+            client.tasks.Wait(pb.WaitRequest(container_id="native1"), timeout=10)
+            client.tasks.Delete(pb.DeleteTaskRequest(container_id="native1"))
+        except grpc.RpcError:
+            pass
+        client.containers.Delete(pb.DeleteContainerRequest(id="native1"))
+        client.snapshots.Remove(pb.RemoveSnapshotRequest(snapshotter="native", key="native1"))
 
 
 def test_runtime_error_passes_through(client, image, base):

@@ -10,6 +10,9 @@ as before — nothing written, deleted, or with changed metadata (mode, owner, t
 
 A refused layer fails the pull with a message that names the entry; nothing of it is left
 (no active "extract-" snapshot, no temporary mount).
+
+The whole suite runs twice: once with each snapshotter (overlayfs, where a layer is unpacked
+on an overlay mount, and native, where it is unpacked on a bind mount of a full copy).
 """
 
 from __future__ import annotations
@@ -50,11 +53,13 @@ def fingerprint(top: Path) -> dict[str, tuple]:
     return seen
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+@pytest.fixture(scope="module", params=["overlayfs", "native"])
+def lab(request):
     """A private registry and containerd; `outside/` with a secret; canaries in tmpmounts."""
     with labkit_registry("lkhostile-reg-") as registry:
-        d = Daemon(Path(__import__("tempfile").mkdtemp(prefix="lkh-", dir="/tmp")))
+        d = Daemon(Path(__import__("tempfile").mkdtemp(prefix="lkh-", dir="/tmp")),
+                   "--snapshotter", request.param)
+        d.snapshotter = request.param
         outside = d.base / "outside"
         (outside / "b").mkdir(parents=True)
         (outside / "secret").write_text("host secret\n")
@@ -100,7 +105,8 @@ def host(lab):
     changed = {p for p, v in lab.innocent.items() if p != "." and now.get(p) != v}
     assert not changed, f"the innocent image's snapshots changed: {sorted(changed)[:5]}"
     # a refused layer leaves no half-unpacked snapshot behind
-    infos = lab.client.snapshots.List(pb.ListSnapshotsRequest(snapshotter="overlayfs")).info
+    infos = lab.client.snapshots.List(pb.ListSnapshotsRequest(snapshotter=lab.snapshotter)).info
+    assert infos, "no snapshots in the snapshotter under test"
     actives = [i.name for i in infos if i.name.startswith("extract-")]
     assert actives == []
 

@@ -72,8 +72,9 @@ def accepts(path: Path) -> bool:
 
 
 class Stack:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, dockerd_args: tuple[str, ...] = ()) -> None:
         self.tmp = tmp
+        self.dockerd_args = list(dockerd_args)   # more flags: --storage-driver native
         self.socket = tmp / "d.sock"
         self.env = dict(os.environ, LABKIT_RUN_DIR=str(tmp / "run"), LABKIT_LIB_DIR=str(tmp / "lib"),
                         PATH=f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
@@ -100,7 +101,8 @@ class Stack:
                                 "--root", str(self.tmp / "droot"),
                                 "--exec-root", str(self.tmp / "dexec"),
                                 "--registry-mirror", self.registry.url,
-                                "--cgroup-parent", self.cgroup_parent, "--debug"], self.socket)
+                                "--cgroup-parent", self.cgroup_parent, "--debug",
+                                *self.dockerd_args], self.socket)
 
     def restart_dockerd(self, while_away: Callable[[], None] = lambda: None) -> None:
         """Stop labkit-dockerd (SIGTERM), call `while_away`, and start dockerd again on the

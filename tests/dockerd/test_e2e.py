@@ -11,12 +11,14 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from dockerd.conftest import DOCKER, cgroups_under, processes_mentioning
 from dockerd.httpunix import call
 from labkit.lab.reset import mounts_under
+from labkit.runc import cgroups
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e,
               pytest.mark.skipif(not os.path.exists(DOCKER), reason="docker CLI not installed")]
@@ -433,13 +435,103 @@ def test_a_start_cut_short_by_a_crash_is_taken_over(stack, docker_env):
 
 
 def test_limits_reach_the_cgroup(docker_env):
+    """-m, --pids-limit and --cpus, read inside the container from the files of the host's
+    hierarchy (the runtime's own detection): v1 one directory per controller, v2 one, with
+    the container's cgroup as the root of its private cgroup namespace."""
+    if cgroups.is_v2():
+        files = "/sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu.max"
+        want = [str(32 * 1024 * 1024), "50", "50000", "100000"]
+    else:
+        files = ("/sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max "
+                 "/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+        want = [str(32 * 1024 * 1024), "50", "50000"]
     r = docker(docker_env, "run", "--rm", "-m", "32m", "--pids-limit", "50", "--cpus", "0.5",
-               "busybox", "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes "
-               "/sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us")
-    if r.returncode != 0 and "cgroup" in r.stderr:
-        pytest.skip(f"the runtime cannot set up cgroups here: {r.stderr.strip()}")
+               "busybox", "sh", "-c", "cat " + files)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == [str(32 * 1024 * 1024), "50", "50000"]
+    assert r.stdout.split() == want
+
+
+@pytest.mark.parametrize("mode", ["", "private", "host"])
+def test_cgroupns_modes(docker_env, mode):
+    """--cgroupns: private gives the container a cgroup namespace rooted at its own cgroup
+    (/proc/self/cgroup shows "/"), host shows the host's path; unset is dockerd 20.10's
+    default: private on a v2 host, host on v1. On v2, memory.max at the top of the private
+    /sys/fs/cgroup is the container's limit."""
+    default = "private" if cgroups.is_v2() else "host"
+    args = ["--cgroupns", mode] if mode else []
+    name = f"e2e-cgns-{mode or 'default'}"
+    r = docker(docker_env, "run", "--name", name, *args, "-m", "64m", "busybox", "sh", "-c",
+               "cat /proc/self/cgroup; ls /proc/self/ns/cgroup && readlink /proc/self/ns/cgroup;"
+               + (" cat /sys/fs/cgroup/memory.max" if cgroups.is_v2() else ""))
+    try:
+        assert r.returncode == 0, r.stderr
+        inspect = json.loads(docker(docker_env, "inspect", name).stdout)[0]
+        assert inspect["HostConfig"]["CgroupnsMode"] == (mode or default)
+        lines = r.stdout.splitlines()
+        paths = [line.split(":", 2)[2] for line in lines if line.count(":") >= 2
+                 and line.split(":", 1)[0].isdigit()]
+        host_ns = os.readlink("/proc/self/ns/cgroup")
+        if (mode or default) == "private":
+            assert set(paths) == {"/"}, lines
+            assert host_ns not in lines
+        else:
+            assert any(p.endswith(inspect["Id"]) for p in paths), lines
+            assert host_ns in lines
+        if cgroups.is_v2():
+            assert lines[-1] == str(64 << 20) or (mode or default) == "host"
+    finally:
+        docker(docker_env, "rm", "-f", name)
+    bad = docker(docker_env, "run", "--rm", "--cgroupns", "nope", "busybox", "true")
+    assert bad.returncode != 0
+
+
+def test_pause_unpause(docker_env):
+    """docker pause freezes every process of the container (the runtime's freezer: v1
+    freezer.state, v2 cgroup.freeze); ps shows "(Paused)"; unpause lets it go on; a paused
+    container refuses exec and can still be removed with -f."""
+    r = docker(docker_env, "run", "-d", "--name", "e2e-pause", "busybox", "sh", "-c",
+               "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done")
+    assert r.returncode == 0, r.stderr
+    try:
+        assert docker(docker_env, "pause", "e2e-pause").returncode == 0
+        ps = docker(docker_env, "ps", "--format", "{{.Names}} {{.Status}}").stdout
+        assert any(line.startswith("e2e-pause ") and line.endswith("(Paused)")
+                   for line in ps.splitlines()), ps
+        state = json.loads(docker(docker_env, "inspect", "e2e-pause").stdout)[0]["State"]
+        assert state["Status"] == "paused" and state["Paused"] and state["Running"]
+        pid = state["Pid"]
+        frozen = _freezer_of(pid)
+        assert frozen(), "the container's cgroup is not frozen"
+        assert Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] in ("S", "D")
+        again = docker(docker_env, "pause", "e2e-pause")
+        assert again.returncode != 0 and "already paused" in again.stderr
+        ex = docker(docker_env, "exec", "e2e-pause", "true")
+        assert ex.returncode != 0 and "is paused" in ex.stderr
+        assert docker(docker_env, "unpause", "e2e-pause").returncode == 0
+        assert not frozen()
+        assert docker(docker_env, "exec", "e2e-pause", "cat", "/tmp/n").returncode == 0
+        not_paused = docker(docker_env, "unpause", "e2e-pause")
+        assert not_paused.returncode != 0 and "is not paused" in not_paused.stderr
+        assert docker(docker_env, "pause", "e2e-pause").returncode == 0
+    finally:
+        rm = docker(docker_env, "rm", "-f", "e2e-pause")     # paused: killed, then thawed
+    assert rm.returncode == 0, rm.stderr
+    assert "e2e-pause" not in docker(docker_env, "ps", "-a", "--format", "{{.Names}}").stdout
+
+
+def _freezer_of(pid: int):
+    """A function telling whether the cgroup of process `pid` is frozen, read from the file
+    of the host's hierarchy (cgroup.freeze on v2, freezer.state on v1)."""
+    own = {}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _hid, controllers, path = line.split(":", 2)
+        own[controllers] = path
+    if cgroups.is_v2():
+        f = Path("/sys/fs/cgroup" + own[""]) / "cgroup.freeze"
+        return lambda: f.read_text().strip() == "1"
+    key = next(k for k in own if "freezer" in k.split(","))
+    f = Path("/sys/fs/cgroup/freezer" + own[key]) / "freezer.state"
+    return lambda: f.read_text().strip() == "FROZEN"
 
 
 def test_attach_to_a_removed_container_ends(labkit_stack, docker_env):
@@ -474,10 +566,10 @@ def test_nested_bind_mounts_in_destination_order(docker_env, tmp_path):
 
 
 def test_failed_start_leaves_no_cgroup(stack, docker_env):
-    """A limit the kernel refuses (a CFS period below its 1 ms minimum: EINVAL) fails the
-    container's create in the runtime: after `docker rm` nothing of it is left in any
-    cgroup hierarchy."""
-    r = docker(docker_env, "run", "--name", "e2e-badpids", "--cpu-period", "500",
+    """A limit the kernel refuses (a CFS quota above its maximum, 2**44-1 us: EINVAL; one
+    that dockerd, like Docker, does not check at create) fails the container's create in
+    the runtime: after `docker rm` nothing of it is left in any cgroup hierarchy."""
+    r = docker(docker_env, "run", "--name", "e2e-badpids", "--cpu-quota", str(2**50),
                "busybox", "true")
     try:
         assert r.returncode != 0

@@ -19,7 +19,7 @@ from labkit.dockerd.backend import Backend
 from labkit.dockerd.daemon import Daemon
 
 PACKAGE = Path(labkit.dockerd.__file__).parent
-MODULES = sorted(PACKAGE.glob("*.py"))
+MODULES = sorted(PACKAGE.rglob("*.py"))
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 # The modules `docker run` goes through, each of which must exist (a rename must update this).

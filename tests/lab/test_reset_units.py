@@ -68,3 +68,34 @@ def test_remove_cgroups_takes_empty_ones_and_spares_a_busy_one():
                 break
             time.sleep(0.05)
     assert not any(os.path.exists(d) for d in dirs.values())
+
+
+@pytest.mark.root
+def test_thaw_cgroups_lets_a_paused_containers_process_die():
+    """A container `docker pause` left frozen: reset thaws it first, for SIGKILL to work."""
+    import secrets
+    import signal
+    import subprocess
+
+    from labkit.lab.reset import thaw_cgroups
+    from labkit.runc import cgroups
+
+    parent = f"/labkit-test-{secrets.token_hex(4)}"
+    where = cgroups.paths_for(f"{parent}/c1", "c1")
+    made = cgroups.create(where, {})
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        cgroups.join(where, sleeper.pid)
+        cgroups.freeze(where, True)
+        assert thaw_cgroups(parent, report=lambda _m: None) == 1
+        assert not cgroups.is_frozen(where)
+        os.kill(sleeper.pid, signal.SIGKILL)
+        assert sleeper.wait(timeout=5) == -signal.SIGKILL
+        assert thaw_cgroups(parent, report=lambda _m: None, only={"c1"}) == 0
+    finally:
+        if cgroups.is_frozen(where):
+            cgroups.freeze(where, False)
+        sleeper.kill()
+        sleeper.wait()
+        cgroups.destroy(made)
+    assert not any(os.path.exists(d) for d in made)

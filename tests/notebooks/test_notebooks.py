@@ -81,12 +81,24 @@ UNSOLVED = {
     "01": ("LABKIT_IMPL_NAMESPACES", "labkit_student/namespaces.py",
            ("namespace_flags", "set_hostname", "mount_proc", "exit_status", "make_mounts_private",
             "network_interfaces", "join_namespace")),
+    "02": ("LABKIT_IMPL_CGROUPS", "labkit_student/runc/cgroups.py",
+           ("is_v2", "memory_limit_file", "pids_max", "shares_to_weight", "join", "freeze",
+            "destroy")),
     "03": ("LABKIT_IMPL_ROOTFS", "labkit_student/runc/mounts.py",
            ("mount_entry", "enter_root", "populate_dev", "readonly_path")),
+    # the runtime layer: the whole labkit_student.runc package (its cgroups and mounts too)
+    "04": ("LABKIT_IMPL_RUNTIME", "labkit_student/runc/process.py",
+           ("Container.status", "run_hook", "find_executable", "set_identity")),
+    "05": ("LABKIT_IMPL_SHIM", "labkit_student/shim/reaper.py",
+           ("become_subreaper", "reap", "open_output", "record_exit",
+            "TaskService.Create")),
     "06": ("LABKIT_IMPL_DISTRIBUTION", "labkit_student/distribution/client.py",
            ("RegistryClient.resolve", "split_domain", "select_manifest", "chain_ids")),
     "08": ("LABKIT_IMPL_NETWORK", "labkit_student/dockerd/net/ipam.py",
            ("choose_subnet", "allocate")),
+    "10": ("LABKIT_IMPL_CLI", "labkit_student/cli/run.py",
+           ("container_config", "create", "attach_wait_start", "copy_output",
+            "start_error_status")),
 }
 
 
@@ -110,3 +122,4 @@ def test_run_all_goes_on_past_unsolved_exercises(chapter, notebook_lab, tmp_path
     for function in functions:
         assert f"exercise in {function}() ({student_file}): not done yet" in said \
             or f"{function}: not done yet" in said, function
+

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from labkit.wire.runtime import OCIRuntimeError, Runtime
-from support import base_spec, make_busybox_rootfs
+from support import base_spec, cgroup_dirs, make_busybox_rootfs
 
 RUNTIMES = ["labkit-runc", "runc", "crun"]
 
@@ -107,8 +107,8 @@ class RuntimeUnderTest:
             except OCIRuntimeError:
                 pass
         for parent in self.cgroup_parents:
-            for hierarchy in Path("/sys/fs/cgroup").iterdir():
-                d = hierarchy / parent.lstrip("/")
+            # the test's own top directory, in every hierarchy (v1) or the one tree (v2)
+            for d in cgroup_dirs(parent, every_cgroup2=True):
                 if d.is_dir():
                     for child in sorted(d.rglob("*"), reverse=True):
                         if child.is_dir():

@@ -22,8 +22,10 @@ from pathlib import Path
 import pytest
 
 from labkit import procfs
+from labkit.runc import cgroups
 from labkit.wire.runtime import OCIRuntimeError
 from labkit.runc.run import ConsoleListener
+from support import cgroup_dirs
 
 pytestmark = pytest.mark.root
 
@@ -191,9 +193,9 @@ def test_delete_created_container_leaves_no_process(rt, force):
                             stdio=(None, f.fileno(), f.fileno()))
     try:
         assert rt.api.state(cid)["status"] == "created"
-        procs = [p for p in Path("/sys/fs/cgroup/pids").glob(
-            rt.cgroup_parents[-1].lstrip("/") + "/**/cgroup.procs")]
-        assert any(str(pid) in p.read_text().split() for p in procs)
+        # the cgroup.procs of the container's cgroup, where this host's hierarchy keeps it
+        procs = [d / "cgroup.procs" for d in cgroup_dirs(rt.cgroup_parents[-1] + "/" + cid)]
+        assert procs and all(str(pid) in p.read_text().split() for p in procs)
         rt.api.delete(cid, force=force)
         assert is_gone(pid)                       # dead when delete returns, not later
         assert not os.path.exists(os.path.join(rt.root, cid))
@@ -534,19 +536,51 @@ def test_cgroup_limits_and_removal(rt):
     cid, out, pid = created(rt, sh("echo ready; sleep 30"), edit)
     rt.api.start(cid)
     wait_for(lambda: "ready" in out.read_text())
-    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-        d = Path("/sys/fs/cgroup" + holder["path"])
-        assert (d / "memory.max").read_text().strip() == str(64 * 1024 * 1024)
-        assert (d / "pids.max").read_text().strip() == "20"
-    else:
-        mem = Path("/sys/fs/cgroup/memory" + holder["path"])
-        pids = Path("/sys/fs/cgroup/pids" + holder["path"])
-        assert (mem / "memory.limit_in_bytes").read_text().strip() == str(64 * 1024 * 1024)
-        assert (pids / "pids.max").read_text().strip() == "20"
-        assert str(pid) in (pids / "cgroup.procs").read_text().split()
+    mem, pids = limit_files(holder["path"])
+    assert mem.read_text().strip() == str(64 * 1024 * 1024)
+    assert pids.read_text().strip() == "20"
+    assert str(pid) in (pids.parent / "cgroup.procs").read_text().split()
     rt.api.delete(cid, force=True)
-    gone = Path("/sys/fs/cgroup/pids" + holder["path"])
-    wait_for(lambda: not gone.exists())
+    dirs = cgroup_dirs(holder["path"], every_cgroup2=True)
+    wait_for(lambda: not any(d.exists() for d in dirs))
+
+
+def limit_files(path: str) -> tuple[Path, Path]:
+    """The memory limit and pids.max files of cgroupsPath `path` on this host's hierarchy
+    (the runtime's own detection): v2 memory.max and pids.max in the one directory; v1
+    memory.limit_in_bytes in the memory hierarchy, pids.max in the pids one."""
+    paths = cgroups.paths_for(path, "")
+    if cgroups.is_v2():
+        return Path(paths[""], "memory.max"), Path(paths[""], "pids.max")
+    by = {c: d for name, d in paths.items() for c in name.split(",")}
+    return Path(by["memory"], "memory.limit_in_bytes"), Path(by["pids"], "pids.max")
+
+
+def test_cgroup_namespace(rt):
+    """linux.namespaces "cgroup": the container's own cgroup is its root ("0::/" on v2,
+    "/" for every v1 hierarchy), while the host sees the real path; on v2, the cgroup2
+    mount at /sys/fs/cgroup shows the container's memory.max at its top."""
+    holder = {}
+
+    def edit(spec, _bundle):
+        holder["path"] = rt.cgroup_path("ns")
+        spec["linux"]["cgroupsPath"] = holder["path"]
+        spec["linux"]["namespaces"].append({"type": "cgroup"})
+        spec["linux"]["resources"] = {"memory": {"limit": 64 * 1024 * 1024}}
+        spec["mounts"].append({"destination": "/sys/fs/cgroup", "type": "cgroup",
+                               "source": "cgroup", "options": ["ro", "nosuid", "nodev"]})
+    probe = "cat /proc/self/cgroup; echo ---; cat /sys/fs/cgroup/memory.max 2>/dev/null || " \
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
+    code, out, err = rt.run(sh(probe), edit)
+    assert code == 0, err
+    inside, limit = out.split("---\n")
+    paths = {line.split(":", 2)[1]: line.split(":", 2)[2] for line in inside.splitlines()}
+    if cgroups.is_v2():
+        assert paths == {"": "/"}
+    else:
+        v1 = {k: v for k, v in paths.items() if k}     # the hybrid host's 0:: line aside
+        assert v1 and set(v1.values()) == {"/"}, inside
+    assert limit.strip() == str(64 * 1024 * 1024)
 
 
 # --- hooks ---------------------------------------------------------------------------------
@@ -675,11 +709,9 @@ def test_update_changes_limits_of_a_running_container(rt):
     p = rt.cli("update", "--resources", "-", cid,
                input=json.dumps({"memory": {"limit": 32 * 1024 * 1024}, "pids": {"limit": 7}}))
     assert p.returncode == 0, p.stderr
-    if not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-        mem = Path("/sys/fs/cgroup/memory" + holder["path"]) / "memory.limit_in_bytes"
-        pids = Path("/sys/fs/cgroup/pids" + holder["path"]) / "pids.max"
-        assert mem.read_text().strip() == str(32 * 1024 * 1024)
-        assert pids.read_text().strip() == "7"
+    mem, pids = limit_files(holder["path"])
+    assert mem.read_text().strip() == str(32 * 1024 * 1024)
+    assert pids.read_text().strip() == "7"
 
 
 # --- smaller config fields -------------------------------------------------------------------

@@ -404,3 +404,65 @@ def test_close_io_ends_stdin(shim):
     finally:
         os.close(writer)
     assert reader.result() == b"one line\n"
+
+
+def test_pause_and_resume_freeze_the_task(shim):
+    """Pause/Resume (containerd's names and fields): the runtime's freezer stops every
+    process of the container; State says "paused", then "running" again; a second Pause of
+    a paused task is refused, and a paused task can still be killed."""
+    import json
+    import uuid
+    from pathlib import Path
+
+    from support import cgroup_dirs
+    top = f"/labkit-test-{uuid.uuid4().hex[:8]}"
+    client, bundle = shim.launch("pz", ["sh", "-c", "while :; do date +%s%N > /tmp/n; "
+                                        "sleep 0.02; done"])
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["linux"]["cgroupsPath"] = f"{top}/pz"
+    (bundle / "config.json").write_text(json.dumps(spec))
+    counter = bundle / "rootfs" / "tmp" / "n"
+    try:
+        with client:
+            client.create("pz", bundle)
+            client.start("pz")
+            assert wait_until(lambda: counter.exists() and counter.read_text().strip())
+            client.pause("pz")
+            assert client.state("pz").status == "paused"
+            frozen_at = counter.read_text()
+            time.sleep(0.2)
+            assert counter.read_text() == frozen_at           # nothing ran while frozen
+            if not shim.real:        # (containerd's shim passes the runtime's refusal on)
+                with pytest.raises(ShimError) as e:
+                    client.pause("pz")
+                assert e.value.code == Code.FAILED_PRECONDITION
+            client.resume("pz")
+            assert client.state("pz").status == "running"
+            assert wait_until(lambda: counter.read_text() != frozen_at)
+            client.pause("pz")
+            client.kill("pz", signal.SIGKILL)                 # the runtime thaws what it kills
+            status, _ = client.wait("pz", timeout=10)
+            assert status == 128 + signal.SIGKILL
+    finally:
+        # the container first (a failed test may leave it running, even frozen), then its
+        # cgroups: the top directory is this test's own
+        try:
+            shim.oci_runtime("pz").delete("pz", force=True)
+        except Exception:
+            pass
+        for d in cgroup_dirs(top, every_cgroup2=True):
+            for child in sorted(d.rglob("*"), reverse=True):
+                if child.is_dir():
+                    wait_until(lambda: _rmdir(child), 5)
+            if d.is_dir():
+                wait_until(lambda: _rmdir(d), 5)
+
+
+def _rmdir(d) -> bool:
+    try:
+        d.rmdir()
+        return True
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False

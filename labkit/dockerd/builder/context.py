@@ -20,11 +20,11 @@ import fnmatch
 import hashlib
 import io
 import posixpath
-import re
 import tarfile
 from dataclasses import dataclass
 
 from labkit.dockerd.builder.dockerfile import DockerfileError
+from labkit.dockerignore import Pattern, ignore_patterns, ignored  # noqa: F401 (re-exported)
 
 
 class ContextError(ValueError):
@@ -41,71 +41,17 @@ def clean(path: str) -> str:
     return normal
 
 
-# -- .dockerignore -----------------------------------------------------------------------
+# -- .dockerignore: the matcher is shared with the client (labkit.dockerignore) ----------
 
-@dataclass(frozen=True)
-class Pattern:
-    text: str
-    exclusion: bool          # "!pattern": put back what an earlier line left out
-    regex: re.Pattern
-
-
-def ignore_patterns(text: str) -> list[Pattern]:
-    patterns = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        exclusion = line.startswith("!")
-        if exclusion:
-            line = line[1:].strip()
-        line = posixpath.normpath(line.lstrip("/")) if line.strip("/") else "."
-        patterns.append(Pattern(line, exclusion, re.compile(_regex(line))))
-    return patterns
-
-
-def _regex(pattern: str) -> str:
-    out, i = ["^"], 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if pattern.startswith("**", i):
-            i += 2
-            if pattern.startswith("/", i):       # "**/" : zero or more directories
-                i += 1
-                out.append("(?:.*/)?")
-            else:
-                out.append(".*")
-            continue
-        if ch == "*":
-            out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
-        elif ch == "[":
-            end = pattern.find("]", i + 1)
-            if end < 0:
-                out.append(re.escape(ch))
-            else:
-                out.append(fnmatch.translate(pattern[i:end + 1])[4:-3])
-                i = end
-        elif ch == "\\" and i + 1 < len(pattern):
-            i += 1
-            out.append(re.escape(pattern[i]))
-        else:
-            out.append(re.escape(ch))
-        i += 1
-    out.append("$")
-    return "".join(out)
-
-
-def ignored(path: str, patterns: list[Pattern]) -> bool:
-    """Is the context path `path` ("a/b/c") left out by these patterns?"""
-    parts = path.split("/")
-    prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
-    verdict = False
-    for p in patterns:
-        if any(p.regex.match(prefix) for prefix in prefixes):
-            verdict = not p.exclusion
-    return verdict
+@dataclass
+class FileToCopy:
+    path: str                # absolute destination in the image
+    kind: str                # "file", "dir", "symlink"
+    mode: int
+    data: bytes = b""
+    link: str = ""
+    uid: int = 0
+    gid: int = 0
 
 
 # -- the context ---------------------------------------------------------------------------
@@ -113,7 +59,8 @@ def ignored(path: str, patterns: list[Pattern]) -> bool:
 class Context:
     """The members of a context archive by clean path ("." is the root)."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, ignore_file: bool = True) -> None:
+        """`data`: the archive; `ignore_file`: apply its .dockerignore (a build context)."""
         try:
             self._tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
             members = self._tar.getmembers()
@@ -126,7 +73,7 @@ class Context:
                 clean(m.linkname)
             self.members[name] = m
         patterns = ignore_patterns(self.read(".dockerignore").decode("utf-8", "replace")) \
-            if ".dockerignore" in self.members else []
+            if ignore_file and ".dockerignore" in self.members else []
         self.ignore = patterns
         for name in [n for n in self.members if n not in (".", ".dockerignore")
                      and ignored(n, patterns)]:
@@ -179,4 +126,31 @@ class Context:
         return "sha256:" + h.hexdigest()
 
 
-__all__ = ["Context", "ContextError", "DockerfileError", "clean", "ignore_patterns", "ignored"]
+def file_of(context: Context, m) -> FileToCopy:
+    """A member of an archive as the builder copies it."""
+    kind = "dir" if m.isdir() else "symlink" if m.issym() else "file"
+    return FileToCopy("", kind, m.mode & 0o7777, context.data(m), m.linkname, m.uid, m.gid)
+
+
+def is_tar(data: bytes) -> bool:
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as t:
+            return t.next() is not None
+    except (tarfile.TarError, EOFError, OSError):
+        return False
+
+
+def untar(data: bytes, dest: str, uid: int, gid: int) -> list[FileToCopy]:
+    ctx = Context(data)
+    out = []
+    for name, m in sorted(ctx.members.items()):
+        if name == ".":
+            continue
+        f = file_of(ctx, m)
+        f.path = posixpath.join(dest, name)
+        out.append(f)
+    return out
+
+
+__all__ = ["Context", "ContextError", "DockerfileError", "clean", "file_of", "ignore_patterns",
+           "ignored", "is_tar", "untar"]

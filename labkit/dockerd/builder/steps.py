@@ -34,15 +34,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import io
 import posixpath
-import tarfile
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol
 
-from labkit.dockerd.builder.context import Context, ContextError
-from labkit.dockerd.builder.dockerfile import (DockerfileError, Instruction, expand, key_values,
-                                             parse, words)
+from labkit.dockerd.builder.context import (Context, ContextError, FileToCopy, file_of, is_tar,
+                                            untar)
+from labkit.dockerd.builder.config import METADATA, config_change
+from labkit.dockerd.builder.dockerfile import DockerfileError, Instruction, expand, parse, words
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 # Instructions whose arguments the builder expands (RUN, CMD, ENTRYPOINT: the shell does).
@@ -58,17 +57,6 @@ class BuildError(Exception):
 class Image:
     id: str                  # "sha256:…" (the config's digest); "" for scratch
     config: dict             # the image config's "config" part (Env, Cmd, …)
-
-
-@dataclass
-class FileToCopy:
-    path: str                # absolute destination in the image
-    kind: str                # "file", "dir", "symlink"
-    mode: int
-    data: bytes = b""
-    link: str = ""
-    uid: int = 0
-    gid: int = 0
 
 
 class Backend(Protocol):
@@ -98,6 +86,7 @@ class Options:
     no_cache: bool = False
     pull: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    quiet: bool = False
 
 
 @dataclass
@@ -129,16 +118,18 @@ def cache_lookup(backend: Backend, parent: Image, key: str, enabled: bool) -> Im
     # END SOLUTION
 
 
-def run_step(backend: Backend, stage: Stage, argv: list[str], created_by: str,
-             emit: Callable[[dict], None]) -> Image:
-    """RUN: a container from the stage's image runs `argv`; its changes become the new image.
-    The container goes away whether the command worked or not; a non-zero exit fails."""
+def run_step(backend: Backend, parent: Image, run_config: dict, image_config: dict,
+             argv: list[str], created_by: str, emit: Callable[[dict], None]) -> Image:
+    """RUN: a container from `parent` runs `argv` with `run_config` (the image's config plus
+    the build args in its Env); its changes become the new image, whose config is
+    `image_config`. The container goes away whether the command worked or not; a non-zero
+    exit fails the build."""
     # BEGIN SOLUTION chapter="11"
-    container, status = backend.run(stage.image, stage.config, argv, emit)
+    container, status = backend.run(parent, run_config, argv, emit)
     try:
         if status != 0:
             raise BuildError(f"The command '{created_by}' returned a non-zero code: {status}")
-        return backend.commit_container(container, stage.image, stage.config, created_by)
+        return backend.commit_container(container, parent, image_config, created_by)
     finally:
         emit({"stream": f"Removing intermediate container {short(container)}\n"})
         backend.remove_container(container)
@@ -213,6 +204,8 @@ class _Runner:
         stage = self.stages[-1]
         env = self._variables(stage)
         text = ins.args
+        if ins.cmd in METADATA:
+            return self._metadata(stage, ins, env)
         handler = getattr(self, "_" + ins.cmd.lower())
         return handler(stage, ins, env, text)
 
@@ -272,7 +265,8 @@ class _Runner:
             stage.image = hit
             return
         self.cache = False
-        image = run_step(self.backend, stage, argv, created_by, self.emit)
+        image = run_step(self.backend, stage.image, config, stage.config, argv, created_by,
+                         self.emit)
         self.backend.cache_put(stage.image.id, key, image)
         stage.image = image
 
@@ -324,11 +318,11 @@ class _Runner:
                                                                 self.emit)
             picked = self.backend.stage_files(image, source)
         else:
-            picked = [(rel, _from_member(self.context, m)) for rel, m in
+            picked = [(rel, file_of(self.context, m)) for rel, m in
                       self.context.select(source)]
         if add and len(picked) == 1 and picked[0][1].kind == "file" and \
-                _is_tar(picked[0][1].data):
-            return _untar(picked[0][1].data, dest_abs, uid, gid)
+                is_tar(picked[0][1].data):
+            return untar(picked[0][1].data, dest_abs, uid, gid)
         single = len(picked) == 1 and picked[0][0] == posixpath.basename(source.rstrip("/")) \
             and picked[0][1].kind != "dir" and not into_dir
         out = []
@@ -341,76 +335,22 @@ class _Runner:
 
     # -- metadata instructions: a new config, an empty layer ----------------------------------
 
-    def _env(self, stage, ins, env, text) -> None:
-        pairs = key_values(text, env, self.escape, "ENV", ins.line)
-        current = [e for e in stage.config.get("Env") or []]
-        for k, v in pairs:
-            current = [e for e in current if e.partition("=")[0] != k] + [f"{k}={v}"]
-        self._commit_config(stage, {"Env": current}, ins.original.split(None, 1)[0].upper()
-                            + " " + " ".join(f'{k}={v}' for k, v in pairs))
-
-    def _label(self, stage, ins, env, text) -> None:
-        pairs = key_values(text, env, self.escape, "LABEL", ins.line)
-        labels = {**(stage.config.get("Labels") or {}), **dict(pairs)}
-        self._commit_config(stage, {"Labels": labels},
-                            "LABEL " + " ".join(f"{k}={v}" for k, v in pairs))
-
-    def _maintainer(self, stage, ins, env, text) -> None:
-        self._commit_config(stage, {}, f"MAINTAINER {text}")
+    def _metadata(self, stage: Stage, ins: Instruction, env: dict[str, str]) -> None:
+        changes, text = config_change(stage.config, stage.shell, ins, env, self.escape)
+        if ins.cmd == "SHELL":
+            stage.shell = list(ins.args)
+        self._commit_config(stage, changes, text)
 
     def _arg(self, stage, ins, env, text) -> None:
         name, eq, default = text.partition("=")
         name = name.strip()
-        value = self.options.build_args.get(name, self.global_args.get(name, default)
-                                            if not eq else default)
         if name in self.options.build_args:
             value = self.options.build_args[name]
+        elif eq:
+            value = default
+        else:
+            value = self.global_args.get(name, "")
         stage.args[name] = value
-
-    def _cmd(self, stage, ins, env, text, key="Cmd") -> None:
-        value = list(ins.args) if ins.json else [*stage.shell, ins.args]
-        if not ins.args and not ins.json:
-            value = None
-        self._commit_config(stage, {key: value}, f"{ins.cmd} {json.dumps(value)}")
-
-    def _entrypoint(self, stage, ins, env, text) -> None:
-        self._cmd(stage, ins, env, text, key="Entrypoint")
-
-    def _workdir(self, stage, ins, env, text) -> None:
-        path = posixpath.join(stage.config.get("WorkingDir") or "/", expand(text, env,
-                                                                           self.escape))
-        self._commit_config(stage, {"WorkingDir": posixpath.normpath(path)},
-                            f"WORKDIR {path}")
-
-    def _user(self, stage, ins, env, text) -> None:
-        self._commit_config(stage, {"User": expand(text, env, self.escape)}, ins.original)
-
-    def _expose(self, stage, ins, env, text) -> None:
-        ports = dict(stage.config.get("ExposedPorts") or {})
-        for p in words(text, env, self.escape):
-            ports[p if "/" in p else f"{p}/tcp"] = {}
-        self._commit_config(stage, {"ExposedPorts": ports}, f"EXPOSE {' '.join(sorted(ports))}")
-
-    def _volume(self, stage, ins, env, text) -> None:
-        paths = list(ins.args) if ins.json else words(text, env, self.escape)
-        volumes = {**(stage.config.get("Volumes") or {}), **{p: {} for p in paths}}
-        self._commit_config(stage, {"Volumes": volumes}, f"VOLUME {json.dumps(paths)}")
-
-    def _stopsignal(self, stage, ins, env, text) -> None:
-        self._commit_config(stage, {"StopSignal": expand(text, env, self.escape)},
-                            ins.original)
-
-    def _shell(self, stage, ins, env, text) -> None:
-        stage.shell = list(ins.args)
-        self._commit_config(stage, {"Shell": list(ins.args)}, f"SHELL {json.dumps(ins.args)}")
-
-    def _onbuild(self, stage, ins, env, text) -> None:
-        triggers = [*(stage.config.get("OnBuild") or []), text]
-        self._commit_config(stage, {"OnBuild": triggers}, ins.original)
-
-    def _healthcheck(self, stage, ins, env, text) -> None:
-        self._commit_config(stage, {"Healthcheck": _healthcheck(ins, stage.shell)},
-                            ins.original)
 
 
 def _steps(instructions: list[Instruction], target: str) -> list[Instruction]:
@@ -436,60 +376,6 @@ def _chown(value: str) -> tuple[int, int]:
     except ValueError:
         raise BuildError(f"--chown={value}: labkit's builder takes numeric ids (uid:gid), "
                          "not names") from None
-
-
-def _from_member(context: Context, m) -> FileToCopy:
-    kind = "dir" if m.isdir() else "symlink" if m.issym() else "file"
-    return FileToCopy("", kind, m.mode & 0o7777, context.data(m), m.linkname, m.uid, m.gid)
-
-
-def _is_tar(data: bytes) -> bool:
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as t:
-            return t.next() is not None
-    except (tarfile.TarError, EOFError, OSError):
-        return False
-
-
-def _untar(data: bytes, dest: str, uid: int, gid: int) -> list[FileToCopy]:
-    ctx = Context(data)
-    out = []
-    for name, m in sorted(ctx.members.items()):
-        if name == ".":
-            continue
-        f = _from_member(ctx, m)
-        f.path = posixpath.join(dest, name)
-        out.append(f)
-    return out
-
-
-def _healthcheck(ins: Instruction, shell: list[str]) -> dict:
-    text = ins.args if isinstance(ins.args, str) else ""
-    if text.strip().upper() == "NONE":
-        return {"Test": ["NONE"]}
-    kind, _, rest = text.partition(" ")
-    if kind.upper() != "CMD":
-        raise BuildError(f"Dockerfile line {ins.line}: HEALTHCHECK needs CMD or NONE")
-    rest = rest.strip()
-    try:
-        test = ["CMD", *json.loads(rest)] if rest.startswith("[") else ["CMD-SHELL", rest]
-    except ValueError:
-        test = ["CMD-SHELL", rest]
-    check = {"Test": test}
-    for flag, field_ in (("interval", "Interval"), ("timeout", "Timeout"),
-                         ("start-period", "StartPeriod"), ("retries", "Retries")):
-        if flag in ins.flags:
-            check[field_] = int(ins.flags[flag]) if flag == "retries" else \
-                _duration(ins.flags[flag])
-    return check
-
-
-def _duration(text: str) -> int:
-    units = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
-    for unit in ("ms", "s", "m", "h"):
-        if text.endswith(unit) and text[:-len(unit)].replace(".", "", 1).isdigit():
-            return int(float(text[:-len(unit)]) * units[unit])
-    raise BuildError(f"invalid duration {text!r} (e.g. 30s, 1m30s is not supported: 90s)")
 
 
 __all__ = ["Backend", "BuildError", "FileToCopy", "Image", "Options", "build", "cache_key",

@@ -136,6 +136,31 @@ class ContentStub:
                 request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteContentRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.Update = channel.unary_unary(
+                '/labkit.containerd.v1.Content/Update',
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.UpdateContentRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.UpdateContentResponse.FromString,
+                _registered_method=True)
+        self.Write = channel.stream_stream(
+                '/labkit.containerd.v1.Content/Write',
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.WriteContentRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.WriteContentResponse.FromString,
+                _registered_method=True)
+        self.Status = channel.unary_unary(
+                '/labkit.containerd.v1.Content/Status',
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ContentStatusRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ContentStatusResponse.FromString,
+                _registered_method=True)
+        self.ListStatuses = channel.unary_unary(
+                '/labkit.containerd.v1.Content/ListStatuses',
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListContentStatusesRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListContentStatusesResponse.FromString,
+                _registered_method=True)
+        self.Abort = channel.unary_unary(
+                '/labkit.containerd.v1.Content/Abort',
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.AbortContentRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class ContentServicer:
@@ -169,6 +194,43 @@ class ContentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Update(self, request, context):
+        """Update replaces a blob's labels (update_mask "labels" or "labels.<key>"; in this
+        namespace). Labels containerd.io/gc.ref.* are the references garbage collection follows.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Write(self, request_iterator, context):
+        """Write ingests a blob under a client-chosen `ref`: a stream of STAT | WRITE | COMMIT
+        requests, each answered. WRITE carries data at `offset` (which must be where the ingest
+        stands: ask with STAT to resume a broken stream); COMMIT checks `total` and `expected`
+        (FAILED_PRECONDITION on a mismatch, and nothing is stored) and publishes the blob.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Status(self, request, context):
+        """The ingests in progress (ctr content active), one of them, or abort one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStatuses(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Abort(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -190,6 +252,31 @@ def add_ContentServicer_to_server(servicer, server):
             'Delete': grpc.unary_unary_rpc_method_handler(
                     servicer.Delete,
                     request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteContentRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'Update': grpc.unary_unary_rpc_method_handler(
+                    servicer.Update,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.UpdateContentRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.UpdateContentResponse.SerializeToString,
+            ),
+            'Write': grpc.stream_stream_rpc_method_handler(
+                    servicer.Write,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.WriteContentRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.WriteContentResponse.SerializeToString,
+            ),
+            'Status': grpc.unary_unary_rpc_method_handler(
+                    servicer.Status,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ContentStatusRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ContentStatusResponse.SerializeToString,
+            ),
+            'ListStatuses': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStatuses,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListContentStatusesRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListContentStatusesResponse.SerializeToString,
+            ),
+            'Abort': grpc.unary_unary_rpc_method_handler(
+                    servicer.Abort,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.AbortContentRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
@@ -303,6 +390,141 @@ class Content:
             target,
             '/labkit.containerd.v1.Content/Delete',
             labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteContentRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Update(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Content/Update',
+            labkit_dot_wire_dot_containerd_dot_api__pb2.UpdateContentRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.UpdateContentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Write(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/labkit.containerd.v1.Content/Write',
+            labkit_dot_wire_dot_containerd_dot_api__pb2.WriteContentRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.WriteContentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Status(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Content/Status',
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ContentStatusRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ContentStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStatuses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Content/ListStatuses',
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ListContentStatusesRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ListContentStatusesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Abort(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Content/Abort',
+            labkit_dot_wire_dot_containerd_dot_api__pb2.AbortContentRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
@@ -657,6 +879,11 @@ class SnapshotsStub:
                 request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListSnapshotsRequest.SerializeToString,
                 response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListSnapshotsResponse.FromString,
                 _registered_method=True)
+        self.Usage = channel.unary_unary(
+                '/labkit.containerd.v1.Snapshots/Usage',
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.SnapshotUsageRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.SnapshotUsageResponse.FromString,
+                _registered_method=True)
 
 
 class SnapshotsServicer:
@@ -708,6 +935,14 @@ class SnapshotsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Usage(self, request, context):
+        """Usage: the disk space and inodes a snapshot itself takes (for an active overlay
+        snapshot, its upper directory; for native, its whole copy).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SnapshotsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -745,6 +980,11 @@ def add_SnapshotsServicer_to_server(servicer, server):
                     servicer.List,
                     request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListSnapshotsRequest.FromString,
                     response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListSnapshotsResponse.SerializeToString,
+            ),
+            'Usage': grpc.unary_unary_rpc_method_handler(
+                    servicer.Usage,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.SnapshotUsageRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.SnapshotUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -940,6 +1180,33 @@ class Snapshots:
             '/labkit.containerd.v1.Snapshots/List',
             labkit_dot_wire_dot_containerd_dot_api__pb2.ListSnapshotsRequest.SerializeToString,
             labkit_dot_wire_dot_containerd_dot_api__pb2.ListSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Usage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Snapshots/Usage',
+            labkit_dot_wire_dot_containerd_dot_api__pb2.SnapshotUsageRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.SnapshotUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1236,6 +1503,16 @@ class TasksStub:
                 request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListPidsRequest.SerializeToString,
                 response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListPidsResponse.FromString,
                 _registered_method=True)
+        self.Pause = channel.unary_unary(
+                '/labkit.containerd.v1.Tasks/Pause',
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.PauseTaskRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.Resume = channel.unary_unary(
+                '/labkit.containerd.v1.Tasks/Resume',
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ResumeTaskRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class TasksServicer:
@@ -1321,6 +1598,20 @@ class TasksServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Pause(self, request, context):
+        """Pause freezes every process of the task (the runtime's `pause`: its cgroup's freezer);
+        Resume thaws them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Resume(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TasksServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1383,6 +1674,16 @@ def add_TasksServicer_to_server(servicer, server):
                     servicer.ListPids,
                     request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListPidsRequest.FromString,
                     response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListPidsResponse.SerializeToString,
+            ),
+            'Pause': grpc.unary_unary_rpc_method_handler(
+                    servicer.Pause,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.PauseTaskRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'Resume': grpc.unary_unary_rpc_method_handler(
+                    servicer.Resume,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ResumeTaskRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1712,6 +2013,499 @@ class Tasks:
             '/labkit.containerd.v1.Tasks/ListPids',
             labkit_dot_wire_dot_containerd_dot_api__pb2.ListPidsRequest.SerializeToString,
             labkit_dot_wire_dot_containerd_dot_api__pb2.ListPidsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pause(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Tasks/Pause',
+            labkit_dot_wire_dot_containerd_dot_api__pb2.PauseTaskRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Resume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Tasks/Resume',
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ResumeTaskRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class LeasesStub:
+    """---------------------------------------------------------------- leases
+
+    Leases hold resources (blobs, snapshots) against garbage collection while a client builds
+    something from them: a pull holds its blobs and snapshots until the image names them.
+    Labels: containerd.io/gc.expire (RFC 3339) lets the collector drop a forgotten lease;
+    containerd.io/gc.flat holds the resources but not what they refer to.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Create = channel.unary_unary(
+                '/labkit.containerd.v1.Leases/Create',
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CreateLeaseRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CreateLeaseResponse.FromString,
+                _registered_method=True)
+        self.Delete = channel.unary_unary(
+                '/labkit.containerd.v1.Leases/Delete',
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteLeaseRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.List = channel.unary_unary(
+                '/labkit.containerd.v1.Leases/List',
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListLeasesRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListLeasesResponse.FromString,
+                _registered_method=True)
+        self.AddResource = channel.unary_unary(
+                '/labkit.containerd.v1.Leases/AddResource',
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.AddResourceRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.DeleteResource = channel.unary_unary(
+                '/labkit.containerd.v1.Leases/DeleteResource',
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteResourceRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListResources = channel.unary_unary(
+                '/labkit.containerd.v1.Leases/ListResources',
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListResourcesRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListResourcesResponse.FromString,
+                _registered_method=True)
+
+
+class LeasesServicer:
+    """---------------------------------------------------------------- leases
+
+    Leases hold resources (blobs, snapshots) against garbage collection while a client builds
+    something from them: a pull holds its blobs and snapshots until the image names them.
+    Labels: containerd.io/gc.expire (RFC 3339) lets the collector drop a forgotten lease;
+    containerd.io/gc.flat holds the resources but not what they refer to.
+    """
+
+    def Create(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Delete(self, request, context):
+        """Delete with sync: collect garbage before answering.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def List(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddResource(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteResource(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListResources(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_LeasesServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Create': grpc.unary_unary_rpc_method_handler(
+                    servicer.Create,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CreateLeaseRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CreateLeaseResponse.SerializeToString,
+            ),
+            'Delete': grpc.unary_unary_rpc_method_handler(
+                    servicer.Delete,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteLeaseRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListLeasesRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListLeasesResponse.SerializeToString,
+            ),
+            'AddResource': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddResource,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.AddResourceRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'DeleteResource': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteResource,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteResourceRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListResources': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListResources,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListResourcesRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ListResourcesResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'labkit.containerd.v1.Leases', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('labkit.containerd.v1.Leases', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Leases:
+    """---------------------------------------------------------------- leases
+
+    Leases hold resources (blobs, snapshots) against garbage collection while a client builds
+    something from them: a pull holds its blobs and snapshots until the image names them.
+    Labels: containerd.io/gc.expire (RFC 3339) lets the collector drop a forgotten lease;
+    containerd.io/gc.flat holds the resources but not what they refer to.
+    """
+
+    @staticmethod
+    def Create(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Leases/Create',
+            labkit_dot_wire_dot_containerd_dot_api__pb2.CreateLeaseRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.CreateLeaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Delete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Leases/Delete',
+            labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteLeaseRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def List(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Leases/List',
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ListLeasesRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ListLeasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddResource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Leases/AddResource',
+            labkit_dot_wire_dot_containerd_dot_api__pb2.AddResourceRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteResource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Leases/DeleteResource',
+            labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteResourceRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListResources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Leases/ListResources',
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ListResourcesRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ListResourcesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class DiffStub:
+    """---------------------------------------------------------------- diff
+
+    Diff: layers <-> filesystems. Apply unpacks a layer blob from the content store onto
+    mounts (what the puller does for each layer); Diff compares two mount sets (a snapshot's
+    parent and the snapshot) and writes the difference as a gzip tar layer, with whiteouts,
+    into the content store: how `docker commit` and a builder make a layer.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Apply = channel.unary_unary(
+                '/labkit.containerd.v1.Diff/Apply',
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ApplyRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ApplyResponse.FromString,
+                _registered_method=True)
+        self.Diff = channel.unary_unary(
+                '/labkit.containerd.v1.Diff/Diff',
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DiffRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DiffResponse.FromString,
+                _registered_method=True)
+
+
+class DiffServicer:
+    """---------------------------------------------------------------- diff
+
+    Diff: layers <-> filesystems. Apply unpacks a layer blob from the content store onto
+    mounts (what the puller does for each layer); Diff compares two mount sets (a snapshot's
+    parent and the snapshot) and writes the difference as a gzip tar layer, with whiteouts,
+    into the content store: how `docker commit` and a builder make a layer.
+    """
+
+    def Apply(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Diff(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_DiffServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Apply': grpc.unary_unary_rpc_method_handler(
+                    servicer.Apply,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ApplyRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ApplyResponse.SerializeToString,
+            ),
+            'Diff': grpc.unary_unary_rpc_method_handler(
+                    servicer.Diff,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DiffRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DiffResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'labkit.containerd.v1.Diff', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('labkit.containerd.v1.Diff', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Diff:
+    """---------------------------------------------------------------- diff
+
+    Diff: layers <-> filesystems. Apply unpacks a layer blob from the content store onto
+    mounts (what the puller does for each layer); Diff compares two mount sets (a snapshot's
+    parent and the snapshot) and writes the difference as a gzip tar layer, with whiteouts,
+    into the content store: how `docker commit` and a builder make a layer.
+    """
+
+    @staticmethod
+    def Apply(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Diff/Apply',
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ApplyRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.ApplyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Diff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Diff/Diff',
+            labkit_dot_wire_dot_containerd_dot_api__pb2.DiffRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.DiffResponse.FromString,
             options,
             channel_credentials,
             insecure,

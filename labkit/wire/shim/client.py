@@ -97,6 +97,8 @@ class TaskAPI(Protocol):
     def exec(self, id: str, exec_id: str, spec: dict, stdin: str = "", stdout: str = "",
              stderr: str = "", terminal: bool = False) -> None: ...
     def pids(self, id: str) -> list[int]: ...
+    def pause(self, id: str) -> None: ...
+    def resume(self, id: str) -> None: ...
     def connect(self) -> dict: ...
     def shutdown(self, now: bool = False) -> None: ...
 
@@ -192,6 +194,13 @@ class ShimClient:
     def pids(self, id: str) -> list[int]:
         r = self._call("Pids", task_pb2.PidsRequest(id=id), task_pb2.PidsResponse)
         return [p.pid for p in r.processes]
+
+    def pause(self, id: str) -> None:
+        """Freeze the task's processes (the runtime's `pause`)."""
+        self._call("Pause", task_pb2.PauseRequest(id=id), empty_pb2.Empty)
+
+    def resume(self, id: str) -> None:
+        self._call("Resume", task_pb2.ResumeRequest(id=id), empty_pb2.Empty)
 
     def connect(self) -> dict:
         r = self._call("Connect", task_pb2.ConnectRequest(), task_pb2.ConnectResponse)
