@@ -126,6 +126,8 @@ LAYERS: dict[str, Layer] = {layer.name: layer for layer in (
           description="chapter 02: the runtime's cgroup driver (in-process, in labkit-runc)"),
     Layer("rootfs", "labkit.runc.mounts",
           description="chapter 03: the runtime's mounts and pivot_root (in-process, in labkit-runc)"),
+    Layer("network", "labkit.dockerd.net",
+          description="chapter 08: IPAM, bridges and veth pairs (in-process, in labkit-dockerd)"),
     Layer("builder", "labkit.dockerd.builder",
           description="chapter 11: the classic `docker build` builder (in-process, in labkit-dockerd)"),
     Layer("syscalls", "labkit.syscalls", description="L0 the kernel calls Python lacks (in-process)"),
