@@ -246,21 +246,28 @@ class _Runner:
             config = json.loads(json.dumps(image.config or {}))
         self.stages.append(Stage(name, image, config, {}))
 
-    def _commit_config(self, stage: Stage, changes: dict, text: str) -> Image:
-        config = {**stage.config, **changes}
-        created_by = f"/bin/sh -c #(nop) {text}"
+    def _cached(self, stage: Stage, created_by: str, config: dict,
+                make: Callable[[], Image]) -> Image:
+        """The step's image: the cache's (same parent, same key), or `make()`'s, remembered.
+        The first miss turns the cache off: the steps after it have a new parent."""
         key = cache_key(created_by, config)
         hit = cache_lookup(self.backend, stage.image, key, self.cache)
         if hit is not None:
             self.emit({"stream": " ---> Using cache\n"})
-            image = hit
-        else:
-            self.cache = False if stage.image.id else self.cache
-            image = self.backend.commit_config(stage.image, config, created_by)
-            if stage.image.id:
-                self.backend.cache_put(stage.image.id, key, image)
-        stage.image, stage.config = image, config
+            return hit
+        self.cache = False
+        image = make()
+        if stage.image.id:
+            self.backend.cache_put(stage.image.id, key, image)
         return image
+
+    def _commit_config(self, stage: Stage, changes: dict, text: str) -> Image:
+        config = {**stage.config, **changes}
+        created_by = f"/bin/sh -c #(nop) {text}"
+        stage.image = self._cached(stage, created_by, config, lambda: self.backend.commit_config(
+            stage.image, config, created_by))
+        stage.config = config
+        return stage.image
 
     def _run(self, stage: Stage, ins: Instruction, env: dict, text) -> None:
         argv = list(ins.args) if ins.json else [*stage.shell, ins.args]
@@ -271,17 +278,8 @@ class _Runner:
         # build args are in the command's environment but not in the image's config
         config = {**stage.config, "Env": [f"{k}={v}" for k, v in stage.args.items()]
                   + list(stage.config.get("Env") or [])}
-        key = cache_key(created_by, config)
-        hit = cache_lookup(self.backend, stage.image, key, self.cache)
-        if hit is not None:
-            self.emit({"stream": " ---> Using cache\n"})
-            stage.image = hit
-            return
-        self.cache = False
-        image = run_step(self.backend, stage.image, config, stage.config, argv, created_by,
-                         self.emit)
-        self.backend.cache_put(stage.image.id, key, image)
-        stage.image = image
+        stage.image = self._cached(stage, created_by, config, lambda: run_step(
+            self.backend, stage.image, config, stage.config, argv, created_by, self.emit))
 
     def _copy(self, stage: Stage, ins: Instruction, env: dict, text, add: bool = False) -> None:
         parts = list(ins.args) if ins.json else words(ins.args, env, self.escape)
@@ -305,17 +303,8 @@ class _Runner:
              for f in files]).encode()).hexdigest()
         created_by = f"/bin/sh -c #(nop) {ins.cmd} {'dir' if into_dir else 'file'}:{checksum} " \
                      f"in {dest_abs} "
-        key = cache_key(created_by, stage.config)
-        hit = cache_lookup(self.backend, stage.image, key, self.cache)
-        if hit is not None:
-            self.emit({"stream": " ---> Using cache\n"})
-            stage.image = hit
-            return
-        self.cache = False
-        image = self.backend.commit_files(stage.image, files, stage.config, created_by)
-        if stage.image.id:
-            self.backend.cache_put(stage.image.id, key, image)
-        stage.image = image
+        stage.image = self._cached(stage, created_by, stage.config, lambda: (
+            self.backend.commit_files(stage.image, files, stage.config, created_by)))
 
     def _add(self, stage, ins, env, text) -> None:
         if any("://" in w for w in (ins.args if ins.json else ins.args.split())):
