@@ -94,9 +94,13 @@ UNSOLVED = {
             "TaskService.Create")),
     "06": ("LABKIT_IMPL_DISTRIBUTION", "labkit_student/distribution/client.py",
            ("RegistryClient.resolve", "split_domain", "select_manifest", "chain_ids")),
+    "08": ("LABKIT_IMPL_NETWORK", "labkit_student/dockerd/net/ipam.py",
+           ("choose_subnet", "allocate")),
     "10": ("LABKIT_IMPL_CLI", "labkit_student/cli/run.py",
            ("container_config", "create", "attach_wait_start", "copy_output",
             "start_error_status")),
+    "11": ("LABKIT_IMPL_BUILDER", "labkit_student/dockerd/builder/steps.py",
+           ("layer_tar", "cache_key", "cache_lookup", "run_step")),
 }
 
 
