@@ -11,4 +11,6 @@
     snapshots.py   snapshots ls | rm
     content.py     content ls | get
     namespaces.py  namespaces ls, version
+    run.py         run (Snapshots.Prepare, Containers.Create, Tasks.Create/Start/Wait)
+    spec.py        the OCI spec a run gives its container (containerd's defaults)
 """

@@ -16,6 +16,7 @@ does not know a method answers UNIMPLEMENTED, which is a clean "no".
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -23,13 +24,18 @@ import grpc
 from google.protobuf.empty_pb2 import Empty
 
 from labkit.containerd.client import Client, namespaced_channel, pb
+from labkit.ctr.spec import SPEC_TYPE_URL
+from labkit.distribution.layers import chain_ids
 from labkit.wire.containerd_real import containers_pb2 as rcontainers
 from labkit.wire.containerd_real import containers_pb2_grpc as rcontainers_rpc
 from labkit.wire.containerd_real import content_pb2 as rcontent
 from labkit.wire.containerd_real import content_pb2_grpc as rcontent_rpc
+from labkit.wire.containerd_real import diff_pb2 as rdiff
+from labkit.wire.containerd_real import diff_pb2_grpc as rdiff_rpc
 from labkit.wire.containerd_real import images_pb2 as rimages
 from labkit.wire.containerd_real import images_pb2_grpc as rimages_rpc
 from labkit.wire.containerd_real import namespaces_pb2 as rnamespaces
+from labkit.wire.containerd_real import runc_options_pb2 as rrunc
 from labkit.wire.containerd_real import namespaces_pb2_grpc as rnamespaces_rpc
 from labkit.wire.containerd_real import snapshots_pb2 as rsnapshots
 from labkit.wire.containerd_real import snapshots_pb2_grpc as rsnapshots_rpc
@@ -81,7 +87,7 @@ class Container:
 
 @dataclass
 class Task:
-    id: str
+    id: str                   # the container's id (a real containerd sends it in Process.id)
     pid: int
     status: str
     exit_status: int
@@ -127,7 +133,27 @@ class Backend:
     def delete_task(self, id: str) -> int: ...
     def snapshots(self, snapshotter: str) -> list[Snapshot]: ...
     def remove_snapshot(self, snapshotter: str, key: str) -> None: ...
+    def image(self, name: str) -> Image: ...
+    def prepare(self, snapshotter: str, key: str, parent: str) -> list: ...
+    def create_container(self, id: str, image: str, spec: dict, snapshotter: str, key: str,
+                         runc_binary: str = "", runc_root: str = "") -> None: ...
+    def create_task(self, id: str, rootfs: list, stdout: str = "", stderr: str = "") -> int: ...
+    def start(self, id: str) -> int: ...
+    def wait(self, id: str) -> int: ...
     def close(self) -> None: ...
+
+    def image_config(self, name: str, platform: dict | None = None) -> tuple[dict, list[str]]:
+        """The image's config (from content) and the chain IDs of its layers: the names of
+        its unpacked snapshots, in both containerds (the last one is a container's parent)."""
+        from labkit.distribution import mediatypes
+        from labkit.distribution.platforms import host_platform, select_manifest
+
+        target = self.image(name)
+        doc = json.loads(self.read(target.digest))
+        if target.media_type in mediatypes.INDEX_TYPES or "manifests" in doc:
+            doc = json.loads(self.read(select_manifest(doc, platform or host_platform())["digest"]))
+        config = json.loads(self.read(doc["config"]["digest"]))
+        return config, chain_ids(config.get("rootfs", {}).get("diff_ids", []))
 
     def __enter__(self) -> "Backend":
         return self
@@ -190,7 +216,7 @@ class LabkitBackend(Backend):
         self.c.containers.Delete(pb.DeleteContainerRequest(id=id))
 
     def tasks(self):
-        return [Task(t.container_id, t.pid, TASK_STATUS.get(t.status, "UNKNOWN"), t.exit_status)
+        return [Task(t.container_id or t.id, t.pid, TASK_STATUS.get(t.status, "UNKNOWN"), t.exit_status)
                 for t in self.c.tasks.List(pb.ListTasksRequest()).tasks]
 
     def kill(self, id, signal, all=False):
@@ -206,6 +232,35 @@ class LabkitBackend(Backend):
 
     def remove_snapshot(self, snapshotter, key):
         self.c.snapshots.Remove(pb.RemoveSnapshotRequest(snapshotter=snapshotter, key=key))
+
+    def image(self, name):
+        i = self.c.images.Get(pb.GetImageRequest(name=name)).image
+        return Image(i.name, i.target.media_type, i.target.digest, i.target.size, dict(i.labels))
+
+    def prepare(self, snapshotter, key, parent):
+        return list(self.c.snapshots.Prepare(pb.PrepareSnapshotRequest(
+            snapshotter=snapshotter, key=key, parent=parent)).mounts)
+
+    def create_container(self, id, image, spec, snapshotter, key, runc_binary="", runc_root=""):
+        # labkit names the shim binary as the runtime; its options are JSON (api.proto)
+        options = {"binary_name": runc_binary or "labkit-runc"}
+        if runc_root:
+            options["root"] = runc_root
+        options = json.dumps(options).encode()
+        self.c.containers.Create(pb.CreateContainerRequest(container=pb.Container(
+            id=id, image=image, spec=json.dumps(spec).encode(),
+            runtime=pb.Container.Runtime(name="labkit-shim", options=options),
+            snapshotter=snapshotter, snapshot_key=key)))
+
+    def create_task(self, id, rootfs, stdout="", stderr=""):
+        return self.c.tasks.Create(pb.CreateTaskRequest(
+            container_id=id, rootfs=rootfs, stdout=stdout, stderr=stderr)).pid
+
+    def start(self, id):
+        return self.c.tasks.Start(pb.StartRequest(container_id=id)).pid
+
+    def wait(self, id):
+        return self.c.tasks.Wait(pb.WaitRequest(container_id=id)).exit_status
 
     def pull(self, reference: str, platform: str = "", mirrors: list[str] | None = None,
              snapshotter: str = "") -> Iterator[str]:
@@ -238,6 +293,7 @@ class ContainerdBackend(Backend):
         self.containers_stub = rcontainers_rpc.ContainersStub(channel)
         self.tasks_stub = rtasks_rpc.TasksStub(channel)
         self.snaps = rsnapshots_rpc.SnapshotsStub(channel)
+        self.diff = rdiff_rpc.DiffStub(channel)
 
     def version(self):
         v = self.version_stub.Version(Empty())
@@ -283,7 +339,7 @@ class ContainerdBackend(Backend):
         self.containers_stub.Delete(rcontainers.DeleteContainerRequest(id=id))
 
     def tasks(self):
-        return [Task(t.container_id, t.pid, TASK_STATUS.get(t.status, "UNKNOWN"), t.exit_status)
+        return [Task(t.container_id or t.id, t.pid, TASK_STATUS.get(t.status, "UNKNOWN"), t.exit_status)
                 for t in self.tasks_stub.List(rtasks.ListTasksRequest()).tasks]
 
     def kill(self, id, signal, all=False):
@@ -300,11 +356,72 @@ class ContainerdBackend(Backend):
     def remove_snapshot(self, snapshotter, key):
         self.snaps.Remove(rsnapshots.RemoveSnapshotRequest(snapshotter=snapshotter, key=key))
 
+    def image(self, name):
+        i = self.images_stub.Get(rimages.GetImageRequest(name=name)).image
+        return Image(i.name, i.target.media_type, i.target.digest, i.target.size, dict(i.labels))
+
+    def prepare(self, snapshotter, key, parent, labels=None):
+        return list(self.snaps.Prepare(rsnapshots.PrepareSnapshotRequest(
+            snapshotter=snapshotter, key=key, parent=parent, labels=labels or {})).mounts)
+
+    def create_container(self, id, image, spec, snapshotter, key, runc_binary="", runc_root=""):
+        # containerd's runc shim, found as containerd-shim-runc-v2 in PATH; it runs the runc
+        # in PATH, with --root /run/containerd/runc, unless its Options (a protobuf of its
+        # own, in an Any named by the message's full name) say otherwise.
+        from google.protobuf.any_pb2 import Any
+        runtime = rcontainers.Container.Runtime(name="io.containerd.runc.v2")
+        if runc_binary or runc_root:
+            options = rrunc.Options(binary_name=runc_binary, root=runc_root)
+            runtime.options.CopyFrom(Any(type_url=options.DESCRIPTOR.full_name,
+                                         value=options.SerializeToString()))
+        self.containers_stub.Create(rcontainers.CreateContainerRequest(
+            container=rcontainers.Container(
+                id=id, image=image,
+                spec=Any(type_url=SPEC_TYPE_URL, value=json.dumps(spec).encode()),
+                runtime=runtime,
+                snapshotter=snapshotter, snapshot_key=key)))
+
+    def create_task(self, id, rootfs, stdout="", stderr=""):
+        return self.tasks_stub.Create(rtasks.CreateTaskRequest(
+            container_id=id, rootfs=rootfs, stdout=stdout, stderr=stderr)).pid
+
+    def start(self, id):
+        return self.tasks_stub.Start(rtasks.StartRequest(container_id=id)).pid
+
+    def wait(self, id):
+        return self.tasks_stub.Wait(rtasks.WaitRequest(container_id=id)).exit_status
+
+    def snapshot_exists(self, snapshotter: str, key: str) -> bool:
+        try:
+            self.snaps.Stat(rsnapshots.StatSnapshotRequest(snapshotter=snapshotter, key=key))
+            return True
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                return False
+            raise
+
+    def apply_layer(self, snapshotter: str, desc: dict, chain: str, parent: str) -> None:
+        """Unpack one layer as containerd's unpacker does: Prepare an active snapshot on the
+        parent, Diff.Apply the layer onto its mounts, Commit it under the chain ID."""
+        key = f"extract-{time.time_ns()}-{chain}"
+        mounts = self.prepare(snapshotter, key, parent,
+                              labels={"containerd.io/snapshot.ref": chain})
+        try:
+            self.diff.Apply(rdiff.ApplyRequest(diff=rtypes.Descriptor(
+                media_type=desc["mediaType"], digest=desc["digest"], size=desc["size"]),
+                mounts=mounts))
+            self.snaps.Commit(rsnapshots.CommitSnapshotRequest(snapshotter=snapshotter,
+                                                               name=chain, key=key))
+        except BaseException:
+            self.snaps.Remove(rsnapshots.RemoveSnapshotRequest(snapshotter=snapshotter, key=key))
+            raise
+
     def pull(self, reference: str, platform: str = "", mirrors: list[str] | None = None,
              snapshotter: str = "") -> Iterator[str]:
         """containerd 1.6 has no Transfer service: the client pulls (see pull.py)."""
         from labkit.ctr.pull import client_side_pull
-        yield from client_side_pull(self, reference, platform, mirrors or [])
+        yield from client_side_pull(self, reference, platform, mirrors or [],
+                                    snapshotter or "overlayfs")
 
     def write_blob(self, data: bytes, digest: str, media_type: str,
                    labels: dict[str, str] | None = None) -> None:

@@ -31,11 +31,24 @@ def info(backend: Backend, args) -> int:
     return 0
 
 
+def remove(backend: Backend, id: str, keep_snapshot: bool = False) -> None:
+    """Delete the record, then its snapshot (ctr's default, WithSnapshotCleanup): the
+    container's writable layer is the client's to remove, not containerd's."""
+    c = backend.container(id)
+    backend.delete_container(id)
+    if c.snapshot_key and not keep_snapshot:
+        try:
+            backend.remove_snapshot(c.snapshotter or "overlayfs", c.snapshot_key)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+
+
 def rm(backend: Backend, args) -> int:
     failed = 0
     for id in args.ids:
         try:
-            backend.delete_container(id)
+            remove(backend, id, args.keep_snapshot)
         except grpc.RpcError as e:
             print(f"ctr: failed to delete container {id!r}: {e.details()}", file=sys.stderr)
             failed = 1
@@ -53,4 +66,5 @@ def register(sub) -> None:
     c.set_defaults(run=info)
     c = s.add_parser("rm", aliases=["delete", "del", "remove"], help="delete containers")
     c.add_argument("ids", nargs="+")
+    c.add_argument("--keep-snapshot", action="store_true", help="do not remove the snapshot")
     c.set_defaults(run=rm)

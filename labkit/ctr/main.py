@@ -15,7 +15,7 @@ import sys
 import grpc
 
 from labkit import paths
-from labkit.ctr import containers, content, images, namespaces, snapshots, tasks
+from labkit.ctr import containers, content, images, namespaces, run, snapshots, tasks
 from labkit.ctr.backend import DIALECTS, CtrError, connect
 
 
@@ -31,7 +31,7 @@ def parser() -> argparse.ArgumentParser:
                    help="the API the daemon speaks: labkit-containerd's or containerd's "
                         "(auto: ask each one's Version service)")
     sub = p.add_subparsers(dest="group", required=True)
-    for module in (images, containers, tasks, snapshots, content, namespaces):
+    for module in (images, containers, tasks, snapshots, content, namespaces, run):
         module.register(sub)
     return p
 

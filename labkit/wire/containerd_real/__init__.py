@@ -16,6 +16,8 @@ labkit-ctr needs.
     snapshots.proto   containerd.services.snapshots.v1 (List is a stream here)
     containers.proto  containerd.services.containers.v1 (spec is an Any here)
     tasks.proto       containerd.services.tasks.v1
+    diff.proto        containerd.services.diff.v1       (Apply: unpacking a layer)
+    runc_options.proto containerd.runc.v1           (the runc shim's Options: binary, root)
 
 The *_pb2.py and *_pb2_grpc.py files are generated (see each .proto's header); never edit them.
 """

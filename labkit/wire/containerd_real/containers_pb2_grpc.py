@@ -45,6 +45,11 @@ class ContainersStub:
                 request_serializer=labkit_dot_wire_dot_containerd__real_dot_containers__pb2.ListContainersRequest.SerializeToString,
                 response_deserializer=labkit_dot_wire_dot_containerd__real_dot_containers__pb2.ListContainersResponse.FromString,
                 _registered_method=True)
+        self.Create = channel.unary_unary(
+                '/containerd.services.containers.v1.Containers/Create',
+                request_serializer=labkit_dot_wire_dot_containerd__real_dot_containers__pb2.CreateContainerRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd__real_dot_containers__pb2.CreateContainerResponse.FromString,
+                _registered_method=True)
         self.Delete = channel.unary_unary(
                 '/containerd.services.containers.v1.Containers/Delete',
                 request_serializer=labkit_dot_wire_dot_containerd__real_dot_containers__pb2.DeleteContainerRequest.SerializeToString,
@@ -62,6 +67,12 @@ class ContainersServicer:
         raise NotImplementedError('Method not implemented!')
 
     def List(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Create(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -85,6 +96,11 @@ def add_ContainersServicer_to_server(servicer, server):
                     servicer.List,
                     request_deserializer=labkit_dot_wire_dot_containerd__real_dot_containers__pb2.ListContainersRequest.FromString,
                     response_serializer=labkit_dot_wire_dot_containerd__real_dot_containers__pb2.ListContainersResponse.SerializeToString,
+            ),
+            'Create': grpc.unary_unary_rpc_method_handler(
+                    servicer.Create,
+                    request_deserializer=labkit_dot_wire_dot_containerd__real_dot_containers__pb2.CreateContainerRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd__real_dot_containers__pb2.CreateContainerResponse.SerializeToString,
             ),
             'Delete': grpc.unary_unary_rpc_method_handler(
                     servicer.Delete,
@@ -146,6 +162,33 @@ class Containers:
             '/containerd.services.containers.v1.Containers/List',
             labkit_dot_wire_dot_containerd__real_dot_containers__pb2.ListContainersRequest.SerializeToString,
             labkit_dot_wire_dot_containerd__real_dot_containers__pb2.ListContainersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Create(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/containerd.services.containers.v1.Containers/Create',
+            labkit_dot_wire_dot_containerd__real_dot_containers__pb2.CreateContainerRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd__real_dot_containers__pb2.CreateContainerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,33 +25,42 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from labkit.wire.containerd_real import task_pb2 as labkit_dot_wire_dot_containerd__real_dot_task__pb2
+from labkit.wire.containerd_real import types_pb2 as labkit_dot_wire_dot_containerd__real_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'labkit/wire/containerd_real/tasks.proto\x12\x1c\x63ontainerd.services.tasks.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a&labkit/wire/containerd_real/task.proto\")\n\x11\x44\x65leteTaskRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\"m\n\x0e\x44\x65leteResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\x13\n\x0b\x65xit_status\x18\x03 \x01(\r\x12-\n\texited_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"3\n\nGetRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"<\n\x0bGetResponse\x12-\n\x07process\x18\x01 \x01(\x0b\x32\x1c.containerd.v1.types.Process\"\"\n\x10ListTasksRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\"@\n\x11ListTasksResponse\x12+\n\x05tasks\x18\x01 \x03(\x0b\x32\x1c.containerd.v1.types.Process\"Q\n\x0bKillRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\x12\x0e\n\x06signal\x18\x03 \x01(\r\x12\x0b\n\x03\x61ll\x18\x04 \x01(\x08\"4\n\x0bWaitRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"R\n\x0cWaitResponse\x12\x13\n\x0b\x65xit_status\x18\x01 \x01(\r\x12-\n\texited_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xdf\x03\n\x05Tasks\x12g\n\x06\x44\x65lete\x12/.containerd.services.tasks.v1.DeleteTaskRequest\x1a,.containerd.services.tasks.v1.DeleteResponse\x12Z\n\x03Get\x12(.containerd.services.tasks.v1.GetRequest\x1a).containerd.services.tasks.v1.GetResponse\x12g\n\x04List\x12..containerd.services.tasks.v1.ListTasksRequest\x1a/.containerd.services.tasks.v1.ListTasksResponse\x12I\n\x04Kill\x12).containerd.services.tasks.v1.KillRequest\x1a\x16.google.protobuf.Empty\x12]\n\x04Wait\x12).containerd.services.tasks.v1.WaitRequest\x1a*.containerd.services.tasks.v1.WaitResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'labkit/wire/containerd_real/tasks.proto\x12\x1c\x63ontainerd.services.tasks.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a&labkit/wire/containerd_real/task.proto\x1a\'labkit/wire/containerd_real/types.proto\"\x93\x01\n\x11\x43reateTaskRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\'\n\x06rootfs\x18\x03 \x03(\x0b\x32\x17.containerd.types.Mount\x12\r\n\x05stdin\x18\x04 \x01(\t\x12\x0e\n\x06stdout\x18\x05 \x01(\t\x12\x0e\n\x06stderr\x18\x06 \x01(\t\x12\x10\n\x08terminal\x18\x07 \x01(\x08\"7\n\x12\x43reateTaskResponse\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\r\"5\n\x0cStartRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"\x1c\n\rStartResponse\x12\x0b\n\x03pid\x18\x01 \x01(\r\")\n\x11\x44\x65leteTaskRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\"m\n\x0e\x44\x65leteResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\x13\n\x0b\x65xit_status\x18\x03 \x01(\r\x12-\n\texited_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"3\n\nGetRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"<\n\x0bGetResponse\x12-\n\x07process\x18\x01 \x01(\x0b\x32\x1c.containerd.v1.types.Process\"\"\n\x10ListTasksRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\"@\n\x11ListTasksResponse\x12+\n\x05tasks\x18\x01 \x03(\x0b\x32\x1c.containerd.v1.types.Process\"Q\n\x0bKillRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\x12\x0e\n\x06signal\x18\x03 \x01(\r\x12\x0b\n\x03\x61ll\x18\x04 \x01(\x08\"4\n\x0bWaitRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xec_id\x18\x02 \x01(\t\"R\n\x0cWaitResponse\x12\x13\n\x0b\x65xit_status\x18\x01 \x01(\r\x12-\n\texited_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xae\x05\n\x05Tasks\x12k\n\x06\x43reate\x12/.containerd.services.tasks.v1.CreateTaskRequest\x1a\x30.containerd.services.tasks.v1.CreateTaskResponse\x12`\n\x05Start\x12*.containerd.services.tasks.v1.StartRequest\x1a+.containerd.services.tasks.v1.StartResponse\x12g\n\x06\x44\x65lete\x12/.containerd.services.tasks.v1.DeleteTaskRequest\x1a,.containerd.services.tasks.v1.DeleteResponse\x12Z\n\x03Get\x12(.containerd.services.tasks.v1.GetRequest\x1a).containerd.services.tasks.v1.GetResponse\x12g\n\x04List\x12..containerd.services.tasks.v1.ListTasksRequest\x1a/.containerd.services.tasks.v1.ListTasksResponse\x12I\n\x04Kill\x12).containerd.services.tasks.v1.KillRequest\x1a\x16.google.protobuf.Empty\x12]\n\x04Wait\x12).containerd.services.tasks.v1.WaitRequest\x1a*.containerd.services.tasks.v1.WaitResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'labkit.wire.containerd_real.tasks_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DELETETASKREQUEST']._serialized_start=175
-  _globals['_DELETETASKREQUEST']._serialized_end=216
-  _globals['_DELETERESPONSE']._serialized_start=218
-  _globals['_DELETERESPONSE']._serialized_end=327
-  _globals['_GETREQUEST']._serialized_start=329
-  _globals['_GETREQUEST']._serialized_end=380
-  _globals['_GETRESPONSE']._serialized_start=382
-  _globals['_GETRESPONSE']._serialized_end=442
-  _globals['_LISTTASKSREQUEST']._serialized_start=444
-  _globals['_LISTTASKSREQUEST']._serialized_end=478
-  _globals['_LISTTASKSRESPONSE']._serialized_start=480
-  _globals['_LISTTASKSRESPONSE']._serialized_end=544
-  _globals['_KILLREQUEST']._serialized_start=546
-  _globals['_KILLREQUEST']._serialized_end=627
-  _globals['_WAITREQUEST']._serialized_start=629
-  _globals['_WAITREQUEST']._serialized_end=681
-  _globals['_WAITRESPONSE']._serialized_start=683
-  _globals['_WAITRESPONSE']._serialized_end=765
-  _globals['_TASKS']._serialized_start=768
-  _globals['_TASKS']._serialized_end=1247
+  _globals['_CREATETASKREQUEST']._serialized_start=217
+  _globals['_CREATETASKREQUEST']._serialized_end=364
+  _globals['_CREATETASKRESPONSE']._serialized_start=366
+  _globals['_CREATETASKRESPONSE']._serialized_end=421
+  _globals['_STARTREQUEST']._serialized_start=423
+  _globals['_STARTREQUEST']._serialized_end=476
+  _globals['_STARTRESPONSE']._serialized_start=478
+  _globals['_STARTRESPONSE']._serialized_end=506
+  _globals['_DELETETASKREQUEST']._serialized_start=508
+  _globals['_DELETETASKREQUEST']._serialized_end=549
+  _globals['_DELETERESPONSE']._serialized_start=551
+  _globals['_DELETERESPONSE']._serialized_end=660
+  _globals['_GETREQUEST']._serialized_start=662
+  _globals['_GETREQUEST']._serialized_end=713
+  _globals['_GETRESPONSE']._serialized_start=715
+  _globals['_GETRESPONSE']._serialized_end=775
+  _globals['_LISTTASKSREQUEST']._serialized_start=777
+  _globals['_LISTTASKSREQUEST']._serialized_end=811
+  _globals['_LISTTASKSRESPONSE']._serialized_start=813
+  _globals['_LISTTASKSRESPONSE']._serialized_end=877
+  _globals['_KILLREQUEST']._serialized_start=879
+  _globals['_KILLREQUEST']._serialized_end=960
+  _globals['_WAITREQUEST']._serialized_start=962
+  _globals['_WAITREQUEST']._serialized_end=1014
+  _globals['_WAITRESPONSE']._serialized_start=1016
+  _globals['_WAITRESPONSE']._serialized_end=1098
+  _globals['_TASKS']._serialized_start=1101
+  _globals['_TASKS']._serialized_end=1787
 # @@protoc_insertion_point(module_scope)

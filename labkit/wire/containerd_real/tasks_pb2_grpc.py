@@ -35,6 +35,16 @@ class TasksStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Create = channel.unary_unary(
+                '/containerd.services.tasks.v1.Tasks/Create',
+                request_serializer=labkit_dot_wire_dot_containerd__real_dot_tasks__pb2.CreateTaskRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd__real_dot_tasks__pb2.CreateTaskResponse.FromString,
+                _registered_method=True)
+        self.Start = channel.unary_unary(
+                '/containerd.services.tasks.v1.Tasks/Start',
+                request_serializer=labkit_dot_wire_dot_containerd__real_dot_tasks__pb2.StartRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd__real_dot_tasks__pb2.StartResponse.FromString,
+                _registered_method=True)
         self.Delete = channel.unary_unary(
                 '/containerd.services.tasks.v1.Tasks/Delete',
                 request_serializer=labkit_dot_wire_dot_containerd__real_dot_tasks__pb2.DeleteTaskRequest.SerializeToString,
@@ -64,6 +74,18 @@ class TasksStub:
 
 class TasksServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def Create(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Start(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def Delete(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -98,6 +120,16 @@ class TasksServicer:
 
 def add_TasksServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Create': grpc.unary_unary_rpc_method_handler(
+                    servicer.Create,
+                    request_deserializer=labkit_dot_wire_dot_containerd__real_dot_tasks__pb2.CreateTaskRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd__real_dot_tasks__pb2.CreateTaskResponse.SerializeToString,
+            ),
+            'Start': grpc.unary_unary_rpc_method_handler(
+                    servicer.Start,
+                    request_deserializer=labkit_dot_wire_dot_containerd__real_dot_tasks__pb2.StartRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd__real_dot_tasks__pb2.StartResponse.SerializeToString,
+            ),
             'Delete': grpc.unary_unary_rpc_method_handler(
                     servicer.Delete,
                     request_deserializer=labkit_dot_wire_dot_containerd__real_dot_tasks__pb2.DeleteTaskRequest.FromString,
@@ -133,6 +165,60 @@ def add_TasksServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Tasks:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Create(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/containerd.services.tasks.v1.Tasks/Create',
+            labkit_dot_wire_dot_containerd__real_dot_tasks__pb2.CreateTaskRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd__real_dot_tasks__pb2.CreateTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Start(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/containerd.services.tasks.v1.Tasks/Start',
+            labkit_dot_wire_dot_containerd__real_dot_tasks__pb2.StartRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd__real_dot_tasks__pb2.StartResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Delete(request,
