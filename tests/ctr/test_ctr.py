@@ -24,6 +24,7 @@ import pytest
 
 from containerd.layers import entry, make_tar, push_image, tar_directory
 from labkit.containerd.client import Client, pb
+from labkit.ctr import output
 from labkit.ctr.backend import connect
 from labkit.distribution.client import RegistryClient
 from labkit.distribution.layers import chain_ids
@@ -212,7 +213,13 @@ def test_pull_then_images_ls(daemon, image, pulled):
     row = next(r for r in table[1:] if r[0] == image["ref"])
     assert row[1] == "application/vnd.oci.image.index.v1+json"
     assert row[2] == image["top"]
-    assert row[4] in ("KiB", "MiB") and float(row[3]) > 0   # "1.2 MiB": two cells when split
+    # the size of what this platform uses: index, manifest, config, layers ("1.2 MiB")
+    index = daemon.ctr("content", "get", image["top"], text=False).stdout
+    manifest = json.loads(daemon.ctr("content", "get", image["manifest"], text=False).stdout)
+    total = len(index) + sum(d["size"] for d in
+                             [json.loads(index)["manifests"][1], manifest["config"],
+                              *manifest["layers"]])
+    assert " ".join(row[3:5]) == output.size(total)
     assert row[5] == "linux/s390x,linux/amd64" and row[6] == "-"
     assert daemon.ctr("images", "ls", "-q").stdout.splitlines() == [image["ref"]]
 
