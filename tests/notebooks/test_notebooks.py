@@ -89,8 +89,14 @@ UNSOLVED = {
     # the runtime layer: the whole labkit_student.runc package (its cgroups and mounts too)
     "04": ("LABKIT_IMPL_RUNTIME", "labkit_student/runc/process.py",
            ("Container.status", "run_hook", "find_executable", "set_identity")),
+    "05": ("LABKIT_IMPL_SHIM", "labkit_student/shim/reaper.py",
+           ("become_subreaper", "reap", "open_output", "record_exit",
+            "TaskService.Create")),
     "06": ("LABKIT_IMPL_DISTRIBUTION", "labkit_student/distribution/client.py",
            ("RegistryClient.resolve", "split_domain", "select_manifest", "chain_ids")),
+    "10": ("LABKIT_IMPL_CLI", "labkit_student/cli/run.py",
+           ("container_config", "create", "attach_wait_start", "copy_output",
+            "start_error_status")),
 }
 
 
