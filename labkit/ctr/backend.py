@@ -268,7 +268,9 @@ class LabkitBackend(Backend):
         request = pb.PullRequest(reference=reference, platform=platform, mirrors=mirrors or [],
                                  snapshotter=snapshotter)
         for p in self.c.transfer.Pull(request):
-            if p.event == "done":
+            if p.event == "resolved":
+                yield f"{p.image_name}: resolved {p.image_digest}"
+            elif p.event == "done":
                 yield f"{p.image_name}: pulled {p.image_digest}"
             elif p.desc.digest and p.event in ("downloaded", "exists", "unpacked"):
                 yield f"{p.event}: {p.desc.digest}"

@@ -43,8 +43,9 @@ def rm(backend: Backend, args) -> int:
         if args.force:
             # ctr's --force: kill a running task first, and wait for it to stop
             for t in backend.tasks():
-                if t.id == id and t.status == "RUNNING":
+                if t.id == id and t.status in ("RUNNING", "PAUSED"):
                     backend.kill(id, signals.SIGKILL, all=True)
+                    backend.wait(id)
         status = backend.delete_task(id)
         if status:
             print(f"WARN task {id} exit with non-zero exit code {status}", file=sys.stderr)

@@ -206,7 +206,8 @@ def test_version_names_the_dialect(daemon):
 
 
 def test_pull_then_images_ls(daemon, image, pulled):
-    assert pulled.splitlines()[-1].startswith(f"{image['ref']}: pulled {image['top']}")
+    assert pulled.splitlines()[0] == f"{image['ref']}: resolved {image['top']}"
+    assert pulled.splitlines()[-1] == f"{image['ref']}: pulled {image['top']}"
     out = daemon.ctr("images", "ls").stdout
     table = rows(out)
     assert table[0] == ["REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"]
@@ -270,6 +271,10 @@ def test_detached_task_ls_kill_rm(daemon, image, pulled):
     assert info["Runtime"] == {"Name": runtime}
     refused = daemon.ctr("tasks", "rm", "sleeper", check=False)     # still running
     assert refused.returncode == 1 and refused.stderr.startswith("ctr: ")
+    daemon.ctr("run", "-d", *daemon.run_flags, image["ref"], "forced", "sleep", "60")
+    daemon.ctr("tasks", "rm", "-f", "forced")                      # killed, waited, deleted
+    daemon.ctr("containers", "rm", "forced")
+    assert [r[0] for r in rows(daemon.ctr("tasks", "ls").stdout)[1:]] == ["sleeper"]
     daemon.ctr("tasks", "kill", "-s", "KILL", "sleeper")
     deadline = time.time() + 20
     while "STOPPED" not in daemon.ctr("tasks", "ls").stdout:
