@@ -105,6 +105,11 @@ def _seconds(ts) -> float:
     return ts.seconds + ts.nanos / 1e9
 
 
+def _task(p) -> Task:
+    """A Process of either dialect (a real containerd sends the container's id in .id)."""
+    return Task(p.container_id or p.id, p.pid, TASK_STATUS.get(p.status, "UNKNOWN"), p.exit_status)
+
+
 def _rpc_error(e: grpc.RpcError) -> CtrError:
     """NOT_FOUND "image x: not found" -> CtrError with the daemon's own words."""
     return CtrError(e.details() or str(e.code()))
@@ -216,8 +221,7 @@ class LabkitBackend(Backend):
         self.c.containers.Delete(pb.DeleteContainerRequest(id=id))
 
     def tasks(self):
-        return [Task(t.container_id or t.id, t.pid, TASK_STATUS.get(t.status, "UNKNOWN"), t.exit_status)
-                for t in self.c.tasks.List(pb.ListTasksRequest()).tasks]
+        return [_task(t) for t in self.c.tasks.List(pb.ListTasksRequest()).tasks]
 
     def kill(self, id, signal, all=False):
         self.c.tasks.Kill(pb.KillRequest(container_id=id, signal=signal, all=all))
@@ -313,7 +317,8 @@ class ContainerdBackend(Backend):
         self.images_stub.Delete(rimages.DeleteImageRequest(name=name))
 
     def read(self, digest):
-        return b"".join(r.data for r in self.content.Read(rcontent.ReadContentRequest(digest=digest)))
+        request = rcontent.ReadContentRequest(digest=digest)
+        return b"".join(r.data for r in self.content.Read(request))
 
     def blobs(self):
         # A stream of batches here (labkit answers one list).
@@ -341,8 +346,7 @@ class ContainerdBackend(Backend):
         self.containers_stub.Delete(rcontainers.DeleteContainerRequest(id=id))
 
     def tasks(self):
-        return [Task(t.container_id or t.id, t.pid, TASK_STATUS.get(t.status, "UNKNOWN"), t.exit_status)
-                for t in self.tasks_stub.List(rtasks.ListTasksRequest()).tasks]
+        return [_task(t) for t in self.tasks_stub.List(rtasks.ListTasksRequest()).tasks]
 
     def kill(self, id, signal, all=False):
         self.tasks_stub.Kill(rtasks.KillRequest(container_id=id, signal=signal, all=all))
@@ -351,9 +355,9 @@ class ContainerdBackend(Backend):
         return self.tasks_stub.Delete(rtasks.DeleteTaskRequest(container_id=id)).exit_status
 
     def snapshots(self, snapshotter):
+        request = rsnapshots.ListSnapshotsRequest(snapshotter=snapshotter)
         return [Snapshot(s.name, s.parent, SNAPSHOT_KIND.get(s.kind, "Unknown"), dict(s.labels))
-                for batch in self.snaps.List(rsnapshots.ListSnapshotsRequest(snapshotter=snapshotter))
-                for s in batch.info]
+                for batch in self.snaps.List(request) for s in batch.info]
 
     def remove_snapshot(self, snapshotter, key):
         self.snaps.Remove(rsnapshots.RemoveSnapshotRequest(snapshotter=snapshotter, key=key))

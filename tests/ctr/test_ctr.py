@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 
 from containerd.layers import entry, make_tar, push_image, tar_directory
-from labkit.containerd.client import Client, pb
 from labkit.ctr import output
 from labkit.ctr.backend import connect
 from labkit.distribution.client import RegistryClient
@@ -162,14 +161,14 @@ def cleanup(d: Daemon) -> None:
 def sweep(d: Daemon) -> None:
     """Last resort, after the daemon stopped: kill OUR shims (their command line names our
     socket) and whatever still runs in the spec's cgroups (/<NS>/<id>), then remove those."""
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
             try:
-                args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
             if args and b"shim" in args[0] and d.sock.encode() in args:
-                os.kill(int(entry), signal.SIGKILL)
+                os.kill(int(pid), signal.SIGKILL)
     for top in cgroup_dirs(f"/{NS}", every_cgroup2=True):
         if not top.is_dir():
             continue
@@ -247,7 +246,8 @@ def test_pull_unpacked_one_snapshot_per_layer(daemon, image, pulled):
     chains = chain_ids(image["diff_ids"])
     snaps = rows(daemon.ctr("snapshots", "ls").stdout)
     assert snaps[0] == ["KEY", "PARENT", "KIND"]
-    assert sorted(snaps[1:]) == sorted([[chains[0], "Committed"], [chains[1], chains[0], "Committed"]])
+    assert sorted(snaps[1:]) == sorted([[chains[0], "Committed"],
+                                        [chains[1], chains[0], "Committed"]])
 
 
 def test_run_prints_and_exits_with_the_status(daemon, image, pulled, base):
