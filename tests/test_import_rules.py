@@ -14,6 +14,9 @@ chain of imports, file and line, that reaches it:
                        containerd's server side (server, tasks, metadata, snapshots, content,
                        apply, pull)
     labkit-runc        no other layer
+    labkit-ctr         a client: only labkit.wire, containerd's client (labkit.containerd.client),
+                       the registry client (labkit.distribution) and the shared helpers —
+                       an allow-list, as it must work against a real containerd too
 
 What the layers share — containerd's gRPC API, the shim protocol, runc's command line — is in
 labkit.wire, which imports no layer; the layer choice belongs to the lab (labkit.lab), which
@@ -183,6 +186,22 @@ def test_shared_helpers_import_no_layer(helper: str) -> None:
     found = [(m, chain(reached, m)) for m in sorted(reached)
              if m not in HELPERS_MAY_IMPORT and m != helper]
     assert not found, f"{helper} may import only the standard library and labkit.syscalls:\n" + \
+        "\n".join(f"  {module}:\n      {how}" for module, how in found)
+
+
+# labkit-ctr talks to labkit-containerd or to a real containerd: only through the wires.
+CTR_MAY_IMPORT = ["labkit.ctr", "labkit.wire", "labkit.distribution", "labkit.containerd.client",
+                  "labkit.paths", "labkit.units"]
+CTR_PACKAGES = {"labkit", "labkit.containerd"}   # parents imported on the way (their __init__)
+
+
+def test_ctr_imports_only_the_wires_and_clients() -> None:
+    assert module_file("labkit.ctr.main") is not None
+    reached = closure(package_modules("labkit.ctr"))
+    found = [(m, chain(reached, m)) for m in sorted(reached)
+             if m not in CTR_PACKAGES
+             and not any(m == ok or m.startswith(ok + ".") for ok in CTR_MAY_IMPORT)]
+    assert not found, "labkit.ctr may import only " + ", ".join(CTR_MAY_IMPORT) + ":\n" + \
         "\n".join(f"  {module}:\n      {how}" for module, how in found)
 
 

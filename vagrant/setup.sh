@@ -26,7 +26,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV=/opt/labkit/venv
 STAMP="$VENV/.labkit-install-stamp"
-COMMANDS=(labkit labkit-runc labkit-shim labkit-containerd labkit-dockerd labkit-registry)
+COMMANDS=(labkit labkit-runc labkit-shim labkit-containerd labkit-dockerd labkit-registry labkit-ctr)
 # chromium: tests/slides shows each slide deck in it, headless, to measure the diagrams' labels
 # at a projector's 1280x720 (and instructors can screenshot slides with it); podman and buildah:
 # tests/runc runs them with --runtime labkit-runc, as with runc; docker-compose: tests/dockerd

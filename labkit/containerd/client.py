@@ -30,7 +30,7 @@ from labkit.wire.containerd import api_pb2_grpc as rpc
 NAMESPACE_KEY = "containerd-namespace"
 LEASE_KEY = "containerd-lease"   # metadata=[(LEASE_KEY, id)] makes a call under a lease
 
-__all__ = ["Client", "pb", "NAMESPACE_KEY", "LEASE_KEY"]
+__all__ = ["Client", "namespaced_channel", "pb", "NAMESPACE_KEY", "LEASE_KEY"]
 
 
 class _CallDetails(collections.namedtuple(
@@ -78,6 +78,14 @@ RECONNECT = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_ba
              ("grpc.max_reconnect_backoff_ms", 1000)]
 
 
+def namespaced_channel(address: str | Path, namespace: str) -> tuple[grpc.Channel, grpc.Channel]:
+    """(raw, namespaced): a channel to `address` and the same channel adding the namespace to
+    every call. Any gRPC API that reads "containerd-namespace" can use it: labkit-ctr speaks
+    containerd's real services over one (labkit.wire.containerd_real)."""
+    raw = grpc.insecure_channel(target_for(address), options=RECONNECT)
+    return raw, grpc.intercept_channel(raw, _Namespace(namespace))
+
+
 class Client:
     """The stubs of every labkit-containerd service, bound to one namespace."""
 
@@ -86,8 +94,7 @@ class Client:
         if not namespace:
             raise ValueError("namespace must not be empty")
         self.address, self.namespace = str(address), namespace
-        self._raw = grpc.insecure_channel(target_for(address), options=RECONNECT)
-        self.channel = grpc.intercept_channel(self._raw, _Namespace(namespace))
+        self._raw, self.channel = namespaced_channel(address, namespace)
         self.version: rpc.VersionStub = rpc.VersionStub(self.channel)
         self.content: rpc.ContentStub = rpc.ContentStub(self.channel)
         self.images: rpc.ImagesStub = rpc.ImagesStub(self.channel)
