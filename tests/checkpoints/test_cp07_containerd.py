@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from labkit.containerd import mount as mountlib
-from labkit.containerd.errors import FailedPrecondition, NotFound, OutOfRange
+from labkit.containerd.errors import NotFound   # raised by the reference MetadataStore below
 from labkit.containerd.metadata import MetadataStore
 from labkit.course.grading import checkpoint
 from labkit.lab.implementations import resolve_module
@@ -43,6 +43,12 @@ def snapshots():
 def content():
     """labkit.containerd.content as this grading run configured it."""
     return resolve_module("content", "labkit.containerd.content")
+
+
+def error(module, name: str) -> type[Exception]:
+    """The exception class `name` as the module under test raises it (a workspace's module
+    imports the workspace's containerd.errors, whose classes are not labkit's)."""
+    return getattr(module, name)
 
 
 def sha256(data: bytes) -> str:
@@ -165,6 +171,7 @@ def test_overlay_mounts(stores):
 @pytest.mark.root
 def test_commit_snapshot(stores):
     snap = stores.overlay()
+    FailedPrecondition = error(snapshots(), "FailedPrecondition")
     target = stores.mount(snap.prepare("extract", "", {"why": "cp07"}))
     (target / "f").write_text("kept")
     stores.unmount(target)
@@ -194,6 +201,7 @@ def test_commit_snapshot(stores):
 @pytest.mark.root
 def test_remove_snapshot(stores):
     snap = stores.overlay()
+    FailedPrecondition = error(snapshots(), "FailedPrecondition")
     _layer(stores, snap, "base", "", {"a": "base"})
     rootfs = stores.mount(snap.prepare("container", "base"))
     base_dir = stores.fs("base").parent
@@ -220,6 +228,7 @@ BLOB = os.urandom(3 << 20)            # 3 MB: written in several chunks
             "published; then make data read-only and os.rename it to store.blob_path(digest)")
 def test_content_commit(stores):
     store = stores.content()
+    FailedPrecondition = error(content(), "FailedPrecondition")
     digest = sha256(BLOB)
     with store.writer(digest, len(BLOB)) as w:
         for i in range(0, len(BLOB), 1 << 20):
@@ -259,6 +268,7 @@ def test_content_commit(stores):
             "write the time to updatedat")
 def test_resumable_ingest(stores):
     store = stores.content()
+    OutOfRange = error(content(), "OutOfRange")
     digest = sha256(BLOB)
     half = len(BLOB) // 2
     ingest = store.ingest("cp07-layer", len(BLOB), digest)
