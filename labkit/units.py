@@ -70,3 +70,15 @@ def human_size_with_precision(size: float, precision: int) -> str:
 def human_size(size: float) -> str:
     """go-units HumanSize: decimal units, 4 significant digits ("3.645kB", "314.1kB")."""
     return human_size_with_precision(size, 4)
+
+
+def ram_in_bytes(text: str) -> int:
+    """go-units RAMInBytes, as `docker run -m` reads its value: a number and an optional unit
+    b, k, m, g, t, p (with or without a trailing "b", any case), BINARY multiples — for memory
+    limits 1m is 1048576 bytes, unlike the decimal sizes above. ValueError names the input."""
+    import re
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)b?\s*", text, re.IGNORECASE)
+    if not m:
+        raise ValueError(f"invalid size: {text!r}")
+    power = " kmgtp".index(m.group(2).lower() or " ")
+    return int(float(m.group(1)) * 1024 ** power)

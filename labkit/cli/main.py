@@ -13,10 +13,12 @@ import os
 import sys
 import traceback
 
-from labkit.cli import grade, images, lab, ps, pull, rm, rmi, run, version
+from labkit.cli import (build, exec, grade, images, info, inspect, lab, lifecycle, logs, ps,
+                        pull, push, rm, rmi, run, tag, version)
 from labkit.client import APIError, Client, DaemonNotRunning
 
-COMMANDS = [run, pull, ps, images, rm, rmi, version, lab, grade]
+COMMANDS = [run, exec, logs, lifecycle, inspect, ps, build, pull, push, tag, images, rm, rmi,
+            version, info, lab, grade]
 
 
 def build_parser() -> argparse.ArgumentParser:

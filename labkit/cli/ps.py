@@ -14,6 +14,7 @@ HEADERS = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NA
 def add_parser(sub) -> None:
     p = sub.add_parser("ps", help="list containers")
     p.add_argument("-a", "--all", action="store_true", help="show all containers (default: running)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the IDs")
     p.set_defaults(func=command)
 
 
@@ -42,5 +43,10 @@ def row(c: dict) -> list[str]:
 
 
 def command(client: Client, args: argparse.Namespace) -> int:
-    print(table([row(c) for c in client.containers(all=args.all)], HEADERS), end="")
+    containers = client.containers(all=args.all)
+    if args.quiet:
+        for c in containers:
+            print(c.get("Id", "")[:12])
+        return 0
+    print(table([row(c) for c in containers], HEADERS), end="")
     return 0

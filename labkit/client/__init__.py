@@ -7,7 +7,9 @@ real dockerd alike; the `labkit` CLI and the lab tooling use it.
 Modules, from the one nearest the user to the one nearest the socket:
 
     api         `Client`: one method per Engine API call the CLI needs (ping, create, attach,
-                wait, start, pull, list, remove, version), version negotiation, errors
+                wait, start, stop, kill, logs, exec, pull, push, tag, build, list, remove,
+                version, info), version negotiation, errors; `_messages` is the one reader of
+                JSON message streams (pull, push, build), `_frames` of output streams
     streams     protocol logic without I/O: the multiplexed stdout/stderr frames of attach and
                 logs, and the JSON message stream of pull and build
     transport   `DOCKER_HOST` parsing and an http.client connection over AF_UNIX

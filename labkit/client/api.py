@@ -35,6 +35,7 @@ from labkit.client import streams, transport
 MAX_API_VERSION = "1.50"      # what docker CLI 28 speaks; we talk down to the daemon's version
 FALLBACK_API_VERSION = "1.24"  # a daemon that sends no Api-Version header
 USER_AGENT = "labkit-client/0.1"
+ANONYMOUS = "e30="  # X-Registry-Auth: base64url of "{}", an anonymous AuthConfig
 
 
 class APIError(Exception):
@@ -78,6 +79,37 @@ def _error_from(resp: http.client.HTTPResponse) -> APIError:
         except (ValueError, AttributeError):
             pass
     return APIError(resp.status, message or f"{resp.status} {resp.reason}")
+
+
+def _frames(read, tty: bool, what: str) -> Iterator[streams.Frame]:
+    """Bytes from `read()` (b"" at the end) as Frames: split by labkit.stdcopy's decoder, or,
+    with a TTY (one raw stream, no headers), every chunk as stdout."""
+    decoder = None if tty else streams.FrameDecoder()
+    while data := read():
+        if decoder is None:
+            yield streams.Frame(streams.STDOUT, data)
+        else:
+            yield from decoder.feed(data)
+    if decoder is not None and decoder.pending():
+        raise APIError(500, f"{what} stream ended in the middle of a frame")
+
+
+def _upgraded(conn: http.client.HTTPConnection, resp: http.client.HTTPResponse, tty: bool,
+              what: str) -> "Attachment":
+    """The socket of a `101 UPGRADED` answer (attach, exec start) as an Attachment."""
+    if resp.status != 101:
+        try:
+            if resp.status >= 400:
+                raise _error_from(resp)
+            raise APIError(resp.status, f"{what}: expected 101 UPGRADED, got {resp.status}")
+        finally:
+            conn.close()
+    # http.client believes a 101 has an empty body; take the socket and its read buffer
+    # away from it, so that closing the connection object does not close them.
+    reader, sock = resp.fp, conn.sock
+    resp.fp = None
+    conn.sock = None
+    return Attachment(sock, reader, tty)
 
 
 @dataclass
@@ -134,15 +166,7 @@ class Attachment:
     def frames(self) -> Iterator[streams.Frame]:
         """Output as Frames until the daemon closes the stream (the container's stdio hit EOF).
         A TTY stream is reported as stdout frames."""
-        if self.tty:
-            for data in self.chunks():
-                yield streams.Frame(streams.STDOUT, data)
-            return
-        decoder = streams.FrameDecoder()
-        for data in self.chunks():
-            yield from decoder.feed(data)
-        if decoder.pending():
-            raise APIError(500, "attach stream ended in the middle of a frame")
+        yield from _frames(lambda: self._reader.read1(65536), self.tty, "attach")
 
     def close(self) -> None:
         try:
@@ -172,20 +196,21 @@ class Client:
         return transport.connect(self.host, timeout=timeout if timeout is not None else self.timeout)
 
     def _send(self, method: str, path: str, *, query: dict | None = None, body: Any = None,
-              headers: dict | None = None, versioned: bool = True,
+              data: bytes | None = None, headers: dict | None = None, versioned: bool = True,
               timeout: float | None = None) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         """Send one request on a new connection; return it with the response (headers read)."""
         if versioned:
             path = f"/v{self.api_version}{path}"
+        query = {k: v for k, v in (query or {}).items() if v is not None}
         if query:
-            query = {k: v for k, v in query.items() if v is not None}
-            path += "?" + urlencode(query)
+            path += "?" + urlencode(query, doseq=True)  # a list value: the key repeated (t=a&t=b)
         hdrs = {"User-Agent": USER_AGENT}
         hdrs.update(headers or {})
-        data = None
         if body is not None:
             data = json.dumps(body).encode()
             hdrs["Content-Type"] = "application/json"
+        elif data is not None:
+            hdrs.setdefault("Content-Type", "application/octet-stream")
         elif method in ("POST", "PUT"):
             hdrs["Content-Length"] = "0"
         conn = self._connect(timeout)
@@ -251,6 +276,9 @@ class Client:
     def version(self) -> dict:
         return self._call("GET", "/version")
 
+    def info(self) -> dict:
+        return self._call("GET", "/info")
+
     # -- containers -------------------------------------------------------------------------
 
     def create_container(self, config: dict, name: str | None = None) -> dict:
@@ -260,6 +288,55 @@ class Client:
 
     def start(self, cid: str) -> None:
         self._call("POST", f"/containers/{quote(cid)}/start")
+
+    def stop(self, cid: str, timeout: int | None = None) -> None:
+        """POST /containers/{id}/stop[?t=N]: SIGTERM, then SIGKILL after N seconds (304 = was
+        not running, which the CLI counts as success)."""
+        self._call("POST", f"/containers/{quote(cid)}/stop", query={"t": timeout})
+
+    def restart(self, cid: str, timeout: int | None = None) -> None:
+        self._call("POST", f"/containers/{quote(cid)}/restart", query={"t": timeout})
+
+    def kill(self, cid: str, signal: str | None = None) -> None:
+        """POST /containers/{id}/kill[?signal=…] (409 if it is not running)."""
+        self._call("POST", f"/containers/{quote(cid)}/kill", query={"signal": signal})
+
+    def logs(self, cid: str, *, follow: bool = False, tail: str | None = None,
+             timestamps: bool = False, tty: bool = False) -> Iterator[streams.Frame]:
+        """GET /containers/{id}/logs: the container's output as Frames. Framed or raw
+        depends on the container's Tty, which the caller looks up (inspect) as the docker CLI
+        does: below API 1.42 the Content-Type does not say which it is."""
+        query = {"stdout": "1", "stderr": "1", "follow": "1" if follow else None,
+                 "tail": tail, "timestamps": "1" if timestamps else None}
+        conn, resp = self._send("GET", f"/containers/{quote(cid)}/logs", query=query,
+                                timeout=None)
+        try:
+            if resp.status >= 400:
+                raise _error_from(resp)
+            yield from _frames(lambda: resp.read1(65536), tty, "logs")
+        finally:
+            conn.close()
+
+    def exec_create(self, cid: str, config: dict) -> str:
+        """POST /containers/{id}/exec -> the exec's ID (201). config: Cmd, Tty, AttachStdin…"""
+        return self._call("POST", f"/containers/{quote(cid)}/exec", body=config)["Id"]
+
+    def exec_start(self, exec_id: str, *, tty: bool = False) -> Attachment:
+        """POST /exec/{id}/start upgraded to a raw socket, as attach (Detach false)."""
+        conn, resp = self._send("POST", f"/exec/{quote(exec_id)}/start", timeout=None,
+                                body={"Detach": False, "Tty": tty},
+                                headers={"Connection": "Upgrade", "Upgrade": "tcp"})
+        return _upgraded(conn, resp, tty, "exec start")
+
+    def exec_start_detached(self, exec_id: str, *, tty: bool = False) -> None:
+        """POST /exec/{id}/start with Detach: the process runs, nothing is streamed (200)."""
+        self._call("POST", f"/exec/{quote(exec_id)}/start", body={"Detach": True, "Tty": tty})
+
+    def exec_inspect(self, exec_id: str) -> dict:
+        return self._call("GET", f"/exec/{quote(exec_id)}/json")
+
+    def exec_resize(self, exec_id: str, height: int, width: int) -> None:
+        self._call("POST", f"/exec/{quote(exec_id)}/resize", query={"h": height, "w": width})
 
     def wait(self, cid: str, condition: str = "next-exit") -> Waiter:
         """Register a wait and return as soon as the daemon has sent the headers — before the
@@ -284,19 +361,7 @@ class Client:
         conn, resp = self._send("POST", f"/containers/{quote(cid)}/attach",
                                 query=dict(sorted(query.items())), timeout=None,
                                 headers={"Connection": "Upgrade", "Upgrade": "tcp"})
-        if resp.status != 101:
-            try:
-                if resp.status >= 400:
-                    raise _error_from(resp)
-                raise APIError(resp.status, f"attach: expected 101 UPGRADED, got {resp.status}")
-            finally:
-                conn.close()
-        # http.client believes a 101 has an empty body; take the socket and its read buffer
-        # away from it, so that closing the connection object does not close them.
-        reader, sock = resp.fp, conn.sock
-        resp.fp = None
-        conn.sock = None
-        return Attachment(sock, reader, tty)
+        return _upgraded(conn, resp, tty, "attach")
 
     def resize(self, cid: str, height: int, width: int) -> None:
         """POST /containers/{id}/resize: tell the container's terminal its size (TTY only)."""
@@ -305,8 +370,10 @@ class Client:
     def inspect_container(self, cid: str) -> dict:
         return self._call("GET", f"/containers/{quote(cid)}/json")
 
-    def containers(self, all: bool = False) -> list[dict]:
-        return self._call("GET", "/containers/json", query={"all": "1"} if all else None) or []
+    def containers(self, all: bool = False, filters: dict | None = None) -> list[dict]:
+        query = {"all": "1" if all else None,
+                 "filters": json.dumps(filters) if filters else None}
+        return self._call("GET", "/containers/json", query=query) or []
 
     def remove_container(self, cid: str, force: bool = False) -> None:
         self._call("DELETE", f"/containers/{quote(cid)}", query={"force": "1"} if force else None)
@@ -325,9 +392,32 @@ class Client:
     def pull(self, from_image: str, tag: str = "latest") -> Iterator[dict]:
         """POST /images/create?fromImage=…&tag=…: yield the progress messages as they come.
         An in-band error (errorDetail) is raised as APIError after the messages before it."""
-        conn, resp = self._send("POST", "/images/create",
-                                query={"fromImage": from_image, "tag": tag},
-                                headers={"X-Registry-Auth": "e30="}, timeout=None)  # "{}": anonymous
+        return self._messages("POST", "/images/create", "pull",
+                              query={"fromImage": from_image, "tag": tag},
+                              headers={"X-Registry-Auth": ANONYMOUS})
+
+    def push(self, name: str, tag: str | None = None) -> Iterator[dict]:
+        """POST /images/{name}/push?tag=…: the same JSON message stream as pull
+        ("Preparing", "Pushing" {current,total}, "Pushed", then "<tag>: digest: … size: …")."""
+        return self._messages("POST", f"/images/{name}/push", "push",
+                              query={"tag": tag}, headers={"X-Registry-Auth": ANONYMOUS})
+
+    def tag(self, image: str, repo: str, tag: str | None = None) -> None:
+        """POST /images/{image}/tag?repo=…&tag=…: one more name for an image (201)."""
+        self._call("POST", f"/images/{image}/tag", query={"repo": repo, "tag": tag})
+
+    def build(self, context_tar: bytes, query: dict) -> Iterator[dict]:
+        """POST /build with the context as a tar body: the JSON message stream of the build
+        ({"stream": "Step 1/2 : FROM busybox\n"}, …, {"aux": {"ID": …}})."""
+        return self._messages("POST", "/build", "build", query=query, data=context_tar,
+                              headers={"Content-Type": "application/x-tar",
+                                       "X-Registry-Config": ANONYMOUS})
+
+    def _messages(self, method: str, path: str, what: str, **kw) -> Iterator[dict]:
+        """The one reader of JSON message streams (pull, push, build): decoded messages as
+        the bytes arrive; an `errorDetail` message (the daemon's failure after its 200) is
+        raised as APIError, and so is a stream cut in the middle of a message."""
+        conn, resp = self._send(method, path, timeout=None, **kw)
         try:
             if resp.status >= 400:
                 raise _error_from(resp)
@@ -339,10 +429,11 @@ class Client:
                 for msg in decoder.feed(data):
                     if "errorDetail" in msg or "error" in msg:
                         detail = msg.get("errorDetail") or {}
-                        raise APIError(500, detail.get("message") or msg.get("error") or "pull failed")
+                        raise APIError(500, detail.get("message") or msg.get("error")
+                                       or f"{what} failed")
                     yield msg
             if decoder.pending():
-                raise APIError(500, f"pull stream ended in the middle of a message: "
+                raise APIError(500, f"{what} stream ended in the middle of a message: "
                                     f"{decoder.pending()[:60]!r}")
         finally:
             conn.close()

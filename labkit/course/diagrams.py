@@ -86,17 +86,25 @@ class Process:
     @property
     def name(self) -> str:
         """The program a person would name: the script, not the interpreter running it
-        ("labkit-dockerd", not "python"; "labkit.shim.main" for `python -m labkit.shim.main`)."""
+        ("labkit-dockerd", not "python"; "labkit.shim.main" for `python -S -m labkit.shim.main`)."""
         if not self.argv:
             return "?"
         if self.launched:
             return self.launched[0]
         prog = os.path.basename(self.argv[0])
         if prog.startswith("python") and len(self.argv) > 1:
-            if self.argv[1] == "-m" and len(self.argv) > 2:
-                return self.argv[2]
-            return os.path.basename(self.argv[1])
+            rest = self._after_interpreter_options()
+            if rest[:1] == ["-m"] and len(rest) > 1:
+                return rest[1]
+            return os.path.basename(rest[0]) if rest else prog
         return prog
+
+    def _after_interpreter_options(self) -> list[str]:
+        """argv after `python` and its own flags (-S, -u, -X opt …; a shim runs `python -S -m`)."""
+        rest = self.argv[1:]
+        while rest and rest[0].startswith("-") and rest[0] not in ("-m", "-c", "-"):
+            rest = rest[2:] if rest[0] in ("-X", "-W") else rest[1:]
+        return rest
 
     @property
     def args(self) -> list[str]:
@@ -104,7 +112,8 @@ class Process:
         if self.launched:
             return self.launched[2]
         if self.argv and os.path.basename(self.argv[0]).startswith("python") and len(self.argv) > 1:
-            return self.argv[3:] if self.argv[1] == "-m" else self.argv[2:]
+            rest = self._after_interpreter_options()
+            return rest[2:] if rest[:1] == ["-m"] else rest[1:]
         return self.argv[1:]
 
 

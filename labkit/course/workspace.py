@@ -247,14 +247,17 @@ def _comment_lines(indent: str, todo: str, hints: list[str]) -> list[str]:
     return [f"{indent}# TODO: {todo}"] + [f"{indent}# HINT: {h}" for h in hints]
 
 
-def strip_solutions(source: str, filename: str, relpath: str | None = None) -> tuple[str, list[Exercise]]:
+def strip_solutions(source: str, filename: str, relpath: str | None = None, *,
+                    solved: frozenset[str] = frozenset()) -> tuple[str, list[Exercise]]:
     """Turn every solution region of one module into an exercise; return (new source, exercises).
 
     `filename` names the reference file in error messages, `relpath` the generated file in the
-    exercises and NotImplementedError messages. The result is checked with compile().
+    exercises and NotImplementedError messages. The regions of the chapters in `solved` keep
+    their solution (a workspace where those chapters are done: see `solve_chapters`). The
+    result is checked with compile().
     """
     relpath = relpath or filename
-    regions = _find_regions(source, filename)
+    regions = [r for r in _find_regions(source, filename) if r.chapter not in solved]
     if not regions:
         return source, []
     try:
@@ -435,9 +438,11 @@ def _wrapper(dest: Path, command: str, entry: str) -> str:
             f"{shlex.quote(sys.executable)} -c {shlex.quote(code)} \"$@\"\n")
 
 
-def plan_workspace(dest: Path, source_pkg: Path = REFERENCE_PACKAGE
+def plan_workspace(dest: Path, source_pkg: Path = REFERENCE_PACKAGE, *,
+                   solved: frozenset[str] = frozenset()
                    ) -> tuple[dict[str, bytes], list[Exercise], list[str]]:
-    """Everything a workspace holds: {path inside DEST: content}, the exercises, warnings."""
+    """Everything a workspace holds: {path inside DEST: content}, the exercises, warnings.
+    The exercises of the chapters in `solved` are left solved (see `solve_chapters`)."""
     files: dict[str, bytes] = {}
     exercises: list[Exercise] = []
     warnings: list[str] = []
@@ -455,7 +460,7 @@ def plan_workspace(dest: Path, source_pkg: Path = REFERENCE_PACKAGE
             source = path.read_text()
         except (UnicodeDecodeError, OSError) as e:
             raise WorkspaceError(f"{path}: cannot be read as text: {e}") from None
-        text, found = strip_solutions(source, str(path), target)
+        text, found = strip_solutions(source, str(path), target, solved=solved)
         if len(rel.parts) > 1:                  # a module inside one of labkit's packages
             text = own_package_imports(text, rel.parts[0], target)
         for ex in found:
@@ -545,6 +550,22 @@ def generate_workspace(dest: Path, source_pkg: Path = REFERENCE_PACKAGE, *,
     if not (dest / MANIFEST).is_file() or (dest / MANIFEST).read_text() != text:
         (dest / MANIFEST).write_text(text)
     return report
+
+
+def solve_chapters(dest: Path, chapters: set[str] | frozenset[str],
+                   source_pkg: Path = REFERENCE_PACKAGE) -> list[str]:
+    """Write the reference's solutions of `chapters` ("05", …) into the workspace DEST, as a
+    student who finished exactly those chapters would have them: every other exercise stays
+    blank. Returns the files rewritten. (The course's proofs use it: a chapter's solution,
+    with its prerequisites', must be enough for full marks.) Files are overwritten without
+    the edit check of generate_workspace: this is for generated, throw-away workspaces."""
+    dest = Path(os.path.abspath(dest))
+    blank, _, _ = plan_workspace(dest, source_pkg)
+    filled, _, _ = plan_workspace(dest, source_pkg, solved=frozenset(chapters))
+    changed = [rel for rel, content in filled.items() if blank.get(rel) != content]
+    for rel in changed:
+        (dest / rel).write_bytes(filled[rel])
+    return changed
 
 
 def _inside(path: Path, directory: Path) -> bool:

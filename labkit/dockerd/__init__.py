@@ -10,6 +10,9 @@ Modules, from the one nearest the user to the one nearest containerd:
     server.py       HTTP/1.1 over a unix socket: keep-alive, chunked streams, hijacking (attach)
     httputils.py    the API's HTTP vocabulary: Request, the three responses, versions, filters
     router.py       the route table (method + path -> handler) and the thin handlers
+      routes_stdio.py   attach, logs, exec: framing, content types, detach keys
+      routes_volumes.py volume create, ls (filters), inspect, rm, prune
+      routes_archive.py docker cp: HEAD/GET/PUT /containers/{id}/archive
       routes_networks.py  the handlers of /networks
     backend.py      the Backend Protocol the router calls (a fake one drives the unit tests)
     errors.py       error kinds, one per HTTP status (404 drives pull-on-create)
@@ -31,19 +34,27 @@ Modules, from the one nearest the user to the one nearest containerd:
       wait.py         `docker wait` (registered before start, so no exit is missed)
       start.py        `docker start`, `stop`, `kill`, `restart`: the task, its fifos
       monitor.py      a task's exit: record it, drain the output, wake the waiters
+      restart.py      restart policies: backoff, stop/kill by hand, again after a restart
       exec.py         `docker exec`: one more process in a running container
       remove.py       `docker rm`, container prune
       restore.py      live restore: take running containers back after a restart
       views.py        `docker inspect`, `ps`, `top`
+      rename.py       `docker rename`
+      changes.py      `docker diff`, `docker export` (the snapshot, as containerd gives it)
+      archive.py      `docker cp`: tar in and out (rootfs.py: the container's root, seen
+                      from the host: /proc/<pid>/root, or its snapshot mounted)
       info.py         `docker version`, `docker info`
-    images.py       images as Docker shows them (IDs, tags, digests), pull, rmi
+    images.py       images as Docker shows them (IDs, tags, digests), pull, rmi, tag
     diskusage.py    `docker system df` and `docker image prune`: sizes as containerd reports
+    save.py         `docker save`: an OCI layout (and Docker's manifest.json) from containerd
     events.py       `docker events`: the daemon's log of what happened
-    volumes.py      named volumes: directories dockerd manages, bind-mounted into containers
+    volumes.py      named and anonymous volumes: directories dockerd manages, bind-mounted
     container.py    the container record: state, persistence, inspect/ps views
     oci.py          the OCI runtime spec handed down, in the shape a real dockerd writes
+    mounts.py       -v, --mount and anonymous volumes as OCI mounts; inspect's Mounts
     security.py     --security-opt: seccomp profiles resolved per container, no-new-privileges
     seccomp_default.py  Docker's default seccomp profile, as commented data
+    logdriver.py    log drivers json-file (max-size/max-file rotation) and none
     jsonlog.py      the json-file log: one JSON line per output line, timestamps (no I/O)
     stdio.py        fifos, the json-file log, and fan-out to attached clients
     names.py        "adjective_surname" container names

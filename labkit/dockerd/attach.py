@@ -15,10 +15,12 @@ The router turns the output into frames (labkit.stdcopy) or raw bytes with a TTY
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Iterator
 
 from labkit.wire.containerd import api_pb2 as pb
+from labkit.dockerd import logdriver
 from labkit.dockerd.backend import Logs
 from labkit.dockerd.container import Container, parse_time
 from labkit.dockerd.core import DaemonCore, Live
@@ -68,9 +70,9 @@ class AttachLogs(DaemonCore):
         if stdin and c.Config.get("OpenStdin"):
             feed = lambda data: self._stdin(c, live, data)  # noqa: E731
         entries: list[LogEntry] = []
-        if logs:
+        if logs and (c.HostConfig.get("LogConfig") or {}).get("Type") != "none":
             wanted = {s for s, on in ((STDOUT, stdout), (STDERR, stderr)) if on}
-            entries = [e for e in read_log(c.LogPath)[0] if e.stream in wanted]
+            entries = [e for e in _read_all(c.LogPath)[0] if e.stream in wanted]
         inner = live.broadcaster.subscribe(c.tty, stdout, stderr, feed) if stream else None
         self._event(c, "attach")
         return _AttachWithLogs(c.tty, entries, inner)
@@ -80,6 +82,7 @@ class AttachLogs(DaemonCore):
         with self._lock:
             c = self._get(ref)
             live = self._live[c.ID]
+        logdriver.check_readable(c.HostConfig)
         wanted = {s for s, on in ((STDOUT, stdout), (STDERR, stderr)) if on}
 
         def keep(e: LogEntry) -> bool:
@@ -89,7 +92,7 @@ class AttachLogs(DaemonCore):
             return (not since or t >= since) and (not until or t <= until)
 
         def entries() -> Iterator[LogEntry]:
-            items, offset = read_log(c.LogPath)
+            items, offset = _read_all(c.LogPath)
             items = [e for e in items if keep(e)]
             if tail is not None:
                 items = items[-tail:] if tail > 0 else []
@@ -98,6 +101,10 @@ class AttachLogs(DaemonCore):
                 with self._lock:
                     # sampled BEFORE reading: once the copiers are done, one last read is complete
                     active = (live.io is not None or live.starting) and not live.removed
+                if _size(c.LogPath) < offset:   # rotated: the rest of it is in .1 now
+                    rest, _ = read_log(c.LogPath + ".1", offset)
+                    yield from (e for e in rest if keep(e))
+                    offset = 0
                 new, offset = read_log(c.LogPath, offset)
                 yield from (e for e in new if keep(e))
                 if not active:
@@ -119,6 +126,23 @@ class AttachLogs(DaemonCore):
                 raise to_daemon_error(e) from None
 
 
+def _read_all(path: str) -> tuple[list[LogEntry], int]:
+    """Every entry of a json-file log, its rotated files first (logdriver.py), and the
+    offset in the current file to follow it from."""
+    out: list[LogEntry] = []
+    for name in logdriver.files_oldest_first(path)[:-1]:
+        out += read_log(name)[0]
+    current, offset = read_log(path)
+    return out + current, offset
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
 class _AttachWithLogs:
     """An attach stream: the saved log first (logs=1), then live output (stream=1)."""
 
@@ -126,6 +150,7 @@ class _AttachWithLogs:
         self.tty = tty
         self._entries = entries
         self._inner = inner
+        self.stdin_attached = inner is not None and inner.stdin_attached
 
     def output(self) -> Iterator[tuple[int, bytes]]:
         for e in self._entries:

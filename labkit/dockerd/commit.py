@@ -37,6 +37,7 @@ from google.protobuf import field_mask_pb2
 
 from labkit.distribution.layers import chain_ids
 from labkit.distribution.platforms import host_platform
+from labkit.distribution.reference import parse_reference
 from labkit.dockerd.jsonlog import rfc3339nano
 from labkit.dockerd.errors import DaemonError, InvalidParameter
 from labkit.dockerd.images import BUILD_CACHE, DANGLING, ImageRecord, ImageService
@@ -117,19 +118,11 @@ class ImageWriter:
                         snapshotter=self.ctr.snapshotter, key=view))
 
     def tag(self, image: ImageRecord, name: str) -> None:
-        """Point `name` (docker.io/library/x:latest) at `image`'s manifest; a dangling name
-        for the same image is dropped (it has a tag now)."""
-        target = self._manifest_descriptor(image)
-        with contextlib.suppress(RemoteError):
-            self.ctr.call(self.ctr.images.Delete, pb.DeleteImageRequest(name=name))
-        try:
-            self.ctr.call(self.ctr.images.Create, pb.CreateImageRequest(
-                image=pb.Image(name=name, target=target)))
-        except RemoteError as e:
-            raise to_daemon_error(e) from None
-        with contextlib.suppress(RemoteError):
-            self.ctr.call(self.ctr.images.Delete, pb.DeleteImageRequest(
-                name=DANGLING + image.target_digest))
+        """Point `name` (docker.io/library/x:latest) at `image` (`docker tag`'s own code);
+        a dangling name for the same image is dropped (it has a tag now)."""
+        ref = parse_reference(name)
+        self.images.tag(image.config_digest, f"{ref.domain}/{ref.path}", ref.tag or "latest")
+        self.images.forget(DANGLING + image.target_digest)
 
     # -- the blobs -------------------------------------------------------------------------
 
@@ -252,13 +245,6 @@ class ImageWriter:
     def _top(self, image: ImageRecord | None) -> str:
         return chain_ids(image.diff_ids)[-1] if image and image.diff_ids else ""
 
-    def _manifest_descriptor(self, image: ImageRecord) -> pb.Descriptor:
-        info = self.ctr.call(self.ctr.content.Info, pb.InfoRequest(
-            digest=image.target_digest)).info
-        document = json.loads(self.ctr.read_blob(image.target_digest))
-        media = document.get("mediaType") or MANIFEST
-        return pb.Descriptor(media_type=media, digest=image.target_digest, size=info.size)
-
 
 # The parts of a container's Config that an image config keeps (moby: containertypes.Config
 # minus what only a container has: Hostname, Image, Attach*, Tty, OpenStdin …).
@@ -272,7 +258,6 @@ class Commit:
     def container_commit(self, query: dict[str, str], changes: list[str],
                          config: object) -> str:
         """POST /commit?container=&repo=&tag=&comment=&author=&changes=…, body: a config."""
-        from labkit.distribution.reference import parse_reference
         from labkit.dockerd.builder.dockerfile import DockerfileError, parse
         from labkit.dockerd.builder.config import config_change
         from labkit.dockerd.builder.steps import DEFAULT_SHELL

@@ -61,6 +61,7 @@ class Container:
     HostsPath: str = ""
     ResolvConfPath: str = ""
     RestartCount: int = 0
+    HasBeenManuallyStopped: bool = False  # by docker stop/kill (restart.py); not in inspect
     MountPoints: list[dict] = field(default_factory=list)  # volumes, as inspect shows them
     NetworkSettings: dict = field(default_factory=dict)    # networks and ports (network.py)
 
@@ -173,6 +174,9 @@ class Container:
         if s.Status in ("running", "paused"):
             up = "Up " + human_duration(now - parse_time(s.StartedAt))
             return up + " (Paused)" if s.Paused else up
+        if s.Status == "restarting":
+            return (f"Restarting ({s.ExitCode}) "
+                    f"{human_duration(now - parse_time(s.FinishedAt))} ago")
         if s.Status == "exited":
             return f"Exited ({s.ExitCode}) {human_duration(now - parse_time(s.FinishedAt))} ago"
         if s.Status == "removing":

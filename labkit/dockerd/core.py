@@ -71,6 +71,9 @@ class Live:
     removed: bool = False
     stdin_pending: bytearray = field(default_factory=bytearray)
     stdin_closed: bool = False
+    exit_on_next: bool = False   # the next exit was asked for (stop, kill): no restart
+    backoff: float = 0.0         # seconds before the last restart (restart.py doubles it)
+    restart_cancel: threading.Event | None = None  # set: a waiting restart is called off
 
 
 class DaemonCore:
@@ -113,7 +116,9 @@ class DaemonCore:
         raise NotFound(f"No such container: {ref}")
 
     def _event(self, c: Container, action: str, **extra: str) -> None:
+        # the container's labels are attributes too (`docker events -f label=k=v`)
         self.event_bus.publish("container", action, c.ID, {
+            **(c.Config.get("Labels") or {}),
             "image": c.Config.get("Image") or c.Image, "name": c.Name, **extra})
 
     def events(self, since: float | None, until: float,

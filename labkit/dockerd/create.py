@@ -28,7 +28,7 @@ from pathlib import Path
 
 from labkit.wire.containerd import api_pb2 as pb
 from labkit.distribution.layers import chain_ids
-from labkit.dockerd import etcfiles, imageconfig, oci, security
+from labkit.dockerd import etcfiles, imageconfig, logdriver, mounts, oci, security
 from labkit.dockerd.backend import CreateResult
 from labkit.dockerd.container import Container
 from labkit.dockerd.core import BUILTIN_RUNTIMES, SHIM, DaemonCore, Live
@@ -108,19 +108,19 @@ class Create(DaemonCore):
             merged["Hostname"] = platform.node()
         cdir = Container.dir_for(self.config.root, cid)
         cdir.mkdir(parents=True, exist_ok=True)
+        anonymous: list[str] = []  # volumes made for this container: undone on failure
         try:
             files = etcfiles.write(cdir, merged["Hostname"], network, host_config,
                                    self._host_gateway())
             cgroups_path = _cgroups_path(cid, host_config, self.config.cgroup_parent)
-            volumes = oci.volume_mounts(host_config.get("Binds"), host_config.get("Mounts"),
-                                        self._volume_path)
+            volumes = self._container_volumes(merged, host_config, anonymous)
             spec = _spec(merged, host_config, args, files, volumes, network, cgroups_path)
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, DaemonError) as e:
             shutil.rmtree(cdir, ignore_errors=True)
+            self._remove_volumes(anonymous)
+            if isinstance(e, DaemonError):
+                raise
             raise InvalidParameter(str(e)) from None
-        except DaemonError:
-            shutil.rmtree(cdir, ignore_errors=True)
-            raise
 
         c = Container(ID=cid, Name=name, Created=rfc3339nano(), Path=args[0], Args=args[1:],
                       Config=merged, HostConfig=host_config, Image=image.config_digest,
@@ -128,9 +128,31 @@ class Create(DaemonCore):
                       LogPath=str(cdir / f"{cid}-json.log"),
                       HostnamePath=str(files["/etc/hostname"]), HostsPath=str(files["/etc/hosts"]),
                       ResolvConfPath=str(files["/etc/resolv.conf"]),
-                      MountPoints=oci.mount_points(volumes), NetworkSettings=network_settings)
-        self._register(c, image, binary, spec, cdir)
+                      MountPoints=mounts.mount_points(volumes), NetworkSettings=network_settings)
+        try:
+            self._register(c, image, binary, spec, cdir)
+        except DaemonError:
+            self._remove_volumes(anonymous)
+            raise
         return CreateResult(cid, _warnings(host_config))
+
+    def _container_volumes(self, merged: dict, host_config: dict,
+                           anonymous: list[str]) -> list[dict]:
+        """The volume mounts: -v and --mount (named volumes made on first use), then an
+        anonymous volume for every other path of Config.Volumes (`-v /data`, the image's
+        VOLUME). The names of the volumes made here are appended to `anonymous`."""
+        def volume_path(name: str) -> str:
+            path = self._volume_path(name)
+            if not name:
+                anonymous.append(os.path.basename(os.path.dirname(path)))
+            return path
+
+        volumes = mounts.volume_mounts(host_config.get("Binds"), host_config.get("Mounts"),
+                                    volume_path)
+        if merged.get("Volumes") is not None and not isinstance(merged["Volumes"], dict):
+            raise InvalidParameter("invalid Volumes: expected an object whose keys are paths")
+        return mounts.in_mount_order(volumes + mounts.anonymous_volume_mounts(
+            merged.get("Volumes"), volumes, volume_path))
 
     def _register(self, c: Container, image: ImageRecord, binary: str, spec: dict,
                   cdir: Path) -> None:
@@ -175,11 +197,7 @@ def _with_defaults(host_config: dict, runtime: str) -> dict:
         host_config["CgroupnsMode"] = oci.cgroupns_mode(host_config)
     except ValueError as e:
         raise InvalidParameter(str(e)) from None
-    log_config = host_config.get("LogConfig") or {}
-    if log_config.get("Type") not in (None, "", "json-file"):
-        raise InvalidParameter(f"logging driver {log_config['Type']!r} is not supported: "
-                               "labkit-dockerd writes json-file logs only")
-    host_config["LogConfig"] = {"Type": "json-file", "Config": log_config.get("Config") or {}}
+    host_config["LogConfig"] = logdriver.log_config(host_config.get("LogConfig"))
     host_config["RestartPolicy"] = host_config.get("RestartPolicy") or {"Name": "no",
                                                                       "MaximumRetryCount": 0}
     return host_config
@@ -206,7 +224,8 @@ def _spec(merged: dict, host_config: dict, args: list[str], files: dict[str, Pat
         limits=oci.resources(host_config), extra_mounts=volumes, network=network, caps=caps,
         seccomp=security.seccomp_for(options, caps, bool(host_config.get("Privileged"))),
         no_new_privileges=options.no_new_privileges,
-        cgroupns=host_config.get("CgroupnsMode") == "private")
+        cgroupns=host_config.get("CgroupnsMode") == "private",
+        additional_gids=oci.group_ids(host_config.get("GroupAdd")))
 
 
 def _cgroups_path(cid: str, host_config: dict, default_parent: str) -> str:

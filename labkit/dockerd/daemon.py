@@ -38,42 +38,73 @@ exec.py); the Daemon's methods for them, here, only add events.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Iterator
 
-from labkit.dockerd import diskusage
+from labkit.dockerd import diskusage, save
+from labkit.dockerd.archive import Archive
 from labkit.dockerd.attach import AttachLogs
 from labkit.dockerd.builder.backend import Build
+from labkit.dockerd.changes import Changes
 from labkit.dockerd.commit import Commit
+from labkit.dockerd.container import Container
 from labkit.dockerd.push import Push
 from labkit.dockerd.core import DaemonCore
 from labkit.dockerd.create import Create
-from labkit.dockerd.errors import DaemonError
+from labkit.dockerd.errors import DaemonError, NotFound
 from labkit.dockerd.info import System
 from labkit.dockerd.monitor import Monitor
 from labkit.dockerd.network import Networks
 from labkit.dockerd.remote import RemoteError
 from labkit.dockerd.remove import Remove
+from labkit.dockerd.rename import Rename
+from labkit.dockerd.restart import Restarts
 from labkit.dockerd.restore import Restore
 from labkit.dockerd.start import StartStop
 from labkit.dockerd.views import Views
+from labkit.dockerd.volumes import ANONYMOUS
 from labkit.dockerd.wait import Wait
 from labkit.wire.containerd import api_pb2 as pb
 
+log = logging.getLogger("labkit.dockerd")
 
-class Daemon(Create, StartStop, Monitor, Wait, AttachLogs, Remove, Restore, Views, Networks,
-             System, Build, Commit, Push, DaemonCore):
+
+class Daemon(Create, StartStop, Monitor, Restarts, Wait, AttachLogs, Remove, Restore, Views,
+             Networks, System, Rename, Archive, Changes, Build, Commit, Push, DaemonCore):
     """labkit-dockerd's Backend (see backend.Backend for the contract)."""
 
     # ================================================================ volumes (volumes.py)
 
     def _volume_path(self, name: str) -> str:
+        """The directory of volume `name`, made if need be; "" makes an anonymous one."""
         try:
-            return self.volumes.path(name)
+            if name:
+                try:
+                    return self.volumes.get(name)["Mountpoint"]
+                except NotFound:   # `-v name:/path` makes it on first use
+                    pass
+            volume = self.volumes.create(name or None,
+                                         labels=None if name else {ANONYMOUS: ""})
+            self.event_bus.publish("volume", "create", volume["Name"], {"driver": "local"})
+            return volume["Mountpoint"]
         except DaemonError as e:  # volume_mounts reports ValueErrors as 400s
             raise ValueError(e.message) from None
 
-    def _volume_users(self, name: str) -> list[str]:
+    def _remove_volumes(self, names: list[str]) -> None:
+        """Remove volumes no container uses any more (a failed create's, `rm -v`'s)."""
+        for name in names:
+            try:
+                self.volume_remove(name, False)
+            except DaemonError as e:
+                log.info("volume %s stays: %s", name[:12], e.message)
+
+    def _anonymous_volumes(self, c: Container) -> list[str]:
+        """The volumes made for `c` alone: what `docker rm -v` and `--rm` remove."""
+        return [m["Name"] for m in c.MountPoints
+                if m.get("Name") and self.volumes.is_anonymous(m["Name"])]
+
+    def volume_users(self, name: str) -> list[str]:
         with self._lock:
             return [c.ID for c in self._containers.values()
                     if any(m.get("Name") == name for m in c.MountPoints)]
@@ -91,8 +122,14 @@ class Daemon(Create, StartStop, Monitor, Wait, AttachLogs, Remove, Restore, View
         return self.volumes.get(name)
 
     def volume_remove(self, name: str, force: bool) -> None:
-        self.volumes.remove(name, force, self._volume_users)
+        self.volumes.remove(name, force, self.volume_users)
         self.event_bus.publish("volume", "destroy", name, {"driver": "local"})
+
+    def volume_prune(self, filters: dict[str, list[str]]) -> tuple[list[str], int]:
+        removed, freed = self.volumes.prune(filters, self.volume_users)
+        for name in removed:
+            self.event_bus.publish("volume", "destroy", name, {"driver": "local"})
+        return removed, freed
 
     # ================================================================ images (images.py)
 
@@ -113,6 +150,18 @@ class Daemon(Create, StartStop, Monitor, Wait, AttachLogs, Remove, Restore, View
 
     def image_inspect(self, name: str) -> dict:
         return self.images.inspect(name)
+
+    def image_save(self, names: list[str]) -> Iterator[bytes]:
+        chunks = save.save(self.images, names)
+        for name in names:
+            self.event_bus.publish("image", "save", self.images.find(name).config_digest,
+                                   {"name": name})
+        return chunks
+
+    def image_tag(self, source: str, repo: str, tag: str) -> None:
+        name = self.images.tag(source, repo, tag)
+        self.event_bus.publish("image", "tag", self.images.find(name).config_digest,
+                               {"name": name})
 
     def image_history(self, name: str) -> list[dict]:
         return self.images.history(name)

@@ -53,3 +53,15 @@ class SystemError_(DaemonError):
     """500: the daemon or a layer below it failed."""
 
     status = 500
+
+
+class NotImplemented_(DaemonError):
+    """A feature this configuration lacks (reading the logs of the none log driver)."""
+
+    status = 501
+
+
+class TooLarge(DaemonError):
+    """A request body over the daemon's limit."""
+
+    status = 413

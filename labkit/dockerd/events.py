@@ -21,6 +21,8 @@ import threading
 import time
 from typing import Iterator
 
+from labkit.dockerd.errors import InvalidParameter
+
 KEEP = 1000  # recent events kept for `docker events --since`
 
 
@@ -75,7 +77,28 @@ class EventBus:
                 self._subscribers.remove(q)
 
 
+EVENT_FILTERS = {"type", "event", "container", "image", "label", "volume", "network",
+                 "daemon", "scope"}
+
+
+def check_filters(filters: dict[str, list[str]]) -> None:
+    """moby refuses a filter it does not know (filters.Validate): a 400 naming it."""
+    unknown = set(filters) - EVENT_FILTERS
+    if unknown:
+        raise InvalidParameter(f"invalid filter '{sorted(unknown)[0]}'")
+
+
+def _named(event: dict, kind: str, values: list[str]) -> bool:
+    """An event about the object of `kind` named (or id-prefixed) by one of `values`."""
+    actor = event["Actor"]
+    return event["Type"] == kind and any(
+        actor["ID"].startswith(v) or actor["Attributes"].get("name") == v for v in values)
+
+
 def _matches(event: dict, filters: dict[str, list[str]]) -> bool:
+    """Every filter key must match, any of its values (moby's daemon/events/filter.go).
+    label=k or label=k=v looks at the actor's attributes (a container's labels are there);
+    event=exec_start matches "exec_start: sh -c ..." too."""
     attributes = event["Actor"]["Attributes"]
     for key, values in filters.items():
         if not values:
@@ -83,15 +106,20 @@ def _matches(event: dict, filters: dict[str, list[str]]) -> bool:
         if key == "type":
             ok = event["Type"] in values
         elif key == "event":
-            ok = event["Action"] in values
-        elif key == "container":
-            ok = event["Type"] == "container" and any(
-                event["Actor"]["ID"].startswith(v) or attributes.get("name") == v
-                for v in values)
+            ok = any(event["Action"] == v or event["Action"].startswith(v + ":")
+                     for v in values)
+        elif key in ("container", "volume", "network"):
+            ok = _named(event, key, values)
         elif key == "image":
-            ok = attributes.get("image") in values or event["Actor"]["ID"] in values
-        else:
-            ok = True  # unknown filters are ignored, not an error (docker's daemon, too)
+            ok = attributes.get("image") in values or event["Actor"]["ID"] in values or (
+                event["Type"] == "image" and attributes.get("name") in values)
+        elif key == "label":
+            ok = all(attributes.get(k) == v if eq else k in attributes
+                     for k, eq, v in (f.partition("=") for f in values))
+        elif key == "daemon":
+            ok = event["Type"] == "daemon"
+        else:  # scope: everything here is local
+            ok = "local" in values
         if not ok:
             return False
     return True

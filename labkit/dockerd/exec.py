@@ -110,7 +110,8 @@ class ExecService:
                 # as Docker: an exec keeps the container's no_new_privs (its filter too:
                 # the runtime loads the container's linux.seccomp for every process)
                 no_new_privileges=security.parse(
-                    (c.HostConfig or {}).get("SecurityOpt")).no_new_privileges)
+                    (c.HostConfig or {}).get("SecurityOpt")).no_new_privileges,
+                additional_gids=oci.group_ids((c.HostConfig or {}).get("GroupAdd")))
         except (ValueError, TypeError) as e:
             raise InvalidParameter(str(e)) from None
         ex = _Exec(secrets.token_hex(32), c, dict(config, Cmd=list(cmd)), process)
@@ -152,7 +153,8 @@ class ExecService:
         attachment = ex.broadcaster.subscribe(
             ex.tty, bool(ex.config.get("AttachStdout", True)),
             bool(ex.config.get("AttachStderr", True)), feed)
-        return _ExecSession(attachment, lambda: self._run(ex))
+        return _ExecSession(attachment, lambda: self._run(ex),
+                            ex.config.get("DetachKeys") or "")
 
     def _run(self, ex: _Exec) -> RemoteError | None:
         """Tasks.Exec + Tasks.Start with fifos of its own; None, or what went wrong."""
@@ -256,7 +258,8 @@ class ExecService:
             "OpenStdin": bool(ex.config.get("AttachStdin")),
             "OpenStdout": bool(ex.config.get("AttachStdout", True)),
             "OpenStderr": bool(ex.config.get("AttachStderr", True)),
-            "CanRemove": False, "ContainerID": ex.container.ID, "DetachKeys": "",
+            "CanRemove": False, "ContainerID": ex.container.ID,
+            "DetachKeys": ex.config.get("DetachKeys") or "",
             "Pid": ex.pid,
         }
 
@@ -265,8 +268,10 @@ class _ExecSession:
     """An attached exec's stream: starts the process when first read (after the 101),
     then relays its output; a failed start becomes the error text in the stream."""
 
-    def __init__(self, attachment: Attachment, start) -> None:
+    def __init__(self, attachment: Attachment, start, detach_keys: str = "") -> None:
         self.tty = attachment.tty
+        self.detach_keys = detach_keys  # the exec's DetachKeys ("" : ctrl-p,ctrl-q)
+        self.stdin_attached = attachment.stdin_attached
         self._attachment = attachment
         self._start = start
 

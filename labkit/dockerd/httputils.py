@@ -23,13 +23,22 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Protocol
 
-from labkit.dockerd.errors import InvalidParameter
+from labkit.dockerd.errors import InvalidParameter, TooLarge
 
-API_VERSION = "1.45"      # what /_ping and /version advertise (the CLI then uses min(its, ours))
-MIN_API_VERSION = "1.24"  # the oldest version prefix accepted in a path
-MAX_API_VERSION = "1.50"  # the newest accepted (the CLI 28.2.2 speaks 1.50 when pinned)
+# ONE range of API versions, as dockerd has: /_ping and /version advertise the newest, the
+# client then uses min(its own, ours) in every path; a path naming a version outside the
+# range is refused, with these same numbers in the message. An unversioned path is served
+# as the newest (moby: api.DefaultVersion).
+API_VERSION = "1.45"      # the newest this daemon serves
+MIN_API_VERSION = "1.24"  # the oldest
+MAX_API_VERSION = API_VERSION
 
 JSON = "application/json"
+
+# A JSON body larger than this is refused (413): a container's config is a few kB, and
+# containerd refuses gRPC messages over 4 MiB (the spec travels in one). Bodies that are
+# data (a tar for PUT /containers/{id}/archive) have server.MAX_BODY as their limit.
+MAX_JSON_BODY = 2 * 1024 * 1024
 
 
 # ---------------------------------------------------------------- requests and responses
@@ -46,12 +55,19 @@ class Request:
     repeated: dict[str, list[str]] = field(default_factory=dict)  # every value (`docker build -t a -t b`)
 
     def json(self) -> object:
+        """The body as JSON. Too large (MAX_JSON_BODY), or nested deeper than Python's
+        recursion allows: refused with a 4xx, never a 500 from deep inside."""
         if not self.body.strip():
             return None
+        if len(self.body) > MAX_JSON_BODY:
+            raise TooLarge(f"request body too large: {len(self.body)} bytes of JSON (at most "
+                           f"{MAX_JSON_BODY})")
         try:
             return json.loads(self.body)
         except (ValueError, UnicodeDecodeError) as e:
             raise InvalidParameter(f"invalid JSON in request body: {e}") from None
+        except RecursionError:
+            raise InvalidParameter("invalid JSON in request body: nested too deeply") from None
 
     def bool(self, key: str, default: bool = False) -> bool:
         """moby's BoolValue: anything but "", "0", "no", "false", "none" is true."""
@@ -82,6 +98,7 @@ class StreamResponse:
     status: int
     content_type: str
     chunks: Iterable[bytes]
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class RawConnection(Protocol):
@@ -134,6 +151,12 @@ def split_version(path: str) -> tuple[str | None, str]:
         raise InvalidParameter(f"client version {version} is too new. Maximum supported API "
                                f"version is {MAX_API_VERSION}")
     return version, m.group("rest")
+
+
+def version_at_least(version: str | None, minimum: str) -> bool:
+    """Whether a request's API version (None: unversioned, i.e. the newest) is >= minimum:
+    behaviour that changed with a version (moby's versions.GreaterThanOrEqualTo)."""
+    return _version_tuple(version or API_VERSION) >= _version_tuple(minimum)
 
 
 def parse_filters(raw: str) -> dict[str, list[str]]:

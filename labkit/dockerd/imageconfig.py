@@ -54,6 +54,8 @@ def merge(config: dict, img: dict, entrypoint: list[str], cmd: list[str],
         "User": config.get("User") or img.get("User") or "",
         "Labels": {**(img.get("Labels") or {}), **(config.get("Labels") or {})},
         "StopSignal": config.get("StopSignal") or img.get("StopSignal") or "SIGTERM",
+        # the image's VOLUMEs and the request's `-v /path`: each gets a volume (create.py)
+        "Volumes": {**(img.get("Volumes") or {}), **(config.get("Volumes") or {})} or None,
     })
     return merged
 

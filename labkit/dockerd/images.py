@@ -243,6 +243,29 @@ class ImageService:
             })
         return sorted(out, key=lambda i: -i["Created"])
 
+    def tag(self, source: str, repo: str, tag: str) -> str:
+        """`docker tag`: one more name in containerd for the same target (the image's
+        index or manifest), replacing what that name pointed at. The new name, familiar."""
+        record = self.find(source)
+        try:
+            ref = parse_reference(f"{repo}:{tag or 'latest'}" if repo else "")
+        except ValueError as e:
+            raise InvalidParameter(str(e)) from None
+        if ref.digest:
+            raise InvalidParameter("refusing to create a tag with a digest reference")
+        try:
+            image = self.ctr.call(self.ctr.images.Get, pb.GetImageRequest(name=record.name)).image
+            self.ctr.call(self.ctr.images.Delete, pb.DeleteImageRequest(name=str(ref)))
+        except RemoteError as e:
+            if e.code != "NOT_FOUND":
+                raise to_daemon_error(e) from None
+        new = pb.Image(name=str(ref), labels=dict(image.labels), target=image.target)
+        try:
+            self.ctr.call(self.ctr.images.Create, pb.CreateImageRequest(image=new))
+        except RemoteError as e:
+            raise to_daemon_error(e) from None
+        return ref.familiar()
+
     def history(self, name: str) -> list[dict]:
         """`docker history`: the config's history, newest first; entries that made a layer
         get that layer's size (the others, like ENV or CMD, changed only the config)."""

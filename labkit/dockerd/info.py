@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import subprocess
 import threading
 from pathlib import Path
 
@@ -35,11 +36,13 @@ class System(DaemonCore):
                 {"Name": "Engine", "Version": VERSION,
                  "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
                              "Arch": _arch(), "Os": "linux", "KernelVersion": kernel,
-                             "GitCommit": "labkit", "GoVersion": _python()}},
+                             "GitCommit": "labkit", "GoVersion": _python(),
+                             "Experimental": "false"}},
                 {"Name": "labkit-containerd", "Version": containerd_version,
-                 "Details": {"Address": self.config.containerd}},
-                {"Name": runtime, "Version": VERSION if runtime == "labkit-runc" else "",
-                 "Details": {"Binary": self._safe_binary(runtime)}},
+                 "Details": {"Address": self.config.containerd, "GitCommit": "labkit"}},
+                {"Name": runtime, "Version": runtime_version(self._safe_binary(runtime))[0],
+                 "Details": {"GitCommit": runtime_version(self._safe_binary(runtime))[1],
+                             "Binary": self._safe_binary(runtime)}},
             ],
             "Version": VERSION,
             "ApiVersion": API_VERSION,
@@ -67,6 +70,12 @@ class System(DaemonCore):
             images = 0
         runtimes = {n: {"path": self._safe_binary(n)}
                     for n in {**BUILTIN_RUNTIMES, **self.config.runtimes}}
+        default = self.config.default_runtime   # a key of Runtimes (main.py sees to it)
+        try:
+            containerd_version = self.ctr.version()
+        except RemoteError:
+            containerd_version = ""
+        limits = _cgroup_limits()
         return {
             "ID": "labkit", "Name": platform.node(),
             "Containers": len(states),
@@ -77,7 +86,11 @@ class System(DaemonCore):
             "Driver": self.ctr.snapshotter, "DriverStatus": [],
             "Plugins": {"Volume": [], "Network": ["bridge", "host", "null"],
                         "Authorization": None, "Log": ["json-file"]},
-            "MemoryLimit": False, "SwapLimit": False, "CpuCfsPeriod": False, "CpuCfsQuota": False,
+            "MemoryLimit": limits["memory"], "SwapLimit": limits["swap"],
+            "CpuCfsPeriod": limits["cpu"], "CpuCfsQuota": limits["cpu"],
+            "CPUShares": limits["cpu"], "CPUSet": limits["cpuset"],
+            "PidsLimit": limits["pids"], "OomKillDisable": False, "KernelMemory": False,
+            "KernelMemoryTCP": False,
             "IPv4Forwarding": _ip_forward(), "Debug": log.isEnabledFor(logging.DEBUG),
             "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": threading.active_count(),
             "SystemTime": rfc3339nano(), "LoggingDriver": "json-file",
@@ -91,11 +104,13 @@ class System(DaemonCore):
             "DockerRootDir": str(self.config.root), "HttpProxy": "", "HttpsProxy": "",
             "NoProxy": "", "Labels": [], "ExperimentalBuild": False,
             "ServerVersion": VERSION, "Runtimes": runtimes,
-            "DefaultRuntime": self.config.default_runtime,
+            "DefaultRuntime": default,
             "Swarm": {"LocalNodeState": "inactive", "ControlAvailable": False, "NodeID": "",
                       "NodeAddr": "", "RemoteManagers": None},
             "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
-            "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
+            "ContainerdCommit": {"ID": containerd_version},
+            "RuncCommit": {"ID": runtime_version(runtimes.get(default, {}).get("path", ""))[1]},
+            "InitCommit": {"ID": ""},
             "SecurityOptions": ["name=seccomp,profile=builtin"], "Warnings": [],
         }
 
@@ -131,6 +146,46 @@ def _mem_total() -> int:
 
 def _cgroup_version() -> str:
     return str(oci.cgroup_version())
+
+
+_VERSIONS: dict[str, tuple[str, str]] = {}
+
+
+def runtime_version(binary: str) -> tuple[str, str]:
+    """(version, commit) from `<runtime> --version`, as dockerd asks runc: "runc version
+    1.1.5" and "commit: ..." lines (INTERFACES.md §2.2). Asked once per binary."""
+    if binary not in _VERSIONS:
+        version = commit = ""
+        try:
+            out = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                                 timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        for line in out.splitlines():
+            words = line.split()
+            if len(words) >= 3 and words[1] == "version" and not version:
+                version = words[2]
+            elif line.startswith("commit:"):
+                commit = line.split(":", 1)[1].strip()
+        _VERSIONS[binary] = (version, commit or version)
+    return _VERSIONS[binary]
+
+
+def _cgroup_limits() -> dict[str, bool]:
+    """Which limits the kernel's cgroups can enforce (moby's pkg/sysinfo): the controllers
+    of cgroup v2's root, or v1's mounted hierarchies."""
+    root = Path("/sys/fs/cgroup")
+    try:
+        if (root / "cgroup.controllers").exists():
+            have = set((root / "cgroup.controllers").read_text().split())
+            swap = any(root.glob("*/memory.swap.max"))
+        else:
+            have = {p.name for p in root.iterdir() if p.is_dir()}
+            swap = (root / "memory" / "memory.memsw.limit_in_bytes").exists()
+    except OSError:
+        have, swap = set(), False
+    return {"memory": "memory" in have, "swap": "memory" in have and swap,
+            "cpu": "cpu" in have, "cpuset": "cpuset" in have, "pids": "pids" in have}
 
 
 def _ip_forward() -> bool:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -118,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
                           runtime_root=paths.RUNTIME_ROOT / paths.NAMESPACE,
                           cgroup_parent=args.cgroup_parent,
                           storage_driver=args.storage_driver)
+    if "/" in config.default_runtime:
+        # a path: known under its file's name, as a key of `docker info`'s Runtimes, and
+        # what `docker inspect` shows as HostConfig.Runtime (Docker shows names, not paths)
+        name = os.path.basename(config.default_runtime.rstrip("/"))
+        config.runtimes[name] = config.default_runtime
+        config.default_runtime = name
     try:
         daemon = Daemon(config)
         daemon._runtime_binary(config.default_runtime)  # unknown names fail now, not at run

@@ -79,9 +79,11 @@ class Monitor(DaemonCore):
             with self._lock:
                 self._exiting.discard(c.ID)
                 self._changed.notify_all()
+        if self._after_exit(c, live):   # the restart policy wants it again (restart.py)
+            return
         if c.HostConfig.get("AutoRemove") and not live.removed and not self._closing.is_set():
             try:
-                self._remove(c)
+                self._remove(c, volumes=True)
             except DaemonError as e:
                 log.warning("auto-remove of %s failed: %s", c.ID[:12], e)
 

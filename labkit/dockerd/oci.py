@@ -29,7 +29,8 @@ one by one (daemon/oci_linux.go). The parts, and why each is there:
   "0::/" and the runtime's fresh cgroup2 mount at /sys/fs/cgroup shows the container's own
   cgroup as the root, so `cat /sys/fs/cgroup/memory.max` prints the container's limit.
 
-- volumes: bind mounts of host paths (-v, --mount type=bind) and tmpfs mounts, last.
+- volumes: bind mounts of host paths (-v, --mount type=bind), volumes and tmpfs mounts,
+  last (mounts.py makes them).
 - network: a namespace of its own (the runtime makes it, with loopback up; dockerd adds a
   veth pair between create and start: network.py), the host's (--network host: no
   namespace entry), or another container's (a namespace path).
@@ -46,7 +47,6 @@ Tasks.Create and Tasks.Start, as dockerd 28 does: network.py.)
 from __future__ import annotations
 
 import os
-from typing import Callable
 
 from labkit import capabilities
 
@@ -135,6 +135,7 @@ def resources(host_config: dict) -> dict:
     nano = number("NanoCpus")
     if nano and (number("CpuQuota") or number("CpuPeriod")):
         raise ValueError("conflicting options: Nano CPUs and CPU Period/Quota cannot both be set")
+    _check_cpu(nano, number("CpuPeriod"), number("CpuQuota"), number("CpuShares"))
     if nano:  # --cpus=1.5 -> 150000us of CPU time per 100000us period
         cpu["period"] = 100000
         cpu["quota"] = nano * 100000 // 10**9
@@ -145,6 +146,22 @@ def resources(host_config: dict) -> dict:
     if cpu:
         out["cpu"] = cpu
     return out
+
+
+def _check_cpu(nano: int, period: int, quota: int, shares: int) -> None:
+    """The ranges moby checks at create (daemon/daemon_unix.go verifyPlatformContainer-
+    Resources), so that a bad value is a 400 now, not a failed start later."""
+    cpus = os.cpu_count() or 1
+    if nano and not 10**7 <= nano <= cpus * 10**9:
+        raise ValueError(f"Range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} "
+                         "CPUs available")
+    if period and not 1000 <= period <= 1000000:
+        raise ValueError("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than "
+                         "1 second (i.e. 1000000)")
+    if quota and quota < 1000:
+        raise ValueError("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    if shares < 0:
+        raise ValueError("invalid CPU shares: it must not be negative")
 
 
 def parse_user(user: str) -> tuple[int, int]:
@@ -165,6 +182,27 @@ def parse_user(user: str) -> tuple[int, int]:
     if uid < 0 or gid < 0:
         raise ValueError(f"invalid user {user!r}: ids must not be negative")
     return uid, gid
+
+
+def group_ids(group_add: list | None) -> list[int]:
+    """HostConfig.GroupAdd (`--group-add 10 --group-add 1000`) -> process.user.additionalGids.
+
+    Docker also takes group names, looked up in the image's /etc/group; like parse_user,
+    labkit takes numbers only and says so."""
+    gids = []
+    for group in group_add or []:
+        if not isinstance(group, str):
+            raise ValueError("invalid HostConfig.GroupAdd: expected a list of strings")
+        try:
+            gid = int(group)
+        except ValueError:
+            raise ValueError(f"Unable to find group {group}: labkit-dockerd accepts only "
+                             "numeric group ids in --group-add") from None
+        if not 0 <= gid < 2**32 - 1:
+            raise ValueError(f"invalid group id {group}: out of range")
+        if gid not in gids:
+            gids.append(gid)
+    return gids
 
 
 def capabilities(cap_add: list[str] | None, cap_drop: list[str] | None) -> list[str]:
@@ -191,7 +229,8 @@ def capabilities(cap_add: list[str] | None, cap_drop: list[str] | None) -> list[
 
 def process_spec(*, args: list[str], env: list[str], cwd: str, user: str, tty: bool,
                  console_size: tuple[int, int] | None = None,
-                 caps: list[str] | None = None, no_new_privileges: bool = False) -> dict:
+                 caps: list[str] | None = None, no_new_privileges: bool = False,
+                 additional_gids: list[int] | None = None) -> dict:
     """The spec's `process`: for a container's init, and alone for `docker exec`."""
     uid, gid = parse_user(user)
     caps = list(DEFAULT_CAPABILITIES) if caps is None else caps
@@ -204,112 +243,13 @@ def process_spec(*, args: list[str], env: list[str], cwd: str, user: str, tty: b
         "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted")},
         "oomScoreAdj": 0,
     }
+    if additional_gids:
+        process["user"]["additionalGids"] = list(additional_gids)
     if no_new_privileges:
         process["noNewPrivileges"] = True
     if tty and console_size and all(console_size):
         process["consoleSize"] = {"height": console_size[0], "width": console_size[1]}
     return process
-
-
-def volume_mounts(binds: list[str] | None, mounts: list[dict] | None,
-                  volume_path: Callable[[str], str] | None = None) -> list[dict]:
-    """OCI mounts for `docker run -v /host:/ctr[:ro]` or `-v name:/ctr` (HostConfig.Binds)
-    and `--mount type=bind|volume|tmpfs,...` (HostConfig.Mounts). Raises ValueError for bad
-    ones. `volume_path(name)` gives a named volume's directory (see volumes.py).
-
-    A bind mount makes a host directory (or file) appear inside the container, the same
-    inode, not a copy: writes on either side are seen on the other. A named volume is a
-    bind mount of a directory dockerd manages. Each mount gets a "volume" key (the name)
-    when it is one, for `docker inspect` and `docker volume rm`.
-    """
-    out: list[dict] = [_from_bind_string(bind, volume_path) for bind in binds or []]
-    for m in mounts or []:
-        if not isinstance(m, dict):
-            raise ValueError("invalid HostConfig.Mounts entry: expected an object")
-        kind, target = m.get("Type"), m.get("Target")
-        if kind == "bind":
-            out.append(_bind(m.get("Source") or "", target or "", bool(m.get("ReadOnly")),
-                             create=False))
-        elif kind == "volume":
-            name = m.get("Source") or ""
-            if volume_path is None or not isinstance(name, str) or not name:
-                raise ValueError("a volume mount needs the volume's name as its source")
-            out.append(_bind(volume_path(name), target or "", bool(m.get("ReadOnly")),
-                             create=False, volume=name))
-        elif kind == "tmpfs":
-            out.append(_tmpfs(target or "", m.get("TmpfsOptions") or {}))
-        else:
-            raise ValueError(f"mount type {kind!r} is not supported by labkit-dockerd "
-                             "(bind, volume and tmpfs are)")
-    destinations = [m["destination"] for m in out]
-    for d in destinations:
-        if destinations.count(d) > 1:
-            raise ValueError(f"Duplicate mount point: {d}")
-    # The runtime mounts in list order, and a mount hides whatever was mounted below its
-    # destination before it: /v must come before /v/link/sub. The docker CLI sends -v in no
-    # particular order (a Go map), so, as dockerd does, sort by the destination's depth
-    # (its number of path components); a stable sort keeps the given order among equals.
-    out.sort(key=lambda m: len(os.path.normpath(m["destination"]).strip("/").split("/")))
-    return out
-
-
-def _from_bind_string(bind: str, volume_path: Callable[[str], str] | None) -> dict:
-    """One `-v` (HostConfig.Binds entry): "/host:/ctr[:modes]" or "name:/ctr[:modes]"."""
-    if not isinstance(bind, str):
-        raise ValueError(f"invalid bind {bind!r}: expected \"/host/path:/container/path[:ro]\"")
-    parts = bind.split(":")
-    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-        raise ValueError(f"invalid volume specification: '{bind}'")
-    source, destination = parts[0], parts[1]
-    modes = parts[2].split(",") if len(parts) == 3 else []
-    volume = None
-    if not source.startswith("/"):
-        if volume_path is None:
-            raise ValueError(f"invalid volume specification: '{bind}': named volumes are "
-                             "not available here, give an absolute host path")
-        volume, source = source, volume_path(source)
-    unknown = set(modes) - {"ro", "rw", "z", "Z", "rprivate", "private", "rshared",
-                            "shared", "rslave", "slave", "nocopy"}
-    if unknown:
-        raise ValueError(f"invalid mode: {','.join(sorted(unknown))} in '{bind}'")
-    return _bind(source, destination, "ro" in modes, create=True, volume=volume)
-
-
-def _tmpfs(target: str, tmpfs: dict) -> dict:
-    """One `--mount type=tmpfs`: a fresh tmpfs, its size and mode from TmpfsOptions."""
-    _check_destination(target)
-    options = ["nosuid", "nodev", "noexec"]
-    for key, option, fmt in (("SizeBytes", "size", "d"), ("Mode", "mode", "o")):
-        value = tmpfs.get(key)
-        if value in (None, 0):
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"invalid TmpfsOptions.{key}: expected a positive integer")
-        options.append(f"{option}={value:{fmt}}")
-    return {"destination": target, "type": "tmpfs", "source": "tmpfs", "options": options}
-
-
-def _check_destination(destination: str) -> None:
-    if not destination.startswith("/") or destination.rstrip("/") == "":
-        raise ValueError(f"invalid mount destination {destination!r}: it must be an absolute "
-                         "path, and not /")
-
-
-def _bind(source: str, destination: str, read_only: bool, create: bool,
-          volume: str | None = None) -> dict:
-    _check_destination(destination)
-    if not source.startswith("/"):
-        raise ValueError(f"invalid mount source {source!r}: it must be an absolute path")
-    if not os.path.exists(source):
-        if not create:  # --mount wants it to exist; -v creates a directory, as Docker does
-            raise ValueError(f"invalid mount config for type \"bind\": bind source path does "
-                             f"not exist: {source}")
-        os.makedirs(source, exist_ok=True)
-    options = ["rbind", "rprivate"] + (["ro"] if read_only else [])
-    mount = {"destination": destination, "type": "bind", "source": source, "options": options}
-    if volume:
-        mount["volume"] = volume  # not an OCI key: removed before the spec is written
-    return mount
 
 
 def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, hostname: str,
@@ -318,7 +258,8 @@ def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, host
                    limits: dict | None = None, extra_mounts: list[dict] | None = None,
                    network: str = "private", caps: list[str] | None = None,
                    seccomp: dict | None = None, no_new_privileges: bool = False,
-                   cgroupns: bool = False) -> dict:
+                   cgroupns: bool = False,
+                   additional_gids: list[int] | None = None) -> dict:
     """The config.json for one container.
 
     `etc_files` maps /etc/resolv.conf, /etc/hostname and /etc/hosts to the files dockerd
@@ -329,7 +270,7 @@ def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, host
     """
     process = process_spec(args=args, env=env, cwd=cwd, user=user, tty=tty,
                            console_size=console_size, caps=caps,
-                           no_new_privileges=no_new_privileges)
+                           no_new_privileges=no_new_privileges, additional_gids=additional_gids)
     mounts = default_mounts()
     for destination in ("/etc/resolv.conf", "/etc/hostname", "/etc/hosts"):
         if destination in etc_files:
@@ -367,18 +308,3 @@ def container_spec(*, args: list[str], env: list[str], cwd: str, user: str, host
         "mounts": mounts,
         "linux": linux,
     }
-
-
-def mount_points(mounts: list[dict]) -> list[dict]:
-    """The "Mounts" of `docker inspect` for the volume mounts of a container."""
-    out = []
-    for m in mounts:
-        point = {"Type": "volume" if "volume" in m else m["type"],
-                 "Source": m["source"] if m["type"] == "bind" else "",
-                 "Destination": m["destination"], "Mode": "ro" if "ro" in m["options"] else "",
-                 "RW": "ro" not in m["options"],
-                 "Propagation": "rprivate" if m["type"] == "bind" else ""}
-        if "volume" in m:
-            point.update(Name=m["volume"], Driver="local")
-        out.append(point)
-    return out

@@ -30,6 +30,9 @@ class Remove(DaemonCore):
         c = self._get(ref)
         if self._live[c.ID].starting:
             raise Conflict(f"container {c.ID[:12]} is starting; try again when it has started")
+        if c.State.Restarting and not force:
+            raise Conflict(f"You cannot remove a restarting container {c.ID}. Stop the "
+                           "container before attempting removal or force remove")
         if c.State.Running:
             if not force:
                 raise Conflict(f"You cannot remove a running container {c.ID}. Stop the "
@@ -37,9 +40,11 @@ class Remove(DaemonCore):
             self._signal(c, signals.SIGKILL)
             if not self._wait_stopped(c, 15):
                 raise SystemError_(f"container {c.ID[:12]} did not exit after SIGKILL")
-        self._remove(c)
+        self._remove(c, volumes)
 
-    def _remove(self, c: Container) -> None:
+    def _remove(self, c: Container, volumes: bool = False) -> None:
+        """Remove a container; with `volumes` (`rm -v`, `run --rm`) its anonymous volumes
+        too (named ones stay: moby's removeMountPoints)."""
         with self._lock:
             live = self._live.get(c.ID)
             if live is None or live.removed:
@@ -49,6 +54,7 @@ class Remove(DaemonCore):
                 if not self._changed.wait_for(lambda: live.removed, timeout=15):
                     raise Conflict(f"removal of container {c.ID[:12]} is already in progress")
                 return
+            self._cancel_restart(c, live)   # a restart waiting for its time (restart.py)
             previous, c.State.Status = c.State.Status, "removing"
         try:
             for method, request in (
@@ -73,6 +79,8 @@ class Remove(DaemonCore):
         live.broadcaster.close_all()  # clients attached to a container that never ran
         self._event(c, "destroy")
         log.info("removed container %s", c.ID[:12])
+        if volumes:
+            self._remove_volumes(self._anonymous_volumes(c))
 
     def container_prune(self, filters: dict[str, list[str]]) -> list[str]:
         unsupported = set(filters) - {"label"}

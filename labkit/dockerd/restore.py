@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 
 from labkit.wire.containerd import api_pb2 as pb
+from labkit.dockerd import logdriver
 from labkit.dockerd.container import Container, State
 from labkit.dockerd.core import DaemonCore, Live
 from labkit.dockerd.jsonlog import rfc3339nano
@@ -74,14 +74,16 @@ class Restore(DaemonCore):
                     continue
             self._take_over(c, live)
         self._networks_reconcile()
+        self._restart_at_boot()   # restart.py: what the policies want running again
 
     def _take_over(self, c: Container, live: Live) -> None:
         """Running, or exited while we were away: either way a monitor takes over (Wait
         answers at once for an exited task), after the fifos are reopened — the shim kept
         the output that came meanwhile in them."""
-        io: TaskIO | None = TaskIO(self.config.exec_root / "containerd" / c.ID,
-                                   Path(c.LogPath), c.tty, False, live.broadcaster,
-                                   end_clients_at_eof=False)
+        log_path, rotation = logdriver.task_log(c.HostConfig, c.LogPath)
+        io: TaskIO | None = TaskIO(self.config.exec_root / "containerd" / c.ID, log_path,
+                                   c.tty, False, live.broadcaster, end_clients_at_eof=False,
+                                   rotation=rotation)
         try:
             io.reopen()
             io.start()

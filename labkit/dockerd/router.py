@@ -23,19 +23,20 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 from typing import Callable, Iterator
 
-from labkit import stdcopy
-from labkit.dockerd import jsonlog, jsonmessage
+from labkit.dockerd import jsonmessage
+from labkit.dockerd.backend import Backend
 from labkit.dockerd.routes_images import ImageMakingRoutes
-from labkit.dockerd.backend import AttachStream, Backend
 from labkit.dockerd.errors import DaemonError, InvalidParameter
-from labkit.dockerd.httputils import (API_VERSION, JSON, AnyResponse, HijackResponse,
-                                      RawConnection, Request, Response, StreamResponse,
-                                      error_response, json_response, parse_filters,
-                                      split_version)
+from labkit.dockerd.events import check_filters
+from labkit.dockerd.httputils import (API_VERSION, JSON, AnyResponse, Request, Response,
+                                      StreamResponse, error_response, json_response,
+                                      parse_filters, split_version)
+from labkit.dockerd.routes_archive import ArchiveRoutes
 from labkit.dockerd.routes_networks import NetworkRoutes
+from labkit.dockerd.routes_stdio import StdioRoutes, unix_time
+from labkit.dockerd.routes_volumes import VolumeRoutes
 
 log = logging.getLogger("labkit.dockerd")
 
@@ -47,69 +48,87 @@ Handler = Callable[[Request], AnyResponse]
 _CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
-class Router(NetworkRoutes, ImageMakingRoutes):
+class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes, NetworkRoutes, ImageMakingRoutes):
     """Maps requests to handlers; every handler calls one method of `backend`."""
 
     def __init__(self, backend: Backend, server_version: str = "0.1.0-labkit") -> None:
         self.backend = backend
         self.server_version = server_version
-        # The route table. Patterns match the path after the version prefix; a name may
-        # hold slashes only for images (127.0.0.1:5000/hello-world), not for containers.
+        self.routes: list[tuple[str, re.Pattern, Handler]] = [
+            (m, re.compile(f"^{p}$"), h) for m, p, h in self._container_routes()
+            + self._other_routes()]
+
+    # The route table. Patterns match the path after the version prefix; a name may hold
+    # slashes only for images (127.0.0.1:5000/hello-world), not for containers.
+
+    def _container_routes(self) -> list[tuple[str, str, Handler]]:
         C = r"/containers/(?P<name>[^/]+)"
-        I = r"/images/(?P<name>.+?)"
         E = r"/exec/(?P<id>[^/]+)"
+        return [
+            ("GET", r"/_ping", self.ping),
+            ("HEAD", r"/_ping", self.ping),
+            ("GET", r"/version", self.version),
+            ("GET", r"/info", self.info),
+            ("GET", r"/events", self.events),
+            ("POST", r"/containers/create", self.container_create),
+            ("GET", r"/containers/json", self.container_list),
+            ("POST", r"/containers/prune", self.container_prune),
+            ("GET", C + r"/json", self.container_inspect),
+            ("GET", C + r"/top", self.container_top),
+            ("POST", C + r"/start", self.container_start),
+            ("POST", C + r"/stop", self.container_stop),
+            ("POST", C + r"/restart", self.container_restart),
+            ("POST", C + r"/kill", self.container_kill),
+            ("POST", C + r"/pause", self.container_pause),
+            ("POST", C + r"/unpause", self.container_unpause),
+            ("POST", C + r"/wait", self.container_wait),
+            ("POST", C + r"/attach", self.container_attach),
+            ("GET", C + r"/logs", self.container_logs),
+            ("POST", C + r"/resize", self.container_resize),
+            ("POST", C + r"/rename", self.container_rename),
+            ("GET", C + r"/changes", self.container_changes),
+            ("GET", C + r"/export", self.container_export),
+            ("HEAD", C + r"/archive", self.archive_head),
+            ("GET", C + r"/archive", self.archive_get),
+            ("PUT", C + r"/archive", self.archive_put),
+            ("DELETE", C, self.container_remove),
+            ("POST", C + r"/exec", self.exec_create),
+            ("POST", E + r"/start", self.exec_start),
+            ("POST", E + r"/resize", self.exec_resize),
+            ("GET", E + r"/json", self.exec_inspect),
+        ]
+
+    def _other_routes(self) -> list[tuple[str, str, Handler]]:
+        I = r"/images/(?P<name>.+?)"
         V = r"/volumes/(?P<name>[^/]+)"
         N = r"/networks/(?P<name>[^/]+)"
-        self.routes: list[tuple[str, re.Pattern, Handler]] = [
-            (m, re.compile(f"^{p}$"), h) for m, p, h in [
-                ("GET", r"/_ping", self.ping),
-                ("HEAD", r"/_ping", self.ping),
-                ("GET", r"/version", self.version),
-                ("GET", r"/info", self.info),
-                ("GET", r"/events", self.events),
-                ("POST", r"/containers/create", self.container_create),
-                ("GET", r"/containers/json", self.container_list),
-                ("POST", r"/containers/prune", self.container_prune),
-                ("GET", C + r"/json", self.container_inspect),
-                ("GET", C + r"/top", self.container_top),
-                ("POST", C + r"/start", self.container_start),
-                ("POST", C + r"/stop", self.container_stop),
-                ("POST", C + r"/restart", self.container_restart),
-                ("POST", C + r"/kill", self.container_kill),
-                ("POST", C + r"/pause", self.container_pause),
-                ("POST", C + r"/unpause", self.container_unpause),
-                ("POST", C + r"/wait", self.container_wait),
-                ("POST", C + r"/attach", self.container_attach),
-                ("GET", C + r"/logs", self.container_logs),
-                ("POST", C + r"/resize", self.container_resize),
-                ("DELETE", C, self.container_remove),
-                ("POST", C + r"/exec", self.exec_create),
-                ("POST", E + r"/start", self.exec_start),
-                ("POST", E + r"/resize", self.exec_resize),
-                ("GET", E + r"/json", self.exec_inspect),
-                ("GET", r"/networks", self.network_list),
-                ("POST", r"/networks/create", self.network_create),
-                ("POST", r"/networks/prune", self.network_prune),
-                ("GET", N, self.network_inspect),
-                ("DELETE", N, self.network_remove),
-                ("POST", N + r"/connect", self.network_connect),
-                ("POST", N + r"/disconnect", self.network_disconnect),
-                ("POST", r"/volumes/create", self.volume_create),
-                ("GET", r"/volumes", self.volume_list),
-                ("GET", V, self.volume_inspect),
-                ("DELETE", V, self.volume_remove),
-                ("POST", r"/images/create", self.image_create),
-                ("GET", r"/images/json", self.image_list),
-                ("GET", I + r"/json", self.image_inspect),
-                ("GET", I + r"/history", self.image_history),
-                ("DELETE", I, self.image_remove),
-                ("POST", r"/images/prune", self.image_prune),
-                ("POST", r"/build", self.image_build),
-                ("POST", r"/build/prune", self.build_prune),
-                ("POST", r"/commit", self.container_commit),
-                ("POST", I + r"/push", self.image_push),
-                ("GET", r"/system/df", self.system_df),
-            ]
+        return [
+            ("GET", r"/networks", self.network_list),
+            ("POST", r"/networks/create", self.network_create),
+            ("POST", r"/networks/prune", self.network_prune),
+            ("GET", N, self.network_inspect),
+            ("DELETE", N, self.network_remove),
+            ("POST", N + r"/connect", self.network_connect),
+            ("POST", N + r"/disconnect", self.network_disconnect),
+            ("POST", r"/volumes/create", self.volume_create),
+            ("POST", r"/volumes/prune", self.volume_prune),
+            ("GET", r"/volumes", self.volume_list),
+            ("GET", V, self.volume_inspect),
+            ("DELETE", V, self.volume_remove),
+            ("POST", r"/images/create", self.image_create),
+            ("POST", r"/images/prune", self.image_prune),
+            ("POST", r"/build", self.image_build),
+            ("POST", r"/build/prune", self.build_prune),
+            ("POST", r"/commit", self.container_commit),
+            ("POST", I + r"/push", self.image_push),
+            ("GET", r"/system/df", self.system_df),
+            ("GET", r"/images/json", self.image_list),
+            ("GET", I + r"/json", self.image_inspect),
+            ("GET", I + r"/history", self.image_history),
+            ("DELETE", I, self.image_remove),
+            ("POST", I + r"/tag", self.image_tag),
+            ("GET", r"/images/get", self.images_save),
+            ("GET", I + r"/get", self.image_save),
         ]
 
     # ---- dispatch
@@ -151,9 +170,10 @@ class Router(NetworkRoutes, ImageMakingRoutes):
 
     def events(self, req: Request) -> StreamResponse:
         # since=0 means "from the start" (docker-py sends it), so absence is None, not 0
-        since = _unix_time(req, "since") if req.query.get("since") else None
-        events = self.backend.events(since, _unix_time(req, "until"),
-                                     parse_filters(req.query.get("filters", "")))
+        since = unix_time(req, "since") if req.query.get("since") else None
+        filters = parse_filters(req.query.get("filters", ""))
+        check_filters(filters)
+        events = self.backend.events(since, unix_time(req, "until"), filters)
 
         def body() -> Iterator[bytes]:
             for event in events:
@@ -219,6 +239,10 @@ class Router(NetworkRoutes, ImageMakingRoutes):
         self.backend.container_remove(req.params["name"], req.bool("force"), req.bool("v"))
         return Response(204)
 
+    def container_rename(self, req: Request) -> Response:
+        self.backend.container_rename(req.params["name"], req.query.get("name", ""))
+        return Response(204)
+
     def container_resize(self, req: Request) -> Response:
         h, w = req.int("h", 0), req.int("w", 0)
         self.backend.container_resize(req.params["name"], h, w)
@@ -238,104 +262,6 @@ class Router(NetworkRoutes, ImageMakingRoutes):
 
         return StreamResponse(200, JSON, body())
 
-    def container_attach(self, req: Request) -> HijackResponse:
-        want_stdin = req.bool("stdin")
-        attach = self.backend.container_attach(
-            req.params["name"], stdin=want_stdin, stdout=req.bool("stdout"),
-            stderr=req.bool("stderr"), logs=req.bool("logs"), stream=req.bool("stream"))
-        return self._hijack(req, attach, stdin=want_stdin)
-
-    def _hijack(self, req: Request, attach: AttachStream, stdin: bool) -> HijackResponse:
-        """Hand the connection to a stdio session: output out (framed unless TTY), stdin in."""
-        def session(conn: RawConnection) -> None:
-            if stdin:
-                threading.Thread(target=_pump_stdin, args=(conn, attach), daemon=True,
-                                 name="attach-stdin").start()
-            # Only output ends the session. Without -i the CLI half-closes its side right
-            # after the 101; that EOF must not end the output direction.
-            try:
-                for stream, data in attach.output():
-                    conn.write(data if attach.tty else stdcopy.encode_frame(stream, data))
-            except OSError:
-                pass  # the client went away
-            finally:
-                attach.close()
-
-        upgrade = "upgrade" in req.headers.get("Connection", "").lower()
-        return HijackResponse(stdcopy.RAW if attach.tty else stdcopy.MULTIPLEXED, session, upgrade)
-
-    def container_logs(self, req: Request) -> StreamResponse:
-        stdout, stderr = req.bool("stdout"), req.bool("stderr")
-        if not (stdout or stderr):
-            raise InvalidParameter("Bad parameters: you must choose at least one stream")
-        tail_raw = req.query.get("tail", "all")
-        if tail_raw in ("", "all"):
-            tail = None
-        else:
-            try:
-                tail = int(tail_raw)
-            except ValueError:
-                raise InvalidParameter(f"invalid value for tail: {tail_raw!r} is neither "
-                                       "\"all\" nor an integer") from None
-        since, until = _unix_time(req, "since"), _unix_time(req, "until")
-        logs = self.backend.container_logs(req.params["name"], req.bool("follow"), stdout,
-                                           stderr, tail, since, until)
-        timestamps = req.bool("timestamps")
-
-        def body() -> Iterator[bytes]:
-            for entry in logs.entries:
-                yield from jsonlog.iter_frames([entry], logs.tty, timestamps)
-
-        return StreamResponse(200, stdcopy.RAW if logs.tty else stdcopy.MULTIPLEXED, body())
-
-    # ---- exec
-
-    def exec_create(self, req: Request) -> Response:
-        config = req.json()
-        if not isinstance(config, dict):
-            raise InvalidParameter("invalid exec config: expected a JSON object")
-        exec_id = self.backend.exec_create(req.params["name"], config)
-        return json_response({"Id": exec_id}, 201)
-
-    def exec_start(self, req: Request) -> AnyResponse:
-        body = req.json() or {}
-        if not isinstance(body, dict):
-            raise InvalidParameter("invalid exec start config: expected a JSON object")
-        detach = bool(body.get("Detach"))
-        stream = self.backend.exec_start(req.params["id"], detach)
-        if detach or stream is None:
-            return Response(200, b"", JSON)
-        return self._hijack(req, stream, stdin=True)
-
-    def exec_resize(self, req: Request) -> Response:
-        self.backend.exec_resize(req.params["id"], req.int("h", 0), req.int("w", 0))
-        return Response(200)
-
-    def exec_inspect(self, req: Request) -> Response:
-        return json_response(self.backend.exec_inspect(req.params["id"]))
-
-    # ---- volumes
-
-    def volume_create(self, req: Request) -> Response:
-        body = req.json() or {}
-        if not isinstance(body, dict):
-            raise InvalidParameter("invalid volume config: expected a JSON object")
-        name = body.get("Name") or None
-        if name is not None and not isinstance(name, str):
-            raise InvalidParameter("invalid volume Name: expected a string")
-        volume = self.backend.volume_create(name, body.get("Driver") or "local",
-                                            body.get("Labels"), body.get("DriverOpts"))
-        return json_response(volume, 201)
-
-    def volume_list(self, req: Request) -> Response:
-        return json_response({"Volumes": self.backend.volume_list(), "Warnings": []})
-
-    def volume_inspect(self, req: Request) -> Response:
-        return json_response(self.backend.volume_inspect(req.params["name"]))
-
-    def volume_remove(self, req: Request) -> Response:
-        self.backend.volume_remove(req.params["name"], req.bool("force"))
-        return Response(204)
 
     # ---- images
 
@@ -368,25 +294,19 @@ class Router(NetworkRoutes, ImageMakingRoutes):
     def system_df(self, req: Request) -> Response:
         return json_response(self.backend.system_df())
 
+    def image_tag(self, req: Request) -> Response:
+        repo = req.query.get("repo", "")
+        if not repo:
+            raise InvalidParameter("repository name must have at least one component")
+        self.backend.image_tag(req.params["name"], repo, req.query.get("tag", ""))
+        return Response(201)
 
-def _pump_stdin(conn: RawConnection, attach) -> None:
-    """Copy the client's bytes to the container's stdin; its half-close closes stdin."""
-    try:
-        while data := conn.read():
-            attach.write_stdin(data)
-    except OSError:
-        pass
-    finally:
-        attach.close_stdin()
+    def images_save(self, req: Request) -> StreamResponse:
+        names = [n for n in req.repeated.get("names", []) if n]
+        if not names:
+            raise InvalidParameter("no images to save: give names=IMAGE (one or more)")
+        return StreamResponse(200, "application/x-tar", self.backend.image_save(names))
 
-
-def _unix_time(req: Request, key: str) -> float:
-    """`since`/`until` are unix seconds, possibly with a fraction ("1700000000.123")."""
-    raw = req.query.get(key, "")
-    if raw == "":
-        return 0.0
-    try:
-        return float(raw)
-    except ValueError:
-        raise InvalidParameter(f"invalid value for {key}: {raw!r} is not a unix timestamp") from None
-
+    def image_save(self, req: Request) -> StreamResponse:
+        return StreamResponse(200, "application/x-tar",
+                              self.backend.image_save([req.params["name"]]))

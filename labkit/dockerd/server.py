@@ -31,6 +31,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from labkit.dockerd.errors import TooLarge
 from labkit.dockerd.httputils import (HijackResponse, Request, Response, StreamResponse,
                                       error_response)
 from labkit.dockerd.router import Router
@@ -94,8 +95,10 @@ class EngineAPIHandler(BaseHTTPRequestHandler):
             length = int(raw)
         except ValueError:
             raise ValueError(f"invalid Content-Length {raw!r}") from None
-        if length < 0 or length > MAX_BODY:
+        if length < 0:
             raise ValueError(f"invalid Content-Length {length}")
+        if length > MAX_BODY:
+            raise TooLarge(f"request body too large: {length} bytes (at most {MAX_BODY})")
         return self.rfile.read(length)
 
     def _read_chunked(self) -> bytes:
@@ -111,7 +114,7 @@ class EngineAPIHandler(BaseHTTPRequestHandler):
                     pass
                 return bytes(body)
             if len(body) + size > MAX_BODY:
-                raise ValueError("request body too large")
+                raise TooLarge(f"request body too large (at most {MAX_BODY} bytes)")
             body += self.rfile.read(size)
             self.rfile.readline(1024)  # the CRLF after each chunk
 
@@ -119,6 +122,10 @@ class EngineAPIHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         try:
             body = self._read_body()
+        except TooLarge as e:   # not read: the connection cannot carry another request
+            self._send(error_response(413, e.message))
+            self.close_connection = True
+            return
         except ValueError as e:
             self._send(error_response(400, f"bad request body: {e}"))
             self.close_connection = True
@@ -163,6 +170,8 @@ class EngineAPIHandler(BaseHTTPRequestHandler):
         self.send_response(r.status)
         self._common_headers()
         self.send_header("Content-Type", r.content_type)
+        for k, v in r.headers.items():
+            self.send_header(k, v)
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()  # flushes: the client sees the headers now, the body later
         for chunk in r.chunks:
@@ -191,12 +200,18 @@ class EngineAPIHandler(BaseHTTPRequestHandler):
                 pass
 
 
+# listen(2)'s backlog: connections the kernel queues while every thread is busy accepting.
+# socketserver's default, 5, refuses the sixth of a burst of `docker run`s (Go's is
+# SOMAXCONN, and so is dockerd's).
+BACKLOG = max(128, socket.SOMAXCONN)
+
+
 class EngineAPIServer(socketserver.ThreadingUnixStreamServer):
     """The API on a unix socket, mode 0660: root, and the group `labkit` if it exists."""
 
     daemon_threads = True        # a hanging /wait must not keep the process alive at exit
     block_on_close = False
-    request_queue_size = 128     # socketserver's default backlog of 5 drops bursts
+    request_queue_size = BACKLOG
 
     def __init__(self, socket_path: str | os.PathLike, router: Router) -> None:
         self.router = router
@@ -234,7 +249,7 @@ class EngineAPITCPServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
-    request_queue_size = 128          # socketserver's default backlog of 5 drops bursts
+    request_queue_size = BACKLOG
 
     def __init__(self, host: str, port: int, router: Router,
                  tls: ssl.SSLContext | None = None) -> None:

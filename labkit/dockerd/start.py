@@ -21,9 +21,9 @@ from __future__ import annotations
 import logging
 import signal as signals
 import threading
-from pathlib import Path
 
 from labkit.wire.containerd import api_pb2 as pb
+from labkit.dockerd import logdriver
 from labkit.dockerd.container import Container, State
 from labkit.dockerd.core import DaemonCore, Live
 from labkit.dockerd.errors import (Conflict, DaemonError, InvalidParameter, NotModified,
@@ -54,6 +54,7 @@ class StartStop(DaemonCore):
                 raise NotModified("container already started")
             if c.State.Status == "removing":
                 raise Conflict(f"container {c.ID} is marked for removal and cannot be started")
+            self._started_by_hand(c, live)
             live.starting = True
         try:
             self._start(c, live)
@@ -63,8 +64,10 @@ class StartStop(DaemonCore):
                 self._changed.notify_all()
 
     def _start(self, c: Container, live: Live) -> None:
-        io = TaskIO(self.config.exec_root / "containerd" / c.ID, Path(c.LogPath), c.tty,
-                    bool(c.Config.get("OpenStdin")), live.broadcaster, end_clients_at_eof=False)
+        log_path, rotation = logdriver.task_log(c.HostConfig, c.LogPath)
+        io = TaskIO(self.config.exec_root / "containerd" / c.ID, log_path, c.tty,
+                    bool(c.Config.get("OpenStdin")), live.broadcaster, end_clients_at_eof=False,
+                    rotation=rotation)
         io.create()
         try:
             # No rootfs in the request: containerd takes the mounts of the container's
@@ -134,7 +137,7 @@ class StartStop(DaemonCore):
         live.broadcaster.close_all()
         if c.HostConfig.get("AutoRemove"):
             try:
-                self._remove(c)
+                self._remove(c, volumes=True)
             except DaemonError as err:
                 log.warning("auto-remove of %s after a failed start: %s", c.ID[:12], err)
         if error is not None:
@@ -161,11 +164,15 @@ class StartStop(DaemonCore):
 
     def container_stop(self, ref: str, timeout: int | None, signal: str | None) -> None:
         c = self._get(ref)
-        if not c.State.Running:
-            raise NotModified("container already stopped")
         sig = parse_signal(signal or c.Config.get("StopSignal") or "SIGTERM")
+        if not c.State.Running:
+            if c.State.Restarting and self._stopped_by_hand(c, None):
+                self._event(c, "stop")   # it was waiting to restart: it will not now
+                return
+            raise NotModified("container already stopped")
         if timeout is None:
             timeout = c.Config.get("StopTimeout") or 10
+        self._stopped_by_hand(c, None)   # no restart after this exit (restart.py)
         self._signal(c, sig)
         self._event(c, "kill", signal=str(sig))
         if self._wait_stopped(c, None if timeout < 0 else timeout):
@@ -181,7 +188,10 @@ class StartStop(DaemonCore):
         c = self._get(ref)
         sig = parse_signal(signal or "SIGKILL")
         if not c.State.Running:
+            if c.State.Restarting and self._stopped_by_hand(c, sig):
+                return
             raise Conflict(f"Container {c.ID} is not running")
+        self._stopped_by_hand(c, sig)
         self._signal(c, sig)
         self._event(c, "kill", signal=str(sig))
 

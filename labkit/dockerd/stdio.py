@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from labkit.dockerd.jsonlog import LogEntry, encode_log_line, rfc3339nano, split_lines
+from labkit.dockerd.logdriver import rotate_if_full
 from labkit.stdcopy import STDERR, STDOUT
 
 log = logging.getLogger("labkit.dockerd")
@@ -55,6 +56,7 @@ class Attachment:
         self._broadcaster = broadcaster
         self._streams = streams
         self._stdin = stdin
+        self.stdin_attached = stdin is not None   # the client's bytes go somewhere
         self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue()
 
     def deliver(self, item: tuple[int, bytes] | None) -> None:
@@ -74,7 +76,9 @@ class Attachment:
             self._stdin(None)
 
     def close(self) -> None:
+        """The client is gone, or detached: no more output for it, and output() ends."""
         self._broadcaster.unsubscribe(self)
+        self._queue.put(None)
 
 
 class Broadcaster:
@@ -115,15 +119,18 @@ class TaskIO:
 
     def __init__(self, fifo_dir: Path, log_path: Path | None, tty: bool, open_stdin: bool,
                  broadcaster: Broadcaster, prefix: str = "init",
-                 end_clients_at_eof: bool = True) -> None:
+                 end_clients_at_eof: bool = True, rotation: tuple[int, int] = (-1, 1)) -> None:
         """`prefix` names the fifos: "init" for the container's process, the exec id for
         `docker exec` (whose output goes to its client only: `log_path` None).
 
         `end_clients_at_eof` False leaves ending the clients' streams to the caller: the
         daemon ends them only once the exit code is recorded, because a client asks for it
         right after its stream ends (and the shim may close the fifos before the exit is
-        reported)."""
+        reported).
+
+        `rotation` is the json-file log's (max-size, max-file): logdriver.rotate_if_full."""
         self.end_clients_at_eof = end_clients_at_eof
+        self.rotation = rotation
         self.fifo_dir = fifo_dir
         self.log_path = log_path
         self.tty = tty
@@ -206,10 +213,16 @@ class TaskIO:
         if not lines or self.log_path is None:
             return
         now = rfc3339nano()
-        data = b"".join(encode_log_line(LogEntry(stream, line, now)) for line in lines)
+        entries = [encode_log_line(LogEntry(stream, line, now)) for line in lines]
         with self._log_lock:
-            with open(self.log_path, "ab") as f:
-                f.write(data)
+            if self.rotation[0] < 0:   # no max-size: one write
+                with open(self.log_path, "ab") as f:
+                    f.write(b"".join(entries))
+                return
+            for entry in entries:      # the size is checked before every entry, as Docker
+                rotate_if_full(str(self.log_path), *self.rotation)
+                with open(self.log_path, "ab") as f:
+                    f.write(entry)
 
     def _finish(self) -> None:
         if self.end_clients_at_eof:

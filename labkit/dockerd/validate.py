@@ -7,6 +7,8 @@ honour, is a 400 that names the field — never a 500 from deep inside the daemo
 
 from __future__ import annotations
 
+import json
+
 from labkit import signals
 from labkit.dockerd.errors import InvalidParameter
 
@@ -19,8 +21,65 @@ def parse_signal(value: str | int) -> int:
         raise InvalidParameter(f"Invalid signal: {value}") from None
 
 
+# The types the Engine API declares (moby's api/types/container Config and HostConfig, the
+# swagger's ContainerConfig and HostConfig), in a few kinds. null is always allowed: Go
+# decodes it as the zero value. Fields not listed are not checked here (the network's are
+# network.py's; Cmd, Entrypoint, Env, Labels, ConsoleSize and the rest have checks below).
+S, B, I, O, SL, SM, OL = "a string", "a boolean", "an integer", "an object", \
+    "a list of strings", "an object of strings", "a list of objects"
+CONFIG_TYPES = {
+    "Hostname": S, "Domainname": S, "User": S, "AttachStdin": B, "AttachStdout": B,
+    "AttachStderr": B, "ExposedPorts": O, "Tty": B, "OpenStdin": B, "StdinOnce": B,
+    "Healthcheck": O, "ArgsEscaped": B, "Image": S, "Volumes": O, "WorkingDir": S,
+    "NetworkDisabled": B, "MacAddress": S, "OnBuild": SL, "StopSignal": S, "StopTimeout": I,
+    "Shell": SL,
+}
+HOST_CONFIG_TYPES = {
+    "CpuShares": I, "Memory": I, "CgroupParent": S, "BlkioWeight": I,
+    "BlkioWeightDevice": OL, "BlkioDeviceReadBps": OL, "BlkioDeviceWriteBps": OL,
+    "BlkioDeviceReadIOps": OL, "BlkioDeviceWriteIOps": OL, "CpuPeriod": I, "CpuQuota": I,
+    "CpuRealtimePeriod": I, "CpuRealtimeRuntime": I, "CpusetCpus": S, "CpusetMems": S,
+    "Devices": OL, "DeviceCgroupRules": SL, "DeviceRequests": OL, "KernelMemoryTCP": I,
+    "MemoryReservation": I, "MemorySwap": I, "MemorySwappiness": I, "NanoCpus": I,
+    "OomKillDisable": B, "Init": B, "PidsLimit": I, "Ulimits": OL, "CpuCount": I,
+    "CpuPercent": I, "IOMaximumIOps": I, "IOMaximumBandwidth": I, "Binds": SL,
+    "ContainerIDFile": S, "LogConfig": O, "NetworkMode": S, "PortBindings": O,
+    "RestartPolicy": O, "AutoRemove": B, "VolumeDriver": S, "VolumesFrom": SL, "Mounts": OL,
+    "Annotations": SM, "CapAdd": SL, "CapDrop": SL, "CgroupnsMode": S, "Dns": SL,
+    "DnsOptions": SL, "DnsSearch": SL, "ExtraHosts": SL, "GroupAdd": SL, "IpcMode": S,
+    "Cgroup": S, "Links": SL, "OomScoreAdj": I, "PidMode": S, "Privileged": B,
+    "PublishAllPorts": B, "ReadonlyRootfs": B, "SecurityOpt": SL, "StorageOpt": SM,
+    "Tmpfs": SM, "UTSMode": S, "UsernsMode": S, "ShmSize": I, "Sysctls": SM, "Runtime": S,
+    "Isolation": S, "MaskedPaths": SL, "ReadonlyPaths": SL,
+}
+INT64 = range(-2**63, 2**63)   # what Go's int64 holds: larger numbers do not decode
+
+
+def _is(value: object, kind: str) -> bool:
+    if kind == I:
+        return isinstance(value, int) and not isinstance(value, bool) and value in INT64
+    if kind in (S, B, O):
+        return isinstance(value, {S: str, B: bool, O: dict}[kind])
+    if kind == SM:
+        return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    inner = str if kind == SL else dict
+    return isinstance(value, list) and all(isinstance(v, inner) for v in value)
+
+
+def check_types(fields: dict, types: dict[str, str], prefix: str = "") -> None:
+    """A 400 naming the first field whose JSON type is not the API's."""
+    for key, kind in types.items():
+        value = fields.get(key)
+        if value is not None and not _is(value, kind):
+            extra = " (a 64-bit one)" if kind == I and isinstance(value, int) else ""
+            raise InvalidParameter(f"invalid {prefix}{key}: expected {kind}{extra}, got "
+                                   f"{json.dumps(value)[:40]}")
+
+
 def check_config(config: dict, host_config: dict) -> None:
     """Type-check what create uses, so bad input is a 400 naming the field, never a 500."""
+    check_types(config, CONFIG_TYPES)
+    check_types(host_config, HOST_CONFIG_TYPES, "HostConfig.")
     image = config.get("Image")
     if not isinstance(image, str) or not image:
         raise InvalidParameter("no image given: the config's \"Image\" is empty")
@@ -69,6 +128,26 @@ def check_config(config: dict, host_config: dict) -> None:
     if host_config.get("Privileged"):
         raise InvalidParameter("privileged containers are not supported by labkit-dockerd "
                                "(use --cap-add for the capabilities you need)")
-    policy = (host_config.get("RestartPolicy") or {}).get("Name") or "no"
-    if policy != "no":
-        raise InvalidParameter(f"restart policy {policy!r} is not supported by labkit-dockerd")
+    check_restart_policy(host_config)
+
+
+def check_restart_policy(host_config: dict) -> None:
+    """moby's ValidateRestartPolicy, and AutoRemove (--rm) only without one."""
+    policy = host_config.get("RestartPolicy") or {}
+    name, retries = policy.get("Name") or "", policy.get("MaximumRetryCount") or 0
+    if not isinstance(name, str):
+        raise InvalidParameter("invalid HostConfig.RestartPolicy.Name: expected a string")
+    if not isinstance(retries, int) or isinstance(retries, bool):
+        raise InvalidParameter("invalid HostConfig.RestartPolicy.MaximumRetryCount: expected "
+                               "an integer")
+    if name in ("always", "unless-stopped", "no") and retries:
+        raise InvalidParameter("invalid restart policy: maximum retry count can only be used "
+                               "with 'on-failure'" + (" and cannot be negative" if retries < 0
+                                                      else ""))
+    if name == "on-failure" and retries < 0:
+        raise InvalidParameter("invalid restart policy: maximum retry count cannot be negative")
+    if name not in ("", "no", "always", "on-failure", "unless-stopped"):
+        raise InvalidParameter(f"invalid restart policy: unknown policy '{name}'; use one of "
+                               "'no', 'always', 'on-failure', or 'unless-stopped'")
+    if host_config.get("AutoRemove") and name not in ("", "no"):
+        raise InvalidParameter("can't create 'AutoRemove' container with restart policy")

@@ -48,7 +48,7 @@ class Views(DaemonCore):
             now = time.time()
             out = []
             for c in containers:
-                if not (all or c.State.Running or filters):
+                if not (all or c.State.Running or c.State.Restarting or filters):
                     continue
                 if not matches(c, filters):
                     continue

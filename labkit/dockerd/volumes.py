@@ -9,6 +9,11 @@ which is how data survives `docker rm`:
     docker run -v mydata:/data busybox   ->  bind <root>/volumes/mydata/_data on /data
     docker volume rm mydata              ->  409 while a container uses it, else rm -rf
 
+An anonymous volume (`-v /data`, an image's VOLUME, `--mount type=volume` without a
+source) is the same, under a random 64-hex name and labelled com.docker.volume.anonymous
+(as Docker 23+ does): `docker rm -v` and `docker run --rm` remove it with its container,
+and `docker volume prune` removes unused ones (named ones too only with `--all`).
+
 Only the "local" driver exists here, and without options (Docker's local driver can also
 mount a device or tmpfs through `-o`).
 """
@@ -25,6 +30,8 @@ from typing import Callable
 
 from labkit.dockerd.errors import Conflict, InvalidParameter, NotFound
 from labkit.dockerd.jsonlog import rfc3339nano
+
+ANONYMOUS = "com.docker.volume.anonymous"  # the label of a volume made without a name
 
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
@@ -79,6 +86,34 @@ class VolumeStore:
         return [self._view(d.name) for d in sorted(self.root.iterdir())
                 if (d / "opts.json").exists()]
 
+    def is_anonymous(self, name: str) -> bool:
+        try:
+            return ANONYMOUS in self.get(name)["Labels"]
+        except (NotFound, InvalidParameter, OSError, ValueError):
+            return False
+
+    def prune(self, filters: dict[str, list[str]], users: Callable[[str], list[str]]
+              ) -> tuple[list[str], int]:
+        """`docker volume prune`: the unused anonymous volumes (all unused ones with the
+        filter all=true), matching any label filters. (names removed, bytes freed)"""
+        unknown = set(filters) - {"all", "label", "label!"}
+        if unknown:
+            raise InvalidParameter(f"invalid filter '{sorted(unknown)[0]}'")
+        every = any(v.lower() in ("1", "true") for v in filters.get("all", []))
+        removed, freed = [], 0
+        for volume in self.list():
+            labels = volume["Labels"]
+            if not (every or ANONYMOUS in labels) or not _labels_match(labels, filters):
+                continue
+            size = _size(Path(volume["Mountpoint"]))
+            try:
+                self.remove(volume["Name"], False, users)
+            except Conflict:
+                continue  # in use
+            removed.append(volume["Name"])
+            freed += size
+        return removed, freed
+
     def path(self, name: str) -> str:
         """Where a volume's data lives (created on first use, as `docker run -v name:...`)."""
         return self.create(name)["Mountpoint"]
@@ -94,3 +129,24 @@ class VolumeStore:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(using)}]")
         with self._lock:
             shutil.rmtree(d)
+
+
+def _labels_match(labels: dict, filters: dict[str, list[str]]) -> bool:
+    """label=k / label=k=v must all hold, label!=... must all not."""
+    def holds(spec: str) -> bool:
+        key, eq, value = spec.partition("=")
+        return key in labels and (not eq or labels[key] == value)
+    return (all(holds(f) for f in filters.get("label", []))
+            and not any(holds(f) for f in filters.get("label!", [])))
+
+
+def _size(directory: Path) -> int:
+    """Bytes used by the files under a directory (what `docker system df` counts)."""
+    total = 0
+    for path in directory.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink():
+                total += path.lstat().st_size
+        except OSError:
+            pass
+    return total

@@ -143,8 +143,9 @@ class Image:
 
 def make_image(name: str, layers: list[Layer], *, cmd: list[str], env: list[str] | None = None,
                working_dir: str = "/", created_by: str = "", tag: str = "latest",
-               platform: dict | None = None) -> Image:
-    """Config, manifest and index around `layers` for the host platform."""
+               platform: dict | None = None, volumes: list[str] | None = None) -> Image:
+    """Config, manifest and index around `layers` for the host platform. `volumes` are
+    the image's VOLUMEs (config.Volumes): paths that get a volume in every container."""
     platform = platform or host_platform()
     created = datetime.fromtimestamp(build_epoch(), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     config = {
@@ -156,6 +157,8 @@ def make_image(name: str, layers: list[Layer], *, cmd: list[str], env: list[str]
         "history": [{"created": created, "created_by": created_by or f"labkit.images: {name}",
                      "comment": "built offline by labkit.images"}],
     }
+    if volumes:
+        config["config"]["Volumes"] = {path: {} for path in volumes}
     if platform.get("variant"):
         config["variant"] = platform["variant"]
     config_bytes = _canonical_json(config)

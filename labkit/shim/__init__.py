@@ -9,7 +9,13 @@ can drive containerd-shim-runc-v2.
 
 The protocol itself is not here but in labkit.wire, which containerd imports too: the
 `start`/`delete` handshake and ShimClient (labkit.wire.shim), the Task and event messages
-(task.proto, events.proto), and the ttrpc framing (labkit.wire.ttrpc).
+(task.proto, events.proto; the shim uses them as labkit.wire.shim.messages), and the ttrpc
+framing (labkit.wire.ttrpc).
+
+A shim lives as long as its container, one per container, so it is kept lean: the daemon runs
+as `python -S` (main.py), encodes its protobuf messages itself (labkit.wire.protowire) and
+imports what only some commands need (hashlib, ctypes for mounts) where they need it.
+benchmarks/shim_memory.py measures it next to containerd-shim-runc-v2.
 
 Modules, from the one nearest containerd to the one nearest the kernel:
 
@@ -20,6 +26,7 @@ Modules, from the one nearest containerd to the one nearest the kernel:
     rootfs.py     mounting Create's rootfs mounts on <bundle>/rootfs
     runtime.py    which OCI runtime (labkit-runc, runc, crun) to run, from Create's options
     reaper.py     the subreaper: waiting for the container's init and for orphans
+    log.py        the daemon's log lines (logging's names, without its import cost)
 
 What labkit-shim may import: its own modules, labkit.wire (the shim protocol it serves, and the
 OCI runtime's command-line client, labkit.wire.runtime), and the low-level helpers below every

@@ -22,30 +22,28 @@ containerd that does not listen for events) nothing is sent at all.
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 import time
 from datetime import datetime, timezone
 
-from google.protobuf import any_pb2
-from google.protobuf.message import Message
-
-from labkit.wire.shim import events_pb2
+from labkit.shim.log import getLogger
+from labkit.wire.protowire import Message
+from labkit.wire.shim import messages
 from labkit.wire.shim.protocol import EVENTS_SERVICE, TOPICS, TTRPC_NAMESPACE_KEY
 from labkit.wire.ttrpc import Client
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 
-def envelope(event: Message, namespace: str, when: datetime | None = None) -> events_pb2.ForwardRequest:
+def envelope(event: Message, namespace: str, when: datetime | None = None) -> messages.ForwardRequest:
     """Wrap `event` the way containerd expects it (the Any's type URL is the message's full name)."""
-    req = events_pb2.ForwardRequest()
+    req = messages.ForwardRequest()
     req.envelope.timestamp.FromDatetime(when or datetime.now(timezone.utc))
     req.envelope.namespace = namespace
-    req.envelope.topic = TOPICS[type(event)]
-    req.envelope.event.CopyFrom(any_pb2.Any(type_url=event.DESCRIPTOR.full_name,
-                                            value=event.SerializeToString()))
+    req.envelope.topic = TOPICS[event.full_name]
+    req.envelope.event.CopyFrom(messages.Any(type_url=event.full_name,
+                                             value=event.SerializeToString()))
     return req
 
 
@@ -55,7 +53,7 @@ class Publisher:
     def __init__(self, ttrpc_address: str, namespace: str):
         self.address = ttrpc_address.removeprefix("unix://")
         self.namespace = namespace
-        self._queue: queue.Queue[events_pb2.ForwardRequest] = queue.Queue()
+        self._queue: queue.Queue[messages.ForwardRequest] = queue.Queue()
         self._client: Client | None = None
         if self.address:
             threading.Thread(target=self._run, daemon=True, name="events").start()
@@ -82,7 +80,7 @@ class Publisher:
                 time.sleep(min(0.05 * 2 ** attempt, self.MAX_BACKOFF))
             self._queue.task_done()
 
-    def _send(self, request: events_pb2.ForwardRequest, log_failure: bool) -> bool:
+    def _send(self, request: messages.ForwardRequest, log_failure: bool) -> bool:
         try:
             if self._client is None:
                 self._client = Client(self.address, connect_timeout=2)

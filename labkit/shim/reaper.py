@@ -20,6 +20,11 @@ by funnelling every command through its reaper ("Monitor"); labkit does the simp
 and the processes the shim watches by pid (the inits) are always waited for by their own pid,
 which never touches anyone else's child.
 
+Who does what here: `become_subreaper()` is the prctl(2) call (TaskService.Create makes it
+before the runtime forks the container's init: the moment it starts to matter), `reap()` the
+waitpid(2) loop that collects every child that has exited, and `Reaper` the bookkeeping
+around them (which pids are watched, when "any child" may be reaped).
+
 Wake-ups: the kernel sends SIGCHLD when a child dies. The daemon's main thread sleeps in
 select() on the signal wake-up fd (signal.set_wakeup_fd) and calls `sweep()`; a periodic
 sweep covers what a signal might not (a sweep skipped while a runtime command was running).
@@ -28,26 +33,52 @@ sweep covers what a signal might not (a sweep skipped while a runtime command wa
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import threading
 from datetime import datetime, timezone
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
-from labkit import procfs
+import prctl
 
-log = logging.getLogger(__name__)
+from labkit.shim.log import getLogger
+
+log = getLogger(__name__)
 
 # Called with (pid, exit status, time of exit) once per watched process.
 ExitCallback = Callable[[int, int, datetime], None]
 
 
 def exit_status(wait_status: int) -> int:
-    """A wait(2) status -> the number a shell would show: the code, or 128 + the signal."""
-    # BEGIN SOLUTION chapter="05" hint="os.waitstatus_to_exitcode gives -N for a process killed by signal N"
-    # TODO: 3 for exit(3); 137 (128 + 9) for a process killed by SIGKILL
+    """A wait(2) status -> the number a shell would show: the code, or 128 + the signal
+    (chapter 01 wrote the same conversion, labkit.namespaces.exit_status)."""
     code = os.waitstatus_to_exitcode(wait_status)
     return 128 - code if code < 0 else code
+
+
+def become_subreaper() -> None:
+    """Make the calling process a child subreaper: the orphans among its descendants (the
+    container's init, once `runtime create` has exited) become its children, not pid 1's."""
+    # BEGIN SOLUTION chapter="05" hint="man 2 prctl: PR_SET_CHILD_SUBREAPER; python-prctl has prctl.set_child_subreaper"
+    # TODO: mark this process as a child subreaper (the flag stays set until the process exits)
+    prctl.set_child_subreaper(1)
+    # END SOLUTION
+
+
+def reap() -> list[tuple[int, int]]:
+    """Collect every child of this process that has exited, without blocking:
+    [(pid, exit status as exit_status() gives it)], [] when none has (or there are none)."""
+    # BEGIN SOLUTION chapter="05" hint="man 2 waitpid: pid -1 = any child; WNOHANG returns (0, 0) while none has exited"
+    # TODO: call waitpid until no exited child is left; convert each status with exit_status()
+    # HINT: no children at all raises ChildProcessError (ECHILD): that is "none left" too
+    exits = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return exits
+        if pid == 0:
+            return exits
+        exits.append((pid, exit_status(status)))
     # END SOLUTION
 
 
@@ -83,15 +114,17 @@ class Reaper:
             self.sweep()
 
     def sweep(self) -> None:
-        exits: list[tuple[int, int]] = []
+        exits: list[tuple[int, int]] = []   # (pid, exit status)
         with self._lock:
             # 1. The watched processes, each by its own pid.
             for pid in list(self._watched):
                 if pid in self._not_ours:
                     # Not our child (a runtime that did not leave its init to us): we cannot
                     # wait for it, only notice that it is gone. Its status is unknowable: 255.
+                    from labkit import procfs   # (here: only for a runtime that kept its init)
+
                     if not procfs.alive(pid):
-                        exits.append((pid, 255 << 8))
+                        exits.append((pid, 255))
                     continue
                 try:
                     done, status = os.waitpid(pid, os.WNOHANG)
@@ -100,27 +133,26 @@ class Reaper:
                     self._not_ours.add(pid)
                     continue
                 if done:
-                    exits.append((pid, status))
-            # 2. Any other child, unless a runtime command is running (see the module docstring).
-            # BEGIN SOLUTION chapter="05" hint="man 2 waitpid: pid -1 = any child; WNOHANG returns (0, 0) when none has exited"
-            # TODO: reap every exited child; record the watched ones in `exits`, log the orphans
-            # HINT: no children at all raises ChildProcessError (ECHILD)
-            while self._commands == 0:
+                    exits.append((pid, exit_status(status)))
+            # 2. Any other child, unless a runtime command is running (see the module docstring):
+            #    the watched ones among them are recorded, the orphans only reaped.
+            failure = None
+            if self._commands == 0:
                 try:
-                    pid, status = os.waitpid(-1, os.WNOHANG)
-                except ChildProcessError:
-                    break
-                if pid == 0:
-                    break
-                if pid in self._watched:
-                    exits.append((pid, status))
-                else:
-                    log.debug("reaped orphan %d (status %d)", pid, exit_status(status))
-            # END SOLUTION
+                    reaped = reap()
+                except Exception as e:   # reported below, once the exits already found are
+                    failure, reaped = e, []
+                for pid, status in reaped:
+                    if pid in self._watched:
+                        exits.append((pid, status))
+                    else:
+                        log.debug("reaped orphan %d (status %d)", pid, status)
             for pid, _ in exits:
                 self._watched.discard(pid)
                 self._not_ours.discard(pid)
         now = datetime.now(timezone.utc)
         for pid, status in exits:
-            self._on_exit(pid, exit_status(status), now)
+            self._on_exit(pid, status, now)
+        if failure is not None:
+            raise failure
 

@@ -14,21 +14,27 @@ has the one table of what each option means).
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Protocol, Sequence
+from collections.abc import Sequence
 
-from labkit import mountopts, syscalls
-
-
-class MountSpec(Protocol):
-    """containerd.types.Mount, or anything with the same fields."""
-    type: str
-    source: str
-    options: Sequence[str]
+# labkit.mountopts and labkit.syscalls (ctypes, ~2 MB) are imported by the functions: a shim
+# whose Create brings no mounts (dockerd's containers, `ctr run --rootfs`) never loads them.
 
 
-def mount_rootfs(mounts: Sequence[MountSpec], target: Path) -> None:
-    target.mkdir(parents=True, exist_ok=True)
+TYPE_CHECKING = False      # (typing for type checkers only: see labkit.wire.runtime)
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class MountSpec(Protocol):
+        """containerd.types.Mount, or anything with the same fields."""
+        type: str
+        source: str
+        options: Sequence[str]
+
+
+def mount_rootfs(mounts: Sequence[MountSpec], target: str) -> None:
+    from labkit import mountopts, syscalls
+
+    os.makedirs(target, exist_ok=True)
     for m in mounts:
         opts = mountopts.parse(m.options)
         flags = opts.flags
@@ -44,8 +50,12 @@ def mount_rootfs(mounts: Sequence[MountSpec], target: Path) -> None:
             syscalls.mount(None, str(target), None, propagation)
 
 
-def unmount_rootfs(target: Path) -> None:
+def unmount_rootfs(target: str) -> None:
     """Unmount everything stacked on `target` (lazily, so a busy mount does not block us)."""
+    if not os.path.ismount(target):
+        return
+    from labkit import syscalls
+
     while os.path.ismount(target):
         try:
             syscalls.umount2(str(target), syscalls.MNT_DETACH)

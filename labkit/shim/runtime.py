@@ -30,14 +30,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 
-from labkit import paths
 from labkit.wire.runtime import OCIRuntimeError, Runtime
-from labkit.wire.shim import task_pb2
+from labkit.wire.shim import messages
 from labkit.wire.shim.protocol import RUNC_OPTIONS_URL
 
 __all__ = ["DEFAULT_BINARY", "OCIRuntimeError", "Runtime", "RuntimeOptions", "open_runtime",
@@ -47,39 +43,48 @@ __all__ = ["DEFAULT_BINARY", "OCIRuntimeError", "Runtime", "RuntimeOptions", "op
 DEFAULT_BINARY = "labkit-runc"
 
 
-@dataclass(frozen=True)
 class RuntimeOptions:
-    binary: str = ""               # a name looked up in PATH, or a path; "" = DEFAULT_BINARY
-    root: Path = paths.RUNTIME_ROOT  # the namespace is appended to it
+    """Which runtime binary, with which --root (a plain class: see service.Process for why)."""
+
+    def __init__(self, binary: str = "", root: str | os.PathLike | None = None):
+        self.binary = binary      # a name looked up in PATH, or a path; "" = DEFAULT_BINARY
+        # the namespace is appended to it; none given: labkit's (labkit.paths.RUNTIME_ROOT)
+        self.root = os.fspath(root) if root else default_root()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RuntimeOptions) and (self.binary, self.root) == (other.binary, other.root)
+
+    def __repr__(self) -> str:
+        return f"RuntimeOptions(binary={self.binary!r}, root={self.root!r})"
 
     @classmethod
-    def load(cls, bundle: Path) -> "RuntimeOptions":
+    def load(cls, bundle: str | os.PathLike) -> "RuntimeOptions":
         """Read <bundle>/options.json if there is one; its absence means the defaults."""
-        path = bundle / "options.json"
-        if not path.exists():
+        path = os.path.join(bundle, "options.json")
+        if not os.path.exists(path):
             return cls()
         try:
-            data = json.loads(path.read_text())
+            with open(path) as f:
+                data = json.load(f)
         except (OSError, ValueError) as e:
             raise ValueError(f"cannot read runtime options {path}: {e}") from None
         if not isinstance(data, dict):
             raise ValueError(f"runtime options {path} must hold a JSON object, not {type(data).__name__}")
-        return cls(binary=data.get("binary_name") or "",
-                   root=Path(data.get("root") or paths.RUNTIME_ROOT))
+        return cls(binary=data.get("binary_name") or "", root=data.get("root") or None)
 
     @classmethod
-    def from_request(cls, options, bundle: Path) -> "RuntimeOptions":
+    def from_request(cls, options, bundle: str | os.PathLike) -> "RuntimeOptions":
         """The options of a CreateTaskRequest (a protobuf Any) if it carries containerd's runc
         options; otherwise what the bundle's options.json says (or nothing at all)."""
         if not options.type_url.endswith(RUNC_OPTIONS_URL):
             return cls.load(bundle)
-        runc = task_pb2.RuncOptions.FromString(options.value)
-        return cls(binary=runc.binary_name, root=Path(runc.root) if runc.root else paths.RUNTIME_ROOT)
+        runc = messages.RuncOptions.FromString(options.value)
+        return cls(binary=runc.binary_name, root=runc.root or None)
 
-    def save(self, bundle: Path) -> None:
+    def save(self, bundle: str | os.PathLike) -> None:
         """Write <bundle>/options.json, as containerd's runc shim records the options it got."""
-        (bundle / "options.json").write_text(json.dumps({"binary_name": self.binary,
-                                                         "root": str(self.root)}))
+        with open(os.path.join(bundle, "options.json"), "w") as f:
+            json.dump({"binary_name": self.binary, "root": self.root}, f)
 
 
 def resolve_binary(binary: str) -> str:
@@ -88,18 +93,30 @@ def resolve_binary(binary: str) -> str:
         if not os.access(binary, os.X_OK):
             raise OCIRuntimeError(f"runtime binary {binary} is not an executable file")
         return binary
-    found = shutil.which(binary)
+    # PATH searched as execvp(3) does. (Not shutil.which: a shim carries what it imports for
+    # the life of its container, and shutil is ~0.5 MB for this one loop.)
+    found = next((candidate for directory in os.environ.get("PATH", os.defpath).split(os.pathsep)
+                  for candidate in [os.path.join(directory or ".", binary)]
+                  if os.path.isfile(candidate) and os.access(candidate, os.X_OK)), None)
     if found is None:
         # labkit's own commands sit next to the interpreter (the lab's virtualenv), which may not
         # be on the PATH of whoever started the shim.
-        candidate = Path(sys.executable).parent / binary
-        if candidate.exists():
-            return str(candidate)
+        candidate = os.path.join(os.path.dirname(sys.executable), binary)
+        if os.path.exists(candidate):
+            return candidate
         raise OCIRuntimeError(f"runtime binary {binary!r} not found in PATH")
     return found
 
 
-def open_runtime(options: RuntimeOptions, namespace: str, bundle: Path) -> Runtime:
+def open_runtime(options: RuntimeOptions, namespace: str, bundle: str | os.PathLike) -> Runtime:
     """The runtime for a task in `bundle`: --root <root>/<namespace>, --log <bundle>/log.json."""
-    return Runtime(resolve_binary(options.binary or DEFAULT_BINARY), str(options.root / namespace),
-                   str(bundle / "log.json"))
+    return Runtime(resolve_binary(options.binary or DEFAULT_BINARY),
+                   os.path.join(options.root, namespace), os.path.join(bundle, "log.json"))
+
+
+def default_root() -> str:
+    """labkit's runtime root (labkit.paths.RUNTIME_ROOT), for options that name none. Imported
+    here, not at the top: labkit.paths brings pathlib, ~0.8 MB a shim needs for nothing else."""
+    from labkit import paths
+
+    return str(paths.RUNTIME_ROOT)

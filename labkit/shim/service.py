@@ -38,42 +38,34 @@ task.proto, so tests and notebooks can call it in-process; main.py puts it on th
 
 from __future__ import annotations
 
-import importlib.metadata
+import contextlib
 import json
-import logging
 import os
 import re
 import signal
 import threading
-from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
-from google.protobuf import empty_pb2
-from google.protobuf.message import Message
-
-from labkit.procfs import pid_namespace_members  # the fallback when the runtime has no `ps`
+from labkit import __version__
 from labkit.shim.events import Publisher
-from labkit.shim.reaper import Reaper
+from labkit.shim.log import getLogger
+from labkit.shim.reaper import Reaper, become_subreaper
 from labkit.shim.rootfs import mount_rootfs, unmount_rootfs
 from labkit.shim.runtime import OCIRuntimeError, Runtime, RuntimeOptions, open_runtime
 from labkit.shim.stdio import ContainerIO
-from labkit.wire.shim import events_pb2, task_pb2
+# The messages of task.proto and events.proto, declared for labkit.wire.protowire: the same
+# bytes as the generated task_pb2/events_pb2, without the protobuf runtime (~5 MB per shim).
+from labkit.wire.protowire import Message
+from labkit.wire.shim import messages
 from labkit.wire.shim.protocol import RUNC_OPTIONS_URL, SERVICE, ShimError
 from labkit.wire.ttrpc import Code
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 
-def _package_version() -> str:
-    try:
-        return importlib.metadata.version("labkit")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-SHIM_VERSION = "labkit-shim " + _package_version()
+# labkit's own version string (importlib.metadata would cost the shim ~3 MB of imports)
+SHIM_VERSION = "labkit-shim " + __version__
 
 
 # Substrings by which containerd's shim recognizes a runtime error as "not found"
@@ -88,32 +80,37 @@ def _runtime_error(verb: str, error: OCIRuntimeError) -> ShimError:
     return ShimError(Code.UNKNOWN, f"OCI runtime {verb} failed: {message}")
 
 
-@dataclass
+# Process and Task are plain classes, not dataclasses: `dataclasses` imports `inspect` and
+# `ast`, about 1.5 MB that every shim -- one per container -- would carry for two records.
 class Process:
     """One process the shim answers for: a container's init (exec id "") or an exec."""
-    exec_id: str
-    io: ContainerIO
-    pid: int = 0
-    status: int = task_pb2.CREATED
-    exit_status: int = 0
-    exited_at: datetime | None = None
-    exited: threading.Event = field(default_factory=threading.Event)
-    spec: dict | None = None          # an exec's OCI process (config.json's "process" shape)
+
+    def __init__(self, exec_id: str, io: ContainerIO, spec: dict | None = None):
+        self.exec_id = exec_id
+        self.io = io
+        self.pid = 0
+        self.status: int = messages.CREATED
+        self.exit_status = 0
+        self.exited_at: datetime | None = None
+        self.exited = threading.Event()    # set once the exit is recorded (record_exit)
+        self.spec = spec                   # an exec's OCI process (config.json's "process" shape)
+        self.failure = ""                  # why its exit could not be recorded (Wait says it)
 
     @property
     def name(self) -> str:
         return f"exec {self.exec_id!r}" if self.exec_id else "init"
 
 
-@dataclass
 class Task:
     """The shim's record of one container: its init, its execs, how to reach its runtime."""
-    id: str
-    bundle: Path
-    runtime: Runtime
-    init: Process
-    execs: dict[str, Process] = field(default_factory=dict)
-    mounted_rootfs: bool = False
+
+    def __init__(self, id: str, bundle: str, runtime: Runtime, init: Process):
+        self.id = id
+        self.bundle = bundle
+        self.runtime = runtime
+        self.init = init
+        self.execs: dict[str, Process] = {}
+        self.mounted_rootfs = False
 
     def process(self, exec_id: str) -> Process:
         if not exec_id:
@@ -145,21 +142,38 @@ class TaskService:
             for task in self._tasks.values():
                 for process in (task.init, *task.execs.values()):
                     if process.pid == pid and not process.exited.is_set():
-                        self._record_exit(task, process, status, when)
+                        self._exited(task, process, status, when)
                         return
             # Create/Start has not recorded the pid yet (the process died at once).
             self._early_exits[pid] = (status, when)
 
-    def _record_exit(self, task: Task, process: Process, status: int, when: datetime) -> None:
+    def _exited(self, task: Task, process: Process, status: int, when: datetime) -> None:
+        try:
+            self.record_exit(task, process, status, when)
+        except Exception as e:
+            # Whoever waits for this process must not wait forever: it learns what went wrong.
+            log.exception("recording the exit of %s of task %s failed", process.name, task.id)
+            process.failure = f"recording the exit of {process.name} failed: {type(e).__name__}: {e}"
+            process.status, process.exit_status, process.exited_at = messages.STOPPED, status, when
+            process.exited.set()
+
+    def record_exit(self, task: Task, process: Process, status: int, when: datetime) -> None:
+        """`process` of `task` exited with `status` at `when` (the reaper saw it): remember it,
+        wake whoever waits for it (Task.Wait, Delete), and tell containerd (/tasks/exit)."""
         log.info("task %s: %s (pid %d) exited with status %d", task.id, process.name, process.pid, status)
-        process.status = task_pb2.STOPPED
+        # BEGIN SOLUTION chapter="05" hint="messages.TaskExit(container_id, id, pid, exit_status, exited_at); id is the exec id, or the task id for the init"
+        # TODO: set the process's status (messages.STOPPED), exit_status and exited_at, then set
+        # TODO: its `exited` event; last, publish a TaskExit event with self.events.publish
+        # HINT: a Timestamp field is set with exited_at.FromDatetime(when)
+        process.status = messages.STOPPED
         process.exit_status = status
         process.exited_at = when
         process.exited.set()
-        exit_event = events_pb2.TaskExit(container_id=task.id, id=process.exec_id or task.id,
+        exit_event = messages.TaskExit(container_id=task.id, id=process.exec_id or task.id,
                                          pid=process.pid, exit_status=status)
         exit_event.exited_at.FromDatetime(when)
         self.events.publish(exit_event)
+        # END SOLUTION
 
     def _started(self, task: Task, process: Process, pid: int) -> None:
         """Record a new pid, catch an exit that came before we knew it, and watch it."""
@@ -167,7 +181,7 @@ class TaskService:
             process.pid = pid
             early = self._early_exits.pop(pid, None)
             if early:
-                self._record_exit(task, process, *early)
+                self._exited(task, process, *early)
         self.reaper.watch(pid)
 
     def _get(self, id: str) -> Task:
@@ -179,11 +193,12 @@ class TaskService:
 
     # ------------------------------------------------------------- the Task methods
 
-    def Create(self, req: task_pb2.CreateTaskRequest) -> task_pb2.CreateTaskResponse:
+    def Create(self, req: messages.CreateTaskRequest) -> messages.CreateTaskResponse:
         if not req.id:
             raise ShimError(Code.INVALID_ARGUMENT, "create: a task id is required")
-        bundle = Path(req.bundle or os.getcwd())
-        if not (bundle / "config.json").is_file():
+        # Paths as strings, with os.path: pathlib would cost every shim ~0.8 MB.
+        bundle = req.bundle or os.getcwd()
+        if not os.path.isfile(os.path.join(bundle, "config.json")):
             raise ShimError(Code.INVALID_ARGUMENT, f"create: bundle {bundle} has no config.json")
         if req.checkpoint:
             raise ShimError(Code.UNIMPLEMENTED, "create: restoring from a checkpoint is not supported")
@@ -200,24 +215,32 @@ class TaskService:
         with self._lock:
             if req.id in self._tasks:
                 raise ShimError(Code.ALREADY_EXISTS, f"create: task {req.id!r} already exists")
+        # The container's init must become OUR child when `runtime create` exits and leaves it
+        # behind: from here on the shim is a subreaper (reaper.py says why).
+        become_subreaper()
         try:
             io = ContainerIO(req.stdin, req.stdout, req.stderr, terminal=req.terminal)
         except (OSError, ValueError) as e:
             raise ShimError(Code.INVALID_ARGUMENT, f"create: {e}") from None
         task = Task(req.id, bundle, runtime, Process("", io))
-        pid_file = bundle / "init.pid"
+        pid_file = os.path.join(bundle, "init.pid")
         created = False
         try:
             if req.rootfs:
-                mount_rootfs(list(req.rootfs), bundle / "rootfs")
+                mount_rootfs(list(req.rootfs), os.path.join(bundle, "rootfs"))
                 task.mounted_rootfs = True
             # While the runtime runs, the reaper must not reap "any child" (reaper.py explains).
             with self.reaper.commands():
+                # BEGIN SOLUTION chapter="05" hint="labkit.wire.runtime.Runtime.create(id, bundle, pid_file, stdio=…, console_socket=…) returns the init's pid"
+                # TODO: run `runtime create` for req.id in `bundle`, its pid written to pid_file,
+                # TODO: the container's stdio being io.container_fds (and io.console's path, if any);
+                # TODO: a failure is ShimError(Code.UNKNOWN, "OCI runtime create failed: <message>")
                 try:
                     pid = runtime.create(req.id, str(bundle), str(pid_file), stdio=io.container_fds,
                                          console_socket=io.console.path if io.console else None)
                 except OCIRuntimeError as e:
                     raise ShimError(Code.UNKNOWN, f"OCI runtime create failed: {e}") from None
+                # END SOLUTION
                 created = True
                 io.started_runtime()
                 with self._lock:
@@ -234,7 +257,7 @@ class TaskService:
                     except OCIRuntimeError as delete_error:
                         log.warning("cleaning up %s: %s", req.id, delete_error)
             if task.mounted_rootfs:
-                unmount_rootfs(bundle / "rootfs")
+                unmount_rootfs(os.path.join(bundle, "rootfs"))
             with self._lock:
                 if self._tasks.get(req.id) is task:
                     del self._tasks[req.id]
@@ -242,17 +265,17 @@ class TaskService:
                 raise ShimError(Code.UNKNOWN, f"create: {e}") from None
             raise
         log.info("task %s created, init pid %d", req.id, task.init.pid)
-        self.events.publish(events_pb2.TaskCreate(
+        self.events.publish(messages.TaskCreate(
             container_id=req.id, bundle=str(bundle), pid=task.init.pid,
-            io=events_pb2.TaskIO(stdin=req.stdin, stdout=req.stdout, stderr=req.stderr,
+            io=messages.TaskIO(stdin=req.stdin, stdout=req.stdout, stderr=req.stderr,
                                  terminal=req.terminal)))
-        return task_pb2.CreateTaskResponse(pid=task.init.pid)
+        return messages.CreateTaskResponse(pid=task.init.pid)
 
-    def Exec(self, req: task_pb2.ExecProcessRequest) -> empty_pb2.Empty:
+    def Exec(self, req: messages.ExecProcessRequest) -> messages.Empty:
         task = self._get(req.id)
         if not _EXEC_ID.match(req.exec_id):
             raise ShimError(Code.INVALID_ARGUMENT, f"exec: invalid exec id {req.exec_id!r}")
-        if task.init.status != task_pb2.RUNNING:
+        if task.init.status != messages.RUNNING:
             raise ShimError(Code.FAILED_PRECONDITION, f"exec: task {req.id!r} is not running")
         try:
             spec = json.loads(req.spec.value)
@@ -273,37 +296,37 @@ class TaskService:
             raise ShimError(Code.INVALID_ARGUMENT, f"exec: {e}") from None
         with self._lock:
             task.execs[req.exec_id] = Process(req.exec_id, io, spec=spec)
-        self.events.publish(events_pb2.TaskExecAdded(container_id=req.id, exec_id=req.exec_id))
-        return empty_pb2.Empty()
+        self.events.publish(messages.TaskExecAdded(container_id=req.id, exec_id=req.exec_id))
+        return messages.Empty()
 
-    def Start(self, req: task_pb2.StartRequest) -> task_pb2.StartResponse:
+    def Start(self, req: messages.StartRequest) -> messages.StartResponse:
         task = self._get(req.id)
         process = task.process(req.exec_id)
-        if process is None or process.status != task_pb2.CREATED:
-            state = task_pb2.Status.Name(process.status).lower() if process else "being set up"
+        if process is None or process.status != messages.CREATED:
+            state = messages.Status.Name(process.status).lower() if process else "being set up"
             raise ShimError(Code.FAILED_PRECONDITION,
                             f"start: {process.name if process else 'process'} of task {req.id!r} is {state}, not created")
         if req.exec_id:
             self._start_exec(task, process)
-            self.events.publish(events_pb2.TaskExecStarted(container_id=req.id, exec_id=req.exec_id,
+            self.events.publish(messages.TaskExecStarted(container_id=req.id, exec_id=req.exec_id,
                                                            pid=process.pid))
-            return task_pb2.StartResponse(pid=process.pid)
+            return messages.StartResponse(pid=process.pid)
         with self.reaper.commands():
             try:
                 task.runtime.start(req.id)
             except OCIRuntimeError as e:
                 raise _runtime_error("start", e) from None
         with self._lock:
-            if process.status == task_pb2.CREATED:
-                process.status = task_pb2.RUNNING
-        self.events.publish(events_pb2.TaskStart(container_id=req.id, pid=process.pid))
-        return task_pb2.StartResponse(pid=process.pid)
+            if process.status == messages.CREATED:
+                process.status = messages.RUNNING
+        self.events.publish(messages.TaskStart(container_id=req.id, pid=process.pid))
+        return messages.StartResponse(pid=process.pid)
 
     def _start_exec(self, task: Task, process: Process) -> None:
         # The runtime reads the process from a file; it gets the exec's stdio, returns once the
         # process runs (--detach), and leaves it to us, the subreaper, like the init.
-        spec_file = task.bundle / f"{process.exec_id}.process.json"
-        pid_file = task.bundle / f"{process.exec_id}.pid"
+        spec_file = os.path.join(task.bundle, f"{process.exec_id}.process.json")
+        pid_file = os.path.join(task.bundle, f"{process.exec_id}.pid")
         io = process.io
         try:
             with self.reaper.commands():
@@ -315,7 +338,7 @@ class TaskService:
                     raise ShimError(Code.UNKNOWN, f"OCI runtime exec failed: {e}") from None
                 io.started_runtime()
                 with self._lock:
-                    process.status = task_pb2.RUNNING
+                    process.status = messages.RUNNING
                 self._started(task, process, pid)
         except BaseException as e:
             # A failed exec is forgotten (containerd deletes it too).
@@ -326,13 +349,14 @@ class TaskService:
                 raise ShimError(Code.UNKNOWN, f"exec: {e}") from None
             raise
         finally:
-            spec_file.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(spec_file)
 
-    def State(self, req: task_pb2.StateRequest) -> task_pb2.StateResponse:
+    def State(self, req: messages.StateRequest) -> messages.StateResponse:
         task = self._get(req.id)
         process = self._ready(task, req.exec_id)
         stdin, stdout, stderr = process.io.paths
-        resp = task_pb2.StateResponse(id=task.id, bundle=str(task.bundle), pid=process.pid,
+        resp = messages.StateResponse(id=task.id, bundle=str(task.bundle), pid=process.pid,
                                       status=process.status, stdin=stdin, stdout=stdout,
                                       stderr=stderr, terminal=process.io.terminal,
                                       exit_status=process.exit_status, exec_id=req.exec_id)
@@ -340,23 +364,22 @@ class TaskService:
             resp.exited_at.FromDatetime(process.exited_at)
         return resp
 
-    def Wait(self, req: task_pb2.WaitRequest) -> task_pb2.WaitResponse:
+    def Wait(self, req: messages.WaitRequest) -> messages.WaitResponse:
         process = self._ready(self._get(req.id), req.exec_id)
-        # BEGIN SOLUTION chapter="05" hint="the reaper sets process.exited (a threading.Event) in _record_exit"
-        # TODO: block until the process has exited, then answer its status and time of exit
-        process.exited.wait()
-        resp = task_pb2.WaitResponse(exit_status=process.exit_status)
+        process.exited.wait()    # set by record_exit
+        if process.failure:
+            raise ShimError(Code.INTERNAL, process.failure)
+        resp = messages.WaitResponse(exit_status=process.exit_status)
         resp.exited_at.FromDatetime(process.exited_at)
         return resp
-        # END SOLUTION
 
-    def Kill(self, req: task_pb2.KillRequest) -> empty_pb2.Empty:
+    def Kill(self, req: messages.KillRequest) -> messages.Empty:
         task = self._get(req.id)
         process = self._ready(task, req.exec_id)
-        if process.status == task_pb2.STOPPED and not req.all:
+        if process.status == messages.STOPPED and not req.all:
             raise ShimError(Code.NOT_FOUND, f"kill: process already finished ({process.name} of task {req.id!r})")
         if req.exec_id:
-            if process.status != task_pb2.RUNNING:
+            if process.status != messages.RUNNING:
                 raise ShimError(Code.FAILED_PRECONDITION, f"kill: {process.name} has not started")
             # An exec is our child (adopted) until we reap it, so its pid cannot be reused
             # under us: signal it directly, as containerd's shim does.
@@ -364,33 +387,33 @@ class TaskService:
                 os.kill(process.pid, req.signal)
             except ProcessLookupError:
                 raise ShimError(Code.NOT_FOUND, f"kill: process already finished ({process.name})") from None
-            return empty_pb2.Empty()
+            return messages.Empty()
         with self.reaper.commands():
             try:
                 task.runtime.kill(req.id, req.signal, all=req.all)
             except OCIRuntimeError as e:
                 raise _runtime_error("kill", e) from None
-            if req.signal == signal.SIGKILL and task.init.status == task_pb2.PAUSED:
+            if req.signal == signal.SIGKILL and task.init.status == messages.PAUSED:
                 # A frozen process takes its SIGKILL only once thawed. runc thaws what it
                 # kills; crun does not: resume, whichever runtime it is.
                 try:
                     task.runtime.resume(req.id)
                 except OCIRuntimeError as e:
                     log.info("task %s: resume after SIGKILL: %s", req.id, e)
-        return empty_pb2.Empty()
+        return messages.Empty()
 
-    def Pause(self, req: task_pb2.PauseRequest) -> empty_pb2.Empty:
+    def Pause(self, req: messages.PauseRequest) -> messages.Empty:
         """Freeze the whole container: the runtime's `pause` (its cgroup's freezer)."""
         return self._freeze(req.id, pause=True)
 
-    def Resume(self, req: task_pb2.ResumeRequest) -> empty_pb2.Empty:
+    def Resume(self, req: messages.ResumeRequest) -> messages.Empty:
         return self._freeze(req.id, pause=False)
 
-    def _freeze(self, id: str, pause: bool) -> empty_pb2.Empty:
+    def _freeze(self, id: str, pause: bool) -> messages.Empty:
         task = self._get(id)
-        verb, needed = ("pause", task_pb2.RUNNING) if pause else ("resume", task_pb2.PAUSED)
+        verb, needed = ("pause", messages.RUNNING) if pause else ("resume", messages.PAUSED)
         if task.init.status != needed:
-            state = task_pb2.Status.Name(task.init.status).lower()
+            state = messages.Status.Name(task.init.status).lower()
             raise ShimError(Code.FAILED_PRECONDITION, f"{verb}: task {id!r} is {state}")
         try:
             getattr(task.runtime, verb)(id)
@@ -398,25 +421,27 @@ class TaskService:
             raise _runtime_error(verb, e) from None
         with self._lock:
             if task.init.status == needed:         # (an exit may have been recorded meanwhile)
-                task.init.status = task_pb2.PAUSED if pause else task_pb2.RUNNING
-        event = (events_pb2.TaskPaused if pause else events_pb2.TaskResumed)(container_id=id)
+                task.init.status = messages.PAUSED if pause else messages.RUNNING
+        event = (messages.TaskPaused if pause else messages.TaskResumed)(container_id=id)
         self.events.publish(event)
-        return empty_pb2.Empty()
+        return messages.Empty()
 
-    def Pids(self, req: task_pb2.PidsRequest) -> task_pb2.PidsResponse:
+    def Pids(self, req: messages.PidsRequest) -> messages.PidsResponse:
         task = self._get(req.id)
         with self.reaper.commands():
             try:
                 pids = task.runtime.ps(req.id)
             except OCIRuntimeError as e:
-                if task.init.status == task_pb2.STOPPED or any(h in str(e) for h in _NOT_FOUND_HINTS):
+                if task.init.status == messages.STOPPED or any(h in str(e) for h in _NOT_FOUND_HINTS):
                     raise _runtime_error("ps", e) from None
                 # A runtime without `ps` (it is optional): find the processes ourselves.
                 log.warning("runtime ps failed (%s); listing the init's pid namespace instead", e)
-                pids = sorted(pid_namespace_members(task.init.pid))
-        return task_pb2.PidsResponse(processes=[task_pb2.ProcessInfo(pid=p) for p in pids])
+                from labkit.procfs import pid_namespace_members
 
-    def ResizePty(self, req: task_pb2.ResizePtyRequest) -> empty_pb2.Empty:
+                pids = sorted(pid_namespace_members(task.init.pid))
+        return messages.PidsResponse(processes=[messages.ProcessInfo(pid=p) for p in pids])
+
+    def ResizePty(self, req: messages.ResizePtyRequest) -> messages.Empty:
         process = self._ready(self._get(req.id), req.exec_id)
         try:
             process.io.resize(req.width, req.height)
@@ -424,25 +449,26 @@ class TaskService:
             raise ShimError(Code.FAILED_PRECONDITION, f"resize: {process.name} of task {req.id!r}: {e}") from None
         except OSError as e:
             raise ShimError(Code.UNKNOWN, f"resize: {process.name} of task {req.id!r}: {e.strerror}") from None
-        return empty_pb2.Empty()
+        return messages.Empty()
 
-    def CloseIO(self, req: task_pb2.CloseIORequest) -> empty_pb2.Empty:
+    def CloseIO(self, req: messages.CloseIORequest) -> messages.Empty:
         process = self._ready(self._get(req.id), req.exec_id)
         if req.stdin:
             process.io.close_stdin()
-        return empty_pb2.Empty()
+        return messages.Empty()
 
-    def Delete(self, req: task_pb2.DeleteRequest) -> task_pb2.DeleteResponse:
+    def Delete(self, req: messages.DeleteRequest) -> messages.DeleteResponse:
         task = self._get(req.id)
         process = self._ready(task, req.exec_id)
-        if process.status == task_pb2.RUNNING:
+        if process.status == messages.RUNNING:
             raise ShimError(Code.FAILED_PRECONDITION,
                             f"delete: {process.name} of task {req.id!r} is running; kill it first")
         if req.exec_id:
             # An exec that never started just goes; one that ran has been reaped already.
             with self._lock:
                 task.execs.pop(req.exec_id, None)
-            (task.bundle / f"{req.exec_id}.pid").unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(task.bundle, f"{req.exec_id}.pid"))
         else:
             with self.reaper.commands():
                 try:
@@ -461,36 +487,36 @@ class TaskService:
                 if other is not None:
                     other.io.close()
             if task.mounted_rootfs:
-                unmount_rootfs(task.bundle / "rootfs")
+                unmount_rootfs(os.path.join(task.bundle, "rootfs"))
             with self._lock:
                 self._tasks.pop(req.id, None)
         self.reaper.unwatch(process.pid)
-        resp = task_pb2.DeleteResponse(pid=process.pid, exit_status=process.exit_status)
+        resp = messages.DeleteResponse(pid=process.pid, exit_status=process.exit_status)
         if process.exited_at is not None:
             resp.exited_at.FromDatetime(process.exited_at)
         log.info("task %s: %s deleted", req.id, process.name)
         if not req.exec_id:   # as containerd's runc shim: a delete event for the init only
-            deleted = events_pb2.TaskDelete(container_id=req.id, pid=process.pid,
+            deleted = messages.TaskDelete(container_id=req.id, pid=process.pid,
                                             exit_status=process.exit_status)
             deleted.exited_at.CopyFrom(resp.exited_at)
             self.events.publish(deleted)
         return resp
 
-    def Connect(self, req: task_pb2.ConnectRequest) -> task_pb2.ConnectResponse:
+    def Connect(self, req: messages.ConnectRequest) -> messages.ConnectResponse:
         with self._lock:
             task = self._tasks.get(req.id) or next(iter(self._tasks.values()), None)
-        return task_pb2.ConnectResponse(shim_pid=os.getpid(), task_pid=task.init.pid if task else 0,
+        return messages.ConnectResponse(shim_pid=os.getpid(), task_pid=task.init.pid if task else 0,
                                         version=SHIM_VERSION)
 
-    def Shutdown(self, req: task_pb2.ShutdownRequest) -> empty_pb2.Empty:
+    def Shutdown(self, req: messages.ShutdownRequest) -> messages.Empty:
         with self._lock:
             remaining = list(self._tasks)
         if remaining and not req.now:
             # As containerd's shim does: a shim with a task left keeps serving it.
             log.info("shutdown ignored: tasks %s remain", ", ".join(remaining))
-            return empty_pb2.Empty()
+            return messages.Empty()
         self.shutdown_requested.set()
-        return empty_pb2.Empty()
+        return messages.Empty()
 
     @staticmethod
     def _ready(task: Task, exec_id: str) -> Process:
@@ -504,13 +530,13 @@ class TaskService:
     def handlers(self) -> dict[str, dict[str, Callable[[bytes], bytes]]]:
         """`{service: {method: handler(bytes) -> bytes}}` for ttrpc.Server."""
         methods = {
-            "Create": task_pb2.CreateTaskRequest, "Start": task_pb2.StartRequest,
-            "State": task_pb2.StateRequest, "Wait": task_pb2.WaitRequest,
-            "Kill": task_pb2.KillRequest, "Pids": task_pb2.PidsRequest,
-            "Pause": task_pb2.PauseRequest, "Resume": task_pb2.ResumeRequest,
-            "CloseIO": task_pb2.CloseIORequest, "ResizePty": task_pb2.ResizePtyRequest,
-            "Delete": task_pb2.DeleteRequest, "Exec": task_pb2.ExecProcessRequest,
-            "Connect": task_pb2.ConnectRequest, "Shutdown": task_pb2.ShutdownRequest,
+            "Create": messages.CreateTaskRequest, "Start": messages.StartRequest,
+            "State": messages.StateRequest, "Wait": messages.WaitRequest,
+            "Kill": messages.KillRequest, "Pids": messages.PidsRequest,
+            "Pause": messages.PauseRequest, "Resume": messages.ResumeRequest,
+            "CloseIO": messages.CloseIORequest, "ResizePty": messages.ResizePtyRequest,
+            "Delete": messages.DeleteRequest, "Exec": messages.ExecProcessRequest,
+            "Connect": messages.ConnectRequest, "Shutdown": messages.ShutdownRequest,
         }
         return {SERVICE: {name: self._handler(getattr(self, name), request_type)
                           for name, request_type in methods.items()}}

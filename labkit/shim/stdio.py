@@ -49,38 +49,54 @@ master → stdout fifo and stdin fifo → master, and resizes the terminal on Ta
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import fcntl
 import select
-import shutil
 import socket
 import stat
 import struct
-import tempfile
 import termios
 import threading
-from urllib.parse import urlparse
 
-log = logging.getLogger(__name__)
+from labkit.shim.log import getLogger
+
+log = getLogger(__name__)
 
 CHUNK = 32 * 1024
 
 
-def _open_output(path: str) -> int:
-    """Open a stdout/stderr destination for writing (see the module docstring for O_RDWR)."""
+def open_output(path: str) -> int:
+    """Open a stdout/stderr destination for writing: a fifo (the usual case), a regular file,
+    or a file:// URI (appended to). A fifo's open must return at once, reader or not, and later
+    writes must never fail with EPIPE: see the module docstring for O_RDWR."""
     if path.startswith("binary://"):
         raise ValueError(f"stdio destination {path}: binary:// logging is not supported by labkit-shim")
     if path.startswith("file://"):
+        from urllib.parse import urlparse   # (here: most shims never see a file:// URI)
+
         target = urlparse(path).path
         return os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
         raise ValueError(f"stdio fifo {path} does not exist") from None
+    # BEGIN SOLUTION chapter="05" hint="man 7 fifo: on Linux, opening a FIFO for read and write succeeds without blocking"
+    # TODO: a fifo is opened so that the open never waits for a reader and a write never gets
+    # TODO: EPIPE; anything else (a regular file) for appending. Both close-on-exec.
+    # HINT: stat.S_ISFIFO(mode) tells a fifo; os.O_CLOEXEC keeps the fd out of the runtime's hands
     if stat.S_ISFIFO(mode):
         return os.open(path, os.O_RDWR | os.O_CLOEXEC)
     return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    # END SOLUTION
+
+
+def unread_bytes(fd: int) -> int:
+    """How many bytes written into the pipe or fifo `fd` no reader has taken yet."""
+    # BEGIN SOLUTION chapter="05" hint="man 2 ioctl / man 7 pipe: FIONREAD (termios.FIONREAD) stores the count in an int"
+    # TODO: ask the kernel with ioctl(FIONREAD): fcntl.ioctl(fd, request, a 4-byte buffer)
+    # HINT: struct.unpack("i", …) turns the 4 bytes it returns into the number
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
+    # END SOLUTION
 
 
 def _open_input(path: str) -> int:
@@ -95,6 +111,8 @@ class ConsoleSocket:
     """The unix socket on which the runtime hands over the container's pty master."""
 
     def __init__(self) -> None:
+        import tempfile   # (here: only a container with a terminal needs it)
+
         # A short, private path: runc and crun connect to it from the host's mount namespace.
         self._dir = tempfile.mkdtemp(prefix="labkit-pty-")
         self.path = os.path.join(self._dir, "pty.sock")
@@ -119,6 +137,8 @@ class ConsoleSocket:
         return fds[0]
 
     def close(self) -> None:
+        import shutil
+
         self._sock.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 
@@ -166,7 +186,7 @@ class ContainerIO:
     def _setup_output(self, path: str, name: str) -> int:
         if not path:
             return self._devnull(os.O_WRONLY)
-        dest = _open_output(path)
+        dest = open_output(path)
         self._shim.append(dest)
         r, w = os.pipe()
         self._shim.append(r)
@@ -208,7 +228,7 @@ class ContainerIO:
         stdin, stdout, _ = self.paths
         # Separate fds (dup) per thread: each thread closes its own, never another's number.
         reader = os.dup(master)
-        dest = _open_output(stdout) if stdout else os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        dest = open_output(stdout) if stdout else os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         self._shim += [reader, dest]
         self._threads.append(threading.Thread(target=self._copy_out, args=(reader, dest, "console"),
                                               daemon=True, name="io-console"))
@@ -267,7 +287,7 @@ class ContainerIO:
                 try:
                     if not stat.S_ISFIFO(os.fstat(dest).st_mode):
                         return
-                    unread = struct.unpack("i", fcntl.ioctl(dest, termios.FIONREAD, b"\0" * 4))[0]
+                    unread = unread_bytes(dest)
                 except OSError:
                     return
             if unread == 0 or self._closing.wait(delay):

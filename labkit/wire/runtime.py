@@ -21,9 +21,14 @@ import json
 import os
 import subprocess
 import sys
-from typing import IO, Any, Protocol
 
-Stdio = int | IO[Any] | None
+# `typing` only for readers and type checkers (they take this constant as True): the shim
+# imports this module for the life of its container, and typing costs it ~0.5 MB.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any, Protocol
+
+    Stdio = int | IO[Any] | None
 
 
 class OCIRuntimeError(RuntimeError):
@@ -34,18 +39,19 @@ class OCIRuntimeError(RuntimeError):
         self.message = message
 
 
-class OCIRuntime(Protocol):
-    """The Python interface of L1 (what the shim needs from any runtime)."""
+if TYPE_CHECKING:
+    class OCIRuntime(Protocol):
+        """The Python interface of L1 (what the shim needs from any runtime)."""
 
-    def create(self, id: str, bundle: str, pid_file: str,
-               stdio: tuple[Stdio, Stdio, Stdio] = (None, None, None),
-               console_socket: str | None = None) -> int: ...
-    def start(self, id: str) -> None: ...
-    def state(self, id: str) -> dict: ...
-    def kill(self, id: str, sig: int | str, all: bool = False) -> None: ...
-    def delete(self, id: str, force: bool = False) -> None: ...
-    def pause(self, id: str) -> None: ...
-    def resume(self, id: str) -> None: ...
+        def create(self, id: str, bundle: str, pid_file: str,
+                   stdio: tuple[Stdio, Stdio, Stdio] = (None, None, None),
+                   console_socket: str | None = None) -> int: ...
+        def start(self, id: str) -> None: ...
+        def state(self, id: str) -> dict: ...
+        def kill(self, id: str, sig: int | str, all: bool = False) -> None: ...
+        def delete(self, id: str, force: bool = False) -> None: ...
+        def pause(self, id: str) -> None: ...
+        def resume(self, id: str) -> None: ...
 
 
 # crun refuses this lab's cgroup-v1 "hybrid" hosts; it runs through a small program that hides

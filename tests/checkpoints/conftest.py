@@ -184,3 +184,12 @@ def _process_in_fixture() -> Callable[[int], contextlib.AbstractContextManager[i
 @pytest.fixture(name="private_lab")
 def _private_lab_fixture() -> Callable[[], contextlib.AbstractContextManager[dict[str, str]]]:
     return private_lab
+
+
+@pytest.fixture(name="module_lab", scope="module")
+def _module_lab_fixture() -> Iterator[dict[str, str]]:
+    """One private lab shared by a checkpoint file's tests (its environment, DOCKER_HOST set):
+    for checkpoints whose code under test is a CLIENT of the lab (chapter 10), which need a
+    running engine but leave the lab's layers on whatever the run configured."""
+    with private_lab() as env:
+        yield env

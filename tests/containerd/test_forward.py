@@ -13,6 +13,7 @@ from labkit.containerd.events import Exchange
 from labkit.containerd.forward import SERVICE, ForwardServer
 from labkit.wire.shim import events_pb2
 from labkit.shim.events import Publisher, envelope
+from labkit.wire.shim import messages   # what the shim sends its events with
 from labkit.wire.ttrpc import Client, Server
 
 
@@ -23,9 +24,9 @@ def test_forwarded_events_are_published(short_tmp):
     server = ForwardServer(path, ex)
     try:
         # what labkit-shim sends: /tasks/exit, which containerd publishes itself (dropped)
-        Publisher(path, "moby").publish(events_pb2.TaskExit(container_id="c1", exit_status=3))
+        Publisher(path, "moby").publish(messages.TaskExit(container_id="c1", exit_status=3))
         # a topic containerd does not produce itself is passed on, decoded
-        req = envelope(events_pb2.TaskExecAdded(container_id="c1", exec_id="e1"), "moby")
+        req = envelope(messages.TaskExecAdded(container_id="c1", exec_id="e1"), "moby")
         req.envelope.topic = "/tasks/paused"
         conn = Client(path)
         try:
@@ -46,8 +47,8 @@ def test_events_that_find_no_containerd_are_delivered_when_it_is_back(short_tmp)
     once something listens on the address again (a restarted containerd)."""
     path = str(short_tmp / "c.sock.ttrpc")
     publisher = Publisher(path, "moby")
-    publisher.publish(events_pb2.TaskExit(container_id="c1", exit_status=3))
-    publisher.publish(events_pb2.TaskDelete(container_id="c1", exit_status=3))
+    publisher.publish(messages.TaskExit(container_id="c1", exit_status=3))
+    publisher.publish(messages.TaskDelete(container_id="c1", exit_status=3))
     assert not publisher.flush(0.5)   # nobody listens: both wait
 
     received: queue.Queue = queue.Queue()

@@ -221,3 +221,33 @@ def test_cli_workspace_errors_are_one_line(sample_pkg: Path, short_tmp: Path) ->
     proc = subprocess.run([sys.executable, "-m", "labkit.course", "workspace", str(short_tmp / "ok"),
                            "--source", str(sample_pkg)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "exercise labkit_student/ns.py:" in proc.stdout
+
+
+def test_solve_chapters_fills_in_only_those_chapters(tmp_path: Path, short_tmp: Path) -> None:
+    """A workspace where chapter "05" is done: its regions carry the solution, the regions of
+    other chapters (and untagged ones) stay exercises -- what a chapter's proof grades."""
+    from labkit.course.workspace import solve_chapters
+
+    pkg = tmp_path / "labkit"
+    (pkg / "shim").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "shim" / "__init__.py").write_text("")
+    (pkg / "shim" / "reaper.py").write_text(
+        "from labkit.shim import other\n\n\n"
+        "def reap():\n"
+        '    # BEGIN SOLUTION chapter="05" hint="waitpid(2)"\n'
+        "    return 'SOLVED-05'\n"
+        "    # END SOLUTION\n\n\n"
+        "def later():\n"
+        '    # BEGIN SOLUTION chapter="07" hint="x"\n'
+        "    return 'SOLVED-07'\n"
+        "    # END SOLUTION\n")
+    (pkg / "shim" / "other.py").write_text("")
+    ws = short_tmp / "ws"
+    generate_workspace(ws, pkg)
+    changed = solve_chapters(ws, {"05"}, pkg)
+    assert changed == ["labkit_student/shim/reaper.py"]
+    text = (ws / "labkit_student" / "shim" / "reaper.py").read_text()
+    assert "return 'SOLVED-05'" in text and "SOLVED-07" not in text
+    assert "exercise in later()" in text
+    assert "from labkit_student.shim import other" in text     # still the student's package

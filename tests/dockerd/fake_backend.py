@@ -242,6 +242,12 @@ class FakeBackend:
     def volume_remove(self, name, force):
         raise NotFound(f"get {name}: no such volume")
 
+    def volume_users(self, name):
+        return []
+
+    def volume_prune(self, filters):
+        return [], 0
+
     def image_pull(self, from_image, tag, platform):
         if "bad ref" in from_image:
             raise InvalidParameter("invalid reference format")

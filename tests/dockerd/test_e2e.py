@@ -566,10 +566,10 @@ def test_nested_bind_mounts_in_destination_order(docker_env, tmp_path):
 
 
 def test_failed_start_leaves_no_cgroup(stack, docker_env):
-    """A limit the kernel refuses (a CFS period below its 1 ms minimum: EINVAL) fails the
-    container's create in the runtime: after `docker rm` nothing of it is left in any
-    cgroup hierarchy."""
-    r = docker(docker_env, "run", "--name", "e2e-badpids", "--cpu-period", "500",
+    """A limit the kernel refuses (a CFS quota above its maximum, 2**44-1 us: EINVAL; one
+    that dockerd, like Docker, does not check at create) fails the container's create in
+    the runtime: after `docker rm` nothing of it is left in any cgroup hierarchy."""
+    r = docker(docker_env, "run", "--name", "e2e-badpids", "--cpu-quota", str(2**50),
                "busybox", "true")
     try:
         assert r.returncode != 0

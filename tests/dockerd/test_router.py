@@ -101,12 +101,26 @@ def test_ping_headers(api):
 
 def test_versioned_and_unversioned_paths(api):
     sock, _ = api
-    for path in ("/version", "/v1.41/version", "/v1.50/version"):
+    for path in ("/version", "/v1.24/version", "/v1.41/version", "/v1.45/version"):
         status, headers, body = call(sock, "GET", path)
         assert status == 200, path
         assert json.loads(body)["ApiVersion"] == "1.45"
     status, headers, body = call(sock, "GET", "/v1.10/version")
     assert status == 400 and b"too old" in body
+
+
+def test_one_api_version_range(api):
+    """What /version advertises is what the paths accept, and what the refusal names."""
+    sock, _ = api
+    version = json.loads(call(sock, "GET", "/version")[2])
+    assert (version["MinAPIVersion"], version["ApiVersion"]) == ("1.24", "1.45")
+    assert call(sock, "GET", "/v1.46/version")[0] == 400
+    status, _, body = call(sock, "GET", "/v1.99/version")
+    assert status == 400
+    assert json.loads(body)["message"] == ("client version 1.99 is too new. Maximum "
+                                           "supported API version is 1.45")
+    status, _, body = call(sock, "GET", "/v1.23/version")
+    assert status == 400 and "Minimum supported API version is 1.24" in json.loads(body)["message"]
 
 
 def test_unknown_route_is_json_404(api):
@@ -300,3 +314,44 @@ def test_exec_create_start_inspect(api):
     assert status == 200 and json.loads(body)["ExitCode"] == 0
     assert call(sock, "GET", "/v1.45/exec/nope/json")[0] == 404
     assert call(sock, "POST", f"/v1.45/containers/{cid}/exec", b"[]")[0] == 400
+
+
+# ---------------------------------------------------------------- bad input (issue 11)
+
+def test_json_nested_too_deep_is_400(api):
+    sock, _ = api
+    body = b"[" * 100_000 + b"]" * 100_000
+    status, headers, reply = call(sock, "POST", "/v1.45/containers/create", body,
+                                  {"Content-Type": "application/json"})
+    assert (status, json.loads(reply)["message"]) == (
+        400, "invalid JSON in request body: nested too deeply")
+
+
+def test_an_oversized_body_is_413_and_the_daemon_serves_on(api):
+    sock, _ = api
+    body = b'{"Image":"busybox","Env":["X=' + b"x" * (10 * 1024 * 1024) + b'"]}'
+    status, headers, reply = call(sock, "POST", "/v1.45/containers/create", body,
+                                  {"Content-Type": "application/json"})
+    assert status == 413 and headers["Content-Type"] == "application/json"
+    assert "too large" in json.loads(reply)["message"]
+    s = raw_request(sock, b"POST /containers/create HTTP/1.1\r\nHost: d\r\n"
+                          b"Content-Length: 999999999999\r\n\r\n")
+    assert read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 413")
+    s.close()
+    assert call(sock, "GET", "/_ping")[0] == 200
+
+
+def test_listen_backlog_takes_a_burst(api):
+    """listen(2)'s backlog is >= 128 (socketserver's default, 5, refused bursts)."""
+    from labkit.dockerd.server import EngineAPIServer, EngineAPITCPServer
+    assert EngineAPIServer.request_queue_size >= 128
+    assert EngineAPITCPServer.request_queue_size >= 128
+    sock, _ = api
+    clients = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(100)]
+    try:
+        for c in clients:
+            c.setblocking(False)
+            c.connect(sock)          # EAGAIN if the backlog overflowed
+    finally:
+        for c in clients:
+            c.close()

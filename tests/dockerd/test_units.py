@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.dockerd import etcfiles, imageconfig, jsonlog, jsonmessage, oci
+from labkit.dockerd import etcfiles, imageconfig, jsonlog, jsonmessage, mounts, oci
 from labkit.dockerd.container import Container, State, parse_time
 from labkit.dockerd.errors import InvalidParameter
 from labkit.dockerd.names import generate_name
@@ -168,16 +168,16 @@ def test_command_line():
 
 
 def test_volume_mounts(tmp_path):
-    mounts = oci.volume_mounts([f"{tmp_path}/a:/data:ro"], [{"Type": "tmpfs", "Target": "/t"}])
-    assert mounts[0] == {"destination": "/data", "type": "bind", "source": f"{tmp_path}/a",
+    made = mounts.volume_mounts([f"{tmp_path}/a:/data:ro"], [{"Type": "tmpfs", "Target": "/t"}])
+    assert made[0] == {"destination": "/data", "type": "bind", "source": f"{tmp_path}/a",
                          "options": ["rbind", "rprivate", "ro"]}
-    assert (tmp_path / "a").is_dir() and mounts[1]["type"] == "tmpfs"
-    assert oci.mount_points(mounts)[0]["RW"] is False
+    assert (tmp_path / "a").is_dir() and made[1]["type"] == "tmpfs"
+    assert mounts.mount_points(made)[0]["RW"] is False
     for binds in (["rel:/x"], ["/a"], ["/a:/x:bogus"], ["/a:/"], [f"{tmp_path}:/x", f"{tmp_path}:/x"]):
         with pytest.raises(ValueError):
-            oci.volume_mounts(binds, None)
+            mounts.volume_mounts(binds, None)
     with pytest.raises(ValueError, match="does not exist"):
-        oci.volume_mounts(None, [{"Type": "bind", "Source": "/nonexistent-x", "Target": "/x"}])
+        mounts.volume_mounts(None, [{"Type": "bind", "Source": "/nonexistent-x", "Target": "/x"}])
 
 
 def test_network_in_spec():

@@ -281,3 +281,14 @@ def test_process_tree_names_launched_programs_and_the_workspace_layers(tmp_path)
     assert "runtime&#x27;s namespaces</b> from" in label or "runtime's namespaces</b> from" in label
     plain = diagrams.Process(11, 1, ["/venv/bin/labkit-containerd", "--address", "a"])
     assert plain.launched is None and diagrams._workspace_layers(plain) == {}
+
+
+def test_process_tree_names_a_lean_shim():
+    """The shim daemon runs as `python -S -m labkit.shim.main …` (or a workspace's
+    labkit_student.shim.main): named by its module, its flags after it."""
+    shim = diagrams.Process(12, 1, ["/venv/bin/python", "-S", "-m", "labkit_student.shim.main",
+                                    "-namespace", "moby", "-id", "c1", "-address", "/run/c.sock"])
+    assert shim.name == "labkit_student.shim.main"
+    assert shim.args == ["-namespace", "moby", "-id", "c1", "-address", "/run/c.sock"]
+    tuned = diagrams.Process(13, 1, ["/usr/bin/python3", "-X", "importtime", "-u", "tool.py", "a"])
+    assert (tuned.name, tuned.args) == ("tool.py", ["a"])

@@ -89,11 +89,17 @@ UNSOLVED = {
     # the runtime layer: the whole labkit_student.runc package (its cgroups and mounts too)
     "04": ("LABKIT_IMPL_RUNTIME", "labkit_student/runc/process.py",
            ("Container.status", "run_hook", "find_executable", "set_identity")),
+    "05": ("LABKIT_IMPL_SHIM", "labkit_student/shim/reaper.py",
+           ("become_subreaper", "reap", "open_output", "record_exit",
+            "TaskService.Create")),
     "06": ("LABKIT_IMPL_DISTRIBUTION", "labkit_student/distribution/client.py",
            ("RegistryClient.resolve", "split_domain", "select_manifest", "chain_ids")),
     # two in-process layers (space-separated variables): the content store and the snapshotter
     "07": ("LABKIT_IMPL_CONTENT LABKIT_IMPL_SNAPSHOTTER", "labkit_student/containerd/snapshots.py",
            ("OverlaySnapshotter.mounts", "_LocalWriter.commit", "Ingest.write")),
+    "10": ("LABKIT_IMPL_CLI", "labkit_student/cli/run.py",
+           ("container_config", "create", "attach_wait_start", "copy_output",
+            "start_error_status")),
 }
 
 

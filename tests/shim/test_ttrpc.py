@@ -161,12 +161,14 @@ def test_event_envelope_is_what_containerd_expects():
     from datetime import datetime, timezone
 
     from labkit.shim import events
-    from labkit.wire.shim import events_pb2
+    from labkit.wire.shim import events_pb2, messages
 
-    exit_event = events_pb2.TaskExit(container_id="c1", id="c1", pid=42, exit_status=3)
+    exit_event = messages.TaskExit(container_id="c1", id="c1", pid=42, exit_status=3)
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     req = events.envelope(exit_event, "moby", when)
     assert (req.envelope.namespace, req.envelope.topic) == ("moby", "/tasks/exit")
     assert req.envelope.event.type_url == "containerd.events.TaskExit"
-    assert events_pb2.TaskExit.FromString(req.envelope.event.value) == exit_event
+    decoded = events_pb2.TaskExit.FromString(req.envelope.event.value)   # as containerd reads it
+    assert decoded.SerializeToString() == exit_event.SerializeToString()
+    assert (decoded.container_id, decoded.id, decoded.pid, decoded.exit_status) == ("c1", "c1", 42, 3)
     assert req.envelope.timestamp.ToDatetime(tzinfo=timezone.utc) == when

@@ -20,11 +20,11 @@ import fnmatch
 import hashlib
 import io
 import posixpath
-import re
 import tarfile
 from dataclasses import dataclass
 
 from labkit.dockerd.builder.dockerfile import DockerfileError
+from labkit.dockerignore import Pattern, ignore_patterns, ignored  # noqa: F401 (re-exported)
 
 
 class ContextError(ValueError):
@@ -41,72 +41,7 @@ def clean(path: str) -> str:
     return normal
 
 
-# -- .dockerignore -----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Pattern:
-    text: str
-    exclusion: bool          # "!pattern": put back what an earlier line left out
-    regex: re.Pattern
-
-
-def ignore_patterns(text: str) -> list[Pattern]:
-    patterns = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        exclusion = line.startswith("!")
-        if exclusion:
-            line = line[1:].strip()
-        line = posixpath.normpath(line.lstrip("/")) if line.strip("/") else "."
-        patterns.append(Pattern(line, exclusion, re.compile(_regex(line))))
-    return patterns
-
-
-def _regex(pattern: str) -> str:
-    out, i = ["^"], 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if pattern.startswith("**", i):
-            i += 2
-            if pattern.startswith("/", i):       # "**/" : zero or more directories
-                i += 1
-                out.append("(?:.*/)?")
-            else:
-                out.append(".*")
-            continue
-        if ch == "*":
-            out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
-        elif ch == "[":
-            end = pattern.find("]", i + 1)
-            if end < 0:
-                out.append(re.escape(ch))
-            else:
-                out.append(fnmatch.translate(pattern[i:end + 1])[4:-3])
-                i = end
-        elif ch == "\\" and i + 1 < len(pattern):
-            i += 1
-            out.append(re.escape(pattern[i]))
-        else:
-            out.append(re.escape(ch))
-        i += 1
-    out.append("$")
-    return "".join(out)
-
-
-def ignored(path: str, patterns: list[Pattern]) -> bool:
-    """Is the context path `path` ("a/b/c") left out by these patterns?"""
-    parts = path.split("/")
-    prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
-    verdict = False
-    for p in patterns:
-        if any(p.regex.match(prefix) for prefix in prefixes):
-            verdict = not p.exclusion
-    return verdict
-
+# -- .dockerignore: the matcher is shared with the client (labkit.dockerignore) ----------
 
 @dataclass
 class FileToCopy:

@@ -15,4 +15,6 @@ student's shim alike:
     client.py     ShimClient: the Task service called from Python (labkit-containerd uses it)
     task.proto    the Task service's messages; task_pb2.py is generated
     events.proto  the task events (TaskExit …) and Events.Forward; events_pb2.py is generated
+    messages.py   task.proto's and events.proto's messages for labkit.wire.protowire: the shim
+                  speaks the protocol with these (no protobuf runtime in a per-container process)
 """

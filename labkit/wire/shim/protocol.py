@@ -7,7 +7,6 @@ where shims forward their events, each under its topic (TOPICS). Errors are gRPC
 
 from __future__ import annotations
 
-from labkit.wire.shim import events_pb2
 from labkit.wire.ttrpc import RPCError
 
 # The ttrpc service every shim v2 serves (containerd's api/runtime/task/v2/shim.proto).
@@ -23,16 +22,17 @@ PROCESS_SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 # binary_name, root …): the runc shim's options message.
 RUNC_OPTIONS_URL = "containerd.runc.v1.Options"
 
-# The topic each task event is published under.
+# The topic each task event is published under, by the event's protobuf name (which is also
+# the type URL of the Any that carries it in an Envelope).
 TOPICS = {
-    events_pb2.TaskCreate: "/tasks/create",
-    events_pb2.TaskStart: "/tasks/start",
-    events_pb2.TaskExit: "/tasks/exit",
-    events_pb2.TaskDelete: "/tasks/delete",
-    events_pb2.TaskExecAdded: "/tasks/exec-added",
-    events_pb2.TaskExecStarted: "/tasks/exec-started",
-    events_pb2.TaskPaused: "/tasks/paused",
-    events_pb2.TaskResumed: "/tasks/resumed",
+    "containerd.events.TaskCreate": "/tasks/create",
+    "containerd.events.TaskStart": "/tasks/start",
+    "containerd.events.TaskExit": "/tasks/exit",
+    "containerd.events.TaskDelete": "/tasks/delete",
+    "containerd.events.TaskExecAdded": "/tasks/exec-added",
+    "containerd.events.TaskExecStarted": "/tasks/exec-started",
+    "containerd.events.TaskPaused": "/tasks/paused",
+    "containerd.events.TaskResumed": "/tasks/resumed",
 }
 
 
