@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
     use = verbs.add_parser("use", help="choose what runs a layer: use LAYER reference|"
                                        "binary:NAME|workspace[:DIR] (restarts what must restart)")
     use.add_argument("layer", help="cli, dockerd, containerd, shim, runtime, registry, client, "
-                                   "distribution, content, snapshotter, namespaces, syscalls")
+                                   "distribution, content, snapshotter, namespaces, builder, syscalls")
     use.add_argument("implementation", help="reference, binary:NAME (runc, crun …) or "
                                             "workspace[:DIR]")
     # The course's own commands (labkit.course), under the lab's name as the course text uses

@@ -26,8 +26,9 @@ Modules, from the one nearest the user to the one nearest containerd:
                       between containers (/etc/hosts); what is given back when
         networkapi.py   `docker network create/ls/inspect/rm/connect/disconnect/prune`
         networkstore.py the networks' records (IPAM allocations) and their bridges
-        ipam.py         which subnet a network gets, which address a container gets
-        bridge.py       bridges, veth pairs, addresses, routes over rtnetlink (pyroute2)
+        net/            the network layer (chapter 08; `labkit lab use network` swaps it):
+          ipam.py         which subnet a network gets, which address a container gets
+          bridge.py       bridges, veth pairs, addresses, routes over rtnetlink (pyroute2)
         portproxy.py    published ports: one userland proxy process per port
       etcfiles.py     /etc/hostname, /etc/hosts, /etc/resolv.conf for each container
       attach.py       `docker attach`, `docker logs`, resize

@@ -11,9 +11,9 @@ import logging
 import secrets
 from ipaddress import IPv4Network
 
-from labkit.dockerd import bridge, ipam
 from labkit.dockerd.errors import Conflict, DaemonError, Forbidden, InvalidParameter
 from labkit.dockerd.jsonlog import ZERO_TIME, rfc3339nano
+from labkit.dockerd.net import bridge, ipam
 from labkit.dockerd.networkstore import (DEFAULT, PREDEFINED, NetworkRecord, NetworkStore,
                                          _builtin_id, _endpoint_settings)
 

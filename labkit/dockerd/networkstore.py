@@ -22,11 +22,10 @@ from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Network
 from pathlib import Path
 
-from labkit import paths
-from labkit.dockerd import bridge, ipam
 from labkit.dockerd.core import DaemonCore
 from labkit.dockerd.errors import InvalidParameter, NotFound
 from labkit.dockerd.jsonlog import rfc3339nano
+from labkit.dockerd.net import bridge, ipam
 
 log = logging.getLogger("labkit.dockerd")
 
@@ -104,7 +103,10 @@ class NetworkStore(DaemonCore):
     def _default_bridge_name(self) -> str:
         """labkit0 for the default lab (as docker0); a private daemon (tests, a second lab)
         gets a name of its own, so that two daemons never share a bridge."""
-        if Path(self.config.root).resolve() == Path(paths.DOCKERD_ROOT).resolve():
+        # The default lab's own root, not paths.DOCKERD_ROOT: a private lab moves that with
+        # LABKIT_LIB_DIR, and every private lab would then take labkit0 too -- one lab's
+        # containers on another lab's bridge, with its subnet
+        if Path(self.config.root).resolve() == Path("/var/lib/labkit/docker").resolve():
             return "labkit0"
         return f"lk{self._tag}"
 
@@ -146,7 +148,8 @@ class NetworkStore(DaemonCore):
         for net in list(self._nets.values()):
             try:
                 self._bring_up(net)
-            except (OSError, ValueError) as e:
+            except Exception as e:   # the daemon serves anyway: a container's start tries again
+                # (and says why it fails), also when a student's network layer is not done yet
                 log.warning("network %s: its bridge %s: %s", net.Name, net.Bridge, e)
 
     def _bring_up(self, net: NetworkRecord) -> None:

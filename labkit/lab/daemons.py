@@ -140,7 +140,7 @@ def jupyter_daemon() -> Daemon:
 USES: dict[str, tuple[str, ...]] = {
     "registry": ("distribution",),
     "containerd": ("content", "snapshotter", "distribution", "syscalls"),
-    "dockerd": ("distribution",),
+    "dockerd": ("distribution", "network", "builder"),
     "shim": ("syscalls",),
     "runtime": ("namespaces", "cgroups", "rootfs", "syscalls"),
 }

@@ -14,7 +14,7 @@
 4. Remove the containers' cgroups left under the lab's cgroup parent (empty ones only: a
    cgroup that still holds processes is reported, not touched).
 4b. Stop the port proxies recorded in the containers' ports.json and delete the links
-   (bridges, veths) whose alias names the lab's dockerd (labkit.dockerd.bridge).
+   (bridges, veths) whose alias names the lab's dockerd (labkit.dockerd.net.bridge).
 5. Remove the run, data and log directories (never the virtualenv, never the configuration).
 """
 
@@ -198,7 +198,8 @@ def remove_cgroups(parent: str = paths.CGROUP_PARENT, report: Report = print,
 def remove_network(dockerd_root: Path, report: Report = print) -> None:
     """The port proxies and links the dockerd of `dockerd_root` left: proxies by the pids in
     ports.json (checked against their command line), links by the alias that names it."""
-    from labkit.dockerd import bridge, portproxy
+    from labkit.dockerd import portproxy
+    from labkit.dockerd.net import bridge
     from labkit.dockerd.networkstore import daemon_tag
     for ports in sorted((dockerd_root / "containers").glob("*/ports.json")):
         for proxy in portproxy.load(ports):

@@ -69,6 +69,10 @@ def test_notebooks_open_with_their_chapter_and_point_to_the_next():
         nxt = syllabus.next_chapter(c)
         last = "".join(cells[-1]["source"])
         assert last.startswith("## Next"), f"{c.notebook.name} ends without a 'Next' cell"
+        if nxt is None:            # the last chapter: the course ends, back to the tour
+            first = syllabus.chapters()[0]
+            assert "last chapter" in last and f"`{first.name}.ipynb`" in last, last
+            continue
         assert f"Chapter {nxt.number} — {nxt.title}" in last and f"`{nxt.name}.ipynb`" in last
 
 

@@ -159,7 +159,7 @@ class Stack:
             subprocess.run(["umount", "-l", target], capture_output=True)
         # Links (bridges, veths) of this stack's dockerd carry its tag in their alias; the
         # daemon deletes them when it stops, this catches those a killed daemon left.
-        from labkit.dockerd import bridge
+        from labkit.dockerd.net import bridge
         from labkit.dockerd.networkstore import daemon_tag
         tag = f"{bridge.ALIAS_PREFIX}{daemon_tag(self.tmp / 'droot')} "
         leftover = [link.name for link in bridge.links() if link.alias.startswith(tag)]

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from dockerd.conftest import DOCKER
-from labkit.dockerd import bridge, ipam
+from labkit.dockerd.net import bridge, ipam
 from labkit.dockerd.networkstore import daemon_tag
 from support import free_port
 

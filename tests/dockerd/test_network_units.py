@@ -10,8 +10,9 @@ from ipaddress import IPv4Network
 
 import pytest
 
-from labkit.dockerd import bridge, etcfiles, ipam, portproxy
+from labkit.dockerd import etcfiles, portproxy
 from labkit.dockerd.errors import InvalidParameter
+from labkit.dockerd.net import bridge, ipam
 from labkit.dockerd.network import _port_bindings, check_ports, daemon_tag
 from labkit.dockerd.networkapi import _net_matches
 from labkit.lab.reset import remove_network

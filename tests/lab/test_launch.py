@@ -77,3 +77,23 @@ def test_a_missing_workspace_file_says_which_and_what_to_do(tmp_path):
     assert done.returncode != 0
     assert "has no labkit_student/namespaces(.py)" in done.stderr
     assert "labkit lab workspace" in done.stderr
+
+
+def test_a_package_layer_inside_a_package_is_the_students_package(workspace):
+    """Chapter 11's builder, labkit.dockerd.builder, is loaded into labkit-dockerd: all of its
+    modules are the workspace's, the rest of labkit.dockerd stays the reference."""
+    out = _probe(workspace, "builder", """
+        from labkit.dockerd.builder import steps, backend
+        import labkit.dockerd.commit as commit
+        print(steps.__file__); print(backend.__file__); print(commit.__file__)
+        print(sorted(n for n in sys.modules if n.startswith("labkit_student")))
+        try:
+            steps.cache_key("RUN true", {})
+        except NotImplementedError as e:
+            print(e)
+    """).splitlines()
+    assert out[0] == str(workspace / "labkit_student/dockerd/builder/steps.py")
+    assert out[1] == str(workspace / "labkit_student/dockerd/builder/backend.py")
+    assert "labkit_student" not in out[2]
+    assert out[3] == "[]"
+    assert "exercise in cache_key()" in out[4]

@@ -97,9 +97,13 @@ UNSOLVED = {
     # two in-process layers (space-separated variables): the content store and the snapshotter
     "07": ("LABKIT_IMPL_CONTENT LABKIT_IMPL_SNAPSHOTTER", "labkit_student/containerd/snapshots.py",
            ("OverlaySnapshotter.mounts", "_LocalWriter.commit", "Ingest.write")),
+    "08": ("LABKIT_IMPL_NETWORK", "labkit_student/dockerd/net/ipam.py",
+           ("choose_subnet", "allocate")),
     "10": ("LABKIT_IMPL_CLI", "labkit_student/cli/run.py",
            ("container_config", "create", "attach_wait_start", "copy_output",
             "start_error_status")),
+    "11": ("LABKIT_IMPL_BUILDER", "labkit_student/dockerd/builder/steps.py",
+           ("layer_tar", "cache_key", "cache_lookup", "run_step")),
 }
 
 

@@ -136,7 +136,12 @@ class DaemonBuildBackend:
 
 def layer_tar(files: list[FileToCopy]) -> bytes:
     """A layer holding `files` and the directories above them (0755, root's, as COPY makes
-    missing parents)."""
+    missing parents).
+
+    A layer is a diff: a tar whose members are paths relative to the root ("app/hello.sh", no
+    leading "/"), each with its mode, owner and content, every directory before what it holds,
+    no path twice. Applying it on top of the parent's layers gives the step's filesystem."""
+    # BEGIN SOLUTION chapter="11" hint="tarfile.open(fileobj=io.BytesIO(), mode='w'); TarInfo: type DIRTYPE/SYMTYPE, mode, uid, gid, size, linkname; addfile(info, io.BytesIO(data))"
     buf = io.BytesIO()
     seen: set[str] = set()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -165,6 +170,7 @@ def layer_tar(files: list[FileToCopy]) -> bytes:
                 info.size = len(f.data)
                 tar.addfile(info, io.BytesIO(f.data))
     return buf.getvalue()
+    # END SOLUTION
 
 
 

@@ -96,6 +96,8 @@ class Context:
         member)]. A directory gives its contents (not itself), a file itself, a wildcard
         every match. ContextError when nothing matches or the path leaves the context."""
         path = clean(source)
+        if self._is_directory(path):
+            return self._below(path)
         matches = [n for n in self.members if n == path or
                    (any(c in path for c in "*?[") and fnmatch.fnmatchcase(n, path))]
         if not matches:
@@ -103,14 +105,24 @@ class Context:
                                f".dockerignore: stat {source}: file does not exist")
         found: list[tuple[str, tarfile.TarInfo]] = []
         for name in sorted(matches):
-            member = self.members[name]
-            if member.isdir():
-                prefix = "" if name == "." else name + "/"
-                found += [(n[len(prefix):], self.members[n]) for n in sorted(self.members)
-                          if n != name and n.startswith(prefix)]
+            if self._is_directory(name):
+                found += self._below(name)
             else:
-                found.append((posixpath.basename(name), member))
+                found.append((posixpath.basename(name), self.members[name]))
         return found
+
+    def _is_directory(self, path: str) -> bool:
+        """The root, a directory member, or a directory the archive only implies ("a" when it
+        holds "a/b" but no entry "a": tar writers need not add one)."""
+        member = self.members.get(path)
+        if path == "." or (member is not None and member.isdir()):
+            return True
+        return member is None and any(n.startswith(path + "/") for n in self.members)
+
+    def _below(self, path: str) -> list[tuple[str, tarfile.TarInfo]]:
+        prefix = "" if path == "." else path + "/"
+        return [(n[len(prefix):], self.members[n]) for n in sorted(self.members)
+                if n not in (path, ".") and n.startswith(prefix)]
 
     def data(self, member: tarfile.TarInfo) -> bytes:
         return self._tar.extractfile(member).read() if member.isfile() else b""

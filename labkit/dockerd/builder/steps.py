@@ -26,8 +26,9 @@ What the docker CLI prints is this module's message stream: {"stream": "Step 2/5
 {"stream": " ---> a1b2c3d4e5f6\\n"}, …, {"aux": {"ID": "sha256:…"}}, "Successfully built …".
 
 The builder does no I/O itself: the `Backend` (labkit.dockerd.builder.backend) reaches
-containerd and runs containers through the daemon. Chapter 11's exercises are
-`cache_lookup` and `run_step`.
+containerd and runs containers through the daemon. Chapter 11's exercises here are
+`cache_key`, `cache_lookup` and `run_step` (and, beside them, `backend.layer_tar` and
+`context.ignored`).
 """
 
 from __future__ import annotations
@@ -104,14 +105,24 @@ def short(image_id: str) -> str:
 
 def cache_key(instruction: str, config: dict, extra: str = "") -> str:
     """What makes two steps the same: the expanded instruction, the config it runs with,
-    and (COPY/ADD) the checksum of the files. Same parent + same key = same result."""
+    and (COPY/ADD) the checksum of the files. Same parent + same key = same result.
+
+    "sha256:" + 64 hex digits. The key must not depend on the order of the config's keys (two
+    builds may assemble the same config in another order) and must change when anything the
+    step depends on changes -- one more ENV, another file content."""
+    # BEGIN SOLUTION chapter="11" hint="json.dumps(…, sort_keys=True) is one canonical text of a dict; hashlib.sha256"
     blob = json.dumps({"step": instruction, "config": config, "files": extra}, sort_keys=True)
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+    # END SOLUTION
 
 
 def cache_lookup(backend: Backend, parent: Image, key: str, enabled: bool) -> Image | None:
-    """The image an earlier build made from `parent` with the step `key`, if any."""
-    # BEGIN SOLUTION chapter="11"
+    """The image an earlier build made from `parent` with the step `key`, if any.
+
+    None when the cache is off (`--no-cache`, or an earlier step of this build missed) and
+    for a parent with no ID (`FROM scratch`: nothing to hang a child on); otherwise what the
+    backend's index remembers (`Backend.cache_get`), which is None for an image pruned since."""
+    # BEGIN SOLUTION chapter="11" hint="Backend.cache_get(parent_id, key); scratch is Image(id='')"
     if not enabled or not parent.id:
         return None
     return backend.cache_get(parent.id, key)
@@ -123,8 +134,10 @@ def run_step(backend: Backend, parent: Image, run_config: dict, image_config: di
     """RUN: a container from `parent` runs `argv` with `run_config` (the image's config plus
     the build args in its Env); its changes become the new image, whose config is
     `image_config`. The container goes away whether the command worked or not; a non-zero
-    exit fails the build."""
-    # BEGIN SOLUTION chapter="11"
+    exit fails the build with BuildError("The command '<created_by>' returned a non-zero
+    code: <status>"), as dockerd's message says it. Before the container goes, the CLI is told
+    {"stream": "Removing intermediate container <short id>\\n"}."""
+    # BEGIN SOLUTION chapter="11" hint="Backend.run -> (container, exit status); Backend.commit_container; try/finally: Backend.remove_container"
     container, status = backend.run(parent, run_config, argv, emit)
     try:
         if status != 0:

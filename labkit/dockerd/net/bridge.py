@@ -99,6 +99,10 @@ def host_subnets(exclude: set[str] = frozenset()) -> list[IPv4Network]:
 
 def ensure_bridge(name: str, gateway: str, prefixlen: int, alias: str) -> None:
     """The bridge `name`, up, with `gateway`/`prefixlen` as its address (made if missing)."""
+    # BEGIN SOLUTION chapter="08" hint="pyroute2: ipr.link_lookup(ifname=…), ipr.link('add', ifname=…, kind='bridge'), ipr.link('set', index=…, ifalias=…, state='up'), ipr.addr('add', index=…, address=…, prefixlen=…)"
+    # TODO: make the bridge if it is missing (with `alias` as its IFLA_IFALIAS), give it
+    # gateway/prefixlen unless it has that address already (a restarted daemon finds it
+    # there: no error), and set it up
     with IPRoute() as ipr:
         found = ipr.link_lookup(ifname=name)
         if not found:
@@ -111,6 +115,7 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int, alias: str) -> None:
         if (gateway, prefixlen) not in have:
             ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
         ipr.link("set", index=index, state="up")
+    # END SOLUTION
 
 
 def bridge_address(name: str) -> tuple[str, int] | None:
@@ -150,6 +155,9 @@ def has_ports(bridge: str) -> bool:
 def in_netns(pid: int, fn: Callable[[IPRoute], T]) -> T:
     """fn(an IPRoute talking to the network namespace of process `pid`), in a thread of its
     own that enters that namespace and ends there (see the module docstring)."""
+    # BEGIN SOLUTION chapter="08" hint="open /proc/PID/ns/net; in a new threading.Thread: sc.setns(fd, sc.CLONE_NEWNET), then IPRoute() (its socket belongs to the namespace it is made in); join, close the fd, hand back fn's value or raise its exception"
+    # TODO: run fn(IPRoute()) in a thread that first joins the network namespace of `pid`;
+    # return fn's value, or raise the exception it raised, here in the caller's thread
     result: list = []
     failure: list[BaseException] = []
     ns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -171,6 +179,7 @@ def in_netns(pid: int, fn: Callable[[IPRoute], T]) -> T:
     if failure:
         raise failure[0]
     return result[0]
+    # END SOLUTION
 
 
 def plug(pid: int, bridge: str, host_name: str, gateway: str | None, address: str,
@@ -178,6 +187,12 @@ def plug(pid: int, bridge: str, host_name: str, gateway: str | None, address: st
     """Connect the network namespace of `pid` to `bridge` with a veth pair; the name of the
     container's end (eth0, or the next free ethN). `gateway` None: no default route (the
     container has one already, through its first network)."""
+    # BEGIN SOLUTION chapter="08" hint="ipr.link('add', ifname=host_name, kind='veth', peer={'ifname': …, 'address': mac, 'net_ns_pid': pid}); then master=bridge and up on the host; inside (in_netns) the address, up, and ipr.route('add', dst='0.0.0.0/0', gateway=…)"
+    # TODO: the container's name for its end: in_netns(pid, _free_eth_name). Make the pair
+    # with that peer created in the namespace of `pid` (with `mac`), give the host end `alias`,
+    # make it a port of `bridge` and set it up; then inside: `address`/`prefixlen` on the
+    # peer, up, and the default route through `gateway` unless it is None. On any failure
+    # delete the host end (its peer goes with it) and raise again.
     ifname = in_netns(pid, _free_eth_name)
     with IPRoute() as ipr:
         master = ipr.link_lookup(ifname=bridge)
@@ -206,6 +221,7 @@ def plug(pid: int, bridge: str, host_name: str, gateway: str | None, address: st
         delete_link(host_name)
         raise
     return ifname
+    # END SOLUTION
 
 
 def _free_eth_name(ipr: IPRoute) -> str:

@@ -40,10 +40,14 @@ def choose_subnet(in_use: Iterable[IPv4Network],
                   pool: Iterable[IPv4Network] | None = None) -> IPv4Network:
     """The first subnet of `pool` that overlaps nothing in `in_use` (the host's routes and
     addresses, and the subnets of the other networks). ValueError if all are taken."""
+    # BEGIN SOLUTION chapter="08" hint="IPv4Network.overlaps(); a /0 (the default route) overlaps everything and must not count"
+    # TODO: walk `pool` (default_pool() when None) and return the first candidate that overlaps
+    # none of `in_use`; the default route (prefixlen 0) is not a reason to refuse a subnet
     taken = [n for n in in_use if n.prefixlen > 0]  # a default route overlaps everything
     for candidate in pool if pool is not None else default_pool():
         if not any(candidate.overlaps(n) for n in taken):
             return candidate
+    # END SOLUTION
     raise ValueError("could not find an available, non-overlapping IPv4 address pool "
                      "among the defaults to assign to the network")
 
@@ -69,6 +73,10 @@ def gateway_of(subnet: IPv4Network) -> IPv4Address:
 def allocate(subnet: IPv4Network, used: Iterable[str], wanted: str | None = None) -> str:
     """An address of `subnet` not in `used` (which holds the gateway too): `wanted` if given
     and free, else the lowest free one. ValueError when there is none."""
+    # BEGIN SOLUTION chapter="08" hint="IPv4Network.hosts() skips the network and broadcast addresses; `used` holds strings"
+    # TODO: `wanted` (if given): it must be a host address of `subnet` and not in `used`, else
+    # ValueError; without it the lowest address of subnet.hosts() not in `used`; none left is
+    # a ValueError too
     taken = set(used)
     if wanted:
         address = IPv4Address(wanted)
@@ -83,6 +91,7 @@ def allocate(subnet: IPv4Network, used: Iterable[str], wanted: str | None = None
         if str(address) not in taken:
             return str(address)
     raise ValueError(f"no available IPv4 addresses on the network's subnet {subnet}")
+    # END SOLUTION
 
 
 def mac_for(address: str) -> str:
