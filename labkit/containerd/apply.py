@@ -345,29 +345,19 @@ class _Extractor:
             os.close(parent)
 
     def hide(self, parent: int, name: str) -> None:
-        # BEGIN SOLUTION chapter="07" hint="image-spec layer.md, 'Whiteouts'; INTERFACES §3.3"
-        # TODO: hide `name`, in the directory open as fd `parent`, from the layers below
-        # HINT: self.mode "remove": delete it (_remove_at); "overlay": replace it with the
-        # HINT: overlayfs whiteout, a character device 0/0 (os.mknod(name, …, dir_fd=parent))
         _remove_at(parent, name)
         if self.mode == "overlay":
             os.mknod(name, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=parent)
-        # END SOLUTION
 
     def opaque(self, entry_name: str, parent_rel: str) -> None:
         parent = self.open_dir(parent_rel, entry_name, create=True)
         try:
-            # BEGIN SOLUTION chapter="07" hint="image-spec layer.md, 'Opaque Whiteout'; man 7 xattr"
-            # TODO: make the directory open as fd `parent` opaque: lower layers' entries vanish
-            # HINT: self.mode "overlay": xattr trusted.overlay.opaque=y on it (OPAQUE_XATTR);
-            # HINT: "remove": delete every child not in self.written (never this layer's own)
             if self.mode == "overlay":
                 os.setxattr(parent, OPAQUE_XATTR, b"y")
                 return
             for child in os.listdir(parent):
                 if _join(parent_rel, child) not in self.written:
                     _remove_at(parent, child)
-            # END SOLUTION
         finally:
             os.close(parent)
 

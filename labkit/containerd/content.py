@@ -224,6 +224,9 @@ class Ingest:
 
     def write(self, data: bytes, offset: int) -> None:
         """Append `data`, which must start where the ingest stands (OUT_OF_RANGE if not)."""
+        # BEGIN SOLUTION chapter="07" hint="a write elsewhere than self.offset is OutOfRange: nothing may be skipped or written twice"
+        # TODO: append `data` to the ingest's file, hash it, move self.offset on, touch updatedat
+        # HINT: flush the file: Content.Status, from another call, reads the file's size
         if offset != self.offset:
             raise OutOfRange(f"ingest {self.ref!r}: write at {offset} must occur at the current "
                              f"offset {self.offset}")
@@ -232,6 +235,7 @@ class Ingest:
         self._hash.update(data)
         self.offset += len(data)
         (self.dir / "updatedat").write_text(repr(time.time()))
+        # END SOLUTION
 
     def restart(self) -> None:
         """Start over (a WRITE at offset 0 on an ingest that has bytes: containerd's rule)."""

@@ -325,11 +325,6 @@ class Puller:
     def _unpack(self, snap: Snapshotter, layer: dict, diff_id: str, chain: str, parent: str,
                 emit: Callable[[Progress], None]) -> None:
         """Prepare -> mount -> apply -> unmount -> Commit (see the module docstring)."""
-        # BEGIN SOLUTION chapter="07" hint="containerd's unpacker: Prepare, mount, diff.Apply, unmount, Commit"
-        # TODO: unpack `layer` into a new committed snapshot named `chain` on top of `parent`
-        # HINT: snap.prepare() returns mounts; mountlib.mount_all / unmount_all perform them
-        # HINT: apply_layer(blob, target, diff_id=…) checks the diff id; remove the active
-        # HINT: snapshot if anything fails, and treat AlreadyExists on commit as success
         total = layer.get("size", 0)
         key = f"extract-{uuid.uuid4().hex[:12]} {chain}"
         mounts = snap.prepare(key, parent, {"containerd.io/snapshot.ref": chain})
@@ -358,7 +353,6 @@ class Puller:
             if not committed:
                 snap.remove(key)
         emit(Progress("unpacked", _desc(layer), total, total))
-        # END SOLUTION
 
 
 def _throttled(emit: Callable[[Progress], None], event: str, desc: dict, total: int

@@ -133,6 +133,11 @@ class _MetadataSnapshotter:
 
     def commit(self, name: str, key: str, labels: dict[str, str] | None = None) -> None:
         _check_key(name, "name")
+        # BEGIN SOLUTION chapter="07" hint="only an active snapshot can be committed (FailedPrecondition otherwise)"
+        # TODO: freeze active snapshot `key` as committed snapshot `name`
+        # HINT: self._get(key) is its row; self._meta.commit_snapshot(self._ns, self.name, key,
+        # HINT: name, labels) renames it (keep the row's labels when `labels` is None);
+        # HINT: overlay's work/ (self._work(rec)) is of no use to a snapshot nobody writes again
         rec = self._get(key)
         if rec.kind != ACTIVE:
             raise FailedPrecondition(f"commit {key!r}: snapshot is {rec.kind}, not active")
@@ -140,8 +145,13 @@ class _MetadataSnapshotter:
                                    labels if labels is not None else rec.labels)
         # overlay's work/ dir holds nothing a committed snapshot needs.
         shutil.rmtree(self._work(rec), ignore_errors=True)
+        # END SOLUTION
 
     def remove(self, key: str) -> None:
+        # BEGIN SOLUTION chapter="07" hint="children before parents: a parent still in use is FailedPrecondition"
+        # TODO: remove snapshot `key`: its row in meta.db, then its numbered directory
+        # HINT: self._meta.snapshot_children(self._ns, self.name, key) lists the snapshots
+        # HINT: stacked on it: their overlay mounts name its fs/ as a lowerdir
         rec = self._get(key)
         children = self._meta.snapshot_children(self._ns, self.name, key)
         if children:
@@ -149,6 +159,7 @@ class _MetadataSnapshotter:
                                      f"{', '.join(sorted(children))}")
         self._meta.delete_snapshot(self._ns, self.name, key)
         shutil.rmtree(self.dir / str(rec.id), ignore_errors=True)
+        # END SOLUTION
 
     def stat(self, key: str) -> SnapshotInfo:
         return _info(self._get(key))

@@ -76,7 +76,7 @@ def test_notebook_runs_top_to_bottom(path, notebook_lab):
     assert ran and all(c.get("execution_count") for c in ran), "some code cells did not run"
 
 
-# chapter -> (its layer's environment variable, the student's file, the functions it asks for)
+# chapter -> (its layers' environment variables, the student's file, the functions it asks for)
 UNSOLVED = {
     "01": ("LABKIT_IMPL_NAMESPACES", "labkit_student/namespaces.py",
            ("namespace_flags", "set_hostname", "mount_proc", "exit_status", "make_mounts_private",
@@ -94,6 +94,9 @@ UNSOLVED = {
             "TaskService.Create")),
     "06": ("LABKIT_IMPL_DISTRIBUTION", "labkit_student/distribution/client.py",
            ("RegistryClient.resolve", "split_domain", "select_manifest", "chain_ids")),
+    # two in-process layers (space-separated variables): the content store and the snapshotter
+    "07": ("LABKIT_IMPL_CONTENT LABKIT_IMPL_SNAPSHOTTER", "labkit_student/containerd/snapshots.py",
+           ("OverlaySnapshotter.mounts", "_LocalWriter.commit", "Ingest.write")),
     "08": ("LABKIT_IMPL_NETWORK", "labkit_student/dockerd/net/ipam.py",
            ("choose_subnet", "allocate")),
     "10": ("LABKIT_IMPL_CLI", "labkit_student/cli/run.py",
@@ -115,7 +118,7 @@ def test_run_all_goes_on_past_unsolved_exercises(chapter, notebook_lab, tmp_path
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
-    env = dict(notebook_lab.env, **{variable: f"workspace:{tmp_path / 'ws'}"})
+    env = dict(notebook_lab.env, **{v: f"workspace:{tmp_path / 'ws'}" for v in variable.split()})
     try:
         client.execute(env=env)
     except CellExecutionError as e:
