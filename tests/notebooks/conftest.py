@@ -12,6 +12,7 @@ temporary root after that is detached here, and the root goes too — also when 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 import shutil
 import subprocess
 import tempfile
@@ -30,8 +31,10 @@ class NotebookLab:
         return run_labkit(*args, env=self.env, timeout=timeout)
 
 
-@pytest.fixture(scope="session")
-def notebook_lab():
+@contextmanager
+def _private_lab():
+    """A lab of its own (directories, registry port), up with the lab images; reset and
+    removed afterwards, whatever the notebook did to it."""
     root = Path(tempfile.mkdtemp(prefix="lknb-", dir="/tmp"))
     env = dict(os.environ)
     env.pop("DOCKER_HOST", None)
@@ -54,3 +57,18 @@ def notebook_lab():
             except OSError:
                 pass
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def notebook_lab():
+    with _private_lab() as lab:
+        yield lab
+
+
+@pytest.fixture
+def fresh_notebook_lab():
+    """A lab for one notebook only: a chapter run on a blank workspace leaves the lab as the
+    student's unfinished layers left it (a network with no bridge, say), which must not be
+    the next chapter's starting point."""
+    with _private_lab() as lab:
+        yield lab

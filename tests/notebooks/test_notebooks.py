@@ -108,7 +108,7 @@ UNSOLVED = {
 
 
 @pytest.mark.parametrize("chapter", sorted(UNSOLVED))
-def test_run_all_goes_on_past_unsolved_exercises(chapter, notebook_lab, tmp_path):
+def test_run_all_goes_on_past_unsolved_exercises(chapter, fresh_notebook_lab, tmp_path):
     """A chapter with a fresh workspace (nothing solved): Run All reaches the end, each cell
     that needs an exercise saying which one is not done yet instead of stopping there."""
     from labkit.course.workspace import generate_workspace
@@ -118,7 +118,8 @@ def test_run_all_goes_on_past_unsolved_exercises(chapter, notebook_lab, tmp_path
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
-    env = dict(notebook_lab.env, **{v: f"workspace:{tmp_path / 'ws'}" for v in variable.split()})
+    env = dict(fresh_notebook_lab.env,
+               **{v: f"workspace:{tmp_path / 'ws'}" for v in variable.split()})
     try:
         client.execute(env=env)
     except CellExecutionError as e:
