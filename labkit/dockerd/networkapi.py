@@ -16,6 +16,7 @@ from labkit.dockerd.jsonlog import ZERO_TIME, rfc3339nano
 from labkit.dockerd.net import bridge, ipam
 from labkit.dockerd.networkstore import (DEFAULT, PREDEFINED, NetworkRecord, NetworkStore,
                                          _builtin_id, _endpoint_settings)
+from labkit.dockerd.validate import check_network_config
 
 log = logging.getLogger("labkit.dockerd")
 
@@ -62,6 +63,7 @@ class NetworkAPI(NetworkStore):
     def network_create(self, body: dict) -> dict:
         """POST /networks/create: a user-defined bridge network."""
         self._net_init()
+        check_network_config(body)
         name = body.get("Name")
         if not isinstance(name, str) or not name:
             raise InvalidParameter("invalid network Name: expected a non-empty string")

@@ -52,6 +52,14 @@ HOST_CONFIG_TYPES = {
     "Tmpfs": SM, "UTSMode": S, "UsernsMode": S, "ShmSize": I, "Sysctls": SM, "Runtime": S,
     "Isolation": S, "MaskedPaths": SL, "ReadonlyPaths": SL,
 }
+# POST /networks/create (moby's api/types/network CreateRequest) and its IPAM object.
+NETWORK_TYPES = {
+    "Name": S, "Driver": S, "Scope": S, "EnableIPv6": B, "IPAM": O, "Internal": B,
+    "Attachable": B, "Ingress": B, "ConfigOnly": B, "CheckDuplicate": B, "Options": SM,
+    "Labels": SM,
+}
+IPAM_TYPES = {"Driver": S, "Config": OL, "Options": SM}
+IPAM_CONFIG_TYPES = {"Subnet": S, "IPRange": S, "Gateway": S, "AuxiliaryAddresses": SM}
 INT64 = range(-2**63, 2**63)   # what Go's int64 holds: larger numbers do not decode
 
 
@@ -74,6 +82,15 @@ def check_types(fields: dict, types: dict[str, str], prefix: str = "") -> None:
             extra = " (a 64-bit one)" if kind == I and isinstance(value, int) else ""
             raise InvalidParameter(f"invalid {prefix}{key}: expected {kind}{extra}, got "
                                    f"{json.dumps(value)[:40]}")
+
+
+def check_network_config(body: dict) -> None:
+    """Type-check a network create request (its IPAM too): a 400 naming the field."""
+    check_types(body, NETWORK_TYPES)
+    ipam = body.get("IPAM") or {}
+    check_types(ipam, IPAM_TYPES, "IPAM.")
+    for entry in ipam.get("Config") or []:
+        check_types(entry, IPAM_CONFIG_TYPES, "IPAM.Config.")
 
 
 def check_config(config: dict, host_config: dict) -> None:
