@@ -66,7 +66,7 @@ class Create(DaemonCore):
         networking = config.pop("NetworkingConfig", None)
         if not isinstance(host_config, dict):
             raise InvalidParameter("invalid HostConfig: expected a JSON object")
-        check_config(config, host_config)
+        check_config(config, host_config, networking)
         image_name = config["Image"]
         image = self.images.find(image_name)
         runtime = host_config.get("Runtime") or self.config.default_runtime

@@ -16,6 +16,7 @@ from __future__ import annotations
 from labkit.dockerd.backend import Backend
 from labkit.dockerd.errors import InvalidParameter
 from labkit.dockerd.httputils import Request, Response, json_response, parse_filters
+from labkit.dockerd.validate import check_endpoint
 
 
 class NetworkRoutes:
@@ -46,8 +47,7 @@ class NetworkRoutes:
             raise InvalidParameter("invalid network connect config: expected "
                                    '{"Container": "<name or id>", "EndpointConfig": {...}}')
         endpoint = body.get("EndpointConfig")
-        if endpoint is not None and not isinstance(endpoint, dict):
-            raise InvalidParameter("invalid EndpointConfig: expected a JSON object")
+        check_endpoint(endpoint, "EndpointConfig")
         self.backend.network_connect(req.params["name"], body["Container"], endpoint)
         return Response(200)
 

@@ -60,6 +60,10 @@ NETWORK_TYPES = {
 }
 IPAM_TYPES = {"Driver": S, "Config": OL, "Options": SM}
 IPAM_CONFIG_TYPES = {"Subnet": S, "IPRange": S, "Gateway": S, "AuxiliaryAddresses": SM}
+# The create request's NetworkingConfig: {"EndpointsConfig": {network: endpoint settings}}.
+ENDPOINT_TYPES = {"Aliases": SL, "Links": SL, "IPAMConfig": O, "MacAddress": S, "NetworkID": S,
+                  "EndpointID": S, "Gateway": S, "IPAddress": S, "DriverOpts": SM}
+ENDPOINT_IPAM_TYPES = {"IPv4Address": S, "IPv6Address": S, "LinkLocalIPs": SL}
 INT64 = range(-2**63, 2**63)   # what Go's int64 holds: larger numbers do not decode
 
 
@@ -93,8 +97,29 @@ def check_network_config(body: dict) -> None:
         check_types(entry, IPAM_CONFIG_TYPES, "IPAM.Config.")
 
 
-def check_config(config: dict, host_config: dict) -> None:
+def check_networking(networking: object) -> None:
+    """Type-check a create request's NetworkingConfig, down to each endpoint's IPAMConfig."""
+    if networking is None:
+        return
+    if not isinstance(networking, dict):
+        raise InvalidParameter("invalid NetworkingConfig: expected a JSON object")
+    check_types(networking, {"EndpointsConfig": O}, "NetworkingConfig.")
+    for name, endpoint in (networking.get("EndpointsConfig") or {}).items():
+        check_endpoint(endpoint, f"NetworkingConfig.EndpointsConfig.{name}")
+
+
+def check_endpoint(endpoint: object, prefix: str) -> None:
+    """Type-check one endpoint's settings (create's, or network connect's EndpointConfig)."""
+    if endpoint is not None and not isinstance(endpoint, dict):
+        raise InvalidParameter(f"invalid {prefix}: expected {O}")
+    check_types(endpoint or {}, ENDPOINT_TYPES, prefix + ".")
+    check_types((endpoint or {}).get("IPAMConfig") or {}, ENDPOINT_IPAM_TYPES,
+                prefix + ".IPAMConfig.")
+
+
+def check_config(config: dict, host_config: dict, networking: object = None) -> None:
     """Type-check what create uses, so bad input is a 400 naming the field, never a 500."""
+    check_networking(networking)
     check_types(config, CONFIG_TYPES)
     check_types(host_config, HOST_CONFIG_TYPES, "HostConfig.")
     image = config.get("Image")
