@@ -39,7 +39,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +46,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))    # tests/support.py builds the busybox rootfs
+from realdocker import RealContainerd  # noqa: E402  (the one launcher of a real containerd)
 
 SHIMS = ("containerd-shim-runc-v2", "labkit-shim")
 
@@ -67,75 +67,13 @@ def ppid(pid: int) -> int:
     raise RuntimeError(f"no PPid in /proc/{pid}/status")
 
 
-class Containerd:
-    """A private containerd 1.6; with `shim`, its PATH finds that as containerd-shim-runc-v2."""
-
-    def __init__(self, d: Path, shim: str | None):
-        d.mkdir()
-        self.dir, self.sock = d, d / "c.sock"
-        (d / "bin").mkdir()
-        if shim:
-            wrapper = d / "bin" / "containerd-shim-runc-v2"
-            wrapper.write_text(f"#!/bin/sh\nexec {shim} \"$@\"\n")
-            wrapper.chmod(0o755)
-        (d / "config.toml").write_text(f"""version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.aufs"]
-[grpc]
-  address = "{self.sock}"
-[ttrpc]
-  address = "{self.sock}.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-""")
-        self.env = dict(os.environ, PATH=f"{d}/bin:{os.environ['PATH']}", LABKIT_RUN_DIR=str(d / "run"))
-        log = open(d / "containerd.log", "ab")
-        self.proc = subprocess.Popen([shutil.which("containerd") or "containerd", "--config",
-                                      str(d / "config.toml")], env=self.env, stdout=log,
-                                     stderr=log, start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + 15
-        while self.ctr("version", check=False).returncode != 0:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError(f"containerd did not start (see {d}/containerd.log)")
-            time.sleep(0.1)
-
-    def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        if args[:1] == ("run",):
-            args = (*args[:2], "--fifo-dir", str(self.dir / "fifo"), *args[2:])
-        proc = subprocess.run([shutil.which("ctr") or "ctr", "--address", str(self.sock), *args],
-                              env=self.env, capture_output=True, text=True, timeout=60)
-        if check and proc.returncode:
-            raise RuntimeError(f"ctr {' '.join(args)}: {proc.stderr.strip()}")
-        return proc
-
-    def init_pid(self, id: str) -> int:
-        for line in self.ctr("task", "ls").stdout.splitlines()[1:]:
-            name, pid, *_ = line.split()
-            if name == id:
-                return int(pid)
-        raise RuntimeError(f"task {id} is not listed by `ctr task ls`")
-
-    def stop(self, ids: list[str]) -> None:
-        for id in ids:
-            self.ctr("task", "kill", "-s", "9", id, check=False)
-        for id in ids:
-            for _ in range(50):
-                if self.ctr("task", "delete", id, check=False).returncode == 0:
-                    break
-                time.sleep(0.1)
-            self.ctr("container", "delete", id, check=False)
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+def init_pid(containerd: RealContainerd, id: str) -> int:
+    """The PID of container `id`'s first process, as `ctr task ls` lists it."""
+    for line in containerd.ctr("task", "ls").stdout.splitlines()[1:]:
+        name, pid, *_ = line.split()
+        if name == id:
+            return int(pid)
+    raise RuntimeError(f"task {id} is not listed by `ctr task ls`")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,15 +102,16 @@ def main(argv: list[str] | None = None) -> int:
         compileall.compile_dir(workspace, quiet=1)
     d = Path(tempfile.mkdtemp(prefix="lkmem-", dir="/tmp"))
     make_busybox_rootfs(d / "rootfs")
-    started: list[Containerd] = []
+    started: list[RealContainerd] = []
     try:
         shims: dict[str, int] = {}
         for name in SHIMS:
-            containerd = Containerd(d / name, args.shim if name == "labkit-shim" else None)
+            containerd = RealContainerd(d / name, args.shim if name == "labkit-shim" else None)
             started.append(containerd)
+            containerd.start()
             containerd.ctr("run", "-d", "--runc-binary", "runc", "--runc-root", str(d / name / "runc"),
                            "--rootfs", str(d / "rootfs"), "idle", "/bin/sleep", "3600")
-            shims[name] = ppid(containerd.init_pid("idle"))
+            shims[name] = ppid(init_pid(containerd, "idle"))
         time.sleep(args.settle)
         figures: dict[str, tuple[float, float]] = {}
         for name, pid in shims.items():
@@ -193,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         for containerd in started:
-            containerd.stop(["idle"])
+            containerd.remove(["idle"])
+            containerd.stop()
         for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
             try:   # a shim of ours that outlived containerd (only ours: by its socket's dir)
                 if str(d) in Path(f"/proc/{pid}/environ").read_text(errors="replace"):

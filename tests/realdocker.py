@@ -11,7 +11,8 @@ Everything lives in one temporary directory under /tmp (short: unix socket paths
 removed -- also when the caller fails. Never the host's dockerd: its sockets, its
 /etc/docker/daemon.json, its iptables are left alone (--ip-forward=false --iptables=false, as
 this host requires). Used by tests/cli (the labkit client against a real engine) and by
-benchmarks/bench.py --start-real-dockerd (labkit against the real thing, side by side).
+benchmarks/bench.py --start-real-dockerd (labkit against the real thing, side by side);
+its RealContainerd alone by tests/shim/test_real_containerd.py and benchmarks/shim_memory.py.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import os
 import shutil
 import signal
 import subprocess
+import socket
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from labkit.client import APIError, Client, DaemonNotRunning
 from support import stop_process, wait_for_daemon
@@ -36,15 +39,97 @@ class Unavailable(Exception):
 
 CONTAINERD_CONFIG = """\
 version = 2
-root = "{d}/containerd-root"
-state = "{d}/containerd-state"
-# no Kubernetes CRI plugin: it would try to set up CNI networking on the host
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+root = "{d}/root"
+state = "{d}/state"
+# no Kubernetes CRI plugin (it would set up CNI networking on the host), no snapshotters this
+# host has no use for, no debug or metrics sockets
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.aufs"]
 [grpc]
   address = "{d}/containerd.sock"
 [ttrpc]
   address = "{d}/containerd.sock.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
 """
+
+
+class RealContainerd:
+    """A private, real containerd 1.6 in directory `d`: its own socket (d/containerd.sock),
+    root (d/root), state (d/state) and log; `ctr` drives it.
+
+    The one launcher of a real containerd: private_real_dockerd below runs dockerd on it,
+    tests/shim/test_real_containerd.py and benchmarks/shim_memory.py put labkit-shim under it.
+    `shim`: a program for containerd to run as its shim. containerd finds the shim of runtime
+    io.containerd.runc.v2 by name in its PATH, so a two-line wrapper named
+    containerd-shim-runc-v2 in d/bin, first in that PATH, execs `shim` instead."""
+
+    def __init__(self, d: Path, shim: str | None = None) -> None:
+        d.mkdir(exist_ok=True)
+        self.dir, self.root, self.state = d, d / "root", d / "state"
+        self.sock = d / "containerd.sock"
+        self.proc: subprocess.Popen | None = None
+        (d / "bin").mkdir(exist_ok=True)
+        if shim:
+            wrapper = d / "bin" / "containerd-shim-runc-v2"
+            wrapper.write_text(f"#!/bin/sh\nexec {shim} \"$@\"\n")
+            wrapper.chmod(0o755)
+        (d / "containerd.toml").write_text(CONTAINERD_CONFIG.format(d=d))
+        # labkit-shim's sockets and runtime state go to a private /run/labkit as well
+        self.env = dict(os.environ, PATH=f"{d}/bin:{os.environ['PATH']}",
+                        LABKIT_RUN_DIR=str(d / "run"))
+
+    def start(self) -> None:
+        log = self.dir / "containerd.log"
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [shutil.which("containerd") or "containerd", "--config",
+                 str(self.dir / "containerd.toml")], env=self.env, stdin=subprocess.DEVNULL,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for_daemon(self._accepts, "containerd", self.proc, log)
+
+    def _accepts(self) -> bool:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            try:
+                s.connect(str(self.sock))
+                return True
+            except OSError:
+                return False
+
+    def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """`ctr --address <ours> ARGS` (ctr's stdio fifos kept in our directory, not in
+        /run/containerd/fifo); `check`: a failure raises, with ctr's message."""
+        if args[:1] == ("run",) or args[:2] == ("task", "exec"):
+            args = (*args[:2], "--fifo-dir", str(self.dir / "fifo"), *args[2:])
+        proc = subprocess.run([shutil.which("ctr") or "ctr", "--address", str(self.sock), *args],
+                              env=self.env, capture_output=True, text=True, timeout=60)
+        if check and proc.returncode:
+            raise RuntimeError(f"ctr {' '.join(args)}: {proc.stderr.strip()}")
+        return proc
+
+    def remove(self, ids: Iterable[str]) -> None:
+        """Kill (SIGKILL) and delete the containers `ids`, whatever state they are in."""
+        ids = list(ids)
+        for id in ids:
+            self.ctr("task", "kill", "-s", "9", id, check=False)
+        for id in ids:
+            for _ in range(50):
+                if self.ctr("task", "delete", id, check=False).returncode == 0:
+                    break
+                time.sleep(0.1)
+            self.ctr("container", "delete", id, check=False)
+
+    def kill(self) -> None:
+        """containerd dies (SIGKILL), as in a crash; its shims and containers live on."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        stop_process(self.proc)
 
 
 def _our_shims(containerd_sock: str) -> list[int]:
@@ -87,16 +172,11 @@ def private_real_dockerd(registry: str, bridge: str = "none") -> Iterator[str]:
     leftovers = [p for p in (Path("/run/docker/plugins"), Path("/run/docker"),
                              Path("/run/containerd/s"), Path("/run/containerd")) if not p.exists()]
     d = Path(tempfile.mkdtemp(prefix="lkd-", dir="/tmp"))
-    (d / "containerd.toml").write_text(CONTAINERD_CONFIG.format(d=d))
-    ctd_sock = str(d / "containerd.sock")
-    ctd = dockerd = None
+    containerd = RealContainerd(d)
+    ctd_sock = str(containerd.sock)
+    dockerd = None
     try:
-        ctd_log = d / "containerd.log"
-        with open(ctd_log, "wb") as log:
-            ctd = subprocess.Popen(["containerd", "--config", str(d / "containerd.toml")],
-                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        wait_for_daemon(lambda: os.path.exists(ctd_sock), "containerd", ctd, ctd_log)
+        containerd.start()
         host = f"unix://{d}/docker.sock"
         # Our own daemon.json: never read the host's /etc/docker/daemon.json, and keep the
         # engine's identity key (20.10 writes /etc/docker/key.json by default) in the temp dir.
@@ -134,7 +214,7 @@ def private_real_dockerd(registry: str, bridge: str = "none") -> Iterator[str]:
             except (APIError, DaemonNotRunning):
                 pass
         stop_process(dockerd)
-        stop_process(ctd)
+        containerd.stop()
         for pid in _our_shims(ctd_sock):
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from labkit.wire.shim.client import ShimClient
+from realdocker import RealContainerd
 
 from .conftest import alive, make_bundle, wait_until
 
@@ -34,60 +35,6 @@ CTR = shutil.which("ctr")
 SHIM = Path(sys.executable).parent / "labkit-shim"
 
 
-class PrivateContainerd:
-    def __init__(self, d: Path):
-        self.dir = d
-        self.sock = d / "c.sock"
-        self.proc: subprocess.Popen | None = None
-        (d / "bin").mkdir()
-        wrapper = d / "bin" / "containerd-shim-runc-v2"
-        wrapper.write_text(f"#!/bin/sh\nexec {SHIM} \"$@\"\n")
-        wrapper.chmod(0o755)
-        (d / "config.toml").write_text(f"""version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.aufs"]
-[grpc]
-  address = "{self.sock}"
-[ttrpc]
-  address = "{self.sock}.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-""")
-        # The shims' sockets and runtime state go to a private /run/labkit as well.
-        self.env = dict(os.environ, PATH=f"{d}/bin:{os.environ['PATH']}", LABKIT_RUN_DIR=str(d / "run"))
-
-    def start(self) -> None:
-        log = open(self.dir / "containerd.log", "ab")
-        self.proc = subprocess.Popen([CONTAINERD, "--config", str(self.dir / "config.toml")],
-                                     env=self.env, stdout=log, stderr=log, start_new_session=True)
-        log.close()
-        assert wait_until(self.sock.exists, 10), "containerd did not start"
-        assert wait_until(lambda: self.ctr("version", check=False).returncode == 0, 10)
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        if args[:1] == ("run",) or args[:2] == ("task", "exec"):
-            # ctr's stdio fifos, kept in our directory instead of /run/containerd/fifo
-            args = (*args[:2], "--fifo-dir", str(self.dir / "fifo"), *args[2:])
-        proc = subprocess.run([CTR, "--address", str(self.sock), *args], env=self.env,
-                              capture_output=True, text=True, timeout=60)
-        if check:
-            assert proc.returncode == 0, f"ctr {' '.join(args)}: {proc.stderr}"
-        return proc
-
-    def shim_address(self, id: str) -> str:
-        return (self.dir / "state" / "io.containerd.runtime.v2.task" / "default" / id / "address").read_text()
-
-
 @pytest.fixture
 def containerd():
     if os.geteuid() != 0:
@@ -96,19 +43,14 @@ def containerd():
         pytest.skip("containerd, ctr and runc are needed for this test")
     d = Path(tempfile.mkdtemp(dir="/tmp", prefix="lkctd-"))
     make_bundle(d / "image", ["true"])          # only for its rootfs/
-    c = PrivateContainerd(d)
+    c = RealContainerd(d, shim=str(SHIM))
     shim_pids: list[int] = []
     c.shim_pids = shim_pids
     try:
         c.start()
         yield c
     finally:
-        for id in ("detached",):
-            c.ctr("task", "kill", "-s", "9", id, check=False)
-        time.sleep(0.2)
-        for id in ("detached",):
-            c.ctr("task", "delete", id, check=False)
-            c.ctr("container", "delete", id, check=False)
+        c.remove(["detached"])
         c.kill()
         for pid in shim_pids:
             if alive(pid):
@@ -131,8 +73,8 @@ def test_ctr_run_goes_through_labkit_shim(containerd):
 def test_container_survives_containerd_and_is_found_again(containerd):
     rootfs = str(containerd.dir / "image" / "rootfs")
     containerd.ctr("run", "-d", "--runc-binary", "runc", "--rootfs", rootfs, "detached", "/bin/sleep", "60")
-    address = containerd.shim_address("detached")
-    bundle = containerd.dir / "state" / "io.containerd.runtime.v2.task" / "default" / "detached"
+    bundle = containerd.state / "io.containerd.runtime.v2.task" / "default" / "detached"
+    address = (bundle / "address").read_text()
     # containerd sent containerd.runc.v1.Options{binary_name: "runc"}; the shim recorded it
     assert json.loads((bundle / "options.json").read_text())["binary_name"] == "runc"
     # an exec, the way `docker exec` reaches a shim: Exec + Start + Wait with an exec id
