@@ -18,38 +18,16 @@ itself must notice the bug).
 
 from __future__ import annotations
 
-import re
-import shutil
-import tempfile
-from pathlib import Path
-
 import pytest
 
+from course.proofs import EXERCISE, chapter_proofs, copy_of, with_prerequisites
 from labkit.course import syllabus
-from labkit.course.grading import grade, skeleton_problems
-from labkit.course.workspace import (EXCLUDED_DIRS, REFERENCE_PACKAGE, STUDENT_PACKAGE,
-                                     _find_regions, generate_workspace, own_package_imports,
-                                     strip_solutions)
+from labkit.course.grading import grade
+from labkit.course.workspace import solve_chapters
 
 pytestmark = pytest.mark.root
 
-CHAPTER = syllabus.chapter("cp04")
-
-
-def with_prerequisites(number: str) -> set[str]:
-    """The chapter and every chapter it builds on, transitively."""
-    found, todo = set(), [number]
-    while todo:
-        n = todo.pop()
-        if n not in found:
-            found.add(n)
-            todo += syllabus.chapter(n).prerequisites
-    return found
-
-
-SOLVED = with_prerequisites(CHAPTER.number)
-
-# test -> (the mistake, file under labkit/, text of the reference, what it becomes)
+# test -> (the mistake, file under labkit/, text of the solved file, what it becomes)
 MUTATIONS: dict[str, tuple[str, str, str, str]] = {
     "test_find_executable": (
         "any file on PATH will do, executable or not",
@@ -96,129 +74,21 @@ MUTATIONS: dict[str, tuple[str, str, str, str]] = {
         '        os.execve(program, process["args"][:1], env)'),
 }
 
-
-def workspace_text(rel: str, source: str, solved: set[str]) -> str:
-    """What the workspace file for labkit/<rel> holds when the student has solved the chapters
-    `solved`: their regions kept (only the marker lines go), every other region stripped, the
-    package's own imports pointed at the workspace -- as the generator does it."""
-    regions = [r for r in _find_regions(source, rel) if r.chapter in solved]
-    markers = {r.begin for r in regions} | {r.end for r in regions}
-    kept = "".join(line for number, line in enumerate(source.splitlines(keepends=True), 1)
-                   if number not in markers)
-    target = f"{STUDENT_PACKAGE}/{rel}"
-    text, _ = strip_solutions(kept, rel, target)
-    if len(Path(rel).parts) > 1:
-        text = own_package_imports(text, Path(rel).parts[0], target)
-    return text
+globals().update(chapter_proofs(
+    "04", layers=["runtime"], proof="test_docker_through_your_runtime",
+    blank_error=["OCI runtime create failed", EXERCISE], mutations=MUTATIONS))
 
 
-def solve(ws: Path, solved: set[str], mutation: tuple[str, str, str] | None = None) -> None:
-    """Fill in the regions of the chapters `solved` in every file of workspace `ws` that has
-    some; `mutation` (file, old, new) changes one reference file first."""
-    for path in sorted(REFERENCE_PACKAGE.rglob("*.py")):
-        rel = path.relative_to(REFERENCE_PACKAGE)
-        if any(part in EXCLUDED_DIRS for part in rel.parts):
-            continue
-        source = path.read_text()
-        if mutation and str(rel) == mutation[0]:
-            source = source.replace(mutation[1], mutation[2])
-        elif not any(r.chapter in solved for r in _find_regions(source, str(rel))):
-            continue
-        (ws / STUDENT_PACKAGE / rel).write_text(workspace_text(str(rel), source, solved))
-
-
-@pytest.fixture(autouse=True)
-def graded_as_told(monkeypatch):
-    """Whatever the machine's configuration says, these proofs grade what they are told to:
-    every layer the reference, but the one a test hands grade() a workspace for."""
-    from labkit.lab.implementations import LAYER_ENV_PREFIX, LAYERS
-    for layer in LAYERS:
-        monkeypatch.setenv(LAYER_ENV_PREFIX + layer.upper(), "reference")
-
-
-@pytest.fixture(scope="module")
-def workspace():
-    """A freshly generated workspace (short path: it ends up in messages and wrapper scripts)."""
-    base = Path(tempfile.mkdtemp(prefix="lk-cp04-", dir="/tmp"))
-    try:
-        generate_workspace(base / "ws")
-        yield base / "ws"
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def copy_of(workspace: Path, tmp_path: Path) -> Path:
-    ws = tmp_path / "ws"
-    shutil.copytree(workspace, ws, symlinks=True)
-    # the wrapper bin/labkit-runc names its workspace: point the copy's at the copy
-    for wrapper in (ws / "bin").iterdir():
-        wrapper.write_text(wrapper.read_text().replace(str(workspace), str(ws)))
-    return ws
-
-
-EXERCISE = re.compile(r"exercise in (\S+)\(\) \(labkit_student/(\S+\.py)\): not done yet")
-
-
-def test_reference_gets_full_marks(tmp_path):
-    report = grade(["cp04"], out_dir=tmp_path, quiet=True)
-    chapter = report.chapters["cp04"]
-    assert chapter.status == "graded", chapter.error
-    assert [t.name for t in chapter.tests if t.outcome != "passed"] == [], report.output[-3000:]
-    assert chapter.max == CHAPTER.points and report.full_marks
-    # Every checkpoint of the chapter has its seeded bug below.
-    assert sorted(t.name for t in chapter.tests) == sorted(MUTATIONS)
-
-
-def test_fresh_workspace_fails_every_checkpoint(workspace, tmp_path):
-    report = grade(["cp04"], workspace, out_dir=tmp_path, layers=["runtime"], quiet=True)
-    chapter = report.chapters["cp04"]
-    assert skeleton_problems(report) == []
-    assert chapter.points == 0 and len(chapter.tests) == len(MUTATIONS)
-    assert any(t.outcome == "failed" for t in chapter.tests)
-    # the proof: docker run through the blank runtime fails, naming a function, briefly
-    proof = next(t for t in chapter.tests if t.name == "test_docker_through_your_runtime")
-    assert proof.outcome == "failed"
-    assert "OCI runtime create failed" in proof.message and EXERCISE.search(proof.message), \
-        proof.message
-    assert "Traceback" not in proof.message
-
-
-def test_with_the_earlier_chapters_done_docker_names_this_chapters_function(workspace, tmp_path):
+def test_with_the_earlier_chapters_done_docker_names_this_chapters_function(workspaces, tmp_path):
     """Chapters 01-03 solved, 04 blank: still 0 points, and `docker run` now fails at one of
     chapter 04's own functions."""
-    ws = copy_of(workspace, tmp_path)
-    solve(ws, SOLVED - {CHAPTER.number})
+    ws = copy_of(workspaces[0], tmp_path / "ws")
+    solve_chapters(ws, with_prerequisites("04") - {"04"})
     report = grade(["cp04"], ws, out_dir=tmp_path / "grade", layers=["runtime"], quiet=True,
                    pytest_args=["-k", "test_docker_through_your_runtime"])
     proof = report.chapters["cp04"].tests[0]
     assert proof.outcome == "failed", report.output[-3000:]
     found = EXERCISE.search(proof.message)
     assert found, proof.message
-    ours = {f.split(":")[1] for f in CHAPTER.functions}          # "container_init", "status" …
+    ours = {f.split(":")[1] for f in syllabus.chapter("04").functions}   # "container_init", …
     assert found.group(1).rsplit(".", 1)[-1] in ours, proof.message
-
-
-def test_the_chapters_solution_alone_gets_full_marks(workspace, tmp_path):
-    """A workspace where only chapter 04 and the chapters it builds on are solved (every other
-    exercise still blank): full marks on cp04, its proof included."""
-    ws = copy_of(workspace, tmp_path)
-    solve(ws, SOLVED)
-    report = grade(["cp04"], ws, out_dir=tmp_path / "grade", layers=["runtime"], quiet=True)
-    chapter = report.chapters["cp04"]
-    assert [t.name for t in chapter.tests if t.outcome != "passed"] == [], report.output[-3000:]
-    assert chapter.points == chapter.max == CHAPTER.points
-
-
-@pytest.mark.parametrize("test_name", sorted(MUTATIONS))
-def test_seeded_bug_is_caught(test_name, workspace, tmp_path):
-    mistake, rel, old, new = MUTATIONS[test_name]
-    assert (REFERENCE_PACKAGE / rel).read_text().count(old) == 1, \
-        f"the mutation's text must occur once in labkit/{rel}: {old!r}"
-    ws = copy_of(workspace, tmp_path)
-    solve(ws, SOLVED, (rel, old, new))
-    # Only the targeted test (pytest -k matches substrings: exclude longer names containing it).
-    longer = [f"not {other}" for other in MUTATIONS if other != test_name and test_name in other]
-    report = grade(["cp04"], ws, out_dir=tmp_path / "grade", layers=["runtime"],
-                   quiet=True, pytest_args=["-k", " and ".join([test_name, *longer])])
-    outcomes = {t.name: t.outcome for t in report.chapters["cp04"].tests}
-    assert outcomes == {test_name: "failed"}, f"{mistake}: {outcomes}\n{report.output[-3000:]}"

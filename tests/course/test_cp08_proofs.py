@@ -13,22 +13,13 @@ as the student's module and graded with only that test selected.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
-
 import pytest
 
-import labkit.dockerd.net
-from labkit.course.grading import grade, skeleton_problems
-from labkit.course.workspace import generate_workspace
+from course.proofs import chapter_proofs
 
 pytestmark = pytest.mark.root
 
-PACKAGE = Path(labkit.dockerd.net.__file__).parent
-MODULES = ("ipam.py", "bridge.py")      # each holds chapter-08 exercises
-
-# test -> (the mistake, module, text of the reference, what it becomes)
+# test -> (the mistake, module, text of the solved file, what it becomes)
 MUTATIONS: dict[str, tuple[str, str, str, str]] = {
     "test_choose_subnet": (
         "the default route counts as a subnet in use: every candidate overlaps it",
@@ -59,76 +50,7 @@ MUTATIONS: dict[str, tuple[str, str, str, str]] = {
         'address=gateway, prefixlen=prefixlen)\n'),
 }
 
-
-@pytest.fixture(scope="module")
-def workspace():
-    """A freshly generated workspace (short path: it ends up in messages and wrapper scripts)."""
-    base = Path(tempfile.mkdtemp(prefix="lk-cp08-", dir="/tmp"))
-    try:
-        generate_workspace(base / "ws")
-        yield base / "ws"
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture
-def reference_env(monkeypatch):
-    """Whatever the machine's configuration says, these proofs grade what they are told to."""
-    monkeypatch.setenv("LABKIT_IMPL_NETWORK", "reference")
-
-
-def _student(ws: Path) -> Path:
-    return ws / "labkit_student" / "dockerd" / "net"
-
-
-def test_reference_gets_full_marks(tmp_path, reference_env):
-    report = grade(["cp08"], out_dir=tmp_path, quiet=True)
-    chapter = report.chapters["cp08"]
-    assert chapter.status == "graded", chapter.error
-    assert [t.name for t in chapter.tests if t.outcome != "passed"] == [], report.output[-3000:]
-    assert chapter.max >= 10 and report.full_marks
-    assert sorted(t.name for t in chapter.tests) == sorted(MUTATIONS)
-
-
-def test_fresh_workspace_fails_every_checkpoint(workspace, tmp_path):
-    report = grade(["cp08"], workspace, out_dir=tmp_path, layers=["network"], quiet=True)
-    chapter = report.chapters["cp08"]
-    assert skeleton_problems(report) == []
-    assert chapter.points == 0 and len(chapter.tests) == len(MUTATIONS)
-    assert all(t.outcome == "failed" for t in chapter.tests), \
-        {t.name: t.outcome for t in chapter.tests}
-    # the proof: docker run through the blank workspace fails, naming the function, briefly
-    proof = next(t for t in chapter.tests if t.name == "test_docker_run_gets_its_network_from_you")
-    assert "exercise in choose_subnet() (labkit_student/dockerd/net/ipam.py): not done yet" \
-        in proof.message, proof.message
-    assert "Traceback" not in proof.message
-
-
-def test_the_chapters_solution_alone_gets_full_marks(workspace, tmp_path):
-    """A workspace where only chapter 08 is solved (every other exercise still blank): full
-    marks on cp08, its proof included -- the network layer is the only one swapped."""
-    solved = tmp_path / "ws"
-    shutil.copytree(workspace, solved, symlinks=True)
-    for name in MODULES:
-        (_student(solved) / name).write_text((PACKAGE / name).read_text())
-    report = grade(["cp08"], solved, out_dir=tmp_path / "grade", layers=["network"], quiet=True)
-    chapter = report.chapters["cp08"]
-    assert [t.name for t in chapter.tests if t.outcome != "passed"] == [], report.output[-3000:]
-    assert chapter.points == chapter.max == 20
-
-
-@pytest.mark.parametrize("test_name", sorted(MUTATIONS))
-def test_seeded_bug_is_caught(test_name, workspace, tmp_path):
-    mistake, name, old, new = MUTATIONS[test_name]
-    reference = (PACKAGE / name).read_text()
-    assert reference.count(old) == 1, f"the mutation's text must occur once in {name}: {old!r}"
-    mutated = tmp_path / "ws"
-    shutil.copytree(workspace, mutated, symlinks=True)
-    for other in MODULES:                       # the chapter solved, but for this one mistake
-        text = (PACKAGE / other).read_text()
-        (_student(mutated) / other).write_text(text.replace(old, new) if other == name else text)
-    longer = [f"not {other}" for other in MUTATIONS if other != test_name and test_name in other]
-    report = grade(["cp08"], mutated, out_dir=tmp_path / "grade", layers=["network"],
-                   quiet=True, pytest_args=["-k", " and ".join([test_name, *longer])])
-    outcomes = {t.name: t.outcome for t in report.chapters["cp08"].tests}
-    assert outcomes == {test_name: "failed"}, f"{mistake}: {outcomes}\n{report.output[-3000:]}"
+globals().update(chapter_proofs(
+    "08", layers=["network"], proof="test_docker_run_gets_its_network_from_you",
+    blank_error=["exercise in choose_subnet() (labkit_student/dockerd/net/ipam.py): not done yet"],
+    mutations=MUTATIONS, under="dockerd/net"))
