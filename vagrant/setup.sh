@@ -128,9 +128,13 @@ if [[ ! -x $VENV/bin/python ]]; then
     /usr/bin/python3 -m venv "$VENV"
     note "created virtualenv $VENV"
 fi
-want="$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1) $REPO"
+# Editable in "compat" mode: a plain path in a .pth file. The default mode installs an import
+# hook whose own imports (pathlib, re, urllib…) cost every labkit process ~20 ms at start-up,
+# and a container start runs five of them (shim, runtime create/start/delete…).
+want="$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1) compat $REPO"
 if [[ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]]; then
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input -e "$REPO[test]"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input \
+        --config-settings editable_mode=compat -e "$REPO[test]"
     echo "$want" > "$STAMP"
     note "installed labkit (editable) from $REPO into $VENV"
 else

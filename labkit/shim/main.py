@@ -42,13 +42,11 @@ import threading
 from datetime import datetime, timezone
 
 from labkit.shim import log as shim_log
-from labkit.shim.events import Publisher
 from labkit.shim.log import getLogger
-from labkit.shim.rootfs import unmount_rootfs
-from labkit.shim.runtime import OCIRuntimeError, RuntimeOptions, open_runtime
-from labkit.shim.service import SHIM_VERSION, TaskService
-from labkit.wire.shim import messages
-from labkit.wire.ttrpc import Server
+
+# `start` runs once per container and must be quick: containerd waits for it. It imports only
+# what the handshake needs; the daemon's modules (the task service, ttrpc, protobuf) and
+# `delete`'s are imported where those are run.
 
 log = getLogger("labkit.shim")
 
@@ -182,6 +180,10 @@ def cmd_start(args: Options) -> int:
 # ------------------------------------------------------------------ delete
 
 def cmd_delete(args: Options) -> int:
+    from labkit.shim.rootfs import unmount_rootfs
+    from labkit.shim.runtime import OCIRuntimeError, RuntimeOptions, open_runtime
+    from labkit.wire.shim import messages
+
     bundle = os.getcwd()
     try:
         options = RuntimeOptions.load(bundle)
@@ -214,6 +216,10 @@ def cmd_delete(args: Options) -> int:
 # ------------------------------------------------------------------ the daemon
 
 def run_daemon(args: Options) -> int:
+    from labkit.shim.events import Publisher
+    from labkit.shim.service import TaskService
+    from labkit.wire.ttrpc import Server
+
     # The runtime (and any program the shim runs) sees the PYTHONPATH its caller had, not
     # the one `start` composed for this process (see _daemon_environment).
     if _CALLER_PYTHONPATH in os.environ:
@@ -366,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr if str(e) else sys.stdout)
         return 2 if str(e) else 0
     if args.version:
+        from labkit.shim.service import SHIM_VERSION
+
         print(SHIM_VERSION)
         return 0
     if not args.id:

@@ -25,7 +25,7 @@ def test_syntax_and_usage():
 def test_second_run_changes_nothing(tmp_path):
     if not STAMP.exists():
         pytest.skip("this host was not set up by vagrant/setup.sh (no install stamp)")
-    installed_from = STAMP.read_text().split(maxsplit=1)[-1].strip()
+    installed_from = STAMP.read_text().split()[-1]   # "<sha256> compat <checkout>"
     if Path(installed_from).resolve() != SETUP.parents[1]:
         # Running set-up from this checkout would re-install labkit (editable) from HERE, and
         # every labkit command on the machine would then run this checkout's code.
