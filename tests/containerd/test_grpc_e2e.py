@@ -73,6 +73,15 @@ def image(registry, base):
     return info
 
 
+def accepts(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(path)
+            return True
+        except OSError:   # not there yet, or a dead daemon's socket (ECONNREFUSED)
+            return False
+
+
 class Daemon:
     def __init__(self, base: Path, *args: str) -> None:
         self.base, self.args = base, list(args)   # args: more flags (--snapshotter native)
@@ -87,8 +96,10 @@ class Daemon:
              "--root", str(self.base / "root"), "--state", str(self.base / "state"),
              "--log-level", "debug", *self.args], env=self.env, stdout=log, stderr=log)
         log.close()
+        # Ready when the socket accepts a connection: after a kill -9 the dead daemon's socket
+        # file is still there (refusing connections) until the new one binds it again.
         deadline = time.time() + 15
-        while not os.path.exists(self.sock):
+        while not accepts(self.sock):
             if self.proc.poll() is not None or time.time() > deadline:
                 raise RuntimeError("labkit-containerd did not start: " +
                                    (self.base / "containerd.log").read_text()[-2000:])
