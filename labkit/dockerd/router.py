@@ -75,6 +75,8 @@ class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes, NetworkRoutes, ImageMakin
             ("POST", r"/containers/prune", self.container_prune),
             ("GET", C + r"/json", self.container_inspect),
             ("GET", C + r"/top", self.container_top),
+            ("GET", C + r"/stats", self.container_stats),
+            ("POST", C + r"/update", self.container_update),
             ("POST", C + r"/start", self.container_start),
             ("POST", C + r"/stop", self.container_stop),
             ("POST", C + r"/restart", self.container_restart),
@@ -210,6 +212,25 @@ class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes, NetworkRoutes, ImageMakin
 
     def container_top(self, req: Request) -> Response:
         return json_response(self.backend.container_top(req.params["name"]))
+
+    def container_stats(self, req: Request) -> AnyResponse:
+        """GET /containers/{id}/stats?stream=1|0&one-shot=1 (stats.py): one JSON sample a
+        second while streaming, else one sample and the end."""
+        stream = req.bool("stream", True)
+        samples = self.backend.container_stats(req.params["name"], stream,
+                                               req.bool("one-shot"))
+        if not stream:
+            return json_response(next(iter(samples)))
+
+        def body() -> Iterator[bytes]:
+            for sample in samples:
+                yield json.dumps(sample).encode() + b"\n"
+        return StreamResponse(200, JSON, body())
+
+    def container_update(self, req: Request) -> Response:
+        """POST /containers/{id}/update, body: the new Resources and RestartPolicy."""
+        warnings = self.backend.container_update(req.params["name"], req.json())
+        return json_response({"Warnings": warnings})
 
     def container_start(self, req: Request) -> Response:
         self.backend.container_start(req.params["name"])
