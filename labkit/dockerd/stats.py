@@ -91,10 +91,10 @@ def _limit(value: int, machine_memory: int) -> int:
 
 
 def _from_v1(m, machine_memory: int) -> dict:
-    stats = {}
-    for field, value in m.memory.ListFields():
-        if field.type == field.TYPE_UINT64:
-            stats[_V1_KERNEL_NAMES.get(field.name, field.name)] = value
+    # every counter, zeros too (proto3 does not send them; the CLI looks for
+    # total_inactive_file to tell v1 from v2)
+    stats = {_V1_KERNEL_NAMES.get(f.name, f.name): getattr(m.memory, f.name)
+             for f in m.memory.DESCRIPTOR.fields if f.type == f.TYPE_UINT64}
     memory = {"usage": m.memory.usage.usage, "max_usage": m.memory.usage.max,
               "failcnt": m.memory.usage.failcnt, "stats": stats,
               "limit": _limit(m.memory.usage.limit, machine_memory)}
@@ -117,8 +117,8 @@ def _from_v1(m, machine_memory: int) -> dict:
 
 
 def _from_v2(m, machine_memory: int) -> dict:
-    stats = {field.name: value for field, value in m.memory.ListFields()
-             if field.name not in ("usage", "usage_limit", "swap_usage", "swap_limit")}
+    stats = {f.name: getattr(m.memory, f.name) for f in m.memory.DESCRIPTOR.fields
+             if f.name not in ("usage", "usage_limit", "swap_usage", "swap_limit")}
     limit = m.memory.usage_limit if m.memory.usage_limit < UNLIMITED else 0
     memory = {"usage": m.memory.usage, "stats": stats, "limit": _limit(limit, machine_memory)}
     # v2's io.stat counts bytes and operations per device, read and write apart
