@@ -130,6 +130,7 @@ class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes, NetworkRoutes, ImageMakin
             ("DELETE", I, self.image_remove),
             ("POST", I + r"/tag", self.image_tag),
             ("GET", r"/images/get", self.images_save),
+            ("POST", r"/images/load", self.images_load),
             ("GET", I + r"/get", self.image_save),
         ]
 
@@ -287,8 +288,19 @@ class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes, NetworkRoutes, ImageMakin
     # ---- images
 
     def image_create(self, req: Request) -> StreamResponse:
-        if req.query.get("fromSrc"):
-            raise InvalidParameter("importing an image (fromSrc) is not supported by labkit-dockerd")
+        """POST /images/create: a pull (fromImage=), or `docker import` (fromSrc=-, the
+        tarball in the body; load.py)."""
+        source = req.query.get("fromSrc", "")
+        if source:
+            if source != "-":
+                raise InvalidParameter(f"importing from {source!r} is not supported: give the "
+                                       "tarball in the request body (fromSrc=-)")
+            image_id = self.backend.image_import(req.body, req.query.get("repo", ""),
+                                                 req.query.get("tag", ""),
+                                                 req.query.get("message", ""),
+                                                 req.repeated.get("changes", []))
+            return StreamResponse(200, JSON, jsonmessage.stream(iter([{"status": image_id}]),
+                                                                "import"))
         from_image = req.query.get("fromImage", "")
         if not from_image:
             raise InvalidParameter("missing parameter: fromImage")
@@ -321,6 +333,11 @@ class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes, NetworkRoutes, ImageMakin
             raise InvalidParameter("repository name must have at least one component")
         self.backend.image_tag(req.params["name"], repo, req.query.get("tag", ""))
         return Response(201)
+
+    def images_load(self, req: Request) -> StreamResponse:
+        """POST /images/load: a `docker save` tar in; one message per image loaded out."""
+        messages = self.backend.image_load(req.body)
+        return StreamResponse(200, JSON, jsonmessage.stream(iter(messages), "load"))
 
     def images_save(self, req: Request) -> StreamResponse:
         names = [n for n in req.repeated.get("names", []) if n]
