@@ -32,7 +32,7 @@ The Engine API's JSON (moby's api/types/container.StatsResponse), with how the C
 Modes (query): stream=1 (the default) sends a sample every second until the client goes;
 stream=0 waits for a second sample so that precpu_stats is filled, sends it, and ends;
 stream=0&one-shot=1 sends the first sample at once (precpu_stats empty). A container that does
-not run gets one sample of zeros when not streaming (as moby); a stream waits for it to run.
+not run gets samples of zeros (one, when not streaming), as `docker stats -a` shows it.
 """
 
 from __future__ import annotations
@@ -178,10 +178,12 @@ class Stats:
         while True:
             sample = self._sample(c)
             if sample is None:                        # not running (or it just stopped)
-                if not stream:
-                    yield empty_sample("/" + c.Name, c.ID)
-                    return
                 if self._gone(c):
+                    return
+                # zeros, as `docker stats -a` shows a stopped container; while streaming,
+                # one a second (each write also tells whether the client is still there)
+                yield empty_sample("/" + c.Name, c.ID)
+                if not stream:
                     return
                 previous = None
                 time.sleep(INTERVAL)

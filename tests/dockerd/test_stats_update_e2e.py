@@ -98,6 +98,15 @@ def test_stats_no_stream_shows_the_cgroups_numbers(cli, docker_env, filled):
     assert row["CPUPerc"].endswith("%") and row["Name"] == filled
 
 
+@pytest.mark.parametrize("cli", CLIS)
+def test_stats_of_every_running_container(cli, docker_env, filled):
+    """No name: the CLI lists the running containers (/containers/json), then asks each."""
+    r = run_cli(cli, docker_env, "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}")
+    assert r.returncode == 0, r.stderr
+    rows = dict(line.split(" ", 1) for line in r.stdout.splitlines())
+    assert rows[filled].endswith("/ 64MiB"), rows
+
+
 def test_stats_api_one_sample_with_precpu(labkit_stack, filled):
     status, _, body = call(labkit_stack, "GET", f"/v1.45/containers/{filled}/stats?stream=0")
     assert status == 200, body
