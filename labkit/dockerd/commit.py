@@ -129,21 +129,8 @@ class ImageWriter:
             for i, layer in enumerate(descriptors):
                 self._unpack(layer, diff_ids[:i + 1], md)
             for name in names or [DANGLING + target.digest]:
-                self._name(name, target, md)
+                self.images.point(name, target, metadata=md)
         return target.digest
-
-    def _name(self, name: str, target: pb.Descriptor, md) -> None:
-        """Point `name` at `target`, whatever it pointed at before."""
-        try:
-            self.ctr.call(self.ctr.images.Delete, pb.DeleteImageRequest(name=name))
-        except RemoteError as e:
-            if e.code != "NOT_FOUND":
-                raise to_daemon_error(e) from None
-        try:
-            self.ctr.call(self.ctr.images.Create, pb.CreateImageRequest(
-                image=pb.Image(name=name, target=target)), metadata=md)
-        except RemoteError as e:
-            raise to_daemon_error(e) from None
 
     def config_only(self, parent: ImageRecord | None, config: dict, created_by: str, *,
                     name: str = "", hidden: bool = False) -> ImageRecord:
@@ -248,13 +235,16 @@ class ImageWriter:
                      for i, l in enumerate(layers)})
         target = self._write(json.dumps(manifest, separators=(",", ":")).encode(), MANIFEST,
                              md, refs)
-        image_name = name or (BUILD_CACHE if hidden else DANGLING) + target.digest
-        try:
-            self.ctr.call(self.ctr.images.Create, pb.CreateImageRequest(
-                image=pb.Image(name=image_name, target=target)), metadata=md)
-        except RemoteError as e:
-            if e.code != "ALREADY_EXISTS":
-                raise to_daemon_error(e) from None
+        if name:       # a name the user gave moves to the new image (commit, import -t)
+            self.images.point(name, target, metadata=md)
+        else:          # a name made of the digest: if it exists, it is this very image
+            try:
+                self.ctr.call(self.ctr.images.Create, pb.CreateImageRequest(image=pb.Image(
+                    name=(BUILD_CACHE if hidden else DANGLING) + target.digest,
+                    target=target)), metadata=md)
+            except RemoteError as e:
+                if e.code != "ALREADY_EXISTS":
+                    raise to_daemon_error(e) from None
         if name:
             record = self.images.find(name)
         else:

@@ -76,6 +76,13 @@ def test_import_a_rootfs_with_changes_and_a_message(cli, docker_env, rootfs, tmp
         history = docker(docker_env, "history", "--format", "{{.Comment}}", name).stdout
         assert history.strip() == "from a test"
         assert run_output(docker_env, name, "sh", "-c", "echo $GREETING $(pwd)") == "hi /tmp\n"
+        # importing again under the same name moves the name to the new image
+        again = subprocess.run([cli, "import", "--change", "CMD echo second",
+                                str(tmp_path / "rootfs.tar.gz"), name], env=docker_env,
+                               capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stderr
+        assert image_id(docker_env, name) == again.stdout.strip() != r.stdout.strip()
+        assert run_output(docker_env, name) == "second\n"
     finally:
         docker(docker_env, "rmi", "-f", name)
 
