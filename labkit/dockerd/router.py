@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 from labkit.dockerd import jsonmessage
 from labkit.dockerd.backend import Backend
 from labkit.dockerd.routes_images import ImageMakingRoutes
-from labkit.dockerd.errors import DaemonError, InvalidParameter
+from labkit.dockerd.errors import DaemonError, InvalidParameter, NotFound
 from labkit.dockerd.events import check_filters
 from labkit.dockerd.httputils import (API_VERSION, JSON, AnyResponse, Request, Response,
                                       StreamResponse, error_response, json_response,
@@ -221,7 +221,10 @@ class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes, NetworkRoutes, ImageMakin
         samples = self.backend.container_stats(req.params["name"], stream,
                                                req.bool("one-shot"))
         if not stream:
-            return json_response(next(iter(samples)))
+            sample = next(iter(samples), None)
+            if sample is None:                  # removed while we looked
+                raise NotFound(f"No such container: {req.params['name']}")
+            return json_response(sample)
 
         def body() -> Iterator[bytes]:
             for sample in samples:
