@@ -12,6 +12,8 @@ and mounts (man 5 proc), never what labkit believes.
     pid_namespace_members(init_pid)
                        every process in the pid namespace of a container's init
     mountinfo(pid)     /proc/<pid>/mountinfo as a list of Mount
+    net_dev(pid)       /proc/<pid>/net/dev: the counters of every interface in pid's netns
+    system_cpu_ns()    /proc/stat's first line: CPU time of the whole host, in nanoseconds
 
 Two traps these functions take care of, so that no caller has to:
 
@@ -131,6 +133,50 @@ def pid_namespace_members(init_pid: int) -> list[int]:
             except OSError:
                 continue               # exited while we looked
     return found
+
+
+# --- counters: network interfaces, host CPU time --------------------------------------------
+
+NET_DEV_FIELDS = ("rx_bytes", "rx_packets", "rx_errors", "rx_dropped", "rx_fifo", "rx_frame",
+                  "rx_compressed", "rx_multicast", "tx_bytes", "tx_packets", "tx_errors",
+                  "tx_dropped", "tx_fifo", "tx_colls", "tx_carrier", "tx_compressed")
+
+
+def parse_net_dev(text: str) -> dict[str, dict[str, int]]:
+    """/proc/net/dev's text as {interface: {"rx_bytes": …, "tx_packets": …}}.
+
+        Inter-|   Receive                            …|  Transmit
+         face |bytes    packets errs drop fifo frame …|bytes    packets errs drop …
+          eth0:    1296      16    0    0    0     0 …     656       8    0    0 …
+
+    Two header lines, then one line per interface: its name, a colon (with or without a
+    space after it), 8 receive counters and 8 transmit counters (NET_DEV_FIELDS)."""
+    out = {}
+    for line in text.splitlines()[2:]:
+        name, sep, numbers = line.partition(":")
+        values = numbers.split()
+        if sep and len(values) == len(NET_DEV_FIELDS):
+            out[name.strip()] = dict(zip(NET_DEV_FIELDS, map(int, values)))
+    return out
+
+
+def net_dev(pid: Pid) -> dict[str, dict[str, int]]:
+    """The interfaces of `pid`'s network namespace and their counters ({} if pid has gone).
+    /proc/<pid>/net is the view of that process's netns: no setns(2) needed to read it."""
+    text = _read(f"/proc/{pid}/net/dev")
+    return parse_net_dev(text) if text is not None else {}
+
+
+def system_cpu_ns() -> int:
+    """The CPU time of the whole host since boot, in nanoseconds: the sum of /proc/stat's
+    "cpu" line (user nice system idle iowait irq softirq steal, in clock ticks). `docker
+    stats` divides a container's CPU time by the growth of this number."""
+    with open("/proc/stat") as f:
+        first = f.readline().split()
+    if not first or first[0] != "cpu":
+        raise ValueError("/proc/stat does not start with the cpu line")
+    ticks = sum(int(v) for v in first[1:9])
+    return ticks * 10**9 // os.sysconf("SC_CLK_TCK")
 
 
 # --- mountinfo -------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ and reacts to /tasks/exit (record the exit code, close the logs, answer `docker 
 Every state change publishes one envelope {timestamp, namespace, topic, event}:
 
     /containers/create  {"id", "image", "runtime"}     /containers/delete  {"id"}
+    /containers/update  {"id", "image"}
     /images/create      {"name"}                        /images/update, /images/delete {"name"}
     /tasks/create       {"container_id", "bundle", "pid", …}
     /tasks/start        {"container_id", "pid"}

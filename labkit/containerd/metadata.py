@@ -213,6 +213,21 @@ class MetadataStore:
                               (namespace,)).fetchall()
         return [_container(r) for r in rows]
 
+    def update_container(self, namespace: str, id: str, *, spec: bytes | None = None,
+                         labels: dict[str, str] | None = None) -> ContainerRecord:
+        """Replace the container's spec and/or labels (None: keep); updated_at moves."""
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM containers WHERE namespace=? AND id=?",
+                             (namespace, id)).fetchone()
+            if row is None:
+                raise NotFound(f"container {id!r}: not found")
+            db.execute("UPDATE containers SET spec=?, labels=?, updated_at=? "
+                       "WHERE namespace=? AND id=?",
+                       (row["spec"] if spec is None else spec,
+                        row["labels"] if labels is None else json.dumps(labels), time.time(),
+                        namespace, id))
+        return self.get_container(namespace, id)
+
     def delete_container(self, namespace: str, id: str) -> None:
         with self._tx() as db:
             if db.execute("DELETE FROM containers WHERE namespace=? AND id=?",

@@ -26,14 +26,14 @@ from concurrent import futures
 from pathlib import Path
 
 import grpc
-from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf import any_pb2, empty_pb2, timestamp_pb2
 
 from labkit import __version__
 from labkit.wire.containerd import api_pb2 as pb
 from labkit.wire.containerd import api_pb2_grpc as rpc
 from labkit.containerd.content import LocalContentStore, check_digest
 from labkit.containerd.errors import (AlreadyExists, ContainerdError, FailedPrecondition,
-                                      InvalidArgument)
+                                      InvalidArgument, NotFound)
 from labkit.containerd import diff as difflib
 from labkit.containerd import filters
 from labkit.containerd.events import Exchange
@@ -570,6 +570,39 @@ class ContainersService(rpc.ContainersServicer):
         return pb.CreateContainerResponse(container=container_pb(rec))
 
     @unary
+    def Update(self, request, context):
+        """containerd's field-mask update, for the fields labkit lets change: the spec (a
+        running task keeps the one it was created with: Tasks.Update changes its limits) and
+        the labels, whole ("labels") or one key at a time ("labels.<key>")."""
+        ns = namespace(context)
+        c = request.container
+        paths = list(request.update_mask.paths) or ["spec", "labels"]
+        current = self.d.meta.get_container(ns, c.id)
+        spec, labels = None, None
+        for path in paths:
+            if path == "spec":
+                try:
+                    if not isinstance(json.loads(c.spec), dict):
+                        raise ValueError("not a JSON object")
+                except ValueError as e:
+                    raise InvalidArgument(f"container {c.id}: spec: {e}") from None
+                spec = c.spec
+            elif path == "labels":
+                labels = dict(c.labels)
+            elif path.startswith("labels."):
+                labels = dict(current.labels) if labels is None else labels
+                key = path[len("labels."):]
+                if key in c.labels:
+                    labels[key] = c.labels[key]
+                else:
+                    labels.pop(key, None)
+            else:
+                raise InvalidArgument(f"container {c.id}: cannot update field {path!r}")
+        rec = self.d.meta.update_container(ns, c.id, spec=spec, labels=labels)
+        self.d.exchange.publish(ns, "/containers/update", {"id": rec.id, "image": rec.image})
+        return pb.UpdateContainerResponse(container=container_pb(rec))
+
+    @unary
     def Delete(self, request, context):
         ns = namespace(context)
         if self.d.tasks.has_task(ns, request.id):
@@ -643,6 +676,37 @@ class TasksService(rpc.TasksServicer):
     def Resume(self, request, context):
         self.d.tasks.resume(namespace(context), request.container_id)
         return empty_pb2.Empty()
+
+    @unary
+    def Update(self, request, context):
+        try:
+            resources = json.loads(request.resources or b"{}")
+        except ValueError as e:
+            raise InvalidArgument(f"update {request.container_id}: resources are not valid "
+                                  f"JSON: {e}") from None
+        if not isinstance(resources, dict):
+            raise InvalidArgument(f"update {request.container_id}: resources must be a JSON "
+                                  "object (linux.resources)")
+        self.d.tasks.update(namespace(context), request.container_id, resources)
+        return empty_pb2.Empty()
+
+    @unary
+    def Metrics(self, request, context):
+        # containerd's filters select tasks by their fields; a task that stops meanwhile is
+        # left out, as containerd leaves out what it cannot read
+        ns = namespace(context)
+        tasks = filters.matching(request.filters, self.d.tasks.list(ns),
+                                 lambda p: filters.fields_of({"id": p.container_id,
+                                                              "container_id": p.container_id}))
+        metrics = []
+        for p in tasks:
+            try:
+                type_url, value, when = self.d.tasks.metrics(ns, p.container_id)
+            except (NotFound, FailedPrecondition):
+                continue
+            metrics.append(pb.Metric(timestamp=ts(when), id=p.container_id,
+                                     data=any_pb2.Any(type_url=type_url, value=value)))
+        return pb.MetricsResponse(metrics=metrics)
 
     @unary
     def Wait(self, request, context):

@@ -20,6 +20,10 @@ where containerd touches the host. Worked lifecycle, for container "web" in name
     Kill    shim.Kill -> `<runtime> kill`
     Pause   shim.Pause -> `<runtime> pause` (the cgroup freezer): "paused"; Resume thaws.
             The shim publishes /tasks/paused and /tasks/resumed (forward.py passes them on).
+    Update  shim.Update(resources) -> `<runtime> update --resources -`: new cgroup limits for
+            a task that runs (`docker update`); the container's spec is the client's to keep.
+    Metrics shim.Stats for each task asked about: the shim reads the cgroup and answers an Any
+            (io.containerd.cgroups.v1/v2.Metrics) that containerd passes on unopened.
     Delete  refused while running (FAILED_PRECONDITION); else shim.Delete (`<runtime> delete`),
             shim.Shutdown (the shim exits, having unmounted rootfs/), remove the bundle,
             /tasks/delete.
@@ -349,6 +353,16 @@ class TaskManager:
     def resume(self, ns: str, container_id: str) -> None:
         task = self._get(ns, container_id)
         self._call(task, lambda s: s.resume(container_id))
+
+    def update(self, ns: str, container_id: str, resources: dict) -> None:
+        task = self._get(ns, container_id)
+        self._call(task, lambda s: s.update(container_id, resources))
+
+    def metrics(self, ns: str, container_id: str) -> tuple[str, bytes, float]:
+        """(type URL, the shim's message, when it was read) for one task."""
+        task = self._get(ns, container_id)
+        type_url, value = self._call(task, lambda s: s.stats(container_id))
+        return type_url, value, time.time()
 
     def wait(self, ns: str, container_id: str, exec_id: str = "",
              still_wanted: Callable[[], bool] = lambda: True) -> tuple[int, float | None]:

@@ -40,6 +40,8 @@ Modules, from the one nearest the user to the one nearest containerd:
       remove.py       `docker rm`, container prune
       restore.py      live restore: take running containers back after a restart
       views.py        `docker inspect`, `ps`, `top`
+      stats.py        `docker stats`: Tasks.Metrics (the shim reads the cgroup) as the API's JSON
+      update.py       `docker update`: Tasks.Update (the runtime's update), the limits kept
       rename.py       `docker rename`
       changes.py      `docker diff`, `docker export` (the snapshot, as containerd gives it)
       archive.py      `docker cp`: tar in and out (rootfs.py: the container's root, seen
@@ -48,6 +50,7 @@ Modules, from the one nearest the user to the one nearest containerd:
     images.py       images as Docker shows them (IDs, tags, digests), pull, rmi, tag
     diskusage.py    `docker system df` and `docker image prune`: sizes as containerd reports
     save.py         `docker save`: an OCI layout (and Docker's manifest.json) from containerd
+    load.py         `docker load` (either layout) and `docker import`: blobs into containerd
     events.py       `docker events`: the daemon's log of what happened
     volumes.py      named and anonymous volumes: directories dockerd manages, bind-mounted
     container.py    the container record: state, persistence, inspect/ps views

@@ -15,6 +15,8 @@ one, (4) the snapshot that layer stack needs to run (so the image runs without a
                     (deleted files become whiteouts) — `docker commit`, a build's RUN
     from_tar        a layer tar made elsewhere — a build's COPY/ADD (the files themselves)
     config_only     no layer at all (ENV, CMD, …): the history line says "empty_layer"
+    from_blobs      a whole image made elsewhere, manifest, config and layers as they are —
+                    `docker load` (load.py); `docker import` is from_tar with no parent
 
 Everything is written under a containerd lease, so the garbage collector cannot take a blob
 between its write and the name that makes it reachable; then the lease is dropped. Names:
@@ -35,6 +37,7 @@ from typing import Iterator
 
 from google.protobuf import field_mask_pb2
 
+from labkit.distribution import mediatypes
 from labkit.distribution.layers import chain_ids
 from labkit.distribution.platforms import host_platform
 from labkit.distribution.reference import parse_reference
@@ -85,13 +88,49 @@ class ImageWriter:
                                hidden)
 
     def from_tar(self, parent: ImageRecord | None, tar: bytes, config: dict, created_by: str,
-                 *, name: str = "", hidden: bool = False) -> ImageRecord:
-        """A layer that is the tar `tar` (e.g. the files a COPY adds)."""
+                 *, name: str = "", hidden: bool = False, comment: str = "") -> ImageRecord:
+        """A layer that is the tar `tar` (e.g. the files a COPY adds, or `docker import`'s
+        root filesystem, with no parent)."""
         with self._lease() as md:
             diff_id = "sha256:" + hashlib.sha256(tar).hexdigest()
             layer = self._write(gzip.compress(tar, mtime=0), LAYER, md,
                                 {UNCOMPRESSED: diff_id})
-            return self._image(parent, layer, config, created_by, md, name, "", "", hidden)
+            return self._image(parent, layer, config, created_by, md, name, comment, "", hidden)
+
+    def from_blobs(self, manifest: bytes, blobs: dict[str, bytes], names: list[str]) -> str:
+        """An image whose blobs were made elsewhere (`docker load`): `manifest` (an image
+        manifest's exact bytes) and `blobs` (digest -> bytes: its config and layers) go into
+        the content store as they are, so every digest holds; each layer is unpacked into
+        its snapshot; each of `names` (or a dangling name) points at the manifest, replacing
+        what it pointed at. Returns the manifest's digest."""
+        document = json.loads(manifest)
+        config_digest = document["config"]["digest"]
+        config = json.loads(blobs[config_digest])
+        diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+        layers = document.get("layers") or []
+        if len(diff_ids) != len(layers):
+            raise InvalidParameter(f"image config {config_digest} lists {len(diff_ids)} "
+                                   f"layers, its manifest {len(layers)}")
+        chain = chain_ids(diff_ids)
+        with self._lease() as md:
+            descriptors = []
+            for layer, diff_id in zip(layers, diff_ids):
+                labels = {} if layer["mediaType"] == mediatypes.OCI_LAYER_TAR else {
+                    UNCOMPRESSED: diff_id}
+                descriptors.append(self._write(blobs[layer["digest"]], layer["mediaType"], md,
+                                               labels))
+            self._write(blobs[config_digest], document["config"]["mediaType"], md, {
+                f"containerd.io/gc.ref.snapshot.{self.ctr.snapshotter}": chain[-1]}
+                if chain else {})
+            refs = {"containerd.io/gc.ref.content.config": config_digest}
+            refs.update({f"containerd.io/gc.ref.content.l.{i}": l["digest"]
+                         for i, l in enumerate(layers)})
+            target = self._write(manifest, document.get("mediaType") or MANIFEST, md, refs)
+            for i, layer in enumerate(descriptors):
+                self._unpack(layer, diff_ids[:i + 1], md)
+            for name in names or [DANGLING + target.digest]:
+                self.images.point(name, target, metadata=md)
+        return target.digest
 
     def config_only(self, parent: ImageRecord | None, config: dict, created_by: str, *,
                     name: str = "", hidden: bool = False) -> ImageRecord:
@@ -196,13 +235,16 @@ class ImageWriter:
                      for i, l in enumerate(layers)})
         target = self._write(json.dumps(manifest, separators=(",", ":")).encode(), MANIFEST,
                              md, refs)
-        image_name = name or (BUILD_CACHE if hidden else DANGLING) + target.digest
-        try:
-            self.ctr.call(self.ctr.images.Create, pb.CreateImageRequest(
-                image=pb.Image(name=image_name, target=target)), metadata=md)
-        except RemoteError as e:
-            if e.code != "ALREADY_EXISTS":
-                raise to_daemon_error(e) from None
+        if name:       # a name the user gave moves to the new image (commit, import -t)
+            self.images.point(name, target, metadata=md)
+        else:          # a name made of the digest: if it exists, it is this very image
+            try:
+                self.ctr.call(self.ctr.images.Create, pb.CreateImageRequest(image=pb.Image(
+                    name=(BUILD_CACHE if hidden else DANGLING) + target.digest,
+                    target=target)), metadata=md)
+            except RemoteError as e:
+                if e.code != "ALREADY_EXISTS":
+                    raise to_daemon_error(e) from None
         if name:
             record = self.images.find(name)
         else:
@@ -232,14 +274,21 @@ class ImageWriter:
             mounts = self.ctr.call(self.ctr.snapshots.Prepare, pb.PrepareSnapshotRequest(
                 snapshotter=self.ctr.snapshotter, key=key,
                 parent=chain[-2] if len(chain) > 1 else ""), metadata=md).mounts
-            self.ctr.call(self.ctr.diff.Apply, pb.ApplyRequest(diff=layer, mounts=mounts),
-                          metadata=md, timeout=600)
+            applied = self.ctr.call(self.ctr.diff.Apply, pb.ApplyRequest(
+                diff=layer, mounts=mounts), metadata=md, timeout=600).applied
+            if applied.digest and applied.digest != diff_ids[-1]:
+                # the tar is not the one the image config names: refuse the image
+                raise InvalidParameter(f"layer {layer.digest}: its content is "
+                                       f"{applied.digest}, not the diff id {diff_ids[-1]} "
+                                       "the image config names")
             self.ctr.call(self.ctr.snapshots.Commit, pb.CommitSnapshotRequest(
                 snapshotter=self.ctr.snapshotter, name=chain[-1], key=key), metadata=md)
-        except RemoteError as e:
+        except (RemoteError, InvalidParameter) as e:
             with contextlib.suppress(RemoteError):
                 self.ctr.call(self.ctr.snapshots.Remove, pb.RemoveSnapshotRequest(
                     snapshotter=self.ctr.snapshotter, key=key))
+            if isinstance(e, InvalidParameter):
+                raise
             raise to_daemon_error(e) from None
 
     def _top(self, image: ImageRecord | None) -> str:
@@ -252,15 +301,28 @@ IMAGE_CONFIG_KEYS = ("User", "ExposedPorts", "Env", "Cmd", "Healthcheck", "Volum
                      "WorkingDir", "Entrypoint", "OnBuild", "Labels", "StopSignal", "Shell")
 
 
+def apply_changes(image_config: dict, changes: list[str]) -> None:
+    """`--change 'CMD ["sh"]'` (commit, import): Dockerfile instructions that only set the
+    config (CMD, ENV, WORKDIR …), applied in order to `image_config` as a build would."""
+    from labkit.dockerd.builder.config import config_change
+    from labkit.dockerd.builder.dockerfile import DockerfileError, parse
+    from labkit.dockerd.builder.steps import DEFAULT_SHELL
+    try:
+        for ins in parse("FROM scratch\n" + "\n".join(changes)).instructions[1:]:
+            env = dict(e.partition("=")[::2] for e in image_config.get("Env") or [])
+            update, _ = config_change(image_config, image_config.get("Shell") or DEFAULT_SHELL,
+                                      ins, env)
+            image_config.update(update)
+    except DockerfileError as e:
+        raise InvalidParameter(f"invalid --change: {e}") from None
+
+
 class Commit:
     """The Daemon's `docker commit` (mixed into labkit.dockerd.daemon.Daemon)."""
 
     def container_commit(self, query: dict[str, str], changes: list[str],
                          config: object) -> str:
         """POST /commit?container=&repo=&tag=&comment=&author=&changes=…, body: a config."""
-        from labkit.dockerd.builder.dockerfile import DockerfileError, parse
-        from labkit.dockerd.builder.config import config_change
-        from labkit.dockerd.builder.steps import DEFAULT_SHELL
         ref, repo, tag = (query.get(k, "") for k in ("container", "repo", "tag"))
         comment, author = query.get("comment", ""), query.get("author", "")
         if not ref:
@@ -276,14 +338,7 @@ class Commit:
                 raise InvalidParameter(str(e)) from None
         image_config = {k: c.Config[k] for k in IMAGE_CONFIG_KEYS if c.Config.get(k)}
         image_config.update({k: v for k, v in (config or {}).items() if k in IMAGE_CONFIG_KEYS})
-        try:
-            for ins in parse("FROM scratch\n" + "\n".join(changes)).instructions[1:]:
-                env = dict(e.partition("=")[::2] for e in image_config.get("Env") or [])
-                update, _ = config_change(image_config, image_config.get("Shell")
-                                          or DEFAULT_SHELL, ins, env)
-                image_config.update(update)
-        except DockerfileError as e:
-            raise InvalidParameter(f"invalid --change: {e}") from None
+        apply_changes(image_config, changes)
         parent = self.images.find(c.Image)
         created_by = " ".join([c.Path, *c.Args])
         record = ImageWriter(self.ctr, self.images).from_snapshot(

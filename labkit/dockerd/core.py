@@ -8,6 +8,7 @@ rooms, one module each, all working on the same state:
     attach.py   attach, logs, resize       remove.py   `docker rm`, container prune
     restore.py  live restore (restart)     views.py    inspect, ps, top
     network.py  networks, NetworkMode, -p  info.py     `docker version`, `docker info`
+    stats.py    `docker stats`              update.py   `docker update`
 
 Each room is a class whose methods are the Daemon's own (as moby's daemon/create.go,
 start.go, … are all methods of one `Daemon`); `Daemon` mixes them together with

@@ -61,7 +61,10 @@ from labkit.dockerd.remove import Remove
 from labkit.dockerd.rename import Rename
 from labkit.dockerd.restart import Restarts
 from labkit.dockerd.restore import Restore
+from labkit.dockerd.load import Load
 from labkit.dockerd.start import StartStop
+from labkit.dockerd.stats import Stats
+from labkit.dockerd.update import Update
 from labkit.dockerd.views import Views
 from labkit.dockerd.volumes import ANONYMOUS
 from labkit.dockerd.wait import Wait
@@ -71,7 +74,8 @@ log = logging.getLogger("labkit.dockerd")
 
 
 class Daemon(Create, StartStop, Monitor, Restarts, Wait, AttachLogs, Remove, Restore, Views,
-             Networks, System, Rename, Archive, Changes, Build, Commit, Push, DaemonCore):
+             Networks, System, Rename, Archive, Changes, Build, Commit, Push, Stats, Update,
+             Load, DaemonCore):
     """labkit-dockerd's Backend (see backend.Backend for the contract)."""
 
     # ================================================================ volumes (volumes.py)

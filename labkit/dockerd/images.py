@@ -265,16 +265,25 @@ class ImageService:
             raise InvalidParameter("refusing to create a tag with a digest reference")
         try:
             image = self.ctr.call(self.ctr.images.Get, pb.GetImageRequest(name=record.name)).image
-            self.ctr.call(self.ctr.images.Delete, pb.DeleteImageRequest(name=str(ref)))
+        except RemoteError as e:
+            raise to_daemon_error(e) from None
+        self.point(str(ref), image.target, dict(image.labels))
+        return ref.familiar()
+
+    def point(self, name: str, target: pb.Descriptor, labels: dict[str, str] | None = None,
+              metadata: list[tuple[str, str]] | None = None) -> None:
+        """Make containerd's image `name` point at `target`, whatever it pointed at before
+        (`docker tag`, `docker load`); `metadata` e.g. the lease the target was written under."""
+        try:
+            self.ctr.call(self.ctr.images.Delete, pb.DeleteImageRequest(name=name))
         except RemoteError as e:
             if e.code != "NOT_FOUND":
                 raise to_daemon_error(e) from None
-        new = pb.Image(name=str(ref), labels=dict(image.labels), target=image.target)
         try:
-            self.ctr.call(self.ctr.images.Create, pb.CreateImageRequest(image=new))
+            self.ctr.call(self.ctr.images.Create, pb.CreateImageRequest(
+                image=pb.Image(name=name, labels=labels or {}, target=target)), metadata=metadata)
         except RemoteError as e:
             raise to_daemon_error(e) from None
-        return ref.familiar()
 
     def history(self, name: str) -> list[dict]:
         """`docker history`: the config's history, newest first; entries that made a layer

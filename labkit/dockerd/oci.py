@@ -126,6 +126,12 @@ def resources(host_config: dict) -> dict:
         raise ValueError("Minimum memory limit allowed is 6MB")
     if memory:
         out["memory"] = {"limit": memory}
+    swap = number("MemorySwap")    # memory + swap; -1: unlimited swap
+    if swap and memory:
+        if 0 < swap < memory:
+            raise ValueError("Minimum memoryswap limit should be larger than memory limit, "
+                             "see usage")
+        out["memory"]["swap"] = swap
     pids = number("PidsLimit")
     if pids > 0:
         out["pids"] = {"limit": pids}

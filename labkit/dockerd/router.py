@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 from labkit.dockerd import jsonmessage
 from labkit.dockerd.backend import Backend
 from labkit.dockerd.routes_images import ImageMakingRoutes
-from labkit.dockerd.errors import DaemonError, InvalidParameter
+from labkit.dockerd.errors import DaemonError, InvalidParameter, NotFound
 from labkit.dockerd.events import check_filters
 from labkit.dockerd.httputils import (API_VERSION, JSON, AnyResponse, Request, Response,
                                       StreamResponse, error_response, json_response,
@@ -75,6 +75,8 @@ class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes, NetworkRoutes, ImageMakin
             ("POST", r"/containers/prune", self.container_prune),
             ("GET", C + r"/json", self.container_inspect),
             ("GET", C + r"/top", self.container_top),
+            ("GET", C + r"/stats", self.container_stats),
+            ("POST", C + r"/update", self.container_update),
             ("POST", C + r"/start", self.container_start),
             ("POST", C + r"/stop", self.container_stop),
             ("POST", C + r"/restart", self.container_restart),
@@ -128,6 +130,7 @@ class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes, NetworkRoutes, ImageMakin
             ("DELETE", I, self.image_remove),
             ("POST", I + r"/tag", self.image_tag),
             ("GET", r"/images/get", self.images_save),
+            ("POST", r"/images/load", self.images_load),
             ("GET", I + r"/get", self.image_save),
         ]
 
@@ -211,6 +214,28 @@ class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes, NetworkRoutes, ImageMakin
     def container_top(self, req: Request) -> Response:
         return json_response(self.backend.container_top(req.params["name"]))
 
+    def container_stats(self, req: Request) -> AnyResponse:
+        """GET /containers/{id}/stats?stream=1|0&one-shot=1 (stats.py): one JSON sample a
+        second while streaming, else one sample and the end."""
+        stream = req.bool("stream", True)
+        samples = self.backend.container_stats(req.params["name"], stream,
+                                               req.bool("one-shot"))
+        if not stream:
+            sample = next(iter(samples), None)
+            if sample is None:                  # removed while we looked
+                raise NotFound(f"No such container: {req.params['name']}")
+            return json_response(sample)
+
+        def body() -> Iterator[bytes]:
+            for sample in samples:
+                yield json.dumps(sample).encode() + b"\n"
+        return StreamResponse(200, JSON, body())
+
+    def container_update(self, req: Request) -> Response:
+        """POST /containers/{id}/update, body: the new Resources and RestartPolicy."""
+        warnings = self.backend.container_update(req.params["name"], req.json())
+        return json_response({"Warnings": warnings})
+
     def container_start(self, req: Request) -> Response:
         self.backend.container_start(req.params["name"])
         return Response(204)
@@ -266,8 +291,19 @@ class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes, NetworkRoutes, ImageMakin
     # ---- images
 
     def image_create(self, req: Request) -> StreamResponse:
-        if req.query.get("fromSrc"):
-            raise InvalidParameter("importing an image (fromSrc) is not supported by labkit-dockerd")
+        """POST /images/create: a pull (fromImage=), or `docker import` (fromSrc=-, the
+        tarball in the body; load.py)."""
+        source = req.query.get("fromSrc", "")
+        if source:
+            if source != "-":
+                raise InvalidParameter(f"importing from {source!r} is not supported: give the "
+                                       "tarball in the request body (fromSrc=-)")
+            image_id = self.backend.image_import(req.body, req.query.get("repo", ""),
+                                                 req.query.get("tag", ""),
+                                                 req.query.get("message", ""),
+                                                 req.repeated.get("changes", []))
+            return StreamResponse(200, JSON, jsonmessage.stream(iter([{"status": image_id}]),
+                                                                "import"))
         from_image = req.query.get("fromImage", "")
         if not from_image:
             raise InvalidParameter("missing parameter: fromImage")
@@ -300,6 +336,11 @@ class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes, NetworkRoutes, ImageMakin
             raise InvalidParameter("repository name must have at least one component")
         self.backend.image_tag(req.params["name"], repo, req.query.get("tag", ""))
         return Response(201)
+
+    def images_load(self, req: Request) -> StreamResponse:
+        """POST /images/load: a `docker save` tar in; one message per image loaded out."""
+        messages = self.backend.image_load(req.body)
+        return StreamResponse(200, JSON, jsonmessage.stream(iter(messages), "load"))
 
     def images_save(self, req: Request) -> StreamResponse:
         names = [n for n in req.repeated.get("names", []) if n]

@@ -11,7 +11,8 @@ The tar is an OCI image layout that Docker's older `docker load` also understand
                               paths into blobs/, for `docker load` of Docker 20.10
 
 Only the chosen platform's manifest is written (not the whole index): what was pulled is
-what this host runs. Nothing is written to disk: the tar streams as it is made.
+what this host runs. Nothing is written to disk: the tar streams as it is made. load.py reads
+it back (`docker load`), and Docker 20.10's legacy layout too.
 """
 
 from __future__ import annotations

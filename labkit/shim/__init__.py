@@ -23,6 +23,7 @@ Modules, from the one nearest containerd to the one nearest the kernel:
     service.py    TaskService: Create, Start, State, Wait, Kill, Delete … (protocol-free core)
     events.py     /tasks/exit & co. sent back to containerd
     stdio.py      the container's stdio: pipes, fifos, copy threads
+    metrics.py    Stats: the container's cgroup counters (v1 or v2) as containerd's messages
     rootfs.py     mounting Create's rootfs mounts on <bundle>/rootfs
     runtime.py    which OCI runtime (labkit-runc, runc, crun) to run, from Create's options
     reaper.py     the subreaper: waiting for the container's init and for orphans

@@ -25,9 +25,12 @@ and for an exec, while the init runs::
 Errors are gRPC status codes, as containerd expects them: NOT_FOUND for an unknown task or a
 process that already exited, FAILED_PRECONDITION for a call in the wrong state, UNKNOWN with
 "OCI runtime <verb> failed: <runtime's message>" when the runtime refuses, UNIMPLEMENTED for
-what labkit-shim does not do (checkpoints, stats, update).
+what labkit-shim does not do (checkpoints).
 
     Pause(id) / Resume(id)            runtime pause / resume (the cgroup freezer)  -> PAUSED / RUNNING
+    Update(id, resources)             runtime update --resources - (new cgroup limits, `docker update`)
+    Stats(id)                         the init's cgroup, read by the shim itself (metrics.py):
+                                      an Any holding io.containerd.cgroups.v1/v2.Metrics
 
 Along the way the service tells containerd what happened (/tasks/create, /tasks/start,
 /tasks/exit, /tasks/delete, /tasks/exec-added, /tasks/exec-started; see events.py).
@@ -58,7 +61,7 @@ from labkit.shim.stdio import ContainerIO
 # bytes as the generated task_pb2/events_pb2, without the protobuf runtime (~5 MB per shim).
 from labkit.wire.protowire import Message
 from labkit.wire.shim import messages
-from labkit.wire.shim.protocol import RUNC_OPTIONS_URL, SERVICE, ShimError
+from labkit.wire.shim.protocol import LINUX_RESOURCES_URL, RUNC_OPTIONS_URL, SERVICE, ShimError
 from labkit.wire.ttrpc import Code
 
 log = getLogger(__name__)
@@ -426,6 +429,42 @@ class TaskService:
         self.events.publish(event)
         return messages.Empty()
 
+    def Update(self, req: messages.UpdateTaskRequest) -> messages.Empty:
+        """New limits for a running container: the runtime's `update`, which writes them into
+        the container's cgroup (and its own state). The resources come as containerd sends
+        them: an Any of type LinuxResources holding the OCI linux.resources JSON."""
+        task = self._get(req.id)
+        if not req.resources.type_url.endswith("LinuxResources"):
+            raise ShimError(Code.INVALID_ARGUMENT, f"update: resources of type "
+                            f"{req.resources.type_url!r}, expected {LINUX_RESOURCES_URL!r}")
+        try:
+            resources = json.loads(req.resources.value or b"{}")
+        except ValueError as e:
+            raise ShimError(Code.INVALID_ARGUMENT, f"update: resources are not JSON: {e}") from None
+        if not isinstance(resources, dict):
+            raise ShimError(Code.INVALID_ARGUMENT, "update: resources must be a JSON object")
+        if task.init.status not in (messages.CREATED, messages.RUNNING, messages.PAUSED):
+            raise ShimError(Code.FAILED_PRECONDITION, f"update: task {req.id!r} is not running")
+        with self.reaper.commands():
+            try:
+                task.runtime.update(req.id, resources)
+            except OCIRuntimeError as e:
+                raise _runtime_error("update", e) from None
+        return messages.Empty()
+
+    def Stats(self, req: messages.StatsRequest) -> messages.StatsResponse:
+        """The init's cgroup numbers (metrics.py reads them; no runtime command needed)."""
+        from labkit.shim import metrics   # (here: procfs and re are for this call only)
+
+        task = self._get(req.id)
+        if task.init.status == messages.STOPPED or not task.init.pid:
+            raise ShimError(Code.FAILED_PRECONDITION, f"stats: task {req.id!r} is not running")
+        try:
+            type_url, value = metrics.read(task.init.pid)
+        except metrics.NoCgroup as e:
+            raise ShimError(Code.NOT_FOUND, f"stats: task {req.id!r}: {e}") from None
+        return messages.StatsResponse(stats=messages.Any(type_url=type_url, value=value))
+
     def Pids(self, req: messages.PidsRequest) -> messages.PidsResponse:
         task = self._get(req.id)
         with self.reaper.commands():
@@ -537,6 +576,7 @@ class TaskService:
             "CloseIO": messages.CloseIORequest, "ResizePty": messages.ResizePtyRequest,
             "Delete": messages.DeleteRequest, "Exec": messages.ExecProcessRequest,
             "Connect": messages.ConnectRequest, "Shutdown": messages.ShutdownRequest,
+            "Update": messages.UpdateTaskRequest, "Stats": messages.StatsRequest,
         }
         return {SERVICE: {name: self._handler(getattr(self, name), request_type)
                           for name, request_type in methods.items()}}

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
         def delete(self, id: str, force: bool = False) -> None: ...
         def pause(self, id: str) -> None: ...
         def resume(self, id: str) -> None: ...
+        def update(self, id: str, resources: dict) -> None: ...
 
 
 # crun refuses this lab's cgroup-v1 "hybrid" hosts; it runs through a small program that hides
@@ -113,7 +114,7 @@ class Runtime:
         return OCIRuntimeError(message or f"{self.binary} exited with status {rc}")
 
     def _run(self, *args: str, stdio: tuple[Stdio, Stdio, Stdio] | None = None,
-             capture: bool = True) -> bytes:
+             capture: bool = True, input: bytes | None = None) -> bytes:
         os.makedirs(os.path.dirname(os.path.abspath(self.log)), exist_ok=True)
         offset = self._log_size()
         try:
@@ -125,7 +126,8 @@ class Runtime:
                 rc, out, err = proc.wait(), b"", None
             else:
                 result = subprocess.run(self.argv(*args), capture_output=capture,
-                                        stdin=subprocess.DEVNULL)
+                                        **({"input": input} if input is not None
+                                           else {"stdin": subprocess.DEVNULL}))
                 rc, out, err = result.returncode, result.stdout or b"", result.stderr
         except OSError as e:
             raise OCIRuntimeError(f"cannot run {self.binary}: {e.strerror}") from None
@@ -169,6 +171,11 @@ class Runtime:
 
     def resume(self, id: str) -> None:
         self._run("resume", id)
+
+    def update(self, id: str, resources: dict) -> None:
+        """New cgroup limits for a running container: `update --resources - ID`, the OCI
+        linux.resources object on stdin (runc's and crun's form; labkit-runc's too)."""
+        self._run("update", "--resources", "-", id, input=json.dumps(resources).encode())
 
     def exec(self, id: str, process: dict, pid_file: str, process_file: str,
              stdio: tuple[Stdio, Stdio, Stdio] = (None, None, None),

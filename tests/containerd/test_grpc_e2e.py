@@ -22,7 +22,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, field_mask_pb2
 
 from labkit.containerd.client import Client, pb
 from labkit.distribution.client import RegistryClient
@@ -860,3 +860,48 @@ def test_concurrent_deletes_one_wins(client, image):
             [grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.NOT_FOUND], key=str)
     finally:
         remove_container(client, "race1")
+
+
+def test_metrics_of_a_task_and_the_containers_update(client, image):
+    """Tasks.Metrics asks each selected task's shim for its cgroup numbers and passes the
+    shim's Any on unopened; Containers.Update replaces what its field mask names."""
+    import os
+
+    from labkit.wire.shim import cgroups_v1_pb2, cgroups_v2_pb2
+    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    create_container(client, image, "metrics1", ["sleep", "60"])
+    try:
+        with pytest.raises(grpc.RpcError) as e:     # no task yet: nothing to update
+            client.tasks.Update(pb.UpdateTaskRequest(container_id="metrics1",
+                                                     resources=b'{"pids": {"limit": 5}}'))
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        assert list(client.tasks.Metrics(pb.MetricsRequest(filters=["id==metrics1"])).metrics) == []
+        client.tasks.Create(pb.CreateTaskRequest(container_id="metrics1"))
+        client.tasks.Start(pb.StartRequest(container_id="metrics1"))
+        [metric] = client.tasks.Metrics(pb.MetricsRequest(filters=["id==metrics1"])).metrics
+        assert metric.id == "metrics1" and metric.timestamp.seconds > 0
+        assert metric.data.type_url == f"io.containerd.cgroups.v{2 if v2 else 1}.Metrics"
+        m = (cgroups_v2_pb2 if v2 else cgroups_v1_pb2).Metrics.FromString(metric.data.value)
+        assert (m.memory.usage if v2 else m.memory.usage.usage) > 0
+        assert list(client.tasks.Metrics(pb.MetricsRequest(filters=["id==other"])).metrics) == []
+        with pytest.raises(grpc.RpcError) as e:
+            client.tasks.Update(pb.UpdateTaskRequest(container_id="metrics1", resources=b"[1]"))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # the record: a new spec, one label set and one dropped, the image untouched
+        record = client.containers.Get(pb.GetContainerRequest(id="metrics1")).container
+        spec = json.loads(record.spec)
+        spec["process"]["args"] = ["sleep", "1"]
+        client.containers.Update(pb.UpdateContainerRequest(
+            container=pb.Container(id="metrics1", spec=json.dumps(spec).encode(),
+                                   labels={"a": "1"}, image="ignored"),
+            update_mask=field_mask_pb2.FieldMask(paths=["spec", "labels.a", "labels.b"])))
+        updated = client.containers.Get(pb.GetContainerRequest(id="metrics1")).container
+        assert json.loads(updated.spec)["process"]["args"] == ["sleep", "1"]
+        assert dict(updated.labels) == {"a": "1"} and updated.image == record.image
+        with pytest.raises(grpc.RpcError) as e:
+            client.containers.Update(pb.UpdateContainerRequest(
+                container=pb.Container(id="metrics1"),
+                update_mask=field_mask_pb2.FieldMask(paths=["snapshot_key"])))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        remove_container(client, "metrics1")

@@ -14,7 +14,7 @@ import pytest
 from google.protobuf.descriptor import FieldDescriptor
 
 from labkit.wire import protowire, ttrpc, ttrpc_pb2
-from labkit.wire.shim import events_pb2, messages, task_pb2
+from labkit.wire.shim import cgroups_v1_pb2, cgroups_v2_pb2, events_pb2, messages, task_pb2
 
 KINDS = {FieldDescriptor.TYPE_STRING: "string", FieldDescriptor.TYPE_BYTES: "bytes",
          FieldDescriptor.TYPE_BOOL: "bool", FieldDescriptor.TYPE_INT32: "int32",
@@ -24,12 +24,18 @@ KINDS = {FieldDescriptor.TYPE_STRING: "string", FieldDescriptor.TYPE_BYTES: "byt
 
 GENERATED = [getattr(task_pb2, name) for name in task_pb2.DESCRIPTOR.message_types_by_name] + \
     [getattr(events_pb2, name) for name in events_pb2.DESCRIPTOR.message_types_by_name] + \
-    [getattr(ttrpc_pb2, name) for name in ttrpc_pb2.DESCRIPTOR.message_types_by_name]
+    [getattr(ttrpc_pb2, name) for name in ttrpc_pb2.DESCRIPTOR.message_types_by_name] + \
+    [getattr(m, name) for m in (cgroups_v1_pb2, cgroups_v2_pb2)
+     for name in m.DESCRIPTOR.message_types_by_name]
 
 
 def declared(generated) -> type[protowire.Message]:
-    name = generated.DESCRIPTOR.name
-    return getattr(ttrpc, name) if generated.DESCRIPTOR.file.package == "ttrpc" else getattr(messages, name)
+    name, package = generated.DESCRIPTOR.name, generated.DESCRIPTOR.file.package
+    if package == "ttrpc":
+        return getattr(ttrpc, name)
+    if package.startswith("io.containerd.cgroups."):     # V1Metrics, V2PidsStat …
+        return getattr(messages, package.rpartition(".")[2].upper() + name)
+    return getattr(messages, name)
 
 
 @pytest.mark.parametrize("generated", GENERATED, ids=lambda g: g.DESCRIPTOR.full_name)
@@ -96,6 +102,28 @@ def samples():
     lite_response.status.code, lite_response.status.message = 5, "not found"
     yield response, lite_response
     yield task_pb2.KillRequest(id="c", signal=9, all=True), messages.KillRequest(id="c", signal=9, all=True)
+    v1 = cgroups_v1_pb2.Metrics(pids=cgroups_v1_pb2.PidsStat(current=3, limit=2**63))
+    v1.memory.total_inactive_file, v1.memory.usage.usage = 4096, 2**40
+    v1.blkio.io_service_bytes_recursive.add(op="Read", major=8, minor=0, value=512)
+    v1.cpu.usage.total = 10**12
+    lite_v1 = messages.V1Metrics(pids=messages.V1PidsStat(current=3, limit=2**63))
+    lite_v1.memory.total_inactive_file, lite_v1.memory.usage.usage = 4096, 2**40
+    lite_v1.blkio.io_service_bytes_recursive.append(
+        messages.V1BlkIOEntry(op="Read", major=8, minor=0, value=512))
+    lite_v1.cpu.usage.total = 10**12
+    yield v1, lite_v1
+    v2 = cgroups_v2_pb2.Metrics(io=cgroups_v2_pb2.IOStat(usage=[cgroups_v2_pb2.IOEntry(
+        major=259, rbytes=7, wios=1)]))
+    v2.memory.usage_limit, v2.cpu.usage_usec = 2**63, 5
+    lite_v2 = messages.V2Metrics(io=messages.V2IOStat(usage=[messages.V2IOEntry(
+        major=259, rbytes=7, wios=1)]))
+    lite_v2.memory.usage_limit, lite_v2.cpu.usage_usec = 2**63, 5
+    yield v2, lite_v2
+    update = task_pb2.UpdateTaskRequest(id="c")
+    update.resources.type_url, update.resources.value = "t/LinuxResources", b'{"pids":{"limit":9}}'
+    lite_update = messages.UpdateTaskRequest(id="c")
+    lite_update.resources.type_url, lite_update.resources.value = "t/LinuxResources", b'{"pids":{"limit":9}}'
+    yield update, lite_update
 
 
 @pytest.mark.parametrize("generated, lite", list(samples()), ids=lambda m: type(m).__name__)

@@ -466,3 +466,58 @@ def _rmdir(d) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_stats_and_update_read_and_change_the_tasks_cgroup(shim):
+    """Stats answers the task's cgroup numbers as containerd's own Metrics message (v1 or v2,
+    as the host runs: labkit's protos decode containerd's shim too); Update has the runtime
+    write new limits, which the next Stats reads back. After the exit there is nothing to read."""
+    import json
+    import uuid
+
+    from labkit.wire.shim import cgroups_v1_pb2, cgroups_v2_pb2
+    from labkit.wire.shim.protocol import METRICS_V1_URL, METRICS_V2_URL
+    from support import cgroup_dirs
+    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    top = f"/labkit-test-{uuid.uuid4().hex[:8]}"
+    client, bundle = shim.launch("st", ["sleep", "60"])
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["linux"]["cgroupsPath"] = f"{top}/st"
+    spec["linux"]["resources"] = {"memory": {"limit": 64 << 20}, "pids": {"limit": 30}}
+    (bundle / "config.json").write_text(json.dumps(spec))
+
+    def limits() -> tuple[int, int, int, int]:
+        """(memory usage, memory limit, pids, pids limit) from the shim's Stats."""
+        type_url, data = client.stats("st")
+        assert type_url == (METRICS_V2_URL if v2 else METRICS_V1_URL)
+        if v2:
+            m = cgroups_v2_pb2.Metrics.FromString(data)
+            return m.memory.usage, m.memory.usage_limit, m.pids.current, m.pids.limit
+        m = cgroups_v1_pb2.Metrics.FromString(data)
+        return m.memory.usage.usage, m.memory.usage.limit, m.pids.current, m.pids.limit
+    try:
+        with client:
+            client.create("st", bundle)
+            client.start("st")
+            usage, memory_limit, pids, pids_limit = limits()
+            assert usage > 0 and pids >= 1
+            assert (memory_limit, pids_limit) == (64 << 20, 30)
+            client.update("st", {"memory": {"limit": 128 << 20}, "pids": {"limit": 50}})
+            assert limits()[1::2] == (128 << 20, 50)
+            client.kill("st", signal.SIGKILL)
+            client.wait("st", timeout=10)
+            if not shim.real:       # (containerd's shim reads the emptied cgroup still)
+                with pytest.raises(ShimError) as e:
+                    client.stats("st")
+                assert e.value.code == Code.FAILED_PRECONDITION
+    finally:
+        try:
+            shim.oci_runtime("st").delete("st", force=True)
+        except Exception:
+            pass
+        for d in cgroup_dirs(top, every_cgroup2=True):
+            for child in sorted(d.rglob("*"), reverse=True):
+                if child.is_dir():
+                    wait_until(lambda: _rmdir(child), 5)
+            if d.is_dir():
+                wait_until(lambda: _rmdir(d), 5)

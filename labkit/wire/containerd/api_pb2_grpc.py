@@ -1246,6 +1246,11 @@ class ContainersStub:
                 request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CreateContainerRequest.SerializeToString,
                 response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CreateContainerResponse.FromString,
                 _registered_method=True)
+        self.Update = channel.unary_unary(
+                '/labkit.containerd.v1.Containers/Update',
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.UpdateContainerRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.UpdateContainerResponse.FromString,
+                _registered_method=True)
         self.Delete = channel.unary_unary(
                 '/labkit.containerd.v1.Containers/Delete',
                 request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.DeleteContainerRequest.SerializeToString,
@@ -1278,6 +1283,15 @@ class ContainersServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Update(self, request, context):
+        """Update replaces the fields update_mask names ("spec", "labels", "labels.<key>"); an
+        empty mask means spec and labels. `docker update` keeps the spec's new limits this way,
+        so the next task created from the container has them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Delete(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -1301,6 +1315,11 @@ def add_ContainersServicer_to_server(servicer, server):
                     servicer.Create,
                     request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CreateContainerRequest.FromString,
                     response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.CreateContainerResponse.SerializeToString,
+            ),
+            'Update': grpc.unary_unary_rpc_method_handler(
+                    servicer.Update,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.UpdateContainerRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.UpdateContainerResponse.SerializeToString,
             ),
             'Delete': grpc.unary_unary_rpc_method_handler(
                     servicer.Delete,
@@ -1393,6 +1412,33 @@ class Containers:
             '/labkit.containerd.v1.Containers/Create',
             labkit_dot_wire_dot_containerd_dot_api__pb2.CreateContainerRequest.SerializeToString,
             labkit_dot_wire_dot_containerd_dot_api__pb2.CreateContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Update(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Containers/Update',
+            labkit_dot_wire_dot_containerd_dot_api__pb2.UpdateContainerRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.UpdateContainerResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1513,6 +1559,16 @@ class TasksStub:
                 request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ResumeTaskRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.Update = channel.unary_unary(
+                '/labkit.containerd.v1.Tasks/Update',
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.UpdateTaskRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.Metrics = channel.unary_unary(
+                '/labkit.containerd.v1.Tasks/Metrics',
+                request_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.MetricsRequest.SerializeToString,
+                response_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.MetricsResponse.FromString,
+                _registered_method=True)
 
 
 class TasksServicer:
@@ -1612,6 +1668,21 @@ class TasksServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Update(self, request, context):
+        """Update gives a running task new limits (`docker update`): the shim runs the runtime's
+        `update`. Metrics reads the cgroups of the tasks the filters select (`docker stats`):
+        each shim reads its container's, and containerd passes the shim's Any on unopened.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Metrics(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TasksServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1684,6 +1755,16 @@ def add_TasksServicer_to_server(servicer, server):
                     servicer.Resume,
                     request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.ResumeTaskRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'Update': grpc.unary_unary_rpc_method_handler(
+                    servicer.Update,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.UpdateTaskRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'Metrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.Metrics,
+                    request_deserializer=labkit_dot_wire_dot_containerd_dot_api__pb2.MetricsRequest.FromString,
+                    response_serializer=labkit_dot_wire_dot_containerd_dot_api__pb2.MetricsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2067,6 +2148,60 @@ class Tasks:
             '/labkit.containerd.v1.Tasks/Resume',
             labkit_dot_wire_dot_containerd_dot_api__pb2.ResumeTaskRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Update(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Tasks/Update',
+            labkit_dot_wire_dot_containerd_dot_api__pb2.UpdateTaskRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Metrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labkit.containerd.v1.Tasks/Metrics',
+            labkit_dot_wire_dot_containerd_dot_api__pb2.MetricsRequest.SerializeToString,
+            labkit_dot_wire_dot_containerd_dot_api__pb2.MetricsResponse.FromString,
             options,
             channel_credentials,
             insecure,

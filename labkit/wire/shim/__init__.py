@@ -15,6 +15,9 @@ student's shim alike:
     client.py     ShimClient: the Task service called from Python (labkit-containerd uses it)
     task.proto    the Task service's messages; task_pb2.py is generated
     events.proto  the task events (TaskExit …) and Events.Forward; events_pb2.py is generated
-    messages.py   task.proto's and events.proto's messages for labkit.wire.protowire: the shim
+    cgroups_v1.proto, cgroups_v2.proto
+                  what Task.Stats answers: containerd's io.containerd.cgroups.v1/v2.Metrics
+                  (a container's cgroup counters), in an Any; *_pb2.py are generated
+    messages.py   the messages of those .protos for labkit.wire.protowire: the shim
                   speaks the protocol with these (no protobuf runtime in a per-container process)
 """

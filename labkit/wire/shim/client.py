@@ -32,7 +32,8 @@ from google.protobuf import any_pb2, empty_pb2
 from google.protobuf.message import Message
 
 from labkit.wire.shim import task_pb2
-from labkit.wire.shim.protocol import PROCESS_SPEC_URL, RUNC_OPTIONS_URL, SERVICE, ShimError
+from labkit.wire.shim.protocol import (LINUX_RESOURCES_URL, PROCESS_SPEC_URL, RUNC_OPTIONS_URL,
+                                       SERVICE, ShimError)
 from labkit.wire.ttrpc import Client, Code, RPCError
 
 __all__ = ["ShimClient", "ShimError", "TaskState", "TaskAPI", "RuntimeOptions"]
@@ -99,6 +100,8 @@ class TaskAPI(Protocol):
     def pids(self, id: str) -> list[int]: ...
     def pause(self, id: str) -> None: ...
     def resume(self, id: str) -> None: ...
+    def update(self, id: str, resources: dict) -> None: ...
+    def stats(self, id: str) -> tuple[str, bytes]: ...
     def connect(self) -> dict: ...
     def shutdown(self, now: bool = False) -> None: ...
 
@@ -201,6 +204,20 @@ class ShimClient:
 
     def resume(self, id: str) -> None:
         self._call("Resume", task_pb2.ResumeRequest(id=id), empty_pb2.Empty)
+
+    def update(self, id: str, resources: dict) -> None:
+        """New limits for the running container: an OCI linux.resources object (memory, cpu,
+        pids …), sent as containerd sends it (a JSON Any); the shim runs the runtime's update."""
+        request = task_pb2.UpdateTaskRequest(id=id)
+        request.resources.CopyFrom(any_pb2.Any(type_url=LINUX_RESOURCES_URL,
+                                               value=json.dumps(resources).encode()))
+        self._call("Update", request, empty_pb2.Empty)
+
+    def stats(self, id: str) -> tuple[str, bytes]:
+        """The container's cgroup numbers, as the shim sends them: (type URL, message bytes),
+        io.containerd.cgroups.v1.Metrics or .v2.Metrics (labkit.wire.shim.cgroups_v1_pb2 …)."""
+        r = self._call("Stats", task_pb2.StatsRequest(id=id), task_pb2.StatsResponse)
+        return r.stats.type_url, r.stats.value
 
     def connect(self) -> dict:
         r = self._call("Connect", task_pb2.ConnectRequest(), task_pb2.ConnectResponse)

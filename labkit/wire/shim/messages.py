@@ -91,6 +91,86 @@ ConnectRequest = _message(T + "ConnectRequest", _s("id", 1))
 ConnectResponse = _message(T + "ConnectResponse", _u("shim_pid", 1), _u("task_pid", 2),
                            _s("version", 3))
 ShutdownRequest = _message(T + "ShutdownRequest", _s("id", 1), _b("now", 2))
+UpdateTaskRequest = _message(T + "UpdateTaskRequest", _s("id", 1),
+                             Field("resources", 2, "message", Any))
+StatsRequest = _message(T + "StatsRequest", _s("id", 1))
+StatsResponse = _message(T + "StatsResponse", Field("stats", 1, "message", Any))
+
+
+# -- io.containerd.cgroups.v1 and .v2 (cgroups_v1.proto, cgroups_v2.proto): Stats' payload ----
+
+def _u64s(names: str, first: int = 1) -> tuple[Field, ...]:
+    """uint64 fields numbered from `first` in the order named (memory.stat's long lists)."""
+    return tuple(Field(n, i, "uint64") for i, n in enumerate(names.split(), first))
+
+
+def _m(name: str, number: int, message: type[Message], repeated: bool = False) -> Field:
+    return Field(name, number, "message", message, repeated=repeated)
+
+
+def _cgroup_message(full_name: str, *fields: Field) -> type[Message]:
+    """As _message, under the module-level name <V1|V2><Name> (both versions have a
+    Metrics, a PidsStat …)."""
+    version, name = full_name.split(".")[-2:]
+    cls = type(name, (Message,), {"full_name": full_name, "FIELDS": fields,
+                                  "__module__": __name__})
+    alias = version.upper() + name
+    globals()[alias] = cls
+    __all__.append(alias)
+    return cls
+
+
+C1 = "io.containerd.cgroups.v1."
+_v1_entry = _cgroup_message(C1 + "MemoryEntry", *_u64s("limit usage max failcnt"))
+_v1_blkio_entry = _cgroup_message(C1 + "BlkIOEntry", _s("op", 1), _s("device", 2),
+                                  *_u64s("major minor value", 3))
+_cgroup_message(C1 + "Metrics",
+                _m("pids", 2, _cgroup_message(C1 + "PidsStat", *_u64s("current limit"))),
+                _m("cpu", 3, _cgroup_message(
+                    C1 + "CPUStat",
+                    _m("usage", 1, _cgroup_message(C1 + "CPUUsage",
+                                                   *_u64s("total kernel user"))),
+                    _m("throttling", 2, _cgroup_message(
+                        C1 + "Throttle", *_u64s("periods throttled_periods throttled_time"))))),
+                _m("memory", 4, _cgroup_message(
+                    C1 + "MemoryStat",
+                    *_u64s("cache rss rss_huge mapped_file dirty writeback pg_pg_in pg_pg_out "
+                           "pg_fault pg_maj_fault inactive_anon active_anon inactive_file "
+                           "active_file unevictable hierarchical_memory_limit "
+                           "hierarchical_swap_limit total_cache total_rss total_rss_huge "
+                           "total_mapped_file total_dirty total_writeback total_pg_pg_in "
+                           "total_pg_pg_out total_pg_fault total_pg_maj_fault "
+                           "total_inactive_anon total_active_anon total_inactive_file "
+                           "total_active_file total_unevictable"),
+                    _m("usage", 33, _v1_entry), _m("swap", 34, _v1_entry),
+                    _m("kernel", 35, _v1_entry), _m("kernel_tcp", 36, _v1_entry))),
+                _m("blkio", 5, _cgroup_message(
+                    C1 + "BlkIOStat",
+                    *(_m(name, i, _v1_blkio_entry, repeated=True) for i, name in enumerate(
+                        "io_service_bytes_recursive io_serviced_recursive io_queued_recursive "
+                        "io_service_time_recursive io_wait_time_recursive io_merged_recursive "
+                        "io_time_recursive sectors_recursive".split(), 1)))),
+                _m("memory_oom_control", 9, _cgroup_message(
+                    C1 + "MemoryOomControl", *_u64s("oom_kill_disable under_oom oom_kill"))))
+
+C2 = "io.containerd.cgroups.v2."
+_cgroup_message(C2 + "Metrics",
+                _m("pids", 1, _cgroup_message(C2 + "PidsStat", *_u64s("current limit"))),
+                _m("cpu", 2, _cgroup_message(
+                    C2 + "CPUStat", *_u64s("usage_usec user_usec system_usec nr_periods "
+                                           "nr_throttled throttled_usec"))),
+                _m("memory", 4, _cgroup_message(
+                    C2 + "MemoryStat",
+                    *_u64s("anon file kernel_stack slab sock shmem file_mapped file_dirty "
+                           "file_writeback anon_thp inactive_anon active_anon inactive_file "
+                           "active_file unevictable slab_reclaimable slab_unreclaimable pgfault "
+                           "pgmajfault"),
+                    *_u64s("usage usage_limit swap_usage swap_limit", 32))),
+                _m("io", 6, _cgroup_message(C2 + "IOStat", _m("usage", 1, _cgroup_message(
+                    C2 + "IOEntry", *_u64s("major minor rbytes wbytes rios wios")),
+                    repeated=True))),
+                _m("memory_events", 8, _cgroup_message(
+                    C2 + "MemoryEvents", *_u64s("low high max oom oom_kill"))))
 
 # -- containerd.events (events.proto) ---------------------------------------------------------
 

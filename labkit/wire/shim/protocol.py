@@ -21,6 +21,13 @@ PROCESS_SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 # How containerd wraps the runtime options in CreateTaskRequest.options (task_pb2.RuncOptions:
 # binary_name, root …): the runc shim's options message.
 RUNC_OPTIONS_URL = "containerd.runc.v1.Options"
+# How containerd wraps the new limits in UpdateTaskRequest.resources: the OCI
+# linux.resources object as JSON (`docker update` -> Tasks.Update -> the shim's Update).
+LINUX_RESOURCES_URL = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
+# What a shim's Stats answer holds, by the host's cgroup version: the message's full name is
+# its type URL (cgroups_v1.proto, cgroups_v2.proto). containerd passes it on unopened.
+METRICS_V1_URL = "io.containerd.cgroups.v1.Metrics"
+METRICS_V2_URL = "io.containerd.cgroups.v2.Metrics"
 
 # The topic each task event is published under, by the event's protobuf name (which is also
 # the type URL of the Any that carries it in an Envelope).
