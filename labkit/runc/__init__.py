@@ -9,7 +9,9 @@ called once per step of a container's life by the shim (L2):
 
 Modules, from the command line down to the kernel:
 
-    main        the CLI: global flags, one verb per module, runc's error reporting
+    main        the CLI: one verb per module, runc's error reporting, the shim's everyday
+                command lines read without argparse
+    flags       the whole command line, with argparse (global flags, each verb's, --help)
     create      fork the container's init and follow it until it is ready
     start, state, kill, delete, run, exec, ps, pause, update, list,
                 spec, features   the other verbs

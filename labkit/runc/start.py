@@ -11,13 +11,18 @@ notice instead of waiting forever for a writer that will never come.
 
 from __future__ import annotations
 
-import argparse
 import os
 import select
 
 from labkit.runc.container import Container
 from labkit.runc.hooks import run_hooks
 from labkit.runc.log import ContainerError, warning
+
+# argparse only for readers and type checkers: this command is run by main.quick_args,
+# which spares it argparse's import (main.py says why)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
