@@ -36,7 +36,9 @@ The kernel calls Python lacks come from labkit.syscalls.
 DIFFERENCES from runc 1.1 (measured with the OCI runtime-tools validation suite and
 tests/runc; labkit-runc follows the runtime spec where runc 1.1 does not):
   - prestart hooks get status "created" (runc: "creating"); poststart hooks run after
-    `start` with status "running" (runc 1.1 runs them at the end of create). A failing
+    `start` with status "running" (runc 1.1 runs them at the end of create), once the
+    program has had its first go: it waits for something, ends, or has had 0.1 s of CPU
+    (crun runs them as soon as execve begins, and they race with it). A failing
     poststart hook is a warning (runc fails `start` and kills the container); after a
     failing poststop hook the next ones still run (runc stops at the first).
   - linux.rootfsPropagation shared/rshared: the container's root really is shared after

@@ -226,7 +226,8 @@ NOT_QUICK = [
     ["--rootless", "start", "c1"],           # nargs="?": argparse decides what it takes
     ["--ro", "/r", "start", "c1"],           # an abbreviation
     ["delete", "c1", "--force"],             # a flag after the id
-    ["start", "--", "c1"], ["start"], ["start", "a", "b"], ["--root"], ["--root", "-x", "state", "c"],
+    ["start", "--", "c1"], ["start"], ["start", "a", "b"],
+    ["--root"], ["--root", "-x", "state", "c"],
     ["--log-format", "xml", "state", "c1"], ["kill", "c1"], ["--help"], ["state", "--help"],
     ["--version", "state", "c1"],
 ]
@@ -266,7 +267,8 @@ def test_start_state_delete_import_neither_argparse_nor_pathlib(tmp_path):
             "print(status, sorted(m for m in ('argparse', 'pathlib', 'subprocess', 'typing') "
             "if m in sys.modules))")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo, sysconfig.get_paths()["platlib"]]))
-    for argv in (["state", "none"], ["start", "none"], ["delete", "none"], ["delete", "-f", "none"]):
+    for argv in (["state", "none"], ["start", "none"], ["delete", "none"],
+                 ["delete", "-f", "none"]):
         out = subprocess.run([sys.executable, "-S", "-c", code, "--root", str(tmp_path), *argv],
                              capture_output=True, text=True, env=env)
         status = "0" if argv[1] == "-f" else "1"       # `delete -f` of an unknown id is fine
