@@ -39,6 +39,9 @@ class Daemon:
     required: bool = True         # False: `up` reports a failure and starts the rest anyway
     problem: str | None = None    # why it cannot be started as configured (`up` reports it)
     disabled: str | None = None   # why this lab does not run it at all (not a problem)
+    # Started in a cgroup systemd delegated, where the host needs one (labkit.lab.delegation):
+    # containerd, below which the runtime makes the containers' cgroups.
+    delegated: bool = False
 
     @property
     def pid_file(self) -> Path:
@@ -279,6 +282,7 @@ def lab_daemons(strict: bool = True) -> list[Daemon]:
                                "--state", str(paths.CONTAINERD_STATE), "--shim", shim], strict),
             address=str(paths.CONTAINERD_SOCK),
             probe=lambda: probe_containerd(paths.CONTAINERD_SOCK),
+            delegated=True,
         ),
         Daemon(
             name="labkit-dockerd", layer="L4 dockerd", implementation=dockerd_impl,

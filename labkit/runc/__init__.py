@@ -58,6 +58,8 @@ tests/runc; labkit-runc follows the runtime spec where runc 1.1 does not):
     memory.kernel is ignored with a warning on both versions, as in runc 1.2.
   - cgroup v2 under systemd: no systemd driver (no D-Bus); the containers' cgroups go under
     the delegated subtree the runtime runs in (cgroups.v2_base), or the root with a warning.
+    `labkit lab up` starts containerd (and so the shims and runtimes) in one
+    (labkit.lab.delegation); controllers are enabled only from the delegated cgroup down.
   - not supported: apparmorProfile, selinuxLabel (a warning each), linux.intelRdt,
     checkpoint/restore.
 

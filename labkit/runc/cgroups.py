@@ -76,10 +76,11 @@ def v1_hierarchies() -> dict[str, str]:
     return found
 
 
-def own_cgroups() -> dict[str, str]:
-    """The runtime's own cgroup in each hierarchy: {"memory": "/a/b", "": "/" (v2)}."""
+def own_cgroups(pid: int | str = "self") -> dict[str, str]:
+    """The runtime's own cgroup (or process `pid`'s) in each hierarchy: {"memory": "/a/b",
+    "": "/" (v2)}, from /proc/<pid>/cgroup (man 7 cgroups)."""
     result = {}
-    with open("/proc/self/cgroup") as f:
+    with open(f"/proc/{pid}/cgroup") as f:
         for line in f:
             _hid, controllers, path = line.rstrip("\n").split(":", 2)
             result[controllers] = path
