@@ -19,7 +19,6 @@ import argparse
 import os
 import sys
 
-from labkit import paths
 from labkit.runc import log
 from labkit.runc.log import ContainerError
 from labkit.runc.main import VERBS, verb_module
@@ -59,8 +58,10 @@ class Parser(argparse.ArgumentParser):
 def add_global_flags(p: argparse.ArgumentParser) -> None:
     """The flags before the verb, as runc has them."""
     p.add_argument("--version", "-v", action="store_true", help="print the version")
-    p.add_argument("--root", default=str(paths.RUNTIME_ROOT),
-                   help=f"where container state lives (default {paths.RUNTIME_ROOT})")
+    # default None, filled in by main.command: labkit.paths imports pathlib (~3 ms a command)
+    p.add_argument("--root", default=None,
+                   help="where container state lives (default: the lab's, runc/ under "
+                        "$LABKIT_RUN_DIR or /run/labkit)")
     p.add_argument("--log", default=None, help="append log records to this file (default stderr)")
     p.add_argument("--log-format", default="text", choices=("text", "json"))
     p.add_argument("--debug", action="store_true", help="log debug records and tracebacks")

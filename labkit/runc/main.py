@@ -105,10 +105,14 @@ def quick_args(argv: list[str]) -> SimpleNamespace | None:
     if len(rest) != 1 or rest[0].startswith("-"):
         return None
     args["id"] = rest[0]
-    if args["root"] is None:
-        from labkit import paths           # pathlib & co, only for a command without --root
-        args["root"] = str(paths.RUNTIME_ROOT)
     return SimpleNamespace(**args)
+
+
+def default_root() -> str:
+    """--root when the command line gives none: the lab's (labkit.paths, imported only then:
+    it brings pathlib & co, and the shim always gives --root)."""
+    from labkit import paths
+    return str(paths.RUNTIME_ROOT)
 
 
 # --- running one command ---------------------------------------------------------------------
@@ -146,6 +150,8 @@ def command(argv: list[str]) -> int:
     if args.version:
         print(VERSION)
         return 0
+    if args.root is None:
+        args.root = default_root()
     try:
         log.configure(args.log, args.log_format, args.debug)
         if unknown:

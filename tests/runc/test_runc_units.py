@@ -248,10 +248,21 @@ def test_quick_args_leaves_the_rest_to_argparse(argv):
     assert main.quick_args(argv) is None
 
 
-def test_quick_args_default_root_and_version():
-    from labkit import paths
+def test_default_root_and_version(monkeypatch, tmp_path):
+    """Without --root, the lab's (filled in by main.command, on both paths); here a private
+    lab's, as LABKIT_RUN_DIR makes it (labkit.paths reads it when first imported)."""
     from labkit.runc import main
-    assert main.quick_args(["state", "c1"]).root == str(paths.RUNTIME_ROOT)
+    assert main.quick_args(["state", "c1"]).root is None
+    monkeypatch.setenv("LABKIT_RUN_DIR", str(tmp_path))
+    for argv in (["state", "c1"], ["kill", "c1"]):
+        out = subprocess.run([sys.executable, "-m", "labkit.runc.main", *argv],
+                             capture_output=True, text=True)
+        assert out.returncode == 1 and "container does not exist" in out.stderr, out.stderr
+    (tmp_path / "runc" / "c1").mkdir(parents=True)
+    (tmp_path / "runc" / "c1" / "state.json").write_text("{}")
+    out = subprocess.run([sys.executable, "-m", "labkit.runc.main", "state", "c1"],
+                         capture_output=True, text=True)
+    assert "container does not exist" not in out.stderr, out.stderr      # found it there
     assert main.quick_args(["--version"]).version is True
     assert main.quick_args(["-v"]).version is True
 
