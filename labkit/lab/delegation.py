@@ -33,22 +33,27 @@ import os
 import time
 
 from labkit import paths
-from labkit.runc import cgroups
+
+# labkit.runc.cgroups is imported in the functions, not here: the lab's package imports this
+# module, and labkit.lab.launch must be able to load a student's cgroups.py under that name
+# (a module imported before the launcher's finder is installed stays the reference).
 
 SUPERVISOR = "supervisor"
 RECORD = "labkit-containerd.cgroup"         # in paths.RUN: the scope's cgroup, for reset
 
 
-def needed(root: str = cgroups.V2_ROOT, *, v2: bool | None = None,
+def needed(root: str | None = None, *, v2: bool | None = None,
            systemd: bool | None = None, own: str | None = None) -> bool:
     """Must containerd be started in a delegated cgroup? Only on cgroup v2 under systemd, when
-    we (`own`: this process's cgroup) are in no delegated cgroup already."""
+    we (`own`: this process's cgroup) are in no delegated cgroup already. `root`: where the
+    v2 hierarchy is mounted (default /sys/fs/cgroup)."""
+    from labkit.runc import cgroups
     if not (cgroups.is_v2() if v2 is None else v2):
         return False
     if not (cgroups.under_systemd() if systemd is None else systemd):
         return False
     own = cgroups.own_cgroups().get("", "/") if own is None else own
-    return cgroups.delegated_ancestor(root, own) is None
+    return cgroups.delegated_ancestor(root or cgroups.V2_ROOT, own) is None
 
 
 def unit() -> str:
@@ -62,11 +67,13 @@ def scoped(argv: list[str], name: str | None = None) -> list[str]:
             "--quiet", "--collect", "--", *argv]
 
 
-def supervise(pid: int, name: str | None = None, root: str = cgroups.V2_ROOT,
+def supervise(pid: int, name: str | None = None, root: str | None = None,
               timeout: float = 10) -> str:
     """Once systemd has put `pid` in the scope `name` (systemd-run asks, then execs the
     daemon), move it into the scope's leaf <scope>/supervisor; return the scope's directory.
     Raises RuntimeError if `pid` is not in that scope within `timeout` seconds."""
+    from labkit.runc import cgroups
+    root = root or cgroups.V2_ROOT
     name = name or unit()
     deadline = time.monotonic() + timeout
     while True:
