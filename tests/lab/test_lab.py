@@ -260,7 +260,7 @@ def test_lab_use_puts_the_workspace_under_docker_run(private_lab, tmp_path):
     back = private_lab.labkit("lab", "use", "namespaces", "reference")
     assert back.returncode == 0 and "restarted" not in back.stdout, back.stdout
     wrapper = (private_lab.lib_dir / "bin" / "labkit-runc").read_text()
-    assert "labkit.lab.launch" not in wrapper and wrapper.splitlines()[0].endswith(" -S")
+    assert "--layer=" not in wrapper and wrapper.splitlines()[0].endswith(" -S"), wrapper
     r = subprocess.run([docker, "run", "--rm", "busybox", "echo", "back"], env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout == "back\n", r.stderr
