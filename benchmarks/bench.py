@@ -25,10 +25,13 @@ Usage (as root, from anywhere):
 The first run of each engine is a warm-up (it may pull the image) and is not counted. Medians,
 not means: one slow outlier (a page cache miss, a cgroup being created) should not decide.
 
-labkit-runc is a Python program: every command pays for the interpreter's start-up. The floor
-(`python -c pass` with the same interpreter and site-packages, and with the runtime's own
-imports) is printed with the runtime table, so that what is left is visible; three times
-`labkit-runc --version` with the lifecycle table, whose three commands each pay for it.
+labkit-runc is a Python program: every command pays for the interpreter's start-up. It is run
+as the lab hands it down to dockerd: LIB/bin/labkit-runc, a script that starts the interpreter
+without the site module (labkit.lab.launch.write_program; here written in a work directory).
+The floor (`python -S -c pass`, and `labkit-runc --version`: that plus the runtime's command
+line; `python -c pass` too, as a console script starts it) is printed with the runtime table,
+so that what is left is visible; with the lifecycle table, three times `labkit-runc --version`,
+whose three commands each pay for it, and the lifecycle minus three bare interpreter start-ups.
 labkit's modules are byte-compiled first (compileall), as an installed package is: with
 PYTHONDONTWRITEBYTECODE set, an editable checkout would otherwise be compiled from source on
 every command.
@@ -139,9 +142,15 @@ def real_engine(start: bool, host: str | None) -> Iterator[str | None]:
 
 # --- runtime: <rt> run on a busybox bundle ---------------------------------------------------
 
-def runtime_argv(name: str) -> list[str]:
+def runtime_argv(name: str, work: Path | None = None) -> list[str]:
     """How to invoke a runtime binary on this host (crun needs help on a cgroup v1 hybrid host:
-    labkit.wire.runtime knows how); fall back to the plain program."""
+    labkit.wire.runtime knows how); fall back to the plain program. labkit-runc is run as the
+    lab hands it down to dockerd: a script starting it without the site module, written by the
+    same function (labkit.lab.launch.write_program), here under `work`."""
+    if name == "labkit-runc" and work is not None:
+        from labkit.lab.implementations import LAYERS
+        from labkit.lab.launch import write_program
+        return [str(write_program(work / "bin" / name, name, LAYERS["runtime"].entry))]
     try:
         from labkit.wire.runtime import runtime_argv as argv_for
         return list(argv_for(name))
@@ -161,13 +170,18 @@ def bench_runtimes(names: list[str], bundle: Path, work: Path, n: int) -> tuple[
     argvs = {}
     for name in names:
         try:
-            argvs[name] = runtime_argv(name)
+            argvs[name] = runtime_argv(name, work)
         except RuntimeError as e:
             runs[name].error = cycles[name].error = str(e)
             continue
         argv = argvs[name]
         if Path(argv[0]).name != name and not argv[0].endswith("/" + name):
-            runs[name].note = cycles[name].note = f"run as: {' '.join(argv)}"
+            runs[name].note = cycles[name].note = \
+                f"run as: {' '.join(argv)} (a cgroup v1 hybrid host needs a private mount " \
+                "namespace; the wrapper's start-up time is included)"
+        elif name == "labkit-runc":
+            runs[name].note = cycles[name].note = \
+                "run as the lab runs it: python -S (labkit.lab.launch.write_program)"
     # create's init outlives `create`: as a shim does, we become its parent to reap it
     import prctl
     prctl.set_child_subreaper(True)
@@ -212,33 +226,39 @@ def lifecycle_once(argv: list[str], bundle: Path, cid: str) -> float:
     return time.perf_counter() - start
 
 
-def floor(n: int) -> list[Result]:
-    """The floor of a Python runtime on this machine: the interpreter labkit-runc runs with
-    (its site-packages, `pass`), and `labkit-runc --version` (that, plus its command line)."""
-    program = shutil.which("labkit-runc")
-    python = sys.executable
-    if program:
-        with open(program, "rb") as f:
-            first = f.readline()
-        if first.startswith(b"#!"):
-            python = first[2:].decode().split()[0]     # the console script's interpreter
-    results = [Result("python -c pass"), Result("labkit-runc --version")]
+def floor(n: int, work: Path) -> list[Result]:
+    """The floor of a Python runtime on this machine: the interpreter as labkit-runc starts
+    it (`python -S -c pass`), and `labkit-runc --version` (that, plus the runtime's command
+    line: labkit.runc.main and what it imports). And, for comparison, `python -c pass` as a
+    console script starts it, with the site module (with an editable install, most of it)."""
+    program = runtime_argv("labkit-runc", work)[0]
+    with open(program, "rb") as f:
+        interpreter = f.readline()[2:].decode().split()       # its #! line: python -S
+    results = [Result(f"python {' '.join(interpreter[1:])} -c pass"),
+               Result("labkit-runc --version"), Result("python -c pass (with site)")]
     for _ in range(n):
-        results[0].times.append(timed([python, "-c", "pass"]))
-        if program:
-            results[1].times.append(timed([program, "--version"]))
-    return [r for r in results if r.times]
+        results[0].times.append(timed([*interpreter, "-c", "pass"]))
+        results[1].times.append(timed([program, "--version"]))
+        results[2].times.append(timed([interpreter[0], "-c", "pass"]))
+    return results
 
 
-def three_startups(base: list[Result]) -> list[Result]:
+def three_startups(base: list[Result], cycles: list[Result]) -> list[Result]:
     """The floor of create + start + delete for a Python runtime: three commands, each paying
     for an interpreter start-up and the command line (`labkit-runc --version`), before any
     container work. Printed with the lifecycle, so that its ratio says how much of the gap to
-    runc no change to the runtime's own code can close."""
+    runc no change to the runtime's own code can close; and the lifecycle without the three
+    bare interpreter start-ups (`python -S -c pass`, run by run), the floor-adjusted figure."""
+    rows = []
     version = next((r for r in base if r.name == "labkit-runc --version"), None)
-    if version is None:
-        return []
-    return [Result("3 x labkit-runc --version", [3 * t for t in version.times])]
+    if version is not None:
+        rows.append(Result("3 x labkit-runc --version", [3 * t for t in version.times]))
+    python = base[0] if base else None
+    ours = next((r for r in cycles if r.name == "labkit-runc" and r.times), None)
+    if python is not None and ours is not None:
+        rows.append(Result(f"labkit-runc minus 3 x {python.name}",
+                           [c - 3 * p for c, p in zip(ours.times, python.times)]))
+    return rows
 
 
 # --- output ----------------------------------------------------------------------------------
@@ -261,8 +281,7 @@ def print_table(title: str, results: list[Result], baseline: str) -> None:
         if r.error:
             print(f"  {r.name} failed: {r.error}")
         if r.note:
-            print(f"  note: {r.name} {r.note} (a cgroup v1 hybrid host needs a private mount "
-                  "namespace; the wrapper's start-up time is included)")
+            print(f"  note: {r.name} {r.note}")
     print()
 
 
@@ -309,13 +328,13 @@ def main(argv: list[str] | None = None) -> int:
                 bundle = make_bundle(work / "bundle", ["true"])
                 runs, cycles = bench_runtimes([rt for rt in args.runtimes.split(",") if rt],
                                               bundle, work, args.iterations)
-                base = floor(args.iterations)
+                base = floor(args.iterations, work)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             print_table("runtime: <runtime> run on a busybox bundle running `true`",
                         runs + base, "runc")
             print_table("runtime: <runtime> create + start + (exit) + delete, same bundle",
-                        cycles + three_startups(base), "runc")
+                        cycles + three_startups(base, cycles), "runc")
             all_results += runs + cycles
     return 0 if any(r.times for r in all_results) or not all_results else 1
 

@@ -4,7 +4,7 @@ Any layer (the runtime, the shim, containerd, dockerd, the lab, the course) may 
 imports only the standard library. Everything here reads what the KERNEL says about processes
 and mounts (man 5 proc), never what labkit believes.
 
-    stat(pid)          /proc/<pid>/stat: state letter, parent, start time
+    stat(pid)          /proc/<pid>/stat: state letter, parent, start time, CPU time
     alive(pid)         runs and is not a zombie
     status(pid)        /proc/<pid>/status as {"Name": "sleep", "NSpid": "30925 1", …}
     cmdline(pid)       /proc/<pid>/cmdline as an argv list
@@ -43,7 +43,7 @@ EXITED_STATES = frozenset("ZXx")
 # Records are named tuples (collections.namedtuple), neither dataclasses nor typing.NamedTuple:
 # importing dataclasses (it imports inspect, ast …) or typing would cost every labkit-runc
 # command several ms, and runc takes ~4 ms for a whole `start`.
-class Stat(namedtuple("Stat", "pid comm state ppid start_time")):
+class Stat(namedtuple("Stat", "pid comm state ppid start_time cpu_time")):
     """The fields of /proc/<pid>/stat labkit uses (numbered as in man 5 proc):
 
         pid         (1)
@@ -52,6 +52,8 @@ class Stat(namedtuple("Stat", "pid comm state ppid start_time")):
         ppid        (4) the parent's pid
         start_time  (22) when the process started, in clock ticks since boot: a pid that
                     is reused gets a new start time, so (pid, start_time) is unique
+        cpu_time    (14 + 15) utime + stime: the CPU time it has used, in clock ticks
+                    (os.sysconf("SC_CLK_TCK") a second, 100 on Linux)
     """
 
     __slots__ = ()
@@ -64,7 +66,8 @@ def parse_stat(text: str) -> Stat:
     if open_paren < 0 or close_paren < open_paren or len(rest) < 20:
         raise ValueError(f"not a /proc/<pid>/stat line: {text[:80]!r}")
     return Stat(pid=int(text[:open_paren]), comm=text[open_paren + 1:close_paren],
-                state=rest[0], ppid=int(rest[1]), start_time=int(rest[19]))
+                state=rest[0], ppid=int(rest[1]), start_time=int(rest[19]),
+                cpu_time=int(rest[11]) + int(rest[12]))
 
 
 def stat(pid: Pid) -> Stat | None:

@@ -75,6 +75,21 @@ def test_self_and_parent():
     assert procfs.alive(os.getpid()) and procfs.alive("self")
 
 
+def test_cpu_time_is_what_the_kernel_counts_for_us():
+    """Fields 14 + 15 in clock ticks, checked against os.times() (the times(2) call) after
+    burning some CPU: both read the same counters, in different units."""
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        pass
+    ticks = os.sysconf("SC_CLK_TCK")
+    before = os.times()
+    me = procfs.stat("self")
+    after = os.times()
+    low = int((before.user + before.system) * ticks) - 2       # rounding, per counter
+    high = int((after.user + after.system) * ticks) + 2
+    assert me.cpu_time >= 0.25 * ticks and low <= me.cpu_time <= high, (me, before, after)
+
+
 def test_status_and_cmdline(reader):
     fields = procfs.status(reader.pid)
     assert fields["Name"] == "my) cat x"

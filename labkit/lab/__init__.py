@@ -17,6 +17,8 @@ Modules:
     daemons     what each daemon is: its command line, its address and how to ask it
                 "are you there?" (GET /v2/, gRPC Version, HEAD /_ping)
     jupyter     JupyterLab as a lab daemon: its token file, command line, URL and probe
+    delegation  on a systemd host with cgroup v2: containerd started in a scope systemd
+                delegates (systemd-run), so that its runtime's containers get cgroups below it
     reset       return the host to clean: stop what is left (shims, containers) by the PIDs
                 in the lab's state files, unmount everything under the lab's directories
                 (deepest first), remove the directories

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 
 from labkit import paths, procfs
+from labkit.lab import delegation
 from labkit.lab.daemons import Daemon, DaemonStatus, lab_daemons, read_pid, write_wrappers
 
 START_TIMEOUT = 30.0   # seconds for a daemon to answer after it was started
@@ -53,20 +54,33 @@ def start(daemon: Daemon, timeout: float = START_TIMEOUT) -> int:
     paths.RUN.mkdir(parents=True, exist_ok=True)
     paths.LOG.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **daemon.environment()}
+    # on a systemd host with cgroup v2: in a scope whose cgroup systemd delegates to us (the
+    # one made before, if its shims kept it), in its leaf (labkit.lab.delegation)
+    delegate = daemon.delegated and delegation.needed()
+    scope = delegation.recorded(alive=True) if delegate else None
+    argv = delegation.scoped(daemon.argv) if delegate and scope is None else daemon.argv
     with open(daemon.log_file, "ab") as log:
-        log.write(f"--- labkit lab up: {' '.join(daemon.argv)}\n".encode())
+        log.write(f"--- labkit lab up: {' '.join(argv)}\n".encode())
         log.flush()
         since = log.tell()
         # A new session: the daemon has no controlling terminal and survives the shell that
         # ran `labkit lab up`. stdin is /dev/null so it never waits for input.
         try:
-            proc = subprocess.Popen(daemon.argv, stdin=subprocess.DEVNULL, stdout=log,
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True,
                                     close_fds=True, env=env)
         except OSError as e:       # the program is missing or not executable
-            raise LabError(f"{daemon.name}: cannot run {daemon.argv[0]}: "
+            raise LabError(f"{daemon.name}: cannot run {argv[0]}: "
                            f"{e.strerror or e}") from None
     daemon.pid_file.write_text(f"{proc.pid}\n")
+    if delegate:
+        try:
+            delegation.record(delegation.into_leaf(proc.pid, scope) if scope
+                              else delegation.supervise(proc.pid))
+        except (RuntimeError, OSError) as e:
+            stop(daemon)
+            raise LabError(f"{daemon.name}: no delegated cgroup for its containers: {e}") \
+                from None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -39,6 +39,9 @@ class Daemon:
     required: bool = True         # False: `up` reports a failure and starts the rest anyway
     problem: str | None = None    # why it cannot be started as configured (`up` reports it)
     disabled: str | None = None   # why this lab does not run it at all (not a problem)
+    # Started in a cgroup systemd delegated, where the host needs one (labkit.lab.delegation):
+    # containerd, below which the runtime makes the containers' cgroups.
+    delegated: bool = False
 
     @property
     def pid_file(self) -> Path:
@@ -177,32 +180,50 @@ def _launched(layer: str, impls) -> tuple[str, list[str]] | None:
 def handed_down(layer: str, strict: bool = True) -> str:
     """The program given to the layer above for the shim (containerd's --shim) or the runtime
     (dockerd's --default-runtime): the configured one, or LIB/bin/<command> when it must run
-    through labkit.lab.launch (written by write_wrappers)."""
+    through labkit.lab.launch or start without the site module (written by write_wrappers)."""
     from labkit.lab import implementations
     _, program = implementation(layer, strict)
     try:
-        launched = _launched(layer, implementations.load())
+        impls = implementations.load()
+        wrapped = _launched(layer, impls) is not None or _started_without_site(layer, impls)
     except implementations.ImplementationError:
         if strict:
             raise
         return program
-    if launched is None:
+    if not wrapped:
         return program
     return str(paths.LIB / WRAPPERS / implementations.LAYERS[layer].command)
 
 
+# The reference programs handed down that start without the site module: a LIB/bin script
+# (launch.write_program). labkit-runc, because the shim runs it several times per container
+# and site's share of each start-up (~20 ms with an editable install) is more than a `start`
+# or `delete` does (labkit.runc.main).
+WITHOUT_SITE = ("runtime",)
+
+
+def _started_without_site(layer: str, impls) -> bool:
+    return layer in WITHOUT_SITE and impls.choice(layer).kind == "reference" \
+        and _launched(layer, impls) is None
+
+
 def write_wrappers() -> list[Path]:
     """Write LIB/bin/<command> for the shim and the runtime where they run through the
-    launcher (see handed_down); `labkit lab up` and `labkit lab use` call it."""
+    launcher, or start without the site module (see handed_down); `labkit lab up` and
+    `labkit lab use` call it."""
     from labkit.lab import implementations, launch
     impls = implementations.load()
     written = []
     for layer in ("shim", "runtime"):
+        command = implementations.LAYERS[layer].command
+        if _started_without_site(layer, impls):
+            written.append(launch.write_program(paths.LIB / WRAPPERS / command, command,
+                                                implementations.LAYERS[layer].entry))
+            continue
         launched = _launched(layer, impls)
         if launched is None:
             continue
         entry, pythonpath = launched
-        command = implementations.LAYERS[layer].command
         written.append(launch.write_wrapper(paths.LIB / WRAPPERS / command, command, entry,
                                             overrides(layer, impls),
                                             Path(pythonpath[0]) if pythonpath else None))
@@ -261,6 +282,7 @@ def lab_daemons(strict: bool = True) -> list[Daemon]:
                                "--state", str(paths.CONTAINERD_STATE), "--shim", shim], strict),
             address=str(paths.CONTAINERD_SOCK),
             probe=lambda: probe_containerd(paths.CONTAINERD_SOCK),
+            delegated=True,
         ),
         Daemon(
             name="labkit-dockerd", layer="L4 dockerd", implementation=dockerd_impl,

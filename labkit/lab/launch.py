@@ -21,6 +21,10 @@ and passes their paths where it would pass the programs' own: containerd's --shi
 the task options as real dockerd does. So the choice travels by the real protocols, and
 `docker run` executes the student's function in the runtime that creates the container.
 
+The reference labkit-runc is handed down through LIB/bin too, as a script that starts it
+without the site module (`write_program`: the shim runs the runtime several times per
+container, and site is a large part of each start-up).
+
 A student function that is not written yet raises NotImplementedError("exercise in
 namespace_flags() (labkit_student/namespaces.py): not done yet …"); the runtime reports it
 as its error, and the docker CLI shows it as "OCI runtime create failed: …".
@@ -122,6 +126,39 @@ def write_wrapper(path: Path, command: str, entry: str, overrides: dict[str, Pat
                     f"# {command} with {', '.join(f'{k} from {v}' for k, v in sorted(overrides.items()))}"
                     " (written by `labkit lab up`; see labkit.lab.launch)\n"
                     f"{env}exec {' '.join(shlex.quote(a) for a in argv)} \"$@\"\n")
+    path.chmod(0o755)
+    return path
+
+
+def write_program(path: Path, command: str, entry: str) -> Path:
+    """A Python script at `path` that runs the reference's `entry` as `command`, started
+    without the site module (`python -S`): for labkit-runc, which the shim runs several times
+    per container, each time a new interpreter.
+
+    site is what makes a console script find its packages: it reads every .pth file in
+    site-packages, and an editable install's (`pip install -e`) imports a finder that brings
+    pathlib, importlib.util and more -- ~20 ms here, two thirds of the interpreter's start-up,
+    for every `labkit-runc start`. The script puts on sys.path, by name, the two directories
+    site would have found the program's modules in: labkit's own and site-packages (python-prctl).
+    PYTHONPATH still comes first, so a checkout named there still wins (the tests' worktrees).
+    One flag fits on a #! line (Linux passes the rest of the line as ONE argument)."""
+    import sysconfig
+
+    import labkit
+    module, _, function = entry.partition(":")
+    where = [str(Path(labkit.__file__).resolve().parents[1])]
+    for key in ("purelib", "platlib"):
+        if sysconfig.get_paths()[key] not in where:
+            where.append(sysconfig.get_paths()[key])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!{sys.executable} -S\n"
+                    f"# {command}, without the site module (written by `labkit lab up`; see "
+                    "labkit.lab.launch.write_program)\n"
+                    "import sys\n"
+                    f"sys.path += {where!r}\n"
+                    f"sys.argv[0] = {command!r}\n"
+                    f"from {module} import {function}\n"
+                    f"sys.exit({function}())\n")
     path.chmod(0o755)
     return path
 

@@ -144,9 +144,14 @@ def thaw_cgroups(parent: str = paths.CGROUP_PARENT, report: Report = print,
     """Thaw the containers' cgroups under `parent` that `docker pause` left frozen (all of
     them, or with `only` those container ids): a frozen process takes its SIGKILL only once
     thawed, so reset does this before it kills. Returns how many were thawed."""
+    from labkit.lab import delegation
     from labkit.runc import cgroups
 
     driver = cgroups.host_driver()
+    scope = delegation.recorded()
+    if scope is not None:        # as the runtime sees it, from containerd's scope (delegation)
+        inside = os.path.relpath(scope, cgroups.V2_ROOT)
+        driver = cgroups.V2(own=f"/{inside}/{delegation.SUPERVISOR}")
     ids = set(only or ())
     if only is None:
         for top in driver.paths_for(parent, "").values():
@@ -173,6 +178,12 @@ def remove_cgroups(parent: str = paths.CGROUP_PARENT, report: Report = print,
     from labkit.runc import cgroups
 
     tops = set(cgroups.paths_for(parent, "").values())
+    # On a systemd host with cgroup v2, below the scope `labkit lab up` started containerd in
+    # (labkit.lab.delegation), as its runtime placed them.
+    from labkit.lab import delegation
+    scope = delegation.recorded()
+    if scope is not None:
+        tops.add(os.path.normpath(scope + "/" + parent))
     # On a hybrid host, runc also makes the container's cgroup in the cgroup2 mount
     # (/sys/fs/cgroup/unified), which labkit-runc's v1 view does not list.
     for m in procfs.mountinfo():

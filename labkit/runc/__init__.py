@@ -9,7 +9,9 @@ called once per step of a container's life by the shim (L2):
 
 Modules, from the command line down to the kernel:
 
-    main        the CLI: global flags, one verb per module, runc's error reporting
+    main        the CLI: one verb per module, runc's error reporting, the shim's everyday
+                command lines read without argparse
+    flags       the whole command line, with argparse (global flags, each verb's, --help)
     create      fork the container's init and follow it until it is ready
     start, state, kill, delete, run, exec, ps, pause, update, list,
                 spec, features   the other verbs
@@ -34,7 +36,9 @@ The kernel calls Python lacks come from labkit.syscalls.
 DIFFERENCES from runc 1.1 (measured with the OCI runtime-tools validation suite and
 tests/runc; labkit-runc follows the runtime spec where runc 1.1 does not):
   - prestart hooks get status "created" (runc: "creating"); poststart hooks run after
-    `start` with status "running" (runc 1.1 runs them at the end of create). A failing
+    `start` with status "running" (runc 1.1 runs them at the end of create), once the
+    program has had its first go: it waits for something, ends, or has had 0.1 s of CPU
+    (crun runs them as soon as execve begins, and they race with it). A failing
     poststart hook is a warning (runc fails `start` and kills the container); after a
     failing poststop hook the next ones still run (runc stops at the first).
   - linux.rootfsPropagation shared/rshared: the container's root really is shared after
@@ -54,6 +58,8 @@ tests/runc; labkit-runc follows the runtime spec where runc 1.1 does not):
     memory.kernel is ignored with a warning on both versions, as in runc 1.2.
   - cgroup v2 under systemd: no systemd driver (no D-Bus); the containers' cgroups go under
     the delegated subtree the runtime runs in (cgroups.v2_base), or the root with a warning.
+    `labkit lab up` starts containerd (and so the shims and runtimes) in one
+    (labkit.lab.delegation); controllers are enabled only from the delegated cgroup down.
   - not supported: apparmorProfile, selinuxLabel (a warning each), linux.intelRdt,
     checkpoint/restore.
 

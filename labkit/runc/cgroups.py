@@ -76,10 +76,11 @@ def v1_hierarchies() -> dict[str, str]:
     return found
 
 
-def own_cgroups() -> dict[str, str]:
-    """The runtime's own cgroup in each hierarchy: {"memory": "/a/b", "": "/" (v2)}."""
+def own_cgroups(pid: int | str = "self") -> dict[str, str]:
+    """The runtime's own cgroup (or process `pid`'s) in each hierarchy: {"memory": "/a/b",
+    "": "/" (v2)}, from /proc/<pid>/cgroup (man 7 cgroups)."""
     result = {}
-    with open("/proc/self/cgroup") as f:
+    with open(f"/proc/{pid}/cgroup") as f:
         for line in f:
             _hid, controllers, path = line.rstrip("\n").split(":", 2)
             result[controllers] = path
@@ -428,12 +429,18 @@ class V2(Driver):
                  own: str | None = None):
         self.root = root
         self.systemd, self.own = systemd, own     # (tests: systemd's presence, our cgroup)
+        self._base: str | None = None
+
+    def base(self) -> str:
+        """v2_base, asked once per driver (it may warn)."""
+        if self._base is None:
+            self._base = v2_base(self.root, systemd=self.systemd, own=self.own)
+        return self._base
 
     def paths_for(self, cgroups_path: str, container_id: str) -> dict[str, str]:
         cgroups_path = normalize(cgroups_path, container_id)
         if cgroups_path.startswith("/"):
-            base = os.path.join(v2_base(self.root, systemd=self.systemd, own=self.own),
-                                cgroups_path.lstrip("/"))
+            base = os.path.join(self.base(), cgroups_path.lstrip("/"))
         else:
             base = os.path.join(own_cgroups().get("", "/"), cgroups_path)
         return {"": os.path.normpath(self.root + "/" + base)}
@@ -443,10 +450,15 @@ class V2(Driver):
         cgroup.subtree_control of every ancestor from the root down that does not list it
         yet — only those the limits need, as the kernel documentation asks ("Controllers
         should be enabled only where needed": each one enabled costs the kernel work on
-        every level)."""
+        every level). Under systemd, from the delegated cgroup down (v2_base): the cgroups
+        above it are systemd's, which enabled in it what the unit delegates; a controller
+        that is not there is refused, naming the delegated cgroup."""
+        top = os.path.normpath(self.root + "/" + self.base())
+        if not directory.startswith(top + "/"):
+            top = self.root                        # a relative cgroupsPath: not below the base
         chain = []
         d = directory
-        while d != self.root and d.startswith(self.root + "/"):
+        while d != top and d.startswith(top + "/"):
             d = os.path.dirname(d)
             chain.append(d)
         for parent in reversed(chain):

@@ -14,7 +14,6 @@ the cgroup. And init itself gives up once its fifo is gone: init.wait_for_start.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import time
@@ -24,6 +23,12 @@ from labkit.runc.container import Container
 from labkit.runc.hooks import run_hooks
 from labkit.runc.kill import container_pids
 from labkit.runc.log import ContainerError, warning
+
+# argparse only for readers and type checkers: this command is run by main.quick_args,
+# which spares it argparse's import (main.py says why)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

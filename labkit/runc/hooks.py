@@ -4,7 +4,7 @@ points of a container's life, each given the container's state as JSON on its st
     prestart, createRuntime   by the runtime (create.py), once init's namespaces exist
     createContainer           by init, in the container's namespaces, before pivot_root
     startContainer            by init, after `start`, just before the program
-    poststart                 by the runtime (start.py), once the program runs
+    poststart                 by the runtime (start.py), once the program has run
     poststop                  by the runtime (delete.py), once the container is gone
 
 A module of its own, imported by init, start and delete: `start` and `delete` then need

@@ -12,7 +12,6 @@ through its pid namespace (every process whose /proc/<pid>/ns/pid is init's).
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 
@@ -21,6 +20,12 @@ from labkit.procfs import pid_namespace_members
 from labkit.runc import cgroups
 from labkit.runc.container import Container
 from labkit.runc.log import ContainerError
+
+# argparse only for readers and type checkers: delete imports this module, and `delete`
+# is run by main.quick_args, which spares it argparse's import (main.py says why)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -5,21 +5,25 @@ containerd's shim, dockerd via --add-runtime) can call us instead.
                 [--systemd-cgroup] COMMAND [ARGS]
 
 One verb per module (create.py, start.py, …): each has `add_arguments(parser)` and
-`run(args) -> exit status`. Global flags come before the verb, as the shim sends them.
-Flags newer runcs accept (--rootless, --pidfd-socket, --preserve-fds, …) are accepted and
-ignored, so a caller written for a newer runc still works.
+`run(args) -> exit status`. flags.py builds the whole command line with argparse.
+
+Every command is a process of its own, and most of its time is the interpreter starting and
+importing modules: a `start` does a few milliseconds of work. So this module, which every
+command imports, imports almost nothing, and the command lines the shim sends for every
+container besides create -- `start ID`, `state ID`, `delete [--force] ID`, after the global
+flags -- are read here, without argparse (quick_args): importing argparse (and re, gettext,
+locale with it) would cost each of them more than its work. Anything else, and anything
+quick_args is not sure of, goes to flags.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import labkit
-from labkit import paths
 from labkit.runc import log
 from labkit.runc.log import ContainerError
 
@@ -41,6 +45,8 @@ VERBS = {
     "features": ("features", "print what this runtime supports, as JSON"),
 }
 
+VERSION = f"labkit-runc version {labkit.__version__}\ncommit: labkit\nspec: 1.0.2"
+
 
 def verb_module(verb: str) -> ModuleType:
     """The module of `verb`, imported now. Each call of labkit-runc is a new process that runs
@@ -51,80 +57,65 @@ def verb_module(verb: str) -> ModuleType:
     return importlib.import_module(f".{VERBS[verb][0]}", __package__)
 
 
-class UsageError(Exception):
-    pass
+# --- the quick path: the shim's everyday command lines, without argparse --------------------
+
+# global flags quick_args knows: flag -> attribute; those with a value, then the switches
+# (what flags.add_global_flags declares; --version, --rootless and the rest go to argparse)
+VALUE_FLAGS = {"--root": "root", "--log": "log", "--log-format": "log_format", "--criu": "criu"}
+SWITCHES = {"--debug": "debug", "--systemd-cgroup": "systemd_cgroup"}
+# verb -> its switches (every quick verb takes exactly one more word: the container's id)
+QUICK_VERBS = {"start": {}, "state": {}, "delete": {"--force": "force", "-f": "force"}}
 
 
-class Formatter(argparse.HelpFormatter):
-    """argparse's help formatter, told the terminal's width. Left to itself it imports shutil
-    to ask, and argparse makes a formatter for every argument it adds: ~1.5 ms per command."""
+def quick_args(argv: list[str]) -> SimpleNamespace | None:
+    """`argv` read as flags.parse would read it, if it has one of the simple shapes
 
-    def __init__(self, prog: str, **kwargs):
-        if kwargs.get("width") is None:                     # as shutil.get_terminal_size
-            columns = os.environ.get("COLUMNS", "")
-            if not columns.isdigit():
-                try:
-                    columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
-                except (AttributeError, ValueError, OSError):
-                    columns = 80                            # not a terminal
-            kwargs["width"] = int(columns) - 2
-        super().__init__(prog, **kwargs)
+        [GLOBAL FLAG …] start|state ID        [GLOBAL FLAG …] delete [--force|-f] ID
+        --version
 
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is reported like every other error (to --log, exit 1)."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", Formatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str):
-        raise UsageError(f"{self.prog}: {message}")
-
-
-VERSION = f"labkit-runc version {labkit.__version__}\ncommit: labkit\nspec: 1.0.2"
-
-
-def add_global_flags(p: argparse.ArgumentParser) -> None:
-    """The flags before the verb, as runc has them."""
-    p.add_argument("--version", "-v", action="store_true", help="print the version")
-    p.add_argument("--root", default=str(paths.RUNTIME_ROOT),
-                   help=f"where container state lives (default {paths.RUNTIME_ROOT})")
-    p.add_argument("--log", default=None, help="append log records to this file (default stderr)")
-    p.add_argument("--log-format", default="text", choices=("text", "json"))
-    p.add_argument("--debug", action="store_true", help="log debug records and tracebacks")
-    p.add_argument("--systemd-cgroup", action="store_true", help="accepted, ignored")
-    p.add_argument("--rootless", nargs="?", const="true", help="accepted, ignored")
-    p.add_argument("--criu", help="accepted, ignored")
+    with each global flag spelt out (`--root DIR` or `--root=DIR`); else None, and argparse
+    decides (an abbreviation, --help, a flag in another place, a mistake to report …)."""
+    if argv in (["--version"], ["-v"]):
+        return SimpleNamespace(version=True)
+    args = {"version": False, "root": None, "log": None, "log_format": "text",
+            "debug": False, "systemd_cgroup": False, "rootless": None, "criu": None}
+    words = iter(argv)
+    word = next(words, None)
+    while word is not None and word.startswith("-"):
+        flag, equals, value = word.partition("=")
+        if flag in VALUE_FLAGS:
+            if not equals:
+                value = next(words, None)
+                if value is None or value.startswith("-"):
+                    return None                  # argparse says what is missing
+            args[VALUE_FLAGS[flag]] = value
+        elif flag in SWITCHES and not equals:
+            args[SWITCHES[flag]] = True
+        else:
+            return None
+        word = next(words, None)
+    if word not in QUICK_VERBS or args["log_format"] not in ("text", "json"):
+        return None
+    args["command"] = word
+    switches = QUICK_VERBS[word]
+    args.update(dict.fromkeys(switches.values(), False))
+    rest = list(words)
+    while rest and rest[0] in switches:
+        args[switches[rest.pop(0)]] = True
+    if len(rest) != 1 or rest[0].startswith("-"):
+        return None
+    args["id"] = rest[0]
+    return SimpleNamespace(**args)
 
 
-def which_verb(argv: list[str]) -> str | None:
-    """The verb a command line names, if it names one: the first of main's two parses, the
-    global flags and then the verb, the rest left alone."""
-    p = Parser(prog="labkit-runc", add_help=False)
-    add_global_flags(p)
-    p.add_argument("command", nargs="?")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    verb = p.parse_known_args(argv)[0].command
-    return verb if verb in VERBS else None
+def default_root() -> str:
+    """--root when the command line gives none: the lab's (labkit.paths, imported only then:
+    it brings pathlib & co, and the shim always gives --root)."""
+    from labkit import paths
+    return str(paths.RUNTIME_ROOT)
 
 
-def parser(verb: str | None = None) -> argparse.ArgumentParser:
-    """The command line of `verb`: the global flags and its arguments (verb_module says why
-    only its). Without a verb, every verb with its help and no arguments: for --help, and for
-    the message a missing or unknown verb gets."""
-    p = Parser(prog="labkit-runc", description="a runc-compatible OCI runtime")
-    add_global_flags(p)
-    # prog given: argparse would otherwise format a usage line to find it
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", prog="labkit-runc")
-    for name, (_module, help_text) in VERBS.items():
-        if verb is None:
-            sub.add_parser(name, help=help_text, description=help_text, add_help=False)
-        elif name == verb:
-            verb_module(name).add_arguments(
-                sub.add_parser(name, help=help_text, description=help_text))
-    return p
-
+# --- running one command ---------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit status. Without `argv` (as the program: the console
@@ -147,30 +138,26 @@ def main(argv: list[str] | None = None) -> int:
 
 def command(argv: list[str]) -> int:
     """One labkit-runc command line, without the program's name; its exit status."""
-    try:
-        p = parser(which_verb(argv))
-        args, unknown = p.parse_known_args(argv)
-    except UsageError as e:
-        # still honour --log/--log-format if they came before the mistake
-        log_flags = argparse.ArgumentParser(add_help=False)
-        log_flags.add_argument("--log")
-        log_flags.add_argument("--log-format", default="text")
-        known, _ = log_flags.parse_known_args(argv)
+    args, unknown, parser = quick_args(argv), [], None
+    if args is None:
+        from labkit.runc import flags
         try:
-            log.configure(known.log, known.log_format)
-        except ContainerError:
-            log.configure(None)
-        log.error(str(e))
-        return 1
+            args, unknown, parser = flags.parse(argv)
+        except flags.UsageError as e:
+            flags.configure_log_after(argv)
+            log.error(str(e))
+            return 1
     if args.version:
         print(VERSION)
         return 0
+    if args.root is None:
+        args.root = default_root()
     try:
         log.configure(args.log, args.log_format, args.debug)
         if unknown:
             log.debug(f"ignoring unknown flags: {' '.join(unknown)}")
         if not args.command:
-            p.print_help(sys.stderr)
+            parser.print_help(sys.stderr)
             return 1
         return verb_module(args.command).run(args)
     except ContainerError as e:

@@ -10,11 +10,16 @@ The status is derived, not stored (container.py); an unknown id is the error
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 from labkit.runc.container import Container
+
+# argparse only for readers and type checkers: this command is run by main.quick_args,
+# which spares it argparse's import (main.py says why)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -97,3 +97,17 @@ def test_a_package_layer_inside_a_package_is_the_students_package(workspace):
     assert "labkit_student" not in out[2]
     assert out[3] == "[]"
     assert "exercise in cache_key()" in out[4]
+
+
+def test_the_launcher_imports_no_layer_before_its_finder():
+    """A module imported before `install` stays the reference for good: importing the
+    launcher (and with it the labkit.lab package) must import no in-process layer's module.
+    (labkit.lab.delegation once imported labkit.runc.cgroups at its top, and a blank cgroups
+    workspace then ran the reference under `docker run`: the cp02 proofs caught it.)"""
+    from labkit.lab.implementations import LAYERS
+    layers = sorted(info.reference for info in LAYERS.values() if info.in_process)
+    code = ("import sys, labkit.lab.launch; "
+            f"print([m for m in {layers!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]", out.stdout

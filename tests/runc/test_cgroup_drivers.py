@@ -250,6 +250,32 @@ def test_v2_under_systemd_containers_go_in_the_delegated_subtree(real_v2):
     assert alone.paths_for("/labkit/c1", "c1") == {"": root + "/labkit/c1"}
 
 
+def test_v2_under_systemd_controllers_are_enabled_only_inside_the_delegated_cgroup(real_v2):
+    """[real cgroup2] the cgroups above the delegated one are systemd's: the driver writes
+    cgroup.subtree_control from the delegated cgroup down, never above it. A controller that
+    systemd did not make available there is refused, naming the delegated cgroup; once it is
+    (here the test plays systemd, enabling it in the parent), the container gets its limit."""
+    _driver, root, top = real_v2
+    if "hugetlb" not in Path(root, "cgroup.controllers").read_text().split() \
+            or not Path("/sys/kernel/mm/hugepages/hugepages-2048kB").exists():
+        pytest.skip("this cgroup2 mount has no hugetlb controller (the one this host's has)")
+    service = root + top + "/labkit.service"
+    os.makedirs(service + "/supervisor")
+    os.setxattr(service, "trusted.delegate", b"1")
+    driver = cgroups.V2(root, systemd=True, own=top + "/labkit.service/supervisor")
+    paths = driver.paths_for("/labkit/c1", "c1")
+    assert paths == {"": service + "/labkit/c1"}
+    limits = {"hugepageLimits": [{"pageSize": "2MB", "limit": 2 << 20}]}
+    with pytest.raises(ContainerError, match=f"hugetlb controller is not available in {service}"):
+        driver.create(paths, limits)
+    assert Path(root + top, "cgroup.subtree_control").read_text().split() == []
+    Path(root + top, "cgroup.subtree_control").write_text("+hugetlb")     # systemd's part
+    created = driver.create(paths, limits)
+    assert "hugetlb" in Path(service, "cgroup.subtree_control").read_text().split()
+    assert Path(paths[""], "hugetlb.2MB.max").read_text().strip() == str(2 << 20)
+    cgroups.destroy(created)
+
+
 @pytest.mark.cgroup_v2
 def test_v2_host_memory_and_pids_limits(real_v2):
     """[real cgroup v2 host] memory.max and pids.max, read back from the kernel."""

@@ -212,6 +212,81 @@ def test_version_output_is_parseable():
     assert out[1].startswith("commit: ") and out[2] == "spec: 1.0.2"
 
 
+# --- the command line: main.quick_args reads the shim's everyday command lines as argparse does
+
+QUICK = [
+    ["start", "c1"],
+    ["--root", "/run/x", "state", "c1"],
+    ["--root=/run/x", "--log", "/tmp/l.json", "--log-format", "json", "start", "c-1.a_b"],
+    ["--root", "/r", "--log=/tmp/l", "--log-format=text", "--systemd-cgroup", "delete", "c1"],
+    ["--debug", "--criu", "/usr/sbin/criu", "delete", "--force", "c1"],
+    ["--root", "/r", "delete", "-f", "c1"],
+]
+NOT_QUICK = [
+    ["--rootless", "start", "c1"],           # nargs="?": argparse decides what it takes
+    ["--ro", "/r", "start", "c1"],           # an abbreviation
+    ["delete", "c1", "--force"],             # a flag after the id
+    ["start", "--", "c1"], ["start"], ["start", "a", "b"],
+    ["--root"], ["--root", "-x", "state", "c"],
+    ["--log-format", "xml", "state", "c1"], ["kill", "c1"], ["--help"], ["state", "--help"],
+    ["--version", "state", "c1"],
+]
+
+
+@pytest.mark.parametrize("argv", QUICK, ids=" ".join)
+def test_quick_args_reads_what_argparse_reads(argv):
+    from labkit.runc import flags, main
+    quick = main.quick_args(argv)
+    args, unknown, _ = flags.parse(argv)
+    assert quick is not None and not unknown
+    assert vars(quick) == vars(args)
+
+
+@pytest.mark.parametrize("argv", NOT_QUICK, ids=" ".join)
+def test_quick_args_leaves_the_rest_to_argparse(argv):
+    from labkit.runc import main
+    assert main.quick_args(argv) is None
+
+
+def test_default_root_and_version(monkeypatch, tmp_path):
+    """Without --root, the lab's (filled in by main.command, on both paths); here a private
+    lab's, as LABKIT_RUN_DIR makes it (labkit.paths reads it when first imported)."""
+    from labkit.runc import main
+    assert main.quick_args(["state", "c1"]).root is None
+    monkeypatch.setenv("LABKIT_RUN_DIR", str(tmp_path))
+    for argv in (["state", "c1"], ["kill", "c1"]):
+        out = subprocess.run([sys.executable, "-m", "labkit.runc.main", *argv],
+                             capture_output=True, text=True)
+        assert out.returncode == 1 and "container does not exist" in out.stderr, out.stderr
+    (tmp_path / "runc" / "c1").mkdir(parents=True)
+    (tmp_path / "runc" / "c1" / "state.json").write_text("{}")
+    out = subprocess.run([sys.executable, "-m", "labkit.runc.main", "state", "c1"],
+                         capture_output=True, text=True)
+    assert "container does not exist" not in out.stderr, out.stderr      # found it there
+    assert main.quick_args(["--version"]).version is True
+    assert main.quick_args(["-v"]).version is True
+
+
+def test_start_state_delete_import_neither_argparse_nor_pathlib(tmp_path):
+    """What makes those commands quick (labkit.runc.main's docstring): run as the lab runs the
+    runtime (python -S, labkit.lab.launch.write_program), on a container that does not exist."""
+    import sysconfig
+    from labkit.runc import main
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(main.__file__)))
+    code = ("import sys; from labkit.runc.main import command; "
+            f"status = command(sys.argv[1:]); "
+            "print(status, sorted(m for m in ('argparse', 'pathlib', 'subprocess', 'typing') "
+            "if m in sys.modules))")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo, sysconfig.get_paths()["platlib"]]))
+    for argv in (["state", "none"], ["start", "none"], ["delete", "none"],
+                 ["delete", "-f", "none"]):
+        out = subprocess.run([sys.executable, "-S", "-c", code, "--root", str(tmp_path), *argv],
+                             capture_output=True, text=True, env=env)
+        status = "0" if argv[1] == "-f" else "1"       # `delete -f` of an unknown id is fine
+        assert out.stdout.split(None, 1) == [status, "[]\n"], (argv, out.stdout, out.stderr)
+        assert status == "0" or "container does not exist" in out.stderr, out.stderr
+
+
 def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "labkit.runc.main", *args], capture_output=True,
                           text=True, cwd=cwd)
