@@ -104,12 +104,17 @@ def probe_containerd(sock: Path, timeout: float = 1.0) -> bool:
 
 
 def probe_dockerd(sock: Path, timeout: float = 1.0) -> bool:
+    """dockerd answers /_ping. A 500 is an answer too: it is a workspace's dockerd whose
+    router is not written yet (chapter 09), up and saying so -- `docker run` must show the
+    student that message, not a lab that never came up."""
     from labkit.client import APIError, Client, DaemonNotRunning
 
     try:
         Client(f"unix://{sock}", timeout=timeout).ping()
         return True
-    except (APIError, DaemonNotRunning, OSError):
+    except APIError as e:
+        return e.status >= 500
+    except (DaemonNotRunning, OSError):
         return False
 
 

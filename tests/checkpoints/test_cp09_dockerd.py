@@ -131,7 +131,8 @@ def test_dispatch(api):
         return response.status, (json.loads(response.body) if response.body else None), req
 
     status, body, req = dispatch("GET", "/v1.41/containers/web/json")
-    assert (status, body["Id"]) == (200, "web") and backend.calls[-1] == ("container_inspect", "web")
+    assert status == 200, body
+    assert body["Id"] == "web" and backend.calls[-1] == ("container_inspect", "web")
     assert (req.api_version, req.path) == ("1.41", "/containers/web/json")
     status, body, req = dispatch("GET", "/containers/db/json")
     assert status == 200 and backend.calls[-1] == ("container_inspect", "db"), \
