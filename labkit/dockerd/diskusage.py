@@ -19,8 +19,7 @@ from typing import Callable
 
 from labkit.distribution.layers import chain_ids
 from labkit.dockerd.errors import InvalidParameter
-from labkit.dockerd.images import (ImageRecord, ImageService, image_matches, familiar,
-                                   repo_digest)
+from labkit.dockerd.images import ImageRecord, ImageService, image_matches
 from labkit.dockerd.remote import Containerd, RemoteError, to_daemon_error
 from labkit.wire.containerd import api_pb2 as pb
 
@@ -111,15 +110,7 @@ def prune(images: ImageService, filters: dict[str, list[str]],
         if users(image_id) or (only_dangling and tagged) or \
                 not image_matches(records, records[0], others):
             continue
-        for r in records:
-            try:
-                images.ctr.call(images.ctr.images.Delete, pb.DeleteImageRequest(name=r.name))
-            except RemoteError as e:
-                if e.code != "NOT_FOUND":
-                    raise to_daemon_error(e) from None
-            if "@" not in r.name:
-                deleted.append({"Untagged": familiar(r.name)})
-            deleted.append({"Untagged": repo_digest(r.name, r.target_digest)})
+        deleted += images.untag(records)
         deleted.append({"Deleted": image_id})
     after_blobs, after_snaps = on_disk(images.ctr)
     reclaimed = sum(size for d, size in blobs.items() if d not in after_blobs) + \

@@ -213,6 +213,16 @@ class ImageService:
             if e.code != "NOT_FOUND":
                 raise to_daemon_error(e) from None
 
+    def untag(self, records: list[ImageRecord]) -> list[dict]:
+        """Drop these names; the "Untagged" lines `docker rmi` and `image prune` print."""
+        result = []
+        for r in records:
+            self.forget(r.name)
+            if "@" not in r.name:
+                result.append({"Untagged": familiar(r.name)})
+            result.append({"Untagged": repo_digest(r.name, r.target_digest)})
+        return result
+
     def list(self, filters: dict[str, list[str]] | None = None,
              all_: bool = False) -> list[dict]:
         """`docker images [busybox]`: one item per image ID. Filters: reference (a glob on
@@ -331,16 +341,7 @@ class ImageService:
                 else f"unable to delete {short}"
             raise Conflict(f"conflict: {what} (must force) - container {user} is using its "
                            f"referenced image {short}")
-        result = []
-        for r in targets:
-            try:
-                self.ctr.call(self.ctr.images.Delete, pb.DeleteImageRequest(name=r.name))
-            except RemoteError as e:
-                if e.code != "NOT_FOUND":
-                    raise to_daemon_error(e) from None
-            if "@" not in r.name:
-                result.append({"Untagged": familiar(r.name)})
-            result.append({"Untagged": repo_digest(r.name, r.target_digest)})
+        result = self.untag(targets)
         if not remaining:
             result.append({"Deleted": rec.config_digest})
         return result

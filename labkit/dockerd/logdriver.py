@@ -88,21 +88,23 @@ def rotation(options: dict) -> tuple[int, int]:
     return max_size, max_files
 
 
-def rotate_if_full(path: str, max_size: int, max_files: int) -> None:
-    """Before a write: rotate `path` if it holds max_size bytes or more (see above)."""
+def rotate_if_full(path: str, max_size: int, max_files: int) -> bool:
+    """Before a write: rotate `path` if it holds max_size bytes or more (see above).
+    True if it did (the log starts empty again)."""
     try:
         size = os.stat(path).st_size
     except FileNotFoundError:
-        return
+        return False
     if max_size < 0 or size < max_size:
-        return
+        return False
     if max_files == 1:
         os.truncate(path, 0)
-        return
+        return True
     for n in range(max_files - 1, 1, -1):
         if os.path.exists(f"{path}.{n - 1}"):
             os.replace(f"{path}.{n - 1}", f"{path}.{n}")
     os.replace(path, f"{path}.1")
+    return True
 
 
 def files_oldest_first(path: str) -> list[str]:

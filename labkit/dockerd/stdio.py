@@ -10,18 +10,31 @@ dockerd reads each one and copies every chunk to two places:
 
 Opening the read ends, and why in this way: O_RDONLY|O_NONBLOCK returns at once even
 though no writer exists yet (a blocking open would wait for the shim, which is started
-only after we named the fifos). We then poll(2) instead of read(2)-ing: on a fifo that
-never had a writer, read returns 0 at once, but poll waits for the first writer — and
+only after we named the fifos). We then poll(2) before each transfer: on a fifo that
+never had a writer, a read returns 0 at once, but poll waits for the first writer — and
 reports POLLHUP only after a writer came and went. So EOF means what it should: the
-shim closed its end, which it does once the container's stream ended and we have read
+shim closed its end, which it does once the container's stream ended and we have taken
 everything the fifo held (or when the task is deleted). Until then the shim's open end keeps
 the fifo's contents alive, also while no dockerd runs: a restarted dockerd `reopen()`s the
 fifos and reads what came meanwhile (labkit.shim.stdio explains why that needs care).
 If the task never starts, `abort()` opens and closes a write end to produce that EOF.
 
-What is not kept: a chunk read but not yet written to the log, and a line not yet ended
-(`pending`, written when its newline comes), are lost if dockerd is killed at that moment —
-a window of microseconds for the first; the second holds only output without a newline.
+Nothing lost, whatever the moment dockerd is killed. Reading a chunk out of the fifo takes
+it away for good; writing it to the log is a second step. A dockerd killed between the two
+(`kill -9`, a crash) would lose that chunk, and one killed after logging but before taking
+it would log it twice. No order of two steps on two objects closes that window, so the
+copier makes taking and keeping ONE system call: splice(2) moves the bytes from the fifo
+into a spool file beside it (`init-stdout.spool`), and whatever splice moved is in the
+spool, killed or not. The log is then made from the spool, and a small record
+(`init-log.state`: how far each spool is logged, and the log's size at that point) is
+rewritten after every log write::
+
+    fifo ──splice──▶ spool ──pread, split into lines──▶ json log ──▶ record (offsets, size)
+
+A dockerd that starts again cuts the log back to the recorded size (dropping entries
+written after the last record) and logs each spool again from its recorded offset, so
+every byte is logged exactly once. A line not yet ended stays in the spool until its newline
+comes (or 16 KiB of it, logged as a partial entry as Docker does, or the end of output).
 
 The `Broadcaster` is the list of attached clients of a container; it outlives a single
 start, because `docker run` attaches BEFORE it starts the container.
@@ -114,6 +127,11 @@ class Broadcaster:
             a.deliver(None)
 
 
+# Docker's json-file driver cuts a line longer than this into partial entries.
+MAX_ENTRY = 16 * 1024
+STREAM_FILES = {STDOUT: "stdout", STDERR: "stderr"}
+
+
 class TaskIO:
     """The fifos of one task and the threads copying its output (see the module docstring)."""
 
@@ -139,12 +157,22 @@ class TaskIO:
         self.stdout_path = str(fifo_dir / f"{prefix}-stdout")
         # With a TTY the shim has only the pty: one output stream, raw
         self.stderr_path = "" if tty else str(fifo_dir / f"{prefix}-stderr")
+        self.state_path = fifo_dir / f"{prefix}-log.state"
         self.done = threading.Event()   # every output stream reached EOF, log flushed
-        self._fds: dict[int, int] = {}  # stream number -> read end
+        self._fds: dict[int, int] = {}  # stream number -> read end of its fifo
+        self._spools: dict[int, int] = {}      # stream number -> its spool file
+        self._logged: dict[int, int] = {}      # stream number -> spool offset logged so far
         self._stdin_fd: int | None = None
-        self._log_lock = threading.Lock()
+        self._log_lock = threading.Lock()      # the log, the record and the offsets
         self._threads: list[threading.Thread] = []
         self._aborted = threading.Event()
+
+    def _outputs(self) -> list[tuple[int, str]]:
+        return [(stream, path) for stream, path in ((STDOUT, self.stdout_path),
+                                                    (STDERR, self.stderr_path)) if path]
+
+    def _spool_path(self, stream: int) -> str:
+        return f"{self.stdout_path if stream == STDOUT else self.stderr_path}.spool"
 
     def create(self) -> None:
         """Make the fifos and open our ends (before Tasks.Create names them to the shim)."""
@@ -154,18 +182,65 @@ class TaskIO:
                 if os.path.exists(path):
                     os.unlink(path)
                 os.mkfifo(path, 0o600)
-        for stream, path in ((STDOUT, self.stdout_path), (STDERR, self.stderr_path)):
-            if path:
-                self._fds[stream] = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        for stream, path in self._outputs():
+            self._fds[stream] = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            self._spools[stream] = os.open(self._spool_path(stream),
+                                           os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                                           0o600)
+            self._logged[stream] = 0
+        self._record()   # the log's size now: a restart cuts back to it, no further
         if self.stdin_path:
             # O_RDWR: never blocks for a reader; writes wait in the pipe buffer until the shim reads
             self._stdin_fd = os.open(self.stdin_path, os.O_RDWR | os.O_CLOEXEC)
 
     def reopen(self) -> None:
-        """After a daemon restart: open the read ends of the fifos the shim still writes to."""
-        for stream, path in ((STDOUT, self.stdout_path), (STDERR, self.stderr_path)):
-            if path and os.path.exists(path):
-                self._fds[stream] = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        """After a daemon restart: open the read ends of the fifos the shim still writes to,
+        and take up the spools where the record says the log stopped."""
+        logged, log_size = self._read_record()
+        for stream, path in self._outputs():
+            if not os.path.exists(path):
+                continue
+            self._fds[stream] = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            self._spools[stream] = os.open(self._spool_path(stream),
+                                           os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            spooled = os.fstat(self._spools[stream]).st_size
+            # an offset past the spool's end: killed between emptying the spool and
+            # recording that (everything in it was logged)
+            self._logged[stream] = min(logged.get(stream, 0), spooled)
+        if self.log_path is not None and log_size is not None:
+            try:
+                if os.path.getsize(self.log_path) > log_size:
+                    os.truncate(self.log_path, log_size)   # logged again from the spools
+            except FileNotFoundError:
+                pass
+
+    def _record(self) -> None:
+        """Write down how far each spool is logged, and the log's size (under _log_lock, or
+        before the copiers start). One small pwrite: a kill leaves the old or the new one."""
+        size = 0
+        if self.log_path is not None:
+            try:
+                size = os.path.getsize(self.log_path)
+            except FileNotFoundError:
+                pass
+        text = " ".join(f"{STREAM_FILES[s]}={n}" for s, n in sorted(self._logged.items()))
+        line = f"{text} log={size}".encode().ljust(127) + b"\n"
+        fd = os.open(self.state_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.pwrite(fd, line, 0)
+        finally:
+            os.close(fd)
+
+    def _read_record(self) -> tuple[dict[int, int], int | None]:
+        """The record's offsets, and the log size (None: no record, e.g. never created)."""
+        try:
+            words = self.state_path.read_text().split()
+        except FileNotFoundError:
+            return {}, None
+        values = dict(word.split("=", 1) for word in words)
+        names = {name: stream for stream, name in STREAM_FILES.items()}
+        return ({names[k]: int(v) for k, v in values.items() if k in names},
+                int(values.get("log", 0)))
 
     def start(self) -> None:
         if self.log_path is not None:
@@ -179,50 +254,91 @@ class TaskIO:
             self._finish()
 
     def _copy(self, stream: int, fd: int) -> None:
+        spool = self._spools[stream]
+        end = os.fstat(spool).st_size
+        end = self._log_spool(stream, end, new_from=end)   # left from before a restart
         poller = select.poll()
         poller.register(fd, select.POLLIN)
-        pending = b""
         try:
             while True:
-                # a timeout, so that abort() can end a copy even while a writer holds on
-                ready = poller.poll(250)
-                if not ready and self._aborted.is_set():
+                # A timeout, so that abort() can end a copy even while a writer holds on;
+                # after one we still try: a reader that opened the fifo while the shim held it
+                # already (reopen) is never told POLLHUP — Linux reports a hang-up only for a
+                # writer that came after the reader opened — so there the 0 of an empty
+                # transfer with no writer left is how the end shows.
+                if not poller.poll(250) and self._aborted.is_set():
                     break
                 try:
-                    data = os.read(fd, CHUNK)
+                    # taking the bytes out of the fifo and keeping them: one system call
+                    n = os.splice(fd, spool, CHUNK, offset_dst=end)
                 except BlockingIOError:
                     continue
-                if not data:
+                if not n:
                     break
-                self.broadcaster.publish(stream, data)
-                lines, pending = split_lines(pending, data)
-                self._log(stream, lines)
+                end = self._log_spool(stream, end + n, new_from=end)
         except OSError as e:
             log.warning("copying %s of %s stopped: %s", stream, self.fifo_dir.name, e)
         finally:
-            if pending:
-                self._log(stream, [pending])
+            try:
+                self._log_spool(stream, end, new_from=end, at_eof=True)
+            except OSError as e:
+                log.warning("logging %s of %s: %s", stream, self.fifo_dir.name, e)
             os.close(fd)
+            os.close(spool)
             with self._log_lock:
                 del self._fds[stream]
                 last = not self._fds
             if last:
                 self._finish()
 
+    def _log_spool(self, stream: int, end: int, new_from: int, at_eof: bool = False) -> int:
+        """Send the spool's bytes from `new_from` to `end` to the attached clients, log its
+        complete lines not yet logged, record that, and empty the spool when all of it is
+        logged. Returns where the spool ends now."""
+        spool = self._spools[stream]
+        start = self._logged[stream]
+        data = os.pread(spool, end - start, start) if end > start else b""
+        if end > new_from:
+            self.broadcaster.publish(stream, data[new_from - start:])
+        lines, rest = split_lines(b"", data)
+        while len(rest) >= MAX_ENTRY:
+            lines.append(rest[:MAX_ENTRY])
+            rest = rest[MAX_ENTRY:]
+        if at_eof and rest:
+            lines.append(rest)
+            rest = b""
+        with self._log_lock:
+            self._log(stream, lines)   # records as it goes
+            if not rest and end:
+                # all of it is in the log: empty the spool, then record offset 0
+                os.ftruncate(spool, 0)
+                self._logged[stream] = 0
+                self._record()
+                return 0
+        return end
+
     def _log(self, stream: int, lines: list[bytes]) -> None:
-        if not lines or self.log_path is None:
+        """Append `lines` of `stream` to the log and record how far its spool is logged
+        (under _log_lock)."""
+        if not lines:
+            return
+        if self.log_path is None:
+            self._logged[stream] += sum(map(len, lines))
             return
         now = rfc3339nano()
-        entries = [encode_log_line(LogEntry(stream, line, now)) for line in lines]
-        with self._log_lock:
-            if self.rotation[0] < 0:   # no max-size: one write
-                with open(self.log_path, "ab") as f:
-                    f.write(b"".join(entries))
-                return
-            for entry in entries:      # the size is checked before every entry, as Docker
-                rotate_if_full(str(self.log_path), *self.rotation)
-                with open(self.log_path, "ab") as f:
-                    f.write(entry)
+        if self.rotation[0] < 0:   # no max-size: one write
+            with open(self.log_path, "ab") as f:
+                f.write(b"".join(encode_log_line(LogEntry(stream, line, now)) for line in lines))
+            self._logged[stream] += sum(map(len, lines))
+            self._record()
+            return
+        for line in lines:         # the size is checked before every entry, as Docker
+            if rotate_if_full(str(self.log_path), *self.rotation):
+                self._record()     # the log starts empty
+            with open(self.log_path, "ab") as f:
+                f.write(encode_log_line(LogEntry(stream, line, now)))
+            self._logged[stream] += len(line)
+            self._record()
 
     def _finish(self) -> None:
         if self.end_clients_at_eof:
@@ -261,15 +377,18 @@ class TaskIO:
             except OSError:
                 pass  # no reader left: that copier is done already
         if not self._threads:  # never started copying: close our ends ourselves
-            for fd in self._fds.values():
+            for fd in (*self._fds.values(), *self._spools.values()):
                 os.close(fd)
             self._fds.clear()
+            self._spools.clear()
             self._finish()
 
     def cleanup(self) -> None:
         """Close stdin and remove the fifos (after the task is gone)."""
         self.close_stdin()
-        for path in (self.stdin_path, self.stdout_path, self.stderr_path):
+        spools = [self._spool_path(stream) for stream, _ in self._outputs()]
+        for path in (self.stdin_path, self.stdout_path, self.stderr_path, *spools,
+                     str(self.state_path)):
             if path:
                 try:
                     os.unlink(path)

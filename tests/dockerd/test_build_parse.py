@@ -6,6 +6,7 @@ import tarfile
 import pytest
 
 from labkit.dockerd.builder import context as ctx
+from labkit.dockerignore import ignore_patterns, ignored
 from labkit.dockerd.builder.dockerfile import DockerfileError, key_values, parse, words
 
 
@@ -73,8 +74,8 @@ def test_env_and_label_pairs_both_forms():
 
 
 def test_dockerignore_last_match_wins_and_directories_cover_their_contents():
-    pats = ctx.ignore_patterns("# comment\n*.md\n!README.md\nbuild\n**/*.pyc\n/tmp/\n")
-    verdicts = {p: ctx.ignored(p, pats) for p in
+    pats = ignore_patterns("# comment\n*.md\n!README.md\nbuild\n**/*.pyc\n/tmp/\n")
+    verdicts = {p: ignored(p, pats) for p in
                 ["x.md", "README.md", "build/a/b", "a/b/c.pyc", "c.pyc", "src/x.md", "tmp/f", "keep"]}
     assert verdicts == {"x.md": True, "README.md": False, "build/a/b": True, "a/b/c.pyc": True,
                         "c.pyc": True, "src/x.md": False, "tmp/f": True, "keep": False}

@@ -97,3 +97,99 @@ def test_stdin_goes_to_the_fifo(tmp):
         os.close(reader)
         io.abort()
         io.cleanup()
+
+
+# A dockerd stand-in: the copier of one task, started fresh (create) or again (reopen); it
+# exits once the output ended. The test kills it with SIGKILL at random moments.
+COPIER = """
+import sys
+from pathlib import Path
+from labkit.dockerd.stdio import Broadcaster, TaskIO
+io = TaskIO(Path(sys.argv[1]), Path(sys.argv[2]), tty=False, open_stdin=False,
+            broadcaster=Broadcaster(), rotation=(int(sys.argv[4]), 3))
+if sys.argv[3] == "create":
+    io.create()
+    sys.stdin.readline()   # as dockerd does, copy only once the shim holds the fifos
+else:
+    io.reopen()
+io.start()
+io.done.wait()
+"""
+
+
+# rotated: 3 files of 200 kB hold all of the ~370 kB logged, and the log rotates twice
+@pytest.mark.parametrize("max_size", [-1, 200_000], ids=["one-log", "rotated"])
+def test_nothing_lost_or_doubled_when_the_copier_is_killed_at_any_moment(tmp, max_size):
+    """The shim keeps writing (its fifo ends are O_RDWR, as in labkit.shim.stdio) while the
+    copier is killed -9 and started again 25 times: the log has every line exactly once, each
+    stream in order, partial lines included."""
+    import random
+    import subprocess
+    import sys
+
+    from labkit.dockerd.logdriver import files_oldest_first
+    from labkit.shim.stdio import unread_bytes
+
+    fifos, log_path = tmp / "fifos", tmp / "c-json.log"
+    rng = random.Random(7)
+
+    def copier(how: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", COPIER, str(fifos), str(log_path), how,
+                                 str(max_size)], stdin=subprocess.PIPE)
+
+    first = copier("create")
+    for _ in range(200):
+        if (fifos / "init-stdout").exists() and (fifos / "init-stderr").exists():
+            break
+        first.poll()
+        assert first.returncode is None, "the copier died before it made the fifos"
+        threading.Event().wait(0.02)
+    writers = {STDOUT: os.open(fifos / "init-stdout", os.O_RDWR),
+               STDERR: os.open(fifos / "init-stderr", os.O_RDWR)}
+    first.stdin.close()   # go on
+    sent = {STDOUT: bytearray(), STDERR: bytearray()}
+
+    def write_all() -> None:
+        for i in range(3000):
+            stream = STDOUT if i % 3 else STDERR
+            # lines of every length, some written in two pieces, one longer than an entry
+            line = b"%d " % i + b"x" * (i % 97) + b"\n"
+            if i == 1500:
+                line = b"y" * 40000 + b"\n"
+            for piece in (line[:len(line) // 2], line[len(line) // 2:]) if i % 5 == 0 else (line,):
+                os.write(writers[stream], piece)
+                sent[stream] += piece
+        os.write(writers[STDOUT], b"no newline at the end")
+        sent[STDOUT] += b"no newline at the end"
+
+    writer = threading.Thread(target=write_all)
+    writer.start()
+    current = first
+    try:
+        for _ in range(25):
+            threading.Event().wait(rng.uniform(0.0, 0.08))
+            current.kill()
+            current.wait()
+            current = copier("reopen")
+        writer.join(60)
+        assert not writer.is_alive()
+        for fd in writers.values():
+            # as the shim does: close only once everything was taken (closing the last
+            # open end of a fifo throws away what it holds)
+            while unread_bytes(fd):
+                threading.Event().wait(0.01)
+            os.close(fd)   # EOF
+        assert current.wait(30) == 0
+    finally:
+        if current.poll() is None:
+            current.kill()
+            current.wait()
+    logged = {STDOUT: bytearray(), STDERR: bytearray()}
+    for path in files_oldest_first(str(log_path)):
+        for line in open(path, "rb"):
+            entry = json.loads(line)
+            logged[STDOUT if entry["stream"] == "stdout" else STDERR] += entry["log"].encode()
+    if max_size > 0:
+        assert len(files_oldest_first(str(log_path))) == 3   # the log did rotate
+    assert bytes(logged[STDOUT]) == bytes(sent[STDOUT])
+    assert bytes(logged[STDERR]) == bytes(sent[STDERR])

@@ -24,7 +24,7 @@ import tarfile
 from dataclasses import dataclass
 
 from labkit.dockerd.builder.dockerfile import DockerfileError
-from labkit.dockerignore import Pattern, ignore_patterns, ignored  # noqa: F401 (re-exported)
+from labkit.dockerignore import ignore_patterns, ignored
 
 
 class ContextError(ValueError):
@@ -164,5 +164,4 @@ def untar(data: bytes, dest: str, uid: int, gid: int) -> list[FileToCopy]:
     return out
 
 
-__all__ = ["Context", "ContextError", "DockerfileError", "clean", "file_of", "ignore_patterns",
-           "ignored", "is_tar", "untar"]
+__all__ = ["Context", "ContextError", "DockerfileError", "clean", "file_of", "is_tar", "untar"]

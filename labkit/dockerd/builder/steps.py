@@ -28,7 +28,7 @@ What the docker CLI prints is this module's message stream: {"stream": "Step 2/5
 The builder does no I/O itself: the `Backend` (labkit.dockerd.builder.backend) reaches
 containerd and runs containers through the daemon. Chapter 11's exercises here are
 `cache_key`, `cache_lookup` and `run_step` (and, beside them, `backend.layer_tar` and
-`context.ignored`).
+`labkit.dockerignore.ignored`).
 """
 
 from __future__ import annotations
