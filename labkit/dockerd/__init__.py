@@ -72,6 +72,11 @@ decides which OCI runtime runs a container (--default-runtime, --add-runtime, Ho
 resolves it to a binary once, and sends it down in the container's runtime options.
 tests/test_import_rules.py checks the imports.
 
+Chapter 09 (dockerd and the Engine API) has the student write split_version (httputils.py),
+the router's dispatch, container_create and container_wait, and oci.resources; `labkit lab
+use dockerd workspace` runs the workspace's whole labkit_student.dockerd as labkit-dockerd
+(its net/ too: chapter 08 comes first).
+
 The multiplexed stream of attach and logs (stdout and stderr framed on one connection) is
 wire knowledge the Engine API client needs too: it lives outside both, in labkit.stdcopy.
 """

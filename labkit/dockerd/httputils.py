@@ -140,6 +140,12 @@ def _version_tuple(v: str) -> tuple[int, ...]:
 
 def split_version(path: str) -> tuple[str | None, str]:
     """("1.45", "/containers/json") from "/v1.45/containers/json"; (None, path) if unversioned."""
+    # BEGIN SOLUTION chapter="09" hint="Engine API docs, Versioning: /v1.41/... is served as the route /..., a version outside MIN_API_VERSION..MAX_API_VERSION is a 400 that names the range"
+    # TODO: match the prefix with _VERSIONED (no prefix: (None, path) unchanged); refuse a
+    # TODO: version below MIN_API_VERSION or above MAX_API_VERSION with an InvalidParameter;
+    # TODO: else return the version and the rest of the path
+    # HINT: dockerd's words: "client version 1.12 is too old. Minimum supported API version is 1.24, please upgrade your client to a newer version", "client version 1.99 is too new. Maximum supported API version is 1.45"
+    # HINT: compare numbers, not strings ("1.9" < "1.24" as numbers): _version_tuple
     m = _VERSIONED.match(path)
     if not m:
         return None, path
@@ -151,6 +157,7 @@ def split_version(path: str) -> tuple[str | None, str]:
         raise InvalidParameter(f"client version {version} is too new. Maximum supported API "
                                f"version is {MAX_API_VERSION}")
     return version, m.group("rest")
+    # END SOLUTION
 
 
 def version_at_least(version: str | None, minimum: str) -> bool:

@@ -121,6 +121,15 @@ def resources(host_config: dict) -> dict:
         return value
 
     out: dict = {"devices": [dict(rule) for rule in DEVICE_RULES]}
+    # BEGIN SOLUTION chapter="09" hint="OCI runtime spec, config-linux.md 'Control groups': linux.resources.memory.limit, pids.limit, cpu.shares/quota/period; 0 means no limit"
+    # TODO: add out["memory"] = {"limit": Memory} (refuse a negative Memory or one under 6 MiB),
+    # TODO: out["pids"] = {"limit": PidsLimit} when PidsLimit > 0, and out["cpu"] when any
+    # TODO: CPU option is set: shares from CpuShares; NanoCpus as period 100000 and quota
+    # TODO: NanoCpus * 100000 // 10**9; CpuQuota and CpuPeriod as given (NanoCpus with either
+    # TODO: is refused); check the ranges with _check_cpu(...)
+    # HINT: refusals are ValueErrors (create makes them 400s): "Minimum memory limit allowed is 6MB", "conflicting options: Nano CPUs and CPU Period/Quota cannot both be set"
+    # HINT: --cpus 1.5 arrives as NanoCpus 1500000000: 150000us of CPU time per 100000us period
+    # HINT: number(key) reads an integer field of the HostConfig (absent or null: 0)
     memory = number("Memory")
     if memory < 0 or 0 < memory < 6 * 1024 * 1024:
         raise ValueError("Minimum memory limit allowed is 6MB")
@@ -152,6 +161,7 @@ def resources(host_config: dict) -> dict:
     if cpu:
         out["cpu"] = cpu
     return out
+    # END SOLUTION
 
 
 def _check_cpu(nano: int, period: int, quota: int, shares: int) -> None:

@@ -142,6 +142,13 @@ class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes, NetworkRoutes, ImageMakin
 
     def dispatch(self, req: Request) -> AnyResponse:
         try:
+            # BEGIN SOLUTION chapter="09" hint="moby's api/server/router: the first route whose method AND pattern match wins; its named groups are the handler's parameters"
+            # TODO: strip the version prefix (split_version) into req.api_version and req.path;
+            # TODO: find the first (method, pattern, handler) of self.routes whose method is
+            # TODO: req.method and whose pattern matches req.path, set req.params to the match's
+            # TODO: named groups and return handler(req); no such route: a 404 "page not found"
+            # HINT: error_response(404, "page not found") is the JSON {"message": ...} the CLI prints
+            # HINT: pattern.match(req.path).groupdict() -> {"name": "<id or name>"}
             req.api_version, req.path = split_version(req.path)
             for method, pattern, handler in self.routes:
                 m = pattern.match(req.path)
@@ -149,6 +156,7 @@ class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes, NetworkRoutes, ImageMakin
                     req.params = m.groupdict()
                     return handler(req)
             return error_response(404, "page not found")
+            # END SOLUTION
         except DaemonError as e:
             if e.status == 304:
                 return Response(304)
@@ -187,6 +195,13 @@ class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes, NetworkRoutes, ImageMakin
     # ---- containers
 
     def container_create(self, req: Request) -> Response:
+        # BEGIN SOLUTION chapter="09" hint="Engine API docs, POST /containers/create: 201 with {Id, Warnings}; 400 for a bad name or body"
+        # TODO: read the optional ?name= and refuse one that _CONTAINER_NAME does not match;
+        # TODO: read the JSON body (req.json()) and refuse an empty one or one that is not an
+        # TODO: object; call self.backend.container_create(name without a leading "/", config)
+        # TODO: and answer 201 with {"Id": result.id, "Warnings": result.warnings}
+        # HINT: refusals are InvalidParameter (400): "Invalid container name (NAME), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", "config cannot be empty in order to create a container"
+        # HINT: json_response(obj, status)
         name = req.query.get("name") or None
         if name is not None and not _CONTAINER_NAME.match(name):
             raise InvalidParameter(f"Invalid container name ({name}), only "
@@ -198,6 +213,7 @@ class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes, NetworkRoutes, ImageMakin
             raise InvalidParameter("invalid container config: expected a JSON object")
         result = self.backend.container_create(name.lstrip("/") if name else None, config)
         return json_response({"Id": result.id, "Warnings": result.warnings}, 201)
+        # END SOLUTION
 
     def container_list(self, req: Request) -> Response:
         filters = parse_filters(req.query.get("filters", ""))
@@ -274,6 +290,12 @@ class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes, NetworkRoutes, ImageMakin
         return Response(200)
 
     def container_wait(self, req: Request) -> StreamResponse:
+        # BEGIN SOLUTION chapter="09" hint="Engine API docs, POST /containers/{id}/wait: condition not-running (the default), next-exit or removed; the answer is {StatusCode: N, Error: null}"
+        # TODO: check ?condition= (default "not-running", another value is an InvalidParameter);
+        # TODO: register the wait NOW with self.backend.container_wait(name, condition), and
+        # TODO: return a 200 StreamResponse (JSON) whose body is a generator yielding one line,
+        # TODO: json.dumps(waiter().to_json()) and a newline, once the waiter returns
+        # HINT: the headers go out before the body: `docker run` sends /start only after it has them
         condition = req.query.get("condition") or "not-running"
         if condition not in ("not-running", "next-exit", "removed"):
             raise InvalidParameter(f"invalid condition: {condition!r} (want not-running, "
@@ -286,6 +308,7 @@ class Router(StdioRoutes, VolumeRoutes, ArchiveRoutes, NetworkRoutes, ImageMakin
             yield json.dumps(waiter().to_json()).encode() + b"\n"
 
         return StreamResponse(200, JSON, body())
+        # END SOLUTION
 
 
     # ---- images

@@ -107,12 +107,17 @@ def probe_containerd(sock: Path, timeout: float = 1.0) -> bool:
 
 
 def probe_dockerd(sock: Path, timeout: float = 1.0) -> bool:
+    """dockerd answers /_ping. A 500 is an answer too: it is a workspace's dockerd whose
+    router is not written yet (chapter 09), up and saying so -- `docker run` must show the
+    student that message, not a lab that never came up."""
     from labkit.client import APIError, Client, DaemonNotRunning
 
     try:
         Client(f"unix://{sock}", timeout=timeout).ping()
         return True
-    except (APIError, DaemonNotRunning, OSError):
+    except APIError as e:
+        return e.status >= 500
+    except (DaemonNotRunning, OSError):
         return False
 
 
@@ -232,23 +237,50 @@ def write_wrappers() -> list[Path]:
 
 def _daemon_argv(name: str, layer: str, program: str, args: list[str], strict: bool) -> list[str]:
     """A daemon's command line: its program, or the launcher when it takes in-process layers
-    from a workspace (`--as=NAME` keeps its name in /proc/<pid>/cmdline, for read_pid)."""
+    from a workspace or is itself a workspace's (`labkit lab use dockerd workspace`).
+
+    Through the launcher, `--as=NAME` keeps its name in /proc/<pid>/cmdline, for read_pid:
+    the workspace's own wrapper (DIR/bin/labkit-dockerd) runs `python -c …`, a command line
+    that names no program, so the lab could neither recognise nor stop what it started.
+    The workspace reaches the launched program's PYTHONPATH through _daemon_environment."""
     import sys
 
     from labkit.lab import implementations
     try:
         impls = implementations.load()
         launched = _launched(layer, impls)
+        workspace = impls.workspace(layer)
     except implementations.ImplementationError:
         if strict:
             raise
-        launched = None
-    if launched is None:
+        launched, workspace = None, None
+    if launched is None and workspace is None:
         return [program, *args]
-    entry, _ = launched
+    if launched is not None:
+        entry, _ = launched
+    else:
+        entry = implementations.STUDENT_PACKAGE + \
+            implementations.LAYERS[layer].entry[len("labkit"):]
     layers = [f"--layer={k}={v}" for k, v in sorted(overrides(layer, impls).items())]
     return [sys.executable, "-m", "labkit.lab.launch", f"--as={name}", *layers, "--",
             entry, name, *args]
+
+
+def _daemon_environment(layer: str) -> Callable[[], dict[str, str]]:
+    """What a daemon's environment gains when it is started: for a workspace's program, the
+    workspace on PYTHONPATH (before what is there: `labkit_student` is found in it, while
+    `labkit` stays whichever the lab itself runs)."""
+    def environment() -> dict[str, str]:
+        from labkit.lab import implementations
+        try:
+            workspace = implementations.load().workspace(layer)
+        except implementations.ImplementationError:
+            return {}
+        if workspace is None:
+            return {}
+        rest = os.environ.get("PYTHONPATH", "")
+        return {"PYTHONPATH": str(workspace) + (f":{rest}" if rest else "")}
+    return environment
 
 
 def lab_daemons(strict: bool = True) -> list[Daemon]:
@@ -268,6 +300,7 @@ def lab_daemons(strict: bool = True) -> list[Daemon]:
     return [
         Daemon(
             name="labkit-registry", layer="registry", implementation=registry_impl,
+            environment=_daemon_environment("registry"),
             argv=_daemon_argv("labkit-registry", "registry", registry,
                               ["--root", str(paths.REGISTRY_ROOT),
                                "--listen", paths.REGISTRY_ADDR], strict),
@@ -276,6 +309,7 @@ def lab_daemons(strict: bool = True) -> list[Daemon]:
         ),
         Daemon(
             name="labkit-containerd", layer="L3 containerd", implementation=containerd_impl,
+            environment=_daemon_environment("containerd"),
             argv=_daemon_argv("labkit-containerd", "containerd", containerd,
                               ["--address", str(paths.CONTAINERD_SOCK),
                                "--root", str(paths.CONTAINERD_ROOT),
@@ -286,6 +320,7 @@ def lab_daemons(strict: bool = True) -> list[Daemon]:
         ),
         Daemon(
             name="labkit-dockerd", layer="L4 dockerd", implementation=dockerd_impl,
+            environment=_daemon_environment("dockerd"),
             argv=_daemon_argv("labkit-dockerd", "dockerd", dockerd,
                               ["-H", f"unix://{paths.DOCKER_SOCK}",
                                "--containerd", str(paths.CONTAINERD_SOCK),

@@ -264,3 +264,32 @@ def test_lab_use_puts_the_workspace_under_docker_run(private_lab, tmp_path):
     r = subprocess.run([docker, "run", "--rm", "busybox", "echo", "back"], env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout == "back\n", r.stderr
+
+
+def test_lab_use_dockerd_workspace_runs_and_stops_the_workspaces_program(private_lab, tmp_path):
+    """`labkit lab use dockerd workspace:DIR` (chapter 09): labkit-dockerd becomes the
+    workspace's program, run as labkit_student.dockerd.main through labkit.lab.launch, so the
+    lab recognises it by PID (status), `docker` reaches it -- a blank workspace's router answers
+    500 naming the function -- and `lab down` stops it. (The workspace's bin/labkit-dockerd
+    runs `python -c …`: a command line the lab could not tell from any other python.)"""
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("no docker CLI on PATH (vagrant/setup.sh installs docker.io)")
+    ws = tmp_path / "ws"
+    assert private_lab.labkit("lab", "workspace", str(ws)).returncode == 0
+    assert private_lab.labkit("lab", "up").returncode == 0
+    use = private_lab.labkit("lab", "use", "dockerd", f"workspace:{ws}")
+    assert use.returncode == 0 and "labkit-dockerd: restarted" in use.stdout, use.stdout + use.stderr
+    pid = int((private_lab.run_dir / "labkit-dockerd.pid").read_text())
+    cmdline = procfs.cmdline(pid)
+    assert "labkit.lab.launch" in cmdline and "labkit_student.dockerd.main:main" in cmdline, cmdline
+    assert _status_rows(private_lab)["L4 dockerd"][2] == str(pid)
+
+    env = dict(private_lab.env, DOCKER_HOST=private_lab.docker_host)
+    r = subprocess.run([docker, "ps"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "exercise in Router.dispatch() (labkit_student/dockerd/router.py): not done yet" \
+        in r.stderr, r.stderr
+
+    assert private_lab.labkit("lab", "down").returncode == 0
+    assert not procfs.alive(pid), "lab down stops the workspace's dockerd"

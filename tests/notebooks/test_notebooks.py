@@ -99,6 +99,10 @@ UNSOLVED = {
            ("OverlaySnapshotter.mounts", "_LocalWriter.commit", "Ingest.write")),
     "08": ("LABKIT_IMPL_NETWORK", "labkit_student/dockerd/net/ipam.py",
            ("choose_subnet", "allocate")),
+    # a process layer: the kernel imports the workspace's labkit_student.dockerd (the lab's
+    # labkit-dockerd stays the reference)
+    "09": ("LABKIT_IMPL_DOCKERD", "labkit_student/dockerd/router.py",
+           ("split_version", "dispatch", "container_create", "container_wait", "resources")),
     "10": ("LABKIT_IMPL_CLI", "labkit_student/cli/run.py",
            ("container_config", "create", "attach_wait_start", "copy_output",
             "start_error_status")),
