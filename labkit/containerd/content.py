@@ -385,7 +385,10 @@ class LocalContentStore:
         out = []
         for p in sorted(self.blobs_dir.iterdir()):
             if _DIGEST.match("sha256:" + p.name):
-                st = p.stat()
+                try:
+                    st = p.stat()
+                except FileNotFoundError:
+                    continue   # collected as garbage since the directory was read: gone
                 out.append(ContentInfo("sha256:" + p.name, st.st_size, st.st_mtime))
         return out
 
