@@ -47,18 +47,14 @@ from labkit.dockerd.jsonlog import ZERO_TIME, rfc3339nano
 from labkit.dockerd.remote import RemoteError, to_daemon_error
 from labkit.wire.containerd import api_pb2 as pb
 from labkit.wire.shim import cgroups_v1_pb2, cgroups_v2_pb2
-from labkit.wire.shim.protocol import METRICS_V1_URL, METRICS_V2_URL
+from labkit.wire.shim.protocol import METRICS_V1_URL, METRICS_V2_URL, V1_MEMORY_STAT_FIELDS
 
 INTERVAL = 1.0          # seconds between samples (moby's stats collector ticks each second)
 UNLIMITED = 1 << 62     # a limit at least this large means "none" (v1 writes 2^63-4096)
 
-# The message's field names that memory.stat spells otherwise (labkit.shim.metrics reads them
-# the other way): the JSON shows the kernel's names, as moby does.
-_V1_KERNEL_NAMES = {"pg_pg_in": "pgpgin", "pg_pg_out": "pgpgout", "pg_fault": "pgfault",
-                    "pg_maj_fault": "pgmajfault", "total_pg_pg_in": "total_pgpgin",
-                    "total_pg_pg_out": "total_pgpgout", "total_pg_fault": "total_pgfault",
-                    "total_pg_maj_fault": "total_pgmajfault",
-                    "hierarchical_swap_limit": "hierarchical_memsw_limit"}
+# The message's field names that memory.stat spells otherwise: the JSON shows the kernel's
+# names, as moby does.
+_V1_KERNEL_NAMES = {field: name for name, field in V1_MEMORY_STAT_FIELDS.items()}
 _BLKIO_KEYS = ("io_service_bytes_recursive", "io_serviced_recursive", "io_queue_recursive",
                "io_service_time_recursive", "io_wait_time_recursive", "io_merged_recursive",
                "io_time_recursive", "sectors_recursive")

@@ -42,7 +42,7 @@ import os
 
 from labkit import procfs
 from labkit.wire.shim import messages
-from labkit.wire.shim.protocol import METRICS_V1_URL, METRICS_V2_URL
+from labkit.wire.shim.protocol import METRICS_V1_URL, METRICS_V2_URL, V1_MEMORY_STAT_FIELDS
 
 V2_ROOT = "/sys/fs/cgroup"
 MAX = (1 << 64) - 1          # "max" in a v2 limit file, as containerd reports it
@@ -163,12 +163,6 @@ def _device_name(major: int, minor: int) -> str:
 
 # --- cgroup v1 --------------------------------------------------------------------------------
 
-# memory.stat's names that the message spells differently
-_V1_MEMORY_RENAMES = {"pgpgin": "pg_pg_in", "pgpgout": "pg_pg_out", "pgfault": "pg_fault",
-                      "pgmajfault": "pg_maj_fault", "total_pgpgin": "total_pg_pg_in",
-                      "total_pgpgout": "total_pg_pg_out", "total_pgfault": "total_pg_fault",
-                      "total_pgmajfault": "total_pg_maj_fault",
-                      "hierarchical_memsw_limit": "hierarchical_swap_limit"}
 _BLKIO_FILES = ("io_service_bytes_recursive", "io_serviced_recursive", "io_queued_recursive",
                 "io_service_time_recursive", "io_wait_time_recursive", "io_merged_recursive",
                 "io_time_recursive", "sectors_recursive")
@@ -178,7 +172,7 @@ def read_v1(dirs: dict[str, str]) -> "messages.V1Metrics":
     m = messages.V1Metrics()
     memory = dirs.get("memory")
     if memory:
-        _fill(m.memory, _pairs(_text(memory, "memory.stat")), _V1_MEMORY_RENAMES)
+        _fill(m.memory, _pairs(_text(memory, "memory.stat")), V1_MEMORY_STAT_FIELDS)
         for entry, prefix in ((m.memory.usage, "memory."), (m.memory.swap, "memory.memsw."),
                               (m.memory.kernel, "memory.kmem."),
                               (m.memory.kernel_tcp, "memory.kmem.tcp.")):

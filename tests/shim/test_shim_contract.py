@@ -25,6 +25,8 @@ from labkit.shim.main import socket_path
 from labkit.wire.shim.protocol import SERVICE
 from labkit.wire.ttrpc import Client, Code, RPCError
 
+from support import cgroup_dirs
+
 from .conftest import NAMESPACE, alive, base_spec, wait_until
 
 pytestmark = pytest.mark.root
@@ -412,9 +414,7 @@ def test_pause_and_resume_freeze_the_task(shim):
     a paused task is refused, and a paused task can still be killed."""
     import json
     import uuid
-    from pathlib import Path
 
-    from support import cgroup_dirs
     top = f"/labkit-test-{uuid.uuid4().hex[:8]}"
     client, bundle = shim.launch("pz", ["sh", "-c", "while :; do date +%s%N > /tmp/n; "
                                         "sleep 0.02; done"])
@@ -446,16 +446,22 @@ def test_pause_and_resume_freeze_the_task(shim):
     finally:
         # the container first (a failed test may leave it running, even frozen), then its
         # cgroups: the top directory is this test's own
-        try:
-            shim.oci_runtime("pz").delete("pz", force=True)
-        except Exception:
-            pass
-        for d in cgroup_dirs(top, every_cgroup2=True):
-            for child in sorted(d.rglob("*"), reverse=True):
-                if child.is_dir():
-                    wait_until(lambda: _rmdir(child), 5)
-            if d.is_dir():
-                wait_until(lambda: _rmdir(d), 5)
+        _remove_with_cgroups(shim, "pz", top)
+
+
+def _remove_with_cgroups(shim, id: str, top: str) -> None:
+    """The container first (a failed test may leave it running, even frozen), then the
+    cgroups under `top`, the test's own top directory."""
+    try:
+        shim.oci_runtime(id).delete(id, force=True)
+    except Exception:
+        pass
+    for d in cgroup_dirs(top, every_cgroup2=True):
+        for child in sorted(d.rglob("*"), reverse=True):
+            if child.is_dir():
+                wait_until(lambda: _rmdir(child), 5)
+        if d.is_dir():
+            wait_until(lambda: _rmdir(d), 5)
 
 
 def _rmdir(d) -> bool:
@@ -477,7 +483,6 @@ def test_stats_and_update_read_and_change_the_tasks_cgroup(shim):
 
     from labkit.wire.shim import cgroups_v1_pb2, cgroups_v2_pb2
     from labkit.wire.shim.protocol import METRICS_V1_URL, METRICS_V2_URL
-    from support import cgroup_dirs
     v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
     top = f"/labkit-test-{uuid.uuid4().hex[:8]}"
     client, bundle = shim.launch("st", ["sleep", "60"])
@@ -511,13 +516,4 @@ def test_stats_and_update_read_and_change_the_tasks_cgroup(shim):
                     client.stats("st")
                 assert e.value.code == Code.FAILED_PRECONDITION
     finally:
-        try:
-            shim.oci_runtime("st").delete("st", force=True)
-        except Exception:
-            pass
-        for d in cgroup_dirs(top, every_cgroup2=True):
-            for child in sorted(d.rglob("*"), reverse=True):
-                if child.is_dir():
-                    wait_until(lambda: _rmdir(child), 5)
-            if d.is_dir():
-                wait_until(lambda: _rmdir(d), 5)
+        _remove_with_cgroups(shim, "st", top)

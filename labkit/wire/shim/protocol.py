@@ -29,6 +29,14 @@ LINUX_RESOURCES_URL = "types.containerd.io/opencontainers/runtime-spec/1/LinuxRe
 METRICS_V1_URL = "io.containerd.cgroups.v1.Metrics"
 METRICS_V2_URL = "io.containerd.cgroups.v2.Metrics"
 
+# cgroup v1's memory.stat names that the v1 Metrics message spells otherwise (the shim reads
+# the kernel's names into the message; dockerd shows the kernel's names again, as moby does).
+V1_MEMORY_STAT_FIELDS = {"pgpgin": "pg_pg_in", "pgpgout": "pg_pg_out", "pgfault": "pg_fault",
+                         "pgmajfault": "pg_maj_fault", "total_pgpgin": "total_pg_pg_in",
+                         "total_pgpgout": "total_pg_pg_out", "total_pgfault": "total_pg_fault",
+                         "total_pgmajfault": "total_pg_maj_fault",
+                         "hierarchical_memsw_limit": "hierarchical_swap_limit"}
+
 # The topic each task event is published under, by the event's protobuf name (which is also
 # the type URL of the Any that carries it in an Envelope).
 TOPICS = {
