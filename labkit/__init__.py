@@ -25,6 +25,7 @@ real protocol to its neighbours; see ARCHITECTURE.md in the course's shared fold
     labkit.procfs           /proc read once: process stat, status, cmdline, ns inodes, mountinfo
     labkit.mountopts        what each mount option means to mount(2): flags, propagation, data
     labkit.signals          signal names and numbers, read as Docker and runc read them
+    labkit.quickjson        json's C parser and writer without the json package (labkit-runc's start-up)
     labkit.units            human-readable sizes and durations (Docker's go-units), for CLI and daemon
     labkit.course           the course: student workspaces, grading,
                             diagrams and slides

@@ -89,19 +89,26 @@ import os
 import signal
 import socket
 import sys
-from typing import Any, Callable, NamedTuple
+from collections import namedtuple
 
 # pickle, tempfile and traceback are imported inside run_isolated's helpers below, not here:
-# labkit-runc imports this module for every command and needs none of them (~5 ms).
+# labkit-runc imports this module for every `create` and needs none of them (~5 ms). Nor
+# typing (it brings re: ~4 ms): its names are only for readers and type checkers.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from labkit import syscalls
 
 
-class Kind(NamedTuple):
-    """One kind of namespace: the flag that creates it and the name of its file in /proc/<pid>/ns/."""
+class Kind(namedtuple("Kind", "flag file")):
+    """One kind of namespace: the flag that creates it and the name of its file in /proc/<pid>/ns/.
 
-    flag: int       # the CLONE_NEW* flag of clone(2), unshare(2) and setns(2)
-    file: str       # /proc/<pid>/ns/<file>: "mnt" for mount, "net" for network
+        flag    (int) the CLONE_NEW* flag of clone(2), unshare(2) and setns(2)
+        file    (str) /proc/<pid>/ns/<file>: "mnt" for mount, "net" for network
+    """
+
+    __slots__ = ()
 
 
 # Every kind of namespace a container gets, by the names the OCI runtime spec gives them

@@ -15,10 +15,25 @@ error (dockerd: a 400 "Invalid signal: …"; labkit-runc: "unknown signal …").
 
 from __future__ import annotations
 
-import signal
+# The numbers come from _signal, the C module that `signal` wraps: `signal` turns them into
+# enums, and importing enum (with functools and collections) would cost every labkit-runc
+# command ~5 ms -- the runtime's `kill` and `delete` need the numbers, not the enums.
+import _signal
 
 # The highest signal number plus one (the real-time signals SIGRTMIN..SIGRTMAX included).
-NSIG = signal.NSIG
+NSIG = _signal.NSIG
+SIGKILL, SIGTERM = _signal.SIGKILL, _signal.SIGTERM
+SIGRTMIN, SIGRTMAX = _signal.SIGRTMIN, _signal.SIGRTMAX
+
+# name -> number, the names signal.Signals has (SIGIOT, SIGCLD and SIGPOLL are other names
+# of SIGABRT, SIGCHLD and SIGIO; not SIG_DFL, SIG_IGN, SIG_BLOCK …, which are not signals)
+_NUMBERS = {name: number for name, number in vars(_signal).items()
+            if name.startswith("SIG") and not name.startswith("SIG_")}
+# number -> name, the one signal.Signals(number).name gives: the first in alphabetical order
+_NAMES = {}
+for _name, _number in sorted(_NUMBERS.items()):
+    _NAMES.setdefault(_number, _name)
+del _name, _number
 
 
 def parse_signal(value: str | int) -> int:
@@ -31,23 +46,21 @@ def parse_signal(value: str | int) -> int:
             return number
     elif text:
         name = text if text.startswith("SIG") else "SIG" + text
-        if name in signal.Signals.__members__:      # names only: not SIG_DFL, not aliases' values
-            return int(signal.Signals[name])
+        if name in _NUMBERS:
+            return _NUMBERS[name]
     raise ValueError(f"invalid signal {value!r}: expected a name such as KILL or SIGTERM, "
                      f"or a number from 1 to {NSIG - 1}")
 
 
 def signal_name(number: int) -> str:
     """15 -> "SIGTERM"; a number without a name (a real-time signal) -> "SIGRTMIN+3" or "SIG40"."""
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        pass
-    if signal.SIGRTMIN < number < signal.SIGRTMAX:
-        return f"SIGRTMIN+{number - signal.SIGRTMIN}"
+    if number in _NAMES:
+        return _NAMES[number]
+    if SIGRTMIN < number < SIGRTMAX:
+        return f"SIGRTMIN+{number - SIGRTMIN}"
     if not 0 < number < NSIG:
         raise ValueError(f"invalid signal number {number}: expected 1 to {NSIG - 1}")
     return f"SIG{number}"
 
 
-__all__ = ["NSIG", "parse_signal", "signal_name"]
+__all__ = ["NSIG", "SIGKILL", "SIGTERM", "SIGRTMIN", "SIGRTMAX", "parse_signal", "signal_name"]

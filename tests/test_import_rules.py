@@ -176,7 +176,7 @@ def test_wire_and_lab_stay_below_what_uses_them(package: str) -> None:
 
 
 # The shared low-level helpers sit below every layer: the standard library and the kernel calls.
-HELPERS = ["labkit.procfs", "labkit.mountopts", "labkit.signals"]
+HELPERS = ["labkit.procfs", "labkit.mountopts", "labkit.signals", "labkit.quickjson"]
 HELPERS_MAY_IMPORT = {"labkit", "labkit.syscalls"}
 
 

@@ -36,3 +36,16 @@ def test_names_of_numbers():
     with pytest.raises(ValueError, match="invalid signal number 0"):
         signal_name(0)
 
+
+
+def test_the_same_names_and_numbers_as_the_signal_module():
+    """labkit.signals reads _signal (not signal's enums, for labkit-runc's start-up): every
+    name signal.Signals has, and the name it gives each number."""
+    for name, member in signal.Signals.__members__.items():
+        assert parse_signal(name) == member.value, name
+    for number in range(1, NSIG):
+        try:
+            expected = signal.Signals(number).name
+        except ValueError:
+            continue
+        assert signal_name(number) == expected, number

@@ -17,12 +17,10 @@ ticks since boot): a new process with the same pid has a different start time.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import time
 
-from labkit import procfs
+from labkit import procfs, quickjson
 from labkit.runc import cgroups
 from labkit.runc.log import ContainerError
 
@@ -30,12 +28,13 @@ OCI_VERSION = "1.0.2"
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
 
-# runc's rule for container ids: letters, digits, _ + - . (and not "." or "..")
-_VALID_ID = re.compile(r"^[\w+.-]+$")
+# runc's rule for container ids: ASCII letters, digits, _ + - . (and not "." or "..")
+_ID_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
 def check_id(container_id: str) -> None:
-    if not _VALID_ID.match(container_id) or container_id in (".", ".."):
+    if not container_id or not _ID_CHARACTERS.issuperset(container_id) \
+            or container_id in (".", ".."):
         raise ContainerError(f"invalid id format: {container_id}")
 
 
@@ -82,7 +81,7 @@ class Container:
         state_dir = os.path.join(root, container_id)
         try:
             with open(os.path.join(state_dir, STATE_FILE)) as f:
-                data = json.load(f)
+                data = quickjson.load(f)
         except FileNotFoundError:
             # the wording the shim and dockerd look for
             raise ContainerError("container does not exist") from None
@@ -96,7 +95,7 @@ class Container:
         data = {name: getattr(self, name) for name in self.FIELDS}
         tmp = os.path.join(self.state_dir, STATE_FILE + ".tmp")
         with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-            json.dump(data, f)
+            quickjson.dump(data, f)
         os.rename(tmp, os.path.join(self.state_dir, STATE_FILE))
 
     def remove_state(self) -> None:

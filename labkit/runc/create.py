@@ -19,7 +19,6 @@ is reported as runc does: "runc create failed: unable to start container process
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import socket
@@ -31,6 +30,12 @@ from labkit.runc.delete import kill_and_wait, release
 from labkit.runc.hooks import run_hooks
 from labkit.runc.init import InitArgs, SyncChannel, bootstrap, write_id_maps
 from labkit.runc.log import ContainerError
+
+# argparse only for readers and type checkers: `create` is run by main.quick_args, which
+# spares it argparse's import (main.py says why)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -15,12 +15,11 @@ the cgroup. And init itself gives up once its fifo is gone: init.wait_for_start.
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 from labkit.runc import cgroups
+from labkit.signals import SIGKILL
 from labkit.runc.container import Container
-from labkit.runc.hooks import run_hooks
 from labkit.runc.kill import container_pids
 from labkit.runc.log import ContainerError, warning
 
@@ -54,9 +53,11 @@ def delete(c: Container, force: bool = False) -> None:
     if status != "stopped" or not c.pid:
         kill_and_wait(c)
     release(c)
-    # the container is gone anyway: a failing hook is reported, and the next ones still run
-    run_hooks((c.config.get("hooks") or {}).get("poststop"), c.oci_state(),
-              warn=lambda msg: warning(f"poststop: {msg}"))
+    poststop = (c.config.get("hooks") or {}).get("poststop")
+    if poststop:
+        from labkit.runc.hooks import run_hooks     # only then: it brings json and subprocess
+        # the container is gone anyway: a failing hook is reported, and the next ones still run
+        run_hooks(poststop, c.oci_state(), warn=lambda msg: warning(f"poststop: {msg}"))
     c.remove_state()
 
 
@@ -79,7 +80,7 @@ def kill_and_wait(c: Container, timeout: float = 5) -> None:
     # init by its pid only while it is still ours (a recycled pid is someone else's)
     for pid in container_pids(c) or ([c.pid] if c.init_alive() else []):
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, SIGKILL)
         except ProcessLookupError:
             pass
     if c.cgroup_paths and cgroups.is_frozen(c.cgroup_paths):

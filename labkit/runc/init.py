@@ -47,20 +47,23 @@ that as "init died before it was ready".
 
 Everything below runs in forked children: they never return into the CLI code, they end
 with os._exit or execve. And since pivot_root takes the host filesystem away, every module
-init needs is imported here, at the top, before the fork (subprocess, for hooks only, is
-imported by init itself before pivot_root, when the config has startContainer hooks).
+init needs is imported here, at the top, before the fork (json and subprocess, for hooks
+only, are imported by init itself before pivot_root, when the config has startContainer hooks).
 The hooks themselves are run by hooks.py, which start and delete use too.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
-from typing import NamedTuple, NoReturn
+from collections import namedtuple
 
-from labkit import mountopts, namespaces, syscalls as sc   # namespaces: chapter 01's code
+TYPE_CHECKING = False           # typing only for type checkers: it would cost `create` ~4 ms
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+from labkit import mountopts, namespaces, quickjson, syscalls as sc   # namespaces: chapter 01
 from labkit.runc import cgroups, mounts, process as proc, seccomp
 from labkit.runc.config import Spec
 from labkit.runc.hooks import run_hooks
@@ -79,7 +82,7 @@ class SyncChannel:
         self._buffer = b""
 
     def send(self, message: dict) -> None:
-        self.sock.sendall(json.dumps(message).encode() + b"\n")
+        self.sock.sendall(quickjson.dumps(message).encode() + b"\n")
 
     def recv(self) -> dict | None:
         """The next message, or None when every writer has gone away."""
@@ -89,26 +92,31 @@ class SyncChannel:
                 return None
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
-        return json.loads(line)
+        return quickjson.loads(line)
 
     def close(self) -> None:
         self.sock.close()
 
 
-class InitArgs(NamedTuple):
-    """What the runtime prepared for its children (fds are inherited through fork). A
-    NamedTuple, not a dataclass: labkit.procfs says why."""
-    spec: Spec
-    bundle: str
-    rootfs: str
-    state_dir_fd: int                       # <root>/<id>, to reach exec.fifo after pivot_root
-    sync: SyncChannel
-    console_sock: socket.socket | None = None
-    no_pivot: bool = False
-    cgroup_paths: dict[str, str] = {}       # (never changed: a default is shared)
-    has_runtime_hooks: bool = False         # prestart/createRuntime: R must run them
-    oci_state: dict = {}                    # id, bundle, …: the hooks' stdin
-    preserve_fds: int = 0                   # fds 3 .. 3+N-1 go on to the program
+class InitArgs(namedtuple("InitArgs", "spec bundle rootfs state_dir_fd sync console_sock "
+                                      "no_pivot cgroup_paths has_runtime_hooks oci_state "
+                                      "preserve_fds", defaults=(None, False, {}, False, {}, 0))):
+    """What the runtime prepared for its children (fds are inherited through fork). A named
+    tuple, neither a dataclass nor typing's: labkit.procfs says why.
+
+        spec               config.json (a Spec)
+        bundle, rootfs     their absolute paths
+        state_dir_fd       <root>/<id>, to reach exec.fifo after pivot_root
+        sync               the SyncChannel to the runtime
+        console_sock       --console-socket's connected socket, or None
+        no_pivot           --no-pivot: MS_MOVE + chroot instead of pivot_root
+        cgroup_paths       the container's cgroup directories (never changed: a default is shared)
+        has_runtime_hooks  prestart/createRuntime: R must run them
+        oci_state          id, bundle, …: the hooks' stdin
+        preserve_fds       fds 3 .. 3+N-1 go on to the program
+    """
+
+    __slots__ = ()
 
 
 def close_other_fds(keep: set[int], preserve: int) -> None:
@@ -309,7 +317,8 @@ def container_init(a: InitArgs) -> NoReturn:
             os._exit(1)                                  # R reported the hook's failure
     run_hooks((spec.get("hooks") or {}).get("createContainer"), state)
     if (spec.get("hooks") or {}).get("startContainer"):
-        import subprocess  # noqa: F401  hooks.run_hook's (step 17): pivot_root takes the library away
+        import json  # noqa: F401  hooks.run_hook's (step 17): pivot_root takes the library away
+        import subprocess  # noqa: F401
 
     # 7. Swap the root: afterwards the host's files are out of reach (only fds opened
     #    before, like state_dir_fd and the console socket, still lead out). Then the root's

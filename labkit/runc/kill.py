@@ -13,7 +13,6 @@ through its pid namespace (every process whose /proc/<pid>/ns/pid is init's).
 from __future__ import annotations
 
 import os
-import signal
 
 from labkit import signals
 from labkit.procfs import pid_namespace_members
@@ -67,6 +66,6 @@ def kill(c: Container, signum: int, all_processes: bool = False) -> None:
         except ProcessLookupError:
             if pid == c.pid:
                 raise ContainerError("no such process") from None
-    if signum == signal.SIGKILL and c.cgroup_paths and cgroups.is_frozen(c.cgroup_paths):
+    if signum == signals.SIGKILL and c.cgroup_paths and cgroups.is_frozen(c.cgroup_paths):
         # A frozen task takes its SIGKILL only once thawed (as runc, thaw the killed)
         cgroups.freeze(c.cgroup_paths, False)

@@ -13,9 +13,10 @@ also printed plainly on stderr, for a human at the terminal (runc does the same)
 
 from __future__ import annotations
 
-import json
 import sys
 import time
+
+from labkit import quickjson      # not json: see labkit.quickjson (every command imports this)
 
 
 class ContainerError(Exception):
@@ -45,8 +46,8 @@ def _now() -> str:
 
 def _record(level: str, msg: str) -> str:
     if _config.format == "json":
-        return json.dumps({"level": level, "msg": msg, "time": _now()}, separators=(",", ":"))
-    return f'time="{_now()}" level={level} msg={json.dumps(msg)}'
+        return quickjson.dumps({"level": level, "msg": msg, "time": _now()})
+    return f'time="{_now()}" level={level} msg={quickjson.dumps(msg)}'
 
 
 def _write(level: str, msg: str) -> None:

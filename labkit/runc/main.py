@@ -12,13 +12,13 @@ importing modules: a `start` does a few milliseconds of work. So this module, wh
 command imports, imports almost nothing, and the command lines the shim sends for every
 container besides create -- `start ID`, `state ID`, `delete [--force] ID`, after the global
 flags -- are read here, without argparse (quick_args): importing argparse (and re, gettext,
-locale with it) would cost each of them more than its work. Anything else, and anything
-quick_args is not sure of, goes to flags.py.
+locale with it) would cost each of them more than its work. So are create's (`create --bundle
+B --pid-file F [--console-socket S] ID`) and run's. Anything else, and anything quick_args is not sure
+of, goes to flags.py.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from types import ModuleType, SimpleNamespace
@@ -54,58 +54,84 @@ def verb_module(verb: str) -> ModuleType:
     module (create's brings init, mounts, seccomp, process …) would make `state` or `delete`
     pay for `create`'s imports. Relative to this package, so that a student's copy of the
     runtime (labkit_student.runc) runs its own verbs."""
-    return importlib.import_module(f".{VERBS[verb][0]}", __package__)
+    name = f"{__package__}.{VERBS[verb][0]}"
+    __import__(name)              # importlib.import_module, without importing importlib
+    return sys.modules[name]
 
 
 # --- the quick path: the shim's everyday command lines, without argparse --------------------
 
-# global flags quick_args knows: flag -> attribute; those with a value, then the switches
-# (what flags.add_global_flags declares; --version, --rootless and the rest go to argparse)
-VALUE_FLAGS = {"--root": "root", "--log": "log", "--log-format": "log_format", "--criu": "criu"}
-SWITCHES = {"--debug": "debug", "--systemd-cgroup": "systemd_cgroup"}
-# verb -> its switches (every quick verb takes exactly one more word: the container's id)
-QUICK_VERBS = {"start": {}, "state": {}, "delete": {"--force": "force", "-f": "force"}}
+# global flags quick_args knows: flag -> (attribute, takes a value) (what
+# flags.add_global_flags declares; --version, --rootless and the rest go to argparse)
+GLOBAL_FLAGS = {"--root": ("root", True), "--log": ("log", True),
+                "--log-format": ("log_format", True), "--criu": ("criu", True),
+                "--debug": ("debug", False), "--systemd-cgroup": ("systemd_cgroup", False)}
+# verb -> its flags quick_args reads: flag -> (attribute, takes a value). Every quick verb
+# takes exactly one more word, after its flags: the container's id.
+QUICK_VERBS = {
+    "start": {}, "state": {},
+    "delete": {"--force": ("force", False), "-f": ("force", False)},
+    "create": {"--bundle": ("bundle", True), "-b": ("bundle", True),
+               "--pid-file": ("pid_file", True), "--console-socket": ("console_socket", True),
+               "--no-pivot": ("no_pivot", False), "--no-new-keyring": ("no_new_keyring", False)},
+}
+QUICK_VERBS["run"] = dict(QUICK_VERBS["create"], **{   # run takes create's flags, and these
+    "--detach": ("detach", False), "-d": ("detach", False), "--keep": ("keep", False)})
+# what argparse gives each verb's flags when they are absent (create.add_arguments & co)
+QUICK_DEFAULTS = {
+    "start": {}, "state": {}, "delete": {"force": False},
+    "create": {"bundle": ".", "pid_file": None, "console_socket": None, "no_pivot": False,
+               "no_new_keyring": False, "preserve_fds": 0, "pidfd_socket": None},
+}
+QUICK_DEFAULTS["run"] = dict(QUICK_DEFAULTS["create"], detach=False, keep=False)
 
 
 def quick_args(argv: list[str]) -> SimpleNamespace | None:
     """`argv` read as flags.parse would read it, if it has one of the simple shapes
 
         [GLOBAL FLAG …] start|state ID        [GLOBAL FLAG …] delete [--force|-f] ID
+        [GLOBAL FLAG …] create|run [--bundle B] [--pid-file F] [--console-socket S]
+                                   [--no-pivot] [--no-new-keyring] [run: --detach --keep] ID
         --version
 
-    with each global flag spelt out (`--root DIR` or `--root=DIR`); else None, and argparse
-    decides (an abbreviation, --help, a flag in another place, a mistake to report …)."""
+    with each flag spelt out (`--root DIR` or `--root=DIR`); else None, and argparse decides
+    (an abbreviation, --help, a flag in another place, a mistake to report …)."""
     if argv in (["--version"], ["-v"]):
         return SimpleNamespace(version=True)
     args = {"version": False, "root": None, "log": None, "log_format": "text",
             "debug": False, "systemd_cgroup": False, "rootless": None, "criu": None}
-    words = iter(argv)
-    word = next(words, None)
-    while word is not None and word.startswith("-"):
-        flag, equals, value = word.partition("=")
-        if flag in VALUE_FLAGS:
-            if not equals:
-                value = next(words, None)
-                if value is None or value.startswith("-"):
-                    return None                  # argparse says what is missing
-            args[VALUE_FLAGS[flag]] = value
-        elif flag in SWITCHES and not equals:
-            args[SWITCHES[flag]] = True
-        else:
-            return None
-        word = next(words, None)
-    if word not in QUICK_VERBS or args["log_format"] not in ("text", "json"):
+    words = list(argv)
+    if not _read_flags(words, GLOBAL_FLAGS, args) or not words or words[0] not in QUICK_VERBS \
+            or args["log_format"] not in ("text", "json"):
         return None
-    args["command"] = word
-    switches = QUICK_VERBS[word]
-    args.update(dict.fromkeys(switches.values(), False))
-    rest = list(words)
-    while rest and rest[0] in switches:
-        args[switches[rest.pop(0)]] = True
-    if len(rest) != 1 or rest[0].startswith("-"):
+    verb = args["command"] = words.pop(0)
+    args.update(QUICK_DEFAULTS[verb])
+    if not _read_flags(words, QUICK_VERBS[verb], args) \
+            or len(words) != 1 or words[0].startswith("-"):
         return None
-    args["id"] = rest[0]
+    args["id"] = words[0]
     return SimpleNamespace(**args)
+
+
+def _read_flags(words: list[str], known: dict[str, tuple[str, bool]], into: dict) -> bool:
+    """Take the flags at the front of `words` (flag -> (attribute, takes a value)) into
+    `into`, up to the first word that is not a flag; False if one is not in `known`, or is
+    not spelt as quick_args is sure argparse reads it."""
+    while words and words[0].startswith("-"):
+        flag, equals, value = words.pop(0).partition("=")
+        if flag not in known:
+            return False
+        name, takes_value = known[flag]
+        if not takes_value:
+            if equals:
+                return False
+            value = True
+        elif not equals:
+            if not words or words[0].startswith("-"):
+                return False                     # argparse says what is missing
+            value = words.pop(0)
+        into[name] = value
+    return True
 
 
 def default_root() -> str:

@@ -14,7 +14,6 @@ and copy bytes between our terminal (in raw mode) and the master until init exit
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import os
 import select
@@ -33,6 +32,12 @@ from labkit.runc.create import create
 from labkit.runc.delete import delete
 from labkit.runc.start import start
 from labkit.runc.log import ContainerError
+
+# argparse only for readers and type checkers: `run` is run by main.quick_args, which
+# spares it argparse's import (main.py says why)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)

@@ -17,7 +17,6 @@ import time
 
 from labkit import procfs
 from labkit.runc.container import Container
-from labkit.runc.hooks import run_hooks
 from labkit.runc.log import ContainerError, warning
 
 # argparse only for readers and type checkers: this command is run by main.quick_args,
@@ -71,13 +70,14 @@ def start(root: str, container_id: str) -> Container:
     os.unlink(c.fifo_path)
     poststart = (c.config.get("hooks") or {}).get("poststart")
     if poststart:
+        from labkit.runc.hooks import run_hooks     # only then: it brings json and subprocess
         _first_go(c)
-    # The spec: a failing poststart hook is logged as a warning; the remaining hooks and the
-    # container's life go on as if it had succeeded (the program is running already).
-    # The state they get says "running" with init's pid even if a quick program has
-    # already exited: it describes the step they belong to (after the program started).
-    run_hooks(poststart, dict(c.oci_state(), status="running", pid=c.pid),
-              warn=lambda msg: warning(f"poststart: {msg}"))
+        # The spec: a failing poststart hook is logged as a warning; the remaining hooks and
+        # the container's life go on as if it had succeeded (the program is running already).
+        # The state they get says "running" with init's pid even if a quick program has
+        # already exited: it describes the step they belong to (after the program started).
+        run_hooks(poststart, dict(c.oci_state(), status="running", pid=c.pid),
+                  warn=lambda msg: warning(f"poststart: {msg}"))
     return c
 
 

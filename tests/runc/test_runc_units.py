@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -221,6 +222,13 @@ QUICK = [
     ["--root", "/r", "--log=/tmp/l", "--log-format=text", "--systemd-cgroup", "delete", "c1"],
     ["--debug", "--criu", "/usr/sbin/criu", "delete", "--force", "c1"],
     ["--root", "/r", "delete", "-f", "c1"],
+    # the shim's create, and the other spellings of create's flags
+    ["--root", "/r", "--log", "/b/log.json", "--log-format", "json", "--systemd-cgroup",
+     "create", "--bundle", "/b", "--pid-file", "/b/init.pid", "c1"],
+    ["create", "--bundle=/b", "--pid-file=/p", "--console-socket", "/s.sock", "--no-pivot",
+     "--no-new-keyring", "c1"],
+    ["create", "-b", "/b", "c1"], ["create", "c1"], ["create", "--bundle", "", "c1"],
+    ["run", "--bundle", "/b", "c1"], ["run", "-d", "--keep", "--pid-file", "/p", "c1"],
 ]
 NOT_QUICK = [
     ["--rootless", "start", "c1"],           # nargs="?": argparse decides what it takes
@@ -230,6 +238,9 @@ NOT_QUICK = [
     ["--root"], ["--root", "-x", "state", "c"],
     ["--log-format", "xml", "state", "c1"], ["kill", "c1"], ["--help"], ["state", "--help"],
     ["--version", "state", "c1"],
+    ["create", "--preserve-fds", "2", "c1"],  # a number: argparse converts and checks it
+    ["create", "c1", "--bundle", "/b"], ["create", "--bundle"], ["create", "--no-pivot=1", "c1"],
+    ["create", "--bundle", "-x", "c1"], ["create", "--pid", "/p", "c1"], ["create"],
 ]
 
 
@@ -285,6 +296,59 @@ def test_start_state_delete_import_neither_argparse_nor_pathlib(tmp_path):
         status = "0" if argv[1] == "-f" else "1"       # `delete -f` of an unknown id is fine
         assert out.stdout.split(None, 1) == [status, "[]\n"], (argv, out.stdout, out.stderr)
         assert status == "0" or "container does not exist" in out.stderr, out.stderr
+
+
+# What each of the shim's commands must not import (labkit.quickjson, labkit.signals and
+# labkit.runc.main say why): create needs socket and signal (so enum), start and delete not.
+HEAVY = ("argparse", "json", "re", "typing", "pathlib", "subprocess", "dataclasses")
+NOT_IMPORTED_BY = {"create": HEAVY, "start": HEAVY + ("enum", "socket"),
+                   "delete": HEAVY + ("enum", "socket")}
+
+
+def test_create_start_delete_of_a_container_import_nothing_heavy(tmp_path):
+    """A real container's create, start and delete, as the shim runs them (python -S, as
+    labkit.lab.launch.write_program starts the runtime; --log in JSON): `python -X importtime`
+    lists what each command imported."""
+    from pathlib import Path
+
+    from labkit.lab.implementations import LAYERS
+    from labkit.lab.launch import write_program
+    from support import make_bundle
+    program = write_program(tmp_path / "bin" / "labkit-runc", "labkit-runc",
+                            LAYERS["runtime"].entry)
+    interpreter = program.read_text().splitlines()[0][2:].split()       # python -S
+    bundle = make_bundle(tmp_path / "bundle", ["true"])
+    root, cid = tmp_path / "root", "imports"
+    common = [*interpreter, "-X", "importtime", str(program), "--root", str(root),
+              "--log", str(tmp_path / "log.json"), "--log-format", "json"]
+    commands = {"create": ["create", "--bundle", str(bundle), "--pid-file",
+                           str(tmp_path / "pid"), cid],
+                "start": ["start", cid], "delete": ["delete", cid]}
+    imported = {}
+    try:
+        for verb, argv in commands.items():
+            with open(tmp_path / f"{verb}.imports", "w+") as err:
+                # stdio not a pipe: create's init inherits it, and lives on
+                p = subprocess.run(common + argv, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=err, timeout=30)
+                err.seek(0)
+                text = err.read()
+            assert p.returncode == 0, (verb, text[-2000:], Path(tmp_path / "log.json").read_text())
+            imported[verb] = {line.rsplit("|", 1)[1].strip() for line in text.splitlines()
+                              if line.startswith("import time:") and "|" in line}
+            if verb == "start":
+                pid = int((tmp_path / "pid").read_text())
+                for _ in range(500):                  # `true` ends; delete wants it stopped
+                    stat = procfs.stat(pid)
+                    if stat is None or stat.state in procfs.EXITED_STATES:
+                        break
+                    time.sleep(0.01)
+    finally:
+        subprocess.run([*interpreter, str(program), "--root", str(root), "delete", "--force",
+                        cid], capture_output=True, timeout=30)
+    for verb, forbidden in NOT_IMPORTED_BY.items():
+        assert "labkit.runc." + verb in imported[verb]             # the list is complete
+        assert not imported[verb] & set(forbidden), (verb, sorted(imported[verb] & set(forbidden)))
 
 
 def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
