@@ -163,10 +163,13 @@ def runtime_argv(name: str, work: Path | None = None) -> list[str]:
     return [found]
 
 
-def bench_runtimes(names: list[str], bundle: Path, work: Path, n: int) -> tuple[list[Result], list[Result]]:
-    """`run`, and create + start + delete, for each runtime, taking turns run by run."""
+def bench_runtimes(names: list[str], bundle: Path, work: Path, n: int,
+                   ) -> tuple[list[Result], list[Result], dict[str, dict[str, list[float]]]]:
+    """`run`, and create + start + delete, for each runtime, taking turns run by run; and
+    the lifecycle's commands one by one: runtime -> {"create": [times], "start": …}."""
     runs = {name: Result(name) for name in names}
     cycles = {name: Result(name) for name in names}
+    commands: dict[str, dict[str, list[float]]] = {name: {} for name in names}
     argvs = {}
     for name in names:
         try:
@@ -185,30 +188,41 @@ def bench_runtimes(names: list[str], bundle: Path, work: Path, n: int) -> tuple[
     # create's init outlives `create`: as a shim does, we become its parent to reap it
     import prctl
     prctl.set_child_subreaper(True)
+    # Measurement by measurement, the runtimes in turn (run: labkit-runc, runc, crun; then the
+    # lifecycle: labkit-runc, runc, crun …): no runtime is timed right after itself, which
+    # would flatter one whose commands are faster warm. runc 1.1 copies its 10 MB binary into
+    # a memfd at every create (its CVE-2019-5736 guard): right after its own `run`, that
+    # create takes ~26 ms here, after another program's ~36 ms.
     for i in range(n):
-        for name, argv in argvs.items():
-            root = ["--root", str(work / f"root-{name}")]
-            for result, measure in ((runs[name], run_once), (cycles[name], lifecycle_once)):
+        for results, measure in ((runs, run_once), (cycles, lifecycle_once)):
+            for name, argv in argvs.items():
+                root = ["--root", str(work / f"root-{name}")]
+                result = results[name]
                 if result.error:
                     continue
                 cid = f"bench-{name}-{measure.__name__[0]}{i}"
                 try:
-                    result.times.append(measure(argv + root, bundle, cid))
+                    if measure is lifecycle_once:
+                        result.times.append(measure(argv + root, bundle, cid, commands[name]))
+                    else:
+                        result.times.append(measure(argv + root, bundle, cid))
                 except (RuntimeError, subprocess.TimeoutExpired) as e:
                     result.error = str(e)
                 finally:
                     # `run` deletes the container when it exits; this is for one that failed
                     subprocess.run(argv + root + ["delete", "--force", cid],
                                    capture_output=True, timeout=30)
-    return list(runs.values()), list(cycles.values())
+    return list(runs.values()), list(cycles.values()), commands
 
 
 def run_once(argv: list[str], bundle: Path, cid: str) -> float:
     return timed(argv + ["run", "--bundle", str(bundle), cid])
 
 
-def lifecycle_once(argv: list[str], bundle: Path, cid: str) -> float:
-    """create, start, wait for the container's exit, delete: one wall-clock time."""
+def lifecycle_once(argv: list[str], bundle: Path, cid: str,
+                   commands: dict[str, list[float]] | None = None) -> float:
+    """create, start, wait for the container's exit, delete: one wall-clock time (and each
+    command's own, appended to commands["create"] … when given)."""
     pid_file = bundle.parent / f"{cid}.pid"
     start = time.perf_counter()
     with open(os.devnull, "r+b") as null:
@@ -218,11 +232,15 @@ def lifecycle_once(argv: list[str], bundle: Path, cid: str) -> float:
                            stdin=null, stdout=null, stderr=null)       # no timeout: see timed
     if r.returncode != 0:
         raise RuntimeError(f"create failed with status {r.returncode}")
+    created = time.perf_counter() - start
     pid = int(pid_file.read_text())
     pid_file.unlink()
-    timed(argv + ["start", cid])
+    started = timed(argv + ["start", cid])
     os.waitpid(pid, 0)                        # init is our child: we are a subreaper
-    timed(argv + ["delete", cid])
+    deleted = timed(argv + ["delete", cid])
+    if commands is not None:
+        for verb, t in (("create", created), ("start", started), ("delete", deleted)):
+            commands.setdefault(verb, []).append(t)
     return time.perf_counter() - start
 
 
@@ -285,6 +303,28 @@ def print_table(title: str, results: list[Result], baseline: str) -> None:
     print()
 
 
+def print_commands(title: str, commands: dict[str, dict[str, list[float]]], baseline: str) -> None:
+    """Median milliseconds of each command, with its ratio to the baseline runtime's."""
+    verbs = ["create", "start", "delete"]
+    base = commands.get(baseline) or {}
+    rows = [["", *verbs]]
+    for name, times in commands.items():
+        if not all(times.get(v) for v in verbs):
+            continue
+        row = [name]
+        for v in verbs:
+            cell = f"{statistics.median(times[v]) * 1000:.1f} ms"
+            if name != baseline and base.get(v):
+                cell += f" ({statistics.median(times[v]) / statistics.median(base[v]):.2f}x)"
+            row.append(cell)
+        rows.append(row)
+    print(title)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  " + "   ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    print()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -326,8 +366,8 @@ def main(argv: list[str] | None = None) -> int:
             work = Path(tempfile.mkdtemp(prefix="lkbench-", dir="/tmp"))
             try:
                 bundle = make_bundle(work / "bundle", ["true"])
-                runs, cycles = bench_runtimes([rt for rt in args.runtimes.split(",") if rt],
-                                              bundle, work, args.iterations)
+                runs, cycles, commands = bench_runtimes(
+                    [rt for rt in args.runtimes.split(",") if rt], bundle, work, args.iterations)
                 base = floor(args.iterations, work)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
@@ -335,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
                         runs + base, "runc")
             print_table("runtime: <runtime> create + start + (exit) + delete, same bundle",
                         cycles + three_startups(base, cycles), "runc")
+            print_commands("runtime: each command of that lifecycle (median; ratio vs runc)",
+                           commands, "runc")
             all_results += runs + cycles
     return 0 if any(r.times for r in all_results) or not all_results else 1
 

@@ -30,7 +30,6 @@ or an empty list) when the process has gone, rather than raising.
 from __future__ import annotations
 
 import os
-from collections import namedtuple
 
 Pid = int | str          # a process id, or "self"
 
@@ -39,10 +38,36 @@ Pid = int | str          # a process id, or "self"
 EXITED_STATES = frozenset("ZXx")
 
 
-# Records are named tuples (collections.namedtuple), neither dataclasses nor typing.NamedTuple:
-# importing dataclasses (it imports inspect, ast …) or typing would cost every labkit-runc
-# command several ms, and runc takes ~4 ms for a whole `start`.
-class Stat(namedtuple("Stat", "pid comm state ppid start_time cpu_time")):
+class Record(tuple):
+    """A tuple whose items have names, as collections.namedtuple makes them: Stat(pid=1, …),
+    stat.pid or stat[0], unpacking, ==, repr. Written out here, because labkit-runc's `start`
+    and `delete` read /proc and nothing else needs collections: importing it would cost each
+    of them ~1.5 ms, and runc takes ~7 ms for a whole `start`. (Dataclasses and
+    typing.NamedTuple cost more: dataclasses imports inspect, ast …; typing imports re.)"""
+
+    __slots__ = ()
+    _fields: tuple[str, ...] = ()
+
+    def __new__(cls, *values, **named):
+        missing = [name for name in cls._fields[len(values):] if name not in named]
+        if missing or len(values) + len(named) != len(cls._fields):
+            raise TypeError(f"{cls.__name__} takes {', '.join(cls._fields)}; "
+                            f"got {len(values)} values and {sorted(named)}")
+        return tuple.__new__(cls, values + tuple(named[n] for n in cls._fields[len(values):]))
+
+    def __init_subclass__(cls) -> None:
+        for index, name in enumerate(cls._fields):             # stat.pid is stat[0] …
+            setattr(cls, name, property(lambda self, i=index: self[i]))
+
+    def __getnewargs__(self) -> tuple:                         # pickle: Stat(*values)
+        return tuple(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(" + \
+            ", ".join(f"{name}={value!r}" for name, value in zip(self._fields, self)) + ")"
+
+
+class Stat(Record):
     """The fields of /proc/<pid>/stat labkit uses (numbered as in man 5 proc):
 
         pid         (1)
@@ -56,6 +81,7 @@ class Stat(namedtuple("Stat", "pid comm state ppid start_time cpu_time")):
     """
 
     __slots__ = ()
+    _fields = ("pid", "comm", "state", "ppid", "start_time", "cpu_time")
 
 
 def parse_stat(text: str) -> Stat:
@@ -183,8 +209,7 @@ def system_cpu_ns() -> int:
 
 # --- mountinfo -------------------------------------------------------------------------------
 
-class Mount(namedtuple("Mount", "mount_id parent_id root mount_point options optional fstype "
-                                "source super_options")):
+class Mount(Record):
     """One line of /proc/<pid>/mountinfo (man 5 proc), paths unescaped:
 
         36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
@@ -202,6 +227,8 @@ class Mount(namedtuple("Mount", "mount_id parent_id root mount_point options opt
     """
 
     __slots__ = ()
+    _fields = ("mount_id", "parent_id", "root", "mount_point", "options", "optional", "fstype",
+               "source", "super_options")
 
 
 def unescape(field: str) -> str:

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import os
 import sys
-from types import ModuleType, SimpleNamespace
 
 import labkit
 from labkit.runc import log
 from labkit.runc.log import ContainerError
+
+TYPE_CHECKING = False          # types' names only for readers: every command imports this module
+if TYPE_CHECKING:
+    from types import ModuleType
 
 # verb -> (its module in this package, help)
 VERBS = {
@@ -86,7 +89,15 @@ QUICK_DEFAULTS = {
 QUICK_DEFAULTS["run"] = dict(QUICK_DEFAULTS["create"], detach=False, keep=False)
 
 
-def quick_args(argv: list[str]) -> SimpleNamespace | None:
+class Args:
+    """A command line as quick_args read it: its flags as attributes, as argparse.Namespace
+    (and types.SimpleNamespace) has them."""
+
+    def __init__(self, **flags):
+        self.__dict__.update(flags)
+
+
+def quick_args(argv: list[str]) -> Args | None:
     """`argv` read as flags.parse would read it, if it has one of the simple shapes
 
         [GLOBAL FLAG …] start|state ID        [GLOBAL FLAG …] delete [--force|-f] ID
@@ -97,7 +108,7 @@ def quick_args(argv: list[str]) -> SimpleNamespace | None:
     with each flag spelt out (`--root DIR` or `--root=DIR`); else None, and argparse decides
     (an abbreviation, --help, a flag in another place, a mistake to report …)."""
     if argv in (["--version"], ["-v"]):
-        return SimpleNamespace(version=True)
+        return Args(version=True)
     args = {"version": False, "root": None, "log": None, "log_format": "text",
             "debug": False, "systemd_cgroup": False, "rootless": None, "criu": None}
     words = list(argv)
@@ -110,7 +121,7 @@ def quick_args(argv: list[str]) -> SimpleNamespace | None:
             or len(words) != 1 or words[0].startswith("-"):
         return None
     args["id"] = words[0]
-    return SimpleNamespace(**args)
+    return Args(**args)
 
 
 def _read_flags(words: list[str], known: dict[str, tuple[str, bool]], into: dict) -> bool:

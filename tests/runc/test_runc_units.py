@@ -299,10 +299,11 @@ def test_start_state_delete_import_neither_argparse_nor_pathlib(tmp_path):
 
 
 # What each of the shim's commands must not import (labkit.quickjson, labkit.signals and
-# labkit.runc.main say why): create needs socket and signal (so enum), start and delete not.
+# labkit.runc.main, labkit.procfs say why): create needs socket and signal (so enum and
+# collections), start and delete not.
 HEAVY = ("argparse", "json", "re", "typing", "pathlib", "subprocess", "dataclasses")
-NOT_IMPORTED_BY = {"create": HEAVY, "start": HEAVY + ("enum", "socket"),
-                   "delete": HEAVY + ("enum", "socket")}
+NOT_IMPORTED_BY = {"create": HEAVY, "start": HEAVY + ("enum", "socket", "collections"),
+                   "delete": HEAVY + ("enum", "socket", "collections")}
 
 
 def test_create_start_delete_of_a_container_import_nothing_heavy(tmp_path):
