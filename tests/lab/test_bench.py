@@ -27,4 +27,9 @@ def test_runtime_benchmark_one_iteration():
         assert row[1].endswith("s") and float(row[1][:-1]) > 0, row   # a median, not "failed"
     if "runc" in runtimes:
         assert any(line.split()[-1] == "1.00x" for line in lines if line.strip().startswith("runc "))
+    # each command of the lifecycle: create, start, delete, in ms (and ratios against runc)
+    table = lines[lines.index("runtime: each command of that lifecycle (median; ratio vs runc)"):]
+    row = next(line for line in table if line.strip().startswith("labkit-runc "))
+    assert row.count(" ms") == 3, row
+    assert ("x)" in row) == ("runc" in runtimes), row
     assert not list(Path("/tmp").glob("lkbench-*")), "the benchmark left its work directory"
