@@ -44,8 +44,15 @@ def loads(text: str | bytes) -> object:
         text = text.decode()
     start = len(text) - len(text.lstrip(_WHITESPACE))
     try:
-        value, end = _scan(text, start)
-    except StopIteration as e:                # json's words for both
+        try:
+            value, end = _scan(text, start)
+        except SystemError:
+            # Any other mistake _json reports as json.decoder.JSONDecodeError, which it looks
+            # up among the modules already imported, never imports: so import it (only bad
+            # input pays) and parse again, for that error with json's words.
+            import json.decoder  # noqa: F401
+            value, end = _scan(text, start)
+    except StopIteration as e:                # json's words for it
         raise ValueError(f"Expecting value: {_where(text, e.value)}") from None
     finally:
         _Rules.memo.clear()                  # the scanner's cache of keys, as json clears it

@@ -4,6 +4,9 @@ start-up). It must give what json gives, values, text and error messages alike."
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -59,3 +62,25 @@ def test_file_round_trip(tmp_path):
         quickjson.dump({"id": "c1", "annotations": {"é": "ü"}}, f)
     with open(path) as f:
         assert quickjson.load(f) == {"id": "c1", "annotations": {"é": "ü"}}
+
+
+def test_errors_in_a_process_that_never_imported_json():
+    """_json finds json.decoder's JSONDecodeError only among the modules already imported: in
+    labkit-runc, where nothing imports json, a mistake must still be a ValueError in json's
+    words, not a SystemError."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys; from labkit import quickjson\n"
+            "for text in ('{', '[1 2]', '\"\\x01\"', '{\"a\" 1}', ''):\n"
+            "    try:\n"
+            "        quickjson.loads(text)\n"
+            "    except ValueError as e:\n"
+            "        print(type(e).__name__, e)\n")
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=repo))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "JSONDecodeError Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        "JSONDecodeError Expecting ',' delimiter: line 1 column 4 (char 3)",
+        "JSONDecodeError Invalid control character at: line 1 column 2 (char 1)",
+        "JSONDecodeError Expecting ':' delimiter: line 1 column 6 (char 5)",
+        "ValueError Expecting value: line 1 column 1 (char 0)"]
