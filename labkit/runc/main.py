@@ -10,11 +10,11 @@ One verb per module (create.py, start.py, …): each has `add_arguments(parser)`
 Every command is a process of its own, and most of its time is the interpreter starting and
 importing modules: a `start` does a few milliseconds of work. So this module, which every
 command imports, imports almost nothing, and the command lines the shim sends for every
-container besides create -- `start ID`, `state ID`, `delete [--force] ID`, after the global
-flags -- are read here, without argparse (quick_args): importing argparse (and re, gettext,
-locale with it) would cost each of them more than its work. So are create's (`create --bundle
-B --pid-file F [--console-socket S] ID`) and run's. Anything else, and anything quick_args is not sure
-of, goes to flags.py.
+container -- `create --bundle B --pid-file F [--console-socket S] ID`, `start ID`,
+`state ID`, `delete [--force] ID`, after the global flags -- and `run`'s are read here,
+without argparse (quick_args): importing argparse (and re, gettext, locale with it) would
+cost each of them more than its work. Anything else, and anything quick_args is not sure of,
+goes to flags.py. (What the verbs import is kept as lean: see labkit.quickjson.)
 """
 
 from __future__ import annotations
