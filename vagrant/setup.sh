@@ -33,7 +33,8 @@ COMMANDS=(labkit labkit-runc labkit-shim labkit-containerd labkit-dockerd labkit
 # brings up a two-service file on a user network with it (Debian's 1.29)
 PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev libcap-dev runc crun docker.io
           containerd skopeo umoci docker-registry busybox-static graphviz iproute2 iptables
-          ca-certificates git chromium podman buildah docker-compose)
+          ca-certificates git chromium podman buildah docker-compose
+          curl)   # the notebooks speak HTTP to the registry and dockerd with it (06, 09)
 # Only where VMs are made (a developer's or CI's Debian host): tests/lab/test_vagrant.py runs
 # `vagrant validate` on the Vagrantfile. Inside the class VM it is skipped, saying why.
 HOST_PACKAGES=(vagrant)

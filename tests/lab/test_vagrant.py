@@ -71,3 +71,13 @@ def test_the_class_vm_gets_no_vagrant_but_a_host_does(tmp_path):
     assert "vagrant" not in vm and set(vm) == set(host) - {"vagrant"}
     role.write_text("vm\n")                        # a later run without --vm: still the VM
     assert "vagrant" not in _packages(role_file=role)
+
+
+def test_set_up_installs_the_programs_the_notebooks_run(tmp_path):
+    """A fresh Debian 12 has no curl (the class VM's debootstrap image had none: notebooks 06
+    and 09 failed there with "curl: not found"); the notebooks call it, so set-up installs it,
+    in both roles."""
+    notebooks = (VAGRANT_DIR.parent / "notebooks").glob("*.ipynb")
+    assert any('curl ' in nb.read_text() or '"curl"' in nb.read_text() for nb in notebooks)
+    for args in ((), ("--vm",)):
+        assert "curl" in _packages(*args, role_file=tmp_path / "role")
