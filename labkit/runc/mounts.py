@@ -204,7 +204,9 @@ def populate_dev(rootfs: str, extra_devices: list[dict]) -> None:
         make_device(path, d.get("type", "c"), d.get("major", 0), d.get("minor", 0),
                     d.get("fileMode", 0o666), d.get("uid", 0), d.get("gid", 0),
                     host_path=d["path"])
-    for name, target in DEV_SYMLINKS:
+    # and runc's /dev/core, on a kernel that has /proc/kcore (CONFIG_PROC_KCORE)
+    core = [("core", "/proc/kcore")] if os.path.exists("/proc/kcore") else []
+    for name, target in DEV_SYMLINKS + core:
         link = os.path.join(dev, name)
         if not os.path.lexists(link):
             os.symlink(target, link)
