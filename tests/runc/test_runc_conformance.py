@@ -207,20 +207,36 @@ def poststart_echo(line: str):
     return edit
 
 
+def count_for_cpu(seconds: float) -> int:
+    """How far busybox sh counts (`i=$((i + 1))` in a while loop) in about `seconds` of CPU
+    on this machine: measured, since a class VM under software emulation is 5-8 times
+    slower than the lab's host, where 20000 takes ~30 ms."""
+    import resource
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    probe = 2000
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([busybox, "sh", "-c", f"i=0; while [ $i -lt {probe} ]; do i=$((i + 1)); done"],
+                   check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return max(500, int(probe * seconds / max(used, 1e-4)))
+
+
 def test_poststart_hooks_run_after_the_program_has_run(rt):
     """runtime-tools' poststart program: the container appends "process called" to /output,
     its poststart hook "post-start called", and the validation wants them in that order. A
     hook started as soon as execve begins races with the program (about one run in three on
     a busy machine): labkit-runc lets the program have its first go (start._first_go), here
     until it has exited. Here the program counts to 20000 first (~30 ms of CPU on the lab's
-    machine, a third of the 0.1 s it may use before the hooks run anyway), so that a runtime
-    that does not wait loses the race every time, not once in a while: without _first_go this
-    test fails, where the validation's own program failed one run in three to twelve."""
+    machine, a third of the 0.1 s it may use before the hooks run anyway; measured, as a VM
+    under emulation counts slower), so that a runtime that does not wait loses the race every
+    time, not once in a while: without _first_go this test fails, where the validation's own
+    program failed one run in three to twelve."""
     if rt.name == "runc":
         pytest.skip("runc 1.1 runs poststart hooks at the end of create")
     if rt.name == "crun":
         pytest.skip("crun runs poststart hooks as soon as execve begins: the order is a race")
-    program = sh("i=0; while [ $i -lt 20000 ]; do i=$((i + 1)); done; "
+    program = sh(f"i=0; while [ $i -lt {count_for_cpu(0.03)} ]; do i=$((i + 1)); done; "
                  "echo process called >> /output")
     for _ in range(3):
         cid, out, _ = created(rt, program, poststart_echo("post-start called"))
