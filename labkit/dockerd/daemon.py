@@ -198,7 +198,7 @@ class Daemon(Create, StartStop, Monitor, Restarts, Wait, AttachLogs, Remove, Res
             containers.append({**c, "SizeRw": rw, "SizeRootFs": rw + sizes.get(c["ImageID"], 0)})
         volumes = []
         for v in self.volumes.list():
-            used = len(self._volume_users(v["Name"]))
+            used = len(self.volume_users(v["Name"]))
             volumes.append({**v, "UsageData": {"Size": _du(v["Mountpoint"]),
                                                "RefCount": used}})
         return {"LayersSize": layers_size, "Images": images, "Containers": containers,

@@ -127,6 +127,26 @@ def test_rmi_prune_and_df(stack, docker_env, labkit_stack):
                 docker(docker_env, "rmi", name)
 
 
+def test_df_counts_volumes_and_their_users(stack, docker_env, labkit_stack):
+    """`docker system df` with volumes on the host: each with its size and how many
+    containers use it (it answered 500 whenever a volume existed)."""
+    assert docker(docker_env, "volume", "create", "gc-df-vol").returncode == 0
+    try:
+        r = docker(docker_env, "create", "--name", "gc-df-user", "-v", "gc-df-vol:/data",
+                   "busybox", "true")
+        assert r.returncode == 0, r.stderr
+        status, _, body = call(labkit_stack, "GET", "/v1.45/system/df")
+        assert status == 200, body
+        volumes = {v["Name"]: v for v in json.loads(body)["Volumes"]}
+        assert volumes["gc-df-vol"]["UsageData"]["RefCount"] == 1
+        assert volumes["gc-df-vol"]["UsageData"]["Size"] >= 0
+        r = docker(docker_env, "system", "df", "-v")
+        assert r.returncode == 0 and "gc-df-vol" in r.stdout, r.stderr
+    finally:
+        docker(docker_env, "rm", "-f", "gc-df-user")
+        docker(docker_env, "volume", "rm", "-f", "gc-df-vol")
+
+
 def test_storage_driver_native():
     """labkit-dockerd --storage-driver native: images unpack into, and containers run on,
     containerd's native snapshotter (full copies), and rmi frees them as well."""
