@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from labkit.dockerd.backend import Backend
 from labkit.dockerd.errors import InvalidParameter
-from labkit.dockerd.httputils import Request, Response, json_response, parse_filters
+from labkit.dockerd.httputils import (Request, Response, json_response, parse_filters,
+                                      version_at_least)
 
 
 class VolumeRoutes:
@@ -51,7 +52,12 @@ class VolumeRoutes:
         return Response(204)
 
     def volume_prune(self, req: Request) -> Response:
-        removed, freed = self.backend.volume_prune(parse_filters(req.query.get("filters", "")))
+        filters = parse_filters(req.query.get("filters", ""))
+        if not version_at_least(req.api_version, "1.42"):
+            # before API 1.42 (docker 23) prune took named volumes too: an older client
+            # (Debian's CLI 20.10) gets that, as from moby
+            filters["all"] = ["true"]
+        removed, freed = self.backend.volume_prune(filters)
         return json_response({"VolumesDeleted": removed or None, "SpaceReclaimed": freed})
 
 
