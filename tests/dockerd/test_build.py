@@ -55,7 +55,9 @@ def test_build_run_rebuild_cached_then_only_from_the_changed_step(docker_env, pr
     assert "ran-the-step" in out and "Successfully tagged lk-built:1" in out
     # docker CLI 23+ reads "Builder-Version: 1" in labkit's /_ping and takes the classic
     # builder by itself (no buildx needed), saying that it is deprecated
-    assert "legacy builder is deprecated" in first.stderr, first.stderr
+    client = docker(env, "version", "--format", "{{.Client.Version}}").stdout
+    if int(client.split(".")[0]) >= 23:      # CLI 20.10 has only the classic builder: no word
+        assert "legacy builder is deprecated" in first.stderr, first.stderr
     try:
         run = docker(env, "run", "--rm", "lk-built:1")
         assert (run.returncode, run.stdout) == (0, "built on monday\nhi from labkit\n"), run.stderr
