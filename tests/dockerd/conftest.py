@@ -39,6 +39,14 @@ VENV_BIN = Path(sys.executable).parent
 DOCKER = shutil.which("docker") or "/usr/bin/docker"
 
 
+def docker_cli_major(env: dict | None = None) -> int:
+    """The major version of the docker CLI the tests run (28 at /usr/local/bin here, Debian's
+    20.10 on a fresh machine: labkit must work with both, and some of their output differs)."""
+    out = subprocess.run([DOCKER, "version", "--format", "{{.Client.Version}}"], env=env,
+                         capture_output=True, text=True, timeout=60).stdout
+    return int(out.strip().split(".")[0])
+
+
 def cgroups_under(parent: str) -> list[str]:
     """The directories of cgroup `parent` in every mounted v1 hierarchy (and v2)."""
     return [m.mount_point + parent for m in procfs.mountinfo()

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from dockerd.conftest import DOCKER
+from dockerd.conftest import DOCKER, docker_cli_major
 from dockerd.httpunix import call
 from dockerd.test_e2e import docker
 
@@ -241,8 +241,7 @@ def test_image_volumes_and_volume_prune(stack, docker_env):
                                  "api-user").stdout)[0]["Name"]
         docker(docker_env, "rm", "api-img")    # without -v: its volume stays, unused
         assert mount["Name"] in volume_names(docker_env)
-        client = docker(docker_env, "version", "--format", "{{.Client.Version}}").stdout
-        if int(client.split(".")[0]) >= 23:           # API 1.42: anonymous ones only, --all
+        if docker_cli_major(docker_env) >= 23:           # API 1.42: anonymous ones only, --all
             r = docker(docker_env, "volume", "prune", "-f")
             assert r.returncode == 0 and mount["Name"] in r.stdout, r.stderr
             names = volume_names(docker_env)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dockerd.conftest import DOCKER
+from dockerd.conftest import DOCKER, docker_cli_major
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e,
               pytest.mark.skipif(not os.path.exists(DOCKER), reason="docker CLI not installed")]
@@ -55,8 +55,7 @@ def test_build_run_rebuild_cached_then_only_from_the_changed_step(docker_env, pr
     assert "ran-the-step" in out and "Successfully tagged lk-built:1" in out
     # docker CLI 23+ reads "Builder-Version: 1" in labkit's /_ping and takes the classic
     # builder by itself (no buildx needed), saying that it is deprecated
-    client = docker(env, "version", "--format", "{{.Client.Version}}").stdout
-    if int(client.split(".")[0]) >= 23:      # CLI 20.10 has only the classic builder: no word
+    if docker_cli_major(env) >= 23:      # CLI 20.10 has only the classic builder: no word
         assert "legacy builder is deprecated" in first.stderr, first.stderr
     try:
         run = docker(env, "run", "--rm", "lk-built:1")
