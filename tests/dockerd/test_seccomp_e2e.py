@@ -140,8 +140,8 @@ def test_exec_gets_the_containers_filter(docker_env):
 def test_security_opt_errors_are_400s_naming_the_option(docker_env, option, words):
     if option == "seccomp=builtin":
         if docker_cli_major(docker_env) < 23:
-            pytest.skip("a docker CLI before 23 (Debian's 20.10) reads seccomp=<value> as a file on the "
-                        "client side (builtin: CLI 23 and later pass it to the daemon)")
+            pytest.skip("a docker CLI before 23 (Debian's 20.10) reads seccomp=<value> as a "
+                        "file on the client side (builtin: CLI 23+ pass it to the daemon)")
     r = docker(docker_env, "run", "--rm", "--security-opt", option, "busybox", "true")
     if words is None:
         assert r.returncode == 0, r.stderr
