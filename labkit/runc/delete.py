@@ -20,6 +20,7 @@ import time
 from labkit.runc import cgroups
 from labkit.signals import SIGKILL
 from labkit.runc.container import Container
+from labkit.runc.hooks import run_hooks   # cheap: json and subprocess only when hooks run
 from labkit.runc.kill import container_pids
 from labkit.runc.log import ContainerError, warning
 
@@ -53,11 +54,9 @@ def delete(c: Container, force: bool = False) -> None:
     if status != "stopped" or not c.pid:
         kill_and_wait(c)
     release(c)
-    poststop = (c.config.get("hooks") or {}).get("poststop")
-    if poststop:
-        from labkit.runc.hooks import run_hooks     # only then: it brings json and subprocess
-        # the container is gone anyway: a failing hook is reported, and the next ones still run
-        run_hooks(poststop, c.oci_state(), warn=lambda msg: warning(f"poststop: {msg}"))
+    # the container is gone anyway: a failing hook is reported, and the next ones still run
+    run_hooks((c.config.get("hooks") or {}).get("poststop"), c.oci_state(),
+              warn=lambda msg: warning(f"poststop: {msg}"))
     c.remove_state()
 
 

@@ -17,6 +17,7 @@ import time
 
 from labkit import procfs
 from labkit.runc.container import Container
+from labkit.runc.hooks import run_hooks   # cheap: json and subprocess only when hooks run
 from labkit.runc.log import ContainerError, warning
 
 # argparse only for readers and type checkers: this command is run by main.quick_args,
@@ -70,7 +71,6 @@ def start(root: str, container_id: str) -> Container:
     os.unlink(c.fifo_path)
     poststart = (c.config.get("hooks") or {}).get("poststart")
     if poststart:
-        from labkit.runc.hooks import run_hooks     # only then: it brings json and subprocess
         _first_go(c)
         # The spec: a failing poststart hook is logged as a warning; the remaining hooks and
         # the container's life go on as if it had succeeded (the program is running already).
